@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs every system package the build, the tests and the demo need. Idempotent:
+# a package already present is not installed again, and apt-get update runs only when needed.
+set -euo pipefail
+
+PKGS=(
+  clang llvm libelf-dev zlib1g-dev pkg-config make   # BPF C build + libbpf-sys
+  bpftool                                            # regenerating vmlinux.h, debugging
+  golang-go                                          # Go test app
+  default-jdk-headless                               # Java test app
+  nodejs                                             # Node test app
+  python3                                            # Python test app
+  wrk curl                                           # load and requests
+  prometheus                                         # real Prometheus server for the e2e test
+  iproute2 procps
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: must run as root (it installs Debian packages)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node and the JDK may come from outside Debian on a developer machine; accept them when on PATH.
+filtered=()
+for p in "${missing[@]}"; do
+  case "$p" in
+    nodejs) command -v node >/dev/null || filtered+=("$p") ;;
+    default-jdk-headless) command -v javac >/dev/null || filtered+=("$p") ;;
+    python3) command -v python3 >/dev/null || filtered+=("$p") ;;
+    *) filtered+=("$p") ;;
+  esac
+done
+
+if [ ${#filtered[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${filtered[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${filtered[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup.sh: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+echo "setup.sh: system packages ready"
