@@ -1,0 +1,86 @@
+// Minimal HTTP/1.1 test service (Go standard library only) used to exercise beyla-rs instrumentation.
+// Routes: GET /ping, GET /users/{id}, POST /echo, GET /error, GET /call (-> $DOWNSTREAM_URL), else 404.
+// Usage: go-http <port>
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A new TCP connection for every outgoing request (sends Connection: close).
+var client = &http.Client{
+	Timeout:   10 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+}
+
+func reply(w http.ResponseWriter, status int, body []byte, ctype string) {
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func handle(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body) // always drain so keep-alive works
+	if err != nil {
+		reply(w, 400, []byte("bad request"), "text/plain")
+		return
+	}
+	path := r.URL.EscapedPath()
+	switch {
+	case r.Method == "GET" && path == "/ping":
+		reply(w, 200, []byte("pong"), "text/plain")
+	case r.Method == "GET" && strings.HasPrefix(path, "/users/") && len(path) > 7:
+		reply(w, 200, []byte(`{"id":"`+path[7:]+`"}`), "application/json")
+	case r.Method == "POST" && path == "/echo":
+		reply(w, 200, body, "application/octet-stream")
+	case r.Method == "GET" && path == "/error":
+		reply(w, 500, []byte("boom"), "text/plain")
+	case r.Method == "GET" && path == "/call":
+		url := os.Getenv("DOWNSTREAM_URL")
+		if url == "" {
+			reply(w, 502, []byte("DOWNSTREAM_URL not set"), "text/plain")
+			return
+		}
+		resp, err := client.Get(url)
+		if err != nil {
+			reply(w, 502, []byte("downstream error: "+err.Error()), "text/plain")
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		reply(w, 200, []byte(fmt.Sprintf("called:%d", resp.StatusCode)), "text/plain")
+	default:
+		reply(w, 404, []byte("not found"), "text/plain")
+	}
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: go-http <port>")
+		os.Exit(2)
+	}
+	port, err := strconv.Atoi(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bad port:", err)
+		os.Exit(2)
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("listening on %d\n", port) // os.Stdout is unbuffered
+	// A plain handler func (no ServeMux) so paths are never cleaned or redirected.
+	if err := http.Serve(ln, http.HandlerFunc(handle)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
