@@ -1,0 +1,507 @@
+//! Stateful process scanner used by [`super::spawn`].
+//!
+//! Per poll it reads every `/proc/<pid>/stat` (for ancestry) and `exe` link. Processes
+//! already matched with the same start time and executable are kept without further reads;
+//! known unmatched ones reuse their cached command line and environment, and only re-read
+//! their sockets (when a criteria uses `open_ports`), since a port may open late.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use tracing::trace;
+
+use super::proc::{self, ListenCache, ProcessInfo, Stat};
+use super::selector::Selection;
+use super::service::{identify, instance_id, ServiceId};
+use super::{DiscoverError, DiscoverOptions, ProcessMatch};
+
+/// Guards ancestry walks against cycles in a racy process table.
+const MAX_DEPTH: usize = 256;
+
+pub struct Scanner {
+    sel: Selection,
+    opts: DiscoverOptions,
+    /// Processes read in the last scan, matched or not.
+    known: HashMap<u32, ProcessInfo>,
+    /// Current matches, kept while the process lives.
+    matched: HashMap<u32, ProcessMatch>,
+    ticks_per_sec: u64,
+}
+
+/// True if `pid` is `root` or one of its descendants.
+fn in_tree(stats: &BTreeMap<u32, Stat>, pid: u32, root: u32) -> bool {
+    let mut cur = pid;
+    for _ in 0..MAX_DEPTH {
+        if cur == root {
+            return true;
+        }
+        match stats.get(&cur) {
+            Some(s) if s.ppid != 0 && s.ppid != cur => cur = s.ppid,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Nearest ancestor of `pid` matched with the same executable.
+fn matched_ancestor<'a>(
+    stats: &BTreeMap<u32, Stat>,
+    pid: u32,
+    exe: &Path,
+    matched: &'a HashMap<u32, ProcessMatch>,
+) -> Option<&'a ProcessMatch> {
+    let mut cur = stats.get(&pid)?.ppid;
+    for _ in 0..MAX_DEPTH {
+        if cur == 0 || cur == pid {
+            return None;
+        }
+        if let Some(m) = matched.get(&cur).filter(|m| m.info.exe == exe) {
+            return Some(m);
+        }
+        cur = stats.get(&cur)?.ppid;
+    }
+    None
+}
+
+impl Scanner {
+    pub fn new(sel: Selection, opts: DiscoverOptions) -> Self {
+        Scanner {
+            sel,
+            opts,
+            known: HashMap::new(),
+            matched: HashMap::new(),
+            ticks_per_sec: proc::clock_ticks(),
+        }
+    }
+
+    /// Reads one process, reusing the cached command line and environment when the
+    /// process is known. `Ok(None)` for kernel threads.
+    fn load(
+        &self,
+        root: &Path,
+        st: &Stat,
+        exe: PathBuf,
+        with_ports: bool,
+        listen: &mut ListenCache,
+    ) -> Result<Option<ProcessInfo>, DiscoverError> {
+        let mut info = match self.known.get(&st.pid) {
+            Some(k) if k.start_time == st.start_time && k.exe == exe => ProcessInfo {
+                ppid: st.ppid,
+                listen_ports: Vec::new(),
+                ..k.clone()
+            },
+            _ => {
+                let cmdline = proc::read_cmdline(root, st.pid)?;
+                if cmdline.is_empty() {
+                    return Ok(None);
+                }
+                ProcessInfo {
+                    pid: st.pid,
+                    ppid: st.ppid,
+                    exe,
+                    comm: st.comm.clone(),
+                    cmdline,
+                    start_time: st.start_time,
+                    listen_ports: Vec::new(),
+                    env: proc::read_env(root, st.pid)?,
+                }
+            }
+        };
+        if with_ports {
+            info.listen_ports = listen.listen_ports(root, st.pid)?;
+        }
+        Ok(Some(info))
+    }
+
+    fn identify(&self, p: &ProcessInfo, criteria_index: usize) -> ServiceId {
+        identify(
+            p,
+            self.sel.include.get(criteria_index),
+            self.opts.global_name.as_deref(),
+            self.opts.global_namespace.as_deref(),
+            &self.opts.hostname,
+        )
+    }
+
+    /// Start time (in ticks) after which a process is too young to be considered.
+    fn youngest_start(&self, root: &Path) -> Option<u64> {
+        if self.opts.min_process_age.is_zero() {
+            return None;
+        }
+        let uptime = proc::read_uptime(root)?;
+        let age = self.opts.min_process_age.as_secs_f64();
+        Some(((uptime - age).max(0.0) * self.ticks_per_sec as f64) as u64)
+    }
+
+    /// Scans the process table and returns all current matches, sorted by pid.
+    /// Fails only if the proc root itself cannot be listed.
+    pub fn scan(&mut self) -> Result<Vec<ProcessMatch>, DiscoverError> {
+        let root = self.opts.proc_root.clone();
+        let mut stats = BTreeMap::new();
+        for pid in proc::list_pids(&root)? {
+            match proc::read_stat(&root, pid) {
+                Ok(s) => {
+                    stats.insert(pid, s);
+                }
+                Err(e) if e.is_vanished() => {}
+                Err(e) => trace!(pid, error = %e, "Process skipped."),
+            }
+        }
+        let with_ports = self.sel.needs_ports();
+        let youngest = self.youngest_start(&root);
+        let mut listen = ListenCache::default();
+        let mut matched_now: HashMap<u32, ProcessMatch> = HashMap::new();
+        let mut known_now = HashMap::new();
+        let mut candidates = Vec::new();
+
+        for (&pid, st) in &stats {
+            if in_tree(&stats, pid, self.opts.self_pid) {
+                continue;
+            }
+            let exe = match proc::read_exe(&root, pid) {
+                Ok(exe) => exe,
+                // Kernel thread, or gone.
+                Err(e) if e.is_vanished() => continue,
+                Err(e) => {
+                    trace!(pid, error = %e, "Process skipped.");
+                    continue;
+                }
+            };
+            if let Some(m) = self.matched.get(&pid) {
+                if m.info.start_time == st.start_time && m.info.exe == exe {
+                    matched_now.insert(pid, m.clone());
+                    continue;
+                }
+            }
+            let info = match self.load(&root, st, exe, with_ports, &mut listen) {
+                Ok(Some(info)) => info,
+                Ok(None) => continue,
+                Err(e) if e.is_vanished() => continue,
+                Err(e) => {
+                    trace!(pid, error = %e, "Process skipped.");
+                    continue;
+                }
+            };
+            known_now.insert(pid, info.clone());
+            if youngest.is_some_and(|y| st.start_time > y) {
+                continue;
+            }
+            candidates.push(info);
+        }
+
+        let mut rest = Vec::new();
+        for info in candidates {
+            match self.sel.select(&info) {
+                Some(idx) => {
+                    let service = self.identify(&info, idx);
+                    matched_now.insert(
+                        info.pid,
+                        ProcessMatch {
+                            info,
+                            service,
+                            criteria_index: idx,
+                        },
+                    );
+                }
+                None => rest.push(info),
+            }
+        }
+        let mut inherited = Vec::new();
+        for info in rest {
+            if self.sel.is_excluded(&info) {
+                continue;
+            }
+            if let Some(anc) = matched_ancestor(&stats, info.pid, &info.exe, &matched_now) {
+                let service = ServiceId {
+                    name: anc.service.name.clone(),
+                    namespace: anc.service.namespace.clone(),
+                    instance_id: instance_id(&self.opts.hostname, info.pid),
+                };
+                inherited.push(ProcessMatch {
+                    info,
+                    service,
+                    criteria_index: anc.criteria_index,
+                });
+            }
+        }
+        matched_now.extend(inherited.into_iter().map(|m| (m.info.pid, m)));
+
+        self.known = known_now;
+        self.matched = matched_now;
+        let mut out: Vec<ProcessMatch> = self.matched.values().cloned().collect();
+        out.sort_by_key(|m| m.info.pid);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::fake::FakeProc;
+    use super::super::selector::Criteria;
+    use super::*;
+
+    fn opts(fp: &FakeProc) -> DiscoverOptions {
+        DiscoverOptions {
+            proc_root: fp.root().to_path_buf(),
+            poll_interval: Duration::from_millis(10),
+            min_process_age: Duration::ZERO,
+            global_name: None,
+            global_namespace: None,
+            hostname: "host".into(),
+            self_pid: 500,
+        }
+    }
+
+    fn sel(c: Criteria) -> Selection {
+        Selection {
+            include: vec![c],
+            exclude: vec![],
+        }
+    }
+
+    fn pids(ms: &[ProcessMatch]) -> Vec<u32> {
+        ms.iter().map(|m| m.info.pid).collect()
+    }
+
+    #[test]
+    fn matches_by_port_and_skips_kernel_threads() {
+        let fp = FakeProc::new();
+        fp.add(1, 0, Some("/sbin/init"), &["/sbin/init"], 1, &[], &[], 1);
+        fp.add(2, 0, None, &[], 1, &[], &[], 1);
+        fp.add(
+            10,
+            1,
+            Some("/srv/api"),
+            &["/srv/api"],
+            5,
+            &["OTEL_SERVICE_NAME=api-svc"],
+            &[11111],
+            1,
+        );
+        fp.add(11, 1, Some("/srv/db"), &["/srv/db"], 5, &[], &[22222], 1);
+        let s = sel(Criteria::default()
+            .open_ports([8000..=8999])
+            .namespace("prod"));
+        let out = Scanner::new(s, opts(&fp)).scan().unwrap();
+        assert_eq!(pids(&out), [10]);
+        assert_eq!(out[0].info.listen_ports, [8080]);
+        assert_eq!(
+            out[0].service,
+            ServiceId {
+                name: "api-svc".into(),
+                namespace: "prod".into(),
+                instance_id: "host:10".into()
+            }
+        );
+    }
+
+    #[test]
+    fn never_instruments_itself_or_descendants() {
+        let fp = FakeProc::new();
+        fp.add(1, 0, Some("/sbin/init"), &["/sbin/init"], 1, &[], &[], 1);
+        fp.add(500, 1, Some("/usr/bin/beyla"), &["beyla"], 5, &[], &[], 1);
+        fp.add(
+            501,
+            500,
+            Some("/usr/bin/beyla"),
+            &["beyla", "helper"],
+            6,
+            &[],
+            &[],
+            1,
+        );
+        fp.add(502, 501, Some("/bin/sh"), &["sh"], 7, &[], &[], 1);
+        fp.add(600, 1, Some("/bin/sh"), &["sh"], 8, &[], &[], 1);
+        let s = sel(Criteria::default().exe_path("*").unwrap());
+        assert_eq!(pids(&scan_once_for(s, &fp)), [1, 600]);
+    }
+
+    fn scan_once_for(s: Selection, fp: &FakeProc) -> Vec<ProcessMatch> {
+        crate::discover::scan_once(&s, &opts(fp)).unwrap()
+    }
+
+    #[test]
+    fn children_with_same_exe_inherit_identity() {
+        let fp = FakeProc::new();
+        fp.add(1, 0, Some("/sbin/init"), &["/sbin/init"], 1, &[], &[], 1);
+        let py = "/usr/bin/python3.11";
+        fp.add(
+            10,
+            1,
+            Some(py),
+            &["python3", "/venv/bin/gunicorn", "-w", "2", "shop.wsgi:app"],
+            5,
+            &[],
+            &[11111],
+            1,
+        );
+        fp.add(
+            11,
+            10,
+            Some(py),
+            &["gunicorn: worker [shop.wsgi:app]"],
+            6,
+            &[],
+            &[],
+            1,
+        );
+        fp.add(12, 11, Some(py), &["python3", "-c", "x"], 7, &[], &[], 1);
+        fp.add(
+            13,
+            10,
+            Some("/bin/sh"),
+            &["sh", "-c", "true"],
+            8,
+            &[],
+            &[],
+            1,
+        );
+        fp.add(14, 13, Some(py), &["python3", "sub.py"], 9, &[], &[], 1);
+        fp.add(20, 1, Some(py), &["python3", "other.py"], 9, &[], &[], 1);
+        let s = Selection {
+            include: vec![
+                Criteria::default().open_ports([1..=1]),
+                Criteria::default().open_ports([8080..=8080]),
+            ],
+            exclude: vec![Criteria::default().cmd_args("*sub.py*").unwrap()],
+        };
+        let out = scan_once_for(s, &fp);
+        assert_eq!(pids(&out), [10, 11, 12]);
+        for m in &out {
+            assert_eq!(m.service.name, "shop");
+            assert_eq!(m.criteria_index, 1);
+            assert_eq!(m.service.instance_id, format!("host:{}", m.info.pid));
+        }
+    }
+
+    #[test]
+    fn exclude_wins() {
+        let fp = FakeProc::new();
+        fp.add(
+            10,
+            1,
+            Some("/usr/bin/node"),
+            &["node", "a.js"],
+            5,
+            &[],
+            &[],
+            1,
+        );
+        fp.add(
+            11,
+            1,
+            Some("/usr/bin/node"),
+            &["node", "b.js"],
+            5,
+            &[],
+            &[],
+            1,
+        );
+        let s = Selection {
+            include: vec![Criteria::default().exe_path("*node").unwrap()],
+            exclude: vec![Criteria::default().cmd_args("b.js").unwrap()],
+        };
+        assert_eq!(pids(&scan_once_for(s, &fp)), [10]);
+    }
+
+    #[test]
+    fn young_processes_wait() {
+        let fp = FakeProc::new();
+        let ticks = proc::clock_ticks();
+        // uptime is 100000s: started 1s ago vs. an hour ago.
+        fp.add(
+            10,
+            1,
+            Some("/srv/new"),
+            &["new"],
+            (100_000 - 1) * ticks,
+            &[],
+            &[],
+            1,
+        );
+        fp.add(
+            11,
+            1,
+            Some("/srv/old"),
+            &["old"],
+            (100_000 - 3600) * ticks,
+            &[],
+            &[],
+            1,
+        );
+        let mut o = opts(&fp);
+        o.min_process_age = Duration::from_secs(5);
+        let s = sel(Criteria::default().exe_path("/srv/*").unwrap());
+        let out = Scanner::new(s, o).scan().unwrap();
+        assert_eq!(pids(&out), [11]);
+    }
+
+    #[test]
+    fn matches_are_sticky_and_cache_is_used() {
+        let fp = FakeProc::new();
+        fp.add(10, 1, Some("/srv/api"), &["api"], 5, &[], &[11111], 1);
+        fp.add(
+            11,
+            1,
+            Some("/srv/late"),
+            &["late"],
+            5,
+            &["OTEL_SERVICE_NAME=late-svc"],
+            &[],
+            1,
+        );
+        let mut sc = Scanner::new(
+            sel(Criteria::default().open_ports([8080..=8080])),
+            opts(&fp),
+        );
+        assert_eq!(pids(&sc.scan().unwrap()), [10]);
+
+        // Pid 10 closes its port: still matched. Its fd dir is not even read.
+        std::fs::remove_dir_all(fp.root().join("10/fd")).unwrap();
+        // Pid 11 opens the port late; its cached environ is reused.
+        std::fs::remove_file(fp.root().join("11/environ")).unwrap();
+        std::os::unix::fs::symlink("socket:[11111]", fp.root().join("11/fd/9")).unwrap();
+        let out = sc.scan().unwrap();
+        assert_eq!(pids(&out), [10, 11]);
+        assert_eq!(out[1].service.name, "late-svc");
+
+        // Exec of another executable under the same pid is re-evaluated.
+        std::fs::remove_file(fp.root().join("10/exe")).unwrap();
+        std::os::unix::fs::symlink("/bin/sleep", fp.root().join("10/exe")).unwrap();
+        std::fs::create_dir_all(fp.root().join("10/fd")).unwrap();
+        assert_eq!(pids(&sc.scan().unwrap()), [11]);
+
+        fp.remove(11);
+        assert!(sc.scan().unwrap().is_empty());
+        assert!(sc.known.len() == 1 && sc.matched.is_empty());
+    }
+
+    #[test]
+    fn unreadable_root_fails() {
+        let fp = FakeProc::new();
+        let mut o = opts(&fp);
+        o.proc_root = fp.root().join("nope");
+        assert!(Scanner::new(Selection::default(), o).scan().is_err());
+    }
+
+    #[test]
+    fn ancestry_helpers_survive_cycles() {
+        let mut stats = BTreeMap::new();
+        for (pid, ppid) in [(5, 6), (6, 5)] {
+            stats.insert(
+                pid,
+                Stat {
+                    pid,
+                    comm: String::new(),
+                    ppid,
+                    start_time: 0,
+                },
+            );
+        }
+        assert!(!in_tree(&stats, 5, 1));
+        assert!(in_tree(&stats, 5, 6));
+        assert!(matched_ancestor(&stats, 5, Path::new("/x"), &HashMap::new()).is_none());
+    }
+}
