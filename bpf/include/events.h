@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Events sent from the BPF programs to the agent. Single source of truth: the agent uses the
+ * skeleton-generated Rust types, never a hand-written mirror. Built with -Wpadded: every hole
+ * is an explicit _pad field. */
+#ifndef BEYLA_EVENTS_H
+#define BEYLA_EVENTS_H
+
+/* Bytes of payload copied per syscall. Enough for the request line and headers of nearly every
+ * real HTTP/1.x message; longer headers are reassembled by the agent across syscalls. */
+#define CAPTURE_MAX 2048
+/* Bytes copied from the end of each buffer, so the agent sees a chunked body's terminator
+ * even when the middle of a large write was not captured. */
+#define TAIL_LEN 8
+
+enum event_kind {
+	EVENT_SOCK_DATA = 1,
+	EVENT_SOCK_CLOSE = 2,
+	EVENT_PROC_FORK = 3,
+	EVENT_PROC_EXEC = 4,
+	EVENT_PROC_EXIT = 5,
+};
+
+enum direction {
+	DIR_RECV = 0,
+	DIR_SEND = 1,
+};
+
+/* TCP endpoints as the socket sees them: local (this process) and remote. IPv4 addresses are
+ * stored IPv4-mapped in the 16-byte fields. Ports in host byte order. */
+struct conn_tuple {
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 family;
+	__u8 _pad[2];
+};
+
+/* One read or write on a TCP socket of a traced process, or its close (len = 0). */
+struct sock_event {
+	__u8 kind;      /* enum event_kind */
+	__u8 direction; /* enum direction */
+	__u8 tail_len;  /* valid bytes in tail */
+	__u8 _pad0;
+	__u32 pid;      /* tgid */
+	__u32 tid;
+	__u32 len;      /* bytes the syscall transferred */
+	__u64 ts_ns;    /* CLOCK_MONOTONIC at syscall exit */
+	__u64 sock_id;  /* kernel address of struct sock: stable per connection while it lives */
+	struct conn_tuple conn;
+	__u32 captured; /* valid bytes in data */
+	__u8 tail[TAIL_LEN];
+	__u8 _pad1[4];
+	__u8 data[CAPTURE_MAX];
+};
+
+/* Process lifecycle of a traced process (fork of a traced parent, exec, exit). */
+struct process_event {
+	__u8 kind; /* enum event_kind */
+	__u8 _pad0[3];
+	__u32 pid;
+	__u32 ppid;
+	__u32 _pad1;
+	__u64 ts_ns;
+};
+
+#endif
