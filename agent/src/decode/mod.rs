@@ -1,1 +1,97 @@
-//! TODO(owner): stage `decode`.
+//! Stage `decode`: turns socket events into HTTP requests by following each connection.
+//!
+//! A connection's role comes from its first message: a request read makes it the server side,
+//! a request written the client side, so connections opened before the agent started are
+//! handled too. Timing: a server request runs from the first request byte read to the last
+//! response byte written; a client request from the first request byte written to the last
+//! response byte read.
+pub mod proto;
+mod tracker;
+
+use std::net::SocketAddr;
+
+pub use tracker::{Tracker, TrackerLimits};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Server,
+    Client,
+}
+
+/// One HTTP request and its response, as seen on a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub pid: u32,
+    pub tid: u32,
+    pub role: Role,
+    pub method: String,
+    /// Request target as sent (path and query).
+    pub target: String,
+    pub status: u16,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub request_body_size: u64,
+    pub response_body_size: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub host: Option<String>,
+    pub traceparent: Option<String>,
+}
+
+impl Request {
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+
+    /// The path without the query string.
+    pub fn path(&self) -> &str {
+        self.target.split(['?', '#']).next().unwrap_or("")
+    }
+}
+
+/// Why traffic on a traced connection was not turned into a request. Bounded: used as a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DecodeError {
+    /// The connection does not carry HTTP/1.x (TLS, another protocol, garbage).
+    NotHttp,
+    /// A request or response head that httparse rejects.
+    Malformed,
+    /// A head longer than the agent reassembles, or not captured whole.
+    HeadersTooLarge,
+    /// A response whose request the agent did not see (e.g. it started mid-request).
+    MissedRequest,
+    /// The connection closed before the message was complete.
+    ClosedMidMessage,
+    /// Connection state evicted to stay within bounds.
+    Evicted,
+}
+
+impl DecodeError {
+    pub const ALL: [DecodeError; 6] = [
+        DecodeError::NotHttp,
+        DecodeError::Malformed,
+        DecodeError::HeadersTooLarge,
+        DecodeError::MissedRequest,
+        DecodeError::ClosedMidMessage,
+        DecodeError::Evicted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodeError::NotHttp => "not_http",
+            DecodeError::Malformed => "malformed",
+            DecodeError::HeadersTooLarge => "headers_too_large",
+            DecodeError::MissedRequest => "missed_request",
+            DecodeError::ClosedMidMessage => "closed_mid_message",
+            DecodeError::Evicted => "evicted",
+        }
+    }
+}
+
+/// What decoding a batch produced.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub requests: Vec<Request>,
+    pub errors: Vec<DecodeError>,
+}

@@ -1,1 +1,6 @@
-//! TODO(owner): stage `events`.
+//! Stage `events`: reads the BPF ring buffers and hands raw events on in batches.
+mod reader;
+mod types;
+
+pub use reader::{parse_process_event, parse_sock_event, spawn_reader, ReaderMaps, ReaderStats};
+pub use types::*;

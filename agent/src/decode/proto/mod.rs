@@ -1,0 +1,2 @@
+//! One parser per protocol, grouped by family.
+pub mod http1;

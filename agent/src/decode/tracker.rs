@@ -1,0 +1,574 @@
+//! Per-connection HTTP/1.x state machine. State is freed on close, expired when idle, and
+//! bounded in count, so a flood of connections cannot grow memory without limit.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::proto::http1::{self, Framing, HeadError, MAX_HEAD};
+use super::{DecodeError, Decoded, Request, Role};
+use crate::events::{Direction, SockData};
+
+#[derive(Debug, Clone, Copy)]
+pub struct TrackerLimits {
+    /// Connections followed at once; the least recently active is dropped beyond it.
+    pub max_connections: usize,
+    /// A connection idle this long is forgotten (its request, if any, is reported as timed out).
+    pub idle_timeout_ns: u64,
+}
+
+impl Default for TrackerLimits {
+    fn default() -> Self {
+        TrackerLimits { max_connections: 16_384, idle_timeout_ns: 60_000_000_000 }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ReqMeta {
+    tid: u32,
+    method: String,
+    target: String,
+    host: Option<String>,
+    traceparent: Option<String>,
+    start_ns: u64,
+    body_size: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Idle,
+    /// Reading a request head; `head` holds the captured bytes so far.
+    ReqHead { head: Vec<u8>, start_ns: u64, tid: u32 },
+    ReqBody { req: ReqMeta, framing: Framing, seen: u64 },
+    /// Request complete, reading the response head.
+    RespHead { req: ReqMeta, head: Vec<u8> },
+    RespBody { req: ReqMeta, status: u16, framing: Framing, seen: u64, last_ns: u64 },
+    /// Not HTTP: ignore everything until the connection closes.
+    Ignored,
+}
+
+struct Conn {
+    pid: u32,
+    local: SocketAddr,
+    remote: SocketAddr,
+    role: Option<Role>,
+    phase: Phase,
+    last_ns: u64,
+    /// The last bytes seen of the current message body, to spot a chunked body's end.
+    window: Vec<u8>,
+}
+
+impl Conn {
+    fn new(ev: &SockData) -> Self {
+        Conn {
+            pid: ev.pid,
+            local: ev.local,
+            remote: ev.remote,
+            role: None,
+            phase: Phase::Idle,
+            last_ns: ev.ts_ns,
+            window: Vec::new(),
+        }
+    }
+
+    fn request_dir(&self) -> Direction {
+        match self.role {
+            Some(Role::Client) => Direction::Send,
+            _ => Direction::Recv,
+        }
+    }
+}
+
+pub struct Tracker {
+    conns: HashMap<(u32, u64), Conn>,
+    limits: TrackerLimits,
+}
+
+impl Tracker {
+    pub fn new(limits: TrackerLimits) -> Self {
+        Tracker { conns: HashMap::new(), limits }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn on_data(&mut self, ev: &SockData, out: &mut Decoded) {
+        let key = (ev.pid, ev.sock_id);
+        if !self.conns.contains_key(&key) && self.conns.len() >= self.limits.max_connections {
+            self.evict_oldest(out);
+        }
+        let conn = self.conns.entry(key).or_insert_with(|| Conn::new(ev));
+        if conn.local != ev.local || conn.remote != ev.remote {
+            // The kernel reused the socket for another connection whose close we missed.
+            *conn = Conn::new(ev);
+        }
+        conn.last_ns = ev.ts_ns;
+        step(conn, ev, out);
+    }
+
+    pub fn on_close(&mut self, pid: u32, sock_id: u64, out: &mut Decoded) {
+        if let Some(conn) = self.conns.remove(&(pid, sock_id)) {
+            finish_on_close(conn, out);
+        }
+    }
+
+    /// Forgets every connection of a process that exited.
+    pub fn on_exit(&mut self, pid: u32, out: &mut Decoded) {
+        let keys: Vec<_> = self.conns.keys().filter(|k| k.0 == pid).copied().collect();
+        for k in keys {
+            if let Some(conn) = self.conns.remove(&k) {
+                finish_on_close(conn, out);
+            }
+        }
+    }
+
+    /// Drops connections idle since before `now_ns - idle_timeout`.
+    pub fn expire(&mut self, now_ns: u64, out: &mut Decoded) {
+        let deadline = now_ns.saturating_sub(self.limits.idle_timeout_ns);
+        let stale: Vec<_> = self.conns.iter().filter(|(_, c)| c.last_ns < deadline).map(|(k, _)| *k).collect();
+        for k in stale {
+            if let Some(conn) = self.conns.remove(&k) {
+                finish_on_close(conn, out);
+            }
+        }
+    }
+
+    fn evict_oldest(&mut self, out: &mut Decoded) {
+        // Linear scan: only runs when the table is full, which is the pathological case.
+        if let Some(k) = self.conns.iter().min_by_key(|(_, c)| c.last_ns).map(|(k, _)| *k) {
+            if let Some(conn) = self.conns.remove(&k) {
+                if !matches!(conn.phase, Phase::Idle | Phase::Ignored) {
+                    out.errors.push(DecodeError::Evicted);
+                }
+            }
+        }
+    }
+}
+
+/// Captured bytes of the event, and whether they are all of it.
+fn payload(ev: &SockData) -> (&[u8], bool) {
+    (&ev.data, ev.data.len() as u64 >= u64::from(ev.len))
+}
+
+/// Keeps the last bytes of the message body seen so far.
+fn update_window(window: &mut Vec<u8>, ev: &SockData, body: &[u8], whole: bool) {
+    const KEEP: usize = 8;
+    if whole {
+        window.extend_from_slice(body);
+    } else if ev.tail.len() >= KEEP.min(ev.len as usize) && !ev.tail.is_empty() {
+        window.clear();
+        window.extend_from_slice(&ev.tail);
+    } else {
+        window.clear();
+    }
+    if window.len() > KEEP {
+        window.drain(..window.len() - KEEP);
+    }
+}
+
+fn body_done(framing: Framing, seen: u64, window: &[u8]) -> bool {
+    match framing {
+        Framing::Empty => true,
+        Framing::Length(n) => seen >= n,
+        Framing::Chunked => http1::ends_chunked(window),
+        Framing::UntilClose => false,
+    }
+}
+
+fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out: &mut Decoded) {
+    out.requests.push(Request {
+        pid: conn.pid,
+        tid: req.tid,
+        role: conn.role.unwrap_or(Role::Server),
+        method: req.method,
+        target: req.target,
+        status,
+        start_ns: req.start_ns,
+        end_ns,
+        request_body_size: req.body_size,
+        response_body_size: resp_size,
+        local: conn.local,
+        remote: conn.remote,
+        host: req.host,
+        traceparent: req.traceparent,
+    });
+}
+
+fn step(conn: &mut Conn, ev: &SockData, out: &mut Decoded) {
+    let phase = std::mem::replace(&mut conn.phase, Phase::Idle);
+    let is_req_dir = conn.role.is_none() || ev.direction == conn.request_dir();
+    conn.phase = match phase {
+        Phase::Ignored => Phase::Ignored,
+        Phase::Idle => start_message(conn, ev, out),
+        Phase::ReqHead { mut head, start_ns, tid } if is_req_dir => {
+            let (data, whole) = payload(ev);
+            let before = head.len();
+            head.extend_from_slice(data);
+            read_request_head(conn, ev, head, before, whole, start_ns, tid, out)
+        }
+        Phase::ReqBody { mut req, framing, seen } if is_req_dir => {
+            let (data, whole) = payload(ev);
+            update_window(&mut conn.window, ev, data, whole);
+            let seen = seen + u64::from(ev.len);
+            if body_done(framing, seen, &conn.window) {
+                req.body_size = body_size(framing, seen);
+                Phase::RespHead { req, head: Vec::new() }
+            } else {
+                Phase::ReqBody { req, framing, seen }
+            }
+        }
+        Phase::ReqBody { mut req, framing, seen } => {
+            // The response started before the whole body arrived (e.g. 413, or a body we
+            // could not delimit): the request part ends here.
+            req.body_size = body_size(framing, seen);
+            read_response(conn, ev, req, Vec::new(), out)
+        }
+        Phase::RespHead { mut req, head } if is_req_dir => {
+            // More request bytes before any response: a body we could not delimit.
+            req.body_size += u64::from(ev.len);
+            Phase::RespHead { req, head }
+        }
+        Phase::RespHead { req, head } => read_response(conn, ev, req, head, out),
+        Phase::RespBody { req, status, framing, seen, .. } if !is_req_dir => {
+            let (data, whole) = payload(ev);
+            update_window(&mut conn.window, ev, data, whole);
+            let seen = seen + u64::from(ev.len);
+            if body_done(framing, seen, &conn.window) {
+                emit(conn, req, status, body_size(framing, seen), ev.ts_ns, out);
+                Phase::Idle
+            } else {
+                Phase::RespBody { req, status, framing, seen, last_ns: ev.ts_ns }
+            }
+        }
+        Phase::RespBody { req, status, framing, seen, last_ns } => {
+            // The next request began: the previous response ended with its last write.
+            emit(conn, req, status, body_size(framing, seen), last_ns, out);
+            start_message(conn, ev, out)
+        }
+        Phase::ReqHead { .. } => {
+            // The peer answered a request whose head never completed.
+            out.errors.push(DecodeError::Malformed);
+            Phase::Idle
+        }
+    };
+}
+
+fn body_size(framing: Framing, seen: u64) -> u64 {
+    match framing {
+        Framing::Length(n) => n,
+        _ => seen,
+    }
+}
+
+fn start_message(conn: &mut Conn, ev: &SockData, out: &mut Decoded) -> Phase {
+    let (data, whole) = payload(ev);
+    if http1::is_request_start(data) {
+        if conn.role.is_none() {
+            conn.role = Some(if ev.direction == Direction::Recv { Role::Server } else { Role::Client });
+        }
+        if ev.direction != conn.request_dir() {
+            out.errors.push(DecodeError::Malformed);
+            return Phase::Idle;
+        }
+        return read_request_head(conn, ev, data.to_vec(), 0, whole, ev.ts_ns, ev.tid, out);
+    }
+    if http1::is_response_start(data) {
+        // We joined mid-exchange: wait for the next request.
+        out.errors.push(DecodeError::MissedRequest);
+        return Phase::Idle;
+    }
+    if conn.role.is_none() {
+        // First bytes of the connection are not HTTP/1.x: not ours to decode.
+        out.errors.push(DecodeError::NotHttp);
+        return Phase::Ignored;
+    }
+    // Body bytes of a message we joined in the middle of.
+    Phase::Idle
+}
+
+/// `head` holds captured request bytes; `before` of them came from earlier events.
+#[allow(clippy::too_many_arguments)]
+fn read_request_head(
+    conn: &mut Conn,
+    ev: &SockData,
+    head: Vec<u8>,
+    before: usize,
+    whole: bool,
+    start_ns: u64,
+    tid: u32,
+    out: &mut Decoded,
+) -> Phase {
+    match http1::parse_request(&head) {
+        Ok(h) => {
+            // Body bytes that arrived in this same event.
+            let in_event = u64::from(ev.len).saturating_sub((h.len - before) as u64);
+            let req = ReqMeta {
+                tid,
+                method: h.method,
+                target: h.target,
+                host: h.host,
+                traceparent: h.traceparent,
+                start_ns,
+                body_size: 0,
+            };
+            conn.window.clear();
+            update_window(&mut conn.window, ev, head.get(h.len..).unwrap_or_default(), whole);
+            if body_done(h.framing, in_event, &conn.window) {
+                let mut req = req;
+                req.body_size = body_size(h.framing, in_event);
+                Phase::RespHead { req, head: Vec::new() }
+            } else {
+                Phase::ReqBody { req, framing: h.framing, seen: in_event }
+            }
+        }
+        Err(HeadError::Partial) if whole && head.len() <= MAX_HEAD => Phase::ReqHead { head, start_ns, tid },
+        Err(HeadError::Partial) => {
+            out.errors.push(DecodeError::HeadersTooLarge);
+            Phase::Idle
+        }
+        Err(HeadError::Malformed) => {
+            out.errors.push(DecodeError::Malformed);
+            Phase::Idle
+        }
+    }
+}
+
+fn read_response(conn: &mut Conn, ev: &SockData, req: ReqMeta, mut head: Vec<u8>, out: &mut Decoded) -> Phase {
+    let (data, whole) = payload(ev);
+    let before = head.len();
+    if before == 0 && !http1::is_response_start(data) {
+        out.errors.push(DecodeError::Malformed);
+        return Phase::Idle;
+    }
+    head.extend_from_slice(data);
+    match http1::parse_response(&head, &req.method) {
+        Ok(h) if (100..200).contains(&h.status) && h.status != 101 => {
+            // An interim response (100 Continue): the final one follows.
+            let rest = head.split_off(h.len);
+            if rest.is_empty() {
+                Phase::RespHead { req, head: Vec::new() }
+            } else {
+                let mut next = ev.clone();
+                next.len = ev.len.saturating_sub((h.len - before) as u32);
+                next.data = rest;
+                read_response(conn, &next, req, Vec::new(), out)
+            }
+        }
+        Ok(h) => {
+            let in_event = u64::from(ev.len).saturating_sub((h.len - before) as u64);
+            conn.window.clear();
+            update_window(&mut conn.window, ev, head.get(h.len..).unwrap_or_default(), whole);
+            if body_done(h.framing, in_event, &conn.window) {
+                emit(conn, req, h.status, body_size(h.framing, in_event), ev.ts_ns, out);
+                Phase::Idle
+            } else {
+                Phase::RespBody { req, status: h.status, framing: h.framing, seen: in_event, last_ns: ev.ts_ns }
+            }
+        }
+        Err(HeadError::Partial) if whole && head.len() <= MAX_HEAD => Phase::RespHead { req, head },
+        Err(HeadError::Partial) => {
+            out.errors.push(DecodeError::HeadersTooLarge);
+            Phase::Idle
+        }
+        Err(HeadError::Malformed) => {
+            out.errors.push(DecodeError::Malformed);
+            Phase::Idle
+        }
+    }
+}
+
+fn finish_on_close(conn: Conn, out: &mut Decoded) {
+    match conn.phase {
+        Phase::RespBody { ref req, status, framing, seen, last_ns } => {
+            // Only a body delimited by the close itself ends well here.
+            if framing != Framing::UntilClose {
+                out.errors.push(DecodeError::ClosedMidMessage);
+                return;
+            }
+            emit(&conn, req.clone(), status, seen, last_ns, out);
+        }
+        Phase::ReqHead { .. } | Phase::ReqBody { .. } | Phase::RespHead { .. } => {
+            out.errors.push(DecodeError::ClosedMidMessage);
+        }
+        Phase::Idle | Phase::Ignored => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAP: usize = 2048;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// An event as the BPF side would send it: the first CAP bytes plus an 8-byte tail.
+    fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> SockData {
+        let tail = if bytes.len() > CAP { bytes[bytes.len() - 8..].to_vec() } else { Vec::new() };
+        SockData {
+            pid: 7,
+            tid: 70,
+            sock_id: sock,
+            ts_ns: ts,
+            direction: dir,
+            len: bytes.len() as u32,
+            local: addr("127.0.0.1:8080"),
+            remote: addr("127.0.0.1:50000"),
+            data: bytes[..bytes.len().min(CAP)].to_vec(),
+            tail,
+        }
+    }
+
+    fn run(events: &[SockData]) -> Decoded {
+        let mut t = Tracker::new(TrackerLimits::default());
+        let mut out = Decoded::default();
+        for e in events {
+            t.on_data(e, &mut out);
+        }
+        out
+    }
+
+    use Direction::{Recv, Send};
+
+    #[test]
+    fn keep_alive_server() {
+        let out = run(&[
+            ev(1, Recv, 100, b"GET /ping HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ev(1, Send, 150, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong"),
+            ev(1, Recv, 200, b"GET /users/1 HTTP/1.1\r\n\r\n"),
+            ev(1, Send, 260, b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n"),
+            ev(1, Send, 290, b"not found"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.requests.len(), 2);
+        let (a, b) = (&out.requests[0], &out.requests[1]);
+        assert_eq!((a.role, a.method.as_str(), a.target.as_str(), a.status), (Role::Server, "GET", "/ping", 200));
+        assert_eq!((a.start_ns, a.end_ns, a.response_body_size), (100, 150, 4));
+        assert_eq!(a.host.as_deref(), Some("h"));
+        assert_eq!((b.status, b.start_ns, b.end_ns, b.response_body_size), (404, 200, 290, 9));
+    }
+
+    #[test]
+    fn request_split_across_reads_with_body() {
+        let out = run(&[
+            ev(1, Recv, 10, b"POST /echo HT"),
+            ev(1, Recv, 20, b"TP/1.1\r\nContent-Le"),
+            ev(1, Recv, 30, b"ngth: 11\r\n\r\nhello"),
+            ev(1, Recv, 40, b" world"),
+            ev(1, Send, 50, b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let r = &out.requests[0];
+        assert_eq!((r.method.as_str(), r.request_body_size, r.response_body_size), ("POST", 11, 11));
+        assert_eq!((r.start_ns, r.end_ns), (10, 50));
+    }
+
+    #[test]
+    fn large_chunked_response_ends_by_tail() {
+        let mut body = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        body.extend(format!("{:x}\r\n", 5000).as_bytes());
+        body.extend(vec![b'x'; 5000]);
+        body.extend(b"\r\n0\r\n\r\n");
+        let out = run(&[ev(1, Recv, 1, b"GET /big HTTP/1.1\r\n\r\n"), ev(1, Send, 9, &body)]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.requests[0].end_ns, 9);
+    }
+
+    #[test]
+    fn chunked_terminator_split_across_writes() {
+        let out = run(&[
+            ev(1, Recv, 1, b"GET / HTTP/1.1\r\n\r\n"),
+            ev(1, Send, 2, b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nboom\r\n"),
+            ev(1, Send, 3, b"0\r\n"),
+            ev(1, Send, 4, b"\r\n"),
+        ]);
+        assert_eq!(out.requests.len(), 1);
+        assert_eq!((out.requests[0].status, out.requests[0].end_ns), (500, 4));
+    }
+
+    #[test]
+    fn client_side() {
+        let out = run(&[
+            ev(2, Send, 5, b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1:8090\r\nConnection: close\r\n\r\n"),
+            ev(2, Recv, 8, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"),
+            ev(2, Recv, 9, b"pong"),
+        ]);
+        let r = &out.requests[0];
+        assert_eq!((r.role, r.status, r.start_ns, r.end_ns), (Role::Client, 200, 5, 9));
+    }
+
+    #[test]
+    fn not_http_counted_once_then_ignored() {
+        let out = run(&[
+            ev(3, Recv, 1, b"\x16\x03\x01\x02\x00\x01"),
+            ev(3, Recv, 2, b"GET / HTTP/1.1\r\n\r\n"),
+            ev(3, Send, 3, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(out.errors, vec![DecodeError::NotHttp]);
+        assert!(out.requests.is_empty());
+    }
+
+    #[test]
+    fn response_without_request_then_recovers() {
+        let out = run(&[
+            ev(4, Send, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong"),
+            ev(4, Recv, 2, b"GET /ping HTTP/1.1\r\n\r\n"),
+            ev(4, Send, 3, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong"),
+        ]);
+        assert_eq!(out.errors, vec![DecodeError::MissedRequest]);
+        assert_eq!(out.requests.len(), 1);
+    }
+
+    #[test]
+    fn close_ends_unframed_response_and_flags_cut_one() {
+        let mut t = Tracker::new(TrackerLimits::default());
+        let mut out = Decoded::default();
+        t.on_data(&ev(5, Recv, 1, b"GET /a HTTP/1.0\r\n\r\n"), &mut out);
+        t.on_data(&ev(5, Send, 2, b"HTTP/1.0 200 OK\r\n\r\nabc"), &mut out);
+        t.on_data(&ev(5, Send, 3, b"def"), &mut out);
+        t.on_close(7, 5, &mut out);
+        assert_eq!(out.requests.len(), 1);
+        assert_eq!((out.requests[0].end_ns, out.requests[0].response_body_size), (3, 6));
+
+        t.on_data(&ev(6, Recv, 1, b"GET /b HTTP/1.1\r\n\r\n"), &mut out);
+        t.on_data(&ev(6, Send, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"), &mut out);
+        t.on_close(7, 6, &mut out);
+        assert_eq!(out.errors, vec![DecodeError::ClosedMidMessage]);
+        assert_eq!(t.connections(), 0);
+    }
+
+    #[test]
+    fn oversized_head_is_an_error() {
+        let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        big.extend(vec![b'a'; 64 * 1024]);
+        big.extend(b"\r\n\r\n");
+        let out = run(&[ev(7, Recv, 1, &big), ev(7, Send, 2, b"HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\n\r\n")]);
+        assert_eq!(out.errors[0], DecodeError::HeadersTooLarge);
+        assert!(out.requests.is_empty());
+    }
+
+    #[test]
+    fn connection_table_is_bounded() {
+        let mut t = Tracker::new(TrackerLimits { max_connections: 100, idle_timeout_ns: u64::MAX });
+        let mut out = Decoded::default();
+        for i in 0..1000u64 {
+            t.on_data(&ev(i, Recv, i, b"GET / HTTP/1.1\r\n\r\n"), &mut out);
+        }
+        assert_eq!(t.connections(), 100);
+        assert_eq!(out.errors.len(), 900);
+        assert!(out.errors.iter().all(|e| *e == DecodeError::Evicted));
+    }
+
+    #[test]
+    fn idle_connections_expire() {
+        let mut t = Tracker::new(TrackerLimits { max_connections: 10, idle_timeout_ns: 100 });
+        let mut out = Decoded::default();
+        t.on_data(&ev(1, Recv, 10, b"GET / HTTP/1.1\r\n\r\n"), &mut out);
+        t.expire(50, &mut out);
+        assert_eq!(t.connections(), 1);
+        t.expire(500, &mut out);
+        assert_eq!(t.connections(), 0);
+        assert_eq!(out.errors, vec![DecodeError::ClosedMidMessage]);
+    }
+}

@@ -1,0 +1,174 @@
+//! Polls the ring buffers on a dedicated thread: the callbacks only copy bytes into
+//! `RawEvent`s, and each poll's batch goes on to `decode` in one channel send.
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use libbpf_rs::{MapCore, MapFlags, MapHandle, RingBufferBuilder};
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::mpsc::Sender;
+
+use super::{Direction, RawEvent, SockData};
+use crate::attach::skel::tracepoint_net::types::{conn_tuple, process_event, sock_event};
+
+// SAFETY: generated from C structs of plain integers and byte arrays, with explicit padding.
+unsafe impl plain::Plain for sock_event {}
+unsafe impl plain::Plain for process_event {}
+
+// enum event_kind and enum direction in bpf/include/events.h.
+const EVENT_SOCK_DATA: u8 = 1;
+const EVENT_SOCK_CLOSE: u8 = 2;
+const EVENT_PROC_FORK: u8 = 3;
+const EVENT_PROC_EXEC: u8 = 4;
+const EVENT_PROC_EXIT: u8 = 5;
+const DIR_SEND: u8 = 1;
+const AF_INET: u16 = 2;
+
+/// Counters the reader keeps; `telemetry` registers them.
+#[derive(Debug, Default, Clone)]
+pub struct ReaderStats {
+    pub sock_events_read: Counter,
+    pub process_events_read: Counter,
+    /// Events the kernel could not put in the ring buffer (sum over CPUs).
+    pub sock_events_lost: Counter,
+}
+
+pub struct ReaderMaps {
+    pub sock_events: MapHandle,
+    pub process_events: MapHandle,
+    pub events_lost: MapHandle,
+}
+
+/// Copies a variable-length event (the kernel sends only the captured bytes) into a full struct.
+fn copy_prefix<T: plain::Plain + Default>(bytes: &[u8]) -> T {
+    let mut v = T::default();
+    // SAFETY: T is Plain (any byte pattern is valid) and we write at most size_of::<T>() bytes.
+    let dst = unsafe { plain::as_mut_bytes(&mut v) };
+    let n = dst.len().min(bytes.len());
+    dst[..n].copy_from_slice(&bytes[..n]);
+    v
+}
+
+fn addr(family: u16, raw: &[u8; 16], port: u16) -> SocketAddr {
+    let ip = Ipv6Addr::from(*raw);
+    let ip = match (family, ip.to_ipv4_mapped()) {
+        (AF_INET, Some(v4)) => IpAddr::V4(v4),
+        (_, Some(v4)) => IpAddr::V4(v4),
+        _ => IpAddr::V6(ip),
+    };
+    SocketAddr::new(ip, port)
+}
+
+fn endpoints(c: &conn_tuple) -> (SocketAddr, SocketAddr) {
+    (addr(c.family, &c.local_addr, c.local_port), addr(c.family, &c.remote_addr, c.remote_port))
+}
+
+pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
+    let e: sock_event = copy_prefix(bytes);
+    match e.kind {
+        EVENT_SOCK_DATA => {
+            let (local, remote) = endpoints(&e.conn);
+            let captured = (e.captured as usize).min(e.data.len());
+            Some(RawEvent::Data(SockData {
+                pid: e.pid,
+                tid: e.tid,
+                sock_id: e.sock_id,
+                ts_ns: e.ts_ns,
+                direction: if e.direction == DIR_SEND { Direction::Send } else { Direction::Recv },
+                len: e.len,
+                local,
+                remote,
+                data: e.data[..captured].to_vec(),
+                tail: e.tail[..(e.tail_len as usize).min(e.tail.len())].to_vec(),
+            }))
+        }
+        EVENT_SOCK_CLOSE => Some(RawEvent::Close { pid: e.pid, sock_id: e.sock_id, ts_ns: e.ts_ns }),
+        _ => None,
+    }
+}
+
+pub fn parse_process_event(bytes: &[u8]) -> Option<RawEvent> {
+    let e: process_event = copy_prefix(bytes);
+    match e.kind {
+        EVENT_PROC_FORK => Some(RawEvent::Fork { pid: e.pid, ppid: e.ppid }),
+        EVENT_PROC_EXEC => Some(RawEvent::Exec { pid: e.pid }),
+        EVENT_PROC_EXIT => Some(RawEvent::Exit { pid: e.pid }),
+        _ => None,
+    }
+}
+
+fn lost_total(map: &MapHandle) -> u64 {
+    match map.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY) {
+        Ok(Some(per_cpu)) => per_cpu
+            .iter()
+            .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Starts the reader thread. `poll` bounds how long batched events wait in the ring buffer.
+pub fn spawn_reader(
+    maps: ReaderMaps,
+    tx: Sender<Vec<RawEvent>>,
+    stats: ReaderStats,
+    poll: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name("beyla-ringbuf".into()).spawn(move || {
+        let batch: Rc<RefCell<Vec<RawEvent>>> = Rc::new(RefCell::new(Vec::with_capacity(1024)));
+        let mut builder = RingBufferBuilder::new();
+        let (b1, s1) = (batch.clone(), stats.clone());
+        let (b2, s2) = (batch.clone(), stats.clone());
+        let built = builder
+            .add(&maps.sock_events, move |bytes: &[u8]| {
+                s1.sock_events_read.inc();
+                if let Some(ev) = parse_sock_event(bytes) {
+                    b1.borrow_mut().push(ev);
+                }
+                0
+            })
+            .and_then(|b| {
+                b.add(&maps.process_events, move |bytes: &[u8]| {
+                    s2.process_events_read.inc();
+                    if let Some(ev) = parse_process_event(bytes) {
+                        b2.borrow_mut().push(ev);
+                    }
+                    0
+                })
+            })
+            .map(|_| ())
+            .and_then(|_| builder.build());
+        let rb = match built {
+            Ok(rb) => rb,
+            Err(e) => {
+                tracing::error!(error = %e, "Ring buffer setup failed; no events will be read.");
+                return;
+            }
+        };
+        let mut last_lost_check = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = rb.poll(poll) {
+                if e.kind() != libbpf_rs::ErrorKind::Interrupted {
+                    tracing::warn!(error = %e, "Ring buffer poll failed.");
+                }
+            }
+            let events = std::mem::take(&mut *batch.borrow_mut());
+            if !events.is_empty() && tx.blocking_send(events).is_err() {
+                return; // the pipeline stopped
+            }
+            if last_lost_check.elapsed() >= Duration::from_secs(1) {
+                let lost = lost_total(&maps.events_lost);
+                let known = stats.sock_events_lost.get();
+                if lost > known {
+                    stats.sock_events_lost.inc_by(lost - known);
+                }
+                last_lost_check = Instant::now();
+            }
+        }
+    })
+}

@@ -1,0 +1,35 @@
+//! Events as the agent holds them once copied out of the ring buffers.
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Recv,
+    Send,
+}
+
+/// One read or write of a traced process on a TCP socket.
+#[derive(Debug, Clone)]
+pub struct SockData {
+    pub pid: u32,
+    pub tid: u32,
+    pub sock_id: u64,
+    pub ts_ns: u64,
+    pub direction: Direction,
+    /// Bytes the syscall transferred; `data` holds the first of them.
+    pub len: u32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub data: Vec<u8>,
+    /// The last bytes of the buffer when `data` does not reach its end.
+    pub tail: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RawEvent {
+    Data(SockData),
+    Close { pid: u32, sock_id: u64, ts_ns: u64 },
+    /// A traced process forked `pid`, which the kernel now traces too.
+    Fork { pid: u32, ppid: u32 },
+    Exec { pid: u32 },
+    Exit { pid: u32 },
+}
