@@ -1,1 +1,223 @@
-//! Wires the stages together.
+//! Wires the stages together, one named bounded channel per edge:
+//! `discover_to_attach`, `ringbuf_to_decode`, `decode_to_enrich`, `enrich_to_export`.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::aggregate::{AppMetrics, Buckets};
+use crate::attach::{self, AttachError, Traced, TracedProcess};
+use crate::decode::{Decoded, Tracker, TrackerLimits};
+use crate::discover::{self, DiscoverOptions, ProcessEvent, Selection};
+use crate::enrich::routes::RouteMatcher;
+use crate::enrich::{Enricher, Span};
+use crate::events::{self, RawEvent, ReaderMaps};
+use crate::export::{self, Endpoint, PrintFormat, Printer};
+use crate::telemetry::Internal;
+
+/// Everything the pipeline needs, already validated (built from `Config` by the binary).
+pub struct PipelineConfig {
+    pub selection: Selection,
+    pub discover: DiscoverOptions,
+    pub wakeup_len: u32,
+    /// Longest time an event waits in the ring buffer before the reader looks.
+    pub ringbuf_poll: Duration,
+    pub routes: RouteMatcher,
+    /// `prometheus_export.port` and `.path`.
+    pub prometheus: Option<(u16, String)>,
+    /// `internal_metrics.prometheus.port` (None: served beside the application metrics) and path.
+    pub internal: (Option<u16>, String),
+    pub duration_buckets: Buckets,
+    pub request_size_buckets: Buckets,
+    pub response_size_buckets: Buckets,
+    pub printer: Option<PrintFormat>,
+    pub channel_buffer_len: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error(transparent)]
+    Bind(#[from] export::prometheus::BindError),
+    #[error("starting the ring buffer reader thread")]
+    Reader(#[source] std::io::Error),
+}
+
+/// A running agent; `shutdown` stops it.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    _probes: attach::Probes,
+}
+
+impl Running {
+    pub async fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = tokio::task::spawn_blocking(move || r.join()).await;
+        }
+    }
+}
+
+pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
+    // Bind first: a taken port must fail start-up before any probe is loaded.
+    let app_listener = match &cfg.prometheus {
+        Some((port, _)) => Some(export::bind(*port, "Prometheus metrics", "prometheus_export.port").await?),
+        None => None,
+    };
+    let internal_listener = match cfg.internal.0 {
+        Some(port) if cfg.prometheus.as_ref().map(|p| p.0) != Some(port) => {
+            Some(export::bind(port, "internal metrics", "internal_metrics.prometheus.port").await?)
+        }
+        _ => None,
+    };
+
+    let (probes, maps) = attach::load(attach::LoadOptions { wakeup_len: cfg.wakeup_len })?;
+    info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
+
+    let mut app_registry = Registry::default();
+    let metrics = AppMetrics::new(&mut app_registry, cfg.duration_buckets, cfg.request_size_buckets, cfg.response_size_buckets);
+    let mut internal_registry = Registry::default();
+    let tel = Internal::new(&mut internal_registry, probes.family);
+    let app_registry = Arc::new(app_registry);
+    let internal_registry = Arc::new(internal_registry);
+
+    let mut tasks = Vec::new();
+    let internal_ep = Endpoint { path: cfg.internal.1.clone(), registry: internal_registry };
+    if let (Some(l), Some((_, path))) = (app_listener, &cfg.prometheus) {
+        let mut eps = vec![Endpoint { path: path.clone(), registry: app_registry }];
+        if internal_listener.is_none() {
+            eps.push(internal_ep.clone());
+        }
+        tasks.push(tokio::spawn(export::serve(l, eps)));
+    }
+    if let Some(l) = internal_listener {
+        tasks.push(tokio::spawn(export::serve(l, vec![internal_ep])));
+    }
+
+    let traced = Arc::new(Traced::new(maps.traced_pids));
+    let n = cfg.channel_buffer_len.max(1);
+    let (discover_to_attach_tx, discover_to_attach) = mpsc::channel::<Vec<ProcessEvent>>(n);
+    let (ringbuf_to_decode_tx, ringbuf_to_decode) = mpsc::channel::<Vec<RawEvent>>(n);
+    let (decode_to_enrich_tx, decode_to_enrich) = mpsc::channel::<Decoded>(n);
+    let (enrich_to_export_tx, enrich_to_export) = mpsc::channel::<Vec<Span>>(n);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = events::spawn_reader(
+        ReaderMaps { sock_events: maps.sock_events, process_events: maps.process_events, events_lost: maps.events_lost },
+        ringbuf_to_decode_tx,
+        tel.reader_stats(),
+        cfg.ringbuf_poll,
+        stop.clone(),
+    )
+    .map_err(PipelineError::Reader)?;
+
+    tasks.push(discover::spawn(cfg.selection, cfg.discover, discover_to_attach_tx));
+    tasks.push(tokio::spawn(attach_stage(discover_to_attach, traced.clone(), tel.clone())));
+    tasks.push(tokio::spawn(decode_stage(ringbuf_to_decode, decode_to_enrich_tx, traced.clone(), tel.clone())));
+    tasks.push(tokio::spawn(enrich_stage(decode_to_enrich, enrich_to_export_tx, Enricher::new(traced, cfg.routes), tel.clone())));
+    let printer = cfg.printer.map(Printer::new);
+    tasks.push(tokio::spawn(export_stage(enrich_to_export, metrics, printer)));
+
+    Ok(Running { stop, reader: Some(reader), tasks, _probes: probes })
+}
+
+async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, tel: Internal) {
+    while let Some(batch) = rx.recv().await {
+        for ev in batch {
+            match ev {
+                ProcessEvent::Instrumented(m) => {
+                    let pid = m.info.pid;
+                    let p = TracedProcess { pid, exe: m.info.exe, service: m.service, parent: None };
+                    if let Err(e) = traced.add(p) {
+                        warn!(pid, error = %e, "Process could not be instrumented.");
+                    }
+                }
+                ProcessEvent::Gone { pid } => {
+                    traced.remove(pid);
+                }
+            }
+        }
+        tel.processes_instrumented(traced.len());
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+async fn decode_stage(
+    mut rx: mpsc::Receiver<Vec<RawEvent>>,
+    tx: mpsc::Sender<Decoded>,
+    traced: Arc<Traced>,
+    tel: Internal,
+) {
+    let mut tracker = Tracker::new(TrackerLimits::default());
+    let mut expiry = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        let mut out = Decoded::default();
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(batch) = batch else { return };
+                for ev in batch {
+                    match ev {
+                        RawEvent::Data(d) => tracker.on_data(&d, &mut out),
+                        RawEvent::Close { pid, sock_id, .. } => tracker.on_close(pid, sock_id, &mut out),
+                        RawEvent::Fork { pid, ppid } => {
+                            if let Some(p) = traced.inherit(pid, ppid) {
+                                info!(pid, ppid, service = %p.service.name, "Child of an instrumented process instrumented.");
+                            }
+                        }
+                        RawEvent::Exec { pid } => traced.on_exec(pid),
+                        RawEvent::Exit { pid } => {
+                            tracker.on_exit(pid, &mut out);
+                            traced.on_exit(pid);
+                        }
+                    }
+                }
+                tel.processes_instrumented(traced.len());
+            }
+            _ = expiry.tick() => tracker.expire(monotonic_ns(), &mut out),
+        }
+        for e in &out.errors {
+            tel.decode_failed(*e);
+        }
+        for r in &out.requests {
+            tel.request_decoded(r.role);
+        }
+        if !out.requests.is_empty() && tx.try_send(out).is_err() {
+            tel.batch_dropped("decode_to_enrich");
+        }
+    }
+}
+
+async fn enrich_stage(mut rx: mpsc::Receiver<Decoded>, tx: mpsc::Sender<Vec<Span>>, mut enricher: Enricher, tel: Internal) {
+    while let Some(decoded) = rx.recv().await {
+        let spans: Vec<Span> = decoded.requests.into_iter().filter_map(|r| enricher.enrich(r)).collect();
+        if !spans.is_empty() && tx.try_send(spans).is_err() {
+            tel.batch_dropped("enrich_to_export");
+        }
+    }
+}
+
+async fn export_stage(mut rx: mpsc::Receiver<Vec<Span>>, mut metrics: AppMetrics, printer: Option<Printer>) {
+    while let Some(spans) = rx.recv().await {
+        for s in &spans {
+            metrics.record(s);
+        }
+        if let Some(p) = &printer {
+            p.print(&spans);
+        }
+    }
+}

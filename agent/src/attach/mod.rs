@@ -1,1 +1,127 @@
-//! TODO(owner): stage `attach`.
+//! Stage `attach`: loads the BPF hook families chosen by the kernel probe, attaches their
+//! programs, and keeps the kernel's set of traced processes (`traced_pids`) in step with
+//! discovery.
+mod traced;
+
+use std::fmt::Debug;
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapHandle, MapImpl, OpenObject};
+use thiserror::Error;
+
+pub use traced::{Traced, TracedProcess};
+
+pub(crate) mod skel {
+    pub mod process {
+        include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
+    }
+    pub mod tracepoint_net {
+        include!(concat!(env!("OUT_DIR"), "/tracepoint_net.skel.rs"));
+    }
+}
+
+use skel::process::{ProcessSkel, ProcessSkelBuilder};
+use skel::tracepoint_net::{TracepointNetSkel, TracepointNetSkelBuilder};
+
+#[derive(Debug, Error)]
+pub enum AttachError {
+    #[error("opening BPF family {family}")]
+    Open { family: &'static str, #[source] source: libbpf_rs::Error },
+    #[error("loading BPF family {family} into the kernel (needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_RESOURCE)")]
+    Load { family: &'static str, #[source] source: libbpf_rs::Error },
+    #[error("attaching BPF program {program} of family {family}")]
+    Attach { family: &'static str, program: String, #[source] source: libbpf_rs::Error },
+    #[error("accessing BPF map {map}")]
+    Map { map: &'static str, #[source] source: libbpf_rs::Error },
+}
+
+/// Knobs written into the programs' read-only data before load.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// `ebpf.wakeup_len`: events per CPU between ring-buffer wake-ups.
+    pub wakeup_len: u32,
+}
+
+/// Loaded, attached hook families. Dropping it detaches everything.
+pub struct Probes {
+    _process: ProcessSkel<'static>,
+    _net: TracepointNetSkel<'static>,
+    _links: Vec<Link>,
+    /// Name of the capture family in use (`tracepoints`).
+    pub family: &'static str,
+    /// Programs attached, for the log and `/internal/metrics`.
+    pub programs: usize,
+}
+
+/// Owned handles to the maps the other stages use; `Send`, unlike the skeletons.
+pub struct MapHandles {
+    pub traced_pids: MapHandle,
+    pub sock_events: MapHandle,
+    pub process_events: MapHandle,
+    pub events_lost: MapHandle,
+}
+
+fn storage() -> &'static mut MaybeUninit<OpenObject> {
+    // The skeletons live as long as the agent; leaking their storage gives them 'static.
+    Box::leak(Box::new(MaybeUninit::uninit()))
+}
+
+fn handle<T: Debug>(map: &MapImpl<'_, T>, name: &'static str) -> Result<MapHandle, AttachError> {
+    MapHandle::try_from(map).map_err(|source| AttachError::Map { map: name, source })
+}
+
+/// Attaches every program of a loaded object. All programs of these families are required:
+/// each exists on every supported kernel, so a failure is a real problem to report.
+fn attach_all(family: &'static str, obj: &libbpf_rs::Object, links: &mut Vec<Link>) -> Result<(), AttachError> {
+    for prog in obj.progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        let link = prog.attach().map_err(|source| AttachError::Attach { family, program: name, source })?;
+        links.push(link);
+    }
+    Ok(())
+}
+
+/// Loads the process family and the tracepoint capture family; returns them with map handles.
+pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
+    raise_memlock();
+    let mut links = Vec::new();
+
+    let open = ProcessSkelBuilder::default()
+        .open(storage())
+        .map_err(|source| AttachError::Open { family: "process", source })?;
+    let process = open.load().map_err(|source| AttachError::Load { family: "process", source })?;
+    attach_all("process", process.object(), &mut links)?;
+
+    let mut open = TracepointNetSkelBuilder::default()
+        .open(storage())
+        .map_err(|source| AttachError::Open { family: "tracepoints", source })?;
+    open.maps
+        .traced_pids
+        .reuse_fd(process.maps.traced_pids.as_fd())
+        .map_err(|source| AttachError::Map { map: "traced_pids", source })?;
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.wakeup_len = opts.wakeup_len;
+    }
+    let net = open.load().map_err(|source| AttachError::Load { family: "tracepoints", source })?;
+    attach_all("tracepoints", net.object(), &mut links)?;
+
+    let handles = MapHandles {
+        traced_pids: handle(&process.maps.traced_pids, "traced_pids")?,
+        sock_events: handle(&net.maps.events, "events")?,
+        process_events: handle(&process.maps.process_events, "process_events")?,
+        events_lost: handle(&net.maps.events_lost, "events_lost")?,
+    };
+    let programs = links.len();
+    Ok((Probes { _process: process, _net: net, _links: links, family: "tracepoints", programs }, handles))
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it (best effort).
+fn raise_memlock() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid pointer to an initialised struct.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim);
+    }
+}

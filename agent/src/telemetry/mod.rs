@@ -1,1 +1,74 @@
-//! TODO(owner): stage `telemetry`.
+//! The agent's own metrics (`beyla_*`), served on `/internal/metrics`. Each occurrence worth
+//! counting is an event in `events` that logs and counts in one place.
+pub mod events;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::decode::DecodeError;
+use crate::events::ReaderStats;
+
+pub type Labels = Vec<(&'static str, String)>;
+
+#[derive(Clone)]
+pub struct Internal {
+    pub decode_errors: Family<Labels, Counter>,
+    pub instrumented_processes: Gauge,
+    pub requests: Family<Labels, Counter>,
+    pub channel_drops: Family<Labels, Counter>,
+    pub export_errors: Family<Labels, Counter>,
+    events_read: Family<Labels, Counter>,
+    events_lost: Family<Labels, Counter>,
+    family: String,
+}
+
+impl Internal {
+    /// Registers every internal metric; `family` is the capture hook family in use.
+    pub fn new(registry: &mut Registry, family: &str) -> Self {
+        let t = Internal {
+            decode_errors: Family::default(),
+            instrumented_processes: Gauge::default(),
+            requests: Family::default(),
+            channel_drops: Family::default(),
+            export_errors: Family::default(),
+            events_read: Family::default(),
+            events_lost: Family::default(),
+            family: family.to_string(),
+        };
+        for reason in DecodeError::ALL {
+            let _ = t.decode_errors.get_or_create(&vec![("reason", reason.as_str().to_string())]);
+        }
+        let build_info: Family<Labels, Gauge> = Family::default();
+        build_info
+            .get_or_create(&vec![
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("hook_family", family.to_string()),
+            ])
+            .set(1);
+
+        registry.register("beyla_ebpf_events_read", "Events read from the BPF ring buffers", t.events_read.clone());
+        registry.register("beyla_ebpf_events_lost", "Events the kernel dropped because a ring buffer was full", t.events_lost.clone());
+        registry.register("beyla_decode_errors", "Traffic on traced connections that could not be decoded, by reason", t.decode_errors.clone());
+        registry.register("beyla_instrumented_processes", "Processes currently instrumented", t.instrumented_processes.clone());
+        registry.register("beyla_decoded_requests", "Requests decoded, by side (server or client)", t.requests.clone());
+        registry.register("beyla_channel_drops", "Batches dropped between pipeline stages, by channel", t.channel_drops.clone());
+        registry.register("beyla_export_errors", "Export failures, by exporter", t.export_errors.clone());
+        registry.register("beyla_internal_build_info", "Build and runtime information", build_info);
+        t
+    }
+
+    /// Counters for the ring-buffer reader: handles to the exported series themselves
+    /// (a `Counter` clone shares its value), so the reader pays one atomic add per event.
+    pub fn reader_stats(&self) -> ReaderStats {
+        let series = |fam: &Family<Labels, Counter>, ringbuf: &str, family: &str| {
+            fam.get_or_create(&vec![("ringbuf", ringbuf.to_string()), ("family", family.to_string())]).clone()
+        };
+        ReaderStats {
+            sock_events_read: series(&self.events_read, "sock_events", &self.family),
+            process_events_read: series(&self.events_read, "process_events", "process"),
+            sock_events_lost: series(&self.events_lost, "sock_events", &self.family),
+        }
+    }
+}

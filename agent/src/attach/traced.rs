@@ -1,0 +1,101 @@
+//! The processes the agent traces, and the kernel's `traced_pids` map that mirrors them.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+
+use super::AttachError;
+use crate::discover::ServiceId;
+
+// Flags in traced_pids; match bpf/include/maps/traced_pids.h.
+const TRACED_BY_AGENT: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct TracedProcess {
+    pub pid: u32,
+    pub exe: PathBuf,
+    pub service: ServiceId,
+    /// Set for a child the kernel started tracing because its parent was traced.
+    pub parent: Option<u32>,
+}
+
+pub struct Traced {
+    map: MapHandle,
+    procs: RwLock<HashMap<u32, Arc<TracedProcess>>>,
+}
+
+impl Traced {
+    pub fn new(map: MapHandle) -> Self {
+        Traced { map, procs: RwLock::new(HashMap::new()) }
+    }
+
+    fn table(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, Arc<TracedProcess>>> {
+        self.procs.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts tracing a process selected by discovery.
+    pub fn add(&self, p: TracedProcess) -> Result<(), AttachError> {
+        let pid = p.pid;
+        // Table first: the kernel sends events as soon as the map has the pid.
+        self.table().insert(pid, Arc::new(p));
+        if let Err(source) = self.map.update(&pid.to_ne_bytes(), &TRACED_BY_AGENT.to_ne_bytes(), MapFlags::ANY) {
+            self.table().remove(&pid);
+            return Err(AttachError::Map { map: "traced_pids", source });
+        }
+        Ok(())
+    }
+
+    /// Stops tracing `pid`.
+    pub fn remove(&self, pid: u32) -> Option<Arc<TracedProcess>> {
+        // The entry may already be gone (the kernel deletes it at exit).
+        let _ = self.map.delete(&pid.to_ne_bytes());
+        self.table().remove(&pid)
+    }
+
+    /// The kernel traced a child of `ppid`: it serves as its parent's service.
+    pub fn inherit(&self, pid: u32, ppid: u32) -> Option<Arc<TracedProcess>> {
+        let parent = self.get(ppid)?;
+        let child = Arc::new(TracedProcess {
+            pid,
+            exe: parent.exe.clone(),
+            service: ServiceId { instance_id: instance_for_pid(&parent.service.instance_id, ppid, pid), ..parent.service.clone() },
+            parent: Some(ppid),
+        });
+        self.table().insert(pid, child.clone());
+        Some(child)
+    }
+
+    /// An inherited child that runs another program is no longer its parent's service;
+    /// discovery decides afresh on its next scan.
+    pub fn on_exec(&self, pid: u32) {
+        if self.get(pid).is_some_and(|p| p.parent.is_some()) {
+            self.remove(pid);
+        }
+    }
+
+    /// The process exited (the kernel already dropped it from traced_pids).
+    pub fn on_exit(&self, pid: u32) -> Option<Arc<TracedProcess>> {
+        self.table().remove(&pid)
+    }
+
+    pub fn get(&self, pid: u32) -> Option<Arc<TracedProcess>> {
+        self.procs.read().unwrap_or_else(|e| e.into_inner()).get(&pid).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.procs.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `host:1234` for the parent becomes `host:1240` for the child; any other shape is kept.
+fn instance_for_pid(parent_instance: &str, ppid: u32, pid: u32) -> String {
+    match parent_instance.strip_suffix(&ppid.to_string()) {
+        Some(prefix) => format!("{prefix}{pid}"),
+        None => parent_instance.to_string(),
+    }
+}

@@ -1,0 +1,94 @@
+//! `trace_printer`: one line per captured request on stdout, as text or JSON.
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::decode::Role;
+use crate::enrich::Span;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrintFormat {
+    Text,
+    Json,
+    JsonIndent,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    service: &'a str,
+    service_namespace: &'a str,
+    pid: u32,
+    kind: Role,
+    method: &'a str,
+    path: &'a str,
+    route: Option<&'a str>,
+    status: u16,
+    duration_us: u64,
+    start_ns: u64,
+    request_body_size: u64,
+    response_body_size: u64,
+    local: String,
+    peer: String,
+    host: Option<&'a str>,
+    traceparent: Option<&'a str>,
+}
+
+pub struct Printer {
+    format: PrintFormat,
+}
+
+impl Printer {
+    pub fn new(format: PrintFormat) -> Self {
+        Printer { format }
+    }
+
+    pub fn line(&self, span: &Span) -> String {
+        let r = &span.request;
+        let l = Line {
+            service: &span.process.service.name,
+            service_namespace: &span.process.service.namespace,
+            pid: r.pid,
+            kind: r.role,
+            method: &r.method,
+            path: r.path(),
+            route: span.route.as_deref(),
+            status: r.status,
+            duration_us: r.duration_ns() / 1000,
+            start_ns: r.start_ns,
+            request_body_size: r.request_body_size,
+            response_body_size: r.response_body_size,
+            local: r.local.to_string(),
+            peer: r.remote.to_string(),
+            host: r.host.as_deref(),
+            traceparent: r.traceparent.as_deref(),
+        };
+        match self.format {
+            PrintFormat::Json => serde_json::to_string(&l).unwrap_or_default(),
+            PrintFormat::JsonIndent => serde_json::to_string_pretty(&l).unwrap_or_default(),
+            PrintFormat::Text => format!(
+                "{kind} {svc} pid={pid} {method} {path} route={route} status={status} dur={dur}us req={req}B resp={resp}B local={local} peer={peer}",
+                kind = match r.role { Role::Server => "SERVER", Role::Client => "CLIENT" },
+                svc = l.service,
+                pid = l.pid,
+                method = l.method,
+                path = l.path,
+                route = l.route.unwrap_or("-"),
+                status = l.status,
+                dur = l.duration_us,
+                req = l.request_body_size,
+                resp = l.response_body_size,
+                local = l.local,
+                peer = l.peer,
+            ),
+        }
+    }
+
+    pub fn print(&self, spans: &[Span]) {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for s in spans {
+            let _ = writeln!(out, "{}", self.line(s));
+        }
+        let _ = out.flush();
+    }
+}
