@@ -73,9 +73,10 @@ static __always_inline int emit_data(long ret)
 		return 0;
 
 	__u32 zero = 0;
-	struct sock_event *e = bpf_map_lookup_elem(&event_scratch, &zero);
-	if (!e)
+	struct event_scratch *scratch = bpf_map_lookup_elem(&event_scratch, &zero);
+	if (!scratch)
 		return 0;
+	struct sock_event *e = &scratch->ev;
 	e->kind = EVENT_SOCK_DATA;
 	e->direction = a.direction;
 	e->pid = id >> 32;
@@ -169,9 +170,10 @@ int tpe__close(struct trace_event_raw_sys_enter *ctx)
 	if (!sk)
 		return 0;
 	__u32 zero = 0;
-	struct sock_event *e = bpf_map_lookup_elem(&event_scratch, &zero);
-	if (!e)
+	struct event_scratch *scratch = bpf_map_lookup_elem(&event_scratch, &zero);
+	if (!scratch)
 		return 0;
+	struct sock_event *e = &scratch->ev;
 	e->kind = EVENT_SOCK_CLOSE;
 	e->direction = 0;
 	e->tail_len = 0;

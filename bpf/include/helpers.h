@@ -88,8 +88,9 @@ static __always_inline void read_conn_tuple(struct sock *sk, struct conn_tuple *
 		t->local_addr[11] = 0xff;
 		t->remote_addr[10] = 0xff;
 		t->remote_addr[11] = 0xff;
-		BPF_CORE_READ_INTO(&t->local_addr[12], sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(&t->remote_addr[12], sk, __sk_common.skc_daddr);
+		/* BPF_CORE_READ_INTO would copy sizeof(*dst) = 1 byte here. */
+		bpf_core_read(&t->local_addr[12], 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(&t->remote_addr[12], 4, &sk->__sk_common.skc_daddr);
 	}
 }
 

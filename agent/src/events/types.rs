@@ -1,7 +1,7 @@
 //! Events as the agent holds them once copied out of the ring buffers.
 use std::net::SocketAddr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Direction {
     Recv,
     Send,

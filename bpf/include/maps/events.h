@@ -16,12 +16,19 @@ struct {
 	__type(value, __u32);
 } pending_wakeup SEC(".maps");
 
-/* Scratch space to build one sock_event (too large for the 512-byte BPF stack). */
+/* Scratch space to build one sock_event (too large for the 512-byte BPF stack). The spare
+ * bytes after it let the verifier accept a copy of up to CAPTURE_MAX bytes at any offset
+ * below CAPTURE_MAX; what is sent never goes past the event. */
+struct event_scratch {
+	struct sock_event ev;
+	__u8 spare[CAPTURE_MAX];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct sock_event);
+	__type(value, struct event_scratch);
 } event_scratch SEC(".maps");
 
 /* Events the ring buffer had no room for, per CPU (the agent sums them). */

@@ -1,0 +1,206 @@
+//! Shared helpers for the root end-to-end tests: real test apps, a real agent, real scrapes.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "root_* tests load BPF programs and need root (run them with sudo, or as root in CI)"
+    );
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `testapps/build/run-<lang> <port>` and waits for its `listening on` line.
+pub fn start_app(lang: &str, port: u16, env: &[(&str, &str)]) -> Proc {
+    let launcher = repo().join("testapps/build").join(format!("run-{lang}"));
+    assert!(launcher.exists(), "{} missing: run testapps/build.sh first", launcher.display());
+    let mut cmd = Command::new(&launcher);
+    cmd.arg(port.to_string()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", launcher.display()));
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(l)) = lines.next() {
+            let _ = tx.send(l);
+        }
+        for _ in lines {}
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{lang} app did not start"));
+    assert_eq!(line, format!("listening on {port}"));
+    Proc { child, name: lang.to_string() }
+}
+
+pub fn agent_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_beyla"))
+}
+
+/// Starts the agent with a YAML config and environment; its output goes to a log file.
+pub fn start_agent(yaml: &str, env: &[(&str, &str)], tag: &str) -> (Proc, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("beyla-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("config.yml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let log = dir.join("agent.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(agent_bin());
+    cmd.arg("--config").arg(&cfg).stdout(out.try_clone().unwrap()).stderr(out);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("starting the agent");
+    (Proc { child, name: "beyla".into() }, log)
+}
+
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some(body)
+}
+
+/// One sample of a scrape: name, labels, value.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (head, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let (name, labels) = match head.split_once('{') {
+            Some((n, rest)) => (n.to_string(), rest.trim_end_matches('}').to_string()),
+            None => (head.to_string(), String::new()),
+        };
+        let mut map = BTreeMap::new();
+        // Label values here never contain `",` sequences.
+        for part in labels.split("\",").filter(|p| !p.is_empty()) {
+            if let Some((k, v)) = part.split_once("=\"") {
+                map.insert(k.to_string(), v.trim_end_matches('"').to_string());
+            }
+        }
+        out.push(Sample { name, labels: map, value: value.parse().unwrap_or(f64::NAN) });
+    }
+    out
+}
+
+pub fn scrape(port: u16, path: &str) -> Vec<Sample> {
+    http_get(port, path).map(|b| parse_metrics(&b)).unwrap_or_default()
+}
+
+/// Sum of the samples named `name` whose labels include all of `want`.
+pub fn sum(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .map(|s| s.value)
+        .sum()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+pub fn agent_log(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// Waits until the agent reports `n` instrumented processes on its internal metrics.
+pub fn wait_instrumented(metrics_port: u16, n: f64, log: &Path) {
+    let ok = wait_for(Duration::from_secs(60), || {
+        sum(&scrape(metrics_port, "/internal/metrics"), "beyla_instrumented_processes", &[]) >= n
+    });
+    assert!(ok, "agent did not instrument {n} process(es); log:\n{}", agent_log(log));
+}
+
+/// Sends raw bytes on a fresh connection, in the given pieces, and reads the whole reply.
+pub fn send_raw(port: u16, pieces: &[&[u8]], pause: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for p in pieces {
+        s.write_all(p).unwrap();
+        s.flush().unwrap();
+        std::thread::sleep(pause);
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    buf
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body from a keep-alive stream.
+pub fn read_response(s: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("reading response head");
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let len: usize = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (status, body)
+}
