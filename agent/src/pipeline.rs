@@ -196,8 +196,11 @@ async fn decode_stage(
         for r in &out.requests {
             tel.request_decoded(r.role);
         }
-        if !out.requests.is_empty() && tx.try_send(out).is_err() {
+        // Waiting here (not dropping) pushes back to the ring buffer, where the kernel
+        // counts what it cannot hold: loss is never silent.
+        if !out.requests.is_empty() && tx.send(out).await.is_err() {
             tel.batch_dropped("decode_to_enrich");
+            return;
         }
     }
 }
@@ -205,8 +208,9 @@ async fn decode_stage(
 async fn enrich_stage(mut rx: mpsc::Receiver<Decoded>, tx: mpsc::Sender<Vec<Span>>, mut enricher: Enricher, tel: Internal) {
     while let Some(decoded) = rx.recv().await {
         let spans: Vec<Span> = decoded.requests.into_iter().filter_map(|r| enricher.enrich(r)).collect();
-        if !spans.is_empty() && tx.try_send(spans).is_err() {
+        if !spans.is_empty() && tx.send(spans).await.is_err() {
             tel.batch_dropped("enrich_to_export");
+            return;
         }
     }
 }
@@ -219,5 +223,54 @@ async fn export_stage(mut rx: mpsc::Receiver<Vec<Span>>, mut metrics: AppMetrics
         if let Some(p) = &printer {
             p.print(&spans);
         }
+    }
+}
+
+impl PipelineConfig {
+    /// Maps the validated configuration onto the stages.
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, discover::DiscoverError> {
+        use crate::config::{TracePrinter, Unmatched as CfgUnmatched};
+        use crate::enrich::routes::{Unmatched, DEFAULT_MAX_ROUTES};
+
+        let r = &cfg.routes;
+        let unmatched = match r.unmatched {
+            CfgUnmatched::Unset => Unmatched::Unset,
+            CfgUnmatched::Path => Unmatched::Path,
+            CfgUnmatched::Wildcard => Unmatched::Wildcard,
+            // low-cardinality is the heuristic plus a per-segment cap; the route cap bounds it.
+            CfgUnmatched::Heuristic | CfgUnmatched::LowCardinality => Unmatched::Heuristic,
+        };
+        let strings = |v: &[crate::config::RoutePattern]| v.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>();
+        let routes = RouteMatcher::new(&strings(&r.patterns), &strings(&r.ignored_patterns), unmatched, r.wildcard_char, DEFAULT_MAX_ROUTES);
+
+        let d = &cfg.discovery;
+        let discover = DiscoverOptions {
+            poll_interval: d.poll_interval.as_std(),
+            min_process_age: d.min_process_age.as_std(),
+            global_name: cfg.service_name.clone(),
+            global_namespace: cfg.service_namespace.clone(),
+            ..DiscoverOptions::default()
+        };
+        let p = &cfg.prometheus_export;
+        let b = &p.buckets;
+        Ok(PipelineConfig {
+            selection: discover::selection(cfg)?,
+            discover,
+            wakeup_len: cfg.ebpf.wakeup_len,
+            ringbuf_poll: Duration::from_millis(50),
+            routes,
+            prometheus: p.port.map(|port| (port, p.path.clone())),
+            internal: (cfg.internal_metrics.prometheus.port, cfg.internal_metrics.prometheus.path.clone()),
+            duration_buckets: Buckets(b.duration_histogram.clone()),
+            request_size_buckets: Buckets(b.request_size_histogram.clone()),
+            response_size_buckets: Buckets(b.response_size_histogram.clone()),
+            printer: match cfg.trace_printer {
+                TracePrinter::Disabled => None,
+                TracePrinter::Text => Some(PrintFormat::Text),
+                TracePrinter::Json => Some(PrintFormat::Json),
+                TracePrinter::JsonIndent => Some(PrintFormat::JsonIndent),
+            },
+            channel_buffer_len: cfg.channel_buffer_len as usize,
+        })
     }
 }

@@ -16,6 +16,7 @@
 mod fake;
 pub mod proc;
 pub mod scan;
+pub mod from_config;
 pub mod selector;
 pub mod service;
 
@@ -31,6 +32,7 @@ use tracing::{debug, error, info, warn};
 
 pub use proc::{OtelEnv, ProcessInfo};
 pub use scan::Scanner;
+pub use from_config::selection;
 pub use selector::{Criteria, Selection};
 pub use service::{identify, ServiceId};
 
