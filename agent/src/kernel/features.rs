@@ -1,0 +1,360 @@
+//! What this kernel can do, probed for real at start-up (and by `beyla doctor`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::host;
+use super::mounts::{find_mounts, CgroupLayout};
+use super::plan::{choose, HookMode};
+use super::probes::{self, Outcome, VmlinuxBtf};
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Capabilities the agent uses (Beyla `docs/sources/security.md`), with their bit numbers.
+pub const AGENT_CAPS: &[(&str, u32)] = &[
+    ("CAP_BPF", 39),
+    ("CAP_PERFMON", 38),
+    ("CAP_DAC_READ_SEARCH", 2),
+    ("CAP_CHECKPOINT_RESTORE", 40),
+    ("CAP_SYS_PTRACE", 19),
+    ("CAP_NET_ADMIN", 12),
+    ("CAP_SYS_ADMIN", 21),
+];
+
+/// Result of [`probe`]. Every `bool` is the outcome of a real load/attach on this kernel;
+/// `notes` says why (keyed by the field name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `uname -r`.
+    pub kernel_release: String,
+    /// `/sys/kernel/btf/vmlinux` is readable.
+    pub btf: bool,
+    /// kprobe perf events (kprobe PMU) accept a BPF program.
+    pub kprobes: bool,
+    /// `kprobe.multi` links (5.18+, needs CONFIG_FPROBE).
+    pub kprobe_multi: bool,
+    /// fentry/fexit programs load and attach (BPF trampolines).
+    pub fentry: bool,
+    /// `tp_btf` programs load and attach.
+    pub tp_btf: bool,
+    /// Raw tracepoint programs attach.
+    pub raw_tp: bool,
+    /// Tracepoint perf events (`sched/sched_process_exec`) accept a BPF program.
+    pub tracepoints: bool,
+    /// Syscall tracepoints (`syscalls/sys_enter_getpid`) accept a BPF program.
+    pub syscall_tracepoints: bool,
+    /// `BPF_MAP_TYPE_RINGBUF` exists.
+    pub ringbuf: bool,
+    /// tcx links (6.6+).
+    pub tcx: bool,
+    /// The clsact qdisc (classic TC attach).
+    pub clsact: bool,
+    /// uprobe.multi links with working PID filtering.
+    pub uprobe_multi: bool,
+    /// `bpf_get_current_task_btf()` helper.
+    pub get_current_task_btf: bool,
+    /// `bpf_probe_write_user()` allowed (helper present and no lockdown).
+    pub probe_write_user: bool,
+    /// Lockdown mode (`none`, `integrity`, `confidentiality`), if securityfs is readable.
+    pub lockdown: Option<String>,
+    pub cgroup2: Option<PathBuf>,
+    pub cgroup_layout: CgroupLayout,
+    pub bpffs: Option<PathBuf>,
+    pub tracefs: Option<PathBuf>,
+    pub euid: u32,
+    /// Effective capability mask (`CapEff` in `/proc/self/status`).
+    pub cap_eff: Option<u64>,
+    pub perf_event_paranoid: Option<i32>,
+    /// One short note per probed feature, keyed by field name.
+    pub notes: BTreeMap<&'static str, String>,
+    /// Wall time of [`probe`].
+    pub probe_duration: Duration,
+}
+
+/// Probes the running kernel. Never fails: a probe that cannot run reports `false`.
+/// Looks at mounts but does not mount anything (call
+/// [`ensure_mounts`](super::ensure_mounts) first so that tracepoints can be tested).
+pub fn probe() -> Features {
+    let start = Instant::now();
+    let mut f = Features {
+        kernel_release: host::kernel_release(),
+        ..Default::default()
+    };
+    if let Ok(m) = find_mounts() {
+        f.bpffs = m.bpffs;
+        f.tracefs = m.tracefs;
+        f.cgroup2 = m.cgroup2;
+        f.cgroup_layout = m.cgroup_layout;
+    }
+    let mut set = |name: &'static str, o: Outcome| {
+        f.notes.insert(name, o.note);
+        o.ok
+    };
+
+    // The netns probe runs concurrently; everything attached is closed in the background.
+    let net = probes::NetProbe::start();
+    let mut keep = Vec::new();
+    let btf_readable = File::open(VMLINUX_BTF).is_ok();
+    let vmlinux = if btf_readable {
+        VmlinuxBtf::load()
+    } else {
+        None
+    };
+    let btf_note = match (btf_readable, vmlinux.is_some()) {
+        (true, true) => "/sys/kernel/btf/vmlinux readable",
+        (true, false) => "/sys/kernel/btf/vmlinux readable but libbpf cannot parse it",
+        (false, _) => "no /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF not set?)",
+    };
+    let btf = set(
+        "btf",
+        Outcome {
+            ok: btf_readable,
+            note: btf_note.into(),
+        },
+    );
+    let kprobes = set("kprobes", probes::kprobes(&mut keep));
+    let kprobe_multi = set("kprobe_multi", probes::kprobe_multi(&mut keep));
+    let fentry = set("fentry", probes::fentry(vmlinux.as_ref(), &mut keep));
+    let tp_btf = set("tp_btf", probes::tp_btf(vmlinux.as_ref(), &mut keep));
+    drop(vmlinux);
+    let raw_tp = set("raw_tp", probes::raw_tp(&mut keep));
+    let tracefs = f.tracefs.clone();
+    let tracepoints = set(
+        "tracepoints",
+        probes::tracepoint(tracefs.as_deref(), "sched", "sched_process_exec", &mut keep),
+    );
+    let syscall_tracepoints = set(
+        "syscall_tracepoints",
+        probes::tracepoint(
+            tracefs.as_deref(),
+            "syscalls",
+            "sys_enter_getpid",
+            &mut keep,
+        ),
+    );
+    probes::close_later(keep);
+    let ringbuf = set("ringbuf", probes::ringbuf());
+    let uprobe_multi = set("uprobe_multi", probes::uprobe_multi());
+    let get_current_task_btf = set("get_current_task_btf", probes::get_current_task_btf());
+
+    let (lockdown, lockdown_note) = host::lockdown();
+    let locked = matches!(lockdown.as_deref(), Some("integrity" | "confidentiality"));
+    let mut pwu = probes::probe_write_user();
+    if locked {
+        let why = format!(
+            "kernel lockdown={} forbids it",
+            lockdown.as_deref().unwrap_or_default()
+        );
+        pwu = Outcome {
+            ok: false,
+            note: if pwu.ok {
+                why
+            } else {
+                format!("{}; {why}", pwu.note)
+            },
+        };
+    }
+    let probe_write_user = set("probe_write_user", pwu);
+    set(
+        "lockdown",
+        Outcome {
+            ok: true,
+            note: lockdown_note,
+        },
+    );
+    let (tcx, clsact) = net.wait();
+    let tcx = set("tcx", tcx);
+    let clsact = set("clsact", clsact);
+
+    f.btf = btf;
+    f.kprobes = kprobes;
+    f.kprobe_multi = kprobe_multi;
+    f.fentry = fentry;
+    f.tp_btf = tp_btf;
+    f.raw_tp = raw_tp;
+    f.tracepoints = tracepoints;
+    f.syscall_tracepoints = syscall_tracepoints;
+    f.ringbuf = ringbuf;
+    f.tcx = tcx;
+    f.clsact = clsact;
+    f.uprobe_multi = uprobe_multi;
+    f.get_current_task_btf = get_current_task_btf;
+    f.probe_write_user = probe_write_user;
+    f.lockdown = lockdown;
+    f.euid = nix::unistd::geteuid().as_raw();
+    f.cap_eff = host::cap_eff();
+    f.perf_event_paranoid =
+        host::read_trimmed("/proc/sys/kernel/perf_event_paranoid").and_then(|s| s.parse().ok());
+    f.probe_duration = start.elapsed();
+    f
+}
+
+fn yn(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+impl Features {
+    /// The note recorded for `feature` (a field name), or "".
+    pub fn note(&self, feature: &str) -> &str {
+        self.notes.get(feature).map(String::as_str).unwrap_or("")
+    }
+
+    /// Capabilities from [`AGENT_CAPS`] missing from the effective set.
+    pub fn missing_caps(&self) -> Vec<&'static str> {
+        let Some(eff) = self.cap_eff else {
+            return Vec::new();
+        };
+        AGENT_CAPS
+            .iter()
+            .filter(|(_, bit)| eff & (1u64 << bit) == 0)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// One line for the start-up log, with the hook family `auto` picks.
+    pub fn summary_line(&self) -> String {
+        let hook = match choose(self, HookMode::Auto) {
+            Ok(p) => p.family.to_string(),
+            Err(_) => "none".to_string(),
+        };
+        format!(
+            "kernel={} btf={} kprobes={} kprobe_multi={} fentry={} tp_btf={} raw_tp={} tracepoints={} \
+             ringbuf={} tcx={} clsact={} uprobe_multi={} task_btf={} lockdown={} hook={}",
+            self.kernel_release,
+            yn(self.btf),
+            yn(self.kprobes),
+            yn(self.kprobe_multi),
+            yn(self.fentry),
+            yn(self.tp_btf),
+            yn(self.raw_tp),
+            yn(self.tracepoints && self.syscall_tracepoints),
+            yn(self.ringbuf),
+            yn(self.tcx),
+            yn(self.clsact),
+            yn(self.uprobe_multi),
+            yn(self.get_current_task_btf),
+            self.lockdown.as_deref().unwrap_or("unknown"),
+            hook,
+        )
+    }
+
+    /// (feature, value, note) rows of the doctor table.
+    pub(crate) fn rows(&self) -> Vec<(String, String, String)> {
+        let mut rows = Vec::new();
+        let mut flag = |name: &'static str, v: bool| {
+            rows.push((
+                name.to_string(),
+                yn(v).to_string(),
+                self.note(name).to_string(),
+            ));
+        };
+        flag("btf", self.btf);
+        flag("kprobes", self.kprobes);
+        flag("kprobe_multi", self.kprobe_multi);
+        flag("fentry", self.fentry);
+        flag("tp_btf", self.tp_btf);
+        flag("raw_tp", self.raw_tp);
+        flag("tracepoints", self.tracepoints);
+        flag("syscall_tracepoints", self.syscall_tracepoints);
+        flag("ringbuf", self.ringbuf);
+        flag("tcx", self.tcx);
+        flag("clsact", self.clsact);
+        flag("uprobe_multi", self.uprobe_multi);
+        flag("get_current_task_btf", self.get_current_task_btf);
+        flag("probe_write_user", self.probe_write_user);
+        let path = |p: &Option<PathBuf>, missing: &str| match p {
+            Some(p) => (p.display().to_string(), String::new()),
+            None => ("-".to_string(), missing.to_string()),
+        };
+        rows.push((
+            "lockdown".into(),
+            self.lockdown.clone().unwrap_or_else(|| "unknown".into()),
+            self.note("lockdown").to_string(),
+        ));
+        let (v, n) = path(
+            &self.bpffs,
+            "not mounted (ensure_mounts mounts it at /sys/fs/bpf)",
+        );
+        rows.push(("bpffs".into(), v, n));
+        let (v, n) = path(
+            &self.tracefs,
+            "not mounted (ensure_mounts mounts it at /sys/kernel/tracing)",
+        );
+        rows.push(("tracefs".into(), v, n));
+        let (v, _) = path(&self.cgroup2, "");
+        rows.push((
+            "cgroup2".into(),
+            v,
+            format!("cgroups {}", self.cgroup_layout),
+        ));
+        let missing = self.missing_caps();
+        let caps = match (self.cap_eff, missing.is_empty()) {
+            (None, _) => ("unknown".to_string(), String::new()),
+            (Some(eff), true) => ("all".to_string(), format!("CapEff={eff:016x}")),
+            (Some(eff), false) => (
+                "missing".to_string(),
+                format!("{} (CapEff={eff:016x})", missing.join(" ")),
+            ),
+        };
+        rows.push((
+            "capabilities".into(),
+            caps.0,
+            format!("euid={} {}", self.euid, caps.1),
+        ));
+        rows.push((
+            "perf_event_paranoid".into(),
+            self.perf_event_paranoid
+                .map_or("unknown".into(), |p| p.to_string()),
+            String::new(),
+        ));
+        rows
+    }
+}
+
+/// Formats rows as an aligned table with a header.
+pub(crate) fn table(header: (&str, &str, &str), rows: &[(String, String, String)]) -> String {
+    let w0 = rows
+        .iter()
+        .map(|r| r.0.len())
+        .chain([header.0.len()])
+        .max()
+        .unwrap_or(0);
+    let w1 = rows
+        .iter()
+        .map(|r| r.1.len())
+        .chain([header.1.len()])
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    let lines = std::iter::once((header.0, header.1, header.2)).chain(
+        rows.iter()
+            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
+    );
+    for (a, b, c) in lines {
+        let line = format!("{a:<w0$}  {b:<w1$}  {c}");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The doctor's feature table.
+impl fmt::Display for Features {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "kernel {} (probed in {} ms)",
+            self.kernel_release,
+            self.probe_duration.as_millis()
+        )?;
+        writeln!(f)?;
+        f.write_str(&table(("FEATURE", "RESULT", "NOTE"), &self.rows()))
+    }
+}

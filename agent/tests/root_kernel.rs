@@ -1,0 +1,426 @@
+//! Root-only checks of `beyla::kernel` against independent ground truth on the running
+//! kernel. Each probe result is compared with a second method: libbpf-rs loading and
+//! attaching a clang-compiled program the way the agent would, sysfs/tracefs files, or
+//! mountinfo. Nothing here hard-codes what this host supports.
+//!
+//! Run with `cargo test -p beyla --test root_kernel -- --nocapture` to see the doctor report.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use beyla::kernel::{
+    self, choose, doctor_report, ensure_mounts, Features, HookFamily, HookMode, KernelError,
+};
+use libbpf_rs::{AsRawLibbpf, Link, Object, ObjectBuilder};
+
+/// Ground-truth programs, one per feature; each test loads only the one it needs.
+const GROUND_TRUTH_C: &str = r#"
+#define SEC(n) __attribute__((section(n), used))
+static void *(*bpf_get_current_task_btf)(void) = (void *) 158;
+
+SEC("fentry/do_sys_openat2") int gt_fentry(void *ctx) { return 0; }
+SEC("tp_btf/sched_process_exec") int gt_tp_btf(void *ctx) { return 0; }
+SEC("kprobe/vprintk") int gt_kprobe(void *ctx) { return 0; }
+SEC("uprobe.multi") int gt_uprobe_multi(void *ctx) { return 0; }
+SEC("tcx/ingress") int gt_tcx(void *ctx) { return -1; }
+SEC("raw_tp/sched_process_exec") int gt_raw_tp(void *ctx) { return 0; }
+SEC("tracepoint/syscalls/sys_enter_getpid") int gt_tracepoint(void *ctx) { return 0; }
+SEC("tracepoint/syscalls/sys_enter_getppid") int gt_task_btf(void *ctx)
+{
+	return bpf_get_current_task_btf() != 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"#;
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "root_* tests need root: they mount bpffs/tracefs and load BPF programs (run as root, e.g. `sudo -E cargo test -p beyla --test root_kernel`)"
+    );
+}
+
+/// probe() and the ground-truth loads run one at a time (they count programs by name).
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Mounts what is needed and probes once for the whole binary.
+fn features() -> &'static Features {
+    static F: OnceLock<Features> = OnceLock::new();
+    F.get_or_init(|| {
+        require_root();
+        ensure_mounts().expect("ensure_mounts");
+        let _g = serial();
+        kernel::probe()
+    })
+}
+
+/// The clang-compiled ground-truth object (compiled once).
+fn object_path() -> &'static Path {
+    static OBJ: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &OBJ.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("gt.bpf.c");
+        let obj = dir.path().join("gt.bpf.o");
+        fs::write(&src, GROUND_TRUTH_C).expect("write source");
+        let out = Command::new("clang")
+            .args(["-O2", "-g", "-target", "bpf", "-c"])
+            .arg(&src)
+            .arg("-o")
+            .arg(&obj)
+            .output()
+            .expect("clang is needed to build the ground-truth BPF object");
+        assert!(
+            out.status.success(),
+            "clang failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (dir, obj)
+    })
+    .1
+}
+
+/// Opens the ground-truth object with only `prog` enabled and loads it.
+fn load_only(prog: &str) -> Result<Object, libbpf_rs::Error> {
+    let mut open = ObjectBuilder::default().open_file(object_path())?;
+    for mut p in open.progs_mut() {
+        let keep = p.name() == prog;
+        p.set_autoload(keep);
+    }
+    open.load()
+}
+
+/// Loads `prog` alone and attaches it with `attach`; Ok(()) if both worked.
+fn load_and_attach(
+    prog: &str,
+    attach: impl FnOnce(&libbpf_rs::ProgramMut<'_>) -> Result<Link, libbpf_rs::Error>,
+) -> Result<(), String> {
+    let obj = load_only(prog).map_err(|e| format!("load {prog}: {e}"))?;
+    let p = obj
+        .progs_mut()
+        .find(|p| p.name() == prog)
+        .ok_or("program missing")?;
+    attach(&p)
+        .map(drop)
+        .map_err(|e| format!("attach {prog}: {e}"))
+}
+
+fn check(name: &str, probed: bool, truth: &Result<(), String>, note: &str) {
+    assert_eq!(
+        probed,
+        truth.is_ok(),
+        "{name}: probe says {probed} ({note}) but ground truth says {truth:?}"
+    );
+    println!("{name:<22} probe={probed:<5} truth={truth:?}");
+}
+
+/// Reads the lockdown mode through our own securityfs mount on a temporary directory.
+fn lockdown_ground_truth() -> Option<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    nix::mount::mount(
+        Some("securityfs"),
+        dir.path(),
+        Some("securityfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount securityfs");
+    let text = fs::read_to_string(dir.path().join("lockdown")).ok();
+    nix::mount::umount2(dir.path(), nix::mount::MntFlags::MNT_DETACH).expect("umount securityfs");
+    let text = text?;
+    let word = text.split_whitespace().find(|w| w.starts_with('['))?;
+    Some(word.trim_matches(|c| c == '[' || c == ']').to_string())
+}
+
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn beyla_root_kernel_uprobe_target() -> u64 {
+    std::hint::black_box(42)
+}
+
+#[test]
+fn root_ensure_mounts_mounts_bpffs_and_tracefs_idempotently() {
+    require_root();
+    let first = ensure_mounts().expect("ensure_mounts");
+    let second = ensure_mounts().expect("second ensure_mounts");
+    assert!(
+        second.mounted_now.is_empty(),
+        "second call mounted again: {second:?}"
+    );
+    assert_eq!(
+        (&first.bpffs, &first.tracefs),
+        (&second.bpffs, &second.tracefs)
+    );
+
+    // Independent check: statfs magic numbers (linux/magic.h).
+    let magic = |p: &Path| {
+        nix::sys::statfs::statfs(p)
+            .expect("statfs")
+            .filesystem_type()
+            .0 as u64
+    };
+    assert_eq!(
+        magic(&first.bpffs),
+        0xcafe_4a11,
+        "{} is not bpffs",
+        first.bpffs.display()
+    );
+    assert_eq!(
+        magic(&first.tracefs),
+        0x7472_6163,
+        "{} is not tracefs",
+        first.tracefs.display()
+    );
+    assert!(first.tracefs.join("events").is_dir());
+
+    // Exactly one mount per fs at the chosen place: no stacking from repeated calls.
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    for (fs_type, at) in [("bpf", &first.bpffs), ("tracefs", &first.tracefs)] {
+        let needle = format!(" {} ", at.display());
+        let n = info
+            .lines()
+            .filter(|l| l.contains(&needle) && l.contains(&format!(" - {fs_type} ")))
+            .count();
+        assert_eq!(
+            n,
+            1,
+            "{fs_type} at {} mounted {n} times:\n{info}",
+            at.display()
+        );
+    }
+
+    // cgroup2 location agrees with mountinfo.
+    let cg2 = info
+        .lines()
+        .filter(|l| l.contains(" - cgroup2 "))
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .collect::<Vec<_>>();
+    match &first.cgroup2 {
+        Some(p) => assert!(cg2.contains(p), "{p:?} not among {cg2:?}"),
+        None => assert!(cg2.is_empty()),
+    }
+}
+
+#[test]
+fn root_probe_is_fast_and_leaves_nothing_loaded() {
+    require_root();
+    ensure_mounts().expect("ensure_mounts");
+    let _g = serial();
+    let start = Instant::now();
+    let f = kernel::probe();
+    let took = start.elapsed();
+    println!("probe() took {took:?}");
+    // Budget is ~50 ms; slack for the other tests and builds running in parallel.
+    assert!(took < Duration::from_millis(200), "probe() took {took:?}");
+    // Closed programs are freed after an RCU grace period: allow a little time.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<u32> = libbpf_rs::query::ProgInfoIter::default()
+            .filter(|p| p.name.to_string_lossy() == "beyla_feature")
+            .map(|p| p.id)
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "probe programs still loaded: {left:?} ({})",
+            f.summary_line()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn root_probe_basics_match_the_system() {
+    let f = features();
+    assert!(f.ringbuf, "ringbuf: {}", f.note("ringbuf"));
+    assert!(f.tracepoints, "tracepoints: {}", f.note("tracepoints"));
+    assert!(f.raw_tp, "raw_tp: {}", f.note("raw_tp"));
+    assert_eq!(f.btf, fs::File::open("/sys/kernel/btf/vmlinux").is_ok());
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    assert_eq!(f.kernel_release, release.trim());
+    let found = kernel::find_mounts().expect("find_mounts");
+    assert_eq!(
+        (&f.bpffs, &f.tracefs, &f.cgroup2),
+        (&found.bpffs, &found.tracefs, &found.cgroup2)
+    );
+    assert_eq!(f.lockdown, lockdown_ground_truth());
+    if f.probe_write_user {
+        assert!(matches!(f.lockdown.as_deref(), None | Some("none")));
+    }
+}
+
+/// kprobes: the PMU exists and tracefs `kprobe_events` accepts a probe; and libbpf-rs
+/// (which falls back to `kprobe_events` itself) attaches a kprobe program.
+#[test]
+fn root_kprobes_match_pmu_kprobe_events_and_libbpf() {
+    let f = features();
+    let tracefs = f.tracefs.as_ref().expect("tracefs mounted");
+    let pmu = Path::new("/sys/bus/event_source/devices/kprobe").is_dir();
+    let name = format!("beyla_gt_{}", std::process::id());
+    let events = tracefs.join("kprobe_events");
+    let write = |line: &str| {
+        OpenOptions::new()
+            .append(true)
+            .open(&events)
+            .and_then(|mut fd| fd.write_all(line.as_bytes()))
+    };
+    let kprobe_events =
+        write(&format!("p:{name} vprintk\n")).map_err(|e| format!("{}: {e}", events.display()));
+    if kprobe_events.is_ok() {
+        write(&format!("-:{name}\n")).expect("remove ground-truth kprobe");
+    }
+    let truth = if pmu {
+        kprobe_events
+    } else {
+        Err("no kprobe PMU".to_string())
+    };
+    check("kprobes (pmu+events)", f.kprobes, &truth, f.note("kprobes"));
+    let _g = serial();
+    let libbpf = load_and_attach("gt_kprobe", |p| p.attach_kprobe(false, "vprintk"));
+    check("kprobes (libbpf-rs)", f.kprobes, &libbpf, f.note("kprobes"));
+}
+
+#[test]
+fn root_fentry_matches_libbpf() {
+    let f = features();
+    let _g = serial();
+    let truth = load_and_attach("gt_fentry", |p| p.attach_trace());
+    check("fentry", f.fentry, &truth, f.note("fentry"));
+}
+
+#[test]
+fn root_tp_btf_matches_libbpf() {
+    let f = features();
+    let _g = serial();
+    let truth = load_and_attach("gt_tp_btf", |p| p.attach_trace());
+    check("tp_btf", f.tp_btf, &truth, f.note("tp_btf"));
+}
+
+#[test]
+fn root_tracepoints_and_raw_tp_match_libbpf() {
+    let f = features();
+    let _g = serial();
+    let truth = load_and_attach("gt_tracepoint", |p| p.attach());
+    check(
+        "syscall_tracepoints",
+        f.syscall_tracepoints,
+        &truth,
+        f.note("syscall_tracepoints"),
+    );
+    let truth = load_and_attach("gt_raw_tp", |p| {
+        p.attach_raw_tracepoint("sched_process_exec")
+    });
+    check("raw_tp", f.raw_tp, &truth, f.note("raw_tp"));
+}
+
+#[test]
+fn root_task_btf_matches_libbpf() {
+    let f = features();
+    let _g = serial();
+    let truth = load_only("gt_task_btf")
+        .map(drop)
+        .map_err(|e| e.to_string());
+    check(
+        "get_current_task_btf",
+        f.get_current_task_btf,
+        &truth,
+        f.note("get_current_task_btf"),
+    );
+}
+
+#[test]
+fn root_uprobe_multi_matches_libbpf() {
+    let f = features();
+    assert_eq!(beyla_root_kernel_uprobe_target(), 42);
+    let _g = serial();
+    let exe = std::env::current_exe().expect("current_exe");
+    let pid = std::process::id() as i32;
+    let truth = load_and_attach("gt_uprobe_multi", |p| {
+        p.attach_uprobe_multi(pid, &exe, "beyla_root_kernel_uprobe_target", false, false)
+    });
+    check(
+        "uprobe_multi",
+        f.uprobe_multi,
+        &truth,
+        f.note("uprobe_multi"),
+    );
+}
+
+/// tcx through libbpf's `bpf_program__attach_tcx`, on `lo` of a private network namespace.
+#[test]
+fn root_tcx_matches_libbpf() {
+    let f = features();
+    let _g = serial();
+    let truth = std::thread::spawn(|| {
+        // SAFETY: only this thread moves to the new network namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+        }
+        let obj = load_only("gt_tcx").map_err(|e| format!("load gt_tcx: {e}"))?;
+        let prog = obj
+            .progs_mut()
+            .find(|p| p.name() == "gt_tcx")
+            .ok_or("program missing")?;
+        // SAFETY: the program is loaded and outlives the call; NULL opts are allowed.
+        let link = unsafe {
+            libbpf_sys::bpf_program__attach_tcx(
+                prog.as_libbpf_object().as_ptr(),
+                1,
+                std::ptr::null(),
+            )
+        };
+        let ptr = std::ptr::NonNull::new(link)
+            .ok_or_else(|| format!("attach_tcx: {}", std::io::Error::last_os_error()))?;
+        // SAFETY: libbpf returned an owned, valid link.
+        drop(unsafe { Link::from_ptr(ptr) });
+        Ok(())
+    })
+    .join()
+    .expect("tcx thread");
+    check("tcx", f.tcx, &truth, f.note("tcx"));
+}
+
+#[test]
+fn root_hook_plan_is_consistent_with_features() {
+    let f = features();
+    let auto = choose(f, HookMode::Auto).expect("auto plan on a supported kernel");
+    assert!(auto.family.implemented());
+    for (mode, family, available) in [
+        (HookMode::Kprobes, HookFamily::Kprobes, f.kprobes),
+        (HookMode::Fentry, HookFamily::Fentry, f.fentry && f.btf),
+        (HookMode::Tracepoints, HookFamily::Tracepoints, true),
+    ] {
+        match choose(f, mode) {
+            Ok(p) => assert!(available && p.family == family, "{mode}: {p:?}"),
+            Err(e @ KernelError::HookFamilyUnavailable { .. }) => {
+                assert!(!available, "{mode} unavailable: {e}");
+                assert!(e.to_string().starts_with(&format!(
+                    "ebpf.hook_mode: {mode} requested but this kernel ("
+                )));
+            }
+            Err(e) => panic!("{mode}: unexpected {e}"),
+        }
+    }
+    let best = HookFamily::PREFERENCE
+        .into_iter()
+        .find(|fam| fam.availability(f).is_ok());
+    assert_eq!(Some(auto.best_available), best);
+}
+
+#[test]
+fn root_doctor_report() {
+    let f = features();
+    let plan = choose(f, HookMode::Auto);
+    let report = doctor_report(f, &plan);
+    println!("{report}");
+    assert!(report.contains(&f.kernel_release));
+    assert!(report.contains(&format!("summary: {}", f.summary_line())));
+}
