@@ -54,6 +54,8 @@ struct Conn {
     last_ns: u64,
     /// The last bytes seen of the current message body, to spot a chunked body's end.
     window: Vec<u8>,
+    /// The last message failed to decode: its reply is expected, not a missed request.
+    failed: bool,
 }
 
 impl Conn {
@@ -66,6 +68,7 @@ impl Conn {
             phase: Phase::Idle,
             last_ns: ev.ts_ns,
             window: Vec::new(),
+            failed: false,
         }
     }
 
@@ -97,7 +100,7 @@ impl Tracker {
             self.evict_oldest(out);
         }
         let conn = self.conns.entry(key).or_insert_with(|| Conn::new(ev));
-        if conn.local != ev.local || conn.remote != ev.remote {
+        if !same_connection(conn, ev) {
             // The kernel reused the socket for another connection whose close we missed.
             *conn = Conn::new(ev);
         }
@@ -142,6 +145,15 @@ impl Tracker {
             }
         }
     }
+}
+
+/// Whether `ev` belongs to the connection `conn` follows. A closing socket loses its local
+/// port (the kernel unhashes it), so a zero port matches any.
+fn same_connection(conn: &Conn, ev: &SockData) -> bool {
+    let port_ok = |a: u16, b: u16| a == b || a == 0 || b == 0;
+    conn.remote.ip() == ev.remote.ip()
+        && port_ok(conn.remote.port(), ev.remote.port())
+        && port_ok(conn.local.port(), ev.local.port())
 }
 
 /// Captured bytes of the event, and whether they are all of it.
@@ -195,6 +207,7 @@ fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out
 
 fn step(conn: &mut Conn, ev: &SockData, out: &mut Decoded) {
     let phase = std::mem::replace(&mut conn.phase, Phase::Idle);
+    let errors_before = out.errors.len();
     let is_req_dir = conn.role.is_none() || ev.direction == conn.request_dir();
     conn.phase = match phase {
         Phase::Ignored => Phase::Ignored,
@@ -250,6 +263,9 @@ fn step(conn: &mut Conn, ev: &SockData, out: &mut Decoded) {
             Phase::Idle
         }
     };
+    if out.errors.len() > errors_before {
+        conn.failed = true;
+    }
 }
 
 fn body_size(framing: Framing, seen: u64) -> u64 {
@@ -262,6 +278,7 @@ fn body_size(framing: Framing, seen: u64) -> u64 {
 fn start_message(conn: &mut Conn, ev: &SockData, out: &mut Decoded) -> Phase {
     let (data, whole) = payload(ev);
     if http1::is_request_start(data) {
+        conn.failed = false;
         if conn.role.is_none() {
             conn.role = Some(if ev.direction == Direction::Recv { Role::Server } else { Role::Client });
         }
@@ -272,8 +289,11 @@ fn start_message(conn: &mut Conn, ev: &SockData, out: &mut Decoded) -> Phase {
         return read_request_head(conn, ev, data.to_vec(), 0, whole, ev.ts_ns, ev.tid, out);
     }
     if http1::is_response_start(data) {
-        // We joined mid-exchange: wait for the next request.
-        out.errors.push(DecodeError::MissedRequest);
+        // The reply to a request we could not decode is already counted; otherwise we
+        // joined mid-exchange. Either way, wait for the next request.
+        if !conn.failed {
+            out.errors.push(DecodeError::MissedRequest);
+        }
         return Phase::Idle;
     }
     if conn.role.is_none() {
@@ -544,8 +564,26 @@ mod tests {
         big.extend(vec![b'a'; 64 * 1024]);
         big.extend(b"\r\n\r\n");
         let out = run(&[ev(7, Recv, 1, &big), ev(7, Send, 2, b"HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\n\r\n")]);
-        assert_eq!(out.errors[0], DecodeError::HeadersTooLarge);
+        // One error for the request; its reply is not a second one.
+        assert_eq!(out.errors, vec![DecodeError::HeadersTooLarge]);
         assert!(out.requests.is_empty());
+    }
+
+    #[test]
+    fn closing_socket_with_zeroed_local_port_is_the_same_connection() {
+        let mut closing = ev(1, Send, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        closing.local = addr("127.0.0.1:0");
+        let out = run(&[ev(1, Recv, 1, b"GET /ping HTTP/1.1\r\n\r\n"), closing]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.requests.len(), 1);
+        // Another peer on a reused socket is a new connection.
+        let mut other = ev(1, Recv, 3, b"GET /b HTTP/1.1\r\n\r\n");
+        other.remote = addr("127.0.0.1:50001");
+        let mut reply = ev(1, Send, 4, b"HTTP/1.1 204 No Content\r\n\r\n");
+        reply.remote = other.remote;
+        let out = run(&[ev(1, Recv, 1, b"GET /a HTTP/1.1\r\n\r\n"), other, reply]);
+        assert_eq!(out.requests.len(), 1);
+        assert_eq!(out.requests[0].target, "/b");
     }
 
     #[test]

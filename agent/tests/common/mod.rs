@@ -169,7 +169,8 @@ pub fn wait_instrumented(metrics_port: u16, n: f64, log: &Path) {
     assert!(ok, "agent did not instrument {n} process(es); log:\n{}", agent_log(log));
 }
 
-/// Sends raw bytes on a fresh connection, in the given pieces, and reads the whole reply.
+/// Sends raw bytes on a fresh connection, in the given pieces, ends the sending side, and
+/// reads the whole reply.
 pub fn send_raw(port: u16, pieces: &[&[u8]], pause: Duration) -> Vec<u8> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -178,6 +179,7 @@ pub fn send_raw(port: u16, pieces: &[&[u8]], pause: Duration) -> Vec<u8> {
         s.flush().unwrap();
         std::thread::sleep(pause);
     }
+    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     buf

@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(r.target, "/echo");
         assert_eq!(r.host.as_deref(), Some("a:1"));
         assert_eq!(r.framing, Framing::Length(12));
-        assert_eq!(r.len, 53);
+        assert_eq!(r.len, 54);
     }
 
     #[test]
