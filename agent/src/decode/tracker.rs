@@ -508,6 +508,21 @@ mod tests {
     }
 
     #[test]
+    fn method_split_by_a_one_byte_read() {
+        // Go's background read takes the first byte of the next keep-alive request.
+        let out = run(&[
+            ev(1, Recv, 1, b"GET /a HTTP/1.1\r\n\r\n"),
+            ev(1, Send, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            ev(1, Recv, 3, b"G"),
+            ev(1, Recv, 4, b"ET /b HTTP/1.1\r\n\r\n"),
+            ev(1, Send, 5, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let got: Vec<_> = out.requests.iter().map(|r| (r.target.as_str(), r.start_ns, r.end_ns)).collect();
+        assert_eq!(got, vec![("/a", 1, 2), ("/b", 3, 5)]);
+    }
+
+    #[test]
     fn client_side() {
         let out = run(&[
             ev(2, Send, 5, b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1:8090\r\nConnection: close\r\n\r\n"),

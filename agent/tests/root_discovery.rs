@@ -1,0 +1,108 @@
+//! Discovery on the real kernel (needs root): processes started after the agent, children
+//! forked by an instrumented process (traced by the kernel from their first instruction), exits,
+//! and a clear error when the metrics port is taken.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const DUR: &str = "http_server_request_duration_seconds_count";
+
+fn yaml(app_port: u16, metrics_port: u16, poll: &str) -> String {
+    format!(
+        "open_port: {app_port}\nprometheus_export:\n  port: {metrics_port}\n\
+         discovery:\n  poll_interval: {poll}\n  min_process_age: 0s\n"
+    )
+}
+
+fn instrumented(metrics_port: u16) -> f64 {
+    sum(&scrape(metrics_port, "/internal/metrics"), "beyla_instrumented_processes", &[])
+}
+
+#[test]
+fn root_app_started_after_agent_and_its_exit() {
+    require_root();
+    let (app_port, metrics_port) = (free_port(), free_port());
+    let (_agent, log) = start_agent(&yaml(app_port, metrics_port, "200ms"), &[], "late");
+    assert!(wait_for(Duration::from_secs(30), || http_get(metrics_port, "/internal/metrics").is_some()), "agent did not serve metrics");
+    assert_eq!(instrumented(metrics_port), 0.0);
+
+    let app = start_app("node", app_port, &[]);
+    wait_instrumented(metrics_port, 1.0, &log);
+    for _ in 0..4 {
+        assert_eq!(http_get(app_port, "/ping").as_deref(), Some("pong"));
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || sum(&scrape(metrics_port, "/metrics"), DUR, &[]) == 4.0),
+        "expected 4 requests; log:\n{}",
+        agent_log(&log)
+    );
+    drop(app); // kills it
+    assert!(
+        wait_for(Duration::from_secs(10), || instrumented(metrics_port) == 0.0),
+        "exited app still counted as instrumented; log:\n{}",
+        agent_log(&log)
+    );
+}
+
+#[test]
+fn root_forked_workers_inherit_tracing() {
+    require_root();
+    let (app_port, metrics_port) = (free_port(), free_port());
+    let script = repo().join("testapps/python-prefork/app.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(app_port.to_string())
+        .env("WORKER_DELAY", "2")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the pre-fork app");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _parent = Proc { child, name: "prefork".into() };
+    assert_eq!(lines.next().unwrap().unwrap(), format!("listening on {app_port}"));
+
+    // A long poll interval: after the first scan, only the kernel's fork hook can trace the
+    // workers the parent forks later.
+    let (_agent, log) = start_agent(&yaml(app_port, metrics_port, "1h"), &[], "fork");
+    wait_instrumented(metrics_port, 1.0, &log);
+    let workers = lines.next().unwrap().unwrap();
+    assert!(workers.starts_with("workers "), "{workers}");
+    assert!(
+        wait_for(Duration::from_secs(10), || instrumented(metrics_port) == 3.0),
+        "workers not instrumented ({}); log:\n{}",
+        instrumented(metrics_port),
+        agent_log(&log)
+    );
+    for _ in 0..10 {
+        assert_eq!(http_get(app_port, "/ping").as_deref(), Some("pong"));
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || sum(&scrape(metrics_port, "/metrics"), DUR, &[("http_route", "/ping")]) == 10.0),
+        "expected 10 requests served by the workers:\n{}\nlog:\n{}",
+        http_get(metrics_port, "/metrics").unwrap_or_default(),
+        agent_log(&log)
+    );
+    // The workers report as the parent's service, each with its own instance.
+    let m = scrape(metrics_port, "/metrics");
+    let services: std::collections::BTreeSet<_> =
+        m.iter().filter(|s| s.name == DUR).filter_map(|s| s.labels.get("service_name").cloned()).collect();
+    assert_eq!(services.into_iter().collect::<Vec<_>>(), vec!["python-prefork".to_string()]);
+}
+
+#[test]
+fn root_port_in_use_is_a_clear_error() {
+    require_root();
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(agent_bin())
+        .env("BEYLA_OPEN_PORT", "1")
+        .env("BEYLA_PROMETHEUS_PORT", port.to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("prometheus_export.port") && err.contains(&port.to_string()), "{err}");
+}
