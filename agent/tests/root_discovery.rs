@@ -48,6 +48,17 @@ fn root_app_started_after_agent_and_its_exit() {
     );
 }
 
+/// The pre-fork app's workers outlive a SIGKILLed parent: kill them too.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
 #[test]
 fn root_forked_workers_inherit_tracing() {
     require_root();
@@ -58,6 +69,7 @@ fn root_forked_workers_inherit_tracing() {
         .arg(app_port.to_string())
         .env("WORKER_DELAY", "2")
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("starting the pre-fork app");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -70,6 +82,7 @@ fn root_forked_workers_inherit_tracing() {
     wait_instrumented(metrics_port, 1.0, &log);
     let workers = lines.next().unwrap().unwrap();
     assert!(workers.starts_with("workers "), "{workers}");
+    let _workers = KillOnDrop(workers.split_whitespace().skip(1).filter_map(|p| p.parse().ok()).collect());
     assert!(
         wait_for(Duration::from_secs(10), || instrumented(metrics_port) == 3.0),
         "workers not instrumented ({}); log:\n{}",
