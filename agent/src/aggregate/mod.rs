@@ -118,3 +118,73 @@ fn server_endpoint(span: &Span) -> (String, u16) {
     }
     (sock.ip().to_string(), sock.port())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+    use crate::attach::TracedProcess;
+    use crate::decode::Request;
+    use crate::discover::ServiceId;
+
+    fn span(role: Role, host: Option<&str>) -> Span {
+        let service = ServiceId { name: "shop".into(), namespace: "".into(), instance_id: "h:42".into() };
+        Span {
+            process: Arc::new(TracedProcess { pid: 42, exe: "/usr/bin/shop".into(), service, parent: None }),
+            request: Request {
+                pid: 42,
+                tid: 42,
+                role,
+                method: "POST".into(),
+                target: "/echo".into(),
+                status: 201,
+                start_ns: 0,
+                end_ns: 30_000_000,
+                request_body_size: 100,
+                response_body_size: 3000,
+                local: "127.0.0.1:8080".parse().unwrap(),
+                remote: "10.0.0.9:9090".parse().unwrap(),
+                host: host.map(String::from),
+                traceparent: None,
+            },
+            route: Some("/echo".into()),
+        }
+    }
+
+    fn render(spans: &[Span]) -> String {
+        let mut reg = Registry::default();
+        let d = crate::config::DEFAULT_DURATION_BUCKETS.to_vec();
+        let s = crate::config::DEFAULT_SIZE_BUCKETS.to_vec();
+        let mut m = AppMetrics::new(&mut reg, Buckets(d), Buckets(s.clone()), Buckets(s));
+        for sp in spans {
+            m.record(sp);
+        }
+        let mut out = String::new();
+        encode(&mut out, &reg).unwrap();
+        out
+    }
+
+    #[test]
+    fn server_series_names_labels_and_buckets() {
+        let text = render(&[span(Role::Server, Some("shop.local:8080")), span(Role::Server, Some("shop.local:8080"))]);
+        let labels = r#"instance="h:42",job="shop",service_name="shop",service_namespace="",http_request_method="POST",http_response_status_code="201",http_route="/echo",server_address="shop.local",server_port="8080",url_scheme="http""#;
+        assert!(text.contains(&format!("http_server_request_duration_seconds_count{{{labels}}} 2")), "{text}");
+        assert!(text.contains(&format!("http_server_request_duration_seconds_bucket{{le=\"0.025\",{labels}}} 0")), "{text}");
+        assert!(text.contains(&format!("http_server_request_duration_seconds_bucket{{le=\"0.05\",{labels}}} 2")), "{text}");
+        assert!(text.contains(&format!("http_server_request_body_size_bytes_bucket{{le=\"128.0\",{labels}}} 2")), "{text}");
+        assert!(text.contains(&format!("http_server_response_body_size_bytes_bucket{{le=\"2048.0\",{labels}}} 0")), "{text}");
+        assert!(text.contains(&format!("http_server_response_body_size_bytes_sum{{{labels}}} 6000.0")), "{text}");
+        assert!(text.contains(r#"target_info{instance="h:42",job="shop",service_name="shop",service_namespace="",telemetry_sdk_language="unknown",telemetry_sdk_name="beyla",process_pid="42"} 1"#), "{text}");
+        assert!(!text.contains("http_client_request_duration_seconds_count{"), "{text}");
+    }
+
+    #[test]
+    fn client_series_use_the_peer_when_there_is_no_host() {
+        let text = render(&[span(Role::Client, None)]);
+        assert!(text.contains(r#"http_client_request_duration_seconds_count{instance="h:42",job="shop",service_name="shop",service_namespace="",http_request_method="POST",http_response_status_code="201",http_route="/echo",server_address="10.0.0.9",server_port="9090",url_scheme="http"} 1"#), "{text}");
+        assert!(!text.contains("http_server_request_duration_seconds_count{"), "{text}");
+    }
+}

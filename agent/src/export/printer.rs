@@ -92,3 +92,55 @@ impl Printer {
         let _ = out.flush();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::attach::TracedProcess;
+    use crate::decode::Request;
+    use crate::discover::ServiceId;
+
+    fn span() -> Span {
+        let service = ServiceId { name: "shop".into(), namespace: "demo".into(), instance_id: "h:42".into() };
+        Span {
+            process: Arc::new(TracedProcess { pid: 42, exe: "/usr/bin/shop".into(), service, parent: None }),
+            request: Request {
+                pid: 42,
+                tid: 43,
+                role: Role::Server,
+                method: "GET".into(),
+                target: "/users/7?x=1".into(),
+                status: 200,
+                start_ns: 1_000,
+                end_ns: 1_501_000,
+                request_body_size: 0,
+                response_body_size: 12,
+                local: "127.0.0.1:8080".parse().unwrap(),
+                remote: "127.0.0.1:5000".parse().unwrap(),
+                host: Some("shop:8080".into()),
+                traceparent: None,
+            },
+            route: Some("/users/*".into()),
+        }
+    }
+
+    #[test]
+    fn text_line() {
+        assert_eq!(
+            Printer::new(PrintFormat::Text).line(&span()),
+            "SERVER shop pid=42 GET /users/7 route=/users/* status=200 dur=1500us req=0B resp=12B local=127.0.0.1:8080 peer=127.0.0.1:5000"
+        );
+    }
+
+    #[test]
+    fn json_line() {
+        let v: serde_json::Value = serde_json::from_str(&Printer::new(PrintFormat::Json).line(&span())).unwrap();
+        assert_eq!(v["service"], "shop");
+        assert_eq!(v["kind"], "server");
+        assert_eq!(v["route"], "/users/*");
+        assert_eq!(v["duration_us"], 1500);
+        assert_eq!(v["peer"], "127.0.0.1:5000");
+    }
+}
