@@ -61,6 +61,27 @@ static __always_inline __u32 copy_user(struct sock_event *e, __u32 off, __u64 sr
 	return n;
 }
 
+/* The scratch event with its header filled in; payload fields are the caller's. */
+static __always_inline struct sock_event *new_event(__u8 kind, __u8 dir, __u64 pid_tgid, struct sock *sk)
+{
+	__u32 zero = 0;
+	struct event_scratch *scratch = bpf_map_lookup_elem(&event_scratch, &zero);
+	if (!scratch)
+		return 0;
+	struct sock_event *e = &scratch->ev;
+	e->kind = kind;
+	e->direction = dir;
+	e->tail_len = 0;
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->len = 0;
+	e->captured = 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock_id = (__u64)sk;
+	read_conn_tuple(sk, &e->conn);
+	return e;
+}
+
 static __always_inline int emit_data(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -72,20 +93,10 @@ static __always_inline int emit_data(long ret)
 	if (ret <= 0)
 		return 0;
 
-	__u32 zero = 0;
-	struct event_scratch *scratch = bpf_map_lookup_elem(&event_scratch, &zero);
-	if (!scratch)
+	struct sock_event *e = new_event(EVENT_SOCK_DATA, a.direction, id, (struct sock *)a.sk);
+	if (!e)
 		return 0;
-	struct sock_event *e = &scratch->ev;
-	e->kind = EVENT_SOCK_DATA;
-	e->direction = a.direction;
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
 	e->len = (__u32)ret;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->sock_id = a.sk;
-	e->tail_len = 0;
-	read_conn_tuple((struct sock *)a.sk, &e->conn);
 
 	__u32 captured = 0;
 	if (a.buf_kind == BUF_PLAIN) {
@@ -169,21 +180,9 @@ int tpe__close(struct trace_event_raw_sys_enter *ctx)
 	struct sock *sk = tcp_sock_of_fd((int)ctx->args[0]);
 	if (!sk)
 		return 0;
-	__u32 zero = 0;
-	struct event_scratch *scratch = bpf_map_lookup_elem(&event_scratch, &zero);
-	if (!scratch)
+	struct sock_event *e = new_event(EVENT_SOCK_CLOSE, 0, id, sk);
+	if (!e)
 		return 0;
-	struct sock_event *e = &scratch->ev;
-	e->kind = EVENT_SOCK_CLOSE;
-	e->direction = 0;
-	e->tail_len = 0;
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
-	e->len = 0;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->sock_id = (__u64)sk;
-	e->captured = 0;
-	read_conn_tuple(sk, &e->conn);
 	if (bpf_ringbuf_output(&events, e, offsetof(struct sock_event, data), ringbuf_flags()))
 		count_lost();
 	return 0;

@@ -94,18 +94,9 @@ fn load_config(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<(Config
     Ok((loaded.config, loaded.warnings))
 }
 
-fn hook_mode(cfg: &Config) -> HookMode {
-    match cfg.ebpf.hook_mode {
-        config::HookMode::Auto => HookMode::Auto,
-        config::HookMode::Tracepoints => HookMode::Tracepoints,
-        config::HookMode::Kprobes => HookMode::Kprobes,
-        config::HookMode::Fentry => HookMode::Fentry,
-    }
-}
-
 fn doctor(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
     let mode = match load_config(file, set) {
-        Ok((cfg, _)) => hook_mode(&cfg),
+        Ok((cfg, _)) => cfg.ebpf.hook_mode,
         Err(_) => HookMode::Auto,
     };
     let mounts = kernel::ensure_mounts();
@@ -139,7 +130,7 @@ fn agent(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
     let mounts = kernel::ensure_mounts().context("preparing bpffs and tracefs")?;
     let _ = mounts;
     let features = kernel::probe();
-    let plan = kernel::choose(&features, hook_mode(&cfg))?;
+    let plan = kernel::choose(&features, cfg.ebpf.hook_mode)?;
     if !plan.family.implemented() {
         anyhow::bail!(
             "ebpf.hook_mode: the {} hook family is not implemented yet; use auto or tracepoints",

@@ -229,19 +229,12 @@ async fn export_stage(mut rx: mpsc::Receiver<Vec<Span>>, mut metrics: AppMetrics
 impl PipelineConfig {
     /// Maps the validated configuration onto the stages.
     pub fn from_config(cfg: &crate::config::Config) -> Result<Self, discover::DiscoverError> {
-        use crate::config::{TracePrinter, Unmatched as CfgUnmatched};
-        use crate::enrich::routes::{Unmatched, DEFAULT_MAX_ROUTES};
+        use crate::config::TracePrinter;
+        use crate::enrich::routes::DEFAULT_MAX_ROUTES;
 
         let r = &cfg.routes;
-        let unmatched = match r.unmatched {
-            CfgUnmatched::Unset => Unmatched::Unset,
-            CfgUnmatched::Path => Unmatched::Path,
-            CfgUnmatched::Wildcard => Unmatched::Wildcard,
-            // low-cardinality is the heuristic plus a per-segment cap; the route cap bounds it.
-            CfgUnmatched::Heuristic | CfgUnmatched::LowCardinality => Unmatched::Heuristic,
-        };
         let strings = |v: &[crate::config::RoutePattern]| v.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>();
-        let routes = RouteMatcher::new(&strings(&r.patterns), &strings(&r.ignored_patterns), unmatched, r.wildcard_char, DEFAULT_MAX_ROUTES);
+        let routes = RouteMatcher::new(&strings(&r.patterns), &strings(&r.ignored_patterns), r.unmatched, r.wildcard_char, DEFAULT_MAX_ROUTES);
 
         let d = &cfg.discovery;
         let discover = DiscoverOptions {

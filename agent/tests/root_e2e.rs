@@ -51,13 +51,17 @@ fn send_mix(port: u16) {
 }
 
 fn run_language(lang: &str, expected_service: &str) {
+    run_language_with(lang, expected_service, &[]);
+}
+
+fn run_language_with(lang: &str, expected_service: &str, agent_env: &[(&str, &str)]) {
     require_root();
     let (down_port, app_port, metrics_port) = (free_port(), free_port(), free_port());
     // The downstream is a Python app on another port: it is not selected and must not appear.
     let _down = start_app("python", down_port, &[]);
     let downstream = format!("http://127.0.0.1:{down_port}/ping");
     let app = start_app(lang, app_port, &[("DOWNSTREAM_URL", &downstream)]);
-    let (_agent, log) = start_agent(&config(app_port, metrics_port), &[], lang);
+    let (_agent, log) = start_agent(&config(app_port, metrics_port), agent_env, lang);
     wait_instrumented(metrics_port, 1.0, &log);
 
     send_mix(app_port);
@@ -129,4 +133,10 @@ fn root_e2e_go() {
 #[test]
 fn root_e2e_rust() {
     run_language("rust", "rust-http");
+}
+
+/// Ring-buffer wake-ups batched by 16 events per CPU: every request still arrives, exactly.
+#[test]
+fn root_e2e_rust_batched_wakeups() {
+    run_language_with("rust", "rust-http", &[("BEYLA_BPF_WAKEUP_LEN", "16")]);
 }

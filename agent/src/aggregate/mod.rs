@@ -121,37 +121,26 @@ fn server_endpoint(span: &Span) -> (String, u16) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use prometheus_client::encoding::text::encode;
 
     use super::*;
-    use crate::attach::TracedProcess;
-    use crate::decode::Request;
-    use crate::discover::ServiceId;
+    use crate::enrich::test_span;
 
     fn span(role: Role, host: Option<&str>) -> Span {
-        let service = ServiceId { name: "shop".into(), namespace: "".into(), instance_id: "h:42".into() };
-        Span {
-            process: Arc::new(TracedProcess { pid: 42, exe: "/usr/bin/shop".into(), service, parent: None }),
-            request: Request {
-                pid: 42,
-                tid: 42,
-                role,
-                method: "POST".into(),
-                target: "/echo".into(),
-                status: 201,
-                start_ns: 0,
-                end_ns: 30_000_000,
-                request_body_size: 100,
-                response_body_size: 3000,
-                local: "127.0.0.1:8080".parse().unwrap(),
-                remote: "10.0.0.9:9090".parse().unwrap(),
-                host: host.map(String::from),
-                traceparent: None,
-            },
-            route: Some("/echo".into()),
-        }
+        let mut s = test_span();
+        let r = &mut s.request;
+        r.role = role;
+        r.method = "POST".into();
+        r.target = "/echo".into();
+        r.status = 201;
+        r.start_ns = 0;
+        r.end_ns = 30_000_000;
+        r.request_body_size = 100;
+        r.response_body_size = 3000;
+        r.remote = "10.0.0.9:9090".parse().unwrap();
+        r.host = host.map(String::from);
+        s.route = Some("/echo".into());
+        s
     }
 
     fn render(spans: &[Span]) -> String {

@@ -38,3 +38,31 @@ impl Enricher {
         Some(Span { process, request, route })
     }
 }
+
+/// A server span of service `shop` (pid 42) for unit tests of the stages after this one.
+#[cfg(test)]
+pub(crate) fn test_span() -> Span {
+    use crate::decode::Role;
+    use crate::discover::ServiceId;
+    let service = ServiceId { name: "shop".into(), namespace: "".into(), instance_id: "h:42".into() };
+    Span {
+        process: Arc::new(TracedProcess { pid: 42, exe: "/usr/bin/shop".into(), service, parent: None }),
+        request: Request {
+            pid: 42,
+            tid: 42,
+            role: Role::Server,
+            method: "GET".into(),
+            target: "/users/7?x=1".into(),
+            status: 200,
+            start_ns: 1_000,
+            end_ns: 1_501_000,
+            request_body_size: 0,
+            response_body_size: 12,
+            local: "127.0.0.1:8080".parse().expect("address"),
+            remote: "127.0.0.1:5000".parse().expect("address"),
+            host: None,
+            traceparent: None,
+        },
+        route: Some("/users/*".into()),
+    }
+}

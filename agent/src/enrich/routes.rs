@@ -21,7 +21,6 @@
 //! mutex around a hash set, O(1) per call).
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::Mutex;
 
 /// Route given to unmatched paths in `wildcard` mode, and to overflowed routes.
@@ -33,34 +32,8 @@ pub const DEFAULT_MAX_ROUTES: usize = 1000;
 /// Beyla's heuristic keeps at most this many `/`-separated pieces.
 const MAX_SEGMENTS: usize = 10;
 
-/// `routes.unmatched`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Unmatched {
-    Unset,
-    Path,
-    Wildcard,
-    #[default]
-    Heuristic,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RouteError {
-    #[error("unknown routes.unmatched value {0:?}, expected unset, path, wildcard or heuristic")]
-    UnknownUnmatched(String),
-}
-
-impl FromStr for Unmatched {
-    type Err = RouteError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "unset" => Ok(Unmatched::Unset),
-            "path" => Ok(Unmatched::Path),
-            "wildcard" => Ok(Unmatched::Wildcard),
-            "heuristic" => Ok(Unmatched::Heuristic),
-            other => Err(RouteError::UnknownUnmatched(other.to_string())),
-        }
-    }
-}
+/// `routes.unmatched`: the configuration's own type (parsing and errors live there).
+pub use crate::config::Unmatched;
 
 #[derive(Debug, Default)]
 struct Node {
@@ -189,7 +162,10 @@ impl RouteMatcher {
             Unmatched::Unset => None,
             Unmatched::Wildcard => Some(WILDCARD_ROUTE.to_string()),
             Unmatched::Path => Some(self.capped(strip_query(path).to_string())),
-            Unmatched::Heuristic => Some(self.capped(cluster_path(path, self.wildcard_char))),
+            // low-cardinality is the heuristic bounded further; the route cap bounds it here.
+            Unmatched::Heuristic | Unmatched::LowCardinality => {
+                Some(self.capped(cluster_path(path, self.wildcard_char)))
+            }
         }
     }
 
@@ -419,12 +395,6 @@ mod tests {
         let m = RouteMatcher::new(&[], &[], Unmatched::Heuristic, '_', 10);
         assert_eq!(m.route("/factorial/123").as_deref(), Some("/factorial/_"));
         assert_eq!(Unmatched::default(), Unmatched::Heuristic);
-        assert_eq!("path".parse::<Unmatched>().unwrap(), Unmatched::Path);
-        assert!("nope"
-            .parse::<Unmatched>()
-            .unwrap_err()
-            .to_string()
-            .contains("\"nope\""));
     }
 
     #[test]

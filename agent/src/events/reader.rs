@@ -157,6 +157,11 @@ pub fn spawn_reader(
                     tracing::warn!(error = %e, "Ring buffer poll failed.");
                 }
             }
+            // poll() only reads rings that signalled a wake-up; events submitted without one
+            // (ebpf.wakeup_len batching) wait until consumed here.
+            if let Err(e) = rb.consume() {
+                tracing::warn!(error = %e, "Ring buffer consume failed.");
+            }
             let events = std::mem::take(&mut *batch.borrow_mut());
             if !events.is_empty() && tx.blocking_send(events).is_err() {
                 return; // the pipeline stopped

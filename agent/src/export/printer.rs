@@ -95,37 +95,16 @@ impl Printer {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::attach::TracedProcess;
-    use crate::decode::Request;
-    use crate::discover::ServiceId;
+    use crate::enrich::test_span;
 
     fn span() -> Span {
-        let service = ServiceId { name: "shop".into(), namespace: "demo".into(), instance_id: "h:42".into() };
-        Span {
-            process: Arc::new(TracedProcess { pid: 42, exe: "/usr/bin/shop".into(), service, parent: None }),
-            request: Request {
-                pid: 42,
-                tid: 43,
-                role: Role::Server,
-                method: "GET".into(),
-                target: "/users/7?x=1".into(),
-                status: 200,
-                start_ns: 1_000,
-                end_ns: 1_501_000,
-                request_body_size: 0,
-                response_body_size: 12,
-                local: "127.0.0.1:8080".parse().unwrap(),
-                remote: "127.0.0.1:5000".parse().unwrap(),
-                host: Some("shop:8080".into()),
-                traceparent: None,
-            },
-            route: Some("/users/*".into()),
-        }
+        let mut s = test_span();
+        let p = std::sync::Arc::make_mut(&mut s.process);
+        p.service.namespace = "demo".into();
+        s.request.host = Some("shop:8080".into());
+        s
     }
-
     #[test]
     fn text_line() {
         assert_eq!(

@@ -126,7 +126,7 @@ fn pick(entries: &[MountEntry], fs_type: &str, preferred: &[&str]) -> Option<Pat
     preferred
         .iter()
         .find_map(|p| of_type().find(|e| e.mount_point == Path::new(p)))
-        .or_else(|| of_type().last())
+        .or_else(|| of_type().next_back())
         .map(|e| e.mount_point.clone())
 }
 

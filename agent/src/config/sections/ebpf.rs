@@ -109,20 +109,9 @@ pub enum TcBackend {
     Auto,
 }
 
-/// How kernel functions are hooked (`ebpf.hook_mode`, beyla-rs extension).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HookMode {
-    /// Probe the kernel and pick the best available family (default).
-    #[default]
-    Auto,
-    /// Tracepoints and raw tracepoints only (works without kprobes or BPF trampolines).
-    Tracepoints,
-    /// kprobes/kretprobes, as Beyla does.
-    Kprobes,
-    /// fentry/fexit (BPF trampolines).
-    Fentry,
-}
+/// How kernel functions are hooked (`ebpf.hook_mode`, beyla-rs extension): the kernel
+/// module's type, so the configuration and the hook plan cannot disagree.
+pub use crate::kernel::HookMode;
 
 /// Per-protocol payload capture sizes (`ebpf.buffer_sizes`), in bytes; 0 disables the
 /// capture; at most 8192.
