@@ -5,7 +5,7 @@ use std::{env, path::PathBuf};
 
 use libbpf_cargo::SkeletonBuilder;
 
-const FAMILIES: &[&str] = &["process", "tracepoint_net"];
+const FAMILIES: &[&str] = &["process", "tracepoint_net", "kprobe_net", "fentry_net"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));

@@ -131,14 +131,8 @@ fn agent(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
     let _ = mounts;
     let features = kernel::probe();
     let plan = kernel::choose(&features, cfg.ebpf.hook_mode)?;
-    if !plan.family.implemented() {
-        anyhow::bail!(
-            "ebpf.hook_mode: the {} hook family is not implemented yet; use auto or tracepoints",
-            plan.family
-        );
-    }
     info!(summary = %features.summary_line(), family = %plan.family, "Kernel probed.");
-    let pcfg = PipelineConfig::from_config(&cfg).context("building process selectors")?;
+    let pcfg = PipelineConfig::from_config(&cfg, plan.family).context("building process selectors")?;
     if pcfg.selection.include.is_empty() {
         warn!("No process selector configured (open_port, auto_target_exe, discovery.instrument): nothing will be instrumented.");
     }

@@ -21,6 +21,8 @@ use crate::telemetry::Internal;
 
 /// Everything the pipeline needs, already validated (built from `Config` by the binary).
 pub struct PipelineConfig {
+    /// Socket capture family, from the kernel probe and `ebpf.hook_mode`.
+    pub family: crate::kernel::HookFamily,
     pub selection: Selection,
     pub discover: DiscoverOptions,
     pub wakeup_len: u32,
@@ -81,7 +83,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
         _ => None,
     };
 
-    let (probes, maps) = attach::load(attach::LoadOptions { wakeup_len: cfg.wakeup_len })?;
+    let (probes, maps) = attach::load(attach::LoadOptions { family: cfg.family, wakeup_len: cfg.wakeup_len })?;
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
 
     let mut app_registry = Registry::default();
@@ -228,7 +230,7 @@ async fn export_stage(mut rx: mpsc::Receiver<Vec<Span>>, mut metrics: AppMetrics
 
 impl PipelineConfig {
     /// Maps the validated configuration onto the stages.
-    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, discover::DiscoverError> {
+    pub fn from_config(cfg: &crate::config::Config, family: crate::kernel::HookFamily) -> Result<Self, discover::DiscoverError> {
         use crate::config::TracePrinter;
         use crate::enrich::routes::DEFAULT_MAX_ROUTES;
 
@@ -247,6 +249,7 @@ impl PipelineConfig {
         let p = &cfg.prometheus_export;
         let b = &p.buckets;
         Ok(PipelineConfig {
+            family,
             selection: discover::selection(cfg)?,
             discover,
             wakeup_len: cfg.ebpf.wakeup_len,

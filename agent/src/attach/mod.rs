@@ -20,8 +20,17 @@ pub(crate) mod skel {
     pub mod tracepoint_net {
         include!(concat!(env!("OUT_DIR"), "/tracepoint_net.skel.rs"));
     }
+    pub mod kprobe_net {
+        include!(concat!(env!("OUT_DIR"), "/kprobe_net.skel.rs"));
+    }
+    pub mod fentry_net {
+        include!(concat!(env!("OUT_DIR"), "/fentry_net.skel.rs"));
+    }
 }
 
+use crate::kernel::HookFamily;
+use skel::fentry_net::{FentryNetSkel, FentryNetSkelBuilder};
+use skel::kprobe_net::{KprobeNetSkel, KprobeNetSkelBuilder};
 use skel::process::{ProcessSkel, ProcessSkelBuilder};
 use skel::tracepoint_net::{TracepointNetSkel, TracepointNetSkelBuilder};
 
@@ -37,19 +46,30 @@ pub enum AttachError {
     Map { map: &'static str, #[source] source: libbpf_rs::Error },
 }
 
-/// Knobs written into the programs' read-only data before load.
+/// What to load, and the knobs written into the programs' read-only data before load.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadOptions {
+    /// The socket capture family chosen by the kernel probe (`ebpf.hook_mode`).
+    pub family: HookFamily,
     /// `ebpf.wakeup_len`: events per CPU between ring-buffer wake-ups.
     pub wakeup_len: u32,
+}
+
+/// The loaded socket capture family; all share `bpf/include/sock_capture.h` and its maps.
+/// Held only to keep the programs loaded (their links are in `Probes`).
+#[allow(dead_code)]
+enum NetSkel {
+    Tracepoints(TracepointNetSkel<'static>),
+    Kprobes(KprobeNetSkel<'static>),
+    Fentry(FentryNetSkel<'static>),
 }
 
 /// Loaded, attached hook families. Dropping it detaches everything.
 pub struct Probes {
     _process: ProcessSkel<'static>,
-    _net: TracepointNetSkel<'static>,
+    _net: NetSkel,
     _links: Vec<Link>,
-    /// Name of the capture family in use (`tracepoints`).
+    /// Name of the capture family in use (`tracepoints`, `kprobes` or `fentry`).
     pub family: &'static str,
     /// Programs attached, for the log and `/internal/metrics`.
     pub programs: usize,
@@ -83,7 +103,7 @@ fn attach_all(family: &'static str, obj: &libbpf_rs::Object, links: &mut Vec<Lin
     Ok(())
 }
 
-/// Loads the process family and the tracepoint capture family; returns them with map handles.
+/// Loads the process family and the chosen capture family; returns them with map handles.
 pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
     raise_memlock();
     let mut links = Vec::new();
@@ -94,27 +114,41 @@ pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
     let process = open.load().map_err(|source| AttachError::Load { family: "process", source })?;
     attach_all("process", process.object(), &mut links)?;
 
-    let mut open = TracepointNetSkelBuilder::default()
-        .open(storage())
-        .map_err(|source| AttachError::Open { family: "tracepoints", source })?;
-    open.maps
-        .traced_pids
-        .reuse_fd(process.maps.traced_pids.as_fd())
-        .map_err(|source| AttachError::Map { map: "traced_pids", source })?;
-    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.wakeup_len = opts.wakeup_len;
+    // The same source of maps and knobs in every family, so one macro opens, wires and
+    // attaches whichever was chosen.
+    macro_rules! load_net {
+        ($builder:ty, $variant:ident, $name:literal) => {{
+            let mut open = <$builder>::default()
+                .open(storage())
+                .map_err(|source| AttachError::Open { family: $name, source })?;
+            open.maps
+                .traced_pids
+                .reuse_fd(process.maps.traced_pids.as_fd())
+                .map_err(|source| AttachError::Map { map: "traced_pids", source })?;
+            if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+                rodata.wakeup_len = opts.wakeup_len;
+            }
+            let net = open.load().map_err(|source| AttachError::Load { family: $name, source })?;
+            attach_all($name, net.object(), &mut links)?;
+            let sock_events = handle(&net.maps.events, "events")?;
+            let events_lost = handle(&net.maps.events_lost, "events_lost")?;
+            (NetSkel::$variant(net), sock_events, events_lost)
+        }};
     }
-    let net = open.load().map_err(|source| AttachError::Load { family: "tracepoints", source })?;
-    attach_all("tracepoints", net.object(), &mut links)?;
+    let (net, sock_events, events_lost) = match opts.family {
+        HookFamily::Tracepoints => load_net!(TracepointNetSkelBuilder, Tracepoints, "tracepoints"),
+        HookFamily::Kprobes => load_net!(KprobeNetSkelBuilder, Kprobes, "kprobes"),
+        HookFamily::Fentry => load_net!(FentryNetSkelBuilder, Fentry, "fentry"),
+    };
 
     let handles = MapHandles {
         traced_pids: handle(&process.maps.traced_pids, "traced_pids")?,
-        sock_events: handle(&net.maps.events, "events")?,
+        sock_events,
         process_events: handle(&process.maps.process_events, "process_events")?,
-        events_lost: handle(&net.maps.events_lost, "events_lost")?,
+        events_lost,
     };
     let programs = links.len();
-    Ok((Probes { _process: process, _net: net, _links: links, family: "tracepoints", programs }, handles))
+    Ok((Probes { _process: process, _net: net, _links: links, family: opts.family.as_str(), programs }, handles))
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it (best effort).

@@ -28,11 +28,6 @@ impl HookFamily {
         HookFamily::Tracepoints,
     ];
 
-    /// Whether the agent ships BPF programs for this family yet.
-    pub fn implemented(&self) -> bool {
-        matches!(self, HookFamily::Tracepoints)
-    }
-
     pub fn as_str(&self) -> &'static str {
         match self {
             HookFamily::Tracepoints => "tracepoints",
@@ -88,7 +83,7 @@ impl fmt::Display for HookFamily {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HookMode {
-    /// Best implemented family the kernel supports.
+    /// Best family the kernel supports (fentry > kprobes > tracepoints).
     #[default]
     Auto,
     Tracepoints,
@@ -146,7 +141,7 @@ pub struct HookPlan {
     pub mode: HookMode,
     /// The family to load.
     pub family: HookFamily,
-    /// The best family this kernel supports, implemented or not (shown by the doctor).
+    /// The best family this kernel supports (differs from `family` when one is forced).
     pub best_available: HookFamily,
     /// Attach TC programs with tcx links (else clsact).
     pub use_tcx: bool,
@@ -163,26 +158,14 @@ pub struct HookPlan {
 impl HookPlan {
     pub(crate) fn rows(&self) -> Vec<(String, String, String)> {
         let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
-        let implemented = if self.family.implemented() {
-            ""
-        } else {
-            "not implemented yet in the agent"
-        };
-        let best_note = match (
-            self.best_available == self.family,
-            self.best_available.implemented(),
-        ) {
-            (true, _) => "",
-            (false, false) => "not implemented yet in the agent",
-            (false, true) => "not selected",
-        };
+        let best_note = if self.best_available == self.family { "" } else { "not selected (ebpf.hook_mode)" };
         vec![
             (
                 "hook_mode".into(),
                 self.mode.to_string(),
                 "ebpf.hook_mode".into(),
             ),
-            ("family".into(), self.family.to_string(), implemented.into()),
+            ("family".into(), self.family.to_string(), String::new()),
             (
                 "best_available".into(),
                 self.best_available.to_string(),
@@ -223,10 +206,10 @@ impl fmt::Display for HookPlan {
 /// Picks the hook family for `mode`.
 ///
 /// * ringbuf and vmlinux BTF are required by every family.
-/// * `auto`: the best *implemented* family the kernel supports (fentry > kprobes >
+/// * `auto`: the best family the kernel supports (fentry > kprobes >
 ///   tracepoints); `best_available` records the best supported one regardless.
 /// * a forced family must be supported, else [`KernelError::HookFamilyUnavailable`]; it is
-///   returned even if not implemented yet (check [`HookFamily::implemented`]).
+///   returned.
 pub fn choose(f: &Features, mode: HookMode) -> Result<HookPlan, KernelError> {
     if !f.ringbuf {
         return Err(KernelError::RequiredFeatureMissing {
@@ -257,12 +240,11 @@ pub fn choose(f: &Features, mode: HookMode) -> Result<HookPlan, KernelError> {
                 })?;
             forced
         }
-        None => match available.iter().find(|fam| fam.implemented()) {
+        None => match available.first() {
             Some(fam) => *fam,
             None => {
                 let reason = HookFamily::PREFERENCE
                     .iter()
-                    .filter(|fam| fam.implemented())
                     .filter_map(|fam| fam.availability(f).err().map(|r| format!("{fam}: {r}")))
                     .collect::<Vec<_>>()
                     .join("; ");
@@ -338,21 +320,17 @@ mod tests {
     }
 
     #[test]
-    fn auto_picks_implemented_but_records_best() {
+    fn auto_picks_the_best_available() {
         let p = choose(&debian_6_1(), HookMode::Auto).expect("plan");
-        assert_eq!(p.family, HookFamily::Tracepoints);
+        assert_eq!(p.family, HookFamily::Fentry);
         assert_eq!(p.best_available, HookFamily::Fentry);
         assert!(!p.use_tcx);
         let no_fentry = Features {
             fentry: false,
             ..debian_6_1()
         };
-        assert_eq!(
-            choose(&no_fentry, HookMode::Auto)
-                .expect("plan")
-                .best_available,
-            HookFamily::Kprobes
-        );
+        let p = choose(&no_fentry, HookMode::Auto).expect("plan");
+        assert_eq!((p.family, p.best_available), (HookFamily::Kprobes, HookFamily::Kprobes));
     }
 
     #[test]
@@ -378,11 +356,10 @@ mod tests {
     }
 
     #[test]
-    fn forcing_an_available_unimplemented_family_returns_it() {
-        let p = choose(&debian_6_1(), HookMode::Kprobes).expect("plan");
-        assert_eq!(p.family, HookFamily::Kprobes);
-        assert!(!p.family.implemented());
-        assert!(HookFamily::Tracepoints.implemented());
+    fn forcing_an_available_family_returns_it() {
+        let p = choose(&debian_6_1(), HookMode::Tracepoints).expect("plan");
+        assert_eq!((p.family, p.best_available), (HookFamily::Tracepoints, HookFamily::Fentry));
+        assert!(p.to_string().contains("not selected"));
     }
 
     #[test]

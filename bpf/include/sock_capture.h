@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Socket payload capture shared by the syscall-level hook families (tracepoints, kprobes,
+ * fentry): each family only decides where the syscall's arguments and return value come
+ * from, then calls save_args() on entry, emit_data() on return and emit_close() on close. */
+#ifndef BEYLA_SOCK_CAPTURE_H
+#define BEYLA_SOCK_CAPTURE_H
+
+#include "events.h"
+#include "maps/traced_pids.h"
+#include "maps/syscall_args.h"
+#include "maps/events.h"
+#include "helpers.h"
+
+/* Forces the event types into BTF so the skeleton generates Rust types for them. */
+struct sock_event _sock_event = {};
+struct process_event _process_event = {};
+
+static __always_inline int save_args(int fd, __u64 buf, __u64 count, __u8 kind, __u8 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!pid_traced(id >> 32))
+		return 0;
+	struct sock *sk = tcp_sock_of_fd(fd);
+	if (!sk)
+		return 0;
+	struct syscall_args a = {
+		.buf = buf,
+		.count = count,
+		.sk = (__u64)sk,
+		.fd = fd,
+		.buf_kind = kind,
+		.direction = dir,
+	};
+	bpf_map_update_elem(&syscall_args, &id, &a, BPF_ANY);
+	return 0;
+}
+
+/* Copies up to `want` bytes from user address src to e->data[off..]; returns bytes copied. */
+static __always_inline __u32 copy_user(struct sock_event *e, __u32 off, __u64 src, __u64 want)
+{
+	barrier_var(off);
+	if (off >= CAPTURE_MAX)
+		return 0;
+	__u32 n = want > CAPTURE_MAX ? CAPTURE_MAX : (__u32)want;
+	__u32 room = CAPTURE_MAX - off;
+	if (n > room)
+		n = room;
+	barrier_var(n);
+	if (n == 0 || n > CAPTURE_MAX)
+		return 0;
+	if (bpf_probe_read_user(&e->data[off], n, (void *)src))
+		return 0;
+	return n;
+}
+
+/* The scratch event with its header filled in; payload fields are the caller's. */
+static __always_inline struct sock_event *new_event(__u8 kind, __u8 dir, __u64 pid_tgid, struct sock *sk)
+{
+	__u32 zero = 0;
+	struct event_scratch *scratch = bpf_map_lookup_elem(&event_scratch, &zero);
+	if (!scratch)
+		return 0;
+	struct sock_event *e = &scratch->ev;
+	e->kind = kind;
+	e->direction = dir;
+	e->tail_len = 0;
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->len = 0;
+	e->captured = 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock_id = (__u64)sk;
+	read_conn_tuple(sk, &e->conn);
+	return e;
+}
+
+static __always_inline int emit_data(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct syscall_args *saved = bpf_map_lookup_elem(&syscall_args, &id);
+	if (!saved)
+		return 0;
+	struct syscall_args a = *saved;
+	bpf_map_delete_elem(&syscall_args, &id);
+	if (ret <= 0)
+		return 0;
+
+	struct sock_event *e = new_event(EVENT_SOCK_DATA, a.direction, id, (struct sock *)a.sk);
+	if (!e)
+		return 0;
+	e->len = (__u32)ret;
+
+	__u32 captured = 0;
+	if (a.buf_kind == BUF_PLAIN) {
+		captured = copy_user(e, 0, a.buf, ret);
+		if ((__u64)ret > captured && ret >= TAIL_LEN &&
+		    !bpf_probe_read_user(e->tail, TAIL_LEN, (void *)(a.buf + ret - TAIL_LEN)))
+			e->tail_len = TAIL_LEN;
+	} else {
+		__u64 iov_ptr = a.buf, iov_cnt = a.count;
+		if (a.buf_kind == BUF_MSGHDR) {
+			struct user_msghdr msg;
+			if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a.buf))
+				goto out;
+			iov_ptr = (__u64)msg.msg_iov;
+			iov_cnt = msg.msg_iovlen;
+		}
+		/* The first two iovecs hold the headers for every runtime we know (libuv writes
+		 * headers and body as separate iovecs). */
+		__u64 left = ret;
+		for (int i = 0; i < 2; i++) {
+			if (i >= iov_cnt || left == 0)
+				break;
+			struct iovec iov;
+			if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iov_ptr + i * sizeof(iov))))
+				break;
+			__u64 want = iov.iov_len < left ? iov.iov_len : left;
+			__u32 got = copy_user(e, captured, (__u64)iov.iov_base, want);
+			captured += got;
+			left -= want;
+			if (got < want)
+				break;
+		}
+	}
+out:
+	e->captured = captured;
+	__u64 size = offsetof(struct sock_event, data) + captured;
+	barrier_var(size);
+	if (size > sizeof(*e))
+		return 0;
+	if (bpf_ringbuf_output(&events, e, size, ringbuf_flags()))
+		count_lost();
+	return 0;
+}
+
+static __always_inline int emit_close(int fd)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!pid_traced(id >> 32))
+		return 0;
+	struct sock *sk = tcp_sock_of_fd(fd);
+	if (!sk)
+		return 0;
+	struct sock_event *e = new_event(EVENT_SOCK_CLOSE, 0, id, sk);
+	if (!e)
+		return 0;
+	if (bpf_ringbuf_output(&events, e, offsetof(struct sock_event, data), ringbuf_flags()))
+		count_lost();
+	return 0;
+}
+
+#endif
