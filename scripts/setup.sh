@@ -13,6 +13,7 @@ PKGS=(
   wrk curl                                           # load and requests
   prometheus                                         # real Prometheus server for the e2e test
   iproute2 procps
+  qemu-system-x86 busybox-static cpio xz-utils kmod   # vm-tests: Debian kernels under QEMU
 )
 
 if [ "$(id -u)" -ne 0 ]; then
