@@ -119,3 +119,66 @@ fn root_port_in_use_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("prometheus_export.port") && err.contains(&port.to_string()), "{err}");
 }
+
+/// `discovery.instrument` by executable glob and by port, with `exclude_instrument` winning,
+/// and the process's own OTEL_SERVICE_NAME naming the service.
+#[test]
+fn root_selectors_exe_glob_exclude_and_service_name() {
+    require_root();
+    let (go_port, node_port, metrics_port) = (free_port(), free_port(), free_port());
+    let _go = start_app("go", go_port, &[("OTEL_SERVICE_NAME", "checkout"), ("OTEL_RESOURCE_ATTRIBUTES", "service.namespace=shop")]);
+    let _node = start_app("node", node_port, &[]);
+    let yaml = format!(
+        "prometheus_export:\n  port: {metrics_port}\n\
+         discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n\
+         \x20 instrument:\n    - exe_path: \"*/go-http\"\n    - open_ports: {node_port}\n\
+         \x20 exclude_instrument:\n    - open_ports: {node_port}\n"
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "selectors");
+    wait_instrumented(metrics_port, 1.0, &log);
+    for _ in 0..3 {
+        assert_eq!(http_get(go_port, "/ping").as_deref(), Some("pong"));
+        assert_eq!(http_get(node_port, "/ping").as_deref(), Some("pong"));
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || sum(&scrape(metrics_port, "/metrics"), DUR, &[]) >= 3.0),
+        "go requests not measured; log:\n{}",
+        agent_log(&log)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let m = scrape(metrics_port, "/metrics");
+    assert_eq!(sum(&m, DUR, &[("service_name", "checkout"), ("service_namespace", "shop"), ("job", "shop/checkout")]), 3.0);
+    assert_eq!(sum(&m, DUR, &[]), 3.0, "the excluded node app was measured");
+    assert_eq!(instrumented(metrics_port), 1.0);
+}
+
+/// A keep-alive connection opened, and used, before the agent started is measured: the socket
+/// is found from the fd, not from an accept the agent saw. The app's thread was already
+/// blocked in read() when the probes attached, so the request that completes that read is
+/// not seen (its reply counts as `missed_request`); every later one is.
+#[test]
+fn root_connection_opened_before_agent() {
+    use std::io::Write;
+    require_root();
+    let (app_port, metrics_port) = (free_port(), free_port());
+    let _app = start_app("rust", app_port, &[]);
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", app_port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut ping = |c: &mut std::net::TcpStream| {
+        write!(c, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_response(c), (200, b"pong".to_vec()));
+    };
+    ping(&mut conn);
+    let (_agent, log) = start_agent(&yaml(app_port, metrics_port, "200ms"), &[], "before");
+    wait_instrumented(metrics_port, 1.0, &log);
+    ping(&mut conn);
+    ping(&mut conn);
+    ping(&mut conn);
+    assert!(
+        wait_for(Duration::from_secs(10), || sum(&scrape(metrics_port, "/metrics"), DUR, &[("http_route", "/ping")]) == 2.0),
+        "expected the 2 requests after the in-flight read:\n{}",
+        http_get(metrics_port, "/metrics").unwrap_or_default()
+    );
+    let internal = scrape(metrics_port, "/internal/metrics");
+    assert_eq!(sum(&internal, "beyla_decode_errors_total", &[("reason", "missed_request")]), 1.0);
+}
