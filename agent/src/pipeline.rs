@@ -36,6 +36,8 @@ pub struct PipelineConfig {
     pub duration_buckets: Buckets,
     pub request_size_buckets: Buckets,
     pub response_size_buckets: Buckets,
+    /// `prometheus_export.ttl`: series not updated for this long disappear.
+    pub metrics_ttl: Duration,
     pub printer: Option<PrintFormat>,
     pub channel_buffer_len: usize,
 }
@@ -87,7 +89,13 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
 
     let mut app_registry = Registry::default();
-    let metrics = AppMetrics::new(&mut app_registry, cfg.duration_buckets, cfg.request_size_buckets, cfg.response_size_buckets);
+    let metrics = AppMetrics::new(
+        &mut app_registry,
+        cfg.duration_buckets,
+        cfg.request_size_buckets,
+        cfg.response_size_buckets,
+        cfg.metrics_ttl,
+    );
     let mut internal_registry = Registry::default();
     let tel = Internal::new(&mut internal_registry, probes.family);
     let app_registry = Arc::new(app_registry);
@@ -218,12 +226,21 @@ async fn enrich_stage(mut rx: mpsc::Receiver<Decoded>, tx: mpsc::Sender<Vec<Span
 }
 
 async fn export_stage(mut rx: mpsc::Receiver<Vec<Span>>, mut metrics: AppMetrics, printer: Option<Printer>) {
-    while let Some(spans) = rx.recv().await {
-        for s in &spans {
-            metrics.record(s);
-        }
-        if let Some(p) = &printer {
-            p.print(&spans);
+    let mut expiry = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            spans = rx.recv() => {
+                let Some(spans) = spans else { return };
+                for s in &spans {
+                    metrics.record(s);
+                }
+                if let Some(p) = &printer {
+                    p.print(&spans);
+                }
+            }
+            _ = expiry.tick() => {
+                metrics.expire(std::time::Instant::now());
+            }
         }
     }
 }
@@ -260,6 +277,7 @@ impl PipelineConfig {
             duration_buckets: Buckets(b.duration_histogram.clone()),
             request_size_buckets: Buckets(b.request_size_histogram.clone()),
             response_size_buckets: Buckets(b.response_size_histogram.clone()),
+            metrics_ttl: p.ttl.as_std(),
             printer: match cfg.trace_printer {
                 TracePrinter::Disabled => None,
                 TracePrinter::Text => Some(PrintFormat::Text),

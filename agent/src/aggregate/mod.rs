@@ -1,6 +1,7 @@
 //! Stage `aggregate`: folds spans into the application metrics (RED histograms per service,
 //! method, status and route) with Beyla's names, labels and default buckets.
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
@@ -32,12 +33,23 @@ pub struct AppMetrics {
     client_request_size: HistFamily,
     client_response_size: HistFamily,
     target_info: Family<Labels, Gauge>,
-    services_seen: HashSet<Labels>,
+    /// Series not updated for this long are removed (`prometheus_export.ttl`).
+    ttl: Duration,
+    /// Last update of each HTTP series, by side.
+    last_seen: HashMap<(Role, Labels), Instant>,
+    /// Last update of each `target_info` series.
+    info_seen: HashMap<Labels, Instant>,
 }
 
 impl AppMetrics {
     /// Creates the metric families and registers them in `registry`.
-    pub fn new(registry: &mut Registry, duration: Buckets, request_size: Buckets, response_size: Buckets) -> Self {
+    pub fn new(
+        registry: &mut Registry,
+        duration: Buckets,
+        request_size: Buckets,
+        response_size: Buckets,
+        ttl: Duration,
+    ) -> Self {
         let m = AppMetrics {
             server_duration: Family::new_with_constructor(duration.clone()),
             client_duration: Family::new_with_constructor(duration),
@@ -46,7 +58,9 @@ impl AppMetrics {
             client_request_size: Family::new_with_constructor(request_size),
             client_response_size: Family::new_with_constructor(response_size),
             target_info: Family::default(),
-            services_seen: HashSet::new(),
+            ttl,
+            last_seen: HashMap::new(),
+            info_seen: HashMap::new(),
         };
         let s = Unit::Seconds;
         let b = Unit::Bytes;
@@ -62,6 +76,7 @@ impl AppMetrics {
     }
 
     pub fn record(&mut self, span: &Span) {
+        let now = Instant::now();
         let svc = &span.process.service;
         let job = if svc.namespace.is_empty() { svc.name.clone() } else { format!("{}/{}", svc.namespace, svc.name) };
         let base: Labels = vec![
@@ -70,13 +85,12 @@ impl AppMetrics {
             ("service_name", svc.name.clone()),
             ("service_namespace", svc.namespace.clone()),
         ];
-        if !self.services_seen.contains(&base) {
-            let mut info = base.clone();
-            info.push(("telemetry_sdk_language", "unknown".into()));
-            info.push(("telemetry_sdk_name", "beyla".into()));
-            info.push(("process_pid", span.process.pid.to_string()));
+        let mut info = base.clone();
+        info.push(("telemetry_sdk_language", "unknown".into()));
+        info.push(("telemetry_sdk_name", "beyla".into()));
+        info.push(("process_pid", span.process.pid.to_string()));
+        if self.info_seen.insert(info.clone(), now).is_none() {
             self.target_info.get_or_create(&info).set(1);
-            self.services_seen.insert(base.clone());
         }
 
         let r = &span.request;
@@ -99,6 +113,33 @@ impl AppMetrics {
         dur.get_or_create(&labels).observe(secs);
         req.get_or_create(&labels).observe(r.request_body_size as f64);
         resp.get_or_create(&labels).observe(r.response_body_size as f64);
+        self.last_seen.insert((r.role, labels), now);
+    }
+
+    fn families(&self, role: Role) -> [&HistFamily; 3] {
+        match role {
+            Role::Server => [&self.server_duration, &self.server_request_size, &self.server_response_size],
+            Role::Client => [&self.client_duration, &self.client_request_size, &self.client_response_size],
+        }
+    }
+
+    /// Removes the series not updated within the TTL; returns how many HTTP series went.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let ttl = self.ttl;
+        let stale = |seen: &Instant| now.saturating_duration_since(*seen) > ttl;
+        let old: Vec<(Role, Labels)> = self.last_seen.iter().filter(|(_, t)| stale(t)).map(|(k, _)| k.clone()).collect();
+        for (role, labels) in &old {
+            for fam in self.families(*role) {
+                fam.remove(labels);
+            }
+            self.last_seen.remove(&(*role, labels.clone()));
+        }
+        let old_info: Vec<Labels> = self.info_seen.iter().filter(|(_, t)| stale(t)).map(|(k, _)| k.clone()).collect();
+        for labels in old_info {
+            self.target_info.remove(&labels);
+            self.info_seen.remove(&labels);
+        }
+        old.len()
     }
 }
 
@@ -147,13 +188,34 @@ mod tests {
         let mut reg = Registry::default();
         let d = crate::config::DEFAULT_DURATION_BUCKETS.to_vec();
         let s = crate::config::DEFAULT_SIZE_BUCKETS.to_vec();
-        let mut m = AppMetrics::new(&mut reg, Buckets(d), Buckets(s.clone()), Buckets(s));
+        let mut m = AppMetrics::new(&mut reg, Buckets(d), Buckets(s.clone()), Buckets(s), Duration::from_secs(300));
         for sp in spans {
             m.record(sp);
         }
         let mut out = String::new();
         encode(&mut out, &reg).unwrap();
         out
+    }
+
+    #[test]
+    fn series_expire_after_the_ttl() {
+        let mut reg = Registry::default();
+        let b = || Buckets(vec![1.0]);
+        let mut m = AppMetrics::new(&mut reg, b(), b(), b(), Duration::from_millis(50));
+        m.record(&span(Role::Server, None));
+        let mut client = span(Role::Client, None);
+        m.record(&client);
+        assert_eq!(m.expire(Instant::now()), 0);
+        std::thread::sleep(Duration::from_millis(80));
+        client.request.status = 500;
+        m.record(&client); // a fresh series keeps living
+        assert_eq!(m.expire(Instant::now()), 2);
+        let mut out = String::new();
+        encode(&mut out, &reg).unwrap();
+        assert!(!out.contains("http_server_request_duration_seconds_count{"), "{out}");
+        assert!(!out.contains("http_response_status_code=\"201\""), "{out}");
+        assert!(out.contains("http_client_request_duration_seconds_count{"), "{out}");
+        assert!(out.contains("target_info{"), "{out}");
     }
 
     #[test]
