@@ -164,7 +164,7 @@ fn root_connection_opened_before_agent() {
     let _app = start_app("rust", app_port, &[]);
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", app_port)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut ping = |c: &mut std::net::TcpStream| {
+    let ping = |c: &mut std::net::TcpStream| {
         write!(c, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert_eq!(read_response(c), (200, b"pong".to_vec()));
     };
