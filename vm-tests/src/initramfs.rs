@@ -1,0 +1,219 @@
+//! The initramfs: a newc cpio (gzip) with a static busybox, the kernel's own modules and the
+//! two init scripts from `vm-tests/init/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::modules;
+
+const STAGE1: &str = include_str!("../init/stage1.sh");
+const STAGE2: &str = include_str!("../init/stage2.sh");
+
+/// Where the static busybox comes from (Debian package `busybox-static`).
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Minimal newc ("070701") cpio writer.
+#[derive(Default)]
+pub struct Cpio {
+    buf: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn header(&mut self, name: &str, mode: u32, size: usize, rdev: (u32, u32)) {
+        self.ino += 1;
+        let namesize = name.len() + 1;
+        let fields = [
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            size as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            namesize as u32,
+            0,
+        ];
+        self.buf.extend_from_slice(b"070701");
+        for f in fields {
+            self.buf.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.push(0);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while self.buf.len() % 4 != 0 {
+            self.buf.push(0);
+        }
+    }
+
+    pub fn dir(&mut self, name: &str) {
+        self.header(name, 0o040755, 0, (0, 0));
+    }
+
+    pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
+        self.header(name, 0o100000 | mode, data.len(), (0, 0));
+        self.buf.extend_from_slice(data);
+        self.pad();
+    }
+
+    pub fn char_dev(&mut self, name: &str, mode: u32, major: u32, minor: u32) {
+        self.header(name, 0o020000 | mode, 0, (major, minor));
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.header("TRAILER!!!", 0, 0, (0, 0));
+        while self.buf.len() % 512 != 0 {
+            self.buf.push(0);
+        }
+        self.buf
+    }
+}
+
+/// Quotes a word for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// What the guest runs.
+#[derive(Debug, Clone)]
+pub struct GuestCommand {
+    /// Working directory (a host path, visible through the 9p root).
+    pub cwd: PathBuf,
+    /// The complete environment of the command, `KEY=VALUE`.
+    pub env: Vec<(String, String)>,
+    pub argv: Vec<String>,
+}
+
+/// The base environment of the guest command; `--env` entries are added after it.
+pub fn base_env() -> Vec<(String, String)> {
+    [
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ),
+        ("HOME", "/root"),
+        ("USER", "root"),
+        ("LOGNAME", "root"),
+        ("TERM", "dumb"),
+        ("LANG", "C.UTF-8"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Fills in stage 1: module names in load order and the 9p cache mode.
+pub fn stage1(module_names: &[String]) -> String {
+    STAGE1
+        .replace("@MODULES@", &module_names.join(" "))
+        .replace("@NINEP_CACHE@", "cache=loose")
+}
+
+/// Fills in stage 2 for one command.
+pub fn stage2(cmd: &GuestCommand) -> Result<String> {
+    if cmd.argv.is_empty() {
+        bail!("no guest command given");
+    }
+    let env: Vec<String> = cmd
+        .env
+        .iter()
+        .map(|(k, v)| shell_quote(&format!("{k}={v}")))
+        .collect();
+    let argv: Vec<String> = cmd.argv.iter().map(|a| shell_quote(a)).collect();
+    let cwd = cmd.cwd.to_str().context("working directory is not UTF-8")?;
+    Ok(STAGE2
+        .replace("@CWD@", &shell_quote(cwd))
+        .replace("@ENV@", &env.join(" "))
+        .replace("@COMMAND@", &argv.join(" ")))
+}
+
+/// True when the ELF file has no program interpreter (a static executable).
+pub fn is_static_elf(bytes: &[u8]) -> bool {
+    if bytes.get(..4) != Some(b"\x7fELF") || bytes.get(4) != Some(&2) {
+        return false;
+    }
+    let rd = |o: usize, n: usize| -> Option<u64> {
+        let b = bytes.get(o..o + n)?;
+        Some(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64))
+    };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (rd(0x20, 8), rd(0x36, 2), rd(0x38, 2))
+    else {
+        return false;
+    };
+    (0..phnum).all(|i| rd((phoff + i * phentsize) as usize, 4) != Some(3)) // PT_INTERP
+}
+
+/// Builds `dest` (gzip'd newc cpio) for a kernel's modules directory and a guest command.
+/// Returns the module names loaded, in order.
+pub fn build(
+    modules_dir: &Path,
+    extra_modules: &[String],
+    cmd: &GuestCommand,
+    dest: &Path,
+) -> Result<Vec<String>> {
+    let busybox = fs::read(BUSYBOX)
+        .with_context(|| format!("reading {BUSYBOX}: the guest init needs a static busybox (apt-get install busybox-static)"))?;
+    if !is_static_elf(&busybox) {
+        bail!("{BUSYBOX} is not statically linked: apt-get install busybox-static");
+    }
+    let mut wanted: Vec<&str> = modules::REQUIRED.to_vec();
+    wanted.extend(extra_modules.iter().map(String::as_str));
+    let mods = modules::modules_for(modules_dir, &wanted)?;
+
+    let mut cpio = Cpio::default();
+    for d in [
+        "bin",
+        "dev",
+        "proc",
+        "sys",
+        "mnt",
+        "mnt/lower",
+        "mnt/rw",
+        "newroot",
+        "modules",
+    ] {
+        cpio.dir(d);
+    }
+    cpio.char_dev("dev/console", 0o600, 5, 1);
+    cpio.char_dev("dev/null", 0o666, 1, 3);
+    cpio.file("bin/busybox", 0o755, &busybox);
+    let mut names = Vec::new();
+    for (name, path) in &mods {
+        let data = modules::read_module(path)?;
+        cpio.file(&format!("modules/{name}.ko"), 0o644, &data);
+        names.push(name.clone());
+    }
+    cpio.file("init", 0o755, stage1(&names).as_bytes());
+    cpio.file("stage2.sh", 0o644, stage2(cmd)?.as_bytes());
+
+    let raw = dest.with_extension("cpio");
+    fs::write(&raw, cpio.finish()).with_context(|| format!("writing {}", raw.display()))?;
+    let out = fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let status = Command::new("gzip")
+        .args(["-1", "-n", "-c"])
+        .arg(&raw)
+        .stdout(out)
+        .status()
+        .context("running gzip")?;
+    if !status.success() {
+        bail!("gzip {} failed ({status})", raw.display());
+    }
+    fs::remove_file(&raw).with_context(|| format!("removing {}", raw.display()))?;
+    Ok(names)
+}
