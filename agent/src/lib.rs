@@ -13,5 +13,6 @@ pub mod enrich;
 pub mod events;
 pub mod export;
 pub mod kernel;
+pub mod kube;
 pub mod pipeline;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use crate::enrich::routes::RouteMatcher;
 use crate::enrich::{Enricher, Span};
 use crate::events::{self, RawEvent, ReaderMaps};
 use crate::export::{self, Endpoint, PrintFormat, Printer};
+use crate::kube::{self, KubeOptions};
 use crate::telemetry::Internal;
 
 /// Everything the pipeline needs, already validated (built from `Config` by the binary).
@@ -40,6 +41,8 @@ pub struct PipelineConfig {
     pub metrics_ttl: Duration,
     pub printer: Option<PrintFormat>,
     pub channel_buffer_len: usize,
+    /// Kubernetes metadata (`attributes.kubernetes`), when enabled.
+    pub kube: Option<KubeOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +88,25 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
         _ => None,
     };
 
+    // The Kubernetes watches list while the probes load.
+    let mut kube = cfg.kube.clone().map(|opts| (kube::start(opts.clone()), opts));
+
     let (probes, maps) = attach::load(attach::LoadOptions { family: cfg.family, wakeup_len: cfg.wakeup_len })?;
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
+
+    let mut discover_opts = cfg.discover;
+    let mut tasks = Vec::new();
+    if let Some((k, opts)) = kube.as_mut() {
+        // Never wait on the API longer than informers_sync_timeout: then capture starts
+        // undecorated and metadata follows when it arrives.
+        if k.wait_synced(opts.sync_timeout).await {
+            info!(pods = k.store.pod_count(), "Kubernetes metadata synchronised.");
+        } else {
+            warn!(timeout = ?opts.sync_timeout, "Kubernetes metadata not synchronised within informers_sync_timeout; starting without it, it will be added when it arrives.");
+        }
+        discover_opts.kube = Some(k.store.clone());
+        tasks.append(&mut k.tasks);
+    }
 
     let mut app_registry = Registry::default();
     let metrics = AppMetrics::new(
@@ -101,7 +121,6 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     let app_registry = Arc::new(app_registry);
     let internal_registry = Arc::new(internal_registry);
 
-    let mut tasks = Vec::new();
     let internal_ep = Endpoint { path: cfg.internal.1.clone(), registry: internal_registry };
     if let (Some(l), Some((_, path))) = (app_listener, &cfg.prometheus) {
         let mut eps = vec![Endpoint { path: path.clone(), registry: app_registry }];
@@ -131,7 +150,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     )
     .map_err(PipelineError::Reader)?;
 
-    tasks.push(discover::spawn(cfg.selection, cfg.discover, discover_to_attach_tx));
+    tasks.push(discover::spawn(cfg.selection, discover_opts, discover_to_attach_tx));
     tasks.push(tokio::spawn(attach_stage(discover_to_attach, traced.clone(), tel.clone())));
     tasks.push(tokio::spawn(decode_stage(ringbuf_to_decode, decode_to_enrich_tx, traced.clone(), tel.clone())));
     tasks.push(tokio::spawn(enrich_stage(decode_to_enrich, enrich_to_export_tx, Enricher::new(traced, cfg.routes), tel.clone())));
@@ -145,9 +164,9 @@ async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Tra
     while let Some(batch) = rx.recv().await {
         for ev in batch {
             match ev {
-                ProcessEvent::Instrumented(m) => {
+                ProcessEvent::Instrumented(m) | ProcessEvent::Updated(m) => {
                     let pid = m.info.pid;
-                    let p = TracedProcess { pid, exe: m.info.exe, service: m.service, parent: None };
+                    let p = TracedProcess { pid, exe: m.info.exe, service: m.service, parent: None, k8s: m.info.k8s };
                     if let Err(e) = traced.add(p) {
                         warn!(pid, error = %e, "Process could not be instrumented.");
                     }
@@ -265,9 +284,12 @@ impl PipelineConfig {
         };
         let p = &cfg.prometheus_export;
         let b = &p.buckets;
+        let env_in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty());
+        let kube = kube_options(&cfg.attributes.kubernetes, env_in_cluster);
         Ok(PipelineConfig {
             family,
-            selection: discover::selection(cfg)?,
+            selection: discover::selection(cfg, kube.is_some())?,
+            kube,
             discover,
             wakeup_len: cfg.ebpf.wakeup_len,
             ringbuf_poll: Duration::from_millis(50),
@@ -286,5 +308,58 @@ impl PipelineConfig {
             },
             channel_buffer_len: cfg.channel_buffer_len as usize,
         })
+    }
+}
+
+/// The Kubernetes options of `attributes.kubernetes`, or `None` when metadata is off:
+/// `enable: false`, or `autodetect` outside a cluster (no `KUBERNETES_SERVICE_HOST` in the
+/// environment and no `kubeconfig_path`).
+pub fn kube_options(k: &crate::config::Kubernetes, in_cluster: bool) -> Option<KubeOptions> {
+    use crate::config::KubeEnable;
+    let on = match k.enable {
+        KubeEnable::False => false,
+        KubeEnable::True => true,
+        KubeEnable::Autodetect => in_cluster || k.kubeconfig_path.is_some(),
+    };
+    if !on {
+        return None;
+    }
+    let labels = |key: &str| k.resource_labels.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default();
+    Some(KubeOptions {
+        kubeconfig_path: k.kubeconfig_path.as_ref().map(std::path::PathBuf::from),
+        cluster_name: k.cluster_name.clone().filter(|c| !c.is_empty()),
+        sync_timeout: k.informers_sync_timeout.as_std(),
+        local_node: k.meta_restrict_local_node.then(kube::local_node_name),
+        name_labels: labels("service.name"),
+        namespace_labels: labels("service.namespace"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KubeEnable, Kubernetes};
+
+    #[test]
+    fn kube_enable_and_autodetect() {
+        let mut k = Kubernetes::default();
+        assert!(kube_options(&k, true).is_none());
+        k.enable = KubeEnable::True;
+        assert!(kube_options(&k, false).is_some());
+        k.enable = KubeEnable::Autodetect;
+        assert!(kube_options(&k, false).is_none());
+        assert!(kube_options(&k, true).is_some());
+        k.kubeconfig_path = Some("/k".into());
+        k.cluster_name = Some("prod".into());
+        k.resource_labels = Some([("service.name".to_string(), vec!["app".to_string()])].into_iter().collect());
+        let o = kube_options(&k, false).unwrap();
+        assert_eq!(o.kubeconfig_path.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(o.cluster_name.as_deref(), Some("prod"));
+        assert_eq!(o.name_labels, ["app"]);
+        assert!(o.namespace_labels.is_empty());
+        assert_eq!(o.sync_timeout, Duration::from_secs(30));
+        assert!(o.local_node.is_none());
+        k.meta_restrict_local_node = true;
+        assert!(kube_options(&k, false).unwrap().local_node.is_some());
     }
 }

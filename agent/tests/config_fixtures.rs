@@ -117,15 +117,16 @@ fn service_discovery_examples() {
         .is_some_and(|g| g.is_match("/usr/sbin/nginx")));
 
     let l = check("configure_service-discovery_2.yml");
+    // Without attributes.kubernetes.enable, k8s selectors cannot match: warned.
     assert!(warned(
         &l,
         "discovery.instrument[0].k8s_namespace",
-        "Kubernetes selectors are not implemented yet"
+        "Kubernetes selectors need attributes.kubernetes.enable"
     ));
     assert!(warned(
         &l,
         "discovery.instrument[0].k8s_pod_labels",
-        "Kubernetes selectors are not implemented yet"
+        "Kubernetes selectors need attributes.kubernetes.enable"
     ));
     assert!(l.config.discovery.instrument[0].uses_kubernetes());
 
@@ -226,11 +227,6 @@ fn accepted_sections_warn_naming_the_feature() {
             "network metrics are not implemented yet",
         ),
         (
-            "network_quickstart_1.yml",
-            "attributes.kubernetes",
-            "Kubernetes metadata decoration is not implemented yet",
-        ),
-        (
             "configure_filter-metrics-traces_1.yml",
             "filter",
             "attribute filtering is not implemented yet",
@@ -268,4 +264,7 @@ fn accepted_sections_warn_naming_the_feature() {
     let l = check("configure_metrics-traces-attributes_3.yml");
     assert!(!l.config.attributes.instance_id.dns);
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    // Kubernetes decoration is implemented: `enable: true` alone does not warn.
+    let l = check("network_quickstart_1.yml");
+    assert!(!l.warnings.iter().any(|w| w.key.starts_with("attributes.kubernetes")), "{:?}", l.warnings);
 }

@@ -44,7 +44,7 @@ fn start(wakeup_len: u32) -> Capture {
     let traced = Traced::new(maps.traced_pids);
     let pid = std::process::id();
     traced
-        .add(TracedProcess { pid, exe: "/proc/self/exe".into(), service: ServiceId::default(), parent: None })
+        .add(TracedProcess { pid, exe: "/proc/self/exe".into(), service: ServiceId::default(), parent: None, k8s: None })
         .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let stats = ReaderStats::default();

@@ -79,12 +79,16 @@ impl AppMetrics {
         let now = Instant::now();
         let svc = &span.process.service;
         let job = if svc.namespace.is_empty() { svc.name.clone() } else { format!("{}/{}", svc.namespace, svc.name) };
-        let base: Labels = vec![
+        let mut base: Labels = vec![
             ("instance", svc.instance_id.clone()),
             ("job", job),
             ("service_name", svc.name.clone()),
             ("service_namespace", svc.namespace.clone()),
         ];
+        // Kubernetes metadata (`attributes.kubernetes`): the non-empty `k8s_*` attributes.
+        if let Some(k8s) = &span.process.k8s {
+            base.extend(k8s.attributes().map(|(_, prom, v)| (prom, v.to_string())));
+        }
         let mut info = base.clone();
         info.push(("telemetry_sdk_language", "unknown".into()));
         info.push(("telemetry_sdk_name", "beyla".into()));
@@ -230,6 +234,29 @@ mod tests {
         assert!(text.contains(&format!("http_server_response_body_size_bytes_sum{{{labels}}} 6000.0")), "{text}");
         assert!(text.contains(r#"target_info{instance="h:42",job="shop",service_name="shop",service_namespace="",telemetry_sdk_language="unknown",telemetry_sdk_name="beyla",process_pid="42"} 1"#), "{text}");
         assert!(!text.contains("http_client_request_duration_seconds_count{"), "{text}");
+    }
+
+    #[test]
+    fn kubernetes_attributes_on_series_and_target_info() {
+        let mut s = span(Role::Server, None);
+        let mut meta = crate::kube::K8sMeta {
+            namespace: "demo".into(),
+            pod_name: "backend-7d4b9c8f5d-x2x7q".into(),
+            pod_uid: "6b1e5a2c-3d4f-4a6b-8c9d-0e1f2a3b4c5d".into(),
+            container_name: "backend".into(),
+            node_name: "node-a".into(),
+            cluster_name: "prod".into(),
+            ..Default::default()
+        };
+        meta.owners.replicaset = Some("backend-7d4b9c8f5d".into());
+        meta.owners.deployment = Some("backend".into());
+        std::sync::Arc::make_mut(&mut s.process).k8s = Some(std::sync::Arc::new(meta));
+        let text = render(&[s]);
+        let k8s = r#"k8s_namespace_name="demo",k8s_pod_name="backend-7d4b9c8f5d-x2x7q",k8s_pod_uid="6b1e5a2c-3d4f-4a6b-8c9d-0e1f2a3b4c5d",k8s_container_name="backend",k8s_deployment_name="backend",k8s_replicaset_name="backend-7d4b9c8f5d",k8s_node_name="node-a",k8s_cluster_name="prod",k8s_owner_name="backend""#;
+        let base = r#"instance="h:42",job="shop",service_name="shop",service_namespace="""#;
+        let series = format!("http_server_request_duration_seconds_count{{{base},{k8s},http_request_method=\"POST\"");
+        assert!(text.contains(&series), "{text}");
+        assert!(text.contains(&format!("target_info{{{base},{k8s},telemetry_sdk_language=")), "{text}");
     }
 
     #[test]

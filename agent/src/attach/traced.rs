@@ -7,6 +7,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use super::AttachError;
 use crate::discover::ServiceId;
+use crate::kube::K8sMeta;
 
 // Flags in traced_pids; match bpf/include/maps/traced_pids.h.
 const TRACED_BY_AGENT: u32 = 1;
@@ -18,6 +19,8 @@ pub struct TracedProcess {
     pub service: ServiceId,
     /// Set for a child the kernel started tracing because its parent was traced.
     pub parent: Option<u32>,
+    /// Kubernetes metadata of its container (`attributes.kubernetes`), when known.
+    pub k8s: Option<Arc<K8sMeta>>,
 }
 
 pub struct Traced {
@@ -61,6 +64,7 @@ impl Traced {
             exe: parent.exe.clone(),
             service: ServiceId { instance_id: instance_for_pid(&parent.service.instance_id, ppid, pid), ..parent.service.clone() },
             parent: Some(ppid),
+            k8s: parent.k8s.clone(),
         });
         self.table().insert(pid, child.clone());
         Some(child)

@@ -225,14 +225,14 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
     let parts: Vec<&str> = path.splitn(3, '.').collect();
     match parts.as_slice() {
         ["attributes", "kubernetes", rest] => {
-            if *rest == "enable" && config.attributes.kubernetes.enable == KubeEnable::False {
-                return None;
+            let key = rest.split(['.', '[']).next().unwrap_or(rest);
+            match key {
+                "enable" | "kubeconfig_path" | "informers_sync_timeout" | "meta_restrict_local_node"
+                | "cluster_name" | "resource_labels" => None,
+                _ => ignored(&format!("attributes.kubernetes.{key}")),
             }
-            section("attributes.kubernetes", "Kubernetes metadata decoration")
         }
-        ["attributes", "kubernetes"] => {
-            section("attributes.kubernetes", "Kubernetes metadata decoration")
-        }
+        ["attributes", "kubernetes"] => None,
         ["attributes", "select", ..] => Some((
             "attributes.select".to_string(),
             "attribute selection is not implemented yet; metrics carry their default attributes"
@@ -282,7 +282,12 @@ fn discovery_rule(rest: &str) -> Option<(String, String)> {
 }
 
 /// Warnings for selector keys whose feature is not built yet.
-fn selector_warnings<P>(list: &str, selectors: &[SelectorOf<P>], out: &mut Vec<(String, String)>) {
+fn selector_warnings<P>(
+    list: &str,
+    selectors: &[SelectorOf<P>],
+    kube: bool,
+    out: &mut Vec<(String, String)>,
+) {
     for (i, s) in selectors.iter().enumerate() {
         for field in s.unimplemented_keys() {
             let message = match field {
@@ -292,7 +297,10 @@ fn selector_warnings<P>(list: &str, selectors: &[SelectorOf<P>], out: &mut Vec<(
                 "exports" | "sampler" | "routes" | "metrics" => {
                     format!("per-selector `{field}` is not implemented yet; the value is ignored")
                 }
-                _ => "Kubernetes selectors are not implemented yet; this entry matches no process".to_string(),
+                _ if kube => continue,
+                _ => "Kubernetes selectors need attributes.kubernetes.enable (true or autodetect); \
+                      this entry matches no process"
+                    .to_string(),
             };
             out.push((format!("discovery.{list}[{i}].{field}"), message));
         }
@@ -318,25 +326,14 @@ fn warnings(config: &Config, prov: &Provenance) -> Vec<ConfigWarning> {
     }
     let d = &config.discovery;
     let mut selector_notes = Vec::new();
-    selector_warnings("instrument", &d.instrument, &mut selector_notes);
-    selector_warnings(
-        "exclude_instrument",
-        &d.exclude_instrument,
-        &mut selector_notes,
-    );
-    selector_warnings(
-        "default_exclude_instrument",
-        &d.default_exclude_instrument,
-        &mut selector_notes,
-    );
-    selector_warnings("survey", &d.survey, &mut selector_notes);
-    selector_warnings("services", &d.services, &mut selector_notes);
-    selector_warnings("exclude_services", &d.exclude_services, &mut selector_notes);
-    selector_warnings(
-        "default_exclude_services",
-        &d.default_exclude_services,
-        &mut selector_notes,
-    );
+    let kube = config.attributes.kubernetes.enable != KubeEnable::False;
+    selector_warnings("instrument", &d.instrument, kube, &mut selector_notes);
+    selector_warnings("exclude_instrument", &d.exclude_instrument, kube, &mut selector_notes);
+    selector_warnings("default_exclude_instrument", &d.default_exclude_instrument, kube, &mut selector_notes);
+    selector_warnings("survey", &d.survey, kube, &mut selector_notes);
+    selector_warnings("services", &d.services, kube, &mut selector_notes);
+    selector_warnings("exclude_services", &d.exclude_services, kube, &mut selector_notes);
+    selector_warnings("default_exclude_services", &d.default_exclude_services, kube, &mut selector_notes);
     for (key, message) in selector_notes {
         let origin = prov.origin_of(&key);
         push(key, message, origin);

@@ -1,37 +1,48 @@
 //! Builds the discovery [`Selection`] from the configuration's selectors.
-use super::selector::{exe_glob, Criteria, Selection};
+use super::selector::{exe_glob, Criteria, K8sCriteria, Selection};
 use super::DiscoverError;
 use crate::config::{Config, Matcher, Selector};
 
 /// Language names `languages` patterns are matched against.
 const LANGUAGES: &[&str] = &["go", "java", "python", "nodejs", "ruby", "dotnet", "rust", "cpp", "php"];
 
-pub fn selection(cfg: &Config) -> Result<Selection, DiscoverError> {
-    let include = cfg.selectors().iter().map(criteria).collect::<Result<_, _>>()?;
-    let exclude = cfg.exclusions().iter().map(criteria).collect::<Result<_, _>>()?;
+/// The selection of `cfg`; `kube` says whether Kubernetes metadata is enabled (without it,
+/// selectors using `k8s_*` keys match nothing).
+pub fn selection(cfg: &Config, kube: bool) -> Result<Selection, DiscoverError> {
+    let include = cfg.selectors().iter().map(|s| criteria(s, kube)).collect::<Result<_, _>>()?;
+    let exclude = cfg.exclusions().iter().map(|s| criteria(s, kube)).collect::<Result<_, _>>()?;
     Ok(Selection { include, exclude })
 }
 
-fn criteria(s: &Selector) -> Result<Criteria, DiscoverError> {
-    let k8s = s.k8s_namespace.is_some()
-        || s.k8s_pod_name.is_some()
-        || s.k8s_deployment_name.is_some()
-        || s.k8s_replicaset_name.is_some()
-        || s.k8s_statefulset_name.is_some()
-        || s.k8s_daemonset_name.is_some()
-        || s.k8s_owner_name.is_some()
-        || s.k8s_container_name.is_some()
-        || s.k8s_job_name.is_some()
-        || s.k8s_cronjob_name.is_some()
-        || !s.k8s_pod_labels.is_empty()
-        || !s.k8s_pod_annotations.is_empty()
-        || s.container_name.is_some();
-    if k8s {
-        // Kubernetes metadata is not available yet: such a selector matches nothing (the
-        // configuration loader already warned), rather than everything its other keys match.
+fn k8s_criteria(s: &Selector) -> K8sCriteria {
+    let keys = [
+        ("k8s.namespace.name", &s.k8s_namespace),
+        ("k8s.pod.name", &s.k8s_pod_name),
+        ("k8s.deployment.name", &s.k8s_deployment_name),
+        ("k8s.replicaset.name", &s.k8s_replicaset_name),
+        ("k8s.statefulset.name", &s.k8s_statefulset_name),
+        ("k8s.daemonset.name", &s.k8s_daemonset_name),
+        ("k8s.owner.name", &s.k8s_owner_name),
+        ("k8s.container.name", &s.k8s_container_name),
+        ("k8s.job.name", &s.k8s_job_name),
+        ("k8s.cronjob.name", &s.k8s_cronjob_name),
+    ];
+    let pairs = |m: &std::collections::BTreeMap<String, Matcher>| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    K8sCriteria {
+        attributes: keys.into_iter().filter_map(|(name, m)| m.clone().map(|m| (name, m))).collect(),
+        pod_labels: pairs(&s.k8s_pod_labels),
+        pod_annotations: pairs(&s.k8s_pod_annotations),
+    }
+}
+
+fn criteria(s: &Selector, kube: bool) -> Result<Criteria, DiscoverError> {
+    // `container_name` (OCI, outside Kubernetes) is not built yet, and `k8s_*` keys need
+    // Kubernetes metadata: such a selector matches nothing (the configuration loader
+    // warned), rather than everything its other keys match.
+    if s.container_name.is_some() || (s.uses_kubernetes() && !kube) {
         return Ok(Criteria::default());
     }
-    let mut c = Criteria::default();
+    let mut c = Criteria { k8s: k8s_criteria(s), ..Criteria::default() };
     if let Some(n) = &s.name {
         c = c.name(n.clone());
     }

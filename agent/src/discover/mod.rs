@@ -90,6 +90,11 @@ impl ProcessMatch {
             && self.info.start_time == other.info.start_time
             && self.info.exe == other.info.exe
     }
+
+    /// Same process, but what it is reported as changed (Kubernetes metadata or service).
+    fn relabelled(&self, other: &ProcessMatch) -> bool {
+        self.info.k8s != other.info.k8s || self.service != other.service
+    }
 }
 
 // Events are rare (process starts and exits), so the size difference does not matter.
@@ -97,6 +102,8 @@ impl ProcessMatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessEvent {
     Instrumented(ProcessMatch),
+    /// An instrumented process's Kubernetes metadata or service identity changed.
+    Updated(ProcessMatch),
     Gone { pid: u32 },
 }
 
@@ -117,6 +124,10 @@ pub struct DiscoverOptions {
     pub hostname: String,
     /// The agent's own pid; it and its descendants are never instrumented.
     pub self_pid: u32,
+    /// Kubernetes metadata (`attributes.kubernetes.enable`): when set, each process's
+    /// container is read from its cgroup and its pod's metadata feeds the `k8s_*` selectors
+    /// and the service name.
+    pub kube: Option<std::sync::Arc<crate::kube::Store>>,
 }
 
 impl Default for DiscoverOptions {
@@ -129,6 +140,7 @@ impl Default for DiscoverOptions {
             global_namespace: None,
             hostname: local_hostname(),
             self_pid: std::process::id(),
+            kube: None,
         }
     }
 }
@@ -151,7 +163,8 @@ pub fn scan_once(
 }
 
 /// Events turning `prev` into `now`: `Gone` first (in `prev` order), then `Instrumented`
-/// (in `now` order). A pid whose start time or executable changed is gone and new.
+/// and `Updated` (in `now` order). A pid whose start time or executable changed is gone and
+/// new; one whose Kubernetes metadata or service changed is updated.
 pub fn diff(prev: &[ProcessMatch], now: &[ProcessMatch]) -> Vec<ProcessEvent> {
     let prev_by: HashMap<u32, &ProcessMatch> = prev.iter().map(|m| (m.info.pid, m)).collect();
     let now_by: HashMap<u32, &ProcessMatch> = now.iter().map(|m| (m.info.pid, m)).collect();
@@ -162,8 +175,13 @@ pub fn diff(prev: &[ProcessMatch], now: &[ProcessMatch]) -> Vec<ProcessEvent> {
         }
     }
     for n in now {
-        if !prev_by.get(&n.info.pid).is_some_and(|p| p.same_process(n)) {
-            events.push(ProcessEvent::Instrumented(n.clone()));
+        match prev_by.get(&n.info.pid) {
+            Some(p) if p.same_process(n) => {
+                if p.relabelled(n) {
+                    events.push(ProcessEvent::Updated(n.clone()));
+                }
+            }
+            _ => events.push(ProcessEvent::Instrumented(n.clone())),
         }
     }
     events
@@ -179,6 +197,13 @@ fn log_events(events: &[ProcessEvent]) {
                 namespace = %m.service.namespace,
                 criteria = m.criteria_index,
                 "Process instrumented."
+            ),
+            ProcessEvent::Updated(m) => info!(
+                pid = m.info.pid,
+                service = %m.service.name,
+                namespace = %m.service.namespace,
+                pod = m.info.k8s.as_ref().map(|k| k.pod_name.as_str()).unwrap_or(""),
+                "Instrumented process metadata updated."
             ),
             ProcessEvent::Gone { pid } => info!(pid, "Instrumented process gone."),
         }
@@ -299,8 +324,19 @@ mod tests {
         let a = m(1, 10, "/a");
         let mut a2 = a.clone();
         a2.info.listen_ports = vec![80];
-        a2.service.name = "renamed".into();
+        a2.info.cmdline = vec!["x".into()];
         assert!(diff(&[a], &[a2]).is_empty());
+    }
+
+    #[test]
+    fn diff_reports_relabelled_processes() {
+        let a = m(1, 10, "/a");
+        let mut renamed = a.clone();
+        renamed.service.name = "renamed".into();
+        assert_eq!(diff(std::slice::from_ref(&a), std::slice::from_ref(&renamed)), [ProcessEvent::Updated(renamed)]);
+        let mut in_pod = a.clone();
+        in_pod.info.k8s = Some(std::sync::Arc::new(crate::kube::K8sMeta { pod_name: "p".into(), ..Default::default() }));
+        assert_eq!(diff(&[a], std::slice::from_ref(&in_pod)), [ProcessEvent::Updated(in_pod)]);
     }
 
     #[test]

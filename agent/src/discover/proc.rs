@@ -9,6 +9,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::kube::{ContainerRef, K8sMeta};
 
 use super::DiscoverError;
 
@@ -40,6 +43,11 @@ pub struct ProcessInfo {
     /// Only read when some criteria uses `open_ports`; empty otherwise.
     pub listen_ports: Vec<u16>,
     pub env: OtelEnv,
+    /// The container the process runs in (from `/proc/<pid>/cgroup`); only read when
+    /// Kubernetes metadata is enabled.
+    pub container: Option<ContainerRef>,
+    /// The Kubernetes metadata of that container, as known at the last scan.
+    pub k8s: Option<Arc<K8sMeta>>,
 }
 
 /// The fields of `/proc/<pid>/stat` discovery needs.
@@ -349,6 +357,8 @@ pub fn read_process(
         start_time: stat.start_time,
         listen_ports,
         env,
+        container: None,
+        k8s: None,
     }))
 }
 

@@ -12,7 +12,8 @@ use tracing::trace;
 
 use super::proc::{self, ListenCache, ProcessInfo, Stat};
 use super::selector::Selection;
-use super::service::{identify, instance_id, ServiceId};
+use super::service::{identify_with_k8s, instance_id, K8sNames, ServiceId};
+use crate::kube::cgroup;
 use super::{DiscoverError, DiscoverOptions, ProcessMatch};
 
 /// Guards ancestry walks against cycles in a racy process table.
@@ -104,23 +105,48 @@ impl Scanner {
                     start_time: st.start_time,
                     listen_ports: Vec::new(),
                     env: proc::read_env(root, st.pid)?,
+                    container: None,
+                    k8s: None,
                 }
             }
         };
         if with_ports {
             info.listen_ports = listen.listen_ports(root, st.pid)?;
         }
+        if let Some(store) = &self.opts.kube {
+            // Re-read each time: a process may be moved into its container's cgroup after
+            // it started, and a candidate's pod may become known later.
+            info.container = cgroup::read(root, st.pid);
+            info.k8s = info.container.as_ref().and_then(|c| store.lookup(c));
+        }
         Ok(Some(info))
     }
 
     fn identify(&self, p: &ProcessInfo, criteria_index: usize) -> ServiceId {
-        identify(
+        let k8s = match (&self.opts.kube, &p.k8s) {
+            (Some(store), Some(meta)) => Some(K8sNames {
+                name: store.service_name(meta),
+                namespace: store.service_namespace(meta),
+            }),
+            _ => None,
+        };
+        identify_with_k8s(
             p,
             self.sel.include.get(criteria_index),
             self.opts.global_name.as_deref(),
             self.opts.global_namespace.as_deref(),
             &self.opts.hostname,
+            k8s.as_ref(),
         )
+    }
+
+    /// Whether the Kubernetes metadata of a matched process changed since it was matched
+    /// (a relabelled pod, a pod known only now, or one forgotten): it is then evaluated
+    /// afresh, so its selection and service name follow.
+    fn k8s_changed(&self, m: &ProcessMatch) -> bool {
+        let Some(store) = &self.opts.kube else { return false };
+        let now = m.info.container.as_ref().and_then(|c| store.lookup(c));
+        now != m.info.k8s
     }
 
     /// Start time (in ticks) after which a process is too young to be considered.
@@ -168,7 +194,7 @@ impl Scanner {
                 }
             };
             if let Some(m) = self.matched.get(&pid) {
-                if m.info.start_time == st.start_time && m.info.exe == exe {
+                if m.info.start_time == st.start_time && m.info.exe == exe && !self.k8s_changed(m) {
                     matched_now.insert(pid, m.clone());
                     continue;
                 }
@@ -251,6 +277,7 @@ mod tests {
             global_namespace: None,
             hostname: "host".into(),
             self_pid: 500,
+            kube: None,
         }
     }
 

@@ -14,7 +14,9 @@
 //! - `open_ports` matches if any listening port of the process is in any range;
 //! - `cmd_args` is a glob over the arguments (`argv[1..]`) joined by single spaces;
 //! - `target_pids` matches the pid; `languages` matches [`detect_language`] (ORed,
-//!   case-insensitive).
+//!   case-insensitive);
+//! - the `k8s_*` keys match the metadata of the process's pod ([`K8sCriteria`]); a process
+//!   whose pod is not known yet does not match, and is evaluated again on the next scan.
 //!
 //! A process is selected by the first include criteria that matches, unless any exclude
 //! criteria matches it.
@@ -26,6 +28,8 @@ use regex::Regex;
 
 use super::proc::ProcessInfo;
 use super::DiscoverError;
+use crate::config::Matcher;
+use crate::kube::K8sMeta;
 
 /// One selector entry.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +49,36 @@ pub struct Criteria {
     pub target_pids: Vec<u32>,
     /// Lowercase language names: go, java, python, nodejs, ruby, dotnet, rust, cpp, php.
     pub languages: Vec<String>,
+    /// `k8s_*` keys, matched against the metadata of the process's pod.
+    pub k8s: K8sCriteria,
+}
+
+/// The Kubernetes keys of a selector (`k8s_namespace`, `k8s_deployment_name`, ...). Each set
+/// key must match the corresponding attribute of the process's pod ([`K8sMeta::attribute`]);
+/// a process whose pod is not known (yet) matches none of them.
+#[derive(Debug, Clone, Default)]
+pub struct K8sCriteria {
+    /// (OTel attribute name, pattern): `k8s.namespace.name`, `k8s.pod.name`, ...
+    pub attributes: Vec<(&'static str, Matcher)>,
+    /// Pod label -> pattern; the label must exist.
+    pub pod_labels: Vec<(String, Matcher)>,
+    /// Pod annotation -> pattern; the annotation must exist.
+    pub pod_annotations: Vec<(String, Matcher)>,
+}
+
+impl K8sCriteria {
+    pub fn is_set(&self) -> bool {
+        !self.attributes.is_empty() || !self.pod_labels.is_empty() || !self.pod_annotations.is_empty()
+    }
+
+    pub fn matches(&self, m: &K8sMeta) -> bool {
+        let map = |pairs: &[(String, Matcher)], values: &std::collections::BTreeMap<String, String>| {
+            pairs.iter().all(|(k, pat)| values.get(k).is_some_and(|v| pat.is_match(v)))
+        };
+        self.attributes.iter().all(|(name, pat)| pat.is_match(m.attribute(name)))
+            && map(&self.pod_labels, &m.labels)
+            && map(&self.pod_annotations, &m.annotations)
+    }
 }
 
 /// Compiles a glob the way Beyla does: `*` and `?` also match `/`.
@@ -118,6 +152,7 @@ impl Criteria {
             || self.cmd_args_glob.is_some()
             || !self.target_pids.is_empty()
             || !self.languages.is_empty()
+            || self.k8s.is_set()
     }
 
     /// All set keys match (and at least one is set).
@@ -159,6 +194,9 @@ impl Criteria {
             if !self.languages.iter().any(|l| l.eq_ignore_ascii_case(lang)) {
                 return false;
             }
+        }
+        if self.k8s.is_set() && !p.k8s.as_deref().is_some_and(|m| self.k8s.matches(m)) {
+            return false;
         }
         true
     }
@@ -232,7 +270,7 @@ mod tests {
             cmdline: cmd.iter().map(|s| s.to_string()).collect(),
             start_time: 1,
             listen_ports: ports.to_vec(),
-            env: Default::default(),
+            ..Default::default()
         }
     }
 
@@ -359,6 +397,47 @@ mod tests {
         assert_eq!(lang("/usr/sbin/php-fpm8.2"), Some("php"));
         assert_eq!(lang("/usr/bin/nodemon"), None);
         assert_eq!(lang("/srv/app"), None);
+    }
+
+    fn glob(p: &str) -> Matcher {
+        Matcher::Glob(crate::config::GlobPattern::new(p).unwrap())
+    }
+
+    #[test]
+    fn k8s_keys_are_anded_and_need_a_known_pod() {
+        use std::sync::Arc;
+        let mut p = proc_(10, "/app", &["app"], &[]);
+        let c = Criteria {
+            k8s: K8sCriteria {
+                attributes: vec![("k8s.namespace.name", glob("demo")), ("k8s.deployment.name", glob("back*"))],
+                pod_labels: vec![("tier".into(), glob("api"))],
+                pod_annotations: vec![],
+            },
+            ..Default::default()
+        };
+        assert!(c.has_keys());
+        assert!(!c.matches(&p), "no pod known yet");
+        let mut meta = K8sMeta { namespace: "demo".into(), pod_name: "backend-1".into(), ..Default::default() };
+        meta.owners.deployment = Some("backend".into());
+        meta.labels.insert("tier".into(), "api".into());
+        p.k8s = Some(Arc::new(meta.clone()));
+        assert!(c.matches(&p));
+        let mut other = meta.clone();
+        other.owners.deployment = Some("frontend".into());
+        p.k8s = Some(Arc::new(other));
+        assert!(!c.matches(&p), "namespace AND deployment");
+        let mut unlabelled = meta.clone();
+        unlabelled.labels.clear();
+        p.k8s = Some(Arc::new(unlabelled));
+        assert!(!c.matches(&p), "a missing label does not match");
+        let mut no_deploy = meta;
+        no_deploy.owners.deployment = None;
+        p.k8s = Some(Arc::new(no_deploy));
+        assert!(!c.matches(&p));
+        // With other keys, all must match.
+        let mut both = c.clone().exe_path("/other").unwrap();
+        both.k8s.pod_labels.clear();
+        assert!(!both.matches(&p));
     }
 
     #[test]

@@ -6,6 +6,13 @@
 //! ([`derive_name`]). Namespace: `service.namespace` from the process's resource attributes,
 //! then the selector's, then the global one, else empty.
 //!
+//! For a process in a Kubernetes pod ([`identify_with_k8s`]), Kubernetes comes before the
+//! derived name: the pod annotation `resource.opentelemetry.io/service.name`, then the label
+//! `app.kubernetes.io/name`, then the owner (deployment > replicaset > statefulset >
+//! daemonset > cronjob > job > pod); the namespace from the annotation
+//! `resource.opentelemetry.io/service.namespace`, then the label `app.kubernetes.io/part-of`,
+//! then the pod's namespace.
+//!
 //! The instance id is `hostname:pid`, as Beyla/OBI compose it
 //! (`pkg/internal/traces/read_decorator.go`, `HostNamePIDDecorator`).
 
@@ -37,14 +44,38 @@ pub fn identify(
     global_namespace: Option<&str>,
     hostname: &str,
 ) -> ServiceId {
+    identify_with_k8s(p, selector, global_name, global_namespace, hostname, None)
+}
+
+/// The service name and namespace Kubernetes suggests for a process (see
+/// [`crate::kube::Store::service_name`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct K8sNames {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// [`identify`] for a process in a Kubernetes pod: `k8s` comes after the process's own
+/// settings, the selector's and the global ones, and before the name derived from the
+/// executable.
+pub fn identify_with_k8s(
+    p: &ProcessInfo,
+    selector: Option<&Criteria>,
+    global_name: Option<&str>,
+    global_namespace: Option<&str>,
+    hostname: &str,
+    k8s: Option<&K8sNames>,
+) -> ServiceId {
     let name = non_empty(p.env.service_name.as_deref())
         .or_else(|| non_empty(selector.and_then(|c| c.name.as_deref())))
         .or_else(|| non_empty(global_name))
+        .or_else(|| non_empty(k8s.map(|k| k.name.as_str())))
         .map(str::to_string)
         .unwrap_or_else(|| derive_name(p));
     let namespace = non_empty(p.env.service_namespace.as_deref())
         .or_else(|| non_empty(selector.and_then(|c| c.namespace.as_deref())))
         .or_else(|| non_empty(global_namespace))
+        .or_else(|| non_empty(k8s.map(|k| k.namespace.as_str())))
         .unwrap_or_default()
         .to_string();
     ServiceId {
@@ -347,6 +378,7 @@ mod tests {
             start_time: 1,
             listen_ports: vec![],
             env: OtelEnv::default(),
+            ..Default::default()
         }
     }
 

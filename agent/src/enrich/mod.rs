@@ -46,7 +46,7 @@ pub(crate) fn test_span() -> Span {
     use crate::discover::ServiceId;
     let service = ServiceId { name: "shop".into(), namespace: "".into(), instance_id: "h:42".into() };
     Span {
-        process: Arc::new(TracedProcess { pid: 42, exe: "/usr/bin/shop".into(), service, parent: None }),
+        process: Arc::new(TracedProcess { pid: 42, exe: "/usr/bin/shop".into(), service, parent: None, k8s: None }),
         request: Request {
             pid: 42,
             tid: 42,

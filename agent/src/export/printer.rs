@@ -1,4 +1,5 @@
 //! `trace_printer`: one line per captured request on stdout, as text or JSON.
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde::Serialize;
@@ -31,6 +32,9 @@ struct Line<'a> {
     peer: String,
     host: Option<&'a str>,
     traceparent: Option<&'a str>,
+    /// Kubernetes attributes by OTel name (`k8s.pod.name`, ...); absent outside Kubernetes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    k8s: Option<BTreeMap<&'static str, &'a str>>,
 }
 
 pub struct Printer {
@@ -61,6 +65,7 @@ impl Printer {
             peer: r.remote.to_string(),
             host: r.host.as_deref(),
             traceparent: r.traceparent.as_deref(),
+            k8s: span.process.k8s.as_ref().map(|k| k.attributes().map(|(otel, _, v)| (otel, v)).collect()),
         };
         match self.format {
             PrintFormat::Json => serde_json::to_string(&l).unwrap_or_default(),
@@ -121,5 +126,19 @@ mod tests {
         assert_eq!(v["route"], "/users/*");
         assert_eq!(v["duration_us"], 1500);
         assert_eq!(v["peer"], "127.0.0.1:5000");
+        assert!(v.get("k8s").is_none());
+    }
+
+    #[test]
+    fn json_line_with_kubernetes_attributes() {
+        let mut s = span();
+        let mut meta = crate::kube::K8sMeta { namespace: "demo".into(), pod_name: "backend-1".into(), ..Default::default() };
+        meta.owners.deployment = Some("backend".into());
+        std::sync::Arc::make_mut(&mut s.process).k8s = Some(std::sync::Arc::new(meta));
+        let v: serde_json::Value = serde_json::from_str(&Printer::new(PrintFormat::Json).line(&s)).unwrap();
+        assert_eq!(
+            v["k8s"],
+            serde_json::json!({"k8s.namespace.name": "demo", "k8s.pod.name": "backend-1", "k8s.deployment.name": "backend", "k8s.owner.name": "backend"})
+        );
     }
 }

@@ -1,0 +1,227 @@
+//! Kubernetes metadata (`attributes.kubernetes`): which container and pod a process runs in
+//! ([`cgroup`]), and the pods' metadata from the API server ([`store`], filled by watches of
+//! pods and ReplicaSets through the `kube` client).
+//!
+//! Capture never waits on the API: [`start`] returns at once; the pipeline waits for the
+//! first lists at most `informers_sync_timeout`, then runs undecorated until metadata
+//! arrives. When the API is unreachable the watchers log once, retry with exponential
+//! backoff (kube-runtime's default: 0.8 s doubling to 30 s, with jitter), and the store keeps
+//! the last known metadata; decoration resumes with the next list.
+
+pub mod cgroup;
+pub mod meta;
+pub mod store;
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Api;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+pub use cgroup::ContainerRef;
+pub use meta::K8sMeta;
+pub use store::{PodInfo, Store};
+
+/// Errors setting up the Kubernetes client.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("reading kubeconfig {}", path.display())]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("no Kubernetes configuration (in-cluster service account or KUBECONFIG)")]
+    Infer(#[source] kube::config::InferConfigError),
+    #[error("creating the Kubernetes client")]
+    Client(#[source] kube::Error),
+}
+
+/// What the Kubernetes side needs, from `attributes.kubernetes`.
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    /// `kubeconfig_path`; unset: in-cluster service account, then `KUBECONFIG`/`~/.kube/config`.
+    pub kubeconfig_path: Option<PathBuf>,
+    /// `cluster_name` (`k8s.cluster.name`).
+    pub cluster_name: Option<String>,
+    /// `informers_sync_timeout`: longest wait for the first lists at start-up.
+    pub sync_timeout: Duration,
+    /// Only this node's pods (`meta_restrict_local_node`): the node name.
+    pub local_node: Option<String>,
+    /// Pod labels naming the service (`resource_labels["service.name"]`).
+    pub name_labels: Vec<String>,
+    /// Pod labels naming the service namespace (`resource_labels["service.namespace"]`).
+    pub namespace_labels: Vec<String>,
+}
+
+/// The node this agent runs on: `NODE_NAME` (the DaemonSet sets it from `spec.nodeName`),
+/// else the host name.
+pub fn local_node_name() -> String {
+    std::env::var("NODE_NAME")
+        .ok()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(crate::discover::local_hostname)
+}
+
+/// A running metadata source.
+pub struct Kube {
+    pub store: Arc<Store>,
+    /// Number of resource kinds whose first list completed.
+    synced: watch::Receiver<usize>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Resource kinds watched (pods, ReplicaSets).
+const KINDS: usize = 2;
+
+impl Kube {
+    /// Waits until every watch has listed once, or `timeout`. Returns whether it synced.
+    pub async fn wait_synced(&mut self, timeout: Duration) -> bool {
+        let wait = self.synced.wait_for(|n| *n >= KINDS);
+        matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(_)))
+    }
+}
+
+async fn client(opts: &KubeOptions) -> Result<kube::Client, KubeError> {
+    let config = match &opts.kubeconfig_path {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|source| KubeError::Kubeconfig { path: path.clone(), source })?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|source| KubeError::Kubeconfig { path: path.clone(), source })?
+        }
+        None => kube::Config::infer().await.map_err(KubeError::Infer)?,
+    };
+    kube::Client::try_from(config).map_err(KubeError::Client)
+}
+
+/// Starts the watches in the background; never blocks on the API.
+pub fn start(opts: KubeOptions) -> Kube {
+    let store = Arc::new(Store::new(opts.cluster_name.clone()).with_service_labels(opts.name_labels.clone(), opts.namespace_labels.clone()));
+    let (tx, rx) = watch::channel(0usize);
+    let tx = Arc::new(tx);
+    let s = store.clone();
+    let task = tokio::spawn(async move {
+        let client = match client(&opts).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %crate::kube::chain(&e), "Kubernetes metadata disabled: no usable API configuration.");
+                return;
+            }
+        };
+        let mut pods_cfg = watcher::Config::default();
+        if let Some(node) = &opts.local_node {
+            pods_cfg = pods_cfg.fields(&format!("spec.nodeName={node}"));
+        }
+        info!(node = opts.local_node.as_deref().unwrap_or("*"), "Watching Kubernetes pods and ReplicaSets.");
+        tokio::join!(
+            watch_pods(Api::<Pod>::all(client.clone()), pods_cfg, s.clone(), tx.clone()),
+            watch_replicasets(Api::<ReplicaSet>::all(client), s, tx),
+        );
+    });
+    Kube { store, synced: rx, tasks: vec![task] }
+}
+
+/// The error and its sources, `a: b: c`.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Drives one watch: logs the first failure of an outage and the recovery, counts the
+/// first completed list, and hands events to `on`.
+async fn drive<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    kind: &'static str,
+    synced: Arc<watch::Sender<usize>>,
+    mut on: impl FnMut(Event<K>),
+) where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    let mut healthy = true;
+    let mut listed = false;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(ev) => {
+                if !healthy {
+                    info!(kind, "Kubernetes API reachable again; metadata decoration resumes.");
+                    healthy = true;
+                }
+                let done = matches!(ev, Event::InitDone);
+                on(ev);
+                if done && !listed {
+                    listed = true;
+                    synced.send_modify(|n| *n += 1);
+                    debug!(kind, "Kubernetes objects listed.");
+                }
+            }
+            Err(e) => {
+                if healthy {
+                    warn!(kind, error = %chain(&e), "Kubernetes API unreachable; capture goes on with the last known metadata, retrying with backoff.");
+                    healthy = false;
+                } else {
+                    debug!(kind, error = %chain(&e), "Kubernetes API still unreachable.");
+                }
+            }
+        }
+    }
+}
+
+async fn watch_pods(api: Api<Pod>, cfg: watcher::Config, store: Arc<Store>, synced: Arc<watch::Sender<usize>>) {
+    let mut relist: Vec<PodInfo> = Vec::new();
+    drive(api, cfg, "pods", synced, |ev| match ev {
+        Event::Init => relist.clear(),
+        Event::InitApply(p) => relist.extend(PodInfo::from_pod(&p)),
+        Event::InitDone => store.replace_pods(std::mem::take(&mut relist)),
+        Event::Apply(p) => {
+            if let Some(p) = PodInfo::from_pod(&p) {
+                store.apply_pod(p);
+            }
+        }
+        Event::Delete(p) => {
+            if let Some(uid) = p.metadata.uid.as_deref() {
+                store.delete_pod(uid);
+            }
+        }
+    })
+    .await
+}
+
+async fn watch_replicasets(api: Api<ReplicaSet>, store: Arc<Store>, synced: Arc<watch::Sender<usize>>) {
+    let mut relist = Vec::new();
+    drive(api, watcher::Config::default(), "replicasets", synced, |ev| match ev {
+        Event::Init => relist.clear(),
+        Event::InitApply(rs) => relist.extend(store::replicaset_owner(&rs)),
+        Event::InitDone => store.replace_replicasets(std::mem::take(&mut relist)),
+        Event::Apply(rs) => {
+            if let Some((key, dep)) = store::replicaset_owner(&rs) {
+                store.apply_replicaset(key, dep);
+            }
+        }
+        Event::Delete(rs) => {
+            if let Some((key, _)) = store::replicaset_owner(&rs) {
+                store.delete_replicaset(&key);
+            }
+        }
+    })
+    .await
+}
