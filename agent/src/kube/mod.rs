@@ -162,7 +162,8 @@ async fn drive<K>(
     while let Some(item) = stream.next().await {
         match item {
             Ok(ev) => {
-                if !healthy {
+                // `Init` is emitted before the list request is even sent: not a sign of life.
+                if !healthy && !matches!(ev, Event::Init) {
                     info!(kind, "Kubernetes API reachable again; metadata decoration resumes.");
                     healthy = true;
                 }
