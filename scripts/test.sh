@@ -16,6 +16,9 @@ bash testapps/build.sh
 echo "== build"
 cargo build --workspace --all-targets
 
+echo "== Kubernetes manifests (schemas, offline)"
+bash scripts/check-manifests.sh
+
 echo "== unit tests (no privileges needed)"
 cargo test --workspace -- --skip root_
 
