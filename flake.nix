@@ -39,9 +39,10 @@
           };
         in
         {
-          # Builds the agent and runs its unprivileged tests (cargo test -p beyla -- --skip root_).
-          package = agentFor pkgs;
+          # Builds the agent and runs its unprivileged tests (cargo test -p beyla -- --skip=root_).
+          unit = agentFor pkgs;
           fmt = pkgs.callPackage ./nix/fmt.nix { };
+          clippy = pkgs.callPackage ./nix/clippy.nix { agent = agentFor pkgs; };
           nixos-basic = nixosTest ./vm-tests/nixos/basic.nix;
           nixos-otlp = nixosTest ./vm-tests/nixos/otlp.nix;
           nixos-old-kernel = nixosTest ./vm-tests/nixos/old-kernel.nix;
