@@ -10,6 +10,8 @@
 #   VM_TEST_FILTER=e2e_python      only tests whose name contains this
 #   VM_TEST_TIMEOUT=900            seconds per test inside the guest
 #   VM_TIMEOUT=5400                seconds per boot (all tests of one kernel and hook mode)
+#   VM_CGROUP=unified|hybrid       guest cgroup layout (hybrid: v1 controllers + cgroup2 on
+#                                  /sys/fs/cgroup/unified, like the build machine)
 #   VM_TESTS_CACHE, VM_TESTS_ACCEL  passed to vm-tests (cache dir; auto|kvm|tcg)
 #   VM_MATRIX_OUT=target/vm-matrix  where the per-boot logs and results.tsv go
 # Exit status: 0 when every test passed (or was ignored) on every kernel, 1 otherwise.
@@ -28,6 +30,7 @@ else
 fi
 read -r -a modes <<<"${HOOK_MODES:-auto}"
 boot_timeout=${VM_TIMEOUT:-5400}
+cgroup=${VM_CGROUP:-unified}
 if [[ -x /usr/bin/python3 ]]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
 
 echo "== run-matrix: building the host side once"
@@ -70,9 +73,9 @@ printf 'kernel\thook_mode\taccel\tboot_s\tbinary\ttest\tresult\tseconds\n' >"$re
 for k in "${kernels[@]}"; do
   for mode in "${modes[@]}"; do
     log="$out/$k-$mode.log"
-    echo "== run-matrix: kernel $k, hook mode $mode (log: $log)"
+    echo "== run-matrix: kernel $k, hook mode $mode, cgroup $cgroup (log: $log)"
     set +e
-    "$vm" --kernel "$k" --timeout "$boot_timeout" --cwd "$REPO/agent" \
+    "$vm" --kernel "$k" --timeout "$boot_timeout" --cwd "$REPO/agent" --cgroup "$cgroup" \
       --env "BEYLA_EBPF_HOOK_MODE=$mode" --env "VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-900}" \
       --env "VM_TEST_FILTER=${VM_TEST_FILTER:-}" --env RUST_BACKTRACE=1 \
       -- bash "$HERE/guest-run-tests.sh" "${exes[@]}" 2>&1 | tee "$log"

@@ -22,7 +22,19 @@ $BB mount -t bpf -o mode=0700 bpf /sys/fs/bpf || fail "mounting bpffs on /sys/fs
 $BB mount -t tracefs tracefs /sys/kernel/tracing || fail "mounting tracefs on /sys/kernel/tracing"
 $BB mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 $BB mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
-$BB mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mounting cgroup2 on /sys/fs/cgroup"
+if [ "@CGROUP@" = hybrid ]; then
+  # Like a systemd host in hybrid mode: v1 controllers each on its own, cgroup2 on unified/.
+  $BB mount -t tmpfs -o mode=0755 tmpfs /sys/fs/cgroup || fail "mounting tmpfs on /sys/fs/cgroup"
+  for c in $($BB awk '!/^#/ && $4 == 1 { print $1 }' /proc/cgroups); do
+    $BB mkdir -p "/sys/fs/cgroup/$c"
+    $BB mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" || fail "mounting the cgroup v1 $c hierarchy"
+  done
+  $BB mkdir -p /sys/fs/cgroup/systemd /sys/fs/cgroup/unified
+  $BB mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd || fail "mounting the name=systemd hierarchy"
+  $BB mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified || fail "mounting cgroup2 on /sys/fs/cgroup/unified"
+else
+  $BB mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mounting cgroup2 on /sys/fs/cgroup"
+fi
 $BB ip link set lo up || fail "bringing lo up"
 $BB hostname vm-tests
 [ -e /sys/kernel/btf/vmlinux ] || fail "/sys/kernel/btf/vmlinux is missing: kernel $($BB uname -r) has no BTF"

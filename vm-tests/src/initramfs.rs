@@ -98,6 +98,28 @@ pub struct GuestCommand {
     /// The complete environment of the command, `KEY=VALUE`.
     pub env: Vec<(String, String)>,
     pub argv: Vec<String>,
+    /// How cgroups are mounted under /sys/fs/cgroup.
+    pub cgroup: CgroupLayout,
+}
+
+/// The guest's cgroup layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CgroupLayout {
+    /// cgroup2 alone on /sys/fs/cgroup.
+    #[default]
+    Unified,
+    /// Every v1 controller on /sys/fs/cgroup/<name> (plus name=systemd), cgroup2 on
+    /// /sys/fs/cgroup/unified: a systemd host in hybrid mode, like the build machine.
+    Hybrid,
+}
+
+impl CgroupLayout {
+    pub fn name(self) -> &'static str {
+        match self {
+            CgroupLayout::Unified => "unified",
+            CgroupLayout::Hybrid => "hybrid",
+        }
+    }
 }
 
 /// The base environment of the guest command; `--env` entries are added after it.
@@ -140,7 +162,8 @@ pub fn stage2(cmd: &GuestCommand) -> Result<String> {
     Ok(STAGE2
         .replace("@CWD@", &shell_quote(cwd))
         .replace("@ENV@", &env.join(" "))
-        .replace("@COMMAND@", &argv.join(" ")))
+        .replace("@COMMAND@", &argv.join(" "))
+        .replace("@CGROUP@", cmd.cgroup.name()))
 }
 
 /// True when the ELF file has no program interpreter (a static executable).

@@ -8,10 +8,19 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 
 use vm_tests::fetch::{self, KernelTree};
-use vm_tests::initramfs::{self, GuestCommand};
+use vm_tests::initramfs::{self, CgroupLayout, GuestCommand};
 use vm_tests::kernels::KernelsFile;
 use vm_tests::qemu::{self, Accel, Boot, Ending};
 use vm_tests::{EXIT_NO_RESULT, EXIT_TIMEOUT};
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum CgroupChoice {
+    /// cgroup2 alone on /sys/fs/cgroup.
+    Unified,
+    /// v1 controllers on /sys/fs/cgroup/<name>, cgroup2 on /sys/fs/cgroup/unified (like the
+    /// build machine).
+    Hybrid,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum AccelChoice {
@@ -60,6 +69,10 @@ struct Cli {
     /// Guest working directory (a host path); default: the current directory.
     #[arg(long)]
     cwd: Option<PathBuf>,
+
+    /// cgroup layout under /sys/fs/cgroup.
+    #[arg(long, value_enum, env = "VM_TESTS_CGROUP", default_value = "unified")]
+    cgroup: CgroupChoice,
 
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 2048)]
@@ -187,6 +200,7 @@ fn choose_accel(cli: &Cli, tree: &KernelTree, run: &RunDir) -> Result<Accel> {
         cwd: "/".into(),
         env: initramfs::base_env(),
         argv: vec!["true".into()],
+        cgroup: CgroupLayout::Unified,
     };
     let initrd = run.0.join("probe-initrd.img");
     initramfs::build(&tree.modules, &cli.modules, &probe_cmd, &initrd)?;
@@ -260,6 +274,10 @@ fn run(cli: Cli) -> Result<i32> {
         cwd,
         env: guest_env(&cli.env)?,
         argv,
+        cgroup: match cli.cgroup {
+            CgroupChoice::Unified => CgroupLayout::Unified,
+            CgroupChoice::Hybrid => CgroupLayout::Hybrid,
+        },
     };
     let run = RunDir::new(&cli.cache)?;
     let initrd = run.0.join("initrd.img");

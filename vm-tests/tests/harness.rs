@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use vm_tests::fetch::{mirrors_from_sources, sources_list};
-use vm_tests::initramfs::{self, shell_quote, Cpio, GuestCommand};
+use vm_tests::initramfs::{self, shell_quote, CgroupLayout, Cpio, GuestCommand};
 use vm_tests::kernels::{KernelsFile, Mirrors};
 use vm_tests::modules::{self, parse_builtin, ModulesDep};
 use vm_tests::qemu::{parse_marker, Marker};
@@ -272,6 +272,7 @@ fn init_scripts_quote_the_command_and_environment() {
         cwd: "/work/my dir".into(),
         env,
         argv: vec!["sh".into(), "-c".into(), "exit 3".into()],
+        cgroup: CgroupLayout::Hybrid,
     };
     let s2 = initramfs::stage2(&cmd).unwrap();
     assert!(s2.contains("cd '/work/my dir' ||"), "{s2}");
@@ -285,7 +286,8 @@ fn init_scripts_quote_the_command_and_environment() {
         s2.contains("BEYLA_EBPF_HOOK_MODE=tracepoints 'X=a b' sh -c 'exit 3' </dev/null"),
         "{s2}"
     );
-    for p in ["@CWD@", "@ENV@", "@COMMAND@"] {
+    assert!(s2.contains("if [ \"hybrid\" = hybrid ]; then"), "{s2}");
+    for p in ["@CWD@", "@ENV@", "@COMMAND@", "@CGROUP@"] {
         assert!(!s2.contains(p), "unfilled {p} in stage 2:\n{s2}");
     }
     let s1 = initramfs::stage1(&["9pnet".into(), "9p".into()]);
@@ -297,6 +299,7 @@ fn init_scripts_quote_the_command_and_environment() {
         cwd: "/".into(),
         env: vec![],
         argv: vec![],
+        cgroup: CgroupLayout::Unified,
     };
     assert!(initramfs::stage2(&empty).is_err());
 }
