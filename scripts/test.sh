@@ -22,6 +22,9 @@ bash scripts/check-manifests.sh
 echo "== unit tests (no privileges needed)"
 cargo test --workspace -- --skip root_
 
+echo "== Nix files and systemd unit (offline checks)"
+bash scripts/check-nix.sh
+
 echo "== test apps smoke test"
 bash testapps/smoke.sh
 

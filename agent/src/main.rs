@@ -127,7 +127,7 @@ fn agent(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
         warn!("{w}");
     }
     if !nix::unistd::geteuid().is_root() {
-        warn!("Not running as root: loading BPF programs needs CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_SYS_RESOURCE.");
+        warn!("Not running as root: the agent needs CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_CHECKPOINT_RESTORE, with LimitMEMLOCK=infinity (see docs/nixos.md).");
     }
     let mounts = kernel::ensure_mounts().context("preparing bpffs and tracefs")?;
     let _ = mounts;

@@ -38,7 +38,7 @@ use skel::tracepoint_net::{TracepointNetSkel, TracepointNetSkelBuilder};
 pub enum AttachError {
     #[error("opening BPF family {family}")]
     Open { family: &'static str, #[source] source: libbpf_rs::Error },
-    #[error("loading BPF family {family} into the kernel (needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_RESOURCE)")]
+    #[error("loading BPF family {family} into the kernel (needs root, or CAP_BPF + CAP_PERFMON with an unlimited RLIMIT_MEMLOCK)")]
     Load { family: &'static str, #[source] source: libbpf_rs::Error },
     #[error("attaching BPF program {program} of family {family}")]
     Attach { family: &'static str, program: String, #[source] source: libbpf_rs::Error },
