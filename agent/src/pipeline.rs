@@ -118,6 +118,9 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     );
     let mut internal_registry = Registry::default();
     let tel = Internal::new(&mut internal_registry, probes.family);
+    if let Some((k, _)) = &kube {
+        k.stats.register(&mut internal_registry);
+    }
     let app_registry = Arc::new(app_registry);
     let internal_registry = Arc::new(internal_registry);
 

@@ -372,4 +372,8 @@ fn root_kube_watch_updates_and_api_outages() {
     assert!(!m.is_empty());
     let internal = scrape(metrics_port, "/internal/metrics");
     assert_eq!(sum(&internal, "beyla_ebpf_events_lost_total", &[]), 0.0);
+    // Failed attempts are counted; only this node's pod is known.
+    assert!(sum(&internal, "beyla_kube_api_errors_total", &[("kind", "pods")]) >= 2.0, "{}", dump(metrics_port, &log));
+    assert_eq!(sum(&internal, "beyla_kube_objects", &[("kind", "pods")]), 1.0, "{}", dump(metrics_port, &log));
+    assert_eq!(sum(&internal, "beyla_kube_objects", &[("kind", "replicasets")]), 1.0, "{}", dump(metrics_port, &log));
 }

@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::{self, Event};
@@ -73,9 +76,32 @@ pub fn local_node_name() -> String {
         .unwrap_or_else(crate::discover::local_hostname)
 }
 
+type Labels = Vec<(&'static str, String)>;
+
+/// The metadata source's own metrics, registered on `/internal/metrics` by the pipeline.
+#[derive(Clone, Default)]
+pub struct KubeStats {
+    /// `beyla_kube_api_errors_total{kind}`: failed list/watch attempts, by resource kind.
+    pub api_errors: Family<Labels, Counter>,
+    /// `beyla_kube_objects{kind}`: objects known, by resource kind.
+    pub objects: Family<Labels, Gauge>,
+}
+
+impl KubeStats {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register("beyla_kube_api_errors", "Failed Kubernetes API list or watch attempts, by resource kind", self.api_errors.clone());
+        registry.register("beyla_kube_objects", "Kubernetes objects known, by resource kind", self.objects.clone());
+    }
+
+    fn kind(kind: &'static str) -> Labels {
+        vec![("kind", kind.to_string())]
+    }
+}
+
 /// A running metadata source.
 pub struct Kube {
     pub store: Arc<Store>,
+    pub stats: KubeStats,
     /// Number of resource kinds whose first list completed.
     synced: watch::Receiver<usize>,
     pub tasks: Vec<JoinHandle<()>>,
@@ -112,6 +138,8 @@ pub fn start(opts: KubeOptions) -> Kube {
     let (tx, rx) = watch::channel(0usize);
     let tx = Arc::new(tx);
     let s = store.clone();
+    let stats = KubeStats::default();
+    let st = stats.clone();
     let task = tokio::spawn(async move {
         let client = match client(&opts).await {
             Ok(c) => c,
@@ -126,11 +154,11 @@ pub fn start(opts: KubeOptions) -> Kube {
         }
         info!(node = opts.local_node.as_deref().unwrap_or("*"), "Watching Kubernetes pods and ReplicaSets.");
         tokio::join!(
-            watch_pods(Api::<Pod>::all(client.clone()), pods_cfg, s.clone(), tx.clone()),
-            watch_replicasets(Api::<ReplicaSet>::all(client), s, tx),
+            watch_pods(Api::<Pod>::all(client.clone()), pods_cfg, s.clone(), tx.clone(), st.clone()),
+            watch_replicasets(Api::<ReplicaSet>::all(client), s, tx, st),
         );
     });
-    Kube { store, synced: rx, tasks: vec![task] }
+    Kube { store, stats, synced: rx, tasks: vec![task] }
 }
 
 /// The error and its sources, `a: b: c`.
@@ -152,6 +180,7 @@ async fn drive<K>(
     cfg: watcher::Config,
     kind: &'static str,
     synced: Arc<watch::Sender<usize>>,
+    stats: &KubeStats,
     mut on: impl FnMut(Event<K>),
 ) where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
@@ -176,6 +205,7 @@ async fn drive<K>(
                 }
             }
             Err(e) => {
+                stats.api_errors.get_or_create(&KubeStats::kind(kind)).inc();
                 if healthy {
                     warn!(kind, error = %chain(&e), "Kubernetes API unreachable; capture goes on with the last known metadata, retrying with backoff.");
                     healthy = false;
@@ -187,12 +217,21 @@ async fn drive<K>(
     }
 }
 
-async fn watch_pods(api: Api<Pod>, cfg: watcher::Config, store: Arc<Store>, synced: Arc<watch::Sender<usize>>) {
+async fn watch_pods(api: Api<Pod>, cfg: watcher::Config, store: Arc<Store>, synced: Arc<watch::Sender<usize>>, stats: KubeStats) {
     let mut relist: Vec<PodInfo> = Vec::new();
-    drive(api, cfg, "pods", synced, |ev| match ev {
+    let count = stats.objects.get_or_create(&KubeStats::kind("pods")).clone();
+    drive(api, cfg, "pods", synced, &stats, |ev| {
+        on_pod(&store, &mut relist, ev);
+        count.set(store.pod_count() as i64);
+    })
+    .await
+}
+
+fn on_pod(store: &Store, relist: &mut Vec<PodInfo>, ev: Event<Pod>) {
+    match ev {
         Event::Init => relist.clear(),
         Event::InitApply(p) => relist.extend(PodInfo::from_pod(&p)),
-        Event::InitDone => store.replace_pods(std::mem::take(&mut relist)),
+        Event::InitDone => store.replace_pods(std::mem::take(relist)),
         Event::Apply(p) => {
             if let Some(p) = PodInfo::from_pod(&p) {
                 store.apply_pod(p);
@@ -203,16 +242,24 @@ async fn watch_pods(api: Api<Pod>, cfg: watcher::Config, store: Arc<Store>, sync
                 store.delete_pod(uid);
             }
         }
+    }
+}
+
+async fn watch_replicasets(api: Api<ReplicaSet>, store: Arc<Store>, synced: Arc<watch::Sender<usize>>, stats: KubeStats) {
+    let mut relist = Vec::new();
+    let count = stats.objects.get_or_create(&KubeStats::kind("replicasets")).clone();
+    drive(api, watcher::Config::default(), "replicasets", synced, &stats, |ev| {
+        on_replicaset(&store, &mut relist, ev);
+        count.set(store.replicaset_count() as i64);
     })
     .await
 }
 
-async fn watch_replicasets(api: Api<ReplicaSet>, store: Arc<Store>, synced: Arc<watch::Sender<usize>>) {
-    let mut relist = Vec::new();
-    drive(api, watcher::Config::default(), "replicasets", synced, |ev| match ev {
+fn on_replicaset(store: &Store, relist: &mut Vec<((String, String), Option<String>)>, ev: Event<ReplicaSet>) {
+    match ev {
         Event::Init => relist.clear(),
         Event::InitApply(rs) => relist.extend(store::replicaset_owner(&rs)),
-        Event::InitDone => store.replace_replicasets(std::mem::take(&mut relist)),
+        Event::InitDone => store.replace_replicasets(std::mem::take(relist)),
         Event::Apply(rs) => {
             if let Some((key, dep)) = store::replicaset_owner(&rs) {
                 store.apply_replicaset(key, dep);
@@ -223,6 +270,52 @@ async fn watch_replicasets(api: Api<ReplicaSet>, store: Arc<Store>, synced: Arc<
                 store.delete_replicaset(&key);
             }
         }
-    })
-    .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(kubeconfig: &str) -> KubeOptions {
+        KubeOptions {
+            kubeconfig_path: Some(kubeconfig.into()),
+            cluster_name: None,
+            sync_timeout: Duration::from_secs(30),
+            local_node: None,
+            name_labels: vec![],
+            namespace_labels: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn unusable_configuration_gives_up_without_waiting() {
+        let mut k = start(opts("/nonexistent/kubeconfig"));
+        let t = std::time::Instant::now();
+        assert!(!k.wait_synced(Duration::from_secs(30)).await);
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert_eq!(k.store.pod_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn unreachable_api_waits_at_most_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+                 contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user: {{}}\n"
+            ),
+        )
+        .unwrap();
+        let mut k = start(opts(path.to_str().unwrap()));
+        let t = std::time::Instant::now();
+        assert!(!k.wait_synced(Duration::from_millis(500)).await);
+        assert!(t.elapsed() < Duration::from_secs(3));
+        for task in &k.tasks {
+            task.abort();
+        }
+    }
 }

@@ -166,6 +166,10 @@ impl Store {
         self.read().pods.len()
     }
 
+    pub fn replicaset_count(&self) -> usize {
+        self.read().replicasets.len()
+    }
+
     pub fn apply_pod(&self, pod: PodInfo) {
         let mut i = self.write();
         unindex(&mut i, &pod.uid);

@@ -58,39 +58,49 @@ impl<'de> Deserialize<'de> for KubeEnable {
     }
 }
 
-/// `attributes.kubernetes` section. Accepted, not implemented yet.
+/// `attributes.kubernetes` section: Kubernetes metadata decoration and `k8s_*` selectors
+/// (see `docs/kubernetes.md`). `enable`, `kubeconfig_path`, `informers_sync_timeout`,
+/// `meta_restrict_local_node`, `cluster_name` and `resource_labels` are implemented; the
+/// other keys are accepted with a warning and ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Kubernetes {
-    /// Decorate with Kubernetes metadata. Default `false`. Env: `BEYLA_KUBE_METADATA_ENABLE`.
+    /// Decorate with Kubernetes metadata: `true`, `false`, or `autodetect` (on when
+    /// `KUBERNETES_SERVICE_HOST` is set or `kubeconfig_path` is given). Default `false`.
+    /// Env: `BEYLA_KUBE_METADATA_ENABLE`.
     pub enable: KubeEnable,
     /// Kubeconfig path. Default: unset (in-cluster config, then `KUBECONFIG`).
     pub kubeconfig_path: Option<String>,
-    /// Wait this long for metadata before starting. Default `30s`.
+    /// Longest wait for the first metadata lists at start-up; capture then starts without
+    /// metadata, which is added when it arrives. Default `30s`.
     /// Env: `BEYLA_KUBE_INFORMERS_SYNC_TIMEOUT`.
     pub informers_sync_timeout: Duration,
-    /// Full metadata resynchronisation period. Default `30m`.
+    /// Full metadata resynchronisation period. Accepted, ignored (watches are continuous).
+    /// Default `30m`.
     /// Env: `BEYLA_KUBE_INFORMERS_RESYNC_PERIOD`.
     pub informers_resync_period: Duration,
-    /// Informers to disable (`node`, `service`). Default: empty.
+    /// Informers to disable (`node`, `service`). Accepted, ignored. Default: empty.
     /// Env: `BEYLA_KUBE_DISABLE_INFORMERS`.
     #[serde(deserialize_with = "de_list")]
     pub disable_informers: Vec<String>,
-    /// Only keep metadata of the local node. Default false.
+    /// Only keep metadata of the local node (`NODE_NAME`, else the host name). Default false.
     /// Env: `BEYLA_KUBE_META_RESTRICT_LOCAL_NODE`.
     pub meta_restrict_local_node: bool,
-    /// Cluster name (`k8s.cluster.name`). Default: unset (detected). Env: `BEYLA_KUBE_CLUSTER_NAME`.
+    /// Cluster name (`k8s.cluster.name`). Default: unset (no attribute; Beyla detects it from
+    /// cloud metadata). Env: `BEYLA_KUBE_CLUSTER_NAME`.
     pub cluster_name: Option<String>,
     /// Pod labels/annotations that name a service (`service.name: [label, ...]`).
     /// Default: unset (Beyla's `app.kubernetes.io/name`, `app.kubernetes.io/part-of`).
     pub resource_labels: Option<BTreeMap<String, Vec<String>>>,
-    /// Older name of `resource_labels`. Default: unset.
+    /// Older name of `resource_labels`. Accepted, ignored. Default: unset.
     pub meta_source_labels: Option<serde_yaml::Value>,
-    /// Go template for service names. Default: unset. Env: `BEYLA_SERVICE_NAME_TEMPLATE`.
+    /// Go template for service names. Accepted, ignored. Default: unset.
+    /// Env: `BEYLA_SERVICE_NAME_TEMPLATE`.
     pub service_name_template: Option<String>,
-    /// Address of a shared metadata cache service. Default: unset.
+    /// Address of a shared metadata cache service. Accepted, ignored. Default: unset.
     pub meta_cache_address: Option<String>,
-    /// Initial reconnection interval to the API server. Default: unset.
+    /// Initial reconnection interval to the API server. Accepted, ignored (the client backs
+    /// off from 0.8 s to 30 s). Default: unset.
     pub reconnect_initial_interval: Option<Duration>,
 }
 
@@ -172,7 +182,7 @@ pub struct SensitiveQueryParams {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Attributes {
-    /// Kubernetes metadata decoration. Accepted, not implemented yet.
+    /// Kubernetes metadata decoration.
     pub kubernetes: Kubernetes,
     /// Instance id composition. Implemented.
     pub instance_id: InstanceId,

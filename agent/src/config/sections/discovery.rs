@@ -15,8 +15,9 @@ use crate::config::types::{
 /// [`RegexPattern`] for the deprecated `discovery.services` lists; see [`Selector`] and
 /// [`RegexSelector`].
 ///
-/// Kubernetes keys (`k8s_*`) and `container_name` are accepted but not implemented yet: a
-/// selector that sets any of them matches no process (the loader warns).
+/// Kubernetes keys (`k8s_*`) match the metadata of the process's pod and need
+/// `attributes.kubernetes.enable`; without it (and always for `container_name`, not built
+/// yet) a selector that sets any of them matches no process (the loader warns).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     default,
@@ -45,30 +46,30 @@ pub struct SelectorOf<P> {
     pub containers_only: bool,
     /// OCI container name. Accepted, not implemented yet. Default: unset.
     pub container_name: Option<P>,
-    /// Kubernetes namespace. Accepted, not implemented yet. Default: unset.
+    /// Kubernetes namespace (needs `attributes.kubernetes.enable`). Default: unset.
     pub k8s_namespace: Option<P>,
-    /// Kubernetes Pod name. Accepted, not implemented yet. Default: unset.
+    /// Kubernetes Pod name (needs `attributes.kubernetes.enable`). Default: unset.
     pub k8s_pod_name: Option<P>,
-    /// Kubernetes Deployment name. Accepted, not implemented yet. Default: unset.
+    /// Kubernetes Deployment name (needs `attributes.kubernetes.enable`). Default: unset.
     pub k8s_deployment_name: Option<P>,
-    /// Kubernetes ReplicaSet name. Accepted, not implemented yet. Default: unset.
+    /// Kubernetes ReplicaSet name (needs `attributes.kubernetes.enable`). Default: unset.
     pub k8s_replicaset_name: Option<P>,
-    /// Kubernetes StatefulSet name. Accepted, not implemented yet. Default: unset.
+    /// Kubernetes StatefulSet name (needs `attributes.kubernetes.enable`). Default: unset.
     pub k8s_statefulset_name: Option<P>,
-    /// Kubernetes DaemonSet name. Accepted, not implemented yet. Default: unset.
+    /// Kubernetes DaemonSet name (needs `attributes.kubernetes.enable`). Default: unset.
     pub k8s_daemonset_name: Option<P>,
-    /// Kubernetes Pod owner name. Accepted, not implemented yet. Default: unset.
+    /// Kubernetes Pod owner name (needs `attributes.kubernetes.enable`). Default: unset.
     pub k8s_owner_name: Option<P>,
-    /// Kubernetes container name. Accepted, not implemented yet. Default: unset.
+    /// Kubernetes container name (needs `attributes.kubernetes.enable`). Default: unset.
     pub k8s_container_name: Option<P>,
-    /// Kubernetes Job name. Accepted, not implemented yet. Default: unset.
+    /// Kubernetes Job name (needs `attributes.kubernetes.enable`). Default: unset.
     pub k8s_job_name: Option<P>,
-    /// Kubernetes CronJob name. Accepted, not implemented yet. Default: unset.
+    /// Kubernetes CronJob name (needs `attributes.kubernetes.enable`). Default: unset.
     pub k8s_cronjob_name: Option<P>,
-    /// Kubernetes Pod labels (label -> pattern). Accepted, not implemented yet. Default: empty.
+    /// Kubernetes Pod labels (label -> pattern; the label must exist). Default: empty.
     #[serde(deserialize_with = "de_null_default")]
     pub k8s_pod_labels: BTreeMap<String, P>,
-    /// Kubernetes Pod annotations (annotation -> pattern). Accepted, not implemented yet.
+    /// Kubernetes Pod annotations (annotation -> pattern; the annotation must exist).
     /// Default: empty.
     #[serde(deserialize_with = "de_null_default")]
     pub k8s_pod_annotations: BTreeMap<String, P>,
@@ -157,8 +158,8 @@ impl<P> SelectorOf<P> {
         }
     }
 
-    /// Whether any Kubernetes key (or `container_name`) is set: such a selector matches no
-    /// process until Kubernetes metadata is implemented.
+    /// Whether any Kubernetes key (or `container_name`) is set: such a selector needs
+    /// Kubernetes metadata (`container_name` is not built yet).
     pub fn uses_kubernetes(&self) -> bool {
         self.container_name.is_some()
             || self.k8s_namespace.is_some()
@@ -175,7 +176,8 @@ impl<P> SelectorOf<P> {
             || !self.k8s_pod_annotations.is_empty()
     }
 
-    /// Keys set in this selector whose feature is not implemented yet.
+    /// Keys set in this selector whose feature is not implemented yet, or (`k8s_*`) that
+    /// need Kubernetes metadata.
     pub(crate) fn unimplemented_keys(&self) -> Vec<&'static str> {
         let k8s = [
             ("container_name", self.container_name.is_some()),
