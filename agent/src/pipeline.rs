@@ -173,6 +173,7 @@ async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Tra
                     if let Err(e) = traced.add(p) {
                         warn!(pid, error = %e, "Process could not be instrumented.");
                     }
+                    traced.update_children(pid);
                 }
                 ProcessEvent::Gone { pid } => {
                     traced.remove(pid);

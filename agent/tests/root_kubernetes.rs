@@ -155,7 +155,8 @@ fn root_kube_decoration_selectors_and_service_names() {
     ];
     for (app, ns, deploy, rs, pod_name) in deployments {
         api.apply(Kind::ReplicaSets, replicaset(ns, rs, deploy));
-        let (labels, annotations): (Vec<(&str, &str)>, Vec<(&str, &str)>) = match pod_name {
+        type Pairs<'a> = Vec<(&'a str, &'a str)>;
+        let (labels, annotations): (Pairs, Pairs) = match pod_name {
             // The annotation wins over the label.
             "backend-7d4b9c8f5d-x2x7q" => (
                 vec![("app", "backend"), ("app.kubernetes.io/name", "backend-label")],

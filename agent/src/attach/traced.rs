@@ -70,6 +70,22 @@ impl Traced {
         Some(child)
     }
 
+    /// `pid`'s service or Kubernetes metadata changed: the children it passed them on to
+    /// (traced by the kernel at fork) follow.
+    pub fn update_children(&self, pid: u32) {
+        let Some(parent) = self.get(pid) else { return };
+        let mut table = self.table();
+        for child in table.values_mut().filter(|c| c.parent == Some(pid)) {
+            *child = Arc::new(TracedProcess {
+                pid: child.pid,
+                exe: child.exe.clone(),
+                service: ServiceId { instance_id: child.service.instance_id.clone(), ..parent.service.clone() },
+                parent: Some(pid),
+                k8s: parent.k8s.clone(),
+            });
+        }
+    }
+
     /// An inherited child that runs another program is no longer its parent's service;
     /// discovery decides afresh on its next scan.
     pub fn on_exec(&self, pid: u32) {
