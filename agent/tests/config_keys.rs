@@ -33,13 +33,20 @@ fn defaults_match_beyla() {
 
     let d = &c.discovery;
     assert!(d.instrument.is_empty() && d.exclude_instrument.is_empty() && d.services.is_empty());
-    assert_eq!(d.default_exclude_instrument.len(), 1);
+    assert_eq!(d.default_exclude_instrument.len(), 2);
     assert_eq!(
         d.default_exclude_instrument[0]
             .exe_path
             .as_ref()
             .map(|m| m.as_str()),
         Some(config::DEFAULT_EXCLUDE_EXE_GLOB)
+    );
+    assert_eq!(
+        d.default_exclude_instrument[1]
+            .k8s_namespace
+            .as_ref()
+            .map(|m| m.as_str()),
+        Some(config::DEFAULT_EXCLUDE_K8S_NAMESPACES)
     );
     assert_eq!(d.poll_interval.as_std(), secs(5));
     assert_eq!(d.min_process_age.as_std(), secs(5));
@@ -94,7 +101,7 @@ fn defaults_match_beyla() {
     assert_eq!(c.otel_metrics_export.interval.as_std(), secs(60));
     assert!(!c.network.enable);
     assert!(c.selectors().is_empty());
-    assert_eq!(c.exclusions().len(), 1);
+    assert_eq!(c.exclusions().len(), 2);
 }
 
 /// A file setting every key (non-default values).

@@ -143,6 +143,7 @@ fn root_kube_decoration_selectors_and_service_names() {
     let worker = pod_app("node", 3, false);
     let loadgen = pod_app("go", 4, false); // namespace demo, deployment loadgen: not selected
     let other = pod_app("go", 5, false); // namespace staging, deployment backend: not selected
+    let system = pod_app("go", 6, false); // kube-system, selected by port: excluded by default
 
     let mut api = FakeKube::new();
     api.apply(Kind::Nodes, node("node-a"));
@@ -152,6 +153,7 @@ fn root_kube_decoration_selectors_and_service_names() {
         (&worker, "demo", "worker", "worker-6c7d8e9f0a", "worker-6c7d8e9f0a-qwert"),
         (&loadgen, "demo", "loadgen", "loadgen-7d8e9f0a1b", "loadgen-7d8e9f0a1b-zxcvb"),
         (&other, "staging", "backend", "backend-8e9f0a1b2c", "backend-8e9f0a1b2c-poiuy"),
+        (&system, "kube-system", "coredns", "coredns-5d78c9869d", "coredns-5d78c9869d-lkjhg"),
     ];
     for (app, ns, deploy, rs, pod_name) in deployments {
         api.apply(Kind::ReplicaSets, replicaset(ns, rs, deploy));
@@ -192,12 +194,15 @@ fn root_kube_decoration_selectors_and_service_names() {
         metrics_port,
         &kubeconfig,
         "",
-        "  instrument:\n    - k8s_namespace: demo\n      k8s_deployment_name: \"{backend,frontend,worker}\"\n",
+        &format!(
+            "  instrument:\n    - k8s_namespace: demo\n      k8s_deployment_name: \"{{backend,frontend,worker}}\"\n    - open_ports: {}\n",
+            system.port
+        ),
     );
     let (_agent, log) = start_agent(&yaml, &[], "k8s-deco");
     wait_instrumented(metrics_port, 3.0, &log);
 
-    for app in [&backend, &frontend, &worker, &loadgen, &other] {
+    for app in [&backend, &frontend, &worker, &loadgen, &other, &system] {
         requests(app.port, 3);
     }
     let ok = wait_for(Duration::from_secs(15), || sum(&scrape(metrics_port, "/metrics"), DUR, &[]) >= 9.0);
@@ -246,8 +251,9 @@ fn root_kube_decoration_selectors_and_service_names() {
     // No annotation or label: the owner names it, the pod's namespace is its namespace.
     let worker_labels = [("service_name", "worker"), ("service_namespace", "demo"), ("k8s_deployment_name", "worker")];
     assert_eq!(sum(&m, DUR, &worker_labels), 3.0, "{}", dump(metrics_port, &log));
-    // Not selected: another deployment of the namespace, the same deployment name elsewhere.
-    for app in [&loadgen, &other] {
+    // Not selected: another deployment of the namespace, the same deployment name elsewhere;
+    // excluded: a system namespace (discovery.default_exclude_instrument).
+    for app in [&loadgen, &other, &system] {
         assert_eq!(sum(&m, DUR, &[("server_port", &app.port.to_string())]), 0.0, "{}", dump(metrics_port, &log));
     }
 

@@ -28,7 +28,7 @@ pub use sections::attributes::{
 };
 pub use sections::discovery::{
     Discovery, ExportSignal, RegexSelector, Sampler, Selector, SelectorMetrics, SelectorOf,
-    SelectorRoutes, DEFAULT_EXCLUDE_EXE_GLOB,
+    SelectorRoutes, DEFAULT_EXCLUDE_EXE_GLOB, DEFAULT_EXCLUDE_K8S_NAMESPACES,
 };
 pub use sections::ebpf::{
     BufferSizes, ContextPropagation, Ebpf, HookMode, RedisDbCache, TcBackend,

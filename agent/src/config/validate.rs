@@ -329,7 +329,10 @@ fn warnings(config: &Config, prov: &Provenance) -> Vec<ConfigWarning> {
     let kube = config.attributes.kubernetes.enable != KubeEnable::False;
     selector_warnings("instrument", &d.instrument, kube, &mut selector_notes);
     selector_warnings("exclude_instrument", &d.exclude_instrument, kube, &mut selector_notes);
-    selector_warnings("default_exclude_instrument", &d.default_exclude_instrument, kube, &mut selector_notes);
+    // The built-in namespace exclusion is silently inert without Kubernetes metadata.
+    if d.default_exclude_instrument != super::Discovery::default().default_exclude_instrument {
+        selector_warnings("default_exclude_instrument", &d.default_exclude_instrument, kube, &mut selector_notes);
+    }
     selector_warnings("survey", &d.survey, kube, &mut selector_notes);
     selector_warnings("services", &d.services, kube, &mut selector_notes);
     selector_warnings("exclude_services", &d.exclude_services, kube, &mut selector_notes);

@@ -273,8 +273,9 @@ pub struct Discovery {
     pub exclude_instrument: Vec<Selector>,
     /// Built-in exclusions; set to `[]` to let the agent instrument itself and other telemetry
     /// agents. Default: one selector with `exe_path:`
-    /// `{*beyla,*alloy,*ebpf-instrument,*otelcol,*otelcol-contrib,*otelcol-contrib[!/]*}`
-    /// (Beyla also excludes Kubernetes system namespaces; omitted until Kubernetes is built).
+    /// `{*beyla,*alloy,*ebpf-instrument,*otelcol,*otelcol-contrib,*otelcol-contrib[!/]*}`, and
+    /// one with `k8s_namespace:` [`DEFAULT_EXCLUDE_K8S_NAMESPACES`] (Kubernetes system
+    /// namespaces, effective with `attributes.kubernetes.enable`).
     #[serde(deserialize_with = "de_null_default")]
     pub default_exclude_instrument: Vec<Selector>,
     /// Deprecated: regex-based selectors of processes to instrument. Default: empty.
@@ -331,16 +332,27 @@ pub struct Discovery {
 pub const DEFAULT_EXCLUDE_EXE_GLOB: &str =
     "{*beyla,*alloy,*ebpf-instrument,*otelcol,*otelcol-contrib,*otelcol-contrib[!/]*}";
 
+/// Beyla's default `k8s_namespace` exclusion: Kubernetes system and observability namespaces
+/// (only effective with `attributes.kubernetes.enable`).
+pub const DEFAULT_EXCLUDE_K8S_NAMESPACES: &str =
+    "{kube-system,kube-node-lease,kube-public,local-path-storage,grafana-alloy,cert-manager,monitoring,gke-*}";
+
 impl Default for Discovery {
     fn default() -> Self {
-        let default_exclude_instrument = match GlobPattern::new(DEFAULT_EXCLUDE_EXE_GLOB) {
-            Ok(glob) => vec![Selector {
+        // The constants are valid globs (unit-tested); keep going without them otherwise.
+        let mut default_exclude_instrument = Vec::new();
+        if let Ok(glob) = GlobPattern::new(DEFAULT_EXCLUDE_EXE_GLOB) {
+            default_exclude_instrument.push(Selector {
                 exe_path: Some(Matcher::Glob(glob)),
                 ..Selector::default()
-            }],
-            // The constant is a valid glob (unit-tested); keep going without it otherwise.
-            Err(_) => Vec::new(),
-        };
+            });
+        }
+        if let Ok(glob) = GlobPattern::new(DEFAULT_EXCLUDE_K8S_NAMESPACES) {
+            default_exclude_instrument.push(Selector {
+                k8s_namespace: Some(Matcher::Glob(glob)),
+                ..Selector::default()
+            });
+        }
         Discovery {
             instrument: Vec::new(),
             exclude_instrument: Vec::new(),
@@ -385,5 +397,10 @@ mod tests {
             assert!(glob.is_match(exe), "{exe}");
         }
         assert!(!glob.is_match("/usr/bin/nginx"));
+        let ns = d.default_exclude_instrument[1].k8s_namespace.as_ref().expect("k8s_namespace");
+        for n in ["kube-system", "kube-node-lease", "gke-managed-system", "monitoring"] {
+            assert!(ns.is_match(n), "{n}");
+        }
+        assert!(!ns.is_match("demo") && !ns.is_match("kube-systems"));
     }
 }
