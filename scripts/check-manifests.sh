@@ -11,7 +11,7 @@ venv=.cache/kubernetes-validate
 if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   echo "check-manifests: installing kubernetes-validate into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==1.37.0"
 fi
 
 mapfile -t files < <(find deploy/kubernetes -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)

@@ -266,6 +266,7 @@ mod tests {
 
     use super::super::fake::FakeProc;
     use super::super::selector::Criteria;
+    use super::super::ProcessEvent;
     use super::*;
 
     fn opts(fp: &FakeProc) -> DiscoverOptions {
@@ -503,6 +504,57 @@ mod tests {
         fp.remove(11);
         assert!(sc.scan().unwrap().is_empty());
         assert!(sc.known.len() == 1 && sc.matched.is_empty());
+    }
+
+    #[test]
+    fn kubernetes_selectors_names_and_updates() {
+        use crate::config::{GlobPattern, Matcher};
+        use crate::kube::{PodInfo, Store};
+        use crate::discover::selector::K8sCriteria;
+        let id = |c: char| c.to_string().repeat(64);
+        let fp = FakeProc::new();
+        for (pid, c) in [(10, 'a'), (11, 'b'), (12, 'c')] {
+            fp.add(pid, 1, Some("/srv/app"), &["app"], 5, &[], &[], 1);
+            let line = format!("0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-{}.scope\n", id(c));
+            std::fs::write(fp.root().join(format!("{pid}/cgroup")), line).unwrap();
+        }
+        let pod = |uid: &str, ns: &str, name: &str, c: char, label: &str| PodInfo {
+            uid: uid.into(),
+            namespace: ns.into(),
+            name: name.into(),
+            owner: Some(("ReplicaSet".into(), "api-6d5c4b3a2f".into())),
+            labels: [("app.kubernetes.io/name".to_string(), label.to_string())].into_iter().collect(),
+            containers: vec![(id(c), "app".into())],
+            ..Default::default()
+        };
+        let store = std::sync::Arc::new(Store::new(None));
+        store.apply_pod(pod("u10", "demo", "api-1", 'a', "v1"));
+        store.apply_pod(pod("u11", "staging", "api-2", 'b', "v1"));
+        let glob = |p: &str| Matcher::Glob(GlobPattern::new(p).unwrap());
+        let c = Criteria {
+            k8s: K8sCriteria { attributes: vec![("k8s.namespace.name", glob("demo")), ("k8s.deployment.name", glob("api"))], ..Default::default() },
+            ..Default::default()
+        };
+        let mut o = opts(&fp);
+        o.kube = Some(store.clone());
+        let mut sc = Scanner::new(sel(c), o);
+        let out = sc.scan().unwrap();
+        assert_eq!(pids(&out), [10]);
+        assert_eq!((out[0].service.name.as_str(), out[0].service.namespace.as_str()), ("v1", "demo"));
+        assert_eq!(out[0].info.k8s.as_ref().map(|k| k.pod_name.as_str()), Some("api-1"));
+
+        // Relabelled: same match, new name. A pod known only now: matched on this scan.
+        store.apply_pod(pod("u10", "demo", "api-1", 'a', "v2"));
+        store.apply_pod(pod("u12", "demo", "api-3", 'c', "v1"));
+        let out2 = sc.scan().unwrap();
+        assert_eq!(pids(&out2), [10, 12]);
+        assert_eq!(out2[0].service.name, "v2");
+        let events = crate::discover::diff(&out, &out2);
+        assert!(matches!(&events[..], [ProcessEvent::Updated(a), ProcessEvent::Instrumented(b)] if a.info.pid == 10 && b.info.pid == 12), "{events:?}");
+
+        // The pod moves out of the selected namespace: no longer instrumented.
+        store.apply_pod(pod("u12", "staging", "api-3", 'c', "v1"));
+        assert_eq!(pids(&sc.scan().unwrap()), [10]);
     }
 
     #[test]
