@@ -96,17 +96,6 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
 
     let mut discover_opts = cfg.discover;
     let mut tasks = Vec::new();
-    if let Some((k, opts)) = kube.as_mut() {
-        // Never wait on the API longer than informers_sync_timeout: then capture starts
-        // undecorated and metadata follows when it arrives.
-        if k.wait_synced(opts.sync_timeout).await {
-            info!(pods = k.store.pod_count(), "Kubernetes metadata synchronised.");
-        } else {
-            warn!(timeout = ?opts.sync_timeout, "Kubernetes metadata not synchronised within informers_sync_timeout; starting without it, it will be added when it arrives.");
-        }
-        discover_opts.kube = Some(k.store.clone());
-        tasks.append(&mut k.tasks);
-    }
 
     let mut app_registry = Registry::default();
     let metrics = AppMetrics::new(
@@ -152,6 +141,19 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
         stop.clone(),
     )
     .map_err(PipelineError::Reader)?;
+
+    if let Some((k, opts)) = kube.as_mut() {
+        // Metrics are served meanwhile. Never wait on the API longer than
+        // informers_sync_timeout: then discovery starts undecorated and metadata follows
+        // when it arrives.
+        if k.wait_synced(opts.sync_timeout).await {
+            info!(pods = k.store.pod_count(), "Kubernetes metadata synchronised.");
+        } else {
+            warn!(timeout = ?opts.sync_timeout, "Kubernetes metadata not synchronised within informers_sync_timeout; starting without it, it will be added when it arrives.");
+        }
+        discover_opts.kube = Some(k.store.clone());
+        tasks.append(&mut k.tasks);
+    }
 
     tasks.push(discover::spawn(cfg.selection, discover_opts, discover_to_attach_tx));
     tasks.push(tokio::spawn(attach_stage(discover_to_attach, traced.clone(), tel.clone())));
