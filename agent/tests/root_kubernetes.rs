@@ -46,10 +46,18 @@ impl FakeCgroup {
         FakeCgroup::enter(&v2_root(), &rel, pid)
     }
 
-    /// A container of a BestEffort pod, cgroupfs driver, cgroup v1 (pids hierarchy).
+    /// A container of a BestEffort pod, cgroupfs driver, cgroup v1 (pids hierarchy). On a
+    /// host without cgroup v1 (pure v2, as some VM kernels boot) the same cgroupfs layout goes
+    /// under the v2 hierarchy.
     fn v1_cgroupfs(pod_uid: &str, container_id: &str, pid: u32) -> FakeCgroup {
         let rel = format!("kubepods/besteffort/pod{pod_uid}/{container_id}");
-        FakeCgroup::enter(Path::new("/sys/fs/cgroup/pids"), &rel, pid)
+        let v1 = Path::new("/sys/fs/cgroup/pids");
+        if v1.join("cgroup.procs").exists() {
+            FakeCgroup::enter(v1, &rel, pid)
+        } else {
+            eprintln!("no cgroup v1 pids hierarchy here: using the cgroupfs layout under cgroup v2");
+            FakeCgroup::enter(&v2_root(), &rel, pid)
+        }
     }
 }
 
