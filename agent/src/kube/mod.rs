@@ -127,7 +127,11 @@ async fn client(opts: &KubeOptions) -> Result<kube::Client, KubeError> {
                 .await
                 .map_err(|source| KubeError::Kubeconfig { path: path.clone(), source })?
         }
-        None => kube::Config::infer().await.map_err(KubeError::Infer)?,
+        // In a pod: its service account. Elsewhere: KUBECONFIG or ~/.kube/config.
+        None => match kube::Config::incluster() {
+            Ok(c) => c,
+            Err(_) => kube::Config::infer().await.map_err(KubeError::Infer)?,
+        },
     };
     kube::Client::try_from(config).map_err(KubeError::Client)
 }
