@@ -368,9 +368,11 @@ fn root_kube_watch_updates_and_api_outages() {
     let ok = wait_for(Duration::from_secs(10), || by_port(&scrape(metrics_port, "/metrics"), &v2) == before + 5.0);
     assert!(ok, "requests lost while the API was down; {}", dump(metrics_port, &log));
 
-    // 5. The API returns with a change made meanwhile: decoration follows again.
+    // 5. The API returns with a change made meanwhile, and its history compacted: the watch
+    // gets 410 Gone, lists again, and decoration follows.
     p["metadata"]["labels"]["app.kubernetes.io/name"] = serde_json::json!("api-v3");
     api.apply(Kind::Pods, p);
+    api.compact();
     api.start();
     let v3 = [("service_name", "api-v3"), ("k8s_pod_name", "api-6d5c4b3a2f-aaaaa")];
     let ok = wait_for(Duration::from_secs(60), || {
@@ -378,6 +380,9 @@ fn root_kube_watch_updates_and_api_outages() {
         by_port(&scrape(metrics_port, "/metrics"), &v3) >= 1.0
     });
     assert!(ok, "decoration did not resume; {}", dump(metrics_port, &log));
+    let reqs = api.requests();
+    let pod_lists = reqs.iter().filter(|r| r.starts_with("/api/v1/pods?") && !r.contains("watch=true")).count();
+    assert!(pod_lists >= 2, "no relist after 410 Gone: {reqs:?}");
 
     // Each outage is logged once per watched kind, not once per retry.
     let text = agent_log(&log);

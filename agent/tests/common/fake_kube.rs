@@ -62,6 +62,8 @@ struct State {
     /// Every change, for watches that resume from a resourceVersion.
     log: Vec<(u64, Kind, &'static str, Value)>,
     watchers: Vec<Watcher>,
+    /// Watches from a resourceVersion older than this get `410 Gone` (history compacted).
+    compacted: u64,
     /// Requests served, by path (for assertions).
     requests: Vec<String>,
 }
@@ -163,6 +165,18 @@ fn handle(state: &Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Body> {
     }
     let from: u64 = query(&q, "resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
     let (tx, rx) = mpsc::unbounded_channel::<String>();
+    if from < st.compacted {
+        // As the API server does once etcd compacted the history: one ERROR event with a
+        // 410 Status, then the end of the stream; the client must list again.
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("too old resource version: {from} ({})", st.compacted), "reason": "Expired", "code": 410});
+        let _ = tx.send(format!("{}\n", json!({"type": "ERROR", "object": status})));
+        drop(tx);
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|line| (Ok::<_, Infallible>(Frame::data(Bytes::from(line))), rx))
+        });
+        return Response::builder().status(200).header("content-type", "application/json").body(StreamBody::new(stream).boxed_unsync()).unwrap();
+    }
     for (rv, k, t, obj) in &st.log {
         if *rv > from && *k == kind && visible(kind, &node, obj) {
             let _ = tx.send(format!("{}\n", json!({"type": t, "object": obj})));
@@ -242,6 +256,14 @@ impl FakeKube {
 
     pub fn delete(&self, kind: Kind, obj: Value) {
         self.state.lock().unwrap().change(kind, "DELETED", obj);
+    }
+
+    /// Forgets the change history: watches resuming from an older resourceVersion get
+    /// `410 Gone` and must list again.
+    pub fn compact(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.compacted = st.rv;
+        st.log.clear();
     }
 
     /// The current object `namespace/name` of `kind`.
