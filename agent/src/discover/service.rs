@@ -387,6 +387,29 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_names_come_after_process_selector_and_global_before_the_exe() {
+        let k8s = K8sNames { name: "from-pod".into(), namespace: "podns".into() };
+        let mut p = proc_("/usr/bin/python3", &["python3", "app.py"]);
+        let plain = Criteria::default();
+        let id = |p: &ProcessInfo, sel: &Criteria, global: Option<&str>, k: Option<&K8sNames>| {
+            let i = identify_with_k8s(p, Some(sel), global, global, "h", k);
+            (i.name, i.namespace)
+        };
+        // Kubernetes beats the executable name; without it, the executable names the service.
+        assert_eq!(id(&p, &plain, None, Some(&k8s)), ("from-pod".into(), "podns".into()));
+        assert_eq!(id(&p, &plain, None, None), ("app".into(), "".into()));
+        // Blank Kubernetes names do not count.
+        let blank = K8sNames::default();
+        assert_eq!(id(&p, &plain, None, Some(&blank)), ("app".into(), "".into()));
+        // The global name, then the selector's, then the process's own, beat Kubernetes.
+        assert_eq!(id(&p, &plain, Some("global"), Some(&k8s)), ("global".into(), "global".into()));
+        let sel = Criteria::default().name("sel").namespace("selns");
+        assert_eq!(id(&p, &sel, Some("global"), Some(&k8s)), ("sel".into(), "selns".into()));
+        p.env.service_name = Some("own".into());
+        assert_eq!(id(&p, &sel, None, Some(&k8s)).0, "own");
+    }
+
+    #[test]
     fn precedence() {
         let mut p = proc_("/usr/bin/python3", &["python3", "app.py"]);
         let sel = Criteria::default().name("sel").namespace("selns");
