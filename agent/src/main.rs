@@ -113,8 +113,12 @@ fn init_logging(level: LogLevel) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BEYLA_LOG_FILTER")
         // kube-client logs every failed API request at error level; the agent reports an
         // unreachable API itself, once per outage (see `kube`).
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},kube_client=off", level.to_tracing().as_str())));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{},kube_client=off", level.to_tracing().as_str()))
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();

@@ -134,7 +134,11 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let reader = events::spawn_reader(
-        ReaderMaps { sock_events: maps.sock_events, process_events: maps.process_events, events_lost: maps.events_lost },
+        ReaderMaps {
+            sock_events: maps.sock_events,
+            process_events: maps.process_events,
+            events_lost: maps.events_lost,
+        },
         ringbuf_to_decode_tx,
         tel.reader_stats(),
         cfg.ringbuf_poll,
@@ -158,7 +162,12 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     tasks.push(discover::spawn(cfg.selection, discover_opts, discover_to_attach_tx));
     tasks.push(tokio::spawn(attach_stage(discover_to_attach, traced.clone(), tel.clone())));
     tasks.push(tokio::spawn(decode_stage(ringbuf_to_decode, decode_to_enrich_tx, traced.clone(), tel.clone())));
-    tasks.push(tokio::spawn(enrich_stage(decode_to_enrich, enrich_to_export_tx, Enricher::new(traced, cfg.routes), tel.clone())));
+    tasks.push(tokio::spawn(enrich_stage(
+        decode_to_enrich,
+        enrich_to_export_tx,
+        Enricher::new(traced, cfg.routes),
+        tel.clone(),
+    )));
     let printer = cfg.printer.map(Printer::new);
     tasks.push(tokio::spawn(export_stage(enrich_to_export, metrics, printer)));
 
@@ -240,7 +249,12 @@ async fn decode_stage(
     }
 }
 
-async fn enrich_stage(mut rx: mpsc::Receiver<Decoded>, tx: mpsc::Sender<Vec<Span>>, mut enricher: Enricher, tel: Internal) {
+async fn enrich_stage(
+    mut rx: mpsc::Receiver<Decoded>,
+    tx: mpsc::Sender<Vec<Span>>,
+    mut enricher: Enricher,
+    tel: Internal,
+) {
     while let Some(decoded) = rx.recv().await {
         let spans: Vec<Span> = decoded.requests.into_iter().filter_map(|r| enricher.enrich(r)).collect();
         if !spans.is_empty() && tx.send(spans).await.is_err() {
@@ -272,13 +286,22 @@ async fn export_stage(mut rx: mpsc::Receiver<Vec<Span>>, mut metrics: AppMetrics
 
 impl PipelineConfig {
     /// Maps the validated configuration onto the stages.
-    pub fn from_config(cfg: &crate::config::Config, family: crate::kernel::HookFamily) -> Result<Self, discover::DiscoverError> {
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        family: crate::kernel::HookFamily,
+    ) -> Result<Self, discover::DiscoverError> {
         use crate::config::TracePrinter;
         use crate::enrich::routes::DEFAULT_MAX_ROUTES;
 
         let r = &cfg.routes;
         let strings = |v: &[crate::config::RoutePattern]| v.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>();
-        let routes = RouteMatcher::new(&strings(&r.patterns), &strings(&r.ignored_patterns), r.unmatched, r.wildcard_char, DEFAULT_MAX_ROUTES);
+        let routes = RouteMatcher::new(
+            &strings(&r.patterns),
+            &strings(&r.ignored_patterns),
+            r.unmatched,
+            r.wildcard_char,
+            DEFAULT_MAX_ROUTES,
+        );
 
         let d = &cfg.discovery;
         let discover = DiscoverOptions {

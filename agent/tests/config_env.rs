@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use beyla::config::{self, aliases, Config, ConfigError, EnvConversion, Origin, Sources};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn write_yaml(dir: &tempfile::TempDir, text: &str) -> PathBuf {
@@ -18,19 +15,8 @@ fn write_yaml(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     path
 }
 
-fn load(
-    file: Option<&Path>,
-    env: &[(String, String)],
-    cli: &[(&str, &str)],
-) -> Result<config::Loaded, ConfigError> {
-    config::load(&Sources {
-        file,
-        env,
-        cli: cli
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    })
+fn load(file: Option<&Path>, env: &[(String, String)], cli: &[(&str, &str)]) -> Result<config::Loaded, ConfigError> {
+    config::load(&Sources { file, env, cli: cli.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() })
 }
 
 /// The value at dotted `key` in the serialised configuration (`Null` when absent).
@@ -60,10 +46,7 @@ fn every_alias_parses_its_example_and_changes_its_key() {
         let loaded = load(None, &env(&[(alias.var, alias.example)]), &[])
             .unwrap_or_else(|e| panic!("{}={}: {e}", alias.var, alias.example));
         assert!(
-            !loaded
-                .warnings
-                .iter()
-                .any(|w| w.message.contains("not a known")),
+            !loaded.warnings.iter().any(|w| w.message.contains("not a known")),
             "{} reported as unknown",
             alias.var
         );
@@ -95,14 +78,9 @@ fn every_alias_overrides_the_file_and_loses_to_cli() {
         let vars = env(&[(alias.var, alias.example)]);
 
         // file < env
-        let from_env =
-            load(Some(&file), &vars, &[]).unwrap_or_else(|e| panic!("{}: {e}", alias.var));
+        let from_env = load(Some(&file), &vars, &[]).unwrap_or_else(|e| panic!("{}: {e}", alias.var));
         let env_value = get(&from_env.config, alias.key);
-        assert_ne!(
-            env_value, default_value,
-            "{}: the file value won over the environment",
-            alias.var
-        );
+        assert_ne!(env_value, default_value, "{}: the file value won over the environment", alias.var);
 
         // env < cli: --set the default back
         let cli_value = match &default_value {
@@ -111,12 +89,7 @@ fn every_alias_overrides_the_file_and_loses_to_cli() {
         };
         let from_cli = load(Some(&file), &vars, &[(alias.key, &cli_value)])
             .unwrap_or_else(|e| panic!("{} with --set {}={cli_value}: {e}", alias.var, alias.key));
-        assert_eq!(
-            get(&from_cli.config, alias.key),
-            default_value,
-            "{}: --set lost to the environment",
-            alias.var
-        );
+        assert_eq!(get(&from_cli.config, alias.key), default_value, "{}: --set lost to the environment", alias.var);
     }
 }
 
@@ -124,16 +97,9 @@ fn every_alias_overrides_the_file_and_loses_to_cli() {
 fn alias_table_has_no_duplicate_var_key_pairs_and_beyla_names() {
     let mut seen = std::collections::HashSet::new();
     for a in aliases() {
+        assert!(seen.insert((a.var, a.key)), "duplicate {} -> {}", a.var, a.key);
         assert!(
-            seen.insert((a.var, a.key)),
-            "duplicate {} -> {}",
-            a.var,
-            a.key
-        );
-        assert!(
-            a.var.starts_with("BEYLA_")
-                || a.var.starts_with("OTEL_")
-                || a.var.starts_with("GRAFANA_"),
+            a.var.starts_with("BEYLA_") || a.var.starts_with("OTEL_") || a.var.starts_with("GRAFANA_"),
             "{}",
             a.var
         );
@@ -151,43 +117,22 @@ fn alias_table_has_no_duplicate_var_key_pairs_and_beyla_names() {
         ("BEYLA_TRACE_PRINTER", "trace_printer"),
         ("BEYLA_BPF_WAKEUP_LEN", "ebpf.wakeup_len"),
         ("BEYLA_BPF_BATCH_TIMEOUT", "ebpf.batch_timeout"),
-        (
-            "BEYLA_BPF_HTTP_REQUEST_TIMEOUT",
-            "ebpf.http_request_timeout",
-        ),
+        ("BEYLA_BPF_HTTP_REQUEST_TIMEOUT", "ebpf.http_request_timeout"),
         ("BEYLA_LOG_LEVEL", "log_level"),
-        (
-            "BEYLA_INTERNAL_METRICS_PROMETHEUS_PORT",
-            "internal_metrics.prometheus.port",
-        ),
-        (
-            "BEYLA_INTERNAL_METRICS_PROMETHEUS_PATH",
-            "internal_metrics.prometheus.path",
-        ),
+        ("BEYLA_INTERNAL_METRICS_PROMETHEUS_PORT", "internal_metrics.prometheus.port"),
+        ("BEYLA_INTERNAL_METRICS_PROMETHEUS_PATH", "internal_metrics.prometheus.path"),
         ("BEYLA_EBPF_HOOK_MODE", "ebpf.hook_mode"),
         ("BEYLA_DISCOVERY_POLL_INTERVAL", "discovery.poll_interval"),
-        (
-            "BEYLA_SKIP_GO_SPECIFIC_TRACERS",
-            "discovery.skip_go_specific_tracers",
-        ),
+        ("BEYLA_SKIP_GO_SPECIFIC_TRACERS", "discovery.skip_go_specific_tracers"),
         ("BEYLA_ROUTES_UNMATCHED", "routes.unmatched"),
         ("BEYLA_KUBE_METADATA_ENABLE", "attributes.kubernetes.enable"),
         ("BEYLA_BPF_CONTEXT_PROPAGATION", "ebpf.context_propagation"),
         ("BEYLA_TARGET_PID", "target_pids"),
-        (
-            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-            "otel_metrics_export.endpoint",
-        ),
-        (
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "otel_traces_export.endpoint",
-        ),
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "otel_metrics_export.endpoint"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otel_traces_export.endpoint"),
     ];
     for (var, key) in required {
-        assert!(
-            aliases().iter().any(|a| a.var == var && a.key == key),
-            "missing {var} -> {key}"
-        );
+        assert!(aliases().iter().any(|a| a.var == var && a.key == key), "missing {var} -> {key}");
     }
 }
 
@@ -213,108 +158,46 @@ fn typed_values_from_the_environment() {
     assert!(ports.contains(443) && ports.contains(8500) && !ports.contains(9000));
     assert_eq!(c.prometheus_export.port, Some(9400));
     assert_eq!(c.log_level, config::LogLevel::Warn);
-    assert_eq!(
-        c.ebpf.batch_timeout.as_std(),
-        std::time::Duration::from_secs(90)
-    );
+    assert_eq!(c.ebpf.batch_timeout.as_std(), std::time::Duration::from_secs(90));
     assert_eq!(c.target_pids, vec![1234, 5678]);
     assert!(c.ebpf.context_propagation.headers && c.ebpf.context_propagation.tcp);
-    assert_eq!(
-        c.otel_metrics_export.interval.as_std(),
-        std::time::Duration::from_secs(15)
-    );
+    assert_eq!(c.otel_metrics_export.interval.as_std(), std::time::Duration::from_secs(15));
 }
 
 #[test]
 fn otel_metric_export_interval_loses_to_beyla_metrics_interval() {
-    let loaded = load(
-        None,
-        &env(&[
-            ("BEYLA_METRICS_INTERVAL", "30s"),
-            ("OTEL_METRIC_EXPORT_INTERVAL", "15000"),
-        ]),
-        &[],
-    )
-    .expect("load");
-    assert_eq!(
-        loaded.config.otel_metrics_export.interval.to_string(),
-        "30s"
-    );
-    let millis = aliases()
-        .iter()
-        .find(|a| a.var == "OTEL_METRIC_EXPORT_INTERVAL")
-        .expect("alias");
+    let loaded = load(None, &env(&[("BEYLA_METRICS_INTERVAL", "30s"), ("OTEL_METRIC_EXPORT_INTERVAL", "15000")]), &[])
+        .expect("load");
+    assert_eq!(loaded.config.otel_metrics_export.interval.to_string(), "30s");
+    let millis = aliases().iter().find(|a| a.var == "OTEL_METRIC_EXPORT_INTERVAL").expect("alias");
     assert_eq!(millis.conversion, EnvConversion::Millis);
 }
 
 #[test]
 fn fallbacks_and_precedence_between_variables() {
     // OTEL_GO_AUTO_TARGET_EXE is only a fallback
-    let only_fallback =
-        load(None, &env(&[("OTEL_GO_AUTO_TARGET_EXE", "*/server")]), &[]).expect("load");
-    assert_eq!(
-        only_fallback
-            .config
-            .auto_target_exe
-            .as_ref()
-            .map(|g| g.as_str()),
-        Some("*/server")
-    );
-    let both = load(
-        None,
-        &env(&[
-            ("BEYLA_AUTO_TARGET_EXE", "*/api"),
-            ("OTEL_GO_AUTO_TARGET_EXE", "*/server"),
-        ]),
-        &[],
-    )
-    .expect("load");
-    assert_eq!(
-        both.config.auto_target_exe.as_ref().map(|g| g.as_str()),
-        Some("*/api")
-    );
+    let only_fallback = load(None, &env(&[("OTEL_GO_AUTO_TARGET_EXE", "*/server")]), &[]).expect("load");
+    assert_eq!(only_fallback.config.auto_target_exe.as_ref().map(|g| g.as_str()), Some("*/server"));
+    let both = load(None, &env(&[("BEYLA_AUTO_TARGET_EXE", "*/api"), ("OTEL_GO_AUTO_TARGET_EXE", "*/server")]), &[])
+        .expect("load");
+    assert_eq!(both.config.auto_target_exe.as_ref().map(|g| g.as_str()), Some("*/api"));
 
     // OTEL_SERVICE_NAME wins over BEYLA_SERVICE_NAME, as in Beyla
-    let names = load(
-        None,
-        &env(&[
-            ("OTEL_SERVICE_NAME", "otel"),
-            ("BEYLA_SERVICE_NAME", "beyla"),
-        ]),
-        &[],
-    )
-    .expect("load");
+    let names = load(None, &env(&[("OTEL_SERVICE_NAME", "otel"), ("BEYLA_SERVICE_NAME", "beyla")]), &[]).expect("load");
     assert_eq!(names.config.service_name.as_deref(), Some("otel"));
 
     // the signal-specific protocol wins over the shared one
     let protocols = load(
         None,
-        &env(&[
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
-        ]),
+        &env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")]),
         &[],
     )
     .expect("load");
-    assert_eq!(
-        protocols.config.otel_traces_export.protocol,
-        Some(config::OtlpProtocol::HttpProtobuf)
-    );
-    assert_eq!(
-        protocols.config.otel_metrics_export.protocol,
-        Some(config::OtlpProtocol::Grpc)
-    );
+    assert_eq!(protocols.config.otel_traces_export.protocol, Some(config::OtlpProtocol::HttpProtobuf));
+    assert_eq!(protocols.config.otel_metrics_export.protocol, Some(config::OtlpProtocol::Grpc));
 
     // the last occurrence of a variable wins; an empty variable is unset
-    let last = load(
-        None,
-        &env(&[
-            ("BEYLA_PROMETHEUS_PORT", "1"),
-            ("BEYLA_PROMETHEUS_PORT", "2"),
-        ]),
-        &[],
-    )
-    .expect("load");
+    let last = load(None, &env(&[("BEYLA_PROMETHEUS_PORT", "1"), ("BEYLA_PROMETHEUS_PORT", "2")]), &[]).expect("load");
     assert_eq!(last.config.prometheus_export.port, Some(2));
     let empty = load(None, &env(&[("BEYLA_PROMETHEUS_PORT", "")]), &[]).expect("load");
     assert_eq!(empty.config.prometheus_export.port, None);
@@ -334,62 +217,61 @@ fn env_only_otlp_variables() {
     )
     .expect("load");
     let c = &loaded.config;
-    assert_eq!(
-        c.otel_metrics_export.common_endpoint.as_deref(),
-        Some("http://collector:4318")
-    );
-    assert_eq!(
-        c.otel_traces_export.common_endpoint.as_deref(),
-        Some("http://collector:4318")
-    );
+    assert_eq!(c.otel_metrics_export.common_endpoint.as_deref(), Some("http://collector:4318"));
+    assert_eq!(c.otel_traces_export.common_endpoint.as_deref(), Some("http://collector:4318"));
     assert_eq!(c.otel_traces_export.headers.as_deref(), Some("a=1,b=2"));
     assert_eq!(c.otel_metrics_export.headers.as_deref(), Some("a=1"));
-    assert_eq!(
-        c.otel_resource_attributes.as_deref(),
-        Some("deployment.environment=prod")
-    );
-    let w = loaded
-        .warnings
-        .iter()
-        .find(|w| w.key == "otel_traces_export")
-        .expect("otel traces warning");
-    assert_eq!(
-        w.origin,
-        Origin::Env {
-            var: "OTEL_EXPORTER_OTLP_ENDPOINT".to_string()
-        }
-    );
-    assert!(
-        w.to_string()
-            .contains("OTLP trace export is not implemented yet"),
-        "{w}"
-    );
+    assert_eq!(c.otel_resource_attributes.as_deref(), Some("deployment.environment=prod"));
+    let w = loaded.warnings.iter().find(|w| w.key == "otel_traces_export").expect("otel traces warning");
+    assert_eq!(w.origin, Origin::Env { var: "OTEL_EXPORTER_OTLP_ENDPOINT".to_string() });
+    assert!(w.to_string().contains("OTLP trace export is not implemented yet"), "{w}");
 }
 
 #[test]
 fn bad_values_name_the_variable() {
     let cases = [
-        ("BEYLA_PROMETHEUS_PORT", "abc", "BEYLA_PROMETHEUS_PORT: invalid value \"abc\": expected u16 (environment variable)"),
-        ("BEYLA_PROMETHEUS_PORT", "70000", "BEYLA_PROMETHEUS_PORT: invalid value \"70000\": expected u16 (environment variable)"),
+        (
+            "BEYLA_PROMETHEUS_PORT",
+            "abc",
+            "BEYLA_PROMETHEUS_PORT: invalid value \"abc\": expected u16 (environment variable)",
+        ),
+        (
+            "BEYLA_PROMETHEUS_PORT",
+            "70000",
+            "BEYLA_PROMETHEUS_PORT: invalid value \"70000\": expected u16 (environment variable)",
+        ),
         ("BEYLA_OPEN_PORT", "80-", "BEYLA_OPEN_PORT: invalid value \"80-\": invalid port set"),
         ("BEYLA_LOG_LEVEL", "loud", "BEYLA_LOG_LEVEL: invalid value \"loud\": unknown variant `loud`"),
         ("BEYLA_TRACE_PRINTER", "yaml", "BEYLA_TRACE_PRINTER: invalid value \"yaml\": unknown variant `yaml`"),
         ("BEYLA_BPF_BATCH_TIMEOUT", "soon", "BEYLA_BPF_BATCH_TIMEOUT: invalid value \"soon\": invalid duration"),
         ("BEYLA_AUTO_TARGET_EXE", "[", "BEYLA_AUTO_TARGET_EXE: invalid value \"[\": invalid glob"),
         ("BEYLA_EXECUTABLE_NAME", "(", "BEYLA_EXECUTABLE_NAME: invalid value \"(\": invalid regex"),
-        ("BEYLA_SKIP_GO_SPECIFIC_TRACERS", "yes please", "BEYLA_SKIP_GO_SPECIFIC_TRACERS: invalid value \"yes please\": expected a boolean"),
+        (
+            "BEYLA_SKIP_GO_SPECIFIC_TRACERS",
+            "yes please",
+            "BEYLA_SKIP_GO_SPECIFIC_TRACERS: invalid value \"yes please\": expected a boolean",
+        ),
         ("BEYLA_TARGET_PID", "12a", "BEYLA_TARGET_PID: invalid value \"12a\": invalid pid"),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "5s", "OTEL_METRIC_EXPORT_INTERVAL: invalid value \"5s\": expected an integer number of milliseconds"),
-        ("BEYLA_PROMETHEUS_FEATURES", "application,netwrk", "BEYLA_PROMETHEUS_FEATURES: invalid value \"application,netwrk\": unknown variant `netwrk`"),
-        ("BEYLA_EBPF_HOOK_MODE", "uprobes", "BEYLA_EBPF_HOOK_MODE: invalid value \"uprobes\": unknown variant `uprobes`"),
+        (
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            "5s",
+            "OTEL_METRIC_EXPORT_INTERVAL: invalid value \"5s\": expected an integer number of milliseconds",
+        ),
+        (
+            "BEYLA_PROMETHEUS_FEATURES",
+            "application,netwrk",
+            "BEYLA_PROMETHEUS_FEATURES: invalid value \"application,netwrk\": unknown variant `netwrk`",
+        ),
+        (
+            "BEYLA_EBPF_HOOK_MODE",
+            "uprobes",
+            "BEYLA_EBPF_HOOK_MODE: invalid value \"uprobes\": unknown variant `uprobes`",
+        ),
     ];
     for (var, value, expected) in cases {
         let err = load(None, &env(&[(var, value)]), &[]).expect_err(var);
         let text = err.to_string();
-        assert!(
-            text.starts_with(expected),
-            "{var}={value}:\n  got      {text}\n  expected {expected}..."
-        );
+        assert!(text.starts_with(expected), "{var}={value}:\n  got      {text}\n  expected {expected}...");
         assert!(text.ends_with("(environment variable)"), "{text}");
         assert!(matches!(err, ConfigError::Env { .. }), "{err:?}");
     }
@@ -434,41 +316,23 @@ fn config_path_comes_from_the_environment_unless_given() {
     assert_eq!(explicit.config.prometheus_export.port, Some(2222));
     assert_eq!(explicit.file.as_deref(), Some(b.as_path()));
 
-    let missing = load(
-        None,
-        &env(&[("BEYLA_CONFIG_PATH", "/nonexistent/beyla.yml")]),
-        &[],
-    )
-    .expect_err("missing");
-    assert_eq!(
-        missing.to_string(),
-        "cannot read config file /nonexistent/beyla.yml"
-    );
+    let missing = load(None, &env(&[("BEYLA_CONFIG_PATH", "/nonexistent/beyla.yml")]), &[]).expect_err("missing");
+    assert_eq!(missing.to_string(), "cannot read config file /nonexistent/beyla.yml");
 }
 
 #[test]
 fn open_port_and_auto_target_exe_make_one_selector() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = write_yaml(
-        &dir,
-        "discovery:\n  instrument:\n    - exe_path: \"*nginx*\"\n",
-    );
+    let file = write_yaml(&dir, "discovery:\n  instrument:\n    - exe_path: \"*nginx*\"\n");
     let loaded = load(
         Some(&file),
-        &env(&[
-            ("BEYLA_OPEN_PORT", "8080"),
-            ("BEYLA_AUTO_TARGET_EXE", "*/api"),
-            ("BEYLA_SERVICE_NAME", "api"),
-        ]),
+        &env(&[("BEYLA_OPEN_PORT", "8080"), ("BEYLA_AUTO_TARGET_EXE", "*/api"), ("BEYLA_SERVICE_NAME", "api")]),
         &[],
     )
     .expect("load");
     let selectors = loaded.config.selectors();
     assert_eq!(selectors.len(), 2);
-    assert_eq!(
-        selectors[0].exe_path.as_ref().map(|m| m.as_str()),
-        Some("*nginx*")
-    );
+    assert_eq!(selectors[0].exe_path.as_ref().map(|m| m.as_str()), Some("*nginx*"));
     let top = &selectors[1];
     assert!(top.open_ports.as_ref().is_some_and(|p| p.contains(8080)));
     assert_eq!(top.exe_path.as_ref().map(|m| m.as_str()), Some("*/api"));

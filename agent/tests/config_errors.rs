@@ -27,18 +27,11 @@ fn error_of(text: &str) -> (String, ConfigError) {
 
 #[test]
 fn wrong_type_names_key_and_position() {
-    let (msg, err) =
-        error_of("log_level: info\nprometheus_export:\n  path: /metrics\n  port: abc\n");
-    assert_eq!(
-        msg,
-        "prometheus_export.port: invalid type: string \"abc\", expected u16 (DIR/config.yml:4:9)"
-    );
+    let (msg, err) = error_of("log_level: info\nprometheus_export:\n  path: /metrics\n  port: abc\n");
+    assert_eq!(msg, "prometheus_export.port: invalid type: string \"abc\", expected u16 (DIR/config.yml:4:9)");
     assert_eq!(err.key(), Some("prometheus_export.port"));
     match err {
-        ConfigError::Invalid {
-            origin: Origin::File { line, column, .. },
-            ..
-        } => {
+        ConfigError::Invalid { origin: Origin::File { line, column, .. }, .. } => {
             assert_eq!((line, column), (Some(4), Some(9)));
         }
         other => panic!("unexpected {other:?}"),
@@ -49,15 +42,10 @@ fn wrong_type_names_key_and_position() {
 fn unknown_top_level_key() {
     let (msg, err) = error_of("prometheus_export:\n  port: 9400\nprometheus_exprot:\n  port: 1\n");
     assert!(
-        msg.starts_with(
-            "prometheus_exprot: unknown key (DIR/config.yml:3:1); expected one of `discovery`"
-        ),
+        msg.starts_with("prometheus_exprot: unknown key (DIR/config.yml:3:1); expected one of `discovery`"),
         "{msg}"
     );
-    assert!(
-        msg.ends_with("(did you mean `prometheus_export`?)"),
-        "{msg}"
-    );
+    assert!(msg.ends_with("(did you mean `prometheus_export`?)"), "{msg}");
     assert!(matches!(err, ConfigError::UnknownKey { .. }));
 }
 
@@ -65,58 +53,31 @@ fn unknown_top_level_key() {
 fn unknown_nested_keys() {
     let (msg, _) = error_of("discovery:\n  instrumnet:\n    - open_ports: 80\n");
     assert!(
-        msg.starts_with(
-            "discovery.instrumnet: unknown key (DIR/config.yml:2:3); expected one of `instrument`"
-        ),
+        msg.starts_with("discovery.instrumnet: unknown key (DIR/config.yml:2:3); expected one of `instrument`"),
         "{msg}"
     );
     assert!(msg.contains("did you mean `instrument`?"), "{msg}");
 
-    let (msg, _) =
-        error_of("discovery:\n  instrument:\n    - open_ports: 80\n      exe_pth: \"*x*\"\n");
+    let (msg, _) = error_of("discovery:\n  instrument:\n    - open_ports: 80\n      exe_pth: \"*x*\"\n");
     assert!(
-        msg.starts_with(
-            "discovery.instrument[0].exe_pth: unknown key (DIR/config.yml:4:7); expected one of"
-        ),
+        msg.starts_with("discovery.instrument[0].exe_pth: unknown key (DIR/config.yml:4:7); expected one of"),
         "{msg}"
     );
 
     // accepted-with-warning sections still reject unknown keys
-    let (msg, _) = error_of(
-        "otel_traces_export:\n  endpoint: http://x:4318\n  sampler:\n    nme: always_on\n",
-    );
-    assert!(
-        msg.starts_with(
-            "otel_traces_export.sampler.nme: unknown key (DIR/config.yml:4:5); expected"
-        ),
-        "{msg}"
-    );
+    let (msg, _) = error_of("otel_traces_export:\n  endpoint: http://x:4318\n  sampler:\n    nme: always_on\n");
+    assert!(msg.starts_with("otel_traces_export.sampler.nme: unknown key (DIR/config.yml:4:5); expected"), "{msg}");
     let (msg, _) = error_of("network:\n  enabled: true\n");
-    assert!(
-        msg.starts_with("network.enabled: unknown key (DIR/config.yml:2:3)"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("network.enabled: unknown key (DIR/config.yml:2:3)"), "{msg}");
     let (msg, _) = error_of("filter:\n  network:\n    transport:\n      notmatch: UDP\n");
-    assert!(
-        msg.starts_with("filter.network.transport.notmatch: unknown key (DIR/config.yml:4:7)"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("filter.network.transport.notmatch: unknown key (DIR/config.yml:4:7)"), "{msg}");
     let (msg, _) = error_of("attributes:\n  kubernetes:\n    enabled: true\n");
-    assert!(
-        msg.starts_with("attributes.kubernetes.enabled: unknown key (DIR/config.yml:3:5)"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("attributes.kubernetes.enabled: unknown key (DIR/config.yml:3:5)"), "{msg}");
     let (msg, _) = error_of("ebpf:\n  wakeup_lenght: 10\n");
-    assert!(
-        msg.starts_with("ebpf.wakeup_lenght: unknown key (DIR/config.yml:2:3)"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("ebpf.wakeup_lenght: unknown key (DIR/config.yml:2:3)"), "{msg}");
     // env-only keys are not YAML keys
     let (msg, _) = error_of("otel_metrics_export:\n  common_endpoint: http://x\n");
-    assert!(
-        msg.starts_with("otel_metrics_export.common_endpoint: unknown key"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("otel_metrics_export.common_endpoint: unknown key"), "{msg}");
 }
 
 #[test]
@@ -135,10 +96,7 @@ fn invalid_enum_values() {
     ];
     for (yaml, expected) in cases {
         let (msg, _) = error_of(yaml);
-        assert!(
-            msg.starts_with(expected),
-            "{yaml:?}:\n  got      {msg}\n  expected {expected}..."
-        );
+        assert!(msg.starts_with(expected), "{yaml:?}:\n  got      {msg}\n  expected {expected}...");
         assert!(msg.contains("(DIR/config.yml:"), "{msg}");
     }
 }
@@ -146,16 +104,8 @@ fn invalid_enum_values() {
 #[test]
 fn invalid_ports_patterns_and_durations() {
     let cases = [
-        (
-            "open_port: 90-80\n",
-            "open_port: invalid port set \"90-80\": range 90-80 is reversed",
-            1,
-        ),
-        (
-            "open_port: 70000\n",
-            "open_port: invalid port 70000: must be between 1 and 65535",
-            1,
-        ),
+        ("open_port: 90-80\n", "open_port: invalid port set \"90-80\": range 90-80 is reversed", 1),
+        ("open_port: 70000\n", "open_port: invalid port 70000: must be between 1 and 65535", 1),
         (
             "discovery:\n  instrument:\n    - open_ports: 80,abc\n",
             "discovery.instrument[0].open_ports: invalid port set \"80,abc\"",
@@ -166,21 +116,9 @@ fn invalid_ports_patterns_and_durations() {
             "discovery.instrument[0].exe_path: invalid glob \"[\"",
             3,
         ),
-        (
-            "discovery:\n  services:\n    - exe_path: \"(\"\n",
-            "discovery.services[0].exe_path: invalid regex \"(\"",
-            3,
-        ),
-        (
-            "executable_name: \"(\"\n",
-            "executable_name: invalid regex \"(\"",
-            1,
-        ),
-        (
-            "auto_target_exe: \"[a\"\n",
-            "auto_target_exe: invalid glob \"[a\"",
-            1,
-        ),
+        ("discovery:\n  services:\n    - exe_path: \"(\"\n", "discovery.services[0].exe_path: invalid regex \"(\"", 3),
+        ("executable_name: \"(\"\n", "executable_name: invalid regex \"(\"", 1),
+        ("auto_target_exe: \"[a\"\n", "auto_target_exe: invalid glob \"[a\"", 1),
         (
             "routes:\n  patterns:\n    - /ok\n    - /user/{id\n",
             "routes.patterns[1]: invalid route pattern \"/user/{id\"",
@@ -191,32 +129,14 @@ fn invalid_ports_patterns_and_durations() {
             "routes.wildcard_char: invalid value: string \"**\", expected a character",
             2,
         ),
-        (
-            "shutdown_timeout: 5\n",
-            "shutdown_timeout: invalid duration 5: a unit is required",
-            1,
-        ),
-        (
-            "discovery:\n  poll_interval: soon\n",
-            "discovery.poll_interval: invalid duration \"soon\"",
-            2,
-        ),
-        (
-            "target_pids: [12, -1]\n",
-            "target_pids[1]: invalid pid -1",
-            1,
-        ),
+        ("shutdown_timeout: 5\n", "shutdown_timeout: invalid duration 5: a unit is required", 1),
+        ("discovery:\n  poll_interval: soon\n", "discovery.poll_interval: invalid duration \"soon\"", 2),
+        ("target_pids: [12, -1]\n", "target_pids[1]: invalid pid -1", 1),
     ];
     for (yaml, expected, line) in cases {
         let (msg, _) = error_of(yaml);
-        assert!(
-            msg.starts_with(expected),
-            "{yaml:?}:\n  got      {msg}\n  expected {expected}..."
-        );
-        assert!(
-            msg.contains(&format!("(DIR/config.yml:{line}:")),
-            "{yaml:?}: {msg}"
-        );
+        assert!(msg.starts_with(expected), "{yaml:?}:\n  got      {msg}\n  expected {expected}...");
+        assert!(msg.contains(&format!("(DIR/config.yml:{line}:")), "{yaml:?}: {msg}");
     }
 }
 
@@ -259,28 +179,14 @@ fn cross_field_rules_name_key_and_file_line() {
 #[test]
 fn cross_field_errors_from_the_environment_name_the_variable() {
     let env = vec![("BEYLA_BPF_BATCH_LENGTH".to_string(), "0".to_string())];
-    let err = config::load(&Sources {
-        file: None,
-        env: &env,
-        cli: Vec::new(),
-    })
-    .expect_err("batch length 0");
-    assert_eq!(
-        err.to_string(),
-        "ebpf.batch_length: must be at least 1 (environment variable BEYLA_BPF_BATCH_LENGTH)"
-    );
+    let err = config::load(&Sources { file: None, env: &env, cli: Vec::new() }).expect_err("batch length 0");
+    assert_eq!(err.to_string(), "ebpf.batch_length: must be at least 1 (environment variable BEYLA_BPF_BATCH_LENGTH)");
 }
 
 #[test]
 fn yaml_syntax_errors_have_positions() {
     let (msg, err) = error_of("discovery:\n  instrument: [\n");
-    assert!(
-        matches!(
-            err,
-            ConfigError::Syntax { .. } | ConfigError::Invalid { .. }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, ConfigError::Syntax { .. } | ConfigError::Invalid { .. }), "{err:?}");
     assert!(msg.contains("(DIR/config.yml:"), "{msg}");
     let (msg, _) = error_of("- just\n- a list\n");
     assert!(msg.contains("expected struct Config"), "{msg}");
@@ -293,46 +199,30 @@ fn cli_errors_name_the_override() {
         config::load(&Sources {
             file: None,
             env: &[],
-            cli: cli
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            cli: cli.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         })
     };
     let err = run(&[("prometheus_export.port", "abc")]).expect_err("bad port");
-    assert_eq!(
-        err.to_string(),
-        "--set prometheus_export.port: invalid value \"abc\": expected u16"
-    );
+    assert_eq!(err.to_string(), "--set prometheus_export.port: invalid value \"abc\": expected u16");
 
     let err = run(&[("prometheus_export.prot", "1")]).expect_err("unknown key");
     let msg = err.to_string();
     assert!(
-        msg.starts_with(
-            "prometheus_export.prot: unknown key (--set prometheus_export.prot); expected one of"
-        ),
+        msg.starts_with("prometheus_export.prot: unknown key (--set prometheus_export.prot); expected one of"),
         "{msg}"
     );
     assert!(msg.contains("did you mean `port`?"), "{msg}");
 
     let err = run(&[("", "1")]).expect_err("empty key");
-    assert!(
-        err.to_string()
-            .starts_with("--set : expected a dotted key path"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("--set : expected a dotted key path"), "{err}");
     let err = run(&[("discovery.instrument[0].open_ports", "80")]).expect_err("index");
     assert!(
-        err.to_string()
-            .starts_with("--set discovery.instrument[0].open_ports: expected a dotted key path"),
+        err.to_string().starts_with("--set discovery.instrument[0].open_ports: expected a dotted key path"),
         "{err}"
     );
 
     let err = run(&[("ebpf.batch_length", "0")]).expect_err("cross-field");
-    assert_eq!(
-        err.to_string(),
-        "ebpf.batch_length: must be at least 1 (--set ebpf.batch_length)"
-    );
+    assert_eq!(err.to_string(), "ebpf.batch_length: must be at least 1 (--set ebpf.batch_length)");
 }
 
 #[test]
@@ -340,9 +230,6 @@ fn unreadable_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = config::check_file(dir.path()).expect_err("a directory is not a file");
     assert!(matches!(err, ConfigError::Read { .. }));
-    assert!(
-        err.to_string().starts_with("cannot read config file "),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("cannot read config file "), "{err}");
     assert!(std::error::Error::source(&err).is_some());
 }

@@ -15,10 +15,7 @@ fn check(name: &str) -> Loaded {
 }
 
 fn warned(loaded: &Loaded, key: &str, needle: &str) -> bool {
-    loaded
-        .warnings
-        .iter()
-        .any(|w| w.key == key && w.message.contains(needle))
+    loaded.warnings.iter().any(|w| w.key == key && w.message.contains(needle))
 }
 
 #[test]
@@ -29,11 +26,7 @@ fn every_documented_config_loads() {
         .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
         .collect();
     files.sort();
-    assert_eq!(
-        files.len(),
-        55,
-        "expected Beyla's 55 documented configurations"
-    );
+    assert_eq!(files.len(), 55, "expected Beyla's 55 documented configurations");
     let mut failures = Vec::new();
     for path in &files {
         match config::check_file(path) {
@@ -46,11 +39,7 @@ fn every_documented_config_loads() {
             Err(e) => failures.push(format!("{}: {e}", path.display())),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "configurations rejected:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "configurations rejected:\n{}", failures.join("\n"));
 }
 
 #[test]
@@ -63,27 +52,11 @@ fn example_config_values() {
     assert_eq!(c.prometheus_export.path, "/metrics");
     let selectors = c.selectors();
     assert_eq!(selectors.len(), 1);
-    assert!(selectors[0]
-        .open_ports
-        .as_ref()
-        .is_some_and(|p| p.contains(443)));
-    assert_eq!(
-        c.otel_traces_export.endpoint.as_deref(),
-        Some("https://otlp-gateway-prod-eu-west-0.grafana.net/otlp")
-    );
-    let w = l
-        .warnings
-        .iter()
-        .find(|w| w.key == "otel_traces_export")
-        .expect("warning");
-    assert_eq!(
-        w.message,
-        "OTLP trace export is not implemented yet; the section is accepted and ignored"
-    );
-    assert!(
-        w.to_string().ends_with("configure_example_0.yml:9:1)"),
-        "{w}"
-    );
+    assert!(selectors[0].open_ports.as_ref().is_some_and(|p| p.contains(443)));
+    assert_eq!(c.otel_traces_export.endpoint.as_deref(), Some("https://otlp-gateway-prod-eu-west-0.grafana.net/otlp"));
+    let w = l.warnings.iter().find(|w| w.key == "otel_traces_export").expect("warning");
+    assert_eq!(w.message, "OTLP trace export is not implemented yet; the section is accepted and ignored");
+    assert!(w.to_string().ends_with("configure_example_0.yml:9:1)"), "{w}");
 }
 
 #[test]
@@ -97,24 +70,13 @@ fn global_options() {
 #[test]
 fn service_discovery_examples() {
     let c = check("configure_service-discovery_0.yml").config;
-    let ports = c.discovery.instrument[0]
-        .open_ports
-        .as_ref()
-        .expect("open_ports");
-    assert!(
-        ports.contains(80) && ports.contains(443) && ports.contains(8123) && !ports.contains(9000)
-    );
+    let ports = c.discovery.instrument[0].open_ports.as_ref().expect("open_ports");
+    assert!(ports.contains(80) && ports.contains(443) && ports.contains(8123) && !ports.contains(9000));
 
     let k = check("quickstart_kubernetes_0.yml").config;
     assert_eq!(k.discovery.instrument.len(), 3);
-    assert!(k.discovery.instrument[1]
-        .exe_path
-        .as_ref()
-        .is_some_and(|g| g.is_match("/usr/bin/httpd")));
-    assert!(k.discovery.instrument[2]
-        .exe_path
-        .as_ref()
-        .is_some_and(|g| g.is_match("/usr/sbin/nginx")));
+    assert!(k.discovery.instrument[1].exe_path.as_ref().is_some_and(|g| g.is_match("/usr/bin/httpd")));
+    assert!(k.discovery.instrument[2].exe_path.as_ref().is_some_and(|g| g.is_match("/usr/sbin/nginx")));
 
     let l = check("configure_service-discovery_2.yml");
     // Without attributes.kubernetes.enable, k8s selectors cannot match: warned.
@@ -131,28 +93,14 @@ fn service_discovery_examples() {
     assert!(l.config.discovery.instrument[0].uses_kubernetes());
 
     let l = check("configure_service-discovery_1.yml");
-    assert!(warned(
-        &l,
-        "discovery.instrument[0].container_name",
-        "container name selectors"
-    ));
+    assert!(warned(&l, "discovery.instrument[0].container_name", "container name selectors"));
 
     let l = check("configure_service-discovery_4.yml");
-    assert!(warned(
-        &l,
-        "discovery.instrument[2].exports",
-        "per-selector `exports`"
-    ));
-    assert_eq!(
-        l.config.discovery.instrument[2].exports.as_deref(),
-        Some(&[][..])
-    );
+    assert!(warned(&l, "discovery.instrument[2].exports", "per-selector `exports`"));
+    assert_eq!(l.config.discovery.instrument[2].exports.as_deref(), Some(&[][..]));
 
     let l = check("configure_service-discovery_8.yml");
-    assert!(l.config.discovery.exclude_instrument[0]
-        .exe_path
-        .as_ref()
-        .is_some_and(|g| g.is_match("/bin/prometheus")));
+    assert!(l.config.discovery.exclude_instrument[0].exe_path.as_ref().is_some_and(|g| g.is_match("/bin/prometheus")));
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
 }
 
@@ -163,41 +111,22 @@ fn routes_examples() {
     assert_eq!(c.routes.patterns[0].as_str(), "/basic/:rnd");
     assert_eq!(c.routes.ignored_patterns[0].as_str(), "/metrics");
     assert_eq!(c.routes.ignore_mode, config::IgnoreMode::Traces);
-    assert_eq!(
-        check("quickstart_rust_0.yml").config.routes.unmatched,
-        Unmatched::Heuristic
-    );
+    assert_eq!(check("quickstart_rust_0.yml").config.routes.unmatched, Unmatched::Heuristic);
 }
 
 #[test]
 fn export_examples() {
     let l = check("configure_internal-metrics-reporter_0.yml");
     assert_eq!(l.config.internal_metrics.prometheus.port, Some(6060));
-    assert_eq!(
-        l.config.internal_metrics.effective_exporter(),
-        config::InternalMetricsExporter::Prometheus
-    );
+    assert_eq!(l.config.internal_metrics.effective_exporter(), config::InternalMetricsExporter::Prometheus);
 
     let c = check("configure_metrics-histograms_1.yml").config;
-    assert_eq!(
-        c.prometheus_export.buckets.request_size_histogram,
-        vec![0.0, 10.0, 20.0, 22.0]
-    );
-    assert_eq!(
-        c.prometheus_export.buckets.duration_histogram,
-        config::DEFAULT_DURATION_BUCKETS.to_vec()
-    );
+    assert_eq!(c.prometheus_export.buckets.request_size_histogram, vec![0.0, 10.0, 20.0, 22.0]);
+    assert_eq!(c.prometheus_export.buckets.duration_histogram, config::DEFAULT_DURATION_BUCKETS.to_vec());
 
     let l = check("configure_export-data_1.yml");
-    assert_eq!(
-        l.config.otel_metrics_export.features,
-        vec![MetricFeature::Network, MetricFeature::NetworkInterZone]
-    );
-    assert!(warned(
-        &l,
-        "otel_metrics_export",
-        "OTLP metric export is not implemented yet"
-    ));
+    assert_eq!(l.config.otel_metrics_export.features, vec![MetricFeature::Network, MetricFeature::NetworkInterZone]);
+    assert!(warned(&l, "otel_metrics_export", "OTLP metric export is not implemented yet"));
 
     let l = check("configure_controlling-instrumentation_0.yml");
     let cp = l.config.ebpf.context_propagation;
@@ -206,59 +135,23 @@ fn export_examples() {
 
     let l = check("configure_controlling-instrumentation_2.yml");
     assert_eq!(l.config.ebpf.buffer_sizes.http, 8192);
-    assert!(warned(
-        &l,
-        "ebpf.payload_extraction",
-        "payload extraction is not implemented yet"
-    ));
-    assert!(warned(
-        &l,
-        "attributes.select",
-        "attribute selection is not implemented yet"
-    ));
+    assert!(warned(&l, "ebpf.payload_extraction", "payload extraction is not implemented yet"));
+    assert!(warned(&l, "attributes.select", "attribute selection is not implemented yet"));
 }
 
 #[test]
 fn accepted_sections_warn_naming_the_feature() {
     let cases = [
-        (
-            "network_quickstart_0.yml",
-            "network",
-            "network metrics are not implemented yet",
-        ),
-        (
-            "configure_filter-metrics-traces_1.yml",
-            "filter",
-            "attribute filtering is not implemented yet",
-        ),
-        (
-            "configure_metrics-traces-attributes_5.yml",
-            "attributes.extra_group_attributes",
-            "not implemented yet",
-        ),
-        (
-            "configure_metrics-traces-attributes_6.yml",
-            "attributes.sensitive_query_params",
-            "not implemented yet",
-        ),
-        (
-            "configure_sample-traces_0.yml",
-            "otel_traces_export",
-            "OTLP trace export",
-        ),
-        (
-            "configure_service-discovery_5.yml",
-            "metrics",
-            "per-application `metrics` section",
-        ),
+        ("network_quickstart_0.yml", "network", "network metrics are not implemented yet"),
+        ("configure_filter-metrics-traces_1.yml", "filter", "attribute filtering is not implemented yet"),
+        ("configure_metrics-traces-attributes_5.yml", "attributes.extra_group_attributes", "not implemented yet"),
+        ("configure_metrics-traces-attributes_6.yml", "attributes.sensitive_query_params", "not implemented yet"),
+        ("configure_sample-traces_0.yml", "otel_traces_export", "OTLP trace export"),
+        ("configure_service-discovery_5.yml", "metrics", "per-application `metrics` section"),
     ];
     for (file, key, needle) in cases {
         let l = check(file);
-        assert!(
-            warned(&l, key, needle),
-            "{file}: no warning {key}: {needle}; got {:?}",
-            l.warnings
-        );
+        assert!(warned(&l, key, needle), "{file}: no warning {key}: {needle}; got {:?}", l.warnings);
     }
     // instance_id is implemented: no warning
     let l = check("configure_metrics-traces-attributes_3.yml");

@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use beyla::config::{
-    self, aliases, Config, ContextPropagation, HookMode, IgnoreMode, InternalMetricsExporter,
-    KubeEnable, LogFormat, LogLevel, MetricFeature, Origin, Sources, TcBackend, TracePrinter,
-    Unmatched,
+    self, aliases, Config, ContextPropagation, HookMode, IgnoreMode, InternalMetricsExporter, KubeEnable, LogFormat,
+    LogLevel, MetricFeature, Origin, Sources, TcBackend, TracePrinter, Unmatched,
 };
 
 fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
@@ -35,17 +34,11 @@ fn defaults_match_beyla() {
     assert!(d.instrument.is_empty() && d.exclude_instrument.is_empty() && d.services.is_empty());
     assert_eq!(d.default_exclude_instrument.len(), 2);
     assert_eq!(
-        d.default_exclude_instrument[0]
-            .exe_path
-            .as_ref()
-            .map(|m| m.as_str()),
+        d.default_exclude_instrument[0].exe_path.as_ref().map(|m| m.as_str()),
         Some(config::DEFAULT_EXCLUDE_EXE_GLOB)
     );
     assert_eq!(
-        d.default_exclude_instrument[1]
-            .k8s_namespace
-            .as_ref()
-            .map(|m| m.as_str()),
+        d.default_exclude_instrument[1].k8s_namespace.as_ref().map(|m| m.as_str()),
         Some(config::DEFAULT_EXCLUDE_K8S_NAMESPACES)
     );
     assert_eq!(d.poll_interval.as_std(), secs(5));
@@ -74,10 +67,7 @@ fn defaults_match_beyla() {
         p.buckets.request_size_histogram,
         vec![0.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0]
     );
-    assert_eq!(
-        p.buckets.response_size_histogram,
-        p.buckets.request_size_histogram
-    );
+    assert_eq!(p.buckets.response_size_histogram, p.buckets.request_size_histogram);
     assert!(!p.allow_service_graph_self_references);
 
     let i = &c.internal_metrics;
@@ -321,15 +311,9 @@ fn every_key_is_accepted_and_set() {
     assert_eq!(web.target_pids, vec![1, 2]);
     assert!(web.containers_only);
     assert!(web.languages.as_ref().is_some_and(|m| m.is_match("java")));
-    assert!(web
-        .cmd_args
-        .as_ref()
-        .is_some_and(|m| m.is_match("-c x --serve now")));
+    assert!(web.cmd_args.as_ref().is_some_and(|m| m.is_match("-c x --serve now")));
     assert!(c.discovery.default_exclude_instrument.is_empty());
-    assert!(c.discovery.services[0]
-        .exe_path
-        .as_ref()
-        .is_some_and(|r| r.is_match("/usr/bin/ruby")));
+    assert!(c.discovery.services[0].exe_path.as_ref().is_some_and(|r| r.is_match("/usr/bin/ruby")));
     assert_eq!(c.routes.wildcard_char, '#');
     assert_eq!(c.routes.unmatched, Unmatched::Wildcard);
     assert_eq!(c.prometheus_export.port, Some(9400));
@@ -338,10 +322,7 @@ fn every_key_is_accepted_and_set() {
     assert_eq!(c.ebpf.hook_mode, HookMode::Tracepoints);
     assert_eq!(c.ebpf.traffic_control_backend, TcBackend::Tc);
     assert_eq!(c.attributes.kubernetes.enable, KubeEnable::Autodetect);
-    assert_eq!(
-        c.attributes.instance_id.override_hostname.as_deref(),
-        Some("node-1")
-    );
+    assert_eq!(c.attributes.instance_id.override_hostname.as_deref(), Some("node-1"));
     assert_eq!(c.health_check.port, Some(8081));
 
     // effective selectors: instrument, services (as regex), then the top-level one
@@ -381,10 +362,7 @@ fn every_key_is_accepted_and_set() {
         assert!(keys.contains(&key), "no warning for {key}: {keys:?}");
     }
     for w in &loaded.warnings {
-        assert!(
-            matches!(w.origin, Origin::File { line: Some(_), .. }),
-            "{w}"
-        );
+        assert!(matches!(w.origin, Origin::File { line: Some(_), .. }), "{w}");
     }
 }
 
@@ -407,17 +385,14 @@ fn default_config_round_trips_through_yaml() {
 fn cli_overrides_every_key_set_by_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write(&dir, EVERY_KEY);
-    let from_file =
-        serde_json::to_value(config::check_file(&path).expect("load").config).expect("json");
+    let from_file = serde_json::to_value(config::check_file(&path).expect("load").config).expect("json");
     let default = serde_json::to_value(Config::default()).expect("json");
     let mut keys = Vec::new();
     leaf_keys(&default, "", &mut keys);
     let mut checked = 0;
     for key in keys {
         let pointer = format!("/{}", key.replace('.', "/"));
-        let (Some(want), Some(file_value)) =
-            (default.pointer(&pointer), from_file.pointer(&pointer))
-        else {
+        let (Some(want), Some(file_value)) = (default.pointer(&pointer), from_file.pointer(&pointer)) else {
             panic!("{key} missing from the serialised config");
         };
         // maps merge key by key across layers, so an empty map cannot clear one: skip those
@@ -428,18 +403,10 @@ fn cli_overrides_every_key_set_by_the_file() {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let loaded = config::load(&Sources {
-            file: Some(&path),
-            env: &[],
-            cli: vec![(key.clone(), raw.clone())],
-        })
-        .unwrap_or_else(|e| panic!("--set {key}={raw}: {e}"));
+        let loaded = config::load(&Sources { file: Some(&path), env: &[], cli: vec![(key.clone(), raw.clone())] })
+            .unwrap_or_else(|e| panic!("--set {key}={raw}: {e}"));
         let got = serde_json::to_value(loaded.config).expect("json");
-        assert_eq!(
-            got.pointer(&pointer),
-            Some(want),
-            "--set {key}={raw} did not override the file"
-        );
+        assert_eq!(got.pointer(&pointer), Some(want), "--set {key}={raw} did not override the file");
         checked += 1;
     }
     assert!(checked >= 95, "only {checked} keys checked");
@@ -448,43 +415,22 @@ fn cli_overrides_every_key_set_by_the_file() {
 #[test]
 fn file_env_cli_precedence() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(
-        &dir,
-        "prometheus_export:\n  port: 1111\n  path: /file\nlog_level: debug\n",
-    );
+    let path = write(&dir, "prometheus_export:\n  port: 1111\n  path: /file\nlog_level: debug\n");
     let env = vec![
         ("BEYLA_PROMETHEUS_PORT".to_string(), "2222".to_string()),
         ("BEYLA_LOG_LEVEL".to_string(), "warn".to_string()),
     ];
-    let only_file = config::load(&Sources {
-        file: Some(&path),
-        env: &[],
-        cli: Vec::new(),
-    })
-    .expect("file");
+    let only_file = config::load(&Sources { file: Some(&path), env: &[], cli: Vec::new() }).expect("file");
     assert_eq!(only_file.config.prometheus_export.port, Some(1111));
     assert_eq!(only_file.config.log_level, LogLevel::Debug);
 
-    let with_env = config::load(&Sources {
-        file: Some(&path),
-        env: &env,
-        cli: Vec::new(),
-    })
-    .expect("env");
+    let with_env = config::load(&Sources { file: Some(&path), env: &env, cli: Vec::new() }).expect("env");
     assert_eq!(with_env.config.prometheus_export.port, Some(2222));
-    assert_eq!(
-        with_env.config.prometheus_export.path, "/file",
-        "env must not reset other file keys"
-    );
+    assert_eq!(with_env.config.prometheus_export.path, "/file", "env must not reset other file keys");
     assert_eq!(with_env.config.log_level, LogLevel::Warn);
 
     let cli = vec![("prometheus_export.port".to_string(), "3333".to_string())];
-    let with_cli = config::load(&Sources {
-        file: Some(&path),
-        env: &env,
-        cli,
-    })
-    .expect("cli");
+    let with_cli = config::load(&Sources { file: Some(&path), env: &env, cli }).expect("cli");
     assert_eq!(with_cli.config.prometheus_export.port, Some(3333));
     assert_eq!(with_cli.config.log_level, LogLevel::Warn);
 }
@@ -495,10 +441,7 @@ fn cli_values_are_yaml_or_text() {
         config::load(&Sources {
             file: None,
             env: &[],
-            cli: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            cli: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         })
         .expect("load")
         .config
@@ -509,78 +452,49 @@ fn cli_values_are_yaml_or_text() {
         ("service_name", "123"),
         ("open_port", "443"),
         ("routes.patterns", "/a/{id},/b/:x"),
-        (
-            "discovery.instrument",
-            "[{exe_path: '*java*', open_ports: 8080}]",
-        ),
+        ("discovery.instrument", "[{exe_path: '*java*', open_ports: 8080}]"),
     ]);
-    assert_eq!(
-        c.prometheus_export.features,
-        vec![MetricFeature::Application, MetricFeature::Network]
-    );
+    assert_eq!(c.prometheus_export.features, vec![MetricFeature::Application, MetricFeature::Network]);
     assert_eq!(c.discovery.poll_interval.to_string(), "250ms");
     assert_eq!(c.service_name.as_deref(), Some("123"));
     assert!(c.open_port.is_some_and(|p| p.contains(443)));
     assert_eq!(c.routes.patterns[1].as_str(), "/b/:x");
     assert_eq!(c.discovery.instrument.len(), 1);
     // `--set key=` (YAML null) unsets an optional key
-    let unset = cli(&[
-        ("prometheus_export.port", "9"),
-        ("prometheus_export.port", ""),
-    ]);
+    let unset = cli(&[("prometheus_export.port", "9"), ("prometheus_export.port", "")]);
     assert_eq!(unset.prometheus_export.port, None);
 }
 
 #[test]
 fn normalisation_of_deprecated_and_zero_values() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(
-        &dir,
-        "print_traces: true\nebpf:\n  enable_context_propagation: true\nprometheus_export:\n  port: 0\n",
-    );
+    let path =
+        write(&dir, "print_traces: true\nebpf:\n  enable_context_propagation: true\nprometheus_export:\n  port: 0\n");
     let l = config::check_file(&path).expect("load");
     assert_eq!(l.config.trace_printer, TracePrinter::Text);
     assert_eq!(l.config.ebpf.context_propagation, ContextPropagation::ALL);
     assert_eq!(l.config.prometheus_export.port, None);
-    assert!(l
-        .warnings
-        .iter()
-        .any(|w| w.key == "print_traces" && w.message.starts_with("deprecated")));
-    assert!(l
-        .warnings
-        .iter()
-        .any(|w| w.key == "ebpf.enable_context_propagation"));
+    assert!(l.warnings.iter().any(|w| w.key == "print_traces" && w.message.starts_with("deprecated")));
+    assert!(l.warnings.iter().any(|w| w.key == "ebpf.enable_context_propagation"));
 
-    let path = write(
-        &dir,
-        "prometheus_export:\n  port: 9400\n  features: [application, network, all]\n",
-    );
+    let path = write(&dir, "prometheus_export:\n  port: 9400\n  features: [application, network, all]\n");
     let l = config::check_file(&path).expect("load");
     let msgs: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
     assert!(msgs.iter().any(|m| m.starts_with(
         "prometheus_export.features: feature `network` is not implemented yet; only `application` metrics are exported ("
     )), "{msgs:?}");
-    assert!(
-        msgs.iter().any(|m| m.contains("`all` includes features")),
-        "{msgs:?}"
-    );
+    assert!(msgs.iter().any(|m| m.contains("`all` includes features")), "{msgs:?}");
 }
 
 #[test]
 fn executable_name_is_a_regex_selector() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(
-        &dir,
-        "executable_name: \"(node|python)$\"\nopen_port: 3000\n",
-    );
+    let path = write(&dir, "executable_name: \"(node|python)$\"\nopen_port: 3000\n");
     let l = config::check_file(&path).expect("load");
     let top = l.config.top_level_selector().expect("top-level selector");
     let exe = top.exe_path.expect("exe");
     assert!(exe.is_regex() && exe.is_match("/usr/bin/node") && !exe.is_match("/usr/bin/nodejs"));
-    assert!(l
-        .warnings
-        .iter()
-        .any(|w| w.key == "executable_name" && w.message.starts_with("deprecated")));
+    assert!(l.warnings.iter().any(|w| w.key == "executable_name" && w.message.starts_with("deprecated")));
 }
 
 fn docs() -> String {
@@ -592,11 +506,7 @@ fn leaf_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
     match value {
         serde_json::Value::Object(m) if !m.is_empty() => {
             for (k, v) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 leaf_keys(v, &key, out);
             }
         }
@@ -608,36 +518,16 @@ fn leaf_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
 fn docs_cover_every_key_and_variable() {
     let docs = docs();
     let mut keys = Vec::new();
-    leaf_keys(
-        &serde_json::to_value(Config::default()).expect("json"),
-        "",
-        &mut keys,
-    );
-    let missing: Vec<&String> = keys
-        .iter()
-        .filter(|k| !docs.contains(&format!("`{k}`")))
-        .collect();
+    leaf_keys(&serde_json::to_value(Config::default()).expect("json"), "", &mut keys);
+    let missing: Vec<&String> = keys.iter().filter(|k| !docs.contains(&format!("`{k}`"))).collect();
     assert!(missing.is_empty(), "docs/config.md lacks keys: {missing:?}");
 
     let selector = serde_json::to_value(config::Selector::default()).expect("json");
     let fields: Vec<&String> = selector.as_object().expect("object").keys().collect();
-    let missing: Vec<&&String> = fields
-        .iter()
-        .filter(|k| !docs.contains(&format!("`{k}`")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/config.md lacks selector keys: {missing:?}"
-    );
+    let missing: Vec<&&String> = fields.iter().filter(|k| !docs.contains(&format!("`{k}`"))).collect();
+    assert!(missing.is_empty(), "docs/config.md lacks selector keys: {missing:?}");
 
-    let missing: Vec<&str> = aliases()
-        .iter()
-        .map(|a| a.var)
-        .filter(|v| !docs.contains(&format!("`{v}`")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/config.md lacks variables: {missing:?}"
-    );
+    let missing: Vec<&str> = aliases().iter().map(|a| a.var).filter(|v| !docs.contains(&format!("`{v}`"))).collect();
+    assert!(missing.is_empty(), "docs/config.md lacks variables: {missing:?}");
     assert!(docs.contains("`BEYLA_CONFIG_PATH`"));
 }

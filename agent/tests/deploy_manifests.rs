@@ -60,7 +60,9 @@ fn daemonset_runs_the_agent_unprivileged_with_host_pids() {
         .iter()
         .map(|m| (m["mountPath"].as_str().unwrap(), m["readOnly"].as_bool().unwrap_or(false)))
         .collect();
-    for (path, ro) in [("/sys/kernel/tracing", false), ("/sys/fs/bpf", false), ("/sys/fs/cgroup", true), ("/etc/beyla", true)] {
+    for (path, ro) in
+        [("/sys/kernel/tracing", false), ("/sys/fs/bpf", false), ("/sys/fs/cgroup", true), ("/etc/beyla", true)]
+    {
         assert!(mounts.contains(&(path, ro)), "{path} (read-only {ro}) not mounted: {mounts:?}");
     }
     let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().filter_map(Value::as_str).collect();

@@ -19,9 +19,8 @@ use beyla::events::{spawn_reader, Direction, RawEvent, ReaderMaps, ReaderStats, 
 /// `BEYLA_EBPF_HOOK_MODE` (the VM matrix runs these tests once per family).
 fn family() -> beyla::kernel::HookFamily {
     use beyla::kernel::{choose, ensure_mounts, probe, HookMode};
-    let mode: HookMode = std::env::var("BEYLA_EBPF_HOOK_MODE")
-        .map(|m| m.parse().expect("BEYLA_EBPF_HOOK_MODE"))
-        .unwrap_or_default();
+    let mode: HookMode =
+        std::env::var("BEYLA_EBPF_HOOK_MODE").map(|m| m.parse().expect("BEYLA_EBPF_HOOK_MODE")).unwrap_or_default();
     ensure_mounts().expect("mounting bpffs and tracefs");
     choose(&probe(), mode).expect("a hook family for this kernel").family
 }
@@ -44,11 +43,21 @@ fn start(wakeup_len: u32) -> Capture {
     let traced = Traced::new(maps.traced_pids);
     let pid = std::process::id();
     traced
-        .add(TracedProcess { pid, exe: "/proc/self/exe".into(), service: ServiceId::default(), parent: None, k8s: None })
+        .add(TracedProcess {
+            pid,
+            exe: "/proc/self/exe".into(),
+            service: ServiceId::default(),
+            parent: None,
+            k8s: None,
+        })
         .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let stats = ReaderStats::default();
-    let maps = ReaderMaps { sock_events: maps.sock_events, process_events: maps.process_events, events_lost: maps.events_lost };
+    let maps = ReaderMaps {
+        sock_events: maps.sock_events,
+        process_events: maps.process_events,
+        events_lost: maps.events_lost,
+    };
     spawn_reader(maps, tx, stats.clone(), Duration::from_millis(20), Arc::new(AtomicBool::new(false))).unwrap();
     Capture { _serial: serial, rx, _probes: probes, _traced: traced, stats }
 }
@@ -101,10 +110,9 @@ fn root_capture_request_response_both_sides() {
     // Exactly four payload events: client send, server recv, server send, client recv.
     assert_eq!(events.len(), 4, "{events:#?}");
     let find = |dir: Direction, local_is_server: bool| {
-        events
-            .iter()
-            .find(|e| e.direction == dir && (e.local.port() == port) == local_is_server)
-            .unwrap_or_else(|| panic!("no {dir:?} event on the {} side", if local_is_server { "server" } else { "client" }))
+        events.iter().find(|e| e.direction == dir && (e.local.port() == port) == local_is_server).unwrap_or_else(|| {
+            panic!("no {dir:?} event on the {} side", if local_is_server { "server" } else { "client" })
+        })
     };
     let c_send = find(Direction::Send, false);
     assert_eq!((c_send.len as usize, c_send.data.as_slice()), (req.len(), &req[..]));

@@ -27,7 +27,10 @@ fn root_app_started_after_agent_and_its_exit() {
     require_root();
     let (app_port, metrics_port) = (free_port(), free_port());
     let (_agent, log) = start_agent(&yaml(app_port, metrics_port, "200ms"), &[], "late");
-    assert!(wait_for(Duration::from_secs(30), || http_get(metrics_port, "/internal/metrics").is_some()), "agent did not serve metrics");
+    assert!(
+        wait_for(Duration::from_secs(30), || http_get(metrics_port, "/internal/metrics").is_some()),
+        "agent did not serve metrics"
+    );
     assert_eq!(instrumented(metrics_port), 0.0);
 
     let app = start_app("node", app_port, &[]);
@@ -93,7 +96,8 @@ fn root_forked_workers_inherit_tracing() {
         assert_eq!(http_get(app_port, "/ping").as_deref(), Some("pong"));
     }
     assert!(
-        wait_for(Duration::from_secs(10), || sum(&scrape(metrics_port, "/metrics"), DUR, &[("http_route", "/ping")]) == 10.0),
+        wait_for(Duration::from_secs(10), || sum(&scrape(metrics_port, "/metrics"), DUR, &[("http_route", "/ping")])
+            == 10.0),
         "expected 10 requests served by the workers:\n{}\nlog:\n{}",
         http_get(metrics_port, "/metrics").unwrap_or_default(),
         agent_log(&log)
@@ -126,7 +130,11 @@ fn root_port_in_use_is_a_clear_error() {
 fn root_selectors_exe_glob_exclude_and_service_name() {
     require_root();
     let (go_port, node_port, metrics_port) = (free_port(), free_port(), free_port());
-    let _go = start_app("go", go_port, &[("OTEL_SERVICE_NAME", "checkout"), ("OTEL_RESOURCE_ATTRIBUTES", "service.namespace=shop")]);
+    let _go = start_app(
+        "go",
+        go_port,
+        &[("OTEL_SERVICE_NAME", "checkout"), ("OTEL_RESOURCE_ATTRIBUTES", "service.namespace=shop")],
+    );
     let _node = start_app("node", node_port, &[]);
     let yaml = format!(
         "prometheus_export:\n  port: {metrics_port}\n\
@@ -147,7 +155,10 @@ fn root_selectors_exe_glob_exclude_and_service_name() {
     );
     std::thread::sleep(Duration::from_millis(500));
     let m = scrape(metrics_port, "/metrics");
-    assert_eq!(sum(&m, DUR, &[("service_name", "checkout"), ("service_namespace", "shop"), ("job", "shop/checkout")]), 3.0);
+    assert_eq!(
+        sum(&m, DUR, &[("service_name", "checkout"), ("service_namespace", "shop"), ("job", "shop/checkout")]),
+        3.0
+    );
     assert_eq!(sum(&m, DUR, &[]), 3.0, "the excluded node app was measured");
     assert_eq!(instrumented(metrics_port), 1.0);
 }
@@ -175,7 +186,8 @@ fn root_connection_opened_before_agent() {
     ping(&mut conn);
     ping(&mut conn);
     assert!(
-        wait_for(Duration::from_secs(10), || sum(&scrape(metrics_port, "/metrics"), DUR, &[("http_route", "/ping")]) == 2.0),
+        wait_for(Duration::from_secs(10), || sum(&scrape(metrics_port, "/metrics"), DUR, &[("http_route", "/ping")])
+            == 2.0),
         "expected the 2 requests after the in-flight read:\n{}",
         http_get(metrics_port, "/metrics").unwrap_or_default()
     );

@@ -42,7 +42,8 @@ fn send_mix(port: u16) {
     assert_eq!(http_get(port, "/nope").as_deref(), Some("not found"));
     // A POST whose head and 1000-byte body arrive in four writes.
     let body = vec![b'x'; 1000];
-    let head = format!("POST /echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n");
+    let head =
+        format!("POST /echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n");
     let (h1, h2) = head.as_bytes().split_at(10);
     let reply = send_raw(port, &[h1, h2, &body[..400], &body[400..]], Duration::from_millis(30));
     assert!(reply.ends_with(&body), "echo reply did not carry the body");
@@ -72,11 +73,16 @@ fn run_language_with(lang: &str, expected_service: &str, agent_env: &[(&str, &st
     // Give late (wrong) extra series a moment to show before asserting exact totals.
     std::thread::sleep(Duration::from_millis(500));
     let m = scrape(metrics_port, "/metrics");
-    let dump = || format!("{}\n--- agent log:\n{}", http_get(metrics_port, "/metrics").unwrap_or_default(), agent_log(&log));
+    let dump =
+        || format!("{}\n--- agent log:\n{}", http_get(metrics_port, "/metrics").unwrap_or_default(), agent_log(&log));
     assert!(done, "requests did not all arrive:\n{}", dump());
 
     let count = |method: &str, status: &str, route: &str| {
-        sum(&m, DUR, &[svc[0], ("http_request_method", method), ("http_response_status_code", status), ("http_route", route)])
+        sum(
+            &m,
+            DUR,
+            &[svc[0], ("http_request_method", method), ("http_response_status_code", status), ("http_route", route)],
+        )
     };
     assert_eq!(count("GET", "200", "/ping"), 5.0, "{}", dump());
     assert_eq!(count("GET", "200", "/users/*"), 2.0, "{}", dump());
@@ -101,7 +107,8 @@ fn run_language_with(lang: &str, expected_service: &str, agent_env: &[(&str, &st
 
     // Client side: the app's call to its downstream.
     let port = down_port.to_string();
-    let client = [svc[0], ("http_request_method", "GET"), ("http_response_status_code", "200"), ("server_port", port.as_str())];
+    let client =
+        [svc[0], ("http_request_method", "GET"), ("http_response_status_code", "200"), ("server_port", port.as_str())];
     assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &client), 1.0, "{}", dump());
     assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &[]), 1.0, "{}", dump());
 
@@ -111,7 +118,11 @@ fn run_language_with(lang: &str, expected_service: &str, agent_env: &[(&str, &st
     assert_eq!(sum(&internal, "beyla_ebpf_events_lost_total", &[]), 0.0);
     // A forced hook family (the VM matrix runs every family) is the one in use.
     if let Some(mode) = std::env::var("BEYLA_EBPF_HOOK_MODE").ok().filter(|m| m != "auto") {
-        assert_eq!(sum(&internal, "beyla_internal_build_info", &[("hook_family", &mode)]), 1.0, "agent did not use {mode}");
+        assert_eq!(
+            sum(&internal, "beyla_internal_build_info", &[("hook_family", &mode)]),
+            1.0,
+            "agent did not use {mode}"
+        );
     }
     assert!(sum(&internal, "beyla_ebpf_events_read_total", &[("ringbuf", "sock_events")]) > 0.0);
 }

@@ -12,9 +12,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use beyla::kernel::{
-    self, choose, doctor_report, ensure_mounts, Features, HookFamily, HookMode, KernelError,
-};
+use beyla::kernel::{self, choose, doctor_report, ensure_mounts, Features, HookFamily, HookMode, KernelError};
 use libbpf_rs::{AsRawLibbpf, Link, Object, ObjectBuilder};
 
 /// Ground-truth programs, one per feature; each test loads only the one it needs.
@@ -75,11 +73,7 @@ fn object_path() -> &'static Path {
             .arg(&obj)
             .output()
             .expect("clang is needed to build the ground-truth BPF object");
-        assert!(
-            out.status.success(),
-            "clang failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "clang failed: {}", String::from_utf8_lossy(&out.stderr));
         (dir, obj)
     })
     .1
@@ -101,35 +95,20 @@ fn load_and_attach(
     attach: impl FnOnce(&libbpf_rs::ProgramMut<'_>) -> Result<Link, libbpf_rs::Error>,
 ) -> Result<(), String> {
     let obj = load_only(prog).map_err(|e| format!("load {prog}: {e}"))?;
-    let p = obj
-        .progs_mut()
-        .find(|p| p.name() == prog)
-        .ok_or("program missing")?;
-    attach(&p)
-        .map(drop)
-        .map_err(|e| format!("attach {prog}: {e}"))
+    let p = obj.progs_mut().find(|p| p.name() == prog).ok_or("program missing")?;
+    attach(&p).map(drop).map_err(|e| format!("attach {prog}: {e}"))
 }
 
 fn check(name: &str, probed: bool, truth: &Result<(), String>, note: &str) {
-    assert_eq!(
-        probed,
-        truth.is_ok(),
-        "{name}: probe says {probed} ({note}) but ground truth says {truth:?}"
-    );
+    assert_eq!(probed, truth.is_ok(), "{name}: probe says {probed} ({note}) but ground truth says {truth:?}");
     println!("{name:<22} probe={probed:<5} truth={truth:?}");
 }
 
 /// Reads the lockdown mode through our own securityfs mount on a temporary directory.
 fn lockdown_ground_truth() -> Option<String> {
     let dir = tempfile::tempdir().expect("tempdir");
-    nix::mount::mount(
-        Some("securityfs"),
-        dir.path(),
-        Some("securityfs"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .expect("mount securityfs");
+    nix::mount::mount(Some("securityfs"), dir.path(), Some("securityfs"), nix::mount::MsFlags::empty(), None::<&str>)
+        .expect("mount securityfs");
     let text = fs::read_to_string(dir.path().join("lockdown")).ok();
     nix::mount::umount2(dir.path(), nix::mount::MntFlags::MNT_DETACH).expect("umount securityfs");
     let text = text?;
@@ -148,50 +127,21 @@ fn root_ensure_mounts_mounts_bpffs_and_tracefs_idempotently() {
     require_root();
     let first = ensure_mounts().expect("ensure_mounts");
     let second = ensure_mounts().expect("second ensure_mounts");
-    assert!(
-        second.mounted_now.is_empty(),
-        "second call mounted again: {second:?}"
-    );
-    assert_eq!(
-        (&first.bpffs, &first.tracefs),
-        (&second.bpffs, &second.tracefs)
-    );
+    assert!(second.mounted_now.is_empty(), "second call mounted again: {second:?}");
+    assert_eq!((&first.bpffs, &first.tracefs), (&second.bpffs, &second.tracefs));
 
     // Independent check: statfs magic numbers (linux/magic.h).
-    let magic = |p: &Path| {
-        nix::sys::statfs::statfs(p)
-            .expect("statfs")
-            .filesystem_type()
-            .0 as u64
-    };
-    assert_eq!(
-        magic(&first.bpffs),
-        0xcafe_4a11,
-        "{} is not bpffs",
-        first.bpffs.display()
-    );
-    assert_eq!(
-        magic(&first.tracefs),
-        0x7472_6163,
-        "{} is not tracefs",
-        first.tracefs.display()
-    );
+    let magic = |p: &Path| nix::sys::statfs::statfs(p).expect("statfs").filesystem_type().0 as u64;
+    assert_eq!(magic(&first.bpffs), 0xcafe_4a11, "{} is not bpffs", first.bpffs.display());
+    assert_eq!(magic(&first.tracefs), 0x7472_6163, "{} is not tracefs", first.tracefs.display());
     assert!(first.tracefs.join("events").is_dir());
 
     // Exactly one mount per fs at the chosen place: no stacking from repeated calls.
     let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     for (fs_type, at) in [("bpf", &first.bpffs), ("tracefs", &first.tracefs)] {
         let needle = format!(" {} ", at.display());
-        let n = info
-            .lines()
-            .filter(|l| l.contains(&needle) && l.contains(&format!(" - {fs_type} ")))
-            .count();
-        assert_eq!(
-            n,
-            1,
-            "{fs_type} at {} mounted {n} times:\n{info}",
-            at.display()
-        );
+        let n = info.lines().filter(|l| l.contains(&needle) && l.contains(&format!(" - {fs_type} "))).count();
+        assert_eq!(n, 1, "{fs_type} at {} mounted {n} times:\n{info}", at.display());
     }
 
     // cgroup2 location agrees with mountinfo.
@@ -228,11 +178,7 @@ fn root_probe_is_fast_and_leaves_nothing_loaded() {
         if left.is_empty() {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "probe programs still loaded: {left:?} ({})",
-            f.summary_line()
-        );
+        assert!(Instant::now() < deadline, "probe programs still loaded: {left:?} ({})", f.summary_line());
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -247,10 +193,7 @@ fn root_probe_basics_match_the_system() {
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
     assert_eq!(f.kernel_release, release.trim());
     let found = kernel::find_mounts().expect("find_mounts");
-    assert_eq!(
-        (&f.bpffs, &f.tracefs, &f.cgroup2),
-        (&found.bpffs, &found.tracefs, &found.cgroup2)
-    );
+    assert_eq!((&f.bpffs, &f.tracefs, &f.cgroup2), (&found.bpffs, &found.tracefs, &found.cgroup2));
     assert_eq!(f.lockdown, lockdown_ground_truth());
     if f.probe_write_user {
         assert!(matches!(f.lockdown.as_deref(), None | Some("none")));
@@ -266,22 +209,13 @@ fn root_kprobes_match_pmu_kprobe_events_and_libbpf() {
     let pmu = Path::new("/sys/bus/event_source/devices/kprobe").is_dir();
     let name = format!("beyla_gt_{}", std::process::id());
     let events = tracefs.join("kprobe_events");
-    let write = |line: &str| {
-        OpenOptions::new()
-            .append(true)
-            .open(&events)
-            .and_then(|mut fd| fd.write_all(line.as_bytes()))
-    };
-    let kprobe_events =
-        write(&format!("p:{name} vprintk\n")).map_err(|e| format!("{}: {e}", events.display()));
+    let write =
+        |line: &str| OpenOptions::new().append(true).open(&events).and_then(|mut fd| fd.write_all(line.as_bytes()));
+    let kprobe_events = write(&format!("p:{name} vprintk\n")).map_err(|e| format!("{}: {e}", events.display()));
     if kprobe_events.is_ok() {
         write(&format!("-:{name}\n")).expect("remove ground-truth kprobe");
     }
-    let truth = if pmu {
-        kprobe_events
-    } else {
-        Err("no kprobe PMU".to_string())
-    };
+    let truth = if pmu { kprobe_events } else { Err("no kprobe PMU".to_string()) };
     check("kprobes (pmu+events)", f.kprobes, &truth, f.note("kprobes"));
     let _g = serial();
     let libbpf = load_and_attach("gt_kprobe", |p| p.attach_kprobe(false, "vprintk"));
@@ -309,15 +243,8 @@ fn root_tracepoints_and_raw_tp_match_libbpf() {
     let f = features();
     let _g = serial();
     let truth = load_and_attach("gt_tracepoint", |p| p.attach());
-    check(
-        "syscall_tracepoints",
-        f.syscall_tracepoints,
-        &truth,
-        f.note("syscall_tracepoints"),
-    );
-    let truth = load_and_attach("gt_raw_tp", |p| {
-        p.attach_raw_tracepoint("sched_process_exec")
-    });
+    check("syscall_tracepoints", f.syscall_tracepoints, &truth, f.note("syscall_tracepoints"));
+    let truth = load_and_attach("gt_raw_tp", |p| p.attach_raw_tracepoint("sched_process_exec"));
     check("raw_tp", f.raw_tp, &truth, f.note("raw_tp"));
 }
 
@@ -325,15 +252,8 @@ fn root_tracepoints_and_raw_tp_match_libbpf() {
 fn root_task_btf_matches_libbpf() {
     let f = features();
     let _g = serial();
-    let truth = load_only("gt_task_btf")
-        .map(drop)
-        .map_err(|e| e.to_string());
-    check(
-        "get_current_task_btf",
-        f.get_current_task_btf,
-        &truth,
-        f.note("get_current_task_btf"),
-    );
+    let truth = load_only("gt_task_btf").map(drop).map_err(|e| e.to_string());
+    check("get_current_task_btf", f.get_current_task_btf, &truth, f.note("get_current_task_btf"));
 }
 
 #[test]
@@ -346,12 +266,7 @@ fn root_uprobe_multi_matches_libbpf() {
     let truth = load_and_attach("gt_uprobe_multi", |p| {
         p.attach_uprobe_multi(pid, &exe, "beyla_root_kernel_uprobe_target", false, false)
     });
-    check(
-        "uprobe_multi",
-        f.uprobe_multi,
-        &truth,
-        f.note("uprobe_multi"),
-    );
+    check("uprobe_multi", f.uprobe_multi, &truth, f.note("uprobe_multi"));
 }
 
 /// tcx through libbpf's `bpf_program__attach_tcx`, on `lo` of a private network namespace.
@@ -365,20 +280,12 @@ fn root_tcx_matches_libbpf() {
             return Err(format!("unshare: {}", std::io::Error::last_os_error()));
         }
         let obj = load_only("gt_tcx").map_err(|e| format!("load gt_tcx: {e}"))?;
-        let prog = obj
-            .progs_mut()
-            .find(|p| p.name() == "gt_tcx")
-            .ok_or("program missing")?;
+        let prog = obj.progs_mut().find(|p| p.name() == "gt_tcx").ok_or("program missing")?;
         // SAFETY: the program is loaded and outlives the call; NULL opts are allowed.
-        let link = unsafe {
-            libbpf_sys::bpf_program__attach_tcx(
-                prog.as_libbpf_object().as_ptr(),
-                1,
-                std::ptr::null(),
-            )
-        };
-        let ptr = std::ptr::NonNull::new(link)
-            .ok_or_else(|| format!("attach_tcx: {}", std::io::Error::last_os_error()))?;
+        let link =
+            unsafe { libbpf_sys::bpf_program__attach_tcx(prog.as_libbpf_object().as_ptr(), 1, std::ptr::null()) };
+        let ptr =
+            std::ptr::NonNull::new(link).ok_or_else(|| format!("attach_tcx: {}", std::io::Error::last_os_error()))?;
         // SAFETY: libbpf returned an owned, valid link.
         drop(unsafe { Link::from_ptr(ptr) });
         Ok(())
@@ -410,16 +317,12 @@ fn root_hook_plan_is_consistent_with_features() {
             Ok(p) => assert!(available && p.family == family, "{mode}: {p:?}"),
             Err(e @ KernelError::HookFamilyUnavailable { .. }) => {
                 assert!(!available, "{mode} unavailable: {e}");
-                assert!(e.to_string().starts_with(&format!(
-                    "ebpf.hook_mode: {mode} requested but this kernel ("
-                )));
+                assert!(e.to_string().starts_with(&format!("ebpf.hook_mode: {mode} requested but this kernel (")));
             }
             Err(e) => panic!("{mode}: unexpected {e}"),
         }
     }
-    let best = HookFamily::PREFERENCE
-        .into_iter()
-        .find(|fam| fam.availability(f).is_ok());
+    let best = HookFamily::PREFERENCE.into_iter().find(|fam| fam.availability(f).is_ok());
     assert_eq!(Some(auto.best_available), best);
 }
 

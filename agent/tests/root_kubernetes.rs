@@ -33,7 +33,8 @@ impl FakeCgroup {
                 dirs.push(cur.clone());
             }
         }
-        std::fs::write(cur.join("cgroup.procs"), pid.to_string()).unwrap_or_else(|e| panic!("moving {pid} to {}: {e}", cur.display()));
+        std::fs::write(cur.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("moving {pid} to {}: {e}", cur.display()));
         FakeCgroup { dirs }
     }
 
@@ -89,7 +90,9 @@ fn v2_root() -> PathBuf {
 fn ids(seed: u32) -> (String, String) {
     let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let x = n ^ ((seed as u64) << 40) ^ ((std::process::id() as u64) << 20);
-    let h = |k: u64| format!("{:016x}", x.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k.wrapping_mul(0xbf58_476d_1ce4_e5b9)));
+    let h = |k: u64| {
+        format!("{:016x}", x.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k.wrapping_mul(0xbf58_476d_1ce4_e5b9)))
+    };
     let id = format!("{}{}{}{}", h(1), h(2), h(3), h(4));
     let u = h(5) + &h(6);
     let uid = format!("{}-{}-{}-{}-{}", &u[0..8], &u[8..12], &u[12..16], &u[16..20], &u[20..32]);
@@ -170,13 +173,15 @@ fn root_kube_decoration_selectors_and_service_names() {
             // The annotation wins over the label.
             "backend-7d4b9c8f5d-x2x7q" => (
                 vec![("app", "backend"), ("app.kubernetes.io/name", "backend-label")],
-                vec![("resource.opentelemetry.io/service.name", "payments"), ("resource.opentelemetry.io/service.namespace", "shop")],
+                vec![
+                    ("resource.opentelemetry.io/service.name", "payments"),
+                    ("resource.opentelemetry.io/service.namespace", "shop"),
+                ],
             ),
             // The label wins over the owner.
-            "frontend-5f6b7c8d9e-abcde" => (
-                vec![("app.kubernetes.io/name", "frontend-web"), ("app.kubernetes.io/part-of", "storefront")],
-                vec![],
-            ),
+            "frontend-5f6b7c8d9e-abcde" => {
+                (vec![("app.kubernetes.io/name", "frontend-web"), ("app.kubernetes.io/part-of", "storefront")], vec![])
+            }
             _ => (vec![("app", deploy)], vec![]),
         };
         api.apply(
@@ -241,7 +246,10 @@ fn root_kube_decoration_selectors_and_service_names() {
         ("http_route", "/ping"),
     ];
     assert_eq!(sum(&m, DUR, &backend_labels), 3.0, "{}", dump(metrics_port, &log));
-    let info: Vec<&Sample> = m.iter().filter(|s| s.name == "target_info" && s.labels.get("k8s_pod_uid").map(String::as_str) == Some(uid)).collect();
+    let info: Vec<&Sample> = m
+        .iter()
+        .filter(|s| s.name == "target_info" && s.labels.get("k8s_pod_uid").map(String::as_str) == Some(uid))
+        .collect();
     assert_eq!(info.len(), 1, "{}", dump(metrics_port, &log));
     assert_eq!(info[0].labels.get("k8s_deployment_name").map(String::as_str), Some("backend"));
     assert_eq!(info[0].labels.get("service_name").map(String::as_str), Some("payments"));
@@ -267,7 +275,10 @@ fn root_kube_decoration_selectors_and_service_names() {
 
     // The trace printer's JSON carries the attributes too.
     let text = agent_log(&log);
-    let line = text.lines().find(|l| l.contains("\"service\":\"payments\"")).unwrap_or_else(|| panic!("no printed span; log:\n{text}"));
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"service\":\"payments\""))
+        .unwrap_or_else(|| panic!("no printed span; log:\n{text}"));
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["k8s"]["k8s.pod.name"], "backend-7d4b9c8f5d-x2x7q");
     assert_eq!(v["k8s"]["k8s.deployment.name"], "backend");
@@ -306,8 +317,19 @@ fn root_kube_watch_updates_and_api_outages() {
             container: ("api", &api_app.container_id),
         })
     };
-    api.apply(Kind::Pods, pod_spec(&[("app.kubernetes.io/name", "api-v1")], "api-6d5c4b3a2f-aaaaa", "node-a", &api_app.uid));
-    api.apply(Kind::Pods, pod_spec(&[("app.kubernetes.io/name", "elsewhere")], "api-6d5c4b3a2f-bbbbb", "node-b", "00000000-0000-0000-0000-000000000001"));
+    api.apply(
+        Kind::Pods,
+        pod_spec(&[("app.kubernetes.io/name", "api-v1")], "api-6d5c4b3a2f-aaaaa", "node-a", &api_app.uid),
+    );
+    api.apply(
+        Kind::Pods,
+        pod_spec(
+            &[("app.kubernetes.io/name", "elsewhere")],
+            "api-6d5c4b3a2f-bbbbb",
+            "node-b",
+            "00000000-0000-0000-0000-000000000001",
+        ),
+    );
 
     let metrics_port = free_port();
     let dir = std::env::temp_dir().join(format!("beyla-test-k8s-outage-{}", std::process::id()));
@@ -332,14 +354,23 @@ fn root_kube_watch_updates_and_api_outages() {
         want.extend_from_slice(extra);
         sum(m, DUR, &want)
     };
-    assert!(wait_for(Duration::from_secs(10), || by_port(&scrape(metrics_port, "/metrics"), &[]) == 3.0), "{}", dump(metrics_port, &log));
+    assert!(
+        wait_for(Duration::from_secs(10), || by_port(&scrape(metrics_port, "/metrics"), &[]) == 3.0),
+        "{}",
+        dump(metrics_port, &log)
+    );
     let m = scrape(metrics_port, "/metrics");
     assert!(m.iter().all(|s| !s.labels.contains_key("k8s_pod_name")), "{}", dump(metrics_port, &log));
     assert!(agent_log(&log).contains("not synchronised within informers_sync_timeout"), "{}", agent_log(&log));
 
     // 2. The API comes up: decoration starts (the watcher retries with backoff).
     api.start();
-    let v1 = [("service_name", "api-v1"), ("k8s_pod_name", "api-6d5c4b3a2f-aaaaa"), ("k8s_deployment_name", "api"), ("k8s_node_name", "node-a")];
+    let v1 = [
+        ("service_name", "api-v1"),
+        ("k8s_pod_name", "api-6d5c4b3a2f-aaaaa"),
+        ("k8s_deployment_name", "api"),
+        ("k8s_node_name", "node-a"),
+    ];
     let ok = wait_for(Duration::from_secs(60), || {
         requests(api_app.port, 1);
         by_port(&scrape(metrics_port, "/metrics"), &v1) >= 1.0
@@ -347,7 +378,12 @@ fn root_kube_watch_updates_and_api_outages() {
     assert!(ok, "decoration did not start; {}", dump(metrics_port, &log));
     // Only this node's pods were asked for.
     let reqs = api.requests();
-    assert!(reqs.iter().filter(|r| r.starts_with("/api/v1/pods")).all(|r| r.contains("fieldSelector=spec.nodeName%3Dnode-a")), "{reqs:?}");
+    assert!(
+        reqs.iter()
+            .filter(|r| r.starts_with("/api/v1/pods"))
+            .all(|r| r.contains("fieldSelector=spec.nodeName%3Dnode-a")),
+        "{reqs:?}"
+    );
 
     // 3. A relabelled pod (watch MODIFIED event): new series carry the new name.
     let mut p = api.get(Kind::Pods, "demo/api-6d5c4b3a2f-aaaaa").unwrap();
@@ -386,7 +422,8 @@ fn root_kube_watch_updates_and_api_outages() {
 
     // Each outage is logged once per watched kind, not once per retry.
     let text = agent_log(&log);
-    let pods_down = text.lines().filter(|l| l.contains("Kubernetes API unreachable") && l.contains("kind=\"pods\"")).count();
+    let pods_down =
+        text.lines().filter(|l| l.contains("Kubernetes API unreachable") && l.contains("kind=\"pods\"")).count();
     assert!((1..=2).contains(&pods_down), "{pods_down} outage lines for pods:\n{text}");
     assert!(text.contains("Kubernetes API reachable again"), "{text}");
     assert!(!m.is_empty());

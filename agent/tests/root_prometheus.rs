@@ -54,7 +54,8 @@ fn root_prometheus_scrapes_agent() {
         .expect("starting prometheus");
     let _prom = Proc { child, name: "prometheus".into() };
 
-    let query = urlencode(r#"sum(http_server_request_duration_seconds_count{http_route="/ping",http_request_method="GET"})"#);
+    let query =
+        urlencode(r#"sum(http_server_request_duration_seconds_count{http_route="/ping",http_request_method="GET"})"#);
     let mut last = String::new();
     let ok = wait_for(Duration::from_secs(60), || {
         last = http_get(prom_port, &format!("/api/v1/query?query={query}")).unwrap_or_default();

@@ -51,7 +51,11 @@ fn root_bad_traffic_is_counted_not_fatal() {
     // The app still serves, and the agent still measures.
     assert_eq!(http_get(app_port, "/ping").as_deref(), Some("pong"));
     let ok = wait_for(Duration::from_secs(10), || {
-        sum(&scrape(metrics_port, "/metrics"), "http_server_request_duration_seconds_count", &[("http_request_method", "GET")]) >= 1.0
+        sum(
+            &scrape(metrics_port, "/metrics"),
+            "http_server_request_duration_seconds_count",
+            &[("http_request_method", "GET")],
+        ) >= 1.0
     });
     assert!(ok, "normal request after bad traffic not measured; log:\n{}", agent_log(&log));
     let internal = scrape(metrics_port, "/internal/metrics");

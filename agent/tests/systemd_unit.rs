@@ -22,9 +22,8 @@ fn read(rel: &str) -> String {
 }
 
 fn hardening() -> Value {
-    serde_json::from_str(&read("deploy/systemd/hardening.json")).expect(
-        "deploy/systemd/hardening.json is not valid JSON (Nix reads it with builtins.fromJSON)",
-    )
+    serde_json::from_str(&read("deploy/systemd/hardening.json"))
+        .expect("deploy/systemd/hardening.json is not valid JSON (Nix reads it with builtins.fromJSON)")
 }
 
 /// Directive -> values in order, one per line (`Key=a` twice gives `[a, a]`).
@@ -40,33 +39,17 @@ fn parse_unit(text: &str) -> BTreeMap<String, Section> {
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
-        assert!(
-            !line.ends_with('\\'),
-            "line {}: continuation lines are not expected: {raw}",
-            n + 1
-        );
+        assert!(!line.ends_with('\\'), "line {}: continuation lines are not expected: {raw}", n + 1);
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            assert!(
-                !sections.contains_key(name),
-                "line {}: section [{name}] appears twice",
-                n + 1
-            );
+            assert!(!sections.contains_key(name), "line {}: section [{name}] appears twice", n + 1);
             sections.insert(name.to_string(), Section::new());
             current = Some(name.to_string());
             continue;
         }
-        let (key, value) = line
-            .split_once('=')
-            .unwrap_or_else(|| panic!("line {}: expected Key=value, got {raw}", n + 1));
-        let section = current
-            .as_ref()
-            .unwrap_or_else(|| panic!("line {}: directive before any section", n + 1));
-        sections
-            .get_mut(section)
-            .unwrap()
-            .entry(key.trim().to_string())
-            .or_default()
-            .push(value.trim().to_string());
+        let (key, value) =
+            line.split_once('=').unwrap_or_else(|| panic!("line {}: expected Key=value, got {raw}", n + 1));
+        let section = current.as_ref().unwrap_or_else(|| panic!("line {}: directive before any section", n + 1));
+        sections.get_mut(section).unwrap().entry(key.trim().to_string()).or_default().push(value.trim().to_string());
     }
     sections
 }
@@ -103,20 +86,16 @@ fn drift(section: &str, expected: &Section, actual: &Section) -> Vec<String> {
     let mut out = Vec::new();
     for (key, want) in expected {
         match actual.get(key) {
-            None => out.push(format!(
-                "[{section}] {key}: missing from beyla.service (hardening.json has {want:?})"
-            )),
-            Some(got) if got != want => out.push(format!(
-                "[{section}] {key}: beyla.service has {got:?}, hardening.json has {want:?}"
-            )),
+            None => out.push(format!("[{section}] {key}: missing from beyla.service (hardening.json has {want:?})")),
+            Some(got) if got != want => {
+                out.push(format!("[{section}] {key}: beyla.service has {got:?}, hardening.json has {want:?}"))
+            }
             Some(_) => {}
         }
     }
     for (key, got) in actual {
         if !expected.contains_key(key) {
-            out.push(format!(
-                "[{section}] {key}: in beyla.service ({got:?}) but not in hardening.json"
-            ));
+            out.push(format!("[{section}] {key}: in beyla.service ({got:?}) but not in hardening.json"));
         }
     }
     out
@@ -131,25 +110,14 @@ fn plain_unit_matches_hardening_json() {
     let spec = hardening();
     let unit = parse_unit(&read("deploy/systemd/beyla.service"));
     let names: Vec<&str> = unit.keys().map(String::as_str).collect();
-    assert_eq!(
-        names,
-        ["Install", "Service", "Unit"],
-        "beyla.service sections"
-    );
+    assert_eq!(names, ["Install", "Service", "Unit"], "beyla.service sections");
 
     let mut problems = Vec::new();
-    for (section, key) in [
-        ("Unit", "unit"),
-        ("Service", "service"),
-        ("Install", "install"),
-    ] {
+    for (section, key) in [("Unit", "unit"), ("Service", "service"), ("Install", "install")] {
         let mut actual = unit[section].clone();
         if section == "Service" {
             for only in PLAIN_UNIT_ONLY {
-                assert!(
-                    actual.remove(*only).is_some(),
-                    "beyla.service: [Service] {only} is missing"
-                );
+                assert!(actual.remove(*only).is_some(), "beyla.service: [Service] {only} is missing");
             }
         }
         problems.extend(drift(section, &json_section(&spec, key), &actual));
@@ -162,21 +130,15 @@ fn plain_unit_matches_hardening_json() {
     );
 
     let service = &unit["Service"];
-    assert_eq!(
-        service["ExecStart"],
-        ["/usr/local/bin/beyla --config /etc/beyla/config.yml"]
-    );
+    assert_eq!(service["ExecStart"], ["/usr/local/bin/beyla --config /etc/beyla/config.yml"]);
 }
 
 #[test]
 fn drift_is_detected() {
     // The comparison itself: a missing, an extra and a changed directive are all reported.
-    let expected: Section = [
-        ("A".to_string(), vec!["1".to_string()]),
-        ("B".to_string(), vec!["x".into(), "y".into()]),
-    ]
-    .into_iter()
-    .collect();
+    let expected: Section = [("A".to_string(), vec!["1".to_string()]), ("B".to_string(), vec!["x".into(), "y".into()])]
+        .into_iter()
+        .collect();
     let unit = parse_unit("[Service]\nB=x\nB=z\nC=extra\n");
     let problems = drift("Service", &expected, &unit["Service"]);
     assert_eq!(problems.len(), 3, "{problems:#?}");
@@ -189,11 +151,7 @@ fn strings(v: &Value, what: &str) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("hardening.json: {what} must be a list"))
         .iter()
-        .map(|s| {
-            s.as_str()
-                .unwrap_or_else(|| panic!("hardening.json: {what}: strings only"))
-                .to_string()
-        })
+        .map(|s| s.as_str().unwrap_or_else(|| panic!("hardening.json: {what}: strings only")).to_string())
         .collect()
 }
 
@@ -206,69 +164,27 @@ fn hardening_keeps_what_the_agent_needs() {
     // ones only through their features.
     let ambient = strings(&service["AmbientCapabilities"], "AmbientCapabilities");
     let bounding = strings(&service["CapabilityBoundingSet"], "CapabilityBoundingSet");
-    assert_eq!(
-        ambient, bounding,
-        "AmbientCapabilities and CapabilityBoundingSet must be the same set"
-    );
-    for cap in [
-        "CAP_BPF",
-        "CAP_PERFMON",
-        "CAP_SYS_PTRACE",
-        "CAP_DAC_READ_SEARCH",
-        "CAP_CHECKPOINT_RESTORE",
-    ] {
-        assert!(
-            ambient.iter().any(|c| c == cap),
-            "{cap} missing from the base capabilities"
-        );
+    assert_eq!(ambient, bounding, "AmbientCapabilities and CapabilityBoundingSet must be the same set");
+    for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_CHECKPOINT_RESTORE"] {
+        assert!(ambient.iter().any(|c| c == cap), "{cap} missing from the base capabilities");
     }
-    for cap in [
-        "CAP_SYS_ADMIN",
-        "CAP_NET_ADMIN",
-        "CAP_NET_RAW",
-        "CAP_SYS_RESOURCE",
-        "CAP_DAC_OVERRIDE",
-    ] {
-        assert!(
-            !ambient.iter().any(|c| c == cap),
-            "{cap} must not be in the base capabilities"
-        );
+    for cap in ["CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_RESOURCE", "CAP_DAC_OVERRIDE"] {
+        assert!(!ambient.iter().any(|c| c == cap), "{cap} must not be in the base capabilities");
     }
     assert_eq!(
-        strings(
-            &spec["featureCapabilities"]["network"],
-            "featureCapabilities.network"
-        ),
+        strings(&spec["featureCapabilities"]["network"], "featureCapabilities.network"),
         ["CAP_NET_ADMIN", "CAP_NET_RAW"]
     );
-    assert_eq!(
-        strings(
-            &spec["featureCapabilities"]["sysAdmin"],
-            "featureCapabilities.sysAdmin"
-        ),
-        ["CAP_SYS_ADMIN"]
-    );
-    assert_eq!(
-        strings(
-            &spec["featureAddressFamilies"]["network"],
-            "featureAddressFamilies.network"
-        ),
-        ["AF_PACKET"]
-    );
+    assert_eq!(strings(&spec["featureCapabilities"]["sysAdmin"], "featureCapabilities.sysAdmin"), ["CAP_SYS_ADMIN"]);
+    assert_eq!(strings(&spec["featureAddressFamilies"]["network"], "featureAddressFamilies.network"), ["AF_PACKET"]);
 
     // Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK: systemd lifts it, so the agent needs
     // no CAP_SYS_RESOURCE (its own setrlimit to infinity is then a no-op).
     assert_eq!(service["LimitMEMLOCK"], "infinity");
 
     // The agent reads /proc/<pid>/{exe,environ,fd,cgroup} of every process and /proc/sys.
-    assert_eq!(
-        service["ProtectProc"], "default",
-        "ProtectProc must stay `default` (never invisible)"
-    );
-    assert_eq!(
-        service["ProcSubset"], "all",
-        "ProcSubset=pid would hide /proc/sys"
-    );
+    assert_eq!(service["ProtectProc"], "default", "ProtectProc must stay `default` (never invisible)");
+    assert_eq!(service["ProcSubset"], "all", "ProcSubset=pid would hide /proc/sys");
     // Instrumented executables may live under /home: readable, never hidden.
     assert_eq!(service["ProtectHome"], "read-only");
 
@@ -276,9 +192,9 @@ fn hardening_keeps_what_the_agent_needs() {
     // contain neither (`@debug` holds perf_event_open, `@privileged` and `@system-service`-style
     // allow lists would drop bpf).
     for entry in strings(&service["SystemCallFilter"], "SystemCallFilter") {
-        let group = entry.strip_prefix('~').unwrap_or_else(|| {
-            panic!("SystemCallFilter {entry}: only deny entries (~...) are allowed")
-        });
+        let group = entry
+            .strip_prefix('~')
+            .unwrap_or_else(|| panic!("SystemCallFilter {entry}: only deny entries (~...) are allowed"));
         assert!(
             ["@cpu-emulation", "@module", "@obsolete", "@raw-io", "@reboot", "@swap", "@clock"].contains(&group),
             "SystemCallFilter {entry}: not a group known to spare bpf/perf_event_open/setrlimit/mount"
@@ -286,15 +202,9 @@ fn hardening_keeps_what_the_agent_needs() {
     }
 
     // The agent's sockets: IPv4/6 (Prometheus, OTLP), netlink (TC probes), unix (logging).
-    let families = strings(
-        &service["RestrictAddressFamilies"],
-        "RestrictAddressFamilies",
-    );
+    let families = strings(&service["RestrictAddressFamilies"], "RestrictAddressFamilies");
     for family in ["AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"] {
-        assert!(
-            families.iter().any(|f| f == family),
-            "{family} missing from RestrictAddressFamilies"
-        );
+        assert!(families.iter().any(|f| f == family), "{family} missing from RestrictAddressFamilies");
     }
 
     // The agent needs bpffs and tracefs mounted by the system, before it starts.
@@ -310,11 +220,7 @@ fn config_check(file: &Path) -> (bool, String) {
         .env_clear()
         .output()
         .expect("running beyla config check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
@@ -325,26 +231,19 @@ fn module_example_settings_pass_config_check() {
     let text = read(rel);
 
     // The module imports the example with lib.importJSON, so it must be JSON (which is YAML).
-    let example: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel} must be JSON: {e}"));
+    let example: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel} must be JSON: {e}"));
 
     // The module's typed options with defaults all appear in the example, so the module
     // generates exactly these settings for it (nulls are dropped before generation).
-    for (section, key) in [
-        ("prometheus_export", "port"),
-        ("prometheus_export", "path"),
-        ("routes", "patterns"),
-        ("routes", "unmatched"),
-    ] {
+    for (section, key) in
+        [("prometheus_export", "port"), ("prometheus_export", "path"), ("routes", "patterns"), ("routes", "unmatched")]
+    {
         assert!(
             !example[section][key].is_null(),
             "{rel}: {section}.{key} must be set (the module has a default for it)"
         );
     }
-    assert!(
-        example["discovery"]["instrument"].is_array(),
-        "{rel}: discovery.instrument must be a list"
-    );
+    assert!(example["discovery"]["instrument"].is_array(), "{rel}: discovery.instrument must be a list");
 
     let (ok, out) = config_check(&path);
     assert!(ok, "beyla config check {rel} failed:\n{out}");
@@ -355,10 +254,7 @@ fn module_example_settings_pass_config_check() {
     let generated = dir.path().join("config.yml");
     std::fs::write(&generated, serde_yaml::to_string(&example).unwrap()).unwrap();
     let (ok, out) = config_check(&generated);
-    assert!(
-        ok,
-        "the YAML the module generates from {rel} fails beyla config check:\n{out}"
-    );
+    assert!(ok, "the YAML the module generates from {rel} fails beyla config check:\n{out}");
 }
 
 #[test]

@@ -64,12 +64,42 @@ impl AppMetrics {
         };
         let s = Unit::Seconds;
         let b = Unit::Bytes;
-        registry.register_with_unit("http_server_request_duration", "Duration of HTTP service calls from the server side", s.clone(), m.server_duration.clone());
-        registry.register_with_unit("http_client_request_duration", "Duration of HTTP service calls from the client side", s, m.client_duration.clone());
-        registry.register_with_unit("http_server_request_body_size", "Size of the HTTP request body as received at the server side", b.clone(), m.server_request_size.clone());
-        registry.register_with_unit("http_server_response_body_size", "Size of the HTTP response body as sent from the server side", b.clone(), m.server_response_size.clone());
-        registry.register_with_unit("http_client_request_body_size", "Size of the HTTP request body as sent from the client side", b.clone(), m.client_request_size.clone());
-        registry.register_with_unit("http_client_response_body_size", "Size of the HTTP response body as received at the client side", b, m.client_response_size.clone());
+        registry.register_with_unit(
+            "http_server_request_duration",
+            "Duration of HTTP service calls from the server side",
+            s.clone(),
+            m.server_duration.clone(),
+        );
+        registry.register_with_unit(
+            "http_client_request_duration",
+            "Duration of HTTP service calls from the client side",
+            s,
+            m.client_duration.clone(),
+        );
+        registry.register_with_unit(
+            "http_server_request_body_size",
+            "Size of the HTTP request body as received at the server side",
+            b.clone(),
+            m.server_request_size.clone(),
+        );
+        registry.register_with_unit(
+            "http_server_response_body_size",
+            "Size of the HTTP response body as sent from the server side",
+            b.clone(),
+            m.server_response_size.clone(),
+        );
+        registry.register_with_unit(
+            "http_client_request_body_size",
+            "Size of the HTTP request body as sent from the client side",
+            b.clone(),
+            m.client_request_size.clone(),
+        );
+        registry.register_with_unit(
+            "http_client_response_body_size",
+            "Size of the HTTP response body as received at the client side",
+            b,
+            m.client_response_size.clone(),
+        );
         // prometheus-client appends `_info` to info metrics; target_info is a gauge fixed at 1.
         registry.register("target_info", "Target metadata", m.target_info.clone());
         m
@@ -131,7 +161,8 @@ impl AppMetrics {
     pub fn expire(&mut self, now: Instant) -> usize {
         let ttl = self.ttl;
         let stale = |seen: &Instant| now.saturating_duration_since(*seen) > ttl;
-        let old: Vec<(Role, Labels)> = self.last_seen.iter().filter(|(_, t)| stale(t)).map(|(k, _)| k.clone()).collect();
+        let old: Vec<(Role, Labels)> =
+            self.last_seen.iter().filter(|(_, t)| stale(t)).map(|(k, _)| k.clone()).collect();
         for (role, labels) in &old {
             for fam in self.families(*role) {
                 fam.remove(labels);
@@ -227,10 +258,22 @@ mod tests {
         let text = render(&[span(Role::Server, Some("shop.local:8080")), span(Role::Server, Some("shop.local:8080"))]);
         let labels = r#"instance="h:42",job="shop",service_name="shop",service_namespace="",http_request_method="POST",http_response_status_code="201",http_route="/echo",server_address="shop.local",server_port="8080",url_scheme="http""#;
         assert!(text.contains(&format!("http_server_request_duration_seconds_count{{{labels}}} 2")), "{text}");
-        assert!(text.contains(&format!("http_server_request_duration_seconds_bucket{{le=\"0.025\",{labels}}} 0")), "{text}");
-        assert!(text.contains(&format!("http_server_request_duration_seconds_bucket{{le=\"0.05\",{labels}}} 2")), "{text}");
-        assert!(text.contains(&format!("http_server_request_body_size_bytes_bucket{{le=\"128.0\",{labels}}} 2")), "{text}");
-        assert!(text.contains(&format!("http_server_response_body_size_bytes_bucket{{le=\"2048.0\",{labels}}} 0")), "{text}");
+        assert!(
+            text.contains(&format!("http_server_request_duration_seconds_bucket{{le=\"0.025\",{labels}}} 0")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("http_server_request_duration_seconds_bucket{{le=\"0.05\",{labels}}} 2")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("http_server_request_body_size_bytes_bucket{{le=\"128.0\",{labels}}} 2")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("http_server_response_body_size_bytes_bucket{{le=\"2048.0\",{labels}}} 0")),
+            "{text}"
+        );
         assert!(text.contains(&format!("http_server_response_body_size_bytes_sum{{{labels}}} 6000.0")), "{text}");
         assert!(text.contains(r#"target_info{instance="h:42",job="shop",service_name="shop",service_namespace="",telemetry_sdk_language="unknown",telemetry_sdk_name="beyla",process_pid="42"} 1"#), "{text}");
         assert!(!text.contains("http_client_request_duration_seconds_count{"), "{text}");

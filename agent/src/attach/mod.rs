@@ -37,13 +37,30 @@ use skel::tracepoint_net::{TracepointNetSkel, TracepointNetSkelBuilder};
 #[derive(Debug, Error)]
 pub enum AttachError {
     #[error("opening BPF family {family}")]
-    Open { family: &'static str, #[source] source: libbpf_rs::Error },
+    Open {
+        family: &'static str,
+        #[source]
+        source: libbpf_rs::Error,
+    },
     #[error("loading BPF family {family} into the kernel (needs root, or CAP_BPF + CAP_PERFMON with an unlimited RLIMIT_MEMLOCK)")]
-    Load { family: &'static str, #[source] source: libbpf_rs::Error },
+    Load {
+        family: &'static str,
+        #[source]
+        source: libbpf_rs::Error,
+    },
     #[error("attaching BPF program {program} of family {family}")]
-    Attach { family: &'static str, program: String, #[source] source: libbpf_rs::Error },
+    Attach {
+        family: &'static str,
+        program: String,
+        #[source]
+        source: libbpf_rs::Error,
+    },
     #[error("accessing BPF map {map}")]
-    Map { map: &'static str, #[source] source: libbpf_rs::Error },
+    Map {
+        map: &'static str,
+        #[source]
+        source: libbpf_rs::Error,
+    },
 }
 
 /// What to load, and the knobs written into the programs' read-only data before load.
@@ -118,9 +135,8 @@ pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
     // attaches whichever was chosen.
     macro_rules! load_net {
         ($builder:ty, $variant:ident, $name:literal) => {{
-            let mut open = <$builder>::default()
-                .open(storage())
-                .map_err(|source| AttachError::Open { family: $name, source })?;
+            let mut open =
+                <$builder>::default().open(storage()).map_err(|source| AttachError::Open { family: $name, source })?;
             open.maps
                 .traced_pids
                 .reuse_fd(process.maps.traced_pids.as_fd())

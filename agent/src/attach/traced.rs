@@ -62,7 +62,10 @@ impl Traced {
         let child = Arc::new(TracedProcess {
             pid,
             exe: parent.exe.clone(),
-            service: ServiceId { instance_id: instance_for_pid(&parent.service.instance_id, ppid, pid), ..parent.service.clone() },
+            service: ServiceId {
+                instance_id: instance_for_pid(&parent.service.instance_id, ppid, pid),
+                ..parent.service.clone()
+            },
             parent: Some(ppid),
             k8s: parent.k8s.clone(),
         });

@@ -36,18 +36,10 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Default => f.write_str("default"),
-            Origin::File {
-                path,
-                line: Some(l),
-                column: Some(c),
-            } => {
+            Origin::File { path, line: Some(l), column: Some(c) } => {
                 write!(f, "{}:{l}:{c}", path.display())
             }
-            Origin::File {
-                path,
-                line: Some(l),
-                column: None,
-            } => write!(f, "{}:{l}", path.display()),
+            Origin::File { path, line: Some(l), column: None } => write!(f, "{}:{l}", path.display()),
             Origin::File { path, .. } => write!(f, "{}", path.display()),
             Origin::Env { var } => write!(f, "environment variable {var}"),
             Origin::Cli { key } => write!(f, "--set {key}"),

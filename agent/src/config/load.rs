@@ -57,17 +57,12 @@ pub fn load(src: &Sources<'_>) -> Result<Loaded, ConfigError> {
     let mut provenance = Provenance::default();
 
     if let Some(path) = &file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
         check_yaml(&text, path)?;
         let tree: Value = serde_yaml::from_str(&text).map_err(|e| syntax_error(&e, path))?;
         let mut leaves = Vec::new();
         collect_leaves(&tree, String::new(), &mut leaves);
-        provenance
-            .entries
-            .extend(leaves.into_iter().map(|p| (p, Layer::File)));
+        provenance.entries.extend(leaves.into_iter().map(|p| (p, Layer::File)));
         if !matches!(tree, Value::Null) {
             figment = figment.merge(Yaml::string(&text));
         }
@@ -80,16 +75,12 @@ pub fn load(src: &Sources<'_>) -> Result<Loaded, ConfigError> {
     for item in env_layer.values {
         insert(&mut env_tree, item.key, item.value);
         if let Origin::Env { var } = item.origin {
-            provenance
-                .entries
-                .push((item.key.to_string(), Layer::Env(var)));
+            provenance.entries.push((item.key.to_string(), Layer::Env(var)));
         }
     }
     for (key, _, origin) in &env_layer.env_only {
         if let Origin::Env { var } = origin {
-            provenance
-                .entries
-                .push((key.to_string(), Layer::Env(var.clone())));
+            provenance.entries.push((key.to_string(), Layer::Env(var.clone())));
         }
     }
     figment = figment.merge(Serialized::defaults(env_tree));
@@ -98,48 +89,27 @@ pub fn load(src: &Sources<'_>) -> Result<Loaded, ConfigError> {
     for (key, raw) in &src.cli {
         check_cli_key(key)?;
         let value = probe(key, &cli_candidates(raw)).map_err(|e| match e {
-            ProbeError::Invalid(message) => ConfigError::Cli {
-                key: key.clone(),
-                value: raw.clone(),
-                message,
-            },
-            ProbeError::UnknownKey {
-                key: unknown,
-                expected,
-            } => ConfigError::UnknownKey {
-                key: unknown,
-                origin: Origin::Cli { key: key.clone() },
-                expected,
-            },
+            ProbeError::Invalid(message) => ConfigError::Cli { key: key.clone(), value: raw.clone(), message },
+            ProbeError::UnknownKey { key: unknown, expected } => {
+                ConfigError::UnknownKey { key: unknown, origin: Origin::Cli { key: key.clone() }, expected }
+            }
         })?;
         insert(&mut cli_tree, key, value);
-        provenance
-            .entries
-            .push((key.clone(), Layer::Cli(key.clone())));
+        provenance.entries.push((key.clone(), Layer::Cli(key.clone())));
     }
     figment = figment.merge(Serialized::defaults(cli_tree));
 
-    let mut config: Config = figment
-        .extract()
-        .map_err(|e| ConfigError::Merge(Box::new(e)))?;
+    let mut config: Config = figment.extract().map_err(|e| ConfigError::Merge(Box::new(e)))?;
     for (key, value, _) in &env_layer.env_only {
         env::apply_env_only(&mut config, key, value);
     }
     warnings.extend(validate::finish(&mut config, &provenance)?);
-    Ok(Loaded {
-        config,
-        warnings,
-        file,
-    })
+    Ok(Loaded { config, warnings, file })
 }
 
 /// Loads only `path` (no environment, no overrides), for `beyla config check FILE`.
 pub fn check_file(path: &Path) -> Result<Loaded, ConfigError> {
-    load(&Sources {
-        file: Some(path),
-        env: &[],
-        cli: Vec::new(),
-    })
+    load(&Sources { file: Some(path), env: &[], cli: Vec::new() })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,9 +132,7 @@ pub(crate) struct Provenance {
 
 fn related(a: &str, b: &str) -> bool {
     let under = |long: &str, short: &str| {
-        long.len() > short.len()
-            && long.starts_with(short)
-            && matches!(long.as_bytes()[short.len()], b'.' | b'[')
+        long.len() > short.len() && long.starts_with(short) && matches!(long.as_bytes()[short.len()], b'.' | b'[')
     };
     a == b || under(a, b) || under(b, a)
 }
@@ -196,11 +164,7 @@ impl Provenance {
             Layer::File => match &self.file {
                 Some((path, text)) => {
                     let pos = locate(text, key);
-                    Origin::File {
-                        path: path.clone(),
-                        line: pos.map(|p| p.0),
-                        column: pos.map(|p| p.1),
-                    }
+                    Origin::File { path: path.clone(), line: pos.map(|p| p.0), column: pos.map(|p| p.1) }
                 }
                 None => Origin::Default,
             },
@@ -223,10 +187,7 @@ fn collect_leaves(value: &Value, path: String, out: &mut Vec<String>) {
             for (k, v) in m {
                 let key = match k {
                     Value::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
+                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
                 };
                 collect_leaves(v, join(&key), out);
             }
@@ -258,15 +219,7 @@ fn check_yaml(text: &str, path: &Path) -> Result<(), ConfigError> {
             let mut origin = file_origin(path, &inner);
             // serde_yaml places errors raised by a value's own Deserialize impl at an
             // ancestor (the enclosing key or sequence); point at the key itself when found.
-            if let (
-                Origin::File {
-                    line: Some(line),
-                    column,
-                    ..
-                },
-                Some((l, c)),
-            ) = (&mut origin, locate(text, &key))
-            {
+            if let (Origin::File { line: Some(line), column, .. }, Some((l, c))) = (&mut origin, locate(text, &key)) {
                 if l > *line {
                     *line = l;
                     *column = Some(c);
@@ -279,19 +232,12 @@ fn check_yaml(text: &str, path: &Path) -> Result<(), ConfigError> {
 }
 
 fn syntax_error(e: &serde_yaml::Error, path: &Path) -> ConfigError {
-    ConfigError::Syntax {
-        message: clean_message(&e.to_string(), "", e.location()),
-        origin: file_origin(path, e),
-    }
+    ConfigError::Syntax { message: clean_message(&e.to_string(), "", e.location()), origin: file_origin(path, e) }
 }
 
 fn file_origin(path: &Path, e: &serde_yaml::Error) -> Origin {
     let loc = e.location();
-    Origin::File {
-        path: path.to_path_buf(),
-        line: loc.as_ref().map(|l| l.line()),
-        column: loc.map(|l| l.column()),
-    }
+    Origin::File { path: path.to_path_buf(), line: loc.as_ref().map(|l| l.line()), column: loc.map(|l| l.column()) }
 }
 
 /// Removes serde_yaml's ` at line L column C` suffix and its `path: ` prefix.
@@ -316,20 +262,12 @@ fn clean_message(raw: &str, key: &str, loc: Option<serde_yaml::Location>) -> Str
 
 fn classify(key: String, message: String, origin: Origin) -> ConfigError {
     if let Some(expected) = unknown_field_expected(&message) {
-        return ConfigError::UnknownKey {
-            key,
-            origin,
-            expected,
-        };
+        return ConfigError::UnknownKey { key, origin, expected };
     }
     if key.is_empty() || key == "." {
         return ConfigError::Syntax { message, origin };
     }
-    ConfigError::Invalid {
-        key,
-        message,
-        origin,
-    }
+    ConfigError::Invalid { key, message, origin }
 }
 
 /// For serde's "unknown field `x`, expected ..." message, the expected part, with a
@@ -342,11 +280,7 @@ fn unknown_field_expected(message: &str) -> Option<String> {
         None => "no keys here".to_string(),
     };
     let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    let best = names
-        .iter()
-        .map(|n| (edit_distance(field, n), *n))
-        .filter(|(d, n)| *d <= 2.max(n.len() / 4))
-        .min();
+    let best = names.iter().map(|n| (edit_distance(field, n), *n)).filter(|(d, n)| *d <= 2.max(n.len() / 4)).min();
     Some(match best {
         Some((_, name)) if names.len() > 1 => format!("{expected} (did you mean `{name}`?)"),
         _ => expected,
@@ -359,9 +293,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -394,10 +326,7 @@ pub(crate) fn probe(key: &str, candidates: &[Value]) -> Result<Value, ProbeError
                 let path = e.path().to_string();
                 let message = clean_message(&e.inner().to_string(), &path, None);
                 let error = match unknown_field_expected(&message) {
-                    Some(expected) => ProbeError::UnknownKey {
-                        key: path,
-                        expected,
-                    },
+                    Some(expected) => ProbeError::UnknownKey { key: path, expected },
                     None => ProbeError::Invalid(short_message(&message)),
                 };
                 first_error.get_or_insert(error);
@@ -427,11 +356,7 @@ fn cli_candidates(raw: &str) -> Vec<Value> {
 }
 
 fn check_cli_key(key: &str) -> Result<(), ConfigError> {
-    if key.is_empty()
-        || key
-            .split('.')
-            .any(|s| s.trim().is_empty() || s.contains(['[', ']', ' ']))
-    {
+    if key.is_empty() || key.split('.').any(|s| s.trim().is_empty() || s.contains(['[', ']', ' '])) {
         return Err(ConfigError::CliKey {
             key: key.to_string(),
             message: "expected a dotted key path like prometheus_export.port".to_string(),
@@ -454,9 +379,7 @@ pub(crate) fn insert(tree: &mut Value, key: &str, value: Value) {
             map.insert(k, value);
             return;
         }
-        node = map
-            .entry(k)
-            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        node = map.entry(k).or_insert_with(|| Value::Mapping(Mapping::new()));
     }
 }
 
@@ -466,30 +389,17 @@ mod tests {
 
     #[test]
     fn messages_lose_serde_yaml_decorations() {
-        let loc = serde_yaml::from_str::<u16>("x")
-            .err()
-            .and_then(|e| e.location());
+        let loc = serde_yaml::from_str::<u16>("x").err().and_then(|e| e.location());
         let raw = "prometheus_export: invalid duration \"5\" at line 1 column 1";
-        assert_eq!(
-            clean_message(raw, "prometheus_export.ttl", loc),
-            "invalid duration \"5\""
-        );
-        assert_eq!(
-            short_message("invalid type: string \"abc\", expected u16"),
-            "expected u16"
-        );
+        assert_eq!(clean_message(raw, "prometheus_export.ttl", loc), "invalid duration \"5\"");
+        assert_eq!(short_message("invalid type: string \"abc\", expected u16"), "expected u16");
     }
 
     #[test]
     fn unknown_fields_suggest_close_names() {
-        let e = unknown_field_expected(
-            "unknown field `instrumnet`, expected one of `instrument`, `services`",
-        )
-        .expect("unknown");
-        assert_eq!(
-            e,
-            "one of `instrument`, `services` (did you mean `instrument`?)"
-        );
+        let e = unknown_field_expected("unknown field `instrumnet`, expected one of `instrument`, `services`")
+            .expect("unknown");
+        assert_eq!(e, "one of `instrument`, `services` (did you mean `instrument`?)");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
@@ -498,9 +408,6 @@ mod tests {
         let mut t = Value::Mapping(Mapping::new());
         insert(&mut t, "a.b", Value::Bool(true));
         insert(&mut t, "a.c", Value::Bool(false));
-        assert_eq!(
-            serde_yaml::to_string(&t).expect("yaml"),
-            "a:\n  b: true\n  c: false\n"
-        );
+        assert_eq!(serde_yaml::to_string(&t).expect("yaml"), "a:\n  b: true\n  c: false\n");
     }
 }

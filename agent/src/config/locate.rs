@@ -37,16 +37,9 @@ fn segments(path: &str) -> Option<Vec<Segment<'_>>> {
 fn is_key_line(text: &str, key: &str) -> bool {
     let rest = if let Some(r) = text.strip_prefix(key) {
         r
-    } else if let Some(r) = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_prefix(key))
-        .and_then(|t| t.strip_prefix('"'))
-    {
+    } else if let Some(r) = text.strip_prefix('"').and_then(|t| t.strip_prefix(key)).and_then(|t| t.strip_prefix('"')) {
         r
-    } else if let Some(r) = text
-        .strip_prefix('\'')
-        .and_then(|t| t.strip_prefix(key))
-        .and_then(|t| t.strip_prefix('\''))
+    } else if let Some(r) = text.strip_prefix('\'').and_then(|t| t.strip_prefix(key)).and_then(|t| t.strip_prefix('\''))
     {
         r
     } else {
@@ -70,11 +63,7 @@ pub(crate) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
             if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("---") {
                 return None;
             }
-            Some(Line {
-                number: i + 1,
-                indent: raw.len() - trimmed.len(),
-                text: trimmed.trim_end(),
-            })
+            Some(Line { number: i + 1, indent: raw.len() - trimmed.len(), text: trimmed.trim_end() })
         })
         .collect();
     let mut found = None;
@@ -84,10 +73,7 @@ pub(crate) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
         };
         let (idx, child) = match segment {
             Segment::Key(key) => {
-                let Some(idx) = scope
-                    .iter()
-                    .position(|l| l.indent == level && is_key_line(l.text, key))
-                else {
+                let Some(idx) = scope.iter().position(|l| l.indent == level && is_key_line(l.text, key)) else {
                     break;
                 };
                 (idx, None)
@@ -105,11 +91,8 @@ pub(crate) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
                 let item = &scope[idx];
                 let rest = item.text[1..].trim_start();
                 let offset = item.text.len() - rest.len();
-                let first = (!rest.is_empty()).then(|| Line {
-                    number: item.number,
-                    indent: item.indent + offset,
-                    text: rest,
-                });
+                let first =
+                    (!rest.is_empty()).then(|| Line { number: item.number, indent: item.indent + offset, text: rest });
                 (idx, first)
             }
         };
@@ -153,15 +136,9 @@ prometheus_export: {port: 9}
     fn locates_nested_keys_and_items() {
         assert_eq!(locate(DOC, "discovery"), Some((2, 1)));
         assert_eq!(locate(DOC, "discovery.poll_interval"), Some((7, 3)));
-        assert_eq!(
-            locate(DOC, "discovery.instrument[0].exe_path"),
-            Some((5, 7))
-        );
+        assert_eq!(locate(DOC, "discovery.instrument[0].exe_path"), Some((5, 7)));
         assert_eq!(locate(DOC, "discovery.instrument[1]"), Some((6, 5)));
-        assert_eq!(
-            locate(DOC, "discovery.instrument[1].k8s_namespace"),
-            Some((6, 7))
-        );
+        assert_eq!(locate(DOC, "discovery.instrument[1].k8s_namespace"), Some((6, 7)));
         assert_eq!(locate(DOC, "routes.patterns[1]"), Some((11, 3)));
         // flow style: falls back to the parent key
         assert_eq!(locate(DOC, "prometheus_export.port"), Some((12, 1)));

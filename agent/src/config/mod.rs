@@ -23,30 +23,24 @@ pub use env::{aliases, EnvAlias, EnvConversion};
 pub use error::{ConfigError, ConfigWarning, Origin};
 pub use load::{check_file, load, Loaded, Sources};
 pub use sections::attributes::{
-    AttributeFilter, Attributes, Filter, HostId, InclusionLists, InstanceId, KubeEnable,
-    Kubernetes, NameResolver, SensitiveQueryParams,
+    AttributeFilter, Attributes, Filter, HostId, InclusionLists, InstanceId, KubeEnable, Kubernetes, NameResolver,
+    SensitiveQueryParams,
 };
 pub use sections::discovery::{
-    Discovery, ExportSignal, RegexSelector, Sampler, Selector, SelectorMetrics, SelectorOf,
-    SelectorRoutes, DEFAULT_EXCLUDE_EXE_GLOB, DEFAULT_EXCLUDE_K8S_NAMESPACES,
+    Discovery, ExportSignal, RegexSelector, Sampler, Selector, SelectorMetrics, SelectorOf, SelectorRoutes,
+    DEFAULT_EXCLUDE_EXE_GLOB, DEFAULT_EXCLUDE_K8S_NAMESPACES,
 };
-pub use sections::ebpf::{
-    BufferSizes, ContextPropagation, Ebpf, HookMode, RedisDbCache, TcBackend,
-};
+pub use sections::ebpf::{BufferSizes, ContextPropagation, Ebpf, HookMode, RedisDbCache, TcBackend};
 pub use sections::network::{HealthCheck, Network};
 pub use sections::otel::{
-    Grafana, GrafanaOtlp, HistogramAggregation, Metrics, OtelMetricsExport, OtelTracesExport,
-    OtlpProtocol,
+    Grafana, GrafanaOtlp, HistogramAggregation, Metrics, OtelMetricsExport, OtelTracesExport, OtlpProtocol,
 };
 pub use sections::prometheus::{
-    Buckets, InternalMetrics, InternalMetricsExporter, InternalPrometheus, MetricFeature,
-    PrometheusExport, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS,
+    Buckets, InternalMetrics, InternalMetricsExporter, InternalPrometheus, MetricFeature, PrometheusExport,
+    DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS,
 };
 pub use sections::routes::{IgnoreMode, RoutePattern, Routes, Unmatched};
-pub use types::{
-    Duration, GlobPattern, LogFormat, LogLevel, Matcher, PortRange, PortSet, RegexPattern,
-    TracePrinter,
-};
+pub use types::{Duration, GlobPattern, LogFormat, LogLevel, Matcher, PortRange, PortSet, RegexPattern, TracePrinter};
 
 /// Format of the startup configuration dump (`log_config`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,12 +204,7 @@ impl Config {
         let mut out = d.exclude_instrument.clone();
         out.extend(d.exclude_services.iter().cloned().map(Selector::from));
         out.extend(d.default_exclude_instrument.iter().cloned());
-        out.extend(
-            d.default_exclude_services
-                .iter()
-                .cloned()
-                .map(Selector::from),
-        );
+        out.extend(d.default_exclude_services.iter().cloned().map(Selector::from));
         out
     }
 

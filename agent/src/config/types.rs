@@ -49,9 +49,8 @@ impl Duration {
     /// Parses Go-style duration text.
     pub fn parse(text: &str) -> Result<Self, String> {
         let s = text.trim();
-        let invalid = || {
-            format!("invalid duration {text:?}: expected a number with a unit, like 500ms, 5s, 5m or 1m30s")
-        };
+        let invalid =
+            || format!("invalid duration {text:?}: expected a number with a unit, like 500ms, 5s, 5m or 1m30s");
         if s.is_empty() {
             return Err(invalid());
         }
@@ -61,17 +60,13 @@ impl Duration {
         let mut rest = s;
         let mut total: f64 = 0.0;
         while !rest.is_empty() {
-            let num_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(invalid)?;
+            let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(invalid)?;
             if num_len == 0 {
                 return Err(invalid());
             }
             let number: f64 = rest[..num_len].parse().map_err(|_| invalid())?;
             rest = &rest[num_len..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
+            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
             let nanos_per_unit: f64 = match &rest[..unit_len] {
                 "ns" => 1.0,
                 "us" | "µs" | "μs" => 1e3,
@@ -87,9 +82,7 @@ impl Duration {
         if !total.is_finite() || total > u64::MAX as f64 {
             return Err(invalid());
         }
-        Ok(Duration(std::time::Duration::from_nanos(
-            total.round() as u64
-        )))
+        Ok(Duration(std::time::Duration::from_nanos(total.round() as u64)))
     }
 }
 
@@ -160,17 +153,13 @@ impl<'de> Deserialize<'de> for Duration {
                 if v == 0 {
                     Ok(Duration::ZERO)
                 } else {
-                    Err(E::custom(format!(
-                        "invalid duration {v}: a unit is required, like {v}s or {v}ms"
-                    )))
+                    Err(E::custom(format!("invalid duration {v}: a unit is required, like {v}s or {v}ms")))
                 }
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
                 match u64::try_from(v) {
                     Ok(u) => self.visit_u64(u),
-                    Err(_) => Err(E::custom(format!(
-                        "invalid duration {v}: must not be negative"
-                    ))),
+                    Err(_) => Err(E::custom(format!("invalid duration {v}: must not be negative"))),
                 }
             }
         }
@@ -202,12 +191,7 @@ pub struct PortSet {
 impl PortSet {
     /// A set holding one port.
     pub fn single(port: u16) -> Self {
-        PortSet {
-            ranges: vec![PortRange {
-                start: port,
-                end: port,
-            }],
-        }
+        PortSet { ranges: vec![PortRange { start: port, end: port }] }
     }
 
     /// Parses `80`, `8000-8999` or a comma-separated list of those.
@@ -298,24 +282,18 @@ impl<'de> Deserialize<'de> for PortSet {
         impl<'de> Visitor<'de> for V {
             type Value = PortSet;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "a port, a port range like 8000-8999, or a comma-separated list of them",
-                )
+                f.write_str("a port, a port range like 8000-8999, or a comma-separated list of them")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortSet, E> {
                 match u16::try_from(v) {
                     Ok(p) if p > 0 => Ok(PortSet::single(p)),
-                    _ => Err(E::custom(format!(
-                        "invalid port {v}: must be between 1 and 65535"
-                    ))),
+                    _ => Err(E::custom(format!("invalid port {v}: must be between 1 and 65535"))),
                 }
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortSet, E> {
                 match u64::try_from(v) {
                     Ok(u) => self.visit_u64(u),
-                    Err(_) => Err(E::custom(format!(
-                        "invalid port {v}: must be between 1 and 65535"
-                    ))),
+                    Err(_) => Err(E::custom(format!("invalid port {v}: must be between 1 and 65535"))),
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<PortSet, E> {
@@ -359,10 +337,7 @@ impl GlobPattern {
             .backslash_escape(true)
             .build()
             .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))?;
-        Ok(GlobPattern {
-            source: pattern.to_string(),
-            matcher: glob.compile_matcher(),
-        })
+        Ok(GlobPattern { source: pattern.to_string(), matcher: glob.compile_matcher() })
     }
 
     /// The pattern as written.
@@ -397,10 +372,7 @@ impl RegexPattern {
         let regex = regex::Regex::new(pattern).map_err(|e| {
             let detail = e.to_string();
             let last = detail.lines().last().unwrap_or("").trim().to_string();
-            format!(
-                "invalid regex {pattern:?}: {}",
-                last.trim_start_matches("error: ")
-            )
+            format!("invalid regex {pattern:?}: {}", last.trim_start_matches("error: "))
         })?;
         Ok(RegexPattern { regex })
     }
@@ -677,20 +649,13 @@ pub(crate) fn de_pids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Er
                     f.write_str("a process id")
                 }
                 fn visit_u64<E: de::Error>(self, v: u64) -> Result<Pid, E> {
-                    u32::try_from(v)
-                        .map(Pid)
-                        .map_err(|_| E::custom(format!("invalid pid {v}: out of range")))
+                    u32::try_from(v).map(Pid).map_err(|_| E::custom(format!("invalid pid {v}: out of range")))
                 }
                 fn visit_i64<E: de::Error>(self, v: i64) -> Result<Pid, E> {
-                    u32::try_from(v)
-                        .map(Pid)
-                        .map_err(|_| E::custom(format!("invalid pid {v}: out of range")))
+                    u32::try_from(v).map(Pid).map_err(|_| E::custom(format!("invalid pid {v}: out of range")))
                 }
                 fn visit_str<E: de::Error>(self, v: &str) -> Result<Pid, E> {
-                    v.trim()
-                        .parse()
-                        .map(Pid)
-                        .map_err(|_| E::custom(format!("invalid pid {v:?}: expected a number")))
+                    v.trim().parse().map(Pid).map_err(|_| E::custom(format!("invalid pid {v:?}: expected a number")))
                 }
             }
             d.deserialize_any(V)
@@ -753,9 +718,7 @@ mod tests {
         assert!(g.is_match("/usr/bin/beyla"));
         assert!(g.is_match("/opt/otelcol-contrib-1.2"));
         assert!(!g.is_match("/opt/otelcol-contrib/x"));
-        assert!(GlobPattern::new("*http*")
-            .expect("glob")
-            .is_match("/srv/my/http/server"));
+        assert!(GlobPattern::new("*http*").expect("glob").is_match("/srv/my/http/server"));
         assert!(GlobPattern::new("[").is_err());
         assert!(RegexPattern::new("(").is_err());
     }

@@ -8,21 +8,14 @@ use super::sections::prometheus::{Buckets, InternalMetricsExporter, MetricFeatur
 use super::{Config, ContextPropagation, KubeEnable, TracePrinter};
 
 /// Normalises `config`, checks the rules that span keys, and returns the warnings.
-pub(crate) fn finish(
-    config: &mut Config,
-    prov: &Provenance,
-) -> Result<Vec<ConfigWarning>, ConfigError> {
+pub(crate) fn finish(config: &mut Config, prov: &Provenance) -> Result<Vec<ConfigWarning>, ConfigError> {
     normalise(config, prov)?;
     check(config, prov)?;
     Ok(warnings(config, prov))
 }
 
 fn invalid(prov: &Provenance, key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        message: message.into(),
-        origin: prov.origin_of(key),
-    }
+    ConfigError::Invalid { key: key.to_string(), message: message.into(), origin: prov.origin_of(key) }
 }
 
 fn normalise(config: &mut Config, prov: &Provenance) -> Result<(), ConfigError> {
@@ -67,29 +60,18 @@ fn check(config: &Config, prov: &Provenance) -> Result<(), ConfigError> {
     for (name, size) in config.ebpf.buffer_sizes.entries() {
         if size > 8192 {
             let key = format!("ebpf.buffer_sizes.{name}");
-            return Err(invalid(
-                prov,
-                &key,
-                format!("{size} is larger than the maximum, 8192"),
-            ));
+            return Err(invalid(prov, &key, format!("{size} is larger than the maximum, 8192")));
         }
     }
     if config.channel_buffer_len == 0 {
         return Err(invalid(prov, "channel_buffer_len", "must be at least 1"));
     }
     if config.discovery.poll_interval.is_zero() {
-        return Err(invalid(
-            prov,
-            "discovery.poll_interval",
-            "must be greater than 0",
-        ));
+        return Err(invalid(prov, "discovery.poll_interval", "must be greater than 0"));
     }
     for (key, path) in [
         ("prometheus_export.path", &config.prometheus_export.path),
-        (
-            "internal_metrics.prometheus.path",
-            &config.internal_metrics.prometheus.path,
-        ),
+        ("internal_metrics.prometheus.path", &config.internal_metrics.prometheus.path),
     ] {
         if !path.starts_with('/') {
             return Err(invalid(prov, key, format!("{path:?} must start with `/`")));
@@ -113,19 +95,11 @@ fn check(config: &Config, prov: &Provenance) -> Result<(), ConfigError> {
     let d = &config.discovery;
     check_selectors(prov, "discovery.instrument", &d.instrument)?;
     check_selectors(prov, "discovery.exclude_instrument", &d.exclude_instrument)?;
-    check_selectors(
-        prov,
-        "discovery.default_exclude_instrument",
-        &d.default_exclude_instrument,
-    )?;
+    check_selectors(prov, "discovery.default_exclude_instrument", &d.default_exclude_instrument)?;
     check_selectors(prov, "discovery.survey", &d.survey)?;
     check_selectors(prov, "discovery.services", &d.services)?;
     check_selectors(prov, "discovery.exclude_services", &d.exclude_services)?;
-    check_selectors(
-        prov,
-        "discovery.default_exclude_services",
-        &d.default_exclude_services,
-    )?;
+    check_selectors(prov, "discovery.default_exclude_services", &d.default_exclude_services)?;
     Ok(())
 }
 
@@ -134,34 +108,20 @@ fn check_buckets(prov: &Provenance, section: &str, b: &Buckets) -> Result<(), Co
         ("duration_histogram", Some(&b.duration_histogram)),
         ("request_size_histogram", Some(&b.request_size_histogram)),
         ("response_size_histogram", Some(&b.response_size_histogram)),
-        (
-            "gen_ai_client_token_usage_histogram",
-            b.gen_ai_client_token_usage_histogram.as_ref(),
-        ),
-        (
-            "gen_ai_client_operation_duration_histogram",
-            b.gen_ai_client_operation_duration_histogram.as_ref(),
-        ),
+        ("gen_ai_client_token_usage_histogram", b.gen_ai_client_token_usage_histogram.as_ref()),
+        ("gen_ai_client_operation_duration_histogram", b.gen_ai_client_operation_duration_histogram.as_ref()),
     ];
     for (name, list) in lists {
         let Some(list) = list else { continue };
         if list.iter().any(|v| !v.is_finite()) || list.windows(2).any(|w| w[0] >= w[1]) {
             let key = format!("{section}.buckets.{name}");
-            return Err(invalid(
-                prov,
-                &key,
-                "bucket boundaries must be finite and strictly increasing",
-            ));
+            return Err(invalid(prov, &key, "bucket boundaries must be finite and strictly increasing"));
         }
     }
     Ok(())
 }
 
-fn check_selectors<P>(
-    prov: &Provenance,
-    list: &str,
-    selectors: &[SelectorOf<P>],
-) -> Result<(), ConfigError> {
+fn check_selectors<P>(prov: &Provenance, list: &str, selectors: &[SelectorOf<P>]) -> Result<(), ConfigError> {
     for (i, s) in selectors.iter().enumerate() {
         if !s.has_criteria() {
             return Err(invalid(
@@ -179,24 +139,11 @@ fn check_selectors<P>(
 fn rule(config: &Config, path: &str) -> Option<(String, String)> {
     let top = path.split(['.', '[']).next().unwrap_or(path);
     let section = |key: &str, what: &str| {
-        let verb = if what.ends_with("metrics") {
-            "are"
-        } else {
-            "is"
-        };
-        Some((
-            key.to_string(),
-            format!("{what} {verb} not implemented yet; the section is accepted and ignored"),
-        ))
+        let verb = if what.ends_with("metrics") { "are" } else { "is" };
+        Some((key.to_string(), format!("{what} {verb} not implemented yet; the section is accepted and ignored")))
     };
-    let ignored = |key: &str| {
-        Some((
-            key.to_string(),
-            "not implemented yet; the value is ignored".to_string(),
-        ))
-    };
-    let deprecated =
-        |key: &str, instead: &str| Some((key.to_string(), format!("deprecated; use {instead}")));
+    let ignored = |key: &str| Some((key.to_string(), "not implemented yet; the value is ignored".to_string()));
+    let deprecated = |key: &str, instead: &str| Some((key.to_string(), format!("deprecated; use {instead}")));
     match top {
         "otel_metrics_export" => return section(top, "OTLP metric export"),
         "otel_traces_export" => return section(top, "OTLP trace export"),
@@ -205,8 +152,7 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
         "name_resolver" => return section(top, "name resolution"),
         "health_check" => return section(top, "the health check endpoint"),
         "metrics" => {
-            let message =
-                "the per-application `metrics` section is not implemented yet; it is accepted and \
+            let message = "the per-application `metrics` section is not implemented yet; it is accepted and \
                            ignored (use prometheus_export.features)";
             return Some((top.to_string(), message.to_string()));
         }
@@ -214,12 +160,7 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
         "network" => return section(top, "network metrics"),
         "profile_port" | "log_config" => return ignored(top),
         "print_traces" => return deprecated(top, "trace_printer: text"),
-        "executable_name" => {
-            return deprecated(
-                top,
-                "auto_target_exe (a glob) or discovery.instrument[].exe_path",
-            )
-        }
+        "executable_name" => return deprecated(top, "auto_target_exe (a glob) or discovery.instrument[].exe_path"),
         _ => {}
     }
     let parts: Vec<&str> = path.splitn(3, '.').collect();
@@ -227,30 +168,26 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
         ["attributes", "kubernetes", rest] => {
             let key = rest.split(['.', '[']).next().unwrap_or(rest);
             match key {
-                "enable" | "kubeconfig_path" | "informers_sync_timeout" | "meta_restrict_local_node"
-                | "cluster_name" | "resource_labels" => None,
+                "enable"
+                | "kubeconfig_path"
+                | "informers_sync_timeout"
+                | "meta_restrict_local_node"
+                | "cluster_name"
+                | "resource_labels" => None,
                 _ => ignored(&format!("attributes.kubernetes.{key}")),
             }
         }
         ["attributes", "kubernetes"] => None,
         ["attributes", "select", ..] => Some((
             "attributes.select".to_string(),
-            "attribute selection is not implemented yet; metrics carry their default attributes"
-                .to_string(),
+            "attribute selection is not implemented yet; metrics carry their default attributes".to_string(),
         )),
-        ["attributes", name, ..] if *name != "instance_id" => {
-            ignored(&format!("attributes.{name}"))
+        ["attributes", name, ..] if *name != "instance_id" => ignored(&format!("attributes.{name}")),
+        ["ebpf", "payload_extraction", ..] => section("ebpf.payload_extraction", "payload extraction"),
+        ["ebpf", name @ ("instrument_gpu" | "use_otel_sdk_for_java"), ..] => ignored(&format!("ebpf.{name}")),
+        ["ebpf", "enable_context_propagation", ..] => {
+            deprecated("ebpf.enable_context_propagation", "ebpf.context_propagation: all")
         }
-        ["ebpf", "payload_extraction", ..] => {
-            section("ebpf.payload_extraction", "payload extraction")
-        }
-        ["ebpf", name @ ("instrument_gpu" | "use_otel_sdk_for_java"), ..] => {
-            ignored(&format!("ebpf.{name}"))
-        }
-        ["ebpf", "enable_context_propagation", ..] => deprecated(
-            "ebpf.enable_context_propagation",
-            "ebpf.context_propagation: all",
-        ),
         ["discovery", rest @ ..] => discovery_rule(rest.join(".").as_str()),
         _ => None,
     }
@@ -260,34 +197,21 @@ fn discovery_rule(rest: &str) -> Option<(String, String)> {
     let list = rest.split(['.', '[']).next().unwrap_or(rest);
     let key = format!("discovery.{list}");
     match list {
-        "survey" => Some((
-            key,
-            "survey mode is not implemented yet; the selectors are ignored".to_string(),
-        )),
+        "survey" => Some((key, "survey mode is not implemented yet; the selectors are ignored".to_string())),
         "services" | "exclude_services" | "default_exclude_services" => {
             let instead = list.replace("services", "instrument");
-            Some((
-                key,
-                format!("deprecated (regex patterns); use discovery.{instead} (glob patterns)"),
-            ))
+            Some((key, format!("deprecated (regex patterns); use discovery.{instead} (glob patterns)")))
         }
         "route_harvester_timeout"
         | "disabled_route_harvesters"
         | "route_harvester_advanced"
-        | "excluded_linux_system_paths" => {
-            Some((key, "not implemented yet; the value is ignored".to_string()))
-        }
+        | "excluded_linux_system_paths" => Some((key, "not implemented yet; the value is ignored".to_string())),
         _ => None,
     }
 }
 
 /// Warnings for selector keys whose feature is not built yet.
-fn selector_warnings<P>(
-    list: &str,
-    selectors: &[SelectorOf<P>],
-    kube: bool,
-    out: &mut Vec<(String, String)>,
-) {
+fn selector_warnings<P>(list: &str, selectors: &[SelectorOf<P>], kube: bool, out: &mut Vec<(String, String)>) {
     for (i, s) in selectors.iter().enumerate() {
         for field in s.unimplemented_keys() {
             let message = match field {
@@ -311,11 +235,7 @@ fn warnings(config: &Config, prov: &Provenance) -> Vec<ConfigWarning> {
     let mut out: Vec<ConfigWarning> = Vec::new();
     let mut push = |key: String, message: String, origin: Origin| {
         if !out.iter().any(|w| w.key == key && w.message == message) {
-            out.push(ConfigWarning {
-                key,
-                origin,
-                message,
-            });
+            out.push(ConfigWarning { key, origin, message });
         }
     };
     for (path, layer) in prov.set_keys() {
@@ -341,19 +261,13 @@ fn warnings(config: &Config, prov: &Provenance) -> Vec<ConfigWarning> {
         let origin = prov.origin_of(&key);
         push(key, message, origin);
     }
-    for (key, features) in [(
-        "prometheus_export.features",
-        &config.prometheus_export.features,
-    )] {
+    for (key, features) in [("prometheus_export.features", &config.prometheus_export.features)] {
         for f in features.iter().filter(|f| !f.is_implemented()) {
             let message = if *f == MetricFeature::All {
                 "`all` includes features that are not implemented yet; only `application` metrics are exported"
                     .to_string()
             } else {
-                format!(
-                    "feature `{}` is not implemented yet; only `application` metrics are exported",
-                    f.as_str()
-                )
+                format!("feature `{}` is not implemented yet; only `application` metrics are exported", f.as_str())
             };
             push(key.to_string(), message, prov.origin_of(key));
         }
@@ -361,8 +275,7 @@ fn warnings(config: &Config, prov: &Provenance) -> Vec<ConfigWarning> {
     if config.internal_metrics.exporter == Some(InternalMetricsExporter::Otel) {
         push(
             "internal_metrics.exporter".to_string(),
-            "OTLP export of internal metrics is not implemented yet; internal metrics are disabled"
-                .to_string(),
+            "OTLP export of internal metrics is not implemented yet; internal metrics are disabled".to_string(),
             prov.origin_of("internal_metrics.exporter"),
         );
     }

@@ -36,11 +36,28 @@ struct ReqMeta {
 enum Phase {
     Idle,
     /// Reading a request head; `head` holds the captured bytes so far.
-    ReqHead { head: Vec<u8>, start_ns: u64, tid: u32 },
-    ReqBody { req: ReqMeta, framing: Framing, seen: u64 },
+    ReqHead {
+        head: Vec<u8>,
+        start_ns: u64,
+        tid: u32,
+    },
+    ReqBody {
+        req: ReqMeta,
+        framing: Framing,
+        seen: u64,
+    },
     /// Request complete, reading the response head.
-    RespHead { req: ReqMeta, head: Vec<u8> },
-    RespBody { req: ReqMeta, status: u16, framing: Framing, seen: u64, last_ns: u64 },
+    RespHead {
+        req: ReqMeta,
+        head: Vec<u8>,
+    },
+    RespBody {
+        req: ReqMeta,
+        status: u16,
+        framing: Framing,
+        seen: u64,
+        last_ns: u64,
+    },
     /// Not HTTP: ignore everything until the connection closes.
     Ignored,
 }

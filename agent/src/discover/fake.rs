@@ -47,11 +47,8 @@ impl FakeProc {
         std::fs::create_dir_all(d.join("fd")).unwrap();
         std::fs::create_dir_all(d.join("ns")).unwrap();
         std::fs::create_dir_all(d.join("net")).unwrap();
-        let comm = exe
-            .and_then(|e| e.rsplit('/').next())
-            .unwrap_or("kworker/0:1");
-        let stat =
-            format!("{pid} ({comm}) S {ppid} 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 1 1 0");
+        let comm = exe.and_then(|e| e.rsplit('/').next()).unwrap_or("kworker/0:1");
+        let stat = format!("{pid} ({comm}) S {ppid} 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 1 1 0");
         std::fs::write(d.join("stat"), stat).unwrap();
         let mut cl = cmdline.join("\0");
         if !cl.is_empty() {
@@ -63,19 +60,11 @@ impl FakeProc {
             std::os::unix::fs::symlink(exe, d.join("exe")).unwrap();
         }
         for (i, inode) in sockets.iter().enumerate() {
-            std::os::unix::fs::symlink(
-                format!("socket:[{inode}]"),
-                d.join("fd").join((i + 3).to_string()),
-            )
-            .unwrap();
+            std::os::unix::fs::symlink(format!("socket:[{inode}]"), d.join("fd").join((i + 3).to_string())).unwrap();
         }
         std::os::unix::fs::symlink("/dev/null", d.join("fd").join("0")).unwrap();
         std::os::unix::fs::symlink(format!("net:[{netns}]"), d.join("ns").join("net")).unwrap();
-        let (tcp, tcp6) = if netns == 1 {
-            (TCP, TCP6)
-        } else {
-            (TCP.lines().next().unwrap_or(""), "")
-        };
+        let (tcp, tcp6) = if netns == 1 { (TCP, TCP6) } else { (TCP.lines().next().unwrap_or(""), "") };
         std::fs::write(d.join("net/tcp"), tcp).unwrap();
         if !tcp6.is_empty() {
             std::fs::write(d.join("net/tcp6"), tcp6).unwrap();

@@ -27,7 +27,8 @@ fn k8s_criteria(s: &Selector) -> K8sCriteria {
         ("k8s.job.name", &s.k8s_job_name),
         ("k8s.cronjob.name", &s.k8s_cronjob_name),
     ];
-    let pairs = |m: &std::collections::BTreeMap<String, Matcher>| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let pairs =
+        |m: &std::collections::BTreeMap<String, Matcher>| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     K8sCriteria {
         attributes: keys.into_iter().filter_map(|(name, m)| m.clone().map(|m| (name, m))).collect(),
         pod_labels: pairs(&s.k8s_pod_labels),

@@ -14,9 +14,9 @@
 
 #[cfg(test)]
 mod fake;
+pub mod from_config;
 pub mod proc;
 pub mod scan;
-pub mod from_config;
 pub mod selector;
 pub mod service;
 
@@ -30,9 +30,9 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
+pub use from_config::selection;
 pub use proc::{OtelEnv, ProcessInfo};
 pub use scan::Scanner;
-pub use from_config::selection;
 pub use selector::{Criteria, Selection};
 pub use service::{identify, ServiceId};
 
@@ -66,8 +66,7 @@ impl DiscoverError {
     pub fn is_vanished(&self) -> bool {
         match self {
             DiscoverError::Io { source, .. } => {
-                source.kind() == io::ErrorKind::NotFound
-                    || source.raw_os_error() == Some(libc::ESRCH)
+                source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ESRCH)
             }
             _ => false,
         }
@@ -104,7 +103,9 @@ pub enum ProcessEvent {
     Instrumented(ProcessMatch),
     /// An instrumented process's Kubernetes metadata or service identity changed.
     Updated(ProcessMatch),
-    Gone { pid: u32 },
+    Gone {
+        pid: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -155,10 +156,7 @@ pub fn local_hostname() -> String {
 }
 
 /// One full, stateless scan.
-pub fn scan_once(
-    sel: &Selection,
-    opts: &DiscoverOptions,
-) -> Result<Vec<ProcessMatch>, DiscoverError> {
+pub fn scan_once(sel: &Selection, opts: &DiscoverOptions) -> Result<Vec<ProcessMatch>, DiscoverError> {
     Scanner::new(sel.clone(), opts.clone()).scan()
 }
 
@@ -212,11 +210,7 @@ fn log_events(events: &[ProcessEvent]) {
 
 /// Runs the stage: scans at once, then every `poll_interval`, and sends the differences.
 /// Ends when `tx` is closed.
-pub fn spawn(
-    sel: Selection,
-    opts: DiscoverOptions,
-    tx: mpsc::Sender<Vec<ProcessEvent>>,
-) -> JoinHandle<()> {
+pub fn spawn(sel: Selection, opts: DiscoverOptions, tx: mpsc::Sender<Vec<ProcessEvent>>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(opts.poll_interval.max(Duration::from_millis(10)));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -271,12 +265,7 @@ mod tests {
 
     fn m(pid: u32, start: u64, exe: &str) -> ProcessMatch {
         ProcessMatch {
-            info: ProcessInfo {
-                pid,
-                start_time: start,
-                exe: exe.into(),
-                ..Default::default()
-            },
+            info: ProcessInfo { pid, start_time: start, exe: exe.into(), ..Default::default() },
             service: ServiceId::default(),
             criteria_index: 0,
         }
@@ -292,10 +281,7 @@ mod tests {
         let a = m(1, 10, "/a");
         let b = m(2, 20, "/b");
         let c = m(3, 30, "/c");
-        assert_eq!(
-            diff(&[], std::slice::from_ref(&a)),
-            [ProcessEvent::Instrumented(a.clone())]
-        );
+        assert_eq!(diff(&[], std::slice::from_ref(&a)), [ProcessEvent::Instrumented(a.clone())]);
         assert!(diff(&[a.clone(), b.clone()], &[b.clone(), a.clone()]).is_empty());
         assert_eq!(
             diff(&[a.clone(), b.clone()], &[b.clone(), c.clone()]),
@@ -313,10 +299,7 @@ mod tests {
             [gone(7), ProcessEvent::Instrumented(reused)]
         );
         let execd = m(7, 100, "/b");
-        assert_eq!(
-            diff(&[old], std::slice::from_ref(&execd)),
-            [gone(7), ProcessEvent::Instrumented(execd)]
-        );
+        assert_eq!(diff(&[old], std::slice::from_ref(&execd)), [gone(7), ProcessEvent::Instrumented(execd)]);
     }
 
     #[test]
@@ -335,26 +318,18 @@ mod tests {
         renamed.service.name = "renamed".into();
         assert_eq!(diff(std::slice::from_ref(&a), std::slice::from_ref(&renamed)), [ProcessEvent::Updated(renamed)]);
         let mut in_pod = a.clone();
-        in_pod.info.k8s = Some(std::sync::Arc::new(crate::kube::K8sMeta { pod_name: "p".into(), ..Default::default() }));
+        in_pod.info.k8s =
+            Some(std::sync::Arc::new(crate::kube::K8sMeta { pod_name: "p".into(), ..Default::default() }));
         assert_eq!(diff(&[a], std::slice::from_ref(&in_pod)), [ProcessEvent::Updated(in_pod)]);
     }
 
     #[test]
     fn vanished_classification() {
-        let nf = DiscoverError::Io {
-            path: "/x".into(),
-            source: io::Error::from(io::ErrorKind::NotFound),
-        };
+        let nf = DiscoverError::Io { path: "/x".into(), source: io::Error::from(io::ErrorKind::NotFound) };
         assert!(nf.is_vanished());
-        let srch = DiscoverError::Io {
-            path: "/x".into(),
-            source: io::Error::from_raw_os_error(libc::ESRCH),
-        };
+        let srch = DiscoverError::Io { path: "/x".into(), source: io::Error::from_raw_os_error(libc::ESRCH) };
         assert!(srch.is_vanished());
-        let acc = DiscoverError::Io {
-            path: "/x".into(),
-            source: io::Error::from(io::ErrorKind::PermissionDenied),
-        };
+        let acc = DiscoverError::Io { path: "/x".into(), source: io::Error::from(io::ErrorKind::PermissionDenied) };
         assert!(!acc.is_vanished());
         assert_eq!(acc.to_string(), "reading /x");
     }
@@ -369,30 +344,15 @@ mod tests {
     }
 
     async fn recv(rx: &mut mpsc::Receiver<Vec<ProcessEvent>>) -> Vec<ProcessEvent> {
-        tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .unwrap()
-            .unwrap()
+        tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap()
     }
 
     #[tokio::test]
     async fn spawn_sends_differences_only() {
         let fp = FakeProc::new();
         fp.add(1, 0, Some("/sbin/init"), &["/sbin/init"], 1, &[], &[], 1);
-        fp.add(
-            100,
-            1,
-            Some("/usr/bin/python3"),
-            &["python3", "app.py"],
-            50,
-            &[],
-            &[],
-            1,
-        );
-        let sel = Selection {
-            include: vec![Criteria::default().exe_path("*python*").unwrap()],
-            exclude: vec![],
-        };
+        fp.add(100, 1, Some("/usr/bin/python3"), &["python3", "app.py"], 50, &[], &[], 1);
+        let sel = Selection { include: vec![Criteria::default().exe_path("*python*").unwrap()], exclude: vec![] };
         let opts = DiscoverOptions {
             proc_root: fp.root().to_path_buf(),
             poll_interval: Duration::from_millis(20),
@@ -406,40 +366,13 @@ mod tests {
 
         let first = recv(&mut rx).await;
         assert_eq!(first.len(), 1);
-        let ProcessEvent::Instrumented(pm) = &first[0] else {
-            panic!("{first:?}")
-        };
-        assert_eq!(
-            (
-                pm.info.pid,
-                pm.service.name.as_str(),
-                pm.service.instance_id.as_str()
-            ),
-            (100, "app", "h:100")
-        );
+        let ProcessEvent::Instrumented(pm) = &first[0] else { panic!("{first:?}") };
+        assert_eq!((pm.info.pid, pm.service.name.as_str(), pm.service.instance_id.as_str()), (100, "app", "h:100"));
 
         // Pid 100 exits and its pid is reused by another python process; pid 101 appears.
         fp.remove(100);
-        fp.add(
-            100,
-            1,
-            Some("/usr/bin/python3"),
-            &["python3", "other.py"],
-            60,
-            &[],
-            &[],
-            1,
-        );
-        fp.add(
-            101,
-            1,
-            Some("/usr/bin/python3"),
-            &["python3", "worker.py"],
-            70,
-            &[],
-            &[],
-            1,
-        );
+        fp.add(100, 1, Some("/usr/bin/python3"), &["python3", "other.py"], 60, &[], &[], 1);
+        fp.add(101, 1, Some("/usr/bin/python3"), &["python3", "worker.py"], 70, &[], &[], 1);
         let mut events = Vec::new();
         while events.len() < 3 {
             events.extend(recv(&mut rx).await);
@@ -453,18 +386,12 @@ mod tests {
             })
             .collect();
         new.sort();
-        assert_eq!(
-            new,
-            [(100, "other".to_string()), (101, "worker".to_string())]
-        );
+        assert_eq!(new, [(100, "other".to_string()), (101, "worker".to_string())]);
 
         fp.remove(101);
         assert_eq!(recv(&mut rx).await, [gone(101)]);
 
         drop(rx);
-        tokio::time::timeout(Duration::from_secs(10), handle)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), handle).await.unwrap().unwrap();
     }
 }

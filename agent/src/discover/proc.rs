@@ -73,12 +73,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
     let ppid = rest.get(1)?.parse().ok()?;
     let start_time = rest.get(19)?.parse().ok()?;
-    Some(Stat {
-        pid,
-        comm,
-        ppid,
-        start_time,
-    })
+    Some(Stat { pid, comm, ppid, start_time })
 }
 
 /// Splits `/proc/<pid>/cmdline` on NUL. A process that rewrote its title into a single
@@ -88,9 +83,7 @@ pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
     if raw.is_empty() {
         return Vec::new();
     }
-    raw.split(|b| *b == 0)
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
+    raw.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
 }
 
 /// Extracts the OpenTelemetry settings from `/proc/<pid>/environ` (NUL-separated `K=V`).
@@ -106,21 +99,15 @@ pub fn parse_environ(raw: &[u8]) -> OtelEnv {
             "OTEL_SERVICE_NAME" if !value.trim().is_empty() => {
                 otel_service_name = Some(value.trim().to_string());
             }
-            "OTEL_RESOURCE_ATTRIBUTES" => {
-                env.resource_attributes = parse_resource_attributes(value)
-            }
+            "OTEL_RESOURCE_ATTRIBUTES" => env.resource_attributes = parse_resource_attributes(value),
             _ => {}
         }
         if sdk_marker(key, value) {
             env.sdk_instrumented = true;
         }
     }
-    let attr = |name: &str| {
-        env.resource_attributes
-            .iter()
-            .find(|(k, v)| k == name && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    };
+    let attr =
+        |name: &str| env.resource_attributes.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.clone());
     env.service_name = otel_service_name.or_else(|| attr("service.name"));
     env.service_namespace = attr("service.namespace");
     env
@@ -129,9 +116,7 @@ pub fn parse_environ(raw: &[u8]) -> OtelEnv {
 /// Environment variables that show an OpenTelemetry SDK or agent is loaded.
 fn sdk_marker(key: &str, value: &str) -> bool {
     match key {
-        "JAVA_TOOL_OPTIONS" | "JDK_JAVA_OPTIONS" | "_JAVA_OPTIONS" => {
-            value.contains("opentelemetry-javaagent")
-        }
+        "JAVA_TOOL_OPTIONS" | "JDK_JAVA_OPTIONS" | "_JAVA_OPTIONS" => value.contains("opentelemetry-javaagent"),
         "NODE_OPTIONS" => value.contains("@opentelemetry/"),
         "PYTHONPATH" => value.contains("opentelemetry"),
         "CORECLR_PROFILER" => value.eq_ignore_ascii_case("{918728DD-259F-4A6A-AC2B-B85E1B658318}"),
@@ -191,10 +176,7 @@ pub fn parse_net_tcp_listen(text: &str) -> Vec<(u64, u16)> {
 
 /// Parses an fd link target `socket:[12345]`.
 pub fn parse_socket_link(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
+    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// Parses a namespace link target such as `net:[4026531840]`.
@@ -222,9 +204,7 @@ fn pid_path(root: &Path, pid: u32, file: &str) -> PathBuf {
 /// Numeric entries of the proc root.
 pub fn list_pids(root: &Path) -> Result<Vec<u32>, DiscoverError> {
     let dir = std::fs::read_dir(root).map_err(io_err(root.to_path_buf()))?;
-    let mut pids: Vec<u32> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+    let mut pids: Vec<u32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
     pids.sort_unstable();
     Ok(pids)
 }
@@ -232,24 +212,17 @@ pub fn list_pids(root: &Path) -> Result<Vec<u32>, DiscoverError> {
 pub fn read_stat(root: &Path, pid: u32) -> Result<Stat, DiscoverError> {
     let path = pid_path(root, pid, "stat");
     let text = std::fs::read_to_string(&path).map_err(io_err(path.clone()))?;
-    parse_stat(&text).ok_or(DiscoverError::Malformed {
-        path,
-        reason: "unparsable stat line",
-    })
+    parse_stat(&text).ok_or(DiscoverError::Malformed { path, reason: "unparsable stat line" })
 }
 
 pub fn read_exe(root: &Path, pid: u32) -> Result<PathBuf, DiscoverError> {
     let path = pid_path(root, pid, "exe");
-    std::fs::read_link(&path)
-        .map(clean_exe)
-        .map_err(io_err(path))
+    std::fs::read_link(&path).map(clean_exe).map_err(io_err(path))
 }
 
 pub fn read_cmdline(root: &Path, pid: u32) -> Result<Vec<String>, DiscoverError> {
     let path = pid_path(root, pid, "cmdline");
-    std::fs::read(&path)
-        .map(|b| parse_cmdline(&b))
-        .map_err(io_err(path))
+    std::fs::read(&path).map(|b| parse_cmdline(&b)).map_err(io_err(path))
 }
 
 /// Reads the environment; an unreadable environ (no ptrace access) yields the default.
@@ -283,9 +256,8 @@ pub struct ListenCache {
 impl ListenCache {
     /// Listening `inode -> port` map of the network namespace `pid` lives in.
     fn table(&mut self, root: &Path, pid: u32) -> Result<HashMap<u64, u16>, DiscoverError> {
-        let ns = std::fs::read_link(pid_path(root, pid, "ns/net"))
-            .ok()
-            .and_then(|l| l.to_str().and_then(parse_ns_link));
+        let ns =
+            std::fs::read_link(pid_path(root, pid, "ns/net")).ok().and_then(|l| l.to_str().and_then(parse_ns_link));
         if let Some(ns) = ns {
             if let Some(t) = self.by_netns.get(&ns) {
                 return Ok(t.clone());
@@ -314,10 +286,7 @@ impl ListenCache {
             return Ok(Vec::new());
         }
         let table = self.table(root, pid)?;
-        let mut ports: Vec<u16> = inodes
-            .iter()
-            .filter_map(|i| table.get(i).copied())
-            .collect();
+        let mut ports: Vec<u16> = inodes.iter().filter_map(|i| table.get(i).copied()).collect();
         ports.sort_unstable();
         ports.dedup();
         Ok(ports)
@@ -343,11 +312,7 @@ pub fn read_process(
         return Ok(None);
     }
     let env = read_env(root, pid)?;
-    let listen_ports = if with_ports {
-        cache.listen_ports(root, pid)?
-    } else {
-        Vec::new()
-    };
+    let listen_ports = if with_ports { cache.listen_ports(root, pid)? } else { Vec::new() };
     Ok(Some(ProcessInfo {
         pid,
         ppid: stat.ppid,
@@ -419,15 +384,9 @@ mod tests {
 
     #[test]
     fn cmdline_split() {
-        assert_eq!(
-            parse_cmdline(b"python3\0app.py\0--port\08080\0"),
-            ["python3", "app.py", "--port", "8080"]
-        );
+        assert_eq!(parse_cmdline(b"python3\0app.py\0--port\08080\0"), ["python3", "app.py", "--port", "8080"]);
         assert!(parse_cmdline(b"").is_empty());
-        assert_eq!(
-            parse_cmdline(b"gunicorn: master [app:app]"),
-            ["gunicorn: master [app:app]"]
-        );
+        assert_eq!(parse_cmdline(b"gunicorn: master [app:app]"), ["gunicorn: master [app:app]"]);
         assert_eq!(parse_cmdline(b"a\0\0b\0"), ["a", "", "b"]);
     }
 
@@ -441,15 +400,10 @@ mod tests {
         assert_eq!(env.resource_attributes.len(), 2);
         assert!(!env.sdk_instrumented);
 
-        let env = parse_environ(
-            b"OTEL_RESOURCE_ATTRIBUTES= service.name = cart , deployment.environment=prod\0",
-        );
+        let env = parse_environ(b"OTEL_RESOURCE_ATTRIBUTES= service.name = cart , deployment.environment=prod\0");
         assert_eq!(env.service_name.as_deref(), Some("cart"));
         assert_eq!(env.service_namespace, None);
-        assert_eq!(
-            env.resource_attributes[1],
-            ("deployment.environment".into(), "prod".into())
-        );
+        assert_eq!(env.resource_attributes[1], ("deployment.environment".into(), "prod".into()));
 
         let env = parse_environ(b"OTEL_SERVICE_NAME=\0");
         assert_eq!(env, OtelEnv::default());
@@ -457,12 +411,9 @@ mod tests {
 
     #[test]
     fn environ_sdk_heuristic() {
-        let env =
-            parse_environ(b"JAVA_TOOL_OPTIONS=-javaagent:/otel/opentelemetry-javaagent.jar\0");
+        let env = parse_environ(b"JAVA_TOOL_OPTIONS=-javaagent:/otel/opentelemetry-javaagent.jar\0");
         assert!(env.sdk_instrumented);
-        let env = parse_environ(
-            b"NODE_OPTIONS=--require @opentelemetry/auto-instrumentations-node/register\0",
-        );
+        let env = parse_environ(b"NODE_OPTIONS=--require @opentelemetry/auto-instrumentations-node/register\0");
         assert!(env.sdk_instrumented);
         assert!(!parse_environ(b"NODE_OPTIONS=--max-old-space-size=4096\0").sdk_instrumented);
     }
@@ -490,14 +441,8 @@ mod tests {
         assert_eq!(parse_socket_link("pipe:[12345]"), None);
         assert_eq!(parse_socket_link("/dev/null"), None);
         assert_eq!(parse_ns_link("net:[4026531840]"), Some(4026531840));
-        assert_eq!(
-            clean_exe("/usr/bin/app (deleted)".into()),
-            PathBuf::from("/usr/bin/app")
-        );
-        assert_eq!(
-            clean_exe("/usr/bin/app".into()),
-            PathBuf::from("/usr/bin/app")
-        );
+        assert_eq!(clean_exe("/usr/bin/app (deleted)".into()), PathBuf::from("/usr/bin/app"));
+        assert_eq!(clean_exe("/usr/bin/app".into()), PathBuf::from("/usr/bin/app"));
     }
 
     #[test]
@@ -515,16 +460,7 @@ mod tests {
             &[11111, 44444, 99999],
             1,
         );
-        fp.add(
-            200,
-            1,
-            Some("/usr/bin/node"),
-            &["node", "s.js"],
-            6000,
-            &[],
-            &[11111],
-            2,
-        );
+        fp.add(200, 1, Some("/usr/bin/node"), &["node", "s.js"], 6000, &[], &[11111], 2);
         std::fs::create_dir_all(fp.root().join("self")).unwrap();
 
         let all = read_all(fp.root(), true).unwrap();

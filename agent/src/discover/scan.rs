@@ -13,8 +13,8 @@ use tracing::trace;
 use super::proc::{self, ListenCache, ProcessInfo, Stat};
 use super::selector::Selection;
 use super::service::{identify_with_k8s, instance_id, K8sNames, ServiceId};
-use crate::kube::cgroup;
 use super::{DiscoverError, DiscoverOptions, ProcessMatch};
+use crate::kube::cgroup;
 
 /// Guards ancestry walks against cycles in a racy process table.
 const MAX_DEPTH: usize = 256;
@@ -66,13 +66,7 @@ fn matched_ancestor<'a>(
 
 impl Scanner {
     pub fn new(sel: Selection, opts: DiscoverOptions) -> Self {
-        Scanner {
-            sel,
-            opts,
-            known: HashMap::new(),
-            matched: HashMap::new(),
-            ticks_per_sec: proc::clock_ticks(),
-        }
+        Scanner { sel, opts, known: HashMap::new(), matched: HashMap::new(), ticks_per_sec: proc::clock_ticks() }
     }
 
     /// Reads one process, reusing the cached command line and environment when the
@@ -86,11 +80,9 @@ impl Scanner {
         listen: &mut ListenCache,
     ) -> Result<Option<ProcessInfo>, DiscoverError> {
         let mut info = match self.known.get(&st.pid) {
-            Some(k) if k.start_time == st.start_time && k.exe == exe => ProcessInfo {
-                ppid: st.ppid,
-                listen_ports: Vec::new(),
-                ..k.clone()
-            },
+            Some(k) if k.start_time == st.start_time && k.exe == exe => {
+                ProcessInfo { ppid: st.ppid, listen_ports: Vec::new(), ..k.clone() }
+            }
             _ => {
                 let cmdline = proc::read_cmdline(root, st.pid)?;
                 if cmdline.is_empty() {
@@ -124,10 +116,9 @@ impl Scanner {
 
     fn identify(&self, p: &ProcessInfo, criteria_index: usize) -> ServiceId {
         let k8s = match (&self.opts.kube, &p.k8s) {
-            (Some(store), Some(meta)) => Some(K8sNames {
-                name: store.service_name(meta),
-                namespace: store.service_namespace(meta),
-            }),
+            (Some(store), Some(meta)) => {
+                Some(K8sNames { name: store.service_name(meta), namespace: store.service_namespace(meta) })
+            }
             _ => None,
         };
         identify_with_k8s(
@@ -220,14 +211,7 @@ impl Scanner {
             match self.sel.select(&info) {
                 Some(idx) => {
                     let service = self.identify(&info, idx);
-                    matched_now.insert(
-                        info.pid,
-                        ProcessMatch {
-                            info,
-                            service,
-                            criteria_index: idx,
-                        },
-                    );
+                    matched_now.insert(info.pid, ProcessMatch { info, service, criteria_index: idx });
                 }
                 None => rest.push(info),
             }
@@ -243,11 +227,7 @@ impl Scanner {
                     namespace: anc.service.namespace.clone(),
                     instance_id: instance_id(&self.opts.hostname, info.pid),
                 };
-                inherited.push(ProcessMatch {
-                    info,
-                    service,
-                    criteria_index: anc.criteria_index,
-                });
+                inherited.push(ProcessMatch { info, service, criteria_index: anc.criteria_index });
             }
         }
         matched_now.extend(inherited.into_iter().map(|m| (m.info.pid, m)));
@@ -283,10 +263,7 @@ mod tests {
     }
 
     fn sel(c: Criteria) -> Selection {
-        Selection {
-            include: vec![c],
-            exclude: vec![],
-        }
+        Selection { include: vec![c], exclude: vec![] }
     }
 
     fn pids(ms: &[ProcessMatch]) -> Vec<u32> {
@@ -298,30 +275,15 @@ mod tests {
         let fp = FakeProc::new();
         fp.add(1, 0, Some("/sbin/init"), &["/sbin/init"], 1, &[], &[], 1);
         fp.add(2, 0, None, &[], 1, &[], &[], 1);
-        fp.add(
-            10,
-            1,
-            Some("/srv/api"),
-            &["/srv/api"],
-            5,
-            &["OTEL_SERVICE_NAME=api-svc"],
-            &[11111],
-            1,
-        );
+        fp.add(10, 1, Some("/srv/api"), &["/srv/api"], 5, &["OTEL_SERVICE_NAME=api-svc"], &[11111], 1);
         fp.add(11, 1, Some("/srv/db"), &["/srv/db"], 5, &[], &[22222], 1);
-        let s = sel(Criteria::default()
-            .open_ports([8000..=8999])
-            .namespace("prod"));
+        let s = sel(Criteria::default().open_ports([8000..=8999]).namespace("prod"));
         let out = Scanner::new(s, opts(&fp)).scan().unwrap();
         assert_eq!(pids(&out), [10]);
         assert_eq!(out[0].info.listen_ports, [8080]);
         assert_eq!(
             out[0].service,
-            ServiceId {
-                name: "api-svc".into(),
-                namespace: "prod".into(),
-                instance_id: "host:10".into()
-            }
+            ServiceId { name: "api-svc".into(), namespace: "prod".into(), instance_id: "host:10".into() }
         );
     }
 
@@ -330,16 +292,7 @@ mod tests {
         let fp = FakeProc::new();
         fp.add(1, 0, Some("/sbin/init"), &["/sbin/init"], 1, &[], &[], 1);
         fp.add(500, 1, Some("/usr/bin/beyla"), &["beyla"], 5, &[], &[], 1);
-        fp.add(
-            501,
-            500,
-            Some("/usr/bin/beyla"),
-            &["beyla", "helper"],
-            6,
-            &[],
-            &[],
-            1,
-        );
+        fp.add(501, 500, Some("/usr/bin/beyla"), &["beyla", "helper"], 6, &[], &[], 1);
         fp.add(502, 501, Some("/bin/sh"), &["sh"], 7, &[], &[], 1);
         fp.add(600, 1, Some("/bin/sh"), &["sh"], 8, &[], &[], 1);
         let s = sel(Criteria::default().exe_path("*").unwrap());
@@ -355,44 +308,14 @@ mod tests {
         let fp = FakeProc::new();
         fp.add(1, 0, Some("/sbin/init"), &["/sbin/init"], 1, &[], &[], 1);
         let py = "/usr/bin/python3.11";
-        fp.add(
-            10,
-            1,
-            Some(py),
-            &["python3", "/venv/bin/gunicorn", "-w", "2", "shop.wsgi:app"],
-            5,
-            &[],
-            &[11111],
-            1,
-        );
-        fp.add(
-            11,
-            10,
-            Some(py),
-            &["gunicorn: worker [shop.wsgi:app]"],
-            6,
-            &[],
-            &[],
-            1,
-        );
+        fp.add(10, 1, Some(py), &["python3", "/venv/bin/gunicorn", "-w", "2", "shop.wsgi:app"], 5, &[], &[11111], 1);
+        fp.add(11, 10, Some(py), &["gunicorn: worker [shop.wsgi:app]"], 6, &[], &[], 1);
         fp.add(12, 11, Some(py), &["python3", "-c", "x"], 7, &[], &[], 1);
-        fp.add(
-            13,
-            10,
-            Some("/bin/sh"),
-            &["sh", "-c", "true"],
-            8,
-            &[],
-            &[],
-            1,
-        );
+        fp.add(13, 10, Some("/bin/sh"), &["sh", "-c", "true"], 8, &[], &[], 1);
         fp.add(14, 13, Some(py), &["python3", "sub.py"], 9, &[], &[], 1);
         fp.add(20, 1, Some(py), &["python3", "other.py"], 9, &[], &[], 1);
         let s = Selection {
-            include: vec![
-                Criteria::default().open_ports([1..=1]),
-                Criteria::default().open_ports([8080..=8080]),
-            ],
+            include: vec![Criteria::default().open_ports([1..=1]), Criteria::default().open_ports([8080..=8080])],
             exclude: vec![Criteria::default().cmd_args("*sub.py*").unwrap()],
         };
         let out = scan_once_for(s, &fp);
@@ -407,26 +330,8 @@ mod tests {
     #[test]
     fn exclude_wins() {
         let fp = FakeProc::new();
-        fp.add(
-            10,
-            1,
-            Some("/usr/bin/node"),
-            &["node", "a.js"],
-            5,
-            &[],
-            &[],
-            1,
-        );
-        fp.add(
-            11,
-            1,
-            Some("/usr/bin/node"),
-            &["node", "b.js"],
-            5,
-            &[],
-            &[],
-            1,
-        );
+        fp.add(10, 1, Some("/usr/bin/node"), &["node", "a.js"], 5, &[], &[], 1);
+        fp.add(11, 1, Some("/usr/bin/node"), &["node", "b.js"], 5, &[], &[], 1);
         let s = Selection {
             include: vec![Criteria::default().exe_path("*node").unwrap()],
             exclude: vec![Criteria::default().cmd_args("b.js").unwrap()],
@@ -439,26 +344,8 @@ mod tests {
         let fp = FakeProc::new();
         let ticks = proc::clock_ticks();
         // uptime is 100000s: started 1s ago vs. an hour ago.
-        fp.add(
-            10,
-            1,
-            Some("/srv/new"),
-            &["new"],
-            (100_000 - 1) * ticks,
-            &[],
-            &[],
-            1,
-        );
-        fp.add(
-            11,
-            1,
-            Some("/srv/old"),
-            &["old"],
-            (100_000 - 3600) * ticks,
-            &[],
-            &[],
-            1,
-        );
+        fp.add(10, 1, Some("/srv/new"), &["new"], (100_000 - 1) * ticks, &[], &[], 1);
+        fp.add(11, 1, Some("/srv/old"), &["old"], (100_000 - 3600) * ticks, &[], &[], 1);
         let mut o = opts(&fp);
         o.min_process_age = Duration::from_secs(5);
         let s = sel(Criteria::default().exe_path("/srv/*").unwrap());
@@ -470,20 +357,8 @@ mod tests {
     fn matches_are_sticky_and_cache_is_used() {
         let fp = FakeProc::new();
         fp.add(10, 1, Some("/srv/api"), &["api"], 5, &[], &[11111], 1);
-        fp.add(
-            11,
-            1,
-            Some("/srv/late"),
-            &["late"],
-            5,
-            &["OTEL_SERVICE_NAME=late-svc"],
-            &[],
-            1,
-        );
-        let mut sc = Scanner::new(
-            sel(Criteria::default().open_ports([8080..=8080])),
-            opts(&fp),
-        );
+        fp.add(11, 1, Some("/srv/late"), &["late"], 5, &["OTEL_SERVICE_NAME=late-svc"], &[], 1);
+        let mut sc = Scanner::new(sel(Criteria::default().open_ports([8080..=8080])), opts(&fp));
         assert_eq!(pids(&sc.scan().unwrap()), [10]);
 
         // Pid 10 closes its port: still matched. Its fd dir is not even read.
@@ -509,8 +384,8 @@ mod tests {
     #[test]
     fn kubernetes_selectors_names_and_updates() {
         use crate::config::{GlobPattern, Matcher};
-        use crate::kube::{PodInfo, Store};
         use crate::discover::selector::K8sCriteria;
+        use crate::kube::{PodInfo, Store};
         let id = |c: char| c.to_string().repeat(64);
         let fp = FakeProc::new();
         for (pid, c) in [(10, 'a'), (11, 'b'), (12, 'c')] {
@@ -532,7 +407,10 @@ mod tests {
         store.apply_pod(pod("u11", "staging", "api-2", 'b', "v1"));
         let glob = |p: &str| Matcher::Glob(GlobPattern::new(p).unwrap());
         let c = Criteria {
-            k8s: K8sCriteria { attributes: vec![("k8s.namespace.name", glob("demo")), ("k8s.deployment.name", glob("api"))], ..Default::default() },
+            k8s: K8sCriteria {
+                attributes: vec![("k8s.namespace.name", glob("demo")), ("k8s.deployment.name", glob("api"))],
+                ..Default::default()
+            },
             ..Default::default()
         };
         let mut o = opts(&fp);
@@ -550,7 +428,10 @@ mod tests {
         assert_eq!(pids(&out2), [10, 12]);
         assert_eq!(out2[0].service.name, "v2");
         let events = crate::discover::diff(&out, &out2);
-        assert!(matches!(&events[..], [ProcessEvent::Updated(a), ProcessEvent::Instrumented(b)] if a.info.pid == 10 && b.info.pid == 12), "{events:?}");
+        assert!(
+            matches!(&events[..], [ProcessEvent::Updated(a), ProcessEvent::Instrumented(b)] if a.info.pid == 10 && b.info.pid == 12),
+            "{events:?}"
+        );
 
         // The pod moves out of the selected namespace: no longer instrumented.
         store.apply_pod(pod("u12", "staging", "api-3", 'c', "v1"));
@@ -569,15 +450,7 @@ mod tests {
     fn ancestry_helpers_survive_cycles() {
         let mut stats = BTreeMap::new();
         for (pid, ppid) in [(5, 6), (6, 5)] {
-            stats.insert(
-                pid,
-                Stat {
-                    pid,
-                    comm: String::new(),
-                    ppid,
-                    start_time: 0,
-                },
-            );
+            stats.insert(pid, Stat { pid, comm: String::new(), ppid, start_time: 0 });
         }
         assert!(!in_tree(&stats, 5, 1));
         assert!(in_tree(&stats, 5, 6));

@@ -87,10 +87,7 @@ pub fn exe_glob(pattern: &str) -> Result<GlobMatcher, DiscoverError> {
         .literal_separator(false)
         .build()
         .map(|g| g.compile_matcher())
-        .map_err(|source| DiscoverError::InvalidGlob {
-            pattern: pattern.to_string(),
-            source,
-        })
+        .map_err(|source| DiscoverError::InvalidGlob { pattern: pattern.to_string(), source })
 }
 
 impl Criteria {
@@ -120,10 +117,8 @@ impl Criteria {
     }
     /// Compiles and sets the deprecated `executable_name` regex.
     pub fn executable_name(self, pattern: &str) -> Result<Self, DiscoverError> {
-        let re = Regex::new(pattern).map_err(|source| DiscoverError::InvalidRegex {
-            pattern: pattern.to_string(),
-            source,
-        })?;
+        let re = Regex::new(pattern)
+            .map_err(|source| DiscoverError::InvalidRegex { pattern: pattern.to_string(), source })?;
         Ok(self.exe_regex(re))
     }
     pub fn cmd_args_glob(mut self, glob: GlobMatcher) -> Self {
@@ -139,8 +134,7 @@ impl Criteria {
         self
     }
     pub fn languages<S: Into<String>>(mut self, langs: impl IntoIterator<Item = S>) -> Self {
-        self.languages
-            .extend(langs.into_iter().map(|l| l.into().to_ascii_lowercase()));
+        self.languages.extend(langs.into_iter().map(|l| l.into().to_ascii_lowercase()));
         self
     }
 
@@ -171,10 +165,7 @@ impl Criteria {
             }
         }
         if !self.open_ports.is_empty()
-            && !p
-                .listen_ports
-                .iter()
-                .any(|port| self.open_ports.iter().any(|r| r.contains(port)))
+            && !p.listen_ports.iter().any(|port| self.open_ports.iter().any(|r| r.contains(port)))
         {
             return false;
         }
@@ -222,21 +213,14 @@ impl Selection {
 
     /// True if any criteria needs listening ports (scans can skip fd reading otherwise).
     pub fn needs_ports(&self) -> bool {
-        self.include
-            .iter()
-            .chain(&self.exclude)
-            .any(|c| !c.open_ports.is_empty())
+        self.include.iter().chain(&self.exclude).any(|c| !c.open_ports.is_empty())
     }
 }
 
 /// Cheap language detection from the executable and command name. Returns `None` when the
 /// name says nothing (compiled Go, Rust and C++ binaries need ELF inspection, not done here).
 pub fn detect_language(p: &ProcessInfo) -> Option<&'static str> {
-    let exe = p
-        .exe
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
+    let exe = p.exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let name = if exe.is_empty() { p.comm.as_str() } else { exe };
     let name = name.to_ascii_lowercase();
     let starts = |prefixes: &[&str]| prefixes.iter().any(|pre| name.starts_with(pre));
@@ -279,14 +263,7 @@ mod tests {
         let p = proc_(10, "/usr/bin/python3", &["python3"], &[8080]);
         assert!(!Criteria::default().matches(&p));
         assert!(!Criteria::default().name("x").namespace("y").matches(&p));
-        assert_eq!(
-            Selection {
-                include: vec![Criteria::default()],
-                exclude: vec![]
-            }
-            .select(&p),
-            None
-        );
+        assert_eq!(Selection { include: vec![Criteria::default()], exclude: vec![] }.select(&p), None);
     }
 
     #[test]
@@ -296,34 +273,19 @@ mod tests {
         let c = Criteria::default().exe_path("*/python3*").unwrap();
         assert!(c.matches(&py));
         assert!(!c.matches(&node));
-        assert!(Criteria::default()
-            .exe_path("*node*")
-            .unwrap()
-            .matches(&node));
+        assert!(Criteria::default().exe_path("*node*").unwrap().matches(&node));
         // Full-path semantics: a bare basename does not match.
         assert!(!Criteria::default().exe_path("node").unwrap().matches(&node));
-        assert!(Criteria::default()
-            .exe_path("/opt/**/node")
-            .unwrap()
-            .matches(&node));
+        assert!(Criteria::default().exe_path("/opt/**/node").unwrap().matches(&node));
         assert!(Criteria::default().exe_path("*").unwrap().matches(&node));
-        assert!(matches!(
-            exe_glob("a[").unwrap_err(),
-            DiscoverError::InvalidGlob { .. }
-        ));
+        assert!(matches!(exe_glob("a[").unwrap_err(), DiscoverError::InvalidGlob { .. }));
     }
 
     #[test]
     fn exe_regex_is_unanchored_over_full_path() {
         let p = proc_(10, "/srv/bin/orders-api", &["orders-api"], &[]);
-        assert!(Criteria::default()
-            .executable_name("orders")
-            .unwrap()
-            .matches(&p));
-        assert!(!Criteria::default()
-            .executable_name("^orders")
-            .unwrap()
-            .matches(&p));
+        assert!(Criteria::default().executable_name("orders").unwrap().matches(&p));
+        assert!(!Criteria::default().executable_name("^orders").unwrap().matches(&p));
         assert!(Criteria::default().executable_name("invalid(").is_err());
     }
 
@@ -331,54 +293,28 @@ mod tests {
     fn ports_any_in_any_range() {
         let p = proc_(10, "/app", &["app"], &[22, 8081]);
         assert!(Criteria::default().open_ports([8080..=8089]).matches(&p));
-        assert!(Criteria::default()
-            .open_ports([80..=80, 8081..=8081])
-            .matches(&p));
-        assert!(!Criteria::default()
-            .open_ports([80..=80, 443..=443])
-            .matches(&p));
-        assert!(!Criteria::default()
-            .open_ports([80..=80])
-            .matches(&proc_(1, "/a", &["a"], &[])));
+        assert!(Criteria::default().open_ports([80..=80, 8081..=8081]).matches(&p));
+        assert!(!Criteria::default().open_ports([80..=80, 443..=443]).matches(&p));
+        assert!(!Criteria::default().open_ports([80..=80]).matches(&proc_(1, "/a", &["a"], &[])));
     }
 
     #[test]
     fn keys_are_anded() {
         let p = proc_(10, "/usr/bin/java", &["java", "-jar", "shop.jar"], &[8080]);
-        let both = Criteria::default()
-            .exe_path("*java")
-            .unwrap()
-            .open_ports([8080..=8080]);
+        let both = Criteria::default().exe_path("*java").unwrap().open_ports([8080..=8080]);
         assert!(both.matches(&p));
-        let wrong_port = Criteria::default()
-            .exe_path("*java")
-            .unwrap()
-            .open_ports([9090..=9090]);
+        let wrong_port = Criteria::default().exe_path("*java").unwrap().open_ports([9090..=9090]);
         assert!(!wrong_port.matches(&p));
-        let pid = Criteria::default()
-            .exe_path("*java")
-            .unwrap()
-            .target_pids([11]);
+        let pid = Criteria::default().exe_path("*java").unwrap().target_pids([11]);
         assert!(!pid.matches(&p));
         assert!(Criteria::default().target_pids([9, 10]).matches(&p));
     }
 
     #[test]
     fn cmd_args_and_languages() {
-        let p = proc_(
-            10,
-            "/usr/bin/python3.12",
-            &["python3", "-m", "uvicorn", "main:app"],
-            &[],
-        );
-        assert!(Criteria::default()
-            .cmd_args("*uvicorn*")
-            .unwrap()
-            .matches(&p));
-        assert!(!Criteria::default()
-            .cmd_args("python3*")
-            .unwrap()
-            .matches(&p));
+        let p = proc_(10, "/usr/bin/python3.12", &["python3", "-m", "uvicorn", "main:app"], &[]);
+        assert!(Criteria::default().cmd_args("*uvicorn*").unwrap().matches(&p));
+        assert!(!Criteria::default().cmd_args("python3*").unwrap().matches(&p));
         assert!(Criteria::default().languages(["Python"]).matches(&p));
         assert!(Criteria::default().languages(["go", "python"]).matches(&p));
         assert!(!Criteria::default().languages(["java"]).matches(&p));
@@ -454,18 +390,10 @@ mod tests {
         assert_eq!(sel.select(&p), Some(1));
         let q = proc_(11, "/usr/bin/python3", &["python3", "app.py"], &[9090]);
         assert_eq!(sel.select(&q), Some(0));
-        let excluded = proc_(
-            12,
-            "/usr/bin/python3",
-            &["python3", "x.py", "--internal"],
-            &[9090],
-        );
+        let excluded = proc_(12, "/usr/bin/python3", &["python3", "x.py", "--internal"], &[9090]);
         assert_eq!(sel.select(&excluded), None);
         assert!(sel.needs_ports());
-        let no_ports = Selection {
-            include: vec![Criteria::default().target_pids([1])],
-            exclude: vec![],
-        };
+        let no_ports = Selection { include: vec![Criteria::default().target_pids([1])], exclude: vec![] };
         assert!(!no_ports.needs_ports());
     }
 }

@@ -78,11 +78,7 @@ pub fn identify_with_k8s(
         .or_else(|| non_empty(k8s.map(|k| k.namespace.as_str())))
         .unwrap_or_default()
         .to_string();
-    ServiceId {
-        name,
-        namespace,
-        instance_id: instance_id(hostname, p.pid),
-    }
+    ServiceId { name, namespace, instance_id: instance_id(hostname, p.pid) }
 }
 
 fn base(path: &str) -> &str {
@@ -115,10 +111,7 @@ fn script_name(path: &str) -> String {
     if matches!(s, "index" | "main" | "__main__" | "app" | "server") {
         let mut parts = path.rsplit('/');
         parts.next();
-        if let Some(dir) = parts
-            .next()
-            .filter(|d| !d.is_empty() && *d != "." && *d != "..")
-        {
+        if let Some(dir) = parts.next().filter(|d| !d.is_empty() && *d != "." && *d != "..") {
             if !matches!(dir, "src" | "dist" | "build" | "lib" | "bin") {
                 return dir.to_string();
             }
@@ -152,12 +145,7 @@ fn first_positional(args: &[String], with_value: &[&str]) -> Option<usize> {
 fn app_module(spec: &str) -> String {
     let module = spec.split(':').next().unwrap_or(spec);
     let parts: Vec<&str> = module.split('.').filter(|p| !p.is_empty()).collect();
-    let generic = |p: &str| {
-        matches!(
-            p,
-            "wsgi" | "asgi" | "main" | "app" | "server" | "application" | "__main__"
-        )
-    };
+    let generic = |p: &str| matches!(p, "wsgi" | "asgi" | "main" | "app" | "server" | "application" | "__main__");
     match parts.as_slice() {
         [] => spec.to_string(),
         [one] => one.to_string(),
@@ -224,19 +212,13 @@ fn node_name(args: &[String]) -> Option<String> {
         "-r", "--require", "--import", "--loader", "--experimental-loader", "-C", "--conditions",
         "--env-file", "--title",
     ];
-    if args
-        .iter()
-        .any(|a| matches!(a.as_str(), "-e" | "--eval" | "-p" | "--print"))
-    {
+    if args.iter().any(|a| matches!(a.as_str(), "-e" | "--eval" | "-p" | "--print")) {
         return None;
     }
     let i = first_positional(args, &opts)?;
     let script = args[i].as_str();
     let b = base(script);
-    if matches!(
-        b,
-        "npm" | "npx" | "yarn" | "pnpm" | "npm-cli.js" | "yarn.js"
-    ) {
+    if matches!(b, "npm" | "npx" | "yarn" | "pnpm" | "npm-cli.js" | "yarn.js") {
         return Some(stem(b).trim_end_matches("-cli").to_string());
     }
     Some(script_name(script))
@@ -301,11 +283,7 @@ fn title_name(title: &str) -> Option<String> {
 /// `java -jar shop-1.2.jar` -> `shop`, `node server.js` -> `server`), anything else after
 /// the executable's base name. Beyla itself always uses the executable base name here.
 pub fn derive_name(p: &ProcessInfo) -> String {
-    let exe_base = p
-        .exe
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
+    let exe_base = p.exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let argv0 = p.cmdline.first().map(String::as_str).unwrap_or_default();
     let fallback = || {
         if !exe_base.is_empty() {
@@ -326,11 +304,7 @@ pub fn derive_name(p: &ProcessInfo) -> String {
     let derived = if exe.starts_with("python") || exe.starts_with("pypy") {
         python_name(args)
     } else if exe == "node" || exe == "nodejs" || exe == "bun" || exe == "deno" {
-        let args = if exe == "deno" && args.first().is_some_and(|a| a == "run") {
-            &args[1..]
-        } else {
-            args
-        };
+        let args = if exe == "deno" && args.first().is_some_and(|a| a == "run") { &args[1..] } else { args };
         node_name(args)
     } else if exe == "java" {
         java_name(args)
@@ -344,8 +318,7 @@ pub fn derive_name(p: &ProcessInfo) -> String {
             None => script_interpreter_name(args, &["-S", "-t", "-c", "-d", "-z"], &["-r", "-S"]),
         }
     } else if exe == "dotnet" {
-        script_interpreter_name(args, &[], &[])
-            .filter(|_| args.first().is_some_and(|a| a.ends_with(".dll")))
+        script_interpreter_name(args, &[], &[]).filter(|_| args.first().is_some_and(|a| a.ends_with(".dll")))
     } else {
         None
     };
@@ -367,13 +340,7 @@ mod tests {
             pid: 42,
             ppid: 1,
             exe: exe.into(),
-            comm: exe
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(15)
-                .collect(),
+            comm: exe.rsplit('/').next().unwrap_or_default().chars().take(15).collect(),
             cmdline: cmd.iter().map(|s| s.to_string()).collect(),
             start_time: 1,
             listen_ports: vec![],
@@ -414,35 +381,16 @@ mod tests {
         let mut p = proc_("/usr/bin/python3", &["python3", "app.py"]);
         let sel = Criteria::default().name("sel").namespace("selns");
         let id = identify(&p, Some(&sel), Some("global"), Some("globalns"), "host1");
-        assert_eq!(
-            id,
-            ServiceId {
-                name: "sel".into(),
-                namespace: "selns".into(),
-                instance_id: "host1:42".into()
-            }
-        );
+        assert_eq!(id, ServiceId { name: "sel".into(), namespace: "selns".into(), instance_id: "host1:42".into() });
 
         p.env.service_name = Some("fromenv".into());
         p.env.service_namespace = Some("envns".into());
         let id = identify(&p, Some(&sel), Some("global"), Some("globalns"), "h");
-        assert_eq!(
-            (id.name.as_str(), id.namespace.as_str()),
-            ("fromenv", "envns")
-        );
+        assert_eq!((id.name.as_str(), id.namespace.as_str()), ("fromenv", "envns"));
 
         let p = proc_("/usr/bin/python3", &["python3", "app.py"]);
-        let id = identify(
-            &p,
-            Some(&Criteria::default()),
-            Some("global"),
-            Some("globalns"),
-            "h",
-        );
-        assert_eq!(
-            (id.name.as_str(), id.namespace.as_str()),
-            ("global", "globalns")
-        );
+        let id = identify(&p, Some(&Criteria::default()), Some("global"), Some("globalns"), "h");
+        assert_eq!((id.name.as_str(), id.namespace.as_str()), ("global", "globalns"));
         let id = identify(&p, None, Some(""), None, "h");
         assert_eq!((id.name.as_str(), id.namespace.as_str()), ("app", ""));
     }
@@ -454,65 +402,27 @@ mod tests {
             b"OTEL_RESOURCE_ATTRIBUTES=service.name=billing,service.namespace=fin\0",
         );
         let id = identify(&p, Some(&Criteria::default().name("sel")), None, None, "h");
-        assert_eq!(
-            (id.name.as_str(), id.namespace.as_str()),
-            ("billing", "fin")
-        );
+        assert_eq!((id.name.as_str(), id.namespace.as_str()), ("billing", "fin"));
     }
 
     #[test]
     fn python_names() {
         let py = "/usr/bin/python3.11";
         assert_eq!(name(py, &["python3", "app.py"]), "app");
-        assert_eq!(
-            name(py, &["python3", "-u", "/srv/orders/main.py", "--port", "1"]),
-            "orders"
-        );
+        assert_eq!(name(py, &["python3", "-u", "/srv/orders/main.py", "--port", "1"]), "orders");
         assert_eq!(name(py, &["python", "-m", "mod"]), "mod");
         assert_eq!(name(py, &["python", "-mhttp.server"]), "http");
-        assert_eq!(
-            name(py, &["python", "-X", "dev", "-m", "pkg.worker"]),
-            "worker"
-        );
+        assert_eq!(name(py, &["python", "-X", "dev", "-m", "pkg.worker"]), "worker");
+        assert_eq!(name(py, &["python3", "-m", "uvicorn", "main:app", "--port", "8000"]), "main");
         assert_eq!(
             name(
                 py,
-                &["python3", "-m", "uvicorn", "main:app", "--port", "8000"]
-            ),
-            "main"
-        );
-        assert_eq!(
-            name(
-                py,
-                &[
-                    "/venv/bin/python",
-                    "/venv/bin/gunicorn",
-                    "-w",
-                    "4",
-                    "-b",
-                    "0.0.0.0:8000",
-                    "shop.wsgi:application"
-                ]
+                &["/venv/bin/python", "/venv/bin/gunicorn", "-w", "4", "-b", "0.0.0.0:8000", "shop.wsgi:application"]
             ),
             "shop"
         );
-        assert_eq!(
-            name(
-                py,
-                &[
-                    "python3",
-                    "/usr/local/bin/uvicorn",
-                    "--host",
-                    "0.0.0.0",
-                    "api.main:app"
-                ]
-            ),
-            "api"
-        );
-        assert_eq!(
-            name(py, &["python3", "/usr/local/bin/gunicorn"]),
-            "gunicorn"
-        );
+        assert_eq!(name(py, &["python3", "/usr/local/bin/uvicorn", "--host", "0.0.0.0", "api.main:app"]), "api");
+        assert_eq!(name(py, &["python3", "/usr/local/bin/gunicorn"]), "gunicorn");
         assert_eq!(name(py, &["gunicorn: worker [billing.app:app]"]), "billing");
         assert_eq!(name(py, &["python3", "-c", "print(1)"]), "python3.11");
         assert_eq!(name(py, &["python3"]), "python3.11");
@@ -523,118 +433,43 @@ mod tests {
         let n = "/usr/bin/node";
         assert_eq!(name(n, &["node", "server.js"]), "server");
         assert_eq!(
-            name(
-                n,
-                &[
-                    "node",
-                    "--max-old-space-size=4096",
-                    "-r",
-                    "dotenv/config",
-                    "/srv/cart/index.js"
-                ]
-            ),
+            name(n, &["node", "--max-old-space-size=4096", "-r", "dotenv/config", "/srv/cart/index.js"]),
             "cart"
         );
         assert_eq!(name(n, &["node", "dist/index.js"]), "index");
-        assert_eq!(
-            name(
-                n,
-                &["node", "/usr/lib/node_modules/npm/bin/npm-cli.js", "start"]
-            ),
-            "npm"
-        );
+        assert_eq!(name(n, &["node", "/usr/lib/node_modules/npm/bin/npm-cli.js", "start"]), "npm");
         assert_eq!(name(n, &["node", "-e", "1"]), "node");
-        assert_eq!(
-            name("/usr/bin/deno", &["deno", "run", "-A", "api.ts"]),
-            "api"
-        );
+        assert_eq!(name("/usr/bin/deno", &["deno", "run", "-A", "api.ts"]), "api");
     }
 
     #[test]
     fn java_names() {
         let j = "/usr/lib/jvm/java-17/bin/java";
         assert_eq!(name(j, &["java", "-jar", "foo.jar"]), "foo");
-        assert_eq!(
-            name(
-                j,
-                &["java", "-Xmx1g", "-jar", "/app/shop-1.4.2-SNAPSHOT.jar"]
-            ),
-            "shop"
-        );
-        assert_eq!(
-            name(j, &["java", "-cp", "x.jar:y", "com.example.App", "arg"]),
-            "App"
-        );
-        assert_eq!(
-            name(j, &["java", "-Dfoo=bar", "-javaagent:/a.jar", "Main"]),
-            "Main"
-        );
-        assert_eq!(
-            name(j, &["java", "-m", "shop.core/com.shop.Server"]),
-            "Server"
-        );
+        assert_eq!(name(j, &["java", "-Xmx1g", "-jar", "/app/shop-1.4.2-SNAPSHOT.jar"]), "shop");
+        assert_eq!(name(j, &["java", "-cp", "x.jar:y", "com.example.App", "arg"]), "App");
+        assert_eq!(name(j, &["java", "-Dfoo=bar", "-javaagent:/a.jar", "Main"]), "Main");
+        assert_eq!(name(j, &["java", "-m", "shop.core/com.shop.Server"]), "Server");
         assert_eq!(name(j, &["java", "-version"]), "java");
     }
 
     #[test]
     fn other_interpreters() {
-        assert_eq!(
-            name("/usr/bin/ruby3.2", &["ruby", "-I", "lib", "app.rb"]),
-            "app"
-        );
-        assert_eq!(
-            name(
-                "/usr/bin/ruby3.2",
-                &["puma 6.4.0 (tcp://0.0.0.0:3000) [storefront]"]
-            ),
-            "storefront"
-        );
-        assert_eq!(
-            name("/usr/bin/ruby3.2", &["ruby", "-e", "puts 1"]),
-            "ruby3.2"
-        );
-        assert_eq!(
-            name("/usr/bin/perl", &["perl", "-Ilib", "/srv/cgi/report.pl"]),
-            "report"
-        );
-        assert_eq!(
-            name("/usr/bin/php8.2", &["php", "artisan", "serve"]),
-            "artisan"
-        );
-        assert_eq!(
-            name(
-                "/usr/bin/php8.2",
-                &["php", "-S", "0.0.0.0:8000", "-t", "public"]
-            ),
-            "php8.2"
-        );
-        assert_eq!(
-            name("/usr/bin/php8.2", &["php", "-f", "/srv/worker.php"]),
-            "worker"
-        );
-        assert_eq!(
-            name("/usr/sbin/php-fpm8.2", &["php-fpm: pool www"]),
-            "php-fpm8.2"
-        );
-        assert_eq!(
-            name("/usr/share/dotnet/dotnet", &["dotnet", "Orders.Api.dll"]),
-            "Orders.Api"
-        );
-        assert_eq!(
-            name("/usr/share/dotnet/dotnet", &["dotnet", "run"]),
-            "dotnet"
-        );
+        assert_eq!(name("/usr/bin/ruby3.2", &["ruby", "-I", "lib", "app.rb"]), "app");
+        assert_eq!(name("/usr/bin/ruby3.2", &["puma 6.4.0 (tcp://0.0.0.0:3000) [storefront]"]), "storefront");
+        assert_eq!(name("/usr/bin/ruby3.2", &["ruby", "-e", "puts 1"]), "ruby3.2");
+        assert_eq!(name("/usr/bin/perl", &["perl", "-Ilib", "/srv/cgi/report.pl"]), "report");
+        assert_eq!(name("/usr/bin/php8.2", &["php", "artisan", "serve"]), "artisan");
+        assert_eq!(name("/usr/bin/php8.2", &["php", "-S", "0.0.0.0:8000", "-t", "public"]), "php8.2");
+        assert_eq!(name("/usr/bin/php8.2", &["php", "-f", "/srv/worker.php"]), "worker");
+        assert_eq!(name("/usr/sbin/php-fpm8.2", &["php-fpm: pool www"]), "php-fpm8.2");
+        assert_eq!(name("/usr/share/dotnet/dotnet", &["dotnet", "Orders.Api.dll"]), "Orders.Api");
+        assert_eq!(name("/usr/share/dotnet/dotnet", &["dotnet", "run"]), "dotnet");
     }
 
     #[test]
     fn native_and_fallbacks() {
-        assert_eq!(
-            name(
-                "/usr/local/bin/checkout-svc",
-                &["checkout-svc", "--port", "1"]
-            ),
-            "checkout-svc"
-        );
+        assert_eq!(name("/usr/local/bin/checkout-svc", &["checkout-svc", "--port", "1"]), "checkout-svc");
         let mut p = proc_("", &["/opt/x/weird", "a"]);
         p.comm = String::new();
         assert_eq!(derive_name(&p), "weird");

@@ -50,10 +50,7 @@ fn is_placeholder(seg: &str) -> bool {
     let word = |s: &str| s.chars().all(|c| c.is_alphanumeric() || c == '_');
     match seg.strip_prefix(':') {
         Some(name) => word(name),
-        None => seg
-            .strip_prefix('{')
-            .and_then(|s| s.strip_suffix('}'))
-            .is_some_and(word),
+        None => seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')).is_some_and(word),
     }
 }
 
@@ -98,10 +95,7 @@ impl Patterns {
             }
             node.route = Some(pattern.clone());
         }
-        Patterns {
-            root,
-            empty: patterns.is_empty(),
-        }
+        Patterns { root, empty: patterns.is_empty() }
     }
 
     fn find(&self, path: &str) -> Option<&str> {
@@ -232,23 +226,18 @@ fn is_word_segment(seg: &str) -> bool {
 
 /// Letter pairs that (almost) never occur in words of the languages URLs are written in.
 const RARE_BIGRAMS: &[&str] = &[
-    "bq", "bx", "cj", "cx", "dq", "dx", "fq", "fx", "fz", "gq", "gx", "hx", "jb", "jc", "jd", "jf",
-    "jg", "jh", "jl", "jm", "jp", "jq", "jr", "jt", "jv", "jw", "jx", "jz", "kq", "kx", "kz", "lx",
-    "mq", "mx", "pq", "px", "qb", "qc", "qd", "qf", "qg", "qh", "qj", "qk", "qm", "qn", "qp", "qt",
-    "qv", "qw", "qx", "qy", "qz", "sx", "tq", "tx", "vb", "vf", "vh", "vj", "vk", "vm", "vp", "vq",
-    "vw", "vx", "wq", "wx", "wz", "xd", "xj", "xk", "xq", "xr", "xz", "zb", "zc", "zd", "zf", "zg",
-    "zj", "zk", "zn", "zp", "zq", "zr", "zs", "zt", "zx",
+    "bq", "bx", "cj", "cx", "dq", "dx", "fq", "fx", "fz", "gq", "gx", "hx", "jb", "jc", "jd", "jf", "jg", "jh", "jl",
+    "jm", "jp", "jq", "jr", "jt", "jv", "jw", "jx", "jz", "kq", "kx", "kz", "lx", "mq", "mx", "pq", "px", "qb", "qc",
+    "qd", "qf", "qg", "qh", "qj", "qk", "qm", "qn", "qp", "qt", "qv", "qw", "qx", "qy", "qz", "sx", "tq", "tx", "vb",
+    "vf", "vh", "vj", "vk", "vm", "vp", "vq", "vw", "vx", "wq", "wx", "wz", "xd", "xj", "xk", "xq", "xr", "xz", "zb",
+    "zc", "zd", "zf", "zg", "zj", "zk", "zn", "zp", "zq", "zr", "zs", "zt", "zx",
 ];
 
 /// Cheap stand-in for Beyla's Markov-chain gibberish classifier (`go-gibberish`), looking at
 /// the letters only: short parts always pass; gibberish has no vowels (5+ letters), a run of
 /// 5+ consonants, under 1/8 vowels (8+ letters), a rare letter pair, or only hex letters (8+).
 fn looks_like_word(part: &str) -> bool {
-    let letters: Vec<u8> = part
-        .bytes()
-        .filter(u8::is_ascii_alphabetic)
-        .map(|b| b.to_ascii_lowercase())
-        .collect();
+    let letters: Vec<u8> = part.bytes().filter(u8::is_ascii_alphabetic).map(|b| b.to_ascii_lowercase()).collect();
     let n = letters.len();
     if n <= 3 {
         return true;
@@ -268,10 +257,7 @@ fn looks_like_word(part: &str) -> bool {
             return false;
         }
     }
-    if letters
-        .windows(2)
-        .any(|w| RARE_BIGRAMS.iter().any(|r| r.as_bytes() == w))
-    {
+    if letters.windows(2).any(|w| RARE_BIGRAMS.iter().any(|r| r.as_bytes() == w)) {
         return false;
     }
     !(n >= 8 && letters.iter().all(|b| (b'a'..=b'f').contains(b)))
@@ -293,14 +279,7 @@ mod tests {
     fn beyla_matcher_cases() {
         // Mirrors Beyla's route matcher test table.
         let m = matcher(
-            &[
-                "/foo/bar/bae/",
-                "/foo/:id",
-                "/foo/{id}/push",
-                "/ski/*",
-                "/snow/mobile/*",
-                "/",
-            ],
+            &["/foo/bar/bae/", "/foo/:id", "/foo/{id}/push", "/ski/*", "/snow/mobile/*", "/"],
             Unmatched::Unset,
         );
         let r = |p: &str| m.route(p);
@@ -309,15 +288,9 @@ mod tests {
         assert_eq!(r("/foo/1234").as_deref(), Some("/foo/:id"));
         assert_eq!(r("/foo/someId").as_deref(), Some("/foo/:id"));
         assert_eq!(r("/foo/5678/push").as_deref(), Some("/foo/{id}/push"));
-        for none in [
-            "/foo",
-            "/foo/bar",
-            "/foo/bar/bae/baz",
-            "/traca",
-            "/foo/1234/down",
-            "/foo/5678/push/up",
-            "/snow/man",
-        ] {
+        for none in
+            ["/foo", "/foo/bar", "/foo/bar/bae/baz", "/traca", "/foo/1234/down", "/foo/5678/push/up", "/snow/man"]
+        {
             assert_eq!(r(none), None, "{none}");
         }
         assert_eq!(r("/ski").as_deref(), Some("/ski/*"));
@@ -329,32 +302,17 @@ mod tests {
 
     #[test]
     fn query_is_stripped_and_pattern_returned_as_written() {
-        let m = matcher(
-            &["/factorial/{n}", "/user/:id/basket/{product}"],
-            Unmatched::Unset,
-        );
-        assert_eq!(
-            m.route("/factorial/12?x=1#f").as_deref(),
-            Some("/factorial/{n}")
-        );
-        assert_eq!(
-            m.route("/user/7/basket/3").as_deref(),
-            Some("/user/:id/basket/{product}")
-        );
+        let m = matcher(&["/factorial/{n}", "/user/:id/basket/{product}"], Unmatched::Unset);
+        assert_eq!(m.route("/factorial/12?x=1#f").as_deref(), Some("/factorial/{n}"));
+        assert_eq!(m.route("/user/7/basket/3").as_deref(), Some("/user/:id/basket/{product}"));
         assert_eq!(m.route("/factorial?n=3"), None);
     }
 
     #[test]
     fn literal_beats_placeholder_without_backtracking() {
-        let m = matcher(
-            &["/api/users/me", "/api/users/{id}/orders"],
-            Unmatched::Unset,
-        );
+        let m = matcher(&["/api/users/me", "/api/users/{id}/orders"], Unmatched::Unset);
         assert_eq!(m.route("/api/users/me").as_deref(), Some("/api/users/me"));
-        assert_eq!(
-            m.route("/api/users/42/orders").as_deref(),
-            Some("/api/users/{id}/orders")
-        );
+        assert_eq!(m.route("/api/users/42/orders").as_deref(), Some("/api/users/{id}/orders"));
         // Like Beyla: once "me" is taken literally, the placeholder branch is not tried.
         assert_eq!(m.route("/api/users/me/orders"), None);
         // Not placeholders: literal segments.
@@ -368,30 +326,11 @@ mod tests {
     fn unmatched_modes() {
         let pats = ["/known/{id}"];
         assert_eq!(matcher(&pats, Unmatched::Unset).route("/x/1"), None);
-        assert_eq!(
-            matcher(&pats, Unmatched::Path).route("/x/1?q").as_deref(),
-            Some("/x/1")
-        );
-        assert_eq!(
-            matcher(&pats, Unmatched::Wildcard).route("/x/1").as_deref(),
-            Some("/**")
-        );
-        assert_eq!(
-            matcher(&pats, Unmatched::Heuristic)
-                .route("/x/1")
-                .as_deref(),
-            Some("/x/*")
-        );
-        assert_eq!(
-            matcher(&pats, Unmatched::Heuristic)
-                .route("/known/1")
-                .as_deref(),
-            Some("/known/{id}")
-        );
-        assert_eq!(
-            matcher(&[], Unmatched::Wildcard).route("/").as_deref(),
-            Some("/**")
-        );
+        assert_eq!(matcher(&pats, Unmatched::Path).route("/x/1?q").as_deref(), Some("/x/1"));
+        assert_eq!(matcher(&pats, Unmatched::Wildcard).route("/x/1").as_deref(), Some("/**"));
+        assert_eq!(matcher(&pats, Unmatched::Heuristic).route("/x/1").as_deref(), Some("/x/*"));
+        assert_eq!(matcher(&pats, Unmatched::Heuristic).route("/known/1").as_deref(), Some("/known/{id}"));
+        assert_eq!(matcher(&[], Unmatched::Wildcard).route("/").as_deref(), Some("/**"));
         let m = RouteMatcher::new(&[], &[], Unmatched::Heuristic, '_', 10);
         assert_eq!(m.route("/factorial/123").as_deref(), Some("/factorial/_"));
         assert_eq!(Unmatched::default(), Unmatched::Heuristic);
@@ -431,10 +370,7 @@ mod tests {
         assert_eq!(c("/tokens/xKqZpLwNmVbT"), "/tokens/*");
         assert_eq!(c("/search?q=42"), "/search");
         assert_eq!(c("/static/index.html"), "/static/index.html");
-        assert_eq!(
-            c("/.well-known/openid-configuration"),
-            "/.well-known/openid-configuration"
-        );
+        assert_eq!(c("/.well-known/openid-configuration"), "/.well-known/openid-configuration");
         assert_eq!(c("/a/b/c/d/e/f/g/h/i/j/k/l"), "/a/b/c/d/e/f/g/h/i");
     }
 
@@ -442,10 +378,7 @@ mod tests {
     fn heuristic_matches_beyla_test_table() {
         let c = |p: &str| cluster_path(p, '*');
         assert_eq!(c(""), "");
-        assert_eq!(
-            c("/users/fdklsd/j4elk/23993/job/2"),
-            "/users/*/j4elk/*/job/*"
-        );
+        assert_eq!(c("/users/fdklsd/j4elk/23993/job/2"), "/users/*/j4elk/*/job/*");
         assert_eq!(c("123"), "*");
         assert_eq!(c("/123"), "/*");
         assert_eq!(c("123/"), "*/");
@@ -459,18 +392,9 @@ mod tests {
         assert_eq!(c("/products//org/3"), "/products//org/*");
         assert_eq!(c("/v1/k6-test-runs/1"), "/v1/k6-test-runs/*");
         assert_eq!(c("/attach"), "/attach");
-        assert_eq!(
-            c("/usuarios/fdklsd/j4elk/23993/trabajo/2"),
-            "/usuarios/*/j4elk/*/trabajo/*"
-        );
-        assert_eq!(
-            c("/Benutzer/fdklsd/j4elk/23993/Arbeit/2"),
-            "/Benutzer/*/j4elk/*/Arbeit/*"
-        );
-        assert_eq!(
-            c("/utilisateurs/fdklsd/j4elk/23993/tache/2"),
-            "/utilisateurs/*/j4elk/*/tache/*"
-        );
+        assert_eq!(c("/usuarios/fdklsd/j4elk/23993/trabajo/2"), "/usuarios/*/j4elk/*/trabajo/*");
+        assert_eq!(c("/Benutzer/fdklsd/j4elk/23993/Arbeit/2"), "/Benutzer/*/j4elk/*/Arbeit/*");
+        assert_eq!(c("/utilisateurs/fdklsd/j4elk/23993/tache/2"), "/utilisateurs/*/j4elk/*/tache/*");
         assert_eq!(c("/products/"), "/products/");
         assert_eq!(c("/user-space/"), "/user-space/");
         assert_eq!(c("/user_space/"), "/user_space/");
@@ -504,14 +428,7 @@ mod tests {
         ] {
             assert!(looks_like_word(w), "{w}");
         }
-        for g in [
-            "fdklsd",
-            "ljgdflgjf",
-            "qzxvbnm",
-            "deadbeef",
-            "zzkqtrwp",
-            "bcdfghjk",
-        ] {
+        for g in ["fdklsd", "ljgdflgjf", "qzxvbnm", "deadbeef", "zzkqtrwp", "bcdfghjk"] {
             assert!(!looks_like_word(g), "{g}");
         }
     }
@@ -536,11 +453,7 @@ mod tests {
             .map(|t| {
                 let m = m.clone();
                 std::thread::spawn(move || {
-                    (0..100)
-                        .filter(|i| {
-                            m.route(&format!("/t{t}/{i}")).as_deref() != Some(OVERFLOW_ROUTE)
-                        })
-                        .count()
+                    (0..100).filter(|i| m.route(&format!("/t{t}/{i}")).as_deref() != Some(OVERFLOW_ROUTE)).count()
                 })
             })
             .collect();

@@ -103,10 +103,9 @@ pub fn parse_process_event(bytes: &[u8]) -> Option<RawEvent> {
 
 fn lost_total(map: &MapHandle) -> u64 {
     match map.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY) {
-        Ok(Some(per_cpu)) => per_cpu
-            .iter()
-            .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes))
-            .sum(),
+        Ok(Some(per_cpu)) => {
+            per_cpu.iter().filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes)).sum()
+        }
         _ => 0,
     }
 }

@@ -27,9 +27,20 @@ pub struct SockData {
 #[derive(Debug, Clone)]
 pub enum RawEvent {
     Data(SockData),
-    Close { pid: u32, sock_id: u64, ts_ns: u64 },
+    Close {
+        pid: u32,
+        sock_id: u64,
+        ts_ns: u64,
+    },
     /// A traced process forked `pid`, which the kernel now traces too.
-    Fork { pid: u32, ppid: u32 },
-    Exec { pid: u32 },
-    Exit { pid: u32 },
+    Fork {
+        pid: u32,
+        ppid: u32,
+    },
+    Exec {
+        pid: u32,
+    },
+    Exit {
+        pid: u32,
+    },
 }

@@ -132,7 +132,8 @@ mod tests {
     #[test]
     fn json_line_with_kubernetes_attributes() {
         let mut s = span();
-        let mut meta = crate::kube::K8sMeta { namespace: "demo".into(), pod_name: "backend-1".into(), ..Default::default() };
+        let mut meta =
+            crate::kube::K8sMeta { namespace: "demo".into(), pod_name: "backend-1".into(), ..Default::default() };
         meta.owners.deployment = Some("backend".into());
         std::sync::Arc::make_mut(&mut s.process).k8s = Some(std::sync::Arc::new(meta));
         let v: serde_json::Value = serde_json::from_str(&Printer::new(PrintFormat::Json).line(&s)).unwrap();

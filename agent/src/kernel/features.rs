@@ -79,10 +79,7 @@ pub struct Features {
 /// [`ensure_mounts`](super::ensure_mounts) first so that tracepoints can be tested).
 pub fn probe() -> Features {
     let start = Instant::now();
-    let mut f = Features {
-        kernel_release: host::kernel_release(),
-        ..Default::default()
-    };
+    let mut f = Features { kernel_release: host::kernel_release(), ..Default::default() };
     if let Ok(m) = find_mounts() {
         f.bpffs = m.bpffs;
         f.tracefs = m.tracefs;
@@ -98,23 +95,13 @@ pub fn probe() -> Features {
     let net = probes::NetProbe::start();
     let mut keep = Vec::new();
     let btf_readable = File::open(VMLINUX_BTF).is_ok();
-    let vmlinux = if btf_readable {
-        VmlinuxBtf::load()
-    } else {
-        None
-    };
+    let vmlinux = if btf_readable { VmlinuxBtf::load() } else { None };
     let btf_note = match (btf_readable, vmlinux.is_some()) {
         (true, true) => "/sys/kernel/btf/vmlinux readable",
         (true, false) => "/sys/kernel/btf/vmlinux readable but libbpf cannot parse it",
         (false, _) => "no /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF not set?)",
     };
-    let btf = set(
-        "btf",
-        Outcome {
-            ok: btf_readable,
-            note: btf_note.into(),
-        },
-    );
+    let btf = set("btf", Outcome { ok: btf_readable, note: btf_note.into() });
     let kprobes = set("kprobes", probes::kprobes(&mut keep));
     let kprobe_multi = set("kprobe_multi", probes::kprobe_multi(&mut keep));
     let fentry = set("fentry", probes::fentry(vmlinux.as_ref(), &mut keep));
@@ -122,19 +109,10 @@ pub fn probe() -> Features {
     drop(vmlinux);
     let raw_tp = set("raw_tp", probes::raw_tp(&mut keep));
     let tracefs = f.tracefs.clone();
-    let tracepoints = set(
-        "tracepoints",
-        probes::tracepoint(tracefs.as_deref(), "sched", "sched_process_exec", &mut keep),
-    );
-    let syscall_tracepoints = set(
-        "syscall_tracepoints",
-        probes::tracepoint(
-            tracefs.as_deref(),
-            "syscalls",
-            "sys_enter_getpid",
-            &mut keep,
-        ),
-    );
+    let tracepoints =
+        set("tracepoints", probes::tracepoint(tracefs.as_deref(), "sched", "sched_process_exec", &mut keep));
+    let syscall_tracepoints =
+        set("syscall_tracepoints", probes::tracepoint(tracefs.as_deref(), "syscalls", "sys_enter_getpid", &mut keep));
     probes::close_later(keep);
     let ringbuf = set("ringbuf", probes::ringbuf());
     let uprobe_multi = set("uprobe_multi", probes::uprobe_multi());
@@ -144,27 +122,11 @@ pub fn probe() -> Features {
     let locked = matches!(lockdown.as_deref(), Some("integrity" | "confidentiality"));
     let mut pwu = probes::probe_write_user();
     if locked {
-        let why = format!(
-            "kernel lockdown={} forbids it",
-            lockdown.as_deref().unwrap_or_default()
-        );
-        pwu = Outcome {
-            ok: false,
-            note: if pwu.ok {
-                why
-            } else {
-                format!("{}; {why}", pwu.note)
-            },
-        };
+        let why = format!("kernel lockdown={} forbids it", lockdown.as_deref().unwrap_or_default());
+        pwu = Outcome { ok: false, note: if pwu.ok { why } else { format!("{}; {why}", pwu.note) } };
     }
     let probe_write_user = set("probe_write_user", pwu);
-    set(
-        "lockdown",
-        Outcome {
-            ok: true,
-            note: lockdown_note,
-        },
-    );
+    set("lockdown", Outcome { ok: true, note: lockdown_note });
     let (tcx, clsact) = net.wait();
     let tcx = set("tcx", tcx);
     let clsact = set("clsact", clsact);
@@ -186,8 +148,7 @@ pub fn probe() -> Features {
     f.lockdown = lockdown;
     f.euid = nix::unistd::geteuid().as_raw();
     f.cap_eff = host::cap_eff();
-    f.perf_event_paranoid =
-        host::read_trimmed("/proc/sys/kernel/perf_event_paranoid").and_then(|s| s.parse().ok());
+    f.perf_event_paranoid = host::read_trimmed("/proc/sys/kernel/perf_event_paranoid").and_then(|s| s.parse().ok());
     f.probe_duration = start.elapsed();
     f
 }
@@ -211,11 +172,7 @@ impl Features {
         let Some(eff) = self.cap_eff else {
             return Vec::new();
         };
-        AGENT_CAPS
-            .iter()
-            .filter(|(_, bit)| eff & (1u64 << bit) == 0)
-            .map(|(name, _)| *name)
-            .collect()
+        AGENT_CAPS.iter().filter(|(_, bit)| eff & (1u64 << bit) == 0).map(|(name, _)| *name).collect()
     }
 
     /// One line for the start-up log, with the hook family `auto` picks.
@@ -249,11 +206,7 @@ impl Features {
     pub(crate) fn rows(&self) -> Vec<(String, String, String)> {
         let mut rows = Vec::new();
         let mut flag = |name: &'static str, v: bool| {
-            rows.push((
-                name.to_string(),
-                yn(v).to_string(),
-                self.note(name).to_string(),
-            ));
+            rows.push((name.to_string(), yn(v).to_string(), self.note(name).to_string()));
         };
         flag("btf", self.btf);
         flag("kprobes", self.kprobes);
@@ -278,40 +231,22 @@ impl Features {
             self.lockdown.clone().unwrap_or_else(|| "unknown".into()),
             self.note("lockdown").to_string(),
         ));
-        let (v, n) = path(
-            &self.bpffs,
-            "not mounted (ensure_mounts mounts it at /sys/fs/bpf)",
-        );
+        let (v, n) = path(&self.bpffs, "not mounted (ensure_mounts mounts it at /sys/fs/bpf)");
         rows.push(("bpffs".into(), v, n));
-        let (v, n) = path(
-            &self.tracefs,
-            "not mounted (ensure_mounts mounts it at /sys/kernel/tracing)",
-        );
+        let (v, n) = path(&self.tracefs, "not mounted (ensure_mounts mounts it at /sys/kernel/tracing)");
         rows.push(("tracefs".into(), v, n));
         let (v, _) = path(&self.cgroup2, "");
-        rows.push((
-            "cgroup2".into(),
-            v,
-            format!("cgroups {}", self.cgroup_layout),
-        ));
+        rows.push(("cgroup2".into(), v, format!("cgroups {}", self.cgroup_layout)));
         let missing = self.missing_caps();
         let caps = match (self.cap_eff, missing.is_empty()) {
             (None, _) => ("unknown".to_string(), String::new()),
             (Some(eff), true) => ("all".to_string(), format!("CapEff={eff:016x}")),
-            (Some(eff), false) => (
-                "missing".to_string(),
-                format!("{} (CapEff={eff:016x})", missing.join(" ")),
-            ),
+            (Some(eff), false) => ("missing".to_string(), format!("{} (CapEff={eff:016x})", missing.join(" "))),
         };
-        rows.push((
-            "capabilities".into(),
-            caps.0,
-            format!("euid={} {}", self.euid, caps.1),
-        ));
+        rows.push(("capabilities".into(), caps.0, format!("euid={} {}", self.euid, caps.1)));
         rows.push((
             "perf_event_paranoid".into(),
-            self.perf_event_paranoid
-                .map_or("unknown".into(), |p| p.to_string()),
+            self.perf_event_paranoid.map_or("unknown".into(), |p| p.to_string()),
             String::new(),
         ));
         rows
@@ -320,23 +255,11 @@ impl Features {
 
 /// Formats rows as an aligned table with a header.
 pub(crate) fn table(header: (&str, &str, &str), rows: &[(String, String, String)]) -> String {
-    let w0 = rows
-        .iter()
-        .map(|r| r.0.len())
-        .chain([header.0.len()])
-        .max()
-        .unwrap_or(0);
-    let w1 = rows
-        .iter()
-        .map(|r| r.1.len())
-        .chain([header.1.len()])
-        .max()
-        .unwrap_or(0);
+    let w0 = rows.iter().map(|r| r.0.len()).chain([header.0.len()]).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.len()).chain([header.1.len()]).max().unwrap_or(0);
     let mut out = String::new();
-    let lines = std::iter::once((header.0, header.1, header.2)).chain(
-        rows.iter()
-            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
-    );
+    let lines = std::iter::once((header.0, header.1, header.2))
+        .chain(rows.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())));
     for (a, b, c) in lines {
         let line = format!("{a:<w0$}  {b:<w1$}  {c}");
         out.push_str(line.trim_end());
@@ -348,12 +271,7 @@ pub(crate) fn table(header: (&str, &str, &str), rows: &[(String, String, String)
 /// The doctor's feature table.
 impl fmt::Display for Features {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "kernel {} (probed in {} ms)",
-            self.kernel_release,
-            self.probe_duration.as_millis()
-        )?;
+        writeln!(f, "kernel {} (probed in {} ms)", self.kernel_release, self.probe_duration.as_millis())?;
         writeln!(f)?;
         f.write_str(&table(("FEATURE", "RESULT", "NOTE"), &self.rows()))
     }

@@ -18,31 +18,17 @@ pub(crate) fn lockdown() -> (Option<String>, String) {
     let Ok(dir) = tempdir("beyla-securityfs") else {
         return (None, "unknown: securityfs not mounted".into());
     };
-    let mounted = nix::mount::mount(
-        Some("securityfs"),
-        &dir,
-        Some("securityfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    );
+    let mounted = nix::mount::mount(Some("securityfs"), &dir, Some("securityfs"), MsFlags::empty(), None::<&str>);
     let result = match mounted {
         Ok(()) => {
-            let mode = fs::read_to_string(dir.join("lockdown"))
-                .ok()
-                .and_then(|s| parse_lockdown(&s));
+            let mode = fs::read_to_string(dir.join("lockdown")).ok().and_then(|s| parse_lockdown(&s));
             let _ = nix::mount::umount2(&dir, MntFlags::MNT_DETACH);
             match mode {
-                Some(m) => (
-                    Some(m),
-                    "securityfs not mounted; read through a temporary mount".into(),
-                ),
+                Some(m) => (Some(m), "securityfs not mounted; read through a temporary mount".into()),
                 None => (None, "no lockdown LSM".into()),
             }
         }
-        Err(e) => (
-            None,
-            format!("unknown: securityfs not mounted and cannot mount it ({e:?})"),
-        ),
+        Err(e) => (None, format!("unknown: securityfs not mounted and cannot mount it ({e:?})")),
     };
     let _ = fs::remove_dir(&dir);
     result
@@ -99,14 +85,8 @@ mod tests {
 
     #[test]
     fn lockdown_is_the_bracketed_word() {
-        assert_eq!(
-            parse_lockdown("none [integrity] confidentiality\n").as_deref(),
-            Some("integrity")
-        );
-        assert_eq!(
-            parse_lockdown("[none] integrity confidentiality").as_deref(),
-            Some("none")
-        );
+        assert_eq!(parse_lockdown("none [integrity] confidentiality\n").as_deref(), Some("integrity"));
+        assert_eq!(parse_lockdown("[none] integrity confidentiality").as_deref(), Some("none"));
         assert_eq!(parse_lockdown("none integrity"), None);
     }
 }

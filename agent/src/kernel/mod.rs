@@ -34,34 +34,17 @@ pub enum KernelError {
         source: nix::errno::Errno,
     },
     #[error("cannot mount {fs}: {} does not exist (kernel built without it?); {hint}", target.display())]
-    MountPointMissing {
-        fs: &'static str,
-        target: PathBuf,
-        hint: String,
-    },
+    MountPointMissing { fs: &'static str, target: PathBuf, hint: String },
     #[error("{fs} was mounted at {} but does not show up in /proc/self/mountinfo", target.display())]
     NotMounted { fs: &'static str, target: PathBuf },
-    #[error(
-        "ebpf.hook_mode: unknown value {value:?}, expected auto, tracepoints, kprobes or fentry"
-    )]
+    #[error("ebpf.hook_mode: unknown value {value:?}, expected auto, tracepoints, kprobes or fentry")]
     UnknownHookMode { value: String },
     #[error("ebpf.hook_mode: {family} requested but this kernel ({kernel_release}) {reason}")]
-    HookFamilyUnavailable {
-        family: HookFamily,
-        kernel_release: String,
-        reason: String,
-    },
+    HookFamilyUnavailable { family: HookFamily, kernel_release: String, reason: String },
     #[error("no eBPF hook family works on this kernel ({kernel_release}): {reason}")]
-    NoHookFamily {
-        kernel_release: String,
-        reason: String,
-    },
+    NoHookFamily { kernel_release: String, reason: String },
     #[error("this kernel ({kernel_release}) lacks {feature}, which beyla requires: {reason}")]
-    RequiredFeatureMissing {
-        feature: &'static str,
-        kernel_release: String,
-        reason: String,
-    },
+    RequiredFeatureMissing { feature: &'static str, kernel_release: String, reason: String },
 }
 
 /// The `beyla doctor` report: the feature table, then the hook plan (or why there is none).
@@ -99,48 +82,19 @@ mod tests {
         let report = doctor_report(&f, &choose(&f, HookMode::Auto));
         assert!(report.contains("FEATURE"), "{report}");
         let words = |key: &str| {
-            let line = report
-                .lines()
-                .find(|l| l.starts_with(&format!("{key} ")))
-                .unwrap_or_default();
-            line.split_whitespace()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
+            let line = report.lines().find(|l| l.starts_with(&format!("{key} "))).unwrap_or_default();
+            line.split_whitespace().map(str::to_string).collect::<Vec<_>>()
         };
-        assert_eq!(
-            words("kprobes"),
-            ["kprobes", "no", "no", "kprobe", "PMU"],
-            "{report}"
-        );
+        assert_eq!(words("kprobes"), ["kprobes", "no", "no", "kprobe", "PMU"], "{report}");
         assert_eq!(words("family"), ["family", "tracepoints"], "{report}");
         // Columns are aligned: every feature row has its value at the same offset.
-        let col = |l: &str| {
-            l.find("  ")
-                .map(|i| i + l[i..].find(|c: char| c != ' ').unwrap_or(0))
-        };
-        let offsets: Vec<_> = report
-            .lines()
-            .skip(2)
-            .take_while(|l| !l.is_empty())
-            .map(col)
-            .collect();
+        let col = |l: &str| l.find("  ").map(|i| i + l[i..].find(|c: char| c != ' ').unwrap_or(0));
+        let offsets: Vec<_> = report.lines().skip(2).take_while(|l| !l.is_empty()).map(col).collect();
         assert!(offsets.windows(2).all(|w| w[0] == w[1]), "{report}");
         let err = choose(&f, HookMode::Kprobes);
         let report = doctor_report(&f, &err);
-        assert!(
-            report.contains("error: ebpf.hook_mode: kprobes requested"),
-            "{report}"
-        );
-        assert!(
-            f.summary_line()
-                .starts_with("kernel=6.18.44 btf=yes kprobes=no"),
-            "{}",
-            f.summary_line()
-        );
-        assert!(
-            f.summary_line().ends_with("hook=tracepoints"),
-            "{}",
-            f.summary_line()
-        );
+        assert!(report.contains("error: ebpf.hook_mode: kprobes requested"), "{report}");
+        assert!(f.summary_line().starts_with("kernel=6.18.44 btf=yes kprobes=no"), "{}", f.summary_line());
+        assert!(f.summary_line().ends_with("hook=tracepoints"), "{}", f.summary_line());
     }
 }

@@ -80,13 +80,9 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let oct = bytes
-            .get(i + 1..i + 4)
-            .filter(|o| o.iter().all(|b| (b'0'..=b'7').contains(b)));
+        let oct = bytes.get(i + 1..i + 4).filter(|o| o.iter().all(|b| (b'0'..=b'7').contains(b)));
         if let (b'\\', Some(oct)) = (bytes[i], oct) {
-            let v = oct
-                .iter()
-                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            let v = oct.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
             if let Ok(v) = u8::try_from(v) {
                 out.push(v);
                 i += 4;
@@ -134,17 +130,9 @@ fn pick(entries: &[MountEntry], fs_type: &str, preferred: &[&str]) -> Option<Pat
 /// also come from debugfs (`<debugfs>/tracing`) on kernels that mount it there.
 pub fn locate(entries: &[MountEntry]) -> FoundMounts {
     let bpffs = pick(entries, "bpf", &[BPFFS_DIR]);
-    let tracefs = pick(
-        entries,
-        "tracefs",
-        &[TRACEFS_DIR, "/sys/kernel/debug/tracing"],
-    )
-    .or_else(|| pick(entries, "debugfs", &[DEBUGFS_DIR]).map(|d| d.join("tracing")));
-    let cgroup2 = pick(
-        entries,
-        "cgroup2",
-        &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"],
-    );
+    let tracefs = pick(entries, "tracefs", &[TRACEFS_DIR, "/sys/kernel/debug/tracing"])
+        .or_else(|| pick(entries, "debugfs", &[DEBUGFS_DIR]).map(|d| d.join("tracing")));
+    let cgroup2 = pick(entries, "cgroup2", &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]);
     let has_v1 = entries.iter().any(|e| e.fs_type == "cgroup");
     let cgroup_layout = match (&cgroup2, has_v1) {
         (Some(p), false) if p == Path::new("/sys/fs/cgroup") => CgroupLayout::Unified,
@@ -153,21 +141,14 @@ pub fn locate(entries: &[MountEntry]) -> FoundMounts {
         (None, true) => CgroupLayout::Legacy,
         (None, false) => CgroupLayout::None,
     };
-    FoundMounts {
-        bpffs,
-        tracefs,
-        cgroup2,
-        cgroup_layout,
-    }
+    FoundMounts { bpffs, tracefs, cgroup2, cgroup_layout }
 }
 
 /// Reads `/proc/self/mountinfo` and locates bpffs, tracefs and cgroup2. A tracefs
 /// derived from debugfs only counts if its `events` directory exists.
 pub fn find_mounts() -> Result<FoundMounts, KernelError> {
-    let text = fs::read_to_string(MOUNTINFO).map_err(|source| KernelError::MountInfo {
-        path: MOUNTINFO.into(),
-        source,
-    })?;
+    let text =
+        fs::read_to_string(MOUNTINFO).map_err(|source| KernelError::MountInfo { path: MOUNTINFO.into(), source })?;
     let mut found = locate(&parse_mountinfo(&text));
     if let Some(t) = &found.tracefs {
         if !t.join("events").is_dir() {
@@ -180,32 +161,13 @@ pub fn find_mounts() -> Result<FoundMounts, KernelError> {
 /// Serialises mounting within this process (tests and the agent may call concurrently).
 static MOUNT_LOCK: Mutex<()> = Mutex::new(());
 
-fn mount_fs(
-    fs_type: &'static str,
-    source: &str,
-    target: &str,
-    hint: &str,
-) -> Result<(), KernelError> {
+fn mount_fs(fs_type: &'static str, source: &str, target: &str, hint: &str) -> Result<(), KernelError> {
     let target_path = PathBuf::from(target);
     if !target_path.is_dir() {
-        return Err(KernelError::MountPointMissing {
-            fs: fs_type,
-            target: target_path,
-            hint: hint.to_string(),
-        });
+        return Err(KernelError::MountPointMissing { fs: fs_type, target: target_path, hint: hint.to_string() });
     }
-    mount(
-        Some(source),
-        target,
-        Some(fs_type),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .map_err(|source| KernelError::Mount {
-        fs: fs_type,
-        target: target_path.clone(),
-        hint: hint.to_string(),
-        source,
+    mount(Some(source), target, Some(fs_type), MsFlags::empty(), None::<&str>).map_err(|source| {
+        KernelError::Mount { fs: fs_type, target: target_path.clone(), hint: hint.to_string(), source }
     })?;
     info!(fs = fs_type, target, "Mounted filesystem the agent needs.");
     Ok(())
@@ -238,21 +200,9 @@ pub fn ensure_mounts() -> Result<Mounts, KernelError> {
     if !mounted_now.is_empty() {
         found = find_mounts()?;
     }
-    let bpffs = found.bpffs.ok_or_else(|| KernelError::NotMounted {
-        fs: "bpf",
-        target: BPFFS_DIR.into(),
-    })?;
-    let tracefs = found.tracefs.ok_or_else(|| KernelError::NotMounted {
-        fs: "tracefs",
-        target: TRACEFS_DIR.into(),
-    })?;
-    Ok(Mounts {
-        bpffs,
-        tracefs,
-        cgroup2: found.cgroup2,
-        cgroup_layout: found.cgroup_layout,
-        mounted_now,
-    })
+    let bpffs = found.bpffs.ok_or_else(|| KernelError::NotMounted { fs: "bpf", target: BPFFS_DIR.into() })?;
+    let tracefs = found.tracefs.ok_or_else(|| KernelError::NotMounted { fs: "tracefs", target: TRACEFS_DIR.into() })?;
+    Ok(Mounts { bpffs, tracefs, cgroup2: found.cgroup2, cgroup_layout: found.cgroup_layout, mounted_now })
 }
 
 #[cfg(test)]
@@ -282,9 +232,7 @@ mod tests {
 
     #[test]
     fn parses_fields_and_escapes() {
-        let e = parse_mountinfo(
-            "36 35 98:0 /mnt1 /mnt\\040two rw,noatime master:1 - ext3 /dev/root rw\n",
-        );
+        let e = parse_mountinfo("36 35 98:0 /mnt1 /mnt\\040two rw,noatime master:1 - ext3 /dev/root rw\n");
         assert_eq!(
             e,
             vec![MountEntry {
@@ -294,14 +242,9 @@ mod tests {
             }]
         );
         // Optional fields (several, or none) before the separator.
-        let e = parse_mountinfo(
-            "1 2 0:1 / /a rw shared:1 master:2 - bpf bpf rw\n1 2 0:1 / /b rw - tracefs nodev rw",
-        );
+        let e = parse_mountinfo("1 2 0:1 / /a rw shared:1 master:2 - bpf bpf rw\n1 2 0:1 / /b rw - tracefs nodev rw");
         assert_eq!(e.len(), 2);
-        assert_eq!(
-            (e[1].mount_point.as_path(), e[1].source.as_str()),
-            (Path::new("/b"), "nodev")
-        );
+        assert_eq!((e[1].mount_point.as_path(), e[1].source.as_str()), (Path::new("/b"), "nodev"));
     }
 
     #[test]
@@ -314,10 +257,7 @@ mod tests {
         let f = locate(&parse_mountinfo(HYBRID_HOST));
         assert_eq!(f.bpffs, None);
         assert_eq!(f.tracefs, None);
-        assert_eq!(
-            f.cgroup2.as_deref(),
-            Some(Path::new("/sys/fs/cgroup/unified"))
-        );
+        assert_eq!(f.cgroup2.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
         assert_eq!(f.cgroup_layout, CgroupLayout::Hybrid);
     }
 
@@ -339,19 +279,14 @@ mod tests {
 4 0 0:4 / /tmp/other-bpf rw - bpf bpf rw
 ";
         let f = locate(&parse_mountinfo(text));
-        assert_eq!(
-            f.tracefs.as_deref(),
-            Some(Path::new("/sys/kernel/debug/tracing"))
-        );
+        assert_eq!(f.tracefs.as_deref(), Some(Path::new("/sys/kernel/debug/tracing")));
         assert_eq!(f.bpffs.as_deref(), Some(Path::new("/sys/fs/bpf")));
         assert_eq!(f.cgroup_layout, CgroupLayout::None);
     }
 
     #[test]
     fn legacy_cgroups() {
-        let f = locate(&parse_mountinfo(
-            "1 0 0:1 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu",
-        ));
+        let f = locate(&parse_mountinfo("1 0 0:1 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu"));
         assert_eq!((f.cgroup2, f.cgroup_layout), (None, CgroupLayout::Legacy));
     }
 }

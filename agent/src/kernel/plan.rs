@@ -22,11 +22,7 @@ pub enum HookFamily {
 
 impl HookFamily {
     /// Best first: what `auto` prefers.
-    pub const PREFERENCE: [HookFamily; 3] = [
-        HookFamily::Fentry,
-        HookFamily::Kprobes,
-        HookFamily::Tracepoints,
-    ];
+    pub const PREFERENCE: [HookFamily; 3] = [HookFamily::Fentry, HookFamily::Kprobes, HookFamily::Tracepoints];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -42,10 +38,7 @@ impl HookFamily {
             HookFamily::Fentry if !f.btf => {
                 Err("has no BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF not set?)".into())
             }
-            HookFamily::Fentry if !f.fentry => Err(format!(
-                "cannot load fentry programs ({})",
-                f.note("fentry")
-            )),
+            HookFamily::Fentry if !f.fentry => Err(format!("cannot load fentry programs ({})", f.note("fentry"))),
             HookFamily::Kprobes if !f.kprobes => {
                 if f.note("kprobes").contains("no kprobe PMU") {
                     Err("has no kprobes (CONFIG_KPROBES not set?)".into())
@@ -56,18 +49,16 @@ impl HookFamily {
             HookFamily::Tracepoints if f.tracefs.is_none() => {
                 Err("has no tracefs mounted (mount -t tracefs nodev /sys/kernel/tracing)".into())
             }
-            HookFamily::Tracepoints if !f.tracepoints => Err(format!(
-                "cannot attach tracepoints ({})",
-                f.note("tracepoints")
-            )),
+            HookFamily::Tracepoints if !f.tracepoints => {
+                Err(format!("cannot attach tracepoints ({})", f.note("tracepoints")))
+            }
             HookFamily::Tracepoints if !f.syscall_tracepoints => Err(format!(
                 "has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS not set?): {}",
                 f.note("syscall_tracepoints")
             )),
-            HookFamily::Tracepoints if !f.raw_tp => Err(format!(
-                "cannot attach raw tracepoints ({})",
-                f.note("raw_tp")
-            )),
+            HookFamily::Tracepoints if !f.raw_tp => {
+                Err(format!("cannot attach raw tracepoints ({})", f.note("raw_tp")))
+            }
             _ => Ok(()),
         }
     }
@@ -127,9 +118,7 @@ impl FromStr for HookMode {
             "tracepoints" => Ok(HookMode::Tracepoints),
             "kprobes" => Ok(HookMode::Kprobes),
             "fentry" => Ok(HookMode::Fentry),
-            _ => Err(KernelError::UnknownHookMode {
-                value: s.to_string(),
-            }),
+            _ => Err(KernelError::UnknownHookMode { value: s.to_string() }),
         }
     }
 }
@@ -160,39 +149,14 @@ impl HookPlan {
         let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
         let best_note = if self.best_available == self.family { "" } else { "not selected (ebpf.hook_mode)" };
         vec![
-            (
-                "hook_mode".into(),
-                self.mode.to_string(),
-                "ebpf.hook_mode".into(),
-            ),
+            ("hook_mode".into(), self.mode.to_string(), "ebpf.hook_mode".into()),
             ("family".into(), self.family.to_string(), String::new()),
-            (
-                "best_available".into(),
-                self.best_available.to_string(),
-                best_note.into(),
-            ),
-            (
-                "use_tcx".into(),
-                yn(self.use_tcx),
-                if self.use_tcx {
-                    "tcx links"
-                } else {
-                    "clsact qdisc"
-                }
-                .into(),
-            ),
+            ("best_available".into(), self.best_available.to_string(), best_note.into()),
+            ("use_tcx".into(), yn(self.use_tcx), if self.use_tcx { "tcx links" } else { "clsact qdisc" }.into()),
             ("use_task_btf".into(), yn(self.use_task_btf), String::new()),
             ("use_tp_btf".into(), yn(self.use_tp_btf), String::new()),
-            (
-                "use_uprobe_multi".into(),
-                yn(self.use_uprobe_multi),
-                String::new(),
-            ),
-            (
-                "use_kprobe_multi".into(),
-                yn(self.use_kprobe_multi),
-                String::new(),
-            ),
+            ("use_uprobe_multi".into(), yn(self.use_uprobe_multi), String::new()),
+            ("use_kprobe_multi".into(), yn(self.use_kprobe_multi), String::new()),
         ]
     }
 }
@@ -225,19 +189,15 @@ pub fn choose(f: &Features, mode: HookMode) -> Result<HookPlan, KernelError> {
             reason: "CO-RE needs /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF=y)".into(),
         });
     }
-    let available: Vec<HookFamily> = HookFamily::PREFERENCE
-        .into_iter()
-        .filter(|fam| fam.availability(f).is_ok())
-        .collect();
+    let available: Vec<HookFamily> =
+        HookFamily::PREFERENCE.into_iter().filter(|fam| fam.availability(f).is_ok()).collect();
     let family = match mode.family() {
         Some(forced) => {
-            forced
-                .availability(f)
-                .map_err(|reason| KernelError::HookFamilyUnavailable {
-                    family: forced,
-                    kernel_release: f.kernel_release.clone(),
-                    reason,
-                })?;
+            forced.availability(f).map_err(|reason| KernelError::HookFamilyUnavailable {
+                family: forced,
+                kernel_release: f.kernel_release.clone(),
+                reason,
+            })?;
             forced
         }
         None => match available.first() {
@@ -248,10 +208,7 @@ pub fn choose(f: &Features, mode: HookMode) -> Result<HookPlan, KernelError> {
                     .filter_map(|fam| fam.availability(f).err().map(|r| format!("{fam}: {r}")))
                     .collect::<Vec<_>>()
                     .join("; ");
-                return Err(KernelError::NoHookFamily {
-                    kernel_release: f.kernel_release.clone(),
-                    reason,
-                });
+                return Err(KernelError::NoHookFamily { kernel_release: f.kernel_release.clone(), reason });
             }
         },
     };
@@ -289,33 +246,20 @@ mod tests {
             tracefs: Some(PathBuf::from("/sys/kernel/tracing")),
             ..Default::default()
         };
-        f.notes.insert(
-            "kprobes",
-            "no kprobe PMU in /sys/bus/event_source/devices (CONFIG_KPROBES not set?)".into(),
-        );
-        f.notes
-            .insert("fentry", "fentry load on do_sys_openat2: EPERM".into());
+        f.notes.insert("kprobes", "no kprobe PMU in /sys/bus/event_source/devices (CONFIG_KPROBES not set?)".into());
+        f.notes.insert("fentry", "fentry load on do_sys_openat2: EPERM".into());
         f
     }
 
     /// Debian 6.1: everything but tcx and uprobe.multi.
     fn debian_6_1() -> Features {
-        Features {
-            kprobes: true,
-            fentry: true,
-            tcx: false,
-            uprobe_multi: false,
-            ..host()
-        }
+        Features { kprobes: true, fentry: true, tcx: false, uprobe_multi: false, ..host() }
     }
 
     #[test]
     fn auto_on_host_is_tracepoints() {
         let p = choose(&host(), HookMode::Auto).expect("plan");
-        assert_eq!(
-            (p.family, p.best_available),
-            (HookFamily::Tracepoints, HookFamily::Tracepoints)
-        );
+        assert_eq!((p.family, p.best_available), (HookFamily::Tracepoints, HookFamily::Tracepoints));
         assert!(p.use_tcx && p.use_task_btf && p.use_uprobe_multi && !p.use_kprobe_multi);
     }
 
@@ -325,10 +269,7 @@ mod tests {
         assert_eq!(p.family, HookFamily::Fentry);
         assert_eq!(p.best_available, HookFamily::Fentry);
         assert!(!p.use_tcx);
-        let no_fentry = Features {
-            fentry: false,
-            ..debian_6_1()
-        };
+        let no_fentry = Features { fentry: false, ..debian_6_1() };
         let p = choose(&no_fentry, HookMode::Auto).expect("plan");
         assert_eq!((p.family, p.best_available), (HookFamily::Kprobes, HookFamily::Kprobes));
     }
@@ -346,13 +287,7 @@ mod tests {
             "ebpf.hook_mode: fentry requested but this kernel (6.18.44) cannot load fentry programs \
              (fentry load on do_sys_openat2: EPERM)"
         );
-        assert!(matches!(
-            e,
-            KernelError::HookFamilyUnavailable {
-                family: HookFamily::Fentry,
-                ..
-            }
-        ));
+        assert!(matches!(e, KernelError::HookFamilyUnavailable { family: HookFamily::Fentry, .. }));
     }
 
     #[test]
@@ -364,10 +299,7 @@ mod tests {
 
     #[test]
     fn no_tracefs_means_no_tracepoints() {
-        let f = Features {
-            tracefs: None,
-            ..host()
-        };
+        let f = Features { tracefs: None, ..host() };
         let e = choose(&f, HookMode::Auto).expect_err("nothing usable");
         assert!(matches!(e, KernelError::NoHookFamily { .. }));
         assert!(e.to_string().contains("mount -t tracefs"), "{e}");
@@ -375,51 +307,22 @@ mod tests {
 
     #[test]
     fn ringbuf_and_btf_are_required() {
-        let e = choose(
-            &Features {
-                ringbuf: false,
-                ..host()
-            },
-            HookMode::Auto,
-        )
-        .expect_err("no ringbuf");
-        assert!(matches!(
-            e,
-            KernelError::RequiredFeatureMissing {
-                feature: "ringbuf",
-                ..
-            }
-        ));
-        let e = choose(
-            &Features {
-                btf: false,
-                ..host()
-            },
-            HookMode::Tracepoints,
-        )
-        .expect_err("no btf");
-        assert!(matches!(
-            e,
-            KernelError::RequiredFeatureMissing { feature: "btf", .. }
-        ));
+        let e = choose(&Features { ringbuf: false, ..host() }, HookMode::Auto).expect_err("no ringbuf");
+        assert!(matches!(e, KernelError::RequiredFeatureMissing { feature: "ringbuf", .. }));
+        let e = choose(&Features { btf: false, ..host() }, HookMode::Tracepoints).expect_err("no btf");
+        assert!(matches!(e, KernelError::RequiredFeatureMissing { feature: "btf", .. }));
     }
 
     #[test]
     fn hook_mode_parses_and_serializes_lowercase() {
-        assert_eq!(
-            "Kprobes".parse::<HookMode>().expect("parse"),
-            HookMode::Kprobes
-        );
+        assert_eq!("Kprobes".parse::<HookMode>().expect("parse"), HookMode::Kprobes);
         assert_eq!("auto".parse::<HookMode>().expect("parse"), HookMode::Auto);
         let e = "uprobes".parse::<HookMode>().expect_err("unknown");
         assert_eq!(
             e.to_string(),
             "ebpf.hook_mode: unknown value \"uprobes\", expected auto, tracepoints, kprobes or fentry"
         );
-        assert_eq!(
-            serde_json::to_string(&HookMode::Fentry).expect("json"),
-            "\"fentry\""
-        );
+        assert_eq!(serde_json::to_string(&HookMode::Fentry).expect("json"), "\"fentry\"");
         let m: HookMode = serde_yaml::from_str("tracepoints").expect("yaml");
         assert_eq!(m, HookMode::Tracepoints);
         assert!(serde_yaml::from_str::<HookMode>("Fentry").is_err());

@@ -26,16 +26,10 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     fn yes(note: impl Into<String>) -> Self {
-        Self {
-            ok: true,
-            note: note.into(),
-        }
+        Self { ok: true, note: note.into() }
     }
     fn no(note: impl Into<String>) -> Self {
-        Self {
-            ok: false,
-            note: note.into(),
-        }
+        Self { ok: false, note: note.into() }
     }
 }
 
@@ -59,11 +53,7 @@ const PERF_EVENT_IOC_SET_BPF: u64 = 0x4004_2408;
 const PERF_TYPE_TRACEPOINT: u32 = 2;
 
 fn insn(code: u8, dst: u8, imm: i32) -> sys::bpf_insn {
-    let mut i = sys::bpf_insn {
-        code,
-        imm,
-        ..Default::default()
-    };
+    let mut i = sys::bpf_insn { code, imm, ..Default::default() };
     i.set_dst_reg(dst);
     i
 }
@@ -75,11 +65,7 @@ fn ret_imm(imm: i32) -> [sys::bpf_insn; 2] {
 
 /// `call helper; r0 = 0; exit`.
 fn call_ret0(helper: sys::bpf_func_id) -> [sys::bpf_insn; 3] {
-    [
-        insn(OP_CALL, 0, helper as i32),
-        insn(OP_MOV64_IMM, 0, 0),
-        insn(OP_EXIT, 0, 0),
-    ]
+    [insn(OP_CALL, 0, helper as i32), insn(OP_MOV64_IMM, 0, 0), insn(OP_EXIT, 0, 0)]
 }
 
 /// Converts a libbpf return value (fd or `-errno`) into an owned fd.
@@ -106,14 +92,7 @@ fn prog_load(
     };
     // SAFETY: all pointers are valid for the call; `opts` is fully initialised.
     let ret = unsafe {
-        sys::bpf_prog_load(
-            prog_type,
-            PROG_NAME.as_ptr(),
-            LICENSE.as_ptr(),
-            insns.as_ptr(),
-            insns.len() as _,
-            &mut opts,
-        )
+        sys::bpf_prog_load(prog_type, PROG_NAME.as_ptr(), LICENSE.as_ptr(), insns.as_ptr(), insns.len() as _, &mut opts)
     };
     owned_fd(ret)
 }
@@ -188,12 +167,8 @@ fn perf_event_open(attr: &sys::perf_event_attr) -> Result<OwnedFd, Errno> {
 }
 
 fn perf_attr(type_: u32, config: u64) -> sys::perf_event_attr {
-    let mut attr = sys::perf_event_attr {
-        type_,
-        size: size_of::<sys::perf_event_attr>() as u32,
-        config,
-        ..Default::default()
-    };
+    let mut attr =
+        sys::perf_event_attr { type_, size: size_of::<sys::perf_event_attr>() as u32, config, ..Default::default() };
     // Created disabled: the program is never run, the attach path is still checked.
     attr.set_disabled(1);
     attr
@@ -201,13 +176,7 @@ fn perf_attr(type_: u32, config: u64) -> sys::perf_event_attr {
 
 fn set_bpf(perf: &OwnedFd, prog: &OwnedFd) -> Result<(), Errno> {
     // SAFETY: both fds are live; the ioctl takes the prog fd by value.
-    let ret = unsafe {
-        libc::ioctl(
-            perf.as_raw_fd(),
-            PERF_EVENT_IOC_SET_BPF as _,
-            prog.as_raw_fd(),
-        )
-    };
+    let ret = unsafe { libc::ioctl(perf.as_raw_fd(), PERF_EVENT_IOC_SET_BPF as _, prog.as_raw_fd()) };
     Errno::result(ret).map(drop)
 }
 
@@ -215,9 +184,7 @@ fn set_bpf(perf: &OwnedFd, prog: &OwnedFd) -> Result<(), Errno> {
 /// attached to it (`PERF_EVENT_IOC_SET_BPF`), then closed.
 pub(crate) fn kprobes(keep: &mut Vec<OwnedFd>) -> Outcome {
     let Some(pmu) = pmu_type("kprobe") else {
-        return Outcome::no(
-            "no kprobe PMU in /sys/bus/event_source/devices (CONFIG_KPROBES not set?)",
-        );
+        return Outcome::no("no kprobe PMU in /sys/bus/event_source/devices (CONFIG_KPROBES not set?)");
     };
     let prog = match prog_load(sys::BPF_PROG_TYPE_KPROBE, &ret_imm(0), 0, 0) {
         Ok(p) => p,
@@ -246,12 +213,7 @@ pub(crate) fn kprobes(keep: &mut Vec<OwnedFd>) -> Outcome {
 
 /// cilium/ebpf's `haveBPFLinkKprobeMulti`: a kprobe.multi link on `vprintk`, closed at once.
 pub(crate) fn kprobe_multi(keep: &mut Vec<OwnedFd>) -> Outcome {
-    let prog = match prog_load(
-        sys::BPF_PROG_TYPE_KPROBE,
-        &ret_imm(0),
-        sys::BPF_TRACE_KPROBE_MULTI,
-        0,
-    ) {
+    let prog = match prog_load(sys::BPF_PROG_TYPE_KPROBE, &ret_imm(0), sys::BPF_TRACE_KPROBE_MULTI, 0) {
         Ok(p) => p,
         Err(e) => return Outcome::no(format!("kprobe.multi program load: {e:?}")),
     };
@@ -276,25 +238,16 @@ pub(crate) fn fentry(btf: Option<&VmlinuxBtf>, keep: &mut Vec<OwnedFd>) -> Outco
     let Some(btf) = btf else {
         return Outcome::no("no vmlinux BTF");
     };
-    let Some((func, id)) = FENTRY_FUNCS
-        .iter()
-        .find_map(|f| btf.find(f, sys::BTF_KIND_FUNC).map(|id| (f, id)))
-    else {
+    let Some((func, id)) = FENTRY_FUNCS.iter().find_map(|f| btf.find(f, sys::BTF_KIND_FUNC).map(|id| (f, id))) else {
         return Outcome::no("no fentry target function in vmlinux BTF");
     };
     let func = func.to_string_lossy();
-    let prog = match prog_load(
-        sys::BPF_PROG_TYPE_TRACING,
-        &ret_imm(0),
-        sys::BPF_TRACE_FENTRY,
-        id,
-    ) {
+    let prog = match prog_load(sys::BPF_PROG_TYPE_TRACING, &ret_imm(0), sys::BPF_TRACE_FENTRY, id) {
         Ok(p) => p,
         Err(e) => return Outcome::no(format!("fentry load on {func}: {e:?}")),
     };
     // SAFETY: NULL name is how tracing programs are attached; prog fd is live.
-    let link =
-        owned_fd(unsafe { sys::bpf_raw_tracepoint_open(std::ptr::null(), prog.as_raw_fd()) });
+    let link = owned_fd(unsafe { sys::bpf_raw_tracepoint_open(std::ptr::null(), prog.as_raw_fd()) });
     match link {
         Ok(link) => {
             keep.push(link);
@@ -313,12 +266,7 @@ pub(crate) fn tp_btf(btf: Option<&VmlinuxBtf>, keep: &mut Vec<OwnedFd>) -> Outco
     let Some(id) = btf.find(TP_BTF_TYPEDEF, sys::BTF_KIND_TYPEDEF) else {
         return Outcome::no("btf_trace_sched_process_exec not in vmlinux BTF");
     };
-    let prog = match prog_load(
-        sys::BPF_PROG_TYPE_TRACING,
-        &ret_imm(0),
-        sys::BPF_TRACE_RAW_TP,
-        id,
-    ) {
+    let prog = match prog_load(sys::BPF_PROG_TYPE_TRACING, &ret_imm(0), sys::BPF_TRACE_RAW_TP, id) {
         Ok(p) => p,
         Err(e) => return Outcome::no(format!("tp_btf load: {e:?}")),
     };
@@ -339,8 +287,7 @@ pub(crate) fn raw_tp(keep: &mut Vec<OwnedFd>) -> Outcome {
         Err(e) => return Outcome::no(format!("raw_tp load: {e:?}")),
     };
     // SAFETY: name is NUL-terminated, prog fd is live.
-    match owned_fd(unsafe { sys::bpf_raw_tracepoint_open(RAW_TP_NAME.as_ptr(), prog.as_raw_fd()) })
-    {
+    match owned_fd(unsafe { sys::bpf_raw_tracepoint_open(RAW_TP_NAME.as_ptr(), prog.as_raw_fd()) }) {
         Ok(link) => {
             keep.push(link);
             Outcome::yes("raw_tp/sched_process_exec")
@@ -350,12 +297,7 @@ pub(crate) fn raw_tp(keep: &mut Vec<OwnedFd>) -> Outcome {
 }
 
 /// A TRACEPOINT program attached to the perf event of `<tracefs>/events/<category>/<name>`.
-pub(crate) fn tracepoint(
-    tracefs: Option<&Path>,
-    category: &str,
-    name: &str,
-    keep: &mut Vec<OwnedFd>,
-) -> Outcome {
+pub(crate) fn tracepoint(tracefs: Option<&Path>, category: &str, name: &str, keep: &mut Vec<OwnedFd>) -> Outcome {
     let Some(tracefs) = tracefs else {
         return Outcome::no("tracefs not mounted");
     };
@@ -384,26 +326,20 @@ pub(crate) fn tracepoint(
 /// libbpf's `probe_uprobe_multi_link`: a uprobe.multi link on "/" must fail with EBADF
 /// (the attach type is known), and with pid = -1 with EINVAL (the PID filter fix is in).
 pub(crate) fn uprobe_multi() -> Outcome {
-    let prog = match prog_load(
-        sys::BPF_PROG_TYPE_KPROBE,
-        &ret_imm(0),
-        sys::BPF_TRACE_UPROBE_MULTI,
-        0,
-    ) {
+    let prog = match prog_load(sys::BPF_PROG_TYPE_KPROBE, &ret_imm(0), sys::BPF_TRACE_UPROBE_MULTI, 0) {
         Ok(p) => p,
         Err(e) => return Outcome::no(format!("uprobe.multi program load: {e:?}")),
     };
     let offset: libc::c_ulong = 0;
     let attempt = |pid: u32| {
         let mut opts = link_opts();
-        opts.__bindgen_anon_1.uprobe_multi =
-            sys::bpf_link_create_opts__bindgen_ty_1__bindgen_ty_3 {
-                cnt: 1,
-                path: c"/".as_ptr(),
-                offsets: &offset,
-                pid,
-                ..Default::default()
-            };
+        opts.__bindgen_anon_1.uprobe_multi = sys::bpf_link_create_opts__bindgen_ty_1__bindgen_ty_3 {
+            cnt: 1,
+            path: c"/".as_ptr(),
+            offsets: &offset,
+            pid,
+            ..Default::default()
+        };
         link_create(&prog, -1, sys::BPF_TRACE_UPROBE_MULTI, &opts)
     };
     match attempt(0) {
@@ -430,9 +366,7 @@ pub(crate) fn ringbuf() -> Outcome {
 /// libbpf's helper probe (verifier-log based) for a TRACEPOINT program.
 fn helper(helper: sys::bpf_func_id, name: &str) -> Outcome {
     // SAFETY: plain libbpf probe with no options.
-    match unsafe {
-        sys::libbpf_probe_bpf_helper(sys::BPF_PROG_TYPE_TRACEPOINT, helper, std::ptr::null())
-    } {
+    match unsafe { sys::libbpf_probe_bpf_helper(sys::BPF_PROG_TYPE_TRACEPOINT, helper, std::ptr::null()) } {
         1 => Outcome::yes(format!("{name} accepted by the verifier")),
         0 => Outcome::no(format!("{name} unknown or not allowed")),
         e => Outcome::no(format!("{name} probe: {:?}", Errno::from_raw(-e))),
@@ -441,10 +375,7 @@ fn helper(helper: sys::bpf_func_id, name: &str) -> Outcome {
 
 /// `bpf_get_current_task_btf`: the libbpf helper probe, confirmed by a real load.
 pub(crate) fn get_current_task_btf() -> Outcome {
-    let h = helper(
-        sys::BPF_FUNC_get_current_task_btf,
-        "bpf_get_current_task_btf",
-    );
+    let h = helper(sys::BPF_FUNC_get_current_task_btf, "bpf_get_current_task_btf");
     if !h.ok {
         return h;
     }
@@ -469,23 +400,21 @@ pub(crate) struct NetProbe(Option<mpsc::Receiver<(Outcome, Outcome)>>);
 impl NetProbe {
     pub(crate) fn start() -> Self {
         let (tx, rx) = mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("beyla-netprobe".into())
-            .spawn(move || {
-                let mut keep = Vec::new();
-                // SAFETY: unshare only changes this thread's network namespace.
-                let result = if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                    let e = Errno::last();
-                    let clsact = Outcome::no(format!("not tested: unshare(CLONE_NEWNET): {e:?}"));
-                    (tcx_attach(i32::MAX, &mut keep), clsact)
-                } else {
-                    // `lo` is always ifindex 1 in a new namespace; the qdisc and the link go
-                    // away with the namespace when this thread exits.
-                    (tcx_attach(1, &mut keep), clsact_hook(1))
-                };
-                let _ = tx.send(result);
-                drop(keep);
-            });
+        let spawned = std::thread::Builder::new().name("beyla-netprobe".into()).spawn(move || {
+            let mut keep = Vec::new();
+            // SAFETY: unshare only changes this thread's network namespace.
+            let result = if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                let e = Errno::last();
+                let clsact = Outcome::no(format!("not tested: unshare(CLONE_NEWNET): {e:?}"));
+                (tcx_attach(i32::MAX, &mut keep), clsact)
+            } else {
+                // `lo` is always ifindex 1 in a new namespace; the qdisc and the link go
+                // away with the namespace when this thread exits.
+                (tcx_attach(1, &mut keep), clsact_hook(1))
+            };
+            let _ = tx.send(result);
+            drop(keep);
+        });
         Self(spawned.ok().map(|_| rx))
     }
 
@@ -502,12 +431,7 @@ impl NetProbe {
 
 fn tcx_attach(ifindex: i32, keep: &mut Vec<OwnedFd>) -> Outcome {
     // TCX_NEXT (-1): even if it ran, the packet would go on unchanged.
-    let prog = match prog_load(
-        sys::BPF_PROG_TYPE_SCHED_CLS,
-        &ret_imm(-1),
-        sys::BPF_TCX_INGRESS,
-        0,
-    ) {
+    let prog = match prog_load(sys::BPF_PROG_TYPE_SCHED_CLS, &ret_imm(-1), sys::BPF_TCX_INGRESS, 0) {
         Ok(p) => p,
         Err(e) => return Outcome::no(format!("tcx program load: {e:?}")),
     };
@@ -516,9 +440,7 @@ fn tcx_attach(ifindex: i32, keep: &mut Vec<OwnedFd>) -> Outcome {
             keep.push(link);
             Outcome::yes("tcx ingress link on lo (private netns)")
         }
-        Err(Errno::ENODEV) if ifindex != 1 => {
-            Outcome::yes("tcx attach type known (ENODEV on bogus ifindex)")
-        }
+        Err(Errno::ENODEV) if ifindex != 1 => Outcome::yes("tcx attach type known (ENODEV on bogus ifindex)"),
         Err(e) => Outcome::no(format!("tcx link: {e:?}")),
     }
 }
@@ -544,9 +466,7 @@ fn clsact_hook(ifindex: i32) -> Outcome {
 pub(crate) fn close_later(fds: Vec<OwnedFd>) {
     if !fds.is_empty() {
         // If the thread cannot start, the closure (and the fds) are dropped right here.
-        let _ = std::thread::Builder::new()
-            .name("beyla-probe-close".into())
-            .spawn(move || drop(fds));
+        let _ = std::thread::Builder::new().name("beyla-probe-close".into()).spawn(move || drop(fds));
     }
 }
 
@@ -557,10 +477,7 @@ mod tests {
     #[test]
     fn instructions_encode_like_libbpf_macros() {
         let [mov, exit] = ret_imm(-1);
-        assert_eq!(
-            (mov.code, mov.dst_reg(), mov.src_reg(), mov.imm),
-            (0xb7, 0, 0, -1)
-        );
+        assert_eq!((mov.code, mov.dst_reg(), mov.src_reg(), mov.imm), (0xb7, 0, 0, -1));
         assert_eq!(exit.code, 0x95);
         let [call, _, _] = call_ret0(sys::BPF_FUNC_get_current_task_btf);
         assert_eq!((call.code, call.imm), (0x85, 158));

@@ -39,10 +39,7 @@ fn container_id(segment: &str) -> Option<String> {
         return None;
     }
     let s = segment.strip_suffix(".scope").unwrap_or(segment);
-    let s = SCOPE_PREFIXES
-        .iter()
-        .find_map(|p| s.strip_prefix(p))
-        .unwrap_or(s);
+    let s = SCOPE_PREFIXES.iter().find_map(|p| s.strip_prefix(p)).unwrap_or(s);
     is_hex64(s).then(|| s.to_ascii_lowercase())
 }
 
@@ -58,10 +55,7 @@ fn pod_uid(segment: &str) -> Option<String> {
     let groups: Vec<&str> = uid.split('-').collect();
     let shape = [8, 4, 4, 4, 12];
     let ok = groups.len() == 5
-        && groups
-            .iter()
-            .zip(shape)
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
+        && groups.iter().zip(shape).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
     ok.then(|| uid.to_ascii_lowercase())
 }
 
@@ -71,10 +65,7 @@ pub fn parse_path(path: &str) -> Option<ContainerRef> {
     let idx = segments.iter().rposition(|s| container_id(s).is_some())?;
     let container_id = container_id(segments[idx])?;
     let pod_uid = segments[..idx].iter().rev().find_map(|s| pod_uid(s));
-    Some(ContainerRef {
-        container_id,
-        pod_uid,
-    })
+    Some(ContainerRef { container_id, pod_uid })
 }
 
 /// The container of a process from the text of `/proc/<pid>/cgroup`: the first line (v1
@@ -132,16 +123,20 @@ mod tests {
     #[test]
     fn cgroup_v2_systemd_crio_and_its_monitor() {
         let u = uid_(UID);
-        let line = format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice/crio-{ID}.scope");
+        let line =
+            format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice/crio-{ID}.scope");
         assert_eq!(both(&line), pod());
-        let conmon = format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice/crio-conmon-{ID}.scope");
+        let conmon = format!(
+            "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice/crio-conmon-{ID}.scope"
+        );
         assert_eq!(both(&conmon), None);
     }
 
     #[test]
     fn cgroup_v2_systemd_docker_shim() {
         let u = uid_(UID);
-        let line = format!("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice/docker-{ID}.scope");
+        let line =
+            format!("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice/docker-{ID}.scope");
         assert_eq!(both(&line), pod());
     }
 

@@ -100,10 +100,7 @@ impl K8sMeta {
 
     /// The non-empty attributes, in [`ATTRIBUTES`] order: (OTel name, Prometheus name, value).
     pub fn attributes(&self) -> impl Iterator<Item = (&'static str, &'static str, &str)> {
-        ATTRIBUTES
-            .iter()
-            .map(|(otel, prom)| (*otel, *prom, self.attribute(otel)))
-            .filter(|(_, _, v)| !v.is_empty())
+        ATTRIBUTES.iter().map(|(otel, prom)| (*otel, *prom, self.attribute(otel))).filter(|(_, _, v)| !v.is_empty())
     }
 
     /// `service.name` from Kubernetes: the annotation, then the first of `name_labels`
@@ -133,15 +130,13 @@ impl K8sMeta {
 /// for ReplicaSets not (yet) known: Beyla's fallback.
 pub fn deployment_from_replicaset(rs: &str) -> Option<String> {
     let (name, hash) = rs.rsplit_once('-')?;
-    (!name.is_empty() && !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .then(|| name.to_string())
+    (!name.is_empty() && !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| name.to_string())
 }
 
 /// CronJob name from the name of a Job it created (`report-28934520` -> `report`).
 pub fn cronjob_from_job(job: &str) -> Option<String> {
     let (name, stamp) = job.rsplit_once('-')?;
-    (!name.is_empty() && stamp.len() >= 8 && stamp.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| name.to_string())
+    (!name.is_empty() && stamp.len() >= 8 && stamp.bytes().all(|b| b.is_ascii_digit())).then(|| name.to_string())
 }
 
 #[cfg(test)]

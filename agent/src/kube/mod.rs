@@ -18,14 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -70,10 +70,7 @@ pub struct KubeOptions {
 /// The node this agent runs on: `NODE_NAME` (the DaemonSet sets it from `spec.nodeName`),
 /// else the host name.
 pub fn local_node_name() -> String {
-    std::env::var("NODE_NAME")
-        .ok()
-        .filter(|n| !n.trim().is_empty())
-        .unwrap_or_else(crate::discover::local_hostname)
+    std::env::var("NODE_NAME").ok().filter(|n| !n.trim().is_empty()).unwrap_or_else(crate::discover::local_hostname)
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -89,7 +86,11 @@ pub struct KubeStats {
 
 impl KubeStats {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register("beyla_kube_api_errors", "Failed Kubernetes API list or watch attempts, by resource kind", self.api_errors.clone());
+        registry.register(
+            "beyla_kube_api_errors",
+            "Failed Kubernetes API list or watch attempts, by resource kind",
+            self.api_errors.clone(),
+        );
         registry.register("beyla_kube_objects", "Kubernetes objects known, by resource kind", self.objects.clone());
     }
 
@@ -138,7 +139,10 @@ async fn client(opts: &KubeOptions) -> Result<kube::Client, KubeError> {
 
 /// Starts the watches in the background; never blocks on the API.
 pub fn start(opts: KubeOptions) -> Kube {
-    let store = Arc::new(Store::new(opts.cluster_name.clone()).with_service_labels(opts.name_labels.clone(), opts.namespace_labels.clone()));
+    let store = Arc::new(
+        Store::new(opts.cluster_name.clone())
+            .with_service_labels(opts.name_labels.clone(), opts.namespace_labels.clone()),
+    );
     let (tx, rx) = watch::channel(0usize);
     let tx = Arc::new(tx);
     let s = store.clone();
@@ -221,7 +225,13 @@ async fn drive<K>(
     }
 }
 
-async fn watch_pods(api: Api<Pod>, cfg: watcher::Config, store: Arc<Store>, synced: Arc<watch::Sender<usize>>, stats: KubeStats) {
+async fn watch_pods(
+    api: Api<Pod>,
+    cfg: watcher::Config,
+    store: Arc<Store>,
+    synced: Arc<watch::Sender<usize>>,
+    stats: KubeStats,
+) {
     let mut relist: Vec<PodInfo> = Vec::new();
     let count = stats.objects.get_or_create(&KubeStats::kind("pods")).clone();
     drive(api, cfg, "pods", synced, &stats, |ev| {
@@ -249,7 +259,12 @@ fn on_pod(store: &Store, relist: &mut Vec<PodInfo>, ev: Event<Pod>) {
     }
 }
 
-async fn watch_replicasets(api: Api<ReplicaSet>, store: Arc<Store>, synced: Arc<watch::Sender<usize>>, stats: KubeStats) {
+async fn watch_replicasets(
+    api: Api<ReplicaSet>,
+    store: Arc<Store>,
+    synced: Arc<watch::Sender<usize>>,
+    stats: KubeStats,
+) {
     let mut relist = Vec::new();
     let count = stats.objects.get_or_create(&KubeStats::kind("replicasets")).clone();
     drive(api, watcher::Config::default(), "replicasets", synced, &stats, |ev| {

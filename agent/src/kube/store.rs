@@ -12,8 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::cgroup::ContainerRef;
 use super::meta::{
-    cronjob_from_job, deployment_from_replicaset, K8sMeta, Owners, DEFAULT_NAMESPACE_LABELS,
-    DEFAULT_NAME_LABELS,
+    cronjob_from_job, deployment_from_replicaset, K8sMeta, Owners, DEFAULT_NAMESPACE_LABELS, DEFAULT_NAME_LABELS,
 };
 
 /// The parts of a pod the store keeps.
@@ -44,7 +43,8 @@ impl PodInfo {
         });
         let mut containers = Vec::new();
         if let Some(status) = &pod.status {
-            let lists = [&status.container_statuses, &status.init_container_statuses, &status.ephemeral_container_statuses];
+            let lists =
+                [&status.container_statuses, &status.init_container_statuses, &status.ephemeral_container_statuses];
             for cs in lists.into_iter().flatten().flatten() {
                 if let Some(id) = cs.container_id.as_deref() {
                     let id = id.rsplit_once("://").map_or(id, |(_, id)| id);
@@ -77,12 +77,7 @@ impl PodInfo {
 pub fn replicaset_owner(rs: &ReplicaSet) -> Option<((String, String), Option<String>)> {
     let m = &rs.metadata;
     let key = (m.namespace.clone().unwrap_or_default(), m.name.clone()?);
-    let deployment = m
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.kind == "Deployment")
-        .map(|r| r.name.clone());
+    let deployment = m.owner_references.iter().flatten().find(|r| r.kind == "Deployment").map(|r| r.name.clone());
     Some((key, deployment))
 }
 
@@ -156,10 +151,7 @@ impl Store {
     /// The metadata of a container: by its id, else (container not listed yet) by its pod.
     pub fn lookup(&self, c: &ContainerRef) -> Option<Arc<K8sMeta>> {
         let i = self.read();
-        i.by_container
-            .get(&c.container_id)
-            .or_else(|| c.pod_uid.as_ref().and_then(|u| i.by_pod.get(u)))
-            .cloned()
+        i.by_container.get(&c.container_id).or_else(|| c.pod_uid.as_ref().and_then(|u| i.by_pod.get(u))).cloned()
     }
 
     pub fn pod_count(&self) -> usize {
@@ -349,7 +341,10 @@ mod tests {
         s.apply_pod(p.clone());
         p.labels.insert("app.kubernetes.io/name".into(), "v2".into());
         s.apply_pod(p.clone());
-        assert_eq!(s.lookup(&cref(ID, None)).unwrap().labels.get("app.kubernetes.io/name").map(String::as_str), Some("v2"));
+        assert_eq!(
+            s.lookup(&cref(ID, None)).unwrap().labels.get("app.kubernetes.io/name").map(String::as_str),
+            Some("v2")
+        );
         // A restarted container gets a new id; the old one is forgotten.
         let new_id = "c".repeat(64);
         p.containers = vec![(new_id.clone(), "app".into())];

@@ -49,11 +49,27 @@ impl Internal {
             .set(1);
 
         registry.register("beyla_ebpf_events_read", "Events read from the BPF ring buffers", t.events_read.clone());
-        registry.register("beyla_ebpf_events_lost", "Events the kernel dropped because a ring buffer was full", t.events_lost.clone());
-        registry.register("beyla_decode_errors", "Traffic on traced connections that could not be decoded, by reason", t.decode_errors.clone());
-        registry.register("beyla_instrumented_processes", "Processes currently instrumented", t.instrumented_processes.clone());
+        registry.register(
+            "beyla_ebpf_events_lost",
+            "Events the kernel dropped because a ring buffer was full",
+            t.events_lost.clone(),
+        );
+        registry.register(
+            "beyla_decode_errors",
+            "Traffic on traced connections that could not be decoded, by reason",
+            t.decode_errors.clone(),
+        );
+        registry.register(
+            "beyla_instrumented_processes",
+            "Processes currently instrumented",
+            t.instrumented_processes.clone(),
+        );
         registry.register("beyla_decoded_requests", "Requests decoded, by side (server or client)", t.requests.clone());
-        registry.register("beyla_channel_drops", "Batches dropped between pipeline stages, by channel", t.channel_drops.clone());
+        registry.register(
+            "beyla_channel_drops",
+            "Batches dropped between pipeline stages, by channel",
+            t.channel_drops.clone(),
+        );
         registry.register("beyla_export_errors", "Export failures, by exporter", t.export_errors.clone());
         registry.register("beyla_internal_build_info", "Build and runtime information", build_info);
         t

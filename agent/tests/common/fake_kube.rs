@@ -147,7 +147,8 @@ fn handle(state: &Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Body> {
     let mut st = state.lock().unwrap();
     st.requests.push(format!("{path}?{q}"));
     let Some(kind) = Kind::from_path(&path) else {
-        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+        let status =
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
         return full(404, status.to_string());
     };
     let node = query(&q, "fieldSelector").and_then(|f| f.strip_prefix("spec.nodeName=").map(String::from));
@@ -175,7 +176,11 @@ fn handle(state: &Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Body> {
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|line| (Ok::<_, Infallible>(Frame::data(Bytes::from(line))), rx))
         });
-        return Response::builder().status(200).header("content-type", "application/json").body(StreamBody::new(stream).boxed_unsync()).unwrap();
+        return Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(StreamBody::new(stream).boxed_unsync())
+            .unwrap();
     }
     for (rv, k, t, obj) in &st.log {
         if *rv > from && *k == kind && visible(kind, &node, obj) {

@@ -69,19 +69,12 @@ fn read_request(r: &mut BufReader<TcpStream>, out: &mut TcpStream) -> io::Result
         r.read_exact(&mut body)?; // loops over as many TCP segments as needed
     }
     let (method, path) = (method.into(), target.split('?').next().unwrap_or("").into());
-    Ok(Request {
-        method,
-        path,
-        keep_alive,
-        body,
-    })
+    Ok(Request { method, path, keep_alive, body })
 }
 
 /// GET `url` (http://host[:port]/path) on a new TCP connection; returns the status code.
 fn call_downstream(url: &str) -> io::Result<u16> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| bad("only http:// supported"))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// supported"))?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -132,11 +125,7 @@ fn serve(stream: TcpStream) -> io::Result<()> {
             500 => "Internal Server Error",
             _ => "Bad Gateway",
         };
-        let conn = if req.keep_alive {
-            "keep-alive"
-        } else {
-            "close"
-        };
+        let conn = if req.keep_alive { "keep-alive" } else { "close" };
         let mut msg = format!(
             "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: {conn}\r\n\r\n",
             body.len()

@@ -39,11 +39,7 @@ impl<'de> Deserialize<'de> for KubeEnable {
                 f.write_str("`true`, `false` or `autodetect`")
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<KubeEnable, E> {
-                Ok(if v {
-                    KubeEnable::True
-                } else {
-                    KubeEnable::False
-                })
+                Ok(if v { KubeEnable::True } else { KubeEnable::False })
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<KubeEnable, E> {
                 match v.trim().to_ascii_lowercase().as_str() {
@@ -137,10 +133,7 @@ pub struct InstanceId {
 
 impl Default for InstanceId {
     fn default() -> Self {
-        InstanceId {
-            dns: true,
-            override_hostname: None,
-        }
+        InstanceId { dns: true, override_hostname: None }
     }
 }
 

@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::types::{
-    de_list, de_null_default, de_pids, Duration, GlobPattern, Matcher, PortSet, RegexPattern,
-};
+use crate::config::types::{de_list, de_null_default, de_pids, Duration, GlobPattern, Matcher, PortSet, RegexPattern};
 
 /// One process selector. Keys inside one selector are ANDed; entries of a selector list are
 /// ORed. `name` and `namespace` only name the service, they select nothing.
@@ -19,11 +17,7 @@ use crate::config::types::{
 /// `attributes.kubernetes.enable`; without it (and always for `container_name`, not built
 /// yet) a selector that sets any of them matches no process (the loader warns).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    default,
-    deny_unknown_fields,
-    bound(serialize = "P: Serialize", deserialize = "P: Deserialize<'de>")
-)]
+#[serde(default, deny_unknown_fields, bound(serialize = "P: Serialize", deserialize = "P: Deserialize<'de>"))]
 pub struct SelectorOf<P> {
     /// Service name given to matching processes (deprecated in Beyla). Default: unset.
     pub name: Option<String>,
@@ -198,9 +192,7 @@ impl<P> SelectorOf<P> {
             ("routes", self.routes.is_some()),
             ("metrics", self.metrics.is_some()),
         ];
-        k8s.into_iter()
-            .filter_map(|(name, set)| set.then_some(name))
-            .collect()
+        k8s.into_iter().filter_map(|(name, set)| set.then_some(name)).collect()
     }
 
     /// Whether the selector sets at least one selection key (Beyla rejects entries without).
@@ -342,16 +334,11 @@ impl Default for Discovery {
         // The constants are valid globs (unit-tested); keep going without them otherwise.
         let mut default_exclude_instrument = Vec::new();
         if let Ok(glob) = GlobPattern::new(DEFAULT_EXCLUDE_EXE_GLOB) {
-            default_exclude_instrument.push(Selector {
-                exe_path: Some(Matcher::Glob(glob)),
-                ..Selector::default()
-            });
+            default_exclude_instrument.push(Selector { exe_path: Some(Matcher::Glob(glob)), ..Selector::default() });
         }
         if let Ok(glob) = GlobPattern::new(DEFAULT_EXCLUDE_K8S_NAMESPACES) {
-            default_exclude_instrument.push(Selector {
-                k8s_namespace: Some(Matcher::Glob(glob)),
-                ..Selector::default()
-            });
+            default_exclude_instrument
+                .push(Selector { k8s_namespace: Some(Matcher::Glob(glob)), ..Selector::default() });
         }
         Discovery {
             instrument: Vec::new(),
@@ -384,16 +371,8 @@ mod tests {
     fn default_exclusion_is_valid_and_matches_agents() {
         assert!(GlobPattern::new(DEFAULT_EXCLUDE_EXE_GLOB).is_ok());
         let d = Discovery::default();
-        let glob = d.default_exclude_instrument[0]
-            .exe_path
-            .as_ref()
-            .expect("exe_path");
-        for exe in [
-            "/usr/local/bin/beyla",
-            "/bin/alloy",
-            "/otelcol-contrib",
-            "/usr/bin/otelcol",
-        ] {
+        let glob = d.default_exclude_instrument[0].exe_path.as_ref().expect("exe_path");
+        for exe in ["/usr/local/bin/beyla", "/bin/alloy", "/otelcol-contrib", "/usr/bin/otelcol"] {
             assert!(glob.is_match(exe), "{exe}");
         }
         assert!(!glob.is_match("/usr/bin/nginx"));

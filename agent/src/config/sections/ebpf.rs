@@ -21,17 +21,9 @@ pub struct ContextPropagation {
 
 impl ContextPropagation {
     /// Everything enabled (`all`).
-    pub const ALL: ContextPropagation = ContextPropagation {
-        headers: true,
-        tcp: true,
-        ip: true,
-    };
+    pub const ALL: ContextPropagation = ContextPropagation { headers: true, tcp: true, ip: true };
     /// Nothing enabled (`disabled`, the default).
-    pub const DISABLED: ContextPropagation = ContextPropagation {
-        headers: false,
-        tcp: false,
-        ip: false,
-    };
+    pub const DISABLED: ContextPropagation = ContextPropagation { headers: false, tcp: false, ip: false };
 
     /// Whether any propagation is enabled.
     pub fn is_enabled(&self) -> bool {
@@ -71,14 +63,10 @@ impl fmt::Display for ContextPropagation {
         if !self.is_enabled() {
             return f.write_str("disabled");
         }
-        let parts: Vec<&str> = [
-            (self.headers, "headers"),
-            (self.tcp, "tcp"),
-            (self.ip, "ip"),
-        ]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect();
+        let parts: Vec<&str> = [(self.headers, "headers"), (self.tcp, "tcp"), (self.ip, "ip")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -162,10 +150,7 @@ pub struct RedisDbCache {
 
 impl Default for RedisDbCache {
     fn default() -> Self {
-        RedisDbCache {
-            enabled: false,
-            max_size: 1000,
-        }
+        RedisDbCache { enabled: false, max_size: 1000 }
     }
 }
 
@@ -297,17 +282,11 @@ mod tests {
 
     #[test]
     fn context_propagation_parses_combinations() {
-        assert_eq!(
-            ContextPropagation::parse("all"),
-            Ok(ContextPropagation::ALL)
-        );
+        assert_eq!(ContextPropagation::parse("all"), Ok(ContextPropagation::ALL));
         let hp = ContextPropagation::parse("headers,tcp").expect("parse");
         assert!(hp.headers && hp.tcp && !hp.ip);
         assert_eq!(hp.to_string(), "headers,tcp");
-        assert_eq!(
-            ContextPropagation::parse("http").map(|c| c.headers),
-            Ok(true)
-        );
+        assert_eq!(ContextPropagation::parse("http").map(|c| c.headers), Ok(true));
         assert!(ContextPropagation::parse("smoke").is_err());
     }
 }

@@ -87,14 +87,11 @@ pub struct Buckets {
 }
 
 /// Beyla's default duration buckets, in seconds.
-pub const DEFAULT_DURATION_BUCKETS: [f64; 15] = [
-    0.0, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+pub const DEFAULT_DURATION_BUCKETS: [f64; 15] =
+    [0.0, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
 
 /// Beyla's default body size buckets, in bytes.
-pub const DEFAULT_SIZE_BUCKETS: [f64; 10] = [
-    0.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
-];
+pub const DEFAULT_SIZE_BUCKETS: [f64; 10] = [0.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0];
 
 impl Default for Buckets {
     fn default() -> Self {
@@ -174,9 +171,7 @@ impl PrometheusExport {
 
     /// Whether `feature` is requested (directly or through `all`).
     pub fn has_feature(&self, feature: MetricFeature) -> bool {
-        self.features
-            .iter()
-            .any(|f| *f == feature || *f == MetricFeature::All)
+        self.features.iter().any(|f| *f == feature || *f == MetricFeature::All)
     }
 }
 
@@ -205,10 +200,7 @@ pub struct InternalPrometheus {
 
 impl Default for InternalPrometheus {
     fn default() -> Self {
-        InternalPrometheus {
-            port: None,
-            path: "/internal/metrics".to_string(),
-        }
+        InternalPrometheus { port: None, path: "/internal/metrics".to_string() }
     }
 }
 
@@ -242,9 +234,7 @@ impl InternalMetrics {
     pub fn effective_exporter(&self) -> InternalMetricsExporter {
         match self.exporter {
             Some(e) => e,
-            None if self.prometheus.port.is_some_and(|p| p != 0) => {
-                InternalMetricsExporter::Prometheus
-            }
+            None if self.prometheus.port.is_some_and(|p| p != 0) => InternalMetricsExporter::Prometheus,
             None => InternalMetricsExporter::Disabled,
         }
     }

@@ -34,12 +34,8 @@ impl RoutePattern {
             if opens != closes || opens > 1 {
                 return Err(bad("unbalanced `{`/`}` placeholder"));
             }
-            if opens == 1
-                && (!segment.starts_with('{') || !segment.ends_with('}') || segment.len() == 2)
-            {
-                return Err(bad(
-                    "a `{name}` placeholder must be a whole, named path segment",
-                ));
+            if opens == 1 && (!segment.starts_with('{') || !segment.ends_with('}') || segment.len() == 2) {
+                return Err(bad("a `{name}` placeholder must be a whole, named path segment"));
             }
         }
         Ok(RoutePattern(text.to_string()))
@@ -150,24 +146,10 @@ mod tests {
 
     #[test]
     fn route_patterns_validate() {
-        for ok in [
-            "/",
-            "/user/{id}",
-            "/user/:id/basket/{product}",
-            "/user/*",
-            "/v1/**",
-            "/basic/:rnd",
-        ] {
+        for ok in ["/", "/user/{id}", "/user/:id/basket/{product}", "/user/*", "/v1/**", "/basic/:rnd"] {
             assert!(RoutePattern::new(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "user",
-            "/user/{id",
-            "/user/{}",
-            "/a/x*",
-            "/a/:",
-            "/a/{b}{c}",
-        ] {
+        for bad in ["user", "/user/{id", "/user/{}", "/a/x*", "/a/:", "/a/{b}{c}"] {
             assert!(RoutePattern::new(bad).is_err(), "{bad}");
         }
     }

@@ -45,9 +45,8 @@ pub enum HeadError {
     Malformed,
 }
 
-const METHODS: &[&[u8]] = &[
-    b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"PATCH ", b"OPTIONS ", b"CONNECT ", b"TRACE ",
-];
+const METHODS: &[&[u8]] =
+    &[b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"PATCH ", b"OPTIONS ", b"CONNECT ", b"TRACE "];
 
 /// Whether `data` can begin an HTTP/1.x request line: it starts with a known method and a
 /// space, or is a prefix of one. Runtimes do read a single byte: Go's server reads one byte
@@ -116,11 +115,8 @@ pub fn parse_response(buf: &[u8], request_method: &str) -> Result<ResponseHead, 
         Ok(httparse::Status::Complete(len)) => {
             let status = resp.code.unwrap_or(0);
             let no_body = request_method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
-            let framing = if no_body {
-                Framing::Empty
-            } else {
-                body_framing(resp.headers)?.unwrap_or(Framing::UntilClose)
-            };
+            let framing =
+                if no_body { Framing::Empty } else { body_framing(resp.headers)?.unwrap_or(Framing::UntilClose) };
             Ok(ResponseHead { status, framing, len })
         }
         Ok(httparse::Status::Partial) => Err(HeadError::Partial),
@@ -156,17 +152,25 @@ mod tests {
 
     #[test]
     fn chunked_wins_over_length() {
-        let r = parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n").unwrap();
+        let r =
+            parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n").unwrap();
         assert_eq!(r.framing, Framing::Chunked);
     }
 
     #[test]
     fn response_framing() {
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong", "GET").unwrap().framing, Framing::Length(4));
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", "HEAD").unwrap().framing, Framing::Empty);
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong", "GET").unwrap().framing,
+            Framing::Length(4)
+        );
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", "HEAD").unwrap().framing,
+            Framing::Empty
+        );
         assert_eq!(parse_response(b"HTTP/1.1 204 No Content\r\n\r\n", "GET").unwrap().framing, Framing::Empty);
         assert_eq!(parse_response(b"HTTP/1.0 200 OK\r\n\r\n", "GET").unwrap().framing, Framing::UntilClose);
-        let r = parse_response(b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n", "GET").unwrap();
+        let r =
+            parse_response(b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n", "GET").unwrap();
         assert_eq!((r.status, r.framing), (500, Framing::Chunked));
     }
 
