@@ -14,6 +14,8 @@
 #                                  /sys/fs/cgroup/unified, like the build machine)
 #   VM_TESTS_CACHE, VM_TESTS_ACCEL  passed to vm-tests (cache dir; auto|kvm|tcg)
 #   VM_MATRIX_OUT=target/vm-matrix  where the per-boot logs and results.tsv go
+#   VM_MATRIX_TARGET_DIR=DIR       build the test binaries and the agent in this cargo target
+#                                  dir, so other builds in target/ can't replace them mid-run
 # Exit status: 0 when every test passed (or was ignored) on every kernel, 1 otherwise.
 set -euo pipefail
 
@@ -33,6 +35,7 @@ boot_timeout=${VM_TIMEOUT:-5400}
 cgroup=${VM_CGROUP:-unified}
 if [[ -x /usr/bin/python3 ]]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
 
+if [[ -n ${VM_MATRIX_TARGET_DIR:-} ]]; then export CARGO_TARGET_DIR="$VM_MATRIX_TARGET_DIR"; fi
 echo "== run-matrix: building the host side once"
 bash testapps/build.sh
 cargo build -q -p vm-tests
