@@ -14,18 +14,8 @@ use crate::kernels::{KernelSpec, KernelsFile, Mirrors};
 pub const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// Debian codenames and aliases recognised when reading the system's sources.
-const CODENAMES: &[&str] = &[
-    "buster",
-    "bullseye",
-    "bookworm",
-    "trixie",
-    "forky",
-    "sid",
-    "stable",
-    "oldstable",
-    "testing",
-    "unstable",
-];
+const CODENAMES: &[&str] =
+    &["buster", "bullseye", "bookworm", "trixie", "forky", "sid", "stable", "oldstable", "testing", "unstable"];
 
 /// Reads the mirrors from apt sources files (one-line `.list` and deb822 `.sources`), each
 /// given as (file name, contents). Only Debian suites count; the first hit of each kind wins.
@@ -116,10 +106,7 @@ pub fn system_mirrors(fallback: &Mirrors) -> Mirrors {
         let mut entries: Vec<_> = dir.flatten().map(|e| e.path()).collect();
         entries.sort();
         for p in entries {
-            if let (Some(name), Ok(t)) = (
-                p.file_name().and_then(|n| n.to_str()),
-                fs::read_to_string(&p),
-            ) {
+            if let (Some(name), Ok(t)) = (p.file_name().and_then(|n| n.to_str()), fs::read_to_string(&p)) {
                 files.push((name.to_string(), t));
             }
         }
@@ -139,11 +126,7 @@ pub fn sources_list(kernels: &KernelsFile, mirrors: &Mirrors) -> String {
         suites.insert(s);
     }
     for suite in suites {
-        let uri = if suite.ends_with("-security") {
-            &mirrors.security
-        } else {
-            &mirrors.debian
-        };
+        let uri = if suite.ends_with("-security") { &mirrors.security } else { &mirrors.debian };
         out.push_str(&format!("deb [signed-by={KEYRING}] {uri} {suite} main\n"));
     }
     out
@@ -165,8 +148,7 @@ impl CacheLock {
         // SAFETY: flock on a file descriptor we own; blocks until the lock is free.
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
         if rc != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("locking {}", path.display()));
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("locking {}", path.display()));
         }
         Ok(CacheLock { _file: f })
     }
@@ -179,18 +161,13 @@ pub struct PrivateApt {
 
 impl PrivateApt {
     pub fn new(cache: &Path) -> Self {
-        PrivateApt {
-            root: cache.join("apt"),
-        }
+        PrivateApt { root: cache.join("apt") }
     }
 
     fn options(&self) -> Vec<String> {
         let r = &self.root;
         vec![
-            format!(
-                "-oDir::Etc::sourcelist={}",
-                r.join("sources.list").display()
-            ),
+            format!("-oDir::Etc::sourcelist={}", r.join("sources.list").display()),
             "-oDir::Etc::sourceparts=-".into(),
             "-oDir::Etc::preferences=/dev/null".into(),
             "-oDir::Etc::preferencesparts=-".into(),
@@ -226,32 +203,21 @@ impl PrivateApt {
         if let Some(d) = cwd {
             cmd.current_dir(d);
         }
-        cmd.output()
-            .with_context(|| format!("running {tool} (is apt installed?)"))
+        cmd.output().with_context(|| format!("running {tool} (is apt installed?)"))
     }
 
     pub fn update(&self) -> Result<()> {
-        eprintln!(
-            "vm-tests: apt-get update (private lists in {})",
-            self.root.join("lists").display()
-        );
+        eprintln!("vm-tests: apt-get update (private lists in {})", self.root.join("lists").display());
         let out = self.run("apt-get", &["-q", "update"], None)?;
         if !out.status.success() {
-            bail!(
-                "apt-get update failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("apt-get update failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         Ok(())
     }
 
     /// True when the current lists know `package=version`.
     pub fn knows(&self, k: &KernelSpec) -> Result<bool> {
-        let out = self.run(
-            "apt-cache",
-            &["show", &format!("{}={}", k.package, k.version)],
-            None,
-        )?;
+        let out = self.run("apt-cache", &["show", &format!("{}={}", k.package, k.version)], None)?;
         Ok(out.status.success() && !out.stdout.is_empty())
     }
 
@@ -267,11 +233,7 @@ impl PrivateApt {
         let mut lines = Vec::new();
         for n in names {
             let out = self.run("apt-cache", &["madison", &n], None)?;
-            lines.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .map(|l| format!("  {}", l.trim())),
-            );
+            lines.extend(String::from_utf8_lossy(&out.stdout).lines().map(|l| format!("  {}", l.trim())));
         }
         Ok(lines.join("\n"))
     }
@@ -282,17 +244,11 @@ impl PrivateApt {
         let spec = format!("{}={}", k.package, k.version);
         let out = self.run("apt-get", &["-q", "download", &spec], Some(dest))?;
         if !out.status.success() {
-            bail!(
-                "apt-get download {spec} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("apt-get download {spec} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         let deb = dest.join(k.deb_file_name());
         if !deb.exists() {
-            bail!(
-                "apt-get download {spec} succeeded but {} is missing",
-                deb.display()
-            );
+            bail!("apt-get download {spec} succeeded but {} is missing", deb.display());
         }
         Ok(deb)
     }
@@ -318,15 +274,9 @@ impl KernelTree {
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
             };
-            let releases: Vec<String> = entries
-                .flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect();
+            let releases: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
             let [release] = releases.as_slice() else {
-                bail!(
-                    "expected one kernel release in {}, found {releases:?}",
-                    dir.display()
-                );
+                bail!("expected one kernel release in {}, found {releases:?}", dir.display());
             };
             let vmlinuz = root.join("boot").join(format!("vmlinuz-{release}"));
             if !vmlinuz.exists() {
@@ -346,8 +296,7 @@ impl KernelTree {
 /// Makes sure kernel `k` is downloaded and extracted under `cache`; returns its tree.
 /// Skips all network access when the package was extracted before.
 pub fn ensure_kernel(cache: &Path, kernels: &KernelsFile, k: &KernelSpec) -> Result<KernelTree> {
-    fs::create_dir_all(cache)
-        .with_context(|| format!("creating cache directory {}", cache.display()))?;
+    fs::create_dir_all(cache).with_context(|| format!("creating cache directory {}", cache.display()))?;
     let tree_dir = cache.join("kernels").join(k.dir_name());
     if tree_dir.exists() {
         return KernelTree::open(&tree_dir);
@@ -385,18 +334,12 @@ pub fn ensure_kernel(cache: &Path, kernels: &KernelsFile, k: &KernelSpec) -> Res
     }
     fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     eprintln!("vm-tests: extracting {}", deb.display());
-    let status = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&tmp)
-        .status()
-        .context("running dpkg-deb (package dpkg)")?;
+    let status =
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp).status().context("running dpkg-deb (package dpkg)")?;
     if !status.success() {
         bail!("dpkg-deb -x {} failed ({status})", deb.display());
     }
-    KernelTree::open(&tmp)
-        .with_context(|| format!("checking the contents of {}", deb.display()))?;
-    fs::rename(&tmp, &tree_dir)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), tree_dir.display()))?;
+    KernelTree::open(&tmp).with_context(|| format!("checking the contents of {}", deb.display()))?;
+    fs::rename(&tmp, &tree_dir).with_context(|| format!("renaming {} to {}", tmp.display(), tree_dir.display()))?;
     KernelTree::open(&tree_dir)
 }

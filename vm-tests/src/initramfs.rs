@@ -26,21 +26,7 @@ impl Cpio {
     fn header(&mut self, name: &str, mode: u32, size: usize, rdev: (u32, u32)) {
         self.ino += 1;
         let namesize = name.len() + 1;
-        let fields = [
-            self.ino,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            size as u32,
-            0,
-            0,
-            rdev.0,
-            rdev.1,
-            namesize as u32,
-            0,
-        ];
+        let fields = [self.ino, mode, 0, 0, 1, 0, size as u32, 0, 0, rdev.0, rdev.1, namesize as u32, 0];
         self.buf.extend_from_slice(b"070701");
         for f in fields {
             self.buf.extend_from_slice(format!("{f:08x}").as_bytes());
@@ -81,10 +67,7 @@ impl Cpio {
 
 /// Quotes a word for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -125,10 +108,7 @@ impl CgroupLayout {
 /// The base environment of the guest command; `--env` entries are added after it.
 pub fn base_env() -> Vec<(String, String)> {
     [
-        (
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        ),
+        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         ("HOME", "/root"),
         ("USER", "root"),
         ("LOGNAME", "root"),
@@ -142,9 +122,7 @@ pub fn base_env() -> Vec<(String, String)> {
 
 /// Fills in stage 1: module names in load order and the 9p cache mode.
 pub fn stage1(module_names: &[String]) -> String {
-    STAGE1
-        .replace("@MODULES@", &module_names.join(" "))
-        .replace("@NINEP_CACHE@", "cache=loose")
+    STAGE1.replace("@MODULES@", &module_names.join(" ")).replace("@NINEP_CACHE@", "cache=loose")
 }
 
 /// Fills in stage 2 for one command.
@@ -152,11 +130,7 @@ pub fn stage2(cmd: &GuestCommand) -> Result<String> {
     if cmd.argv.is_empty() {
         bail!("no guest command given");
     }
-    let env: Vec<String> = cmd
-        .env
-        .iter()
-        .map(|(k, v)| shell_quote(&format!("{k}={v}")))
-        .collect();
+    let env: Vec<String> = cmd.env.iter().map(|(k, v)| shell_quote(&format!("{k}={v}"))).collect();
     let argv: Vec<String> = cmd.argv.iter().map(|a| shell_quote(a)).collect();
     let cwd = cmd.cwd.to_str().context("working directory is not UTF-8")?;
     Ok(STAGE2
@@ -175,8 +149,7 @@ pub fn is_static_elf(bytes: &[u8]) -> bool {
         let b = bytes.get(o..o + n)?;
         Some(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64))
     };
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (rd(0x20, 8), rd(0x36, 2), rd(0x38, 2))
-    else {
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (rd(0x20, 8), rd(0x36, 2), rd(0x38, 2)) else {
         return false;
     };
     (0..phnum).all(|i| rd((phoff + i * phentsize) as usize, 4) != Some(3)) // PT_INTERP
@@ -184,14 +157,10 @@ pub fn is_static_elf(bytes: &[u8]) -> bool {
 
 /// Builds `dest` (gzip'd newc cpio) for a kernel's modules directory and a guest command.
 /// Returns the module names loaded, in order.
-pub fn build(
-    modules_dir: &Path,
-    extra_modules: &[String],
-    cmd: &GuestCommand,
-    dest: &Path,
-) -> Result<Vec<String>> {
-    let busybox = fs::read(BUSYBOX)
-        .with_context(|| format!("reading {BUSYBOX}: the guest init needs a static busybox (apt-get install busybox-static)"))?;
+pub fn build(modules_dir: &Path, extra_modules: &[String], cmd: &GuestCommand, dest: &Path) -> Result<Vec<String>> {
+    let busybox = fs::read(BUSYBOX).with_context(|| {
+        format!("reading {BUSYBOX}: the guest init needs a static busybox (apt-get install busybox-static)")
+    })?;
     if !is_static_elf(&busybox) {
         bail!("{BUSYBOX} is not statically linked: apt-get install busybox-static");
     }
@@ -200,17 +169,7 @@ pub fn build(
     let mods = modules::modules_for(modules_dir, &wanted)?;
 
     let mut cpio = Cpio::default();
-    for d in [
-        "bin",
-        "dev",
-        "proc",
-        "sys",
-        "mnt",
-        "mnt/lower",
-        "mnt/rw",
-        "newroot",
-        "modules",
-    ] {
+    for d in ["bin", "dev", "proc", "sys", "mnt", "mnt/lower", "mnt/rw", "newroot", "modules"] {
         cpio.dir(d);
     }
     cpio.char_dev("dev/console", 0o600, 5, 1);
@@ -228,12 +187,8 @@ pub fn build(
     let raw = dest.with_extension("cpio");
     fs::write(&raw, cpio.finish()).with_context(|| format!("writing {}", raw.display()))?;
     let out = fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
-    let status = Command::new("gzip")
-        .args(["-1", "-n", "-c"])
-        .arg(&raw)
-        .stdout(out)
-        .status()
-        .context("running gzip")?;
+    let status =
+        Command::new("gzip").args(["-1", "-n", "-c"]).arg(&raw).stdout(out).status().context("running gzip")?;
     if !status.success() {
         bail!("gzip {} failed ({status})", raw.display());
     }

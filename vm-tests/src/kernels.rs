@@ -57,11 +57,7 @@ impl KernelSpec {
 
     /// Name of the `.deb` that `apt-get download` writes (`:` in versions becomes `%3a`).
     pub fn deb_file_name(&self) -> String {
-        format!(
-            "{}_{}_amd64.deb",
-            self.package,
-            self.version.replace(':', "%3a")
-        )
+        format!("{}_{}_amd64.deb", self.package, self.version.replace(':', "%3a"))
     }
 
     /// Directory name under the cache for the extracted package.
@@ -76,21 +72,10 @@ impl KernelsFile {
         let file: KernelsFile = toml::from_str(text).context("parsing kernels.toml")?;
         for (name, k) in &file.kernel {
             if !k.package.starts_with("linux-image-") {
-                bail!(
-                    "kernel.\"{name}\".package: expected a linux-image-* package, got {:?}",
-                    k.package
-                );
+                bail!("kernel.\"{name}\".package: expected a linux-image-* package, got {:?}", k.package);
             }
-            for (field, value) in [
-                ("package", &k.package),
-                ("version", &k.version),
-                ("suite", &k.suite),
-            ] {
-                if value.is_empty()
-                    || value
-                        .chars()
-                        .any(|c| c.is_whitespace() || c == '=' || c == '/')
-                {
+            for (field, value) in [("package", &k.package), ("version", &k.version), ("suite", &k.suite)] {
+                if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c == '=' || c == '/') {
                     bail!("kernel.\"{name}\".{field}: invalid value {value:?}");
                 }
             }
@@ -100,8 +85,7 @@ impl KernelsFile {
 
     /// Reads and parses a `kernels.toml` file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -109,10 +93,7 @@ impl KernelsFile {
     pub fn get(&self, name: &str) -> Result<&KernelSpec> {
         self.kernel.get(name).with_context(|| {
             let known: Vec<&str> = self.kernel.keys().map(String::as_str).collect();
-            format!(
-                "unknown kernel {name:?} (kernels.toml has: {})",
-                known.join(", ")
-            )
+            format!("unknown kernel {name:?} (kernels.toml has: {})", known.join(", "))
         })
     }
 

@@ -46,11 +46,7 @@ struct Cli {
     kernels_file: PathBuf,
 
     /// Cache for the private apt lists, .debs, extracted kernels and KVM probe results.
-    #[arg(
-        long,
-        env = "VM_TESTS_CACHE",
-        default_value = "/var/cache/beyla-vm-tests"
-    )]
+    #[arg(long, env = "VM_TESTS_CACHE", default_value = "/var/cache/beyla-vm-tests")]
     cache: PathBuf,
 
     /// Accelerator.
@@ -127,15 +123,11 @@ fn guest_env(entries: &[String]) -> Result<Vec<(String, String)>> {
         let (k, v) = match e.split_once('=') {
             Some((k, v)) => (k.to_string(), v.to_string()),
             None => {
-                let v =
-                    std::env::var(e).with_context(|| format!("--env {e}: not set on the host"))?;
+                let v = std::env::var(e).with_context(|| format!("--env {e}: not set on the host"))?;
                 (e.clone(), v)
             }
         };
-        let valid = k
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             bail!("--env {e}: invalid variable name {k:?}");
@@ -151,13 +143,9 @@ struct RunDir(PathBuf);
 
 impl RunDir {
     fn new(cache: &Path) -> Result<Self> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = cache
-            .join("runs")
-            .join(format!("{}-{nanos}", std::process::id()));
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let dir = cache.join("runs").join(format!("{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(RunDir(dir))
     }
@@ -170,8 +158,7 @@ impl Drop for RunDir {
 }
 
 fn secs(d: Option<Duration>) -> String {
-    d.map(|d| format!("{:.1}", d.as_secs_f64()))
-        .unwrap_or_else(|| "-".into())
+    d.map(|d| format!("{:.1}", d.as_secs_f64())).unwrap_or_else(|| "-".into())
 }
 
 /// Decides the accelerator; `auto` probes KVM once per (host kernel, guest kernel), cached.
@@ -188,11 +175,7 @@ fn choose_accel(cli: &Cli, tree: &KernelTree, run: &RunDir) -> Result<Accel> {
     let cached = qemu::kvm_probe_cache(&cli.cache, &tree.release);
     if let Ok(v) = std::fs::read_to_string(&cached) {
         let ok = v.trim() == "ok";
-        eprintln!(
-            "vm-tests: kvm probe (cached in {}): {}",
-            cached.display(),
-            v.trim()
-        );
+        eprintln!("vm-tests: kvm probe (cached in {}): {}", cached.display(), v.trim());
         return Ok(if ok { Accel::Kvm } else { Accel::Tcg });
     }
     eprintln!("vm-tests: probing kvm with a 30 s boot of {}", tree.release);
@@ -219,13 +202,7 @@ fn choose_accel(cli: &Cli, tree: &KernelTree, run: &RunDir) -> Result<Accel> {
     let verdict = if ok {
         "ok".to_string()
     } else {
-        let why = outcome
-            .tail
-            .iter()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .cloned()
-            .unwrap_or_default();
+        let why = outcome.tail.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default();
         format!("fail ({:?}: {why})", outcome.ending)
     };
     eprintln!("vm-tests: kvm probe: {verdict}");
@@ -265,11 +242,7 @@ fn run(cli: Cli) -> Result<i32> {
     if !cwd.is_absolute() {
         bail!("--cwd {}: must be an absolute path", cwd.display());
     }
-    let argv = if cli.command.is_empty() {
-        vec!["true".to_string()]
-    } else {
-        cli.command.clone()
-    };
+    let argv = if cli.command.is_empty() { vec!["true".to_string()] } else { cli.command.clone() };
     let cmd = GuestCommand {
         cwd,
         env: guest_env(&cli.env)?,
@@ -283,12 +256,7 @@ fn run(cli: Cli) -> Result<i32> {
     let initrd = run.0.join("initrd.img");
     let mods = initramfs::build(&tree.modules, &cli.modules, &cmd, &initrd)?;
     if cli.fetch_only {
-        eprintln!(
-            "vm-tests: kernel {} ({}): {}",
-            cli.kernel,
-            tree.release,
-            tree.vmlinuz.display()
-        );
+        eprintln!("vm-tests: kernel {} ({}): {}", cli.kernel, tree.release, tree.vmlinuz.display());
         eprintln!("vm-tests: initramfs modules: {}", mods.join(" "));
         return Ok(0);
     }
@@ -316,16 +284,10 @@ fn run(cli: Cli) -> Result<i32> {
         Ending::Exited(c) => (*c, format!("exit={c}")),
         Ending::TimedOut => (EXIT_TIMEOUT, format!("timeout after {} s", cli.timeout)),
         Ending::InitFailed(m) => (EXIT_NO_RESULT, format!("guest init failed: {m}")),
-        Ending::NoExitCode => (
-            EXIT_NO_RESULT,
-            "no exit code from the guest (crash or power-off)".into(),
-        ),
+        Ending::NoExitCode => (EXIT_NO_RESULT, "no exit code from the guest (crash or power-off)".into()),
     };
     if !matches!(outcome.ending, Ending::Exited(_)) {
-        eprintln!(
-            "vm-tests: {what}; last {} console lines:",
-            outcome.tail.len()
-        );
+        eprintln!("vm-tests: {what}; last {} console lines:", outcome.tail.len());
         for l in &outcome.tail {
             eprintln!("  | {l}");
         }

@@ -10,17 +10,8 @@ use anyhow::{bail, Context, Result};
 
 /// Modules the guest needs to mount the host root and to run TC programs. Built-in ones
 /// (listed in `modules.builtin`) are skipped.
-pub const REQUIRED: &[&str] = &[
-    "virtio",
-    "virtio_ring",
-    "virtio_pci",
-    "9pnet",
-    "9pnet_virtio",
-    "9p",
-    "overlay",
-    "sch_ingress",
-    "cls_bpf",
-];
+pub const REQUIRED: &[&str] =
+    &["virtio", "virtio_ring", "virtio_pci", "9pnet", "9pnet_virtio", "9p", "overlay", "sch_ingress", "cls_bpf"];
 
 /// Module name of a path: file name without `.ko[.xz|.zst|.gz]`, with `-` as `_`.
 pub fn module_name(path: &str) -> String {
@@ -56,9 +47,7 @@ impl ModulesDep {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (path, deps) = line
-                .split_once(':')
-                .with_context(|| format!("modules.dep line {}: no ':'", n + 1))?;
+            let (path, deps) = line.split_once(':').with_context(|| format!("modules.dep line {}: no ':'", n + 1))?;
             let path = path.trim().to_string();
             let deps = deps.split_whitespace().map(str::to_string).collect();
             entries.insert(module_name(&path), DepEntry { path, deps });
@@ -69,11 +58,7 @@ impl ModulesDep {
     /// Paths to load, dependencies first, for `wanted` (names). A wanted module that is
     /// neither in `modules.dep` nor in `builtin` is an error; built-in ones are skipped.
     pub fn resolve(&self, wanted: &[&str], builtin: &BTreeSet<String>) -> Result<Vec<String>> {
-        let by_path: BTreeMap<&str, &DepEntry> = self
-            .entries
-            .values()
-            .map(|e| (e.path.as_str(), e))
-            .collect();
+        let by_path: BTreeMap<&str, &DepEntry> = self.entries.values().map(|e| (e.path.as_str(), e)).collect();
         let mut order = Vec::new();
         let mut done = BTreeSet::new();
         for w in wanted {
@@ -99,11 +84,7 @@ impl ModulesDep {
             return Ok(());
         }
         if stack.contains(&e.path) {
-            bail!(
-                "module dependency cycle: {} -> {}",
-                stack.join(" -> "),
-                e.path
-            );
+            bail!("module dependency cycle: {} -> {}", stack.join(" -> "), e.path);
         }
         stack.push(e.path.clone());
         for d in &e.deps {
@@ -111,9 +92,7 @@ impl ModulesDep {
                 .get(d.as_str())
                 .copied()
                 .or_else(|| self.entries.get(&module_name(d)))
-                .with_context(|| {
-                    format!("{} depends on {d}, which modules.dep does not list", e.path)
-                })?;
+                .with_context(|| format!("{} depends on {d}, which modules.dep does not list", e.path))?;
             self.visit(dep, by_path, done, stack, order)?;
         }
         stack.pop();
@@ -125,11 +104,7 @@ impl ModulesDep {
 
 /// Names in a `modules.builtin` file (`kernel/fs/9p/9p.ko` lines).
 pub fn parse_builtin(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(module_name)
-        .collect()
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(module_name).collect()
 }
 
 /// Reads a module, decompressing `.ko.xz` / `.ko.zst` / `.ko.gz` with the host's tools.
@@ -147,22 +122,12 @@ pub fn read_module(path: &Path) -> Result<Vec<u8>> {
     match tool {
         None => fs::read(path).with_context(|| format!("reading {}", path.display())),
         Some((tool, pkg)) => {
-            let out = Command::new(tool)
-                .arg("-dc")
-                .arg(path)
-                .output()
-                .with_context(|| {
-                    format!(
-                        "running {tool} to decompress {} (apt-get install {pkg})",
-                        path.display()
-                    )
+            let out =
+                Command::new(tool).arg("-dc").arg(path).output().with_context(|| {
+                    format!("running {tool} to decompress {} (apt-get install {pkg})", path.display())
                 })?;
             if !out.status.success() {
-                bail!(
-                    "{tool} -dc {} failed: {}",
-                    path.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
+                bail!("{tool} -dc {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim());
             }
             Ok(out.stdout)
         }
@@ -194,24 +159,16 @@ pub fn elf_section<'a>(elf: &'a [u8], want: &str) -> Result<Option<&'a [u8]>> {
     let shstrndx = u16_at(0x3e)? as usize;
     let section = |i: usize| -> Result<(u64, usize, usize)> {
         let h = shoff + i * shentsize;
-        Ok((
-            u32_at(h)?,
-            u64_at(h + 24)? as usize,
-            u64_at(h + 32)? as usize,
-        ))
+        Ok((u32_at(h)?, u64_at(h + 24)? as usize, u64_at(h + 32)? as usize))
     };
     let (_, stroff, strsize) = section(shstrndx)?;
-    let strtab = elf
-        .get(stroff..stroff + strsize)
-        .context("truncated ELF section names")?;
+    let strtab = elf.get(stroff..stroff + strsize).context("truncated ELF section names")?;
     for i in 0..shnum {
         let (name_off, off, size) = section(i)?;
         let name = strtab.get(name_off as usize..).unwrap_or(&[]);
         let name = name.split(|&b| b == 0).next().unwrap_or(&[]);
         if name == want.as_bytes() {
-            return Ok(Some(
-                elf.get(off..off + size).context("truncated ELF section")?,
-            ));
+            return Ok(Some(elf.get(off..off + size).context("truncated ELF section")?));
         }
     }
     Ok(None)
@@ -222,11 +179,7 @@ pub fn modinfo_depends(ko: &[u8]) -> Result<Vec<String>> {
     let info = elf_section(ko, ".modinfo")?.context("module has no .modinfo section")?;
     for field in info.split(|&b| b == 0) {
         if let Some(v) = field.strip_prefix(b"depends=") {
-            return Ok(String::from_utf8_lossy(v)
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(normalize)
-                .collect());
+            return Ok(String::from_utf8_lossy(v).split(',').filter(|s| !s.is_empty()).map(normalize).collect());
         }
     }
     Ok(Vec::new())
@@ -239,17 +192,11 @@ pub fn modules_dep_from_modinfo(modules_dir: &Path, wanted: &[&str]) -> Result<S
     let mut stack = vec![modules_dir.join("kernel")];
     while let Some(dir) = stack.pop() {
         for e in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-            let p = e
-                .with_context(|| format!("listing {}", dir.display()))?
-                .path();
+            let p = e.with_context(|| format!("listing {}", dir.display()))?.path();
             if p.is_dir() {
                 stack.push(p);
             } else if p.to_string_lossy().contains(".ko") {
-                let rel = p
-                    .strip_prefix(modules_dir)
-                    .unwrap_or(&p)
-                    .to_string_lossy()
-                    .into_owned();
+                let rel = p.strip_prefix(modules_dir).unwrap_or(&p).to_string_lossy().into_owned();
                 index.insert(module_name(&rel), rel);
             }
         }
@@ -264,16 +211,12 @@ pub fn modules_dep_from_modinfo(modules_dir: &Path, wanted: &[&str]) -> Result<S
         let Some(rel) = index.get(&name) else {
             continue;
         }; // built in, or absent: resolve() decides
-        let deps = modinfo_depends(&read_module(&modules_dir.join(rel))?)
-            .with_context(|| format!("reading {rel}"))?;
+        let deps = modinfo_depends(&read_module(&modules_dir.join(rel))?).with_context(|| format!("reading {rel}"))?;
         let mut dep_paths = Vec::new();
         for d in &deps {
-            let p = index.get(d).with_context(|| {
-                format!(
-                    "{rel} depends on {d}, which is not in {}",
-                    modules_dir.display()
-                )
-            })?;
+            let p = index
+                .get(d)
+                .with_context(|| format!("{rel} depends on {d}, which is not in {}", modules_dir.display()))?;
             dep_paths.push(p.clone());
             todo.push(d.clone());
         }
@@ -296,9 +239,5 @@ pub fn modules_for(modules_dir: &Path, wanted: &[&str]) -> Result<Vec<(String, P
         Ok(t) => parse_builtin(&t),
         Err(_) => BTreeSet::new(),
     };
-    Ok(deps
-        .resolve(wanted, &builtin)?
-        .into_iter()
-        .map(|p| (module_name(&p), modules_dir.join(p)))
-        .collect())
+    Ok(deps.resolve(wanted, &builtin)?.into_iter().map(|p| (module_name(&p), modules_dir.join(p))).collect())
 }

@@ -96,18 +96,12 @@ pub fn parse_marker(line: &str) -> Option<Marker> {
     if line.contains(START_MARKER) {
         return Some(Marker::Start);
     }
-    line.find(INIT_FAILED_MARKER)
-        .map(|i| Marker::InitFailed(line[i + INIT_FAILED_MARKER.len()..].trim().to_string()))
+    line.find(INIT_FAILED_MARKER).map(|i| Marker::InitFailed(line[i + INIT_FAILED_MARKER.len()..].trim().to_string()))
 }
 
 /// Checks that QEMU is installed.
 pub fn check_installed() -> Result<()> {
-    match Command::new(QEMU)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
+    match Command::new(QEMU).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
         Ok(s) if s.success() => Ok(()),
         _ => bail!("{QEMU} not found or not working: apt-get install {QEMU_PACKAGE}"),
     }
@@ -119,30 +113,15 @@ fn qemu_args(b: &Boot) -> Vec<String> {
         // Single-threaded TCG: multi-threaded TCG oopsed ~2% of 6.12 boots (text patching).
         Accel::Tcg => ("tcg,thread=single", "max"),
     };
-    let mut append = vec![
-        "console=ttyS0",
-        "panic=-1",
-        "oops=panic",
-        "quiet",
-        "rdinit=/init",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect::<Vec<_>>();
+    let mut append = vec!["console=ttyS0", "panic=-1", "oops=panic", "quiet", "rdinit=/init"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
     append.extend(b.extra_append.iter().cloned());
-    let mut args: Vec<String> = [
-        "-accel",
-        accel,
-        "-cpu",
-        cpu,
-        "-nographic",
-        "-no-reboot",
-        "-nic",
-        "none",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> = ["-accel", accel, "-cpu", cpu, "-nographic", "-no-reboot", "-nic", "none"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     args.extend([
         "-m".into(),
         b.memory_mb.to_string(),
@@ -167,12 +146,7 @@ enum Event {
     Eof,
 }
 
-fn reader<R: Read + Send + 'static>(
-    r: R,
-    prefix: &'static str,
-    echo: bool,
-    tx: mpsc::Sender<(Instant, Event)>,
-) {
+fn reader<R: Read + Send + 'static>(r: R, prefix: &'static str, echo: bool, tx: mpsc::Sender<(Instant, Event)>) {
     std::thread::spawn(move || {
         let mut r = BufReader::new(r);
         let mut buf = Vec::new();
@@ -181,9 +155,7 @@ fn reader<R: Read + Send + 'static>(
             match r.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf)
-                        .trim_end_matches(['\n', '\r'])
-                        .replace('\r', "");
+                    let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).replace('\r', "");
                     if echo {
                         let mut out = std::io::stdout().lock();
                         let _ = writeln!(out, "{prefix}{line}");
@@ -211,18 +183,8 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
         .spawn()
         .with_context(|| format!("starting {QEMU} (apt-get install {QEMU_PACKAGE})"))?;
     let (tx, rx) = mpsc::channel();
-    reader(
-        child.stdout.take().context("qemu stdout")?,
-        "[guest] ",
-        b.echo,
-        tx.clone(),
-    );
-    reader(
-        child.stderr.take().context("qemu stderr")?,
-        "[qemu] ",
-        b.echo,
-        tx,
-    );
+    reader(child.stdout.take().context("qemu stdout")?, "[guest] ", b.echo, tx.clone());
+    reader(child.stderr.take().context("qemu stderr")?, "[qemu] ", b.echo, tx);
 
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut started: Option<Instant> = None;
@@ -297,7 +259,5 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
 /// Where the result of a KVM probe for one guest kernel on this host is cached.
 pub fn kvm_probe_cache(cache: &Path, guest_release: &str) -> PathBuf {
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    cache
-        .join("kvm-probe")
-        .join(format!("host-{}__guest-{guest_release}", host.trim()))
+    cache.join("kvm-probe").join(format!("host-{}__guest-{guest_release}", host.trim()))
 }

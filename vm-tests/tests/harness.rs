@@ -23,21 +23,13 @@ fn fixture(name: &str) -> String {
 fn kernels_toml_of_the_repo_has_the_matrix() {
     let k = KernelsFile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels.toml")).unwrap();
     let k510 = k.get("5.10").unwrap();
-    assert!(
-        k510.package.starts_with("linux-image-5.10.0-")
-            && k510.package.ends_with("-amd64-unsigned")
-    );
+    assert!(k510.package.starts_with("linux-image-5.10.0-") && k510.package.ends_with("-amd64-unsigned"));
     assert!(k510.suite.starts_with("bullseye"));
     let k61 = k.get("6.1").unwrap();
-    assert!(
-        k61.package.starts_with("linux-image-6.1.0-") && k61.package.ends_with("-amd64-unsigned")
-    );
+    assert!(k61.package.starts_with("linux-image-6.1.0-") && k61.package.ends_with("-amd64-unsigned"));
     assert!(k61.suite.starts_with("bookworm"));
     let k612 = k.get("6.12").unwrap();
-    assert!(
-        k612.package.starts_with("linux-image-6.12.")
-            && k612.package.ends_with("+deb12-amd64-unsigned")
-    );
+    assert!(k612.package.starts_with("linux-image-6.12.") && k612.package.ends_with("+deb12-amd64-unsigned"));
     assert_eq!(k612.suite, "bookworm-security");
     assert!(k612.is_security());
 }
@@ -58,24 +50,12 @@ fn kernels_toml_parses_entries_and_file_names() {
     let k = KernelsFile::parse(text).unwrap();
     assert_eq!(k.mirrors, Mirrors::default());
     let k61 = k.get("6.1").unwrap();
-    assert_eq!(
-        k61.deb_file_name(),
-        "linux-image-6.1.0-56-amd64-unsigned_6.1.192-2_amd64.deb"
-    );
-    assert_eq!(
-        k.get("x").unwrap().deb_file_name(),
-        "linux-image-x-amd64-unsigned_1%3a2.3-4_amd64.deb"
-    );
+    assert_eq!(k61.deb_file_name(), "linux-image-6.1.0-56-amd64-unsigned_6.1.192-2_amd64.deb");
+    assert_eq!(k.get("x").unwrap().deb_file_name(), "linux-image-x-amd64-unsigned_1%3a2.3-4_amd64.deb");
     assert!(!k.get("x").unwrap().is_security());
-    assert_eq!(
-        k.suites().into_iter().collect::<Vec<_>>(),
-        vec!["bookworm", "bookworm-security"]
-    );
+    assert_eq!(k.suites().into_iter().collect::<Vec<_>>(), vec!["bookworm", "bookworm-security"]);
     let err = format!("{:#}", k.get("4.19").unwrap_err());
-    assert!(
-        err.contains("unknown kernel \"4.19\"") && err.contains("6.1, x"),
-        "{err}"
-    );
+    assert!(err.contains("unknown kernel \"4.19\"") && err.contains("6.1, x"), "{err}");
 }
 
 #[test]
@@ -86,8 +66,7 @@ fn kernels_toml_rejects_unknown_keys_and_bad_values() {
     let missing = "[kernel.\"6.1\"]\npackage = \"linux-image-a\"\nsuite = \"s\"\n";
     let err = format!("{:#}", KernelsFile::parse(missing).unwrap_err());
     assert!(err.contains("version"), "{err}");
-    let not_image =
-        "[kernel.\"6.1\"]\npackage = \"linux-headers-a\"\nversion = \"1\"\nsuite = \"s\"\n";
+    let not_image = "[kernel.\"6.1\"]\npackage = \"linux-headers-a\"\nversion = \"1\"\nsuite = \"s\"\n";
     let err = format!("{:#}", KernelsFile::parse(not_image).unwrap_err());
     assert!(err.contains("kernel.\"6.1\".package"), "{err}");
     let space = "[kernel.\"6.1\"]\npackage = \"linux-image-a\"\nversion = \"1 2\"\nsuite = \"s\"\n";
@@ -104,25 +83,17 @@ fn mirrors_come_from_the_system_sources() {
     let files = vec![
         ("nodesource.sources".to_string(), other.to_string()),
         ("debian.sources".to_string(), deb822.to_string()),
-        (
-            "x.list.disabled".to_string(),
-            "deb http://wrong/debian bookworm main\n".to_string(),
-        ),
+        ("x.list.disabled".to_string(), "deb http://wrong/debian bookworm main\n".to_string()),
     ];
     let m = mirrors_from_sources(&files, &Mirrors::default());
     assert_eq!(m.debian, "http://mirror.example/debian");
     assert_eq!(m.security, "http://mirror.example/debian-security");
 
-    let list =
-        "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://l.example/debian bullseye main\n\
+    let list = "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://l.example/debian bullseye main\n\
                 deb-src http://src.example/debian bullseye main\n";
     let m = mirrors_from_sources(&[("sources.list".into(), list.into())], &Mirrors::default());
     assert_eq!(m.debian, "http://l.example/debian");
-    assert_eq!(
-        m.security,
-        Mirrors::default().security,
-        "no security source: the fallback"
-    );
+    assert_eq!(m.security, Mirrors::default().security, "no security source: the fallback");
 
     let kernels = KernelsFile::parse(
         "[kernel.a]\npackage = \"linux-image-a\"\nversion = \"1\"\nsuite = \"bullseye-security\"\n\
@@ -132,25 +103,10 @@ fn mirrors_come_from_the_system_sources() {
     let text = sources_list(&kernels, &m);
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("deb ")).collect();
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(
-        text.contains("http://l.example/debian bullseye main"),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!(
-            "{} bullseye-security main",
-            Mirrors::default().security
-        )),
-        "{text}"
-    );
-    assert!(
-        text.contains("http://l.example/debian bookworm main"),
-        "{text}"
-    );
-    assert!(
-        text.contains("[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]"),
-        "{text}"
-    );
+    assert!(text.contains("http://l.example/debian bullseye main"), "{text}");
+    assert!(text.contains(&format!("{} bullseye-security main", Mirrors::default().security)), "{text}");
+    assert!(text.contains("http://l.example/debian bookworm main"), "{text}");
+    assert!(text.contains("[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]"), "{text}");
 }
 
 #[test]
@@ -172,9 +128,7 @@ fn module_dependencies_resolve_from_modules_dep() {
         ]
     );
     // Dependencies come first, each module once; `-` and `_` are the same name.
-    let order = dep
-        .resolve(&["virtio-net", "net_failover", "virtio_rng"], &builtin)
-        .unwrap();
+    let order = dep.resolve(&["virtio-net", "net_failover", "virtio_rng"], &builtin).unwrap();
     assert_eq!(
         order,
         vec![
@@ -184,32 +138,19 @@ fn module_dependencies_resolve_from_modules_dep() {
             "kernel/drivers/char/hw_random/virtio-rng.ko.xz",
         ]
     );
-    assert_eq!(
-        modules::module_name("kernel/drivers/char/hw_random/virtio-rng.ko.xz"),
-        "virtio_rng"
-    );
+    assert_eq!(modules::module_name("kernel/drivers/char/hw_random/virtio-rng.ko.xz"), "virtio_rng");
 }
 
 #[test]
 fn module_resolution_errors_name_the_module() {
     let dep = ModulesDep::parse(&fixture("modules.dep")).unwrap();
-    let err = format!(
-        "{:#}",
-        dep.resolve(&["nosuch"], &BTreeSet::new()).unwrap_err()
-    );
+    let err = format!("{:#}", dep.resolve(&["nosuch"], &BTreeSet::new()).unwrap_err());
     assert!(err.contains("module nosuch"), "{err}");
     // Without modules.builtin, the built-in virtio modules are missing.
-    let err = format!(
-        "{:#}",
-        dep.resolve(modules::REQUIRED, &BTreeSet::new())
-            .unwrap_err()
-    );
+    let err = format!("{:#}", dep.resolve(modules::REQUIRED, &BTreeSet::new()).unwrap_err());
     assert!(err.contains("module virtio "), "{err}");
     let broken = ModulesDep::parse("a.ko: b.ko\n").unwrap();
-    let err = format!(
-        "{:#}",
-        broken.resolve(&["a"], &BTreeSet::new()).unwrap_err()
-    );
+    let err = format!("{:#}", broken.resolve(&["a"], &BTreeSet::new()).unwrap_err());
     assert!(err.contains("a.ko depends on b.ko"), "{err}");
     let cycle = ModulesDep::parse("a.ko: b.ko\nb.ko: a.ko\n").unwrap();
     let err = format!("{:#}", cycle.resolve(&["a"], &BTreeSet::new()).unwrap_err());
@@ -250,10 +191,7 @@ fn fake_module(modinfo: &[u8]) -> Vec<u8> {
 #[test]
 fn modinfo_depends_reads_the_elf_section() {
     let ko = fake_module(b"license=GPL\0depends=9pnet,netfs\0intree=Y\0name=9p\0");
-    assert_eq!(
-        modules::modinfo_depends(&ko).unwrap(),
-        vec!["9pnet", "netfs"]
-    );
+    assert_eq!(modules::modinfo_depends(&ko).unwrap(), vec!["9pnet", "netfs"]);
     let ko = fake_module(b"license=GPL\0depends=\0name=9pnet\0");
     assert!(modules::modinfo_depends(&ko).unwrap().is_empty());
     assert!(modules::modinfo_depends(b"not an elf").is_err());
@@ -276,16 +214,8 @@ fn init_scripts_quote_the_command_and_environment() {
     };
     let s2 = initramfs::stage2(&cmd).unwrap();
     assert!(s2.contains("cd '/work/my dir' ||"), "{s2}");
-    assert!(
-        s2.contains(
-            "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root"
-        ),
-        "{s2}"
-    );
-    assert!(
-        s2.contains("BEYLA_EBPF_HOOK_MODE=tracepoints 'X=a b' sh -c 'exit 3' </dev/null"),
-        "{s2}"
-    );
+    assert!(s2.contains("env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root"), "{s2}");
+    assert!(s2.contains("BEYLA_EBPF_HOOK_MODE=tracepoints 'X=a b' sh -c 'exit 3' </dev/null"), "{s2}");
     assert!(s2.contains("if [ \"hybrid\" = hybrid ]; then"), "{s2}");
     for p in ["@CWD@", "@ENV@", "@COMMAND@", "@CGROUP@"] {
         assert!(!s2.contains(p), "unfilled {p} in stage 2:\n{s2}");
@@ -295,30 +225,16 @@ fn init_scripts_quote_the_command_and_environment() {
     for p in ["@MODULES@", "@NINEP_CACHE@"] {
         assert!(!s1.contains(p), "unfilled {p} in stage 1:\n{s1}");
     }
-    let empty = GuestCommand {
-        cwd: "/".into(),
-        env: vec![],
-        argv: vec![],
-        cgroup: CgroupLayout::Unified,
-    };
+    let empty = GuestCommand { cwd: "/".into(), env: vec![], argv: vec![], cgroup: CgroupLayout::Unified };
     assert!(initramfs::stage2(&empty).is_err());
 }
 
 #[test]
 fn console_markers_are_recognised() {
     assert_eq!(parse_marker("VM-TESTS-EXIT-CODE=3"), Some(Marker::Exit(3)));
-    assert_eq!(
-        parse_marker("  VM-TESTS-EXIT-CODE=0  "),
-        Some(Marker::Exit(0))
-    );
-    assert_eq!(
-        parse_marker("\x1b[2JVM-TESTS-COMMAND-START release=6.1.0-56-amd64"),
-        Some(Marker::Start)
-    );
-    assert_eq!(
-        parse_marker("VM-TESTS-INIT-FAILED: mounting bpffs"),
-        Some(Marker::InitFailed("mounting bpffs".into()))
-    );
+    assert_eq!(parse_marker("  VM-TESTS-EXIT-CODE=0  "), Some(Marker::Exit(0)));
+    assert_eq!(parse_marker("\x1b[2JVM-TESTS-COMMAND-START release=6.1.0-56-amd64"), Some(Marker::Start));
+    assert_eq!(parse_marker("VM-TESTS-INIT-FAILED: mounting bpffs"), Some(Marker::InitFailed("mounting bpffs".into())));
     assert_eq!(parse_marker("VM-TESTS-EXIT-CODE=x"), None);
     assert_eq!(parse_marker("[    3.1] reboot: Power down"), None);
 }
@@ -333,9 +249,7 @@ fn cpio_is_newc_with_a_trailer() {
     assert_eq!(&out[..6], b"070701");
     assert_eq!(out.len() % 512, 0);
     let text = String::from_utf8_lossy(&out);
-    assert!(
-        text.contains("init\0") && text.contains("#!/bin/sh\n") && text.contains("TRAILER!!!\0")
-    );
+    assert!(text.contains("init\0") && text.contains("#!/bin/sh\n") && text.contains("TRAILER!!!\0"));
     // The file entry: mode 0100755, size 10, name "init" (5 with NUL).
     let i = text.find("init\0").unwrap() - 110;
     assert_eq!(&text[i + 14..i + 22], "000081ed");
@@ -351,10 +265,7 @@ fn cpio_is_newc_with_a_trailer() {
 /// Runs the harness binary; returns (exit code, stdout, stderr, seconds).
 fn vm(args: &[&str]) -> (i32, String, String, f64) {
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_vm-tests"))
-        .args(args)
-        .output()
-        .expect("running vm-tests");
+    let out = Command::new(env!("CARGO_BIN_EXE_vm-tests")).args(args).output().expect("running vm-tests");
     let secs = t.elapsed().as_secs_f64();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -364,24 +275,11 @@ fn vm(args: &[&str]) -> (i32, String, String, f64) {
 
 #[test]
 fn vm_exit_code_is_passed_through() {
-    let (code, stdout, stderr, _) = vm(&[
-        "--kernel",
-        "6.1",
-        "--",
-        "sh",
-        "-c",
-        "echo hello-from-guest; exit 3",
-    ]);
+    let (code, stdout, stderr, _) = vm(&["--kernel", "6.1", "--", "sh", "-c", "echo hello-from-guest; exit 3"]);
     assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("[guest] hello-from-guest"), "{stdout}");
-    assert!(
-        stderr.contains("release=6.1.0-") && stderr.contains("result=3"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("accel=tcg") || stderr.contains("accel=kvm"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("release=6.1.0-") && stderr.contains("result=3"), "{stderr}");
+    assert!(stderr.contains("accel=tcg") || stderr.contains("accel=kvm"), "{stderr}");
 }
 
 #[test]
@@ -423,30 +321,16 @@ fn vm_guest_has_the_agent_environment() {
     ]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("[guest] guest-environment-ok"), "{stdout}");
-    assert!(
-        !Path::new("/etc/vm-tests-overlay-write").exists(),
-        "the guest wrote through to the host"
-    );
+    assert!(!Path::new("/etc/vm-tests-overlay-write").exists(), "the guest wrote through to the host");
 }
 
 #[test]
 fn vm_hanging_command_times_out() {
-    let (code, stdout, stderr, secs) = vm(&[
-        "--kernel",
-        "6.1",
-        "--timeout",
-        "60",
-        "--",
-        "sh",
-        "-c",
-        "echo sleeping; sleep 1000",
-    ]);
+    let (code, stdout, stderr, secs) =
+        vm(&["--kernel", "6.1", "--timeout", "60", "--", "sh", "-c", "echo sleeping; sleep 1000"]);
     assert_eq!(code, 124, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("timeout after 60 s"), "{stderr}");
-    assert!(
-        stderr.contains("  | sleeping"),
-        "the console tail is printed: {stderr}"
-    );
+    assert!(stderr.contains("  | sleeping"), "the console tail is printed: {stderr}");
     assert!(stderr.contains("result=timeout"), "{stderr}");
     assert!((60.0..120.0).contains(&secs), "took {secs:.1} s");
 }
