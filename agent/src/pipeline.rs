@@ -22,8 +22,9 @@ use crate::telemetry::Internal;
 
 /// Everything the pipeline needs, already validated (built from `Config` by the binary).
 pub struct PipelineConfig {
-    /// Socket capture family, from the kernel probe and `ebpf.hook_mode`.
-    pub family: crate::kernel::HookFamily,
+    /// Socket capture families to try, best first: the forced one, or with `auto` every
+    /// family the kernel probe found (a verifier can still reject one: the next is tried).
+    pub families: Vec<crate::kernel::HookFamily>,
     pub selection: Selection,
     pub discover: DiscoverOptions,
     pub wakeup_len: u32,
@@ -91,7 +92,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     // The Kubernetes watches list while the probes load.
     let mut kube = cfg.kube.clone().map(|opts| (kube::start(opts.clone()), opts));
 
-    let (probes, maps) = attach::load(attach::LoadOptions { family: cfg.family, wakeup_len: cfg.wakeup_len })?;
+    let (probes, maps) = load_first(&cfg.families, cfg.wakeup_len)?;
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
 
     let mut discover_opts = cfg.discover;
@@ -172,6 +173,25 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     tasks.push(tokio::spawn(export_stage(enrich_to_export, metrics, printer)));
 
     Ok(Running { stop, reader: Some(reader), tasks, _probes: probes })
+}
+
+/// Loads the first capture family of `families` that the kernel accepts.
+fn load_first(
+    families: &[crate::kernel::HookFamily],
+    wakeup_len: u32,
+) -> Result<(attach::Probes, attach::MapHandles), AttachError> {
+    let mut last = None;
+    for (i, family) in families.iter().enumerate() {
+        match attach::load(attach::LoadOptions { family: *family, wakeup_len }) {
+            Ok(loaded) => return Ok(loaded),
+            Err(e) if i + 1 < families.len() => {
+                warn!(family = family.as_str(), error = %e, next = families[i + 1].as_str(), "Hook family failed to load; trying the next one.");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(AttachError::NoFamily))
 }
 
 async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, tel: Internal) {
@@ -288,7 +308,7 @@ impl PipelineConfig {
     /// Maps the validated configuration onto the stages.
     pub fn from_config(
         cfg: &crate::config::Config,
-        family: crate::kernel::HookFamily,
+        families: Vec<crate::kernel::HookFamily>,
     ) -> Result<Self, discover::DiscoverError> {
         use crate::config::TracePrinter;
         use crate::enrich::routes::DEFAULT_MAX_ROUTES;
@@ -316,7 +336,7 @@ impl PipelineConfig {
         let env_in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty());
         let kube = kube_options(&cfg.attributes.kubernetes, env_in_cluster);
         Ok(PipelineConfig {
-            family,
+            families,
             selection: discover::selection(cfg, kube.is_some())?,
             kube,
             discover,

@@ -3,7 +3,7 @@
 //! and a clear error when the metrics port is taken.
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -70,19 +70,22 @@ fn root_forked_workers_inherit_tracing() {
     let mut child = Command::new("/usr/bin/python3")
         .arg(&script)
         .arg(app_port.to_string())
-        .env("WORKER_DELAY", "2")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting the pre-fork app");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut start_workers = child.stdin.take().unwrap();
     let _parent = Proc { child, name: "prefork".into() };
     assert_eq!(lines.next().unwrap().unwrap(), format!("listening on {app_port}"));
 
     // A long poll interval: after the first scan, only the kernel's fork hook can trace the
-    // workers the parent forks later.
+    // workers the parent forks once told to.
     let (_agent, log) = start_agent(&yaml(app_port, metrics_port, "1h"), &[], "fork");
     wait_instrumented(metrics_port, 1.0, &log);
+    // Only now, with the parent traced, do the workers fork.
+    writeln!(start_workers, "fork").unwrap();
     let workers = lines.next().unwrap().unwrap();
     assert!(workers.starts_with("workers "), "{workers}");
     let _workers = KillOnDrop(workers.split_whitespace().skip(1).filter_map(|p| p.parse().ok()).collect());
@@ -169,7 +172,6 @@ fn root_selectors_exe_glob_exclude_and_service_name() {
 /// not seen (its reply counts as `missed_request`); every later one is.
 #[test]
 fn root_connection_opened_before_agent() {
-    use std::io::Write;
     require_root();
     let (app_port, metrics_port) = (free_port(), free_port());
     let _app = start_app("rust", app_port, &[]);

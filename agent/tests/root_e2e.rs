@@ -100,10 +100,11 @@ fn run_language_with(lang: &str, expected_service: &str, agent_env: &[(&str, &st
     assert_eq!(sum(&m, "http_server_response_body_size_bytes_sum", &post), 1000.0, "{}", dump());
     let bucket = |le: &str| sum(&m, "http_server_request_body_size_bytes_bucket", &[post[0], post[1], ("le", le)]);
     assert_eq!((bucket("512.0"), bucket("1024.0")), (0.0, 1.0), "{}", dump());
-    // Durations are real: the POST spans the 90 ms of pauses between its writes, less the
-    // few ms the server may take to wake up for its first read on a loaded 2-core machine
-    // (0.0877 s was seen).
-    assert!(sum(&m, "http_server_request_duration_seconds_sum", &post) >= 0.08, "{}", dump());
+    // Durations are real and start at the first byte read: the POST spans the 90 ms of pauses
+    // between its writes, less the time the server may take to wake up for its first read on
+    // a loaded machine or a TCG guest (0.081 s was seen there). A duration taken from the last
+    // read would be near 0.
+    assert!(sum(&m, "http_server_request_duration_seconds_sum", &post) >= 0.06, "{}", dump());
 
     // Client side: the app's call to its downstream.
     let port = down_port.to_string();

@@ -158,16 +158,14 @@ fn root_ensure_mounts_mounts_bpffs_and_tracefs_idempotently() {
 }
 
 #[test]
-fn root_probe_is_fast_and_leaves_nothing_loaded() {
+fn root_probe_leaves_nothing_loaded() {
     require_root();
     ensure_mounts().expect("ensure_mounts");
     let _g = serial();
+    // How long probing takes is for benchmarks, not a test assertion (it is printed).
     let start = Instant::now();
     let f = kernel::probe();
-    let took = start.elapsed();
-    println!("probe() took {took:?}");
-    // Budget is ~50 ms; slack for the other tests and builds running in parallel.
-    assert!(took < Duration::from_millis(200), "probe() took {took:?}");
+    println!("probe() took {:?}", start.elapsed());
     // Closed programs are freed after an RCU grace period: allow a little time.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

@@ -58,13 +58,14 @@ fn root_bad_traffic_is_counted_not_fatal() {
         ) >= 1.0
     });
     assert!(ok, "normal request after bad traffic not measured; log:\n{}", agent_log(&log));
-    let internal = scrape(metrics_port, "/internal/metrics");
-    let errors = |reason: &str| sum(&internal, "beyla_decode_errors_total", &[("reason", reason)]);
-    assert!(errors("not_http") >= 2.0, "not_http errors: {}", errors("not_http"));
-    assert!(errors("headers_too_large") >= 1.0, "headers_too_large: {}", errors("headers_too_large"));
-    // Go answers the half-sent request with a 400 to a head that never completed.
-    assert!(errors("malformed") >= 1.0, "malformed: {}", errors("malformed"));
-    assert!(errors("closed_mid_message") >= 1.0, "closed_mid_message: {}", errors("closed_mid_message"));
+    // The app may close the abandoned connections late (slow machines, TCG guests): wait.
+    let errors = |reason: &str| sum(&scrape(metrics_port, "/internal/metrics"), "beyla_decode_errors_total", &[("reason", reason)]);
+    let wanted = [("not_http", 2.0), ("headers_too_large", 1.0), ("malformed", 1.0), ("closed_mid_message", 1.0)];
+    let all = wait_for(Duration::from_secs(20), || wanted.iter().all(|(r, n)| errors(r) >= *n));
+    let got: Vec<_> = wanted.iter().map(|(r, _)| (*r, errors(r))).collect();
+    // Go answers the half-sent request with a 400 to a head that never completed (malformed);
+    // the abandoned echo ends mid-message.
+    assert!(all, "decode errors by reason {got:?}, wanted at least {wanted:?}; log:\n{}", agent_log(&log));
     assert!(agent.child.try_wait().unwrap().is_none(), "agent exited; log:\n{}", agent_log(&log));
 }
 

@@ -1,8 +1,10 @@
 """Pre-fork HTTP server (gunicorn style) for the discovery tests.
 
-The parent binds 127.0.0.1:<port> and prints `listening on <port>`; after WORKER_DELAY seconds
-(default 1.5) it forks WORKERS children (default 2) that accept on the shared socket and serve
-GET /ping -> 200 pong, then prints `workers <pid> <pid>`. The parent itself never accepts.
+The parent binds 127.0.0.1:<port> and prints `listening on <port>`; when a line arrives on its
+standard input (or at once if stdin is closed) it forks WORKERS children (default 2) that accept
+on the shared socket and serve GET /ping -> 200 pong, then prints `workers <pid> <pid>`. The
+parent itself never accepts. Tests decide when the workers start, e.g. after the agent traces
+the parent.
 """
 import http.server
 import os
@@ -33,7 +35,7 @@ def main():
     sock.bind(("127.0.0.1", port))
     sock.listen(64)
     print(f"listening on {port}", flush=True)
-    time.sleep(float(os.environ.get("WORKER_DELAY", "1.5")))
+    sys.stdin.readline()
     children = []
     for _ in range(int(os.environ.get("WORKERS", "2"))):
         pid = os.fork()

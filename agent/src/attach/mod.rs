@@ -42,7 +42,7 @@ pub enum AttachError {
         #[source]
         source: libbpf_rs::Error,
     },
-    #[error("loading BPF family {family} into the kernel (needs root, or CAP_BPF + CAP_PERFMON with an unlimited RLIMIT_MEMLOCK)")]
+    #[error("loading BPF family {family} into the kernel: the verifier rejected it (see the libbpf log above) or the agent lacks CAP_BPF + CAP_PERFMON with an unlimited RLIMIT_MEMLOCK")]
     Load {
         family: &'static str,
         #[source]
@@ -55,6 +55,8 @@ pub enum AttachError {
         #[source]
         source: libbpf_rs::Error,
     },
+    #[error("no BPF hook family to load on this kernel")]
+    NoFamily,
     #[error("accessing BPF map {map}")]
     Map {
         map: &'static str,
