@@ -140,10 +140,9 @@ fn agent(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
     info!(summary = %features.summary_line(), family = %plan.family, "Kernel probed.");
     // With `auto`, every family this kernel has, best first; a forced family alone.
     let families = match cfg.ebpf.hook_mode {
-        HookMode::Auto => kernel::HookFamily::PREFERENCE
-            .into_iter()
-            .filter(|f| f.availability(&features).is_ok())
-            .collect(),
+        HookMode::Auto => {
+            kernel::HookFamily::PREFERENCE.into_iter().filter(|f| f.availability(&features).is_ok()).collect()
+        }
         _ => vec![plan.family],
     };
     let pcfg = PipelineConfig::from_config(&cfg, families).context("building process selectors")?;

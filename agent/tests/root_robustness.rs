@@ -59,7 +59,9 @@ fn root_bad_traffic_is_counted_not_fatal() {
     });
     assert!(ok, "normal request after bad traffic not measured; log:\n{}", agent_log(&log));
     // The app may close the abandoned connections late (slow machines, TCG guests): wait.
-    let errors = |reason: &str| sum(&scrape(metrics_port, "/internal/metrics"), "beyla_decode_errors_total", &[("reason", reason)]);
+    let errors = |reason: &str| {
+        sum(&scrape(metrics_port, "/internal/metrics"), "beyla_decode_errors_total", &[("reason", reason)])
+    };
     let wanted = [("not_http", 2.0), ("headers_too_large", 1.0), ("malformed", 1.0), ("closed_mid_message", 1.0)];
     let all = wait_for(Duration::from_secs(20), || wanted.iter().all(|(r, n)| errors(r) >= *n));
     let got: Vec<_> = wanted.iter().map(|(r, _)| (*r, errors(r))).collect();
