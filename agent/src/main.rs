@@ -138,13 +138,7 @@ fn agent(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
     let features = kernel::probe();
     let plan = kernel::choose(&features, cfg.ebpf.hook_mode)?;
     info!(summary = %features.summary_line(), family = %plan.family, "Kernel probed.");
-    // With `auto`, every family this kernel has, best first; a forced family alone.
-    let families = match cfg.ebpf.hook_mode {
-        HookMode::Auto => {
-            kernel::HookFamily::PREFERENCE.into_iter().filter(|f| f.availability(&features).is_ok()).collect()
-        }
-        _ => vec![plan.family],
-    };
+    let families = kernel::families_to_try(&features, cfg.ebpf.hook_mode)?;
     let pcfg = PipelineConfig::from_config(&cfg, families).context("building process selectors")?;
     if pcfg.selection.include.is_empty() {
         warn!("No process selector configured (open_port, auto_target_exe, discovery.instrument): nothing will be instrumented.");

@@ -92,7 +92,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     // The Kubernetes watches list while the probes load.
     let mut kube = cfg.kube.clone().map(|opts| (kube::start(opts.clone()), opts));
 
-    let (probes, maps) = load_first(&cfg.families, cfg.wakeup_len)?;
+    let (probes, maps) = attach::load_first(&cfg.families, cfg.wakeup_len)?;
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
 
     let mut discover_opts = cfg.discover;
@@ -173,25 +173,6 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     tasks.push(tokio::spawn(export_stage(enrich_to_export, metrics, printer)));
 
     Ok(Running { stop, reader: Some(reader), tasks, _probes: probes })
-}
-
-/// Loads the first capture family of `families` that the kernel accepts.
-fn load_first(
-    families: &[crate::kernel::HookFamily],
-    wakeup_len: u32,
-) -> Result<(attach::Probes, attach::MapHandles), AttachError> {
-    let mut last = None;
-    for (i, family) in families.iter().enumerate() {
-        match attach::load(attach::LoadOptions { family: *family, wakeup_len }) {
-            Ok(loaded) => return Ok(loaded),
-            Err(e) if i + 1 < families.len() => {
-                warn!(family = family.as_str(), error = %e, next = families[i + 1].as_str(), "Hook family failed to load; trying the next one.");
-                last = Some(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or(AttachError::NoFamily))
 }
 
 async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, tel: Internal) {

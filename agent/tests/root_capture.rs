@@ -10,19 +10,19 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beyla::attach::{self, LoadOptions, Traced, TracedProcess};
+use beyla::attach::{self, Traced, TracedProcess};
 use beyla::decode::{Decoded, Role, Tracker, TrackerLimits};
 use beyla::discover::ServiceId;
 use beyla::events::{spawn_reader, Direction, RawEvent, ReaderMaps, ReaderStats, SockData};
 
-/// The capture family under test: what the agent would pick here, or the one forced with
+/// The capture families under test, as the agent would try them here, or the one forced with
 /// `BEYLA_EBPF_HOOK_MODE` (the VM matrix runs these tests once per family).
-fn family() -> beyla::kernel::HookFamily {
-    use beyla::kernel::{choose, ensure_mounts, probe, HookMode};
+fn families() -> Vec<beyla::kernel::HookFamily> {
+    use beyla::kernel::{ensure_mounts, families_to_try, probe, HookMode};
     let mode: HookMode =
         std::env::var("BEYLA_EBPF_HOOK_MODE").map(|m| m.parse().expect("BEYLA_EBPF_HOOK_MODE")).unwrap_or_default();
     ensure_mounts().expect("mounting bpffs and tracefs");
-    choose(&probe(), mode).expect("a hook family for this kernel").family
+    families_to_try(&probe(), mode).expect("a hook family for this kernel")
 }
 
 /// The tests trace this very process, so they must not run at the same time.
@@ -39,7 +39,7 @@ struct Capture {
 fn start(wakeup_len: u32) -> Capture {
     common::require_root();
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (probes, maps) = attach::load(LoadOptions { family: family(), wakeup_len }).expect("loading the BPF families");
+    let (probes, maps) = attach::load_first(&families(), wakeup_len).expect("loading the BPF families");
     let traced = Traced::new(maps.traced_pids);
     let pid = std::process::id();
     traced

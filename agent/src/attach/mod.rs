@@ -169,6 +169,22 @@ pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
     Ok((Probes { _process: process, _net: net, _links: links, family: opts.family.as_str(), programs }, handles))
 }
 
+/// Loads the first capture family of `families` that the kernel accepts.
+pub fn load_first(families: &[HookFamily], wakeup_len: u32) -> Result<(Probes, MapHandles), AttachError> {
+    let mut last = None;
+    for (i, family) in families.iter().enumerate() {
+        match load(LoadOptions { family: *family, wakeup_len }) {
+            Ok(loaded) => return Ok(loaded),
+            Err(e) if i + 1 < families.len() => {
+                tracing::warn!(family = family.as_str(), error = %e, next = families[i + 1].as_str(), "Hook family failed to load; trying the next one.");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(AttachError::NoFamily))
+}
+
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it (best effort).
 fn raise_memlock() {
     let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use features::{probe, Features};
 pub use mounts::{ensure_mounts, find_mounts, CgroupLayout, FoundMounts, Mounts};
-pub use plan::{choose, HookFamily, HookMode, HookPlan};
+pub use plan::{choose, families_to_try, HookFamily, HookMode, HookPlan};
 
 /// Errors of the `kernel` stage.
 #[derive(Debug, thiserror::Error)]

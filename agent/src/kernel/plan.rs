@@ -167,6 +167,17 @@ impl fmt::Display for HookPlan {
     }
 }
 
+/// The capture families to try, best first: with `auto` every family this kernel offers (the
+/// probe cannot see everything a verifier will reject, e.g. fentry on 5.10's syscall
+/// wrappers), else the forced one. Errors as [`choose`].
+pub fn families_to_try(f: &Features, mode: HookMode) -> Result<Vec<HookFamily>, KernelError> {
+    let plan = choose(f, mode)?;
+    Ok(match mode {
+        HookMode::Auto => HookFamily::PREFERENCE.into_iter().filter(|fam| fam.availability(f).is_ok()).collect(),
+        _ => vec![plan.family],
+    })
+}
+
 /// Picks the hook family for `mode`.
 ///
 /// * ringbuf and vmlinux BTF are required by every family.
