@@ -1,6 +1,7 @@
 //! Stage `attach`: loads the BPF hook families chosen by the kernel probe, attaches their
 //! programs, and keeps the kernel's set of traced processes (`traced_pids`) in step with
 //! discovery.
+mod kretprobe;
 mod traced;
 
 use std::fmt::Debug;
@@ -87,7 +88,7 @@ enum NetSkel {
 pub struct Probes {
     _process: ProcessSkel<'static>,
     _net: NetSkel,
-    _links: Vec<Link>,
+    _attached: Attached,
     /// Name of the capture family in use (`tracepoints`, `kprobes` or `fentry`).
     pub family: &'static str,
     /// Programs attached, for the log and `/internal/metrics`.
@@ -111,13 +112,31 @@ fn handle<T: Debug>(map: &MapImpl<'_, T>, name: &'static str) -> Result<MapHandl
     MapHandle::try_from(map).map_err(|source| AttachError::Map { map: name, source })
 }
 
+/// Links, and the tracefs kretprobe events behind some of them; the links go first.
+#[derive(Default)]
+struct Attached {
+    links: Vec<Link>,
+    kretprobes: Vec<kretprobe::KretprobeEvent>,
+}
+
 /// Attaches every program of a loaded object. All programs of these families are required:
 /// each exists on every supported kernel, so a failure is a real problem to report.
-fn attach_all(family: &'static str, obj: &libbpf_rs::Object, links: &mut Vec<Link>) -> Result<(), AttachError> {
+/// `kretsyscall/` programs go through [`kretprobe`] for enough concurrent instances.
+fn attach_all(family: &'static str, obj: &libbpf_rs::Object, att: &mut Attached) -> Result<(), AttachError> {
     for prog in obj.progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
+        let section = prog.section().to_string_lossy().into_owned();
+        if let Some(syscall) = section.strip_prefix("kretsyscall/") {
+            let tracefs = crate::kernel::find_mounts().ok().and_then(|m| m.tracefs);
+            let tracefs = tracefs.unwrap_or_else(|| "/sys/kernel/tracing".into());
+            let (link, event) = kretprobe::attach(&prog, &format!("__x64_sys_{syscall}"), &tracefs)
+                .map_err(|e| AttachError::Attach { family, program: name, source: libbpf_rs::Error::from(e) })?;
+            att.links.push(link);
+            att.kretprobes.push(event);
+            continue;
+        }
         let link = prog.attach().map_err(|source| AttachError::Attach { family, program: name, source })?;
-        links.push(link);
+        att.links.push(link);
     }
     Ok(())
 }
@@ -125,13 +144,13 @@ fn attach_all(family: &'static str, obj: &libbpf_rs::Object, links: &mut Vec<Lin
 /// Loads the process family and the chosen capture family; returns them with map handles.
 pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
     raise_memlock();
-    let mut links = Vec::new();
+    let mut att = Attached::default();
 
     let open = ProcessSkelBuilder::default()
         .open(storage())
         .map_err(|source| AttachError::Open { family: "process", source })?;
     let process = open.load().map_err(|source| AttachError::Load { family: "process", source })?;
-    attach_all("process", process.object(), &mut links)?;
+    attach_all("process", process.object(), &mut att)?;
 
     // The same source of maps and knobs in every family, so one macro opens, wires and
     // attaches whichever was chosen.
@@ -147,7 +166,7 @@ pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
                 rodata.wakeup_len = opts.wakeup_len;
             }
             let net = open.load().map_err(|source| AttachError::Load { family: $name, source })?;
-            attach_all($name, net.object(), &mut links)?;
+            attach_all($name, net.object(), &mut att)?;
             let sock_events = handle(&net.maps.events, "events")?;
             let events_lost = handle(&net.maps.events_lost, "events_lost")?;
             (NetSkel::$variant(net), sock_events, events_lost)
@@ -165,8 +184,8 @@ pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
         process_events: handle(&process.maps.process_events, "process_events")?,
         events_lost,
     };
-    let programs = links.len();
-    Ok((Probes { _process: process, _net: net, _links: links, family: opts.family.as_str(), programs }, handles))
+    let programs = att.links.len();
+    Ok((Probes { _process: process, _net: net, _attached: att, family: opts.family.as_str(), programs }, handles))
 }
 
 /// Loads the first capture family of `families` that the kernel accepts.

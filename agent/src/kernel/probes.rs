@@ -35,7 +35,11 @@ impl Outcome {
 
 /// Kernel functions used as kprobe / fentry targets, most stable first.
 const KPROBE_SYMBOLS: &[&CStr] = &[c"vprintk", c"do_sys_openat2", c"ksys_read"];
-const FENTRY_FUNCS: &[&CStr] = &[c"do_sys_openat2", c"vprintk", c"ksys_read"];
+/// The fentry family hooks the syscall wrappers and reads their `pt_regs *` argument: probe
+/// exactly that first (5.10's BTF declares that argument's type only forward, and its verifier
+/// then refuses the read), the others only where the wrapper is missing (non-x86).
+const FENTRY_FUNCS: &[&CStr] = &[c"__x64_sys_recvfrom", c"do_sys_openat2", c"vprintk", c"ksys_read"];
+const OP_LDX_DW: u8 = 0x01 | 0x60 | 0x18; // BPF_LDX | BPF_MEM | BPF_DW
 /// `btf_trace_<tp>` typedef used by tp_btf programs.
 const TP_BTF_TYPEDEF: &CStr = c"btf_trace_sched_process_exec";
 const RAW_TP_NAME: &CStr = c"sched_process_exec";
@@ -242,7 +246,12 @@ pub(crate) fn fentry(btf: Option<&VmlinuxBtf>, keep: &mut Vec<OwnedFd>) -> Outco
         return Outcome::no("no fentry target function in vmlinux BTF");
     };
     let func = func.to_string_lossy();
-    let prog = match prog_load(sys::BPF_PROG_TYPE_TRACING, &ret_imm(0), sys::BPF_TRACE_FENTRY, id) {
+    // `r1 = ctx[0]; r0 = 0; exit`: reading the first argument is what the family does.
+    let mut load_arg0 = insn(OP_LDX_DW, 1, 0);
+    load_arg0.set_src_reg(1);
+    let read_arg = [load_arg0, insn(OP_MOV64_IMM, 0, 0), insn(OP_EXIT, 0, 0)];
+    let code: &[sys::bpf_insn] = if func.starts_with("__x64_sys_") { &read_arg } else { &ret_imm(0) };
+    let prog = match prog_load(sys::BPF_PROG_TYPE_TRACING, code, sys::BPF_TRACE_FENTRY, id) {
         Ok(p) => p,
         Err(e) => return Outcome::no(format!("fentry load on {func}: {e:?}")),
     };
