@@ -16,7 +16,8 @@ $BB ln -sfn /proc/self/fd /dev/fd
 $BB ln -sfn /proc/self/fd/0 /dev/stdin
 $BB ln -sfn /proc/self/fd/1 /dev/stdout
 $BB ln -sfn /proc/self/fd/2 /dev/stderr
-$BB mount -t tmpfs -o mode=1777 tmpfs /tmp || fail "mounting /tmp"
+# /tmp stays the host's (read through the overlay, written to its tmpfs): CI may run from a
+# clone under /tmp, and the command runs in the host's working directory.
 $BB mount -t tmpfs -o mode=0755 tmpfs /run || fail "mounting /run"
 $BB mount -t bpf -o mode=0700 bpf /sys/fs/bpf || fail "mounting bpffs on /sys/fs/bpf"
 $BB mount -t tracefs tracefs /sys/kernel/tracing || fail "mounting tracefs on /sys/kernel/tracing"
