@@ -12,6 +12,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "sock_capture.h"
+#include "sock_syscalls.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -28,22 +29,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 		return emit_data(ret);                  \
 	}
 
-ENTER(read, BUF_PLAIN, DIR_RECV)
-EXIT(read)
-ENTER(recvfrom, BUF_PLAIN, DIR_RECV)
-EXIT(recvfrom)
-ENTER(readv, BUF_IOVEC, DIR_RECV)
-EXIT(readv)
-ENTER(recvmsg, BUF_MSGHDR, DIR_RECV)
-EXIT(recvmsg)
-ENTER(write, BUF_PLAIN, DIR_SEND)
-EXIT(write)
-ENTER(sendto, BUF_PLAIN, DIR_SEND)
-EXIT(sendto)
-ENTER(writev, BUF_IOVEC, DIR_SEND)
-EXIT(writev)
-ENTER(sendmsg, BUF_MSGHDR, DIR_SEND)
-EXIT(sendmsg)
+#define HOOKS(name, kind, dir) ENTER(name, kind, dir) EXIT(name)
+FOR_EACH_SOCK_SYSCALL(HOOKS)
 
 SEC("ksyscall/close")
 int BPF_KSYSCALL(ksys__close, int fd)
