@@ -123,13 +123,19 @@ struct Attached {
 /// each exists on every supported kernel, so a failure is a real problem to report.
 /// `kretsyscall/` programs go through [`kretprobe`] for enough concurrent instances.
 fn attach_all(family: &'static str, obj: &libbpf_rs::Object, att: &mut Attached) -> Result<(), AttachError> {
+    // Looked up once, and only for a family with kretsyscall programs.
+    let mut tracefs: Option<std::path::PathBuf> = None;
     for prog in obj.progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
         let section = prog.section().to_string_lossy().into_owned();
         if let Some(syscall) = section.strip_prefix("kretsyscall/") {
-            let tracefs = crate::kernel::find_mounts().ok().and_then(|m| m.tracefs);
-            let tracefs = tracefs.unwrap_or_else(|| "/sys/kernel/tracing".into());
-            let (link, event) = kretprobe::attach(&prog, &format!("__x64_sys_{syscall}"), &tracefs)
+            let tracefs = tracefs.get_or_insert_with(|| {
+                crate::kernel::find_mounts()
+                    .ok()
+                    .and_then(|m| m.tracefs)
+                    .unwrap_or_else(|| "/sys/kernel/tracing".into())
+            });
+            let (link, event) = kretprobe::attach(&prog, &format!("__x64_sys_{syscall}"), tracefs)
                 .map_err(|e| AttachError::Attach { family, program: name, source: libbpf_rs::Error::from(e) })?;
             att.links.push(link);
             att.kretprobes.push(event);
