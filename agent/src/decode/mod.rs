@@ -5,10 +5,13 @@
 //! handled too. Timing: a server request runs from the first request byte read to the last
 //! response byte written; a client request from the first request byte written to the last
 //! response byte read.
+pub mod context;
 pub mod proto;
 mod tracker;
 
 use std::net::SocketAddr;
+
+pub use context::TraceContext;
 
 pub use tracker::{Tracker, TrackerLimits};
 
@@ -37,6 +40,8 @@ pub struct Request {
     pub remote: SocketAddr,
     pub host: Option<String>,
     pub traceparent: Option<String>,
+    /// Trace id, span id and parent (see [`context`]).
+    pub trace: TraceContext,
 }
 
 impl Request {

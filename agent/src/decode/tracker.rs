@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use super::context::{Correlator, TraceContext};
 use super::proto::http1::{self, Framing, HeadError, MAX_HEAD};
 use super::{DecodeError, Decoded, Request, Role};
 use crate::events::{Direction, SockData};
@@ -28,6 +29,8 @@ struct ReqMeta {
     target: String,
     host: Option<String>,
     traceparent: Option<String>,
+    /// Set right after the head is parsed (see `Tracker::on_data`).
+    trace: Option<TraceContext>,
     start_ns: u64,
     body_size: u64,
 }
@@ -100,11 +103,12 @@ impl Conn {
 pub struct Tracker {
     conns: HashMap<(u32, u64), Conn>,
     limits: TrackerLimits,
+    correlator: Correlator,
 }
 
 impl Tracker {
     pub fn new(limits: TrackerLimits) -> Self {
-        Tracker { conns: HashMap::new(), limits }
+        Tracker { conns: HashMap::new(), limits, correlator: Correlator::default() }
     }
 
     pub fn connections(&self) -> usize {
@@ -122,13 +126,23 @@ impl Tracker {
             *conn = Conn::new(ev);
         }
         conn.last_ns = ev.ts_ns;
+        let emitted = out.requests.len();
         step(conn, ev, out);
+        // A head parsed by this event gets its trace context now, in event order, so that a
+        // client call the serving thread makes next finds its server request.
+        if let Some(req) = pending_meta(&mut conn.phase).filter(|r| r.trace.is_none()) {
+            let role = conn.role.unwrap_or(Role::Server);
+            req.trace = Some(self.correlator.begin(conn.pid, req.tid, role, req.traceparent.as_deref()));
+        }
+        self.ended(out, emitted);
     }
 
     pub fn on_close(&mut self, pid: u32, sock_id: u64, out: &mut Decoded) {
+        let emitted = out.requests.len();
         if let Some(conn) = self.conns.remove(&(pid, sock_id)) {
             finish_on_close(conn, out);
         }
+        self.ended(out, emitted);
     }
 
     /// Forgets every connection of a process that exited.
@@ -139,15 +153,27 @@ impl Tracker {
                 finish_on_close(conn, out);
             }
         }
+        self.correlator.forget_process(pid);
     }
 
     /// Drops connections idle since before `now_ns - idle_timeout`.
     pub fn expire(&mut self, now_ns: u64, out: &mut Decoded) {
+        let emitted = out.requests.len();
         let deadline = now_ns.saturating_sub(self.limits.idle_timeout_ns);
         let stale: Vec<_> = self.conns.iter().filter(|(_, c)| c.last_ns < deadline).map(|(k, _)| *k).collect();
         for k in stale {
             if let Some(conn) = self.conns.remove(&k) {
                 finish_on_close(conn, out);
+            }
+        }
+        self.ended(out, emitted);
+    }
+
+    /// Server requests emitted since index `from` no longer parent their thread's calls.
+    fn ended(&mut self, out: &Decoded, from: usize) {
+        for r in out.requests.get(from..).unwrap_or_default() {
+            if r.role == Role::Server {
+                self.correlator.end(r.pid, r.tid, &r.trace);
             }
         }
     }
@@ -219,7 +245,16 @@ fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out
         remote: conn.remote,
         host: req.host,
         traceparent: req.traceparent,
+        trace: req.trace.unwrap_or_default(),
     });
+}
+
+/// The request a connection is in the middle of, if any.
+fn pending_meta(phase: &mut Phase) -> Option<&mut ReqMeta> {
+    match phase {
+        Phase::ReqBody { req, .. } | Phase::RespHead { req, .. } | Phase::RespBody { req, .. } => Some(req),
+        Phase::Idle | Phase::ReqHead { .. } | Phase::Ignored => None,
+    }
 }
 
 fn step(conn: &mut Conn, ev: &SockData, out: &mut Decoded) {
@@ -344,6 +379,7 @@ fn read_request_head(
                 target: h.target,
                 host: h.host,
                 traceparent: h.traceparent,
+                trace: None,
                 start_ns,
                 body_size: 0,
             };
@@ -499,6 +535,29 @@ mod tests {
         let r = &out.requests[0];
         assert_eq!((r.method.as_str(), r.request_body_size, r.response_body_size), ("POST", 11, 11));
         assert_eq!((r.start_ns, r.end_ns), (10, 50));
+    }
+
+    #[test]
+    fn call_made_while_serving_is_the_child_of_the_server_request() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let incoming = format!("GET /call HTTP/1.1\r\ntraceparent: {tp}\r\n\r\n");
+        let out = run(&[
+            ev(1, Recv, 1, incoming.as_bytes()),
+            ev(2, Send, 2, b"GET /down HTTP/1.1\r\n\r\n"),
+            ev(2, Recv, 3, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            ev(1, Send, 4, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            // After the server request ended, a call on the same thread is a new trace.
+            ev(4, Send, 5, b"GET /after HTTP/1.1\r\n\r\n"),
+            ev(4, Recv, 6, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        let [client, server, after] = &out.requests[..] else { panic!("{:?}", out.requests) };
+        assert_eq!((client.role, server.role), (Role::Client, Role::Server));
+        assert_eq!(super::super::context::hex(&server.trace.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(super::super::context::hex(&server.trace.parent_span_id), "00f067aa0ba902b7");
+        assert_eq!(client.trace.trace_id, server.trace.trace_id);
+        assert_eq!(client.trace.parent_span_id, server.trace.span_id);
+        assert!(!after.trace.has_parent());
+        assert_ne!(after.trace.trace_id, server.trace.trace_id);
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub(crate) fn test_span() -> Span {
             remote: "127.0.0.1:5000".parse().expect("address"),
             host: None,
             traceparent: None,
+            trace: Default::default(),
         },
         route: Some("/users/*".into()),
     }

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::decode::context::hex;
 use crate::decode::Role;
 use crate::enrich::Span;
 
@@ -32,6 +33,10 @@ struct Line<'a> {
     peer: String,
     host: Option<&'a str>,
     traceparent: Option<&'a str>,
+    trace_id: String,
+    span_id: String,
+    /// Empty for a root span.
+    parent_span_id: String,
     /// Kubernetes attributes by OTel name (`k8s.pod.name`, ...); absent outside Kubernetes.
     #[serde(skip_serializing_if = "Option::is_none")]
     k8s: Option<BTreeMap<&'static str, &'a str>>,
@@ -65,13 +70,16 @@ impl Printer {
             peer: r.remote.to_string(),
             host: r.host.as_deref(),
             traceparent: r.traceparent.as_deref(),
+            trace_id: hex(&r.trace.trace_id),
+            span_id: hex(&r.trace.span_id),
+            parent_span_id: if r.trace.has_parent() { hex(&r.trace.parent_span_id) } else { String::new() },
             k8s: span.process.k8s.as_ref().map(|k| k.attributes().map(|(otel, _, v)| (otel, v)).collect()),
         };
         match self.format {
             PrintFormat::Json => serde_json::to_string(&l).unwrap_or_default(),
             PrintFormat::JsonIndent => serde_json::to_string_pretty(&l).unwrap_or_default(),
             PrintFormat::Text => format!(
-                "{kind} {svc} pid={pid} {method} {path} route={route} status={status} dur={dur}us req={req}B resp={resp}B local={local} peer={peer}",
+                "{kind} {svc} pid={pid} {method} {path} route={route} status={status} dur={dur}us req={req}B resp={resp}B local={local} peer={peer} trace={trace} span={span} parent={parent}",
                 kind = match r.role { Role::Server => "SERVER", Role::Client => "CLIENT" },
                 svc = l.service,
                 pid = l.pid,
@@ -84,6 +92,9 @@ impl Printer {
                 resp = l.response_body_size,
                 local = l.local,
                 peer = l.peer,
+                trace = l.trace_id,
+                span = l.span_id,
+                parent = if l.parent_span_id.is_empty() { "-" } else { &l.parent_span_id },
             ),
         }
     }
@@ -108,13 +119,15 @@ mod tests {
         let p = std::sync::Arc::make_mut(&mut s.process);
         p.service.namespace = "demo".into();
         s.request.host = Some("shop:8080".into());
+        s.request.trace.trace_id[15] = 1;
+        s.request.trace.span_id[7] = 2;
         s
     }
     #[test]
     fn text_line() {
         assert_eq!(
             Printer::new(PrintFormat::Text).line(&span()),
-            "SERVER shop pid=42 GET /users/7 route=/users/* status=200 dur=1500us req=0B resp=12B local=127.0.0.1:8080 peer=127.0.0.1:5000"
+            "SERVER shop pid=42 GET /users/7 route=/users/* status=200 dur=1500us req=0B resp=12B local=127.0.0.1:8080 peer=127.0.0.1:5000 trace=00000000000000000000000000000001 span=0000000000000002 parent=-"
         );
     }
 
@@ -126,6 +139,9 @@ mod tests {
         assert_eq!(v["route"], "/users/*");
         assert_eq!(v["duration_us"], 1500);
         assert_eq!(v["peer"], "127.0.0.1:5000");
+        assert_eq!(v["trace_id"], "00000000000000000000000000000001");
+        assert_eq!(v["span_id"], "0000000000000002");
+        assert_eq!(v["parent_span_id"], "");
         assert!(v.get("k8s").is_none());
     }
 
