@@ -16,6 +16,7 @@ use crate::discover::{self, DiscoverOptions, ProcessEvent, Selection};
 use crate::enrich::routes::RouteMatcher;
 use crate::enrich::{Enricher, Span};
 use crate::events::{self, RawEvent, ReaderMaps};
+use crate::export::otlp::{Otlp, OtlpOptions};
 use crate::export::{self, Endpoint, PrintFormat, Printer};
 use crate::kube::{self, KubeOptions};
 use crate::telemetry::Internal;
@@ -44,6 +45,8 @@ pub struct PipelineConfig {
     pub channel_buffer_len: usize,
     /// Kubernetes metadata (`attributes.kubernetes`), when enabled.
     pub kube: Option<KubeOptions>,
+    /// `otel_traces_export` and `otel_metrics_export`.
+    pub otlp: OtlpOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,8 @@ pub enum PipelineError {
     Attach(#[from] AttachError),
     #[error(transparent)]
     Bind(#[from] export::prometheus::BindError),
+    #[error(transparent)]
+    Otlp(#[from] export::otlp::transport::TransportError),
     #[error("starting the ring buffer reader thread")]
     Reader(#[source] std::io::Error),
 }
@@ -170,7 +175,14 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
         tel.clone(),
     )));
     let printer = cfg.printer.map(Printer::new);
-    tasks.push(tokio::spawn(export_stage(enrich_to_export, metrics, printer)));
+    let otlp = if cfg.otlp.is_enabled() {
+        let (otlp, mut otlp_tasks) = Otlp::start(cfg.otlp, tel.clone())?;
+        tasks.append(&mut otlp_tasks);
+        Some(otlp)
+    } else {
+        None
+    };
+    tasks.push(tokio::spawn(export_stage(enrich_to_export, metrics, printer, otlp)));
 
     Ok(Running { stop, reader: Some(reader), tasks, _probes: probes })
 }
@@ -265,7 +277,12 @@ async fn enrich_stage(
     }
 }
 
-async fn export_stage(mut rx: mpsc::Receiver<Vec<Span>>, mut metrics: AppMetrics, printer: Option<Printer>) {
+async fn export_stage(
+    mut rx: mpsc::Receiver<Vec<Span>>,
+    mut metrics: AppMetrics,
+    printer: Option<Printer>,
+    otlp: Option<Otlp>,
+) {
     let mut expiry = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
@@ -276,6 +293,9 @@ async fn export_stage(mut rx: mpsc::Receiver<Vec<Span>>, mut metrics: AppMetrics
                 }
                 if let Some(p) = &printer {
                     p.print(&spans);
+                }
+                if let Some(o) = &otlp {
+                    o.record(&spans);
                 }
             }
             _ = expiry.tick() => {
@@ -337,6 +357,8 @@ impl PipelineConfig {
                 TracePrinter::JsonIndent => Some(PrintFormat::JsonIndent),
             },
             channel_buffer_len: cfg.channel_buffer_len as usize,
+            // Validated with the rest of the configuration when it was loaded.
+            otlp: OtlpOptions::from_config(cfg).unwrap_or_default(),
         })
     }
 }

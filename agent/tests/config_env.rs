@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use beyla::config::{self, aliases, Config, ConfigError, EnvConversion, Origin, Sources};
+use beyla::config::{self, aliases, Config, ConfigError, EnvConversion, Sources};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -222,9 +222,29 @@ fn env_only_otlp_variables() {
     assert_eq!(c.otel_traces_export.headers.as_deref(), Some("a=1,b=2"));
     assert_eq!(c.otel_metrics_export.headers.as_deref(), Some("a=1"));
     assert_eq!(c.otel_resource_attributes.as_deref(), Some("deployment.environment=prod"));
-    let w = loaded.warnings.iter().find(|w| w.key == "otel_traces_export").expect("otel traces warning");
-    assert_eq!(w.origin, Origin::Env { var: "OTEL_EXPORTER_OTLP_ENDPOINT".to_string() });
-    assert!(w.to_string().contains("OTLP trace export is not implemented yet"), "{w}");
+    // OTLP export is implemented: no "ignored" warning, and the shared endpoint gets the
+    // signal paths (http/protobuf guessed from port 4318).
+    assert!(!loaded.warnings.iter().any(|w| w.key.starts_with("otel_")), "{:?}", loaded.warnings);
+    let o = beyla::export::otlp::OtlpOptions::from_config(c).unwrap();
+    assert_eq!(o.traces.unwrap().target.endpoint, "http://collector:4318/v1/traces");
+    assert_eq!(o.metrics.unwrap().target.endpoint, "http://collector:4318/v1/metrics");
+}
+
+#[test]
+fn bad_otlp_values_name_the_key_and_variable() {
+    let ep = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/v1/traces");
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4317")], "otel_traces_export.endpoint"),
+        (&[ep, ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")], "http/json is not supported"),
+        (&[ep, ("OTEL_TRACES_SAMPLER", "sometimes")], "otel_traces_export.sampler"),
+    ];
+    for (vars, want) in cases {
+        let err = load(None, &env(vars), &[]).expect_err(want).to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    // The variable that set the bad endpoint is named.
+    let err = load(None, &env(cases[0].0), &[]).unwrap_err().to_string();
+    assert!(err.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "{err}");
 }
 
 #[test]

@@ -179,7 +179,7 @@ impl AppMetrics {
 }
 
 /// `server.address`/`server.port`: the Host header when present, else the socket's server end.
-fn server_endpoint(span: &Span) -> (String, u16) {
+pub(crate) fn server_endpoint(span: &Span) -> (String, u16) {
     let r = &span.request;
     let sock = match r.role {
         Role::Server => r.local,

@@ -63,6 +63,9 @@ fn check(config: &Config, prov: &Provenance) -> Result<(), ConfigError> {
             return Err(invalid(prov, &key, format!("{size} is larger than the maximum, 8192")));
         }
     }
+    if let Err((key, message)) = crate::export::otlp::OtlpOptions::from_config(config) {
+        return Err(invalid(prov, &key, message));
+    }
     if config.channel_buffer_len == 0 {
         return Err(invalid(prov, "channel_buffer_len", "must be at least 1"));
     }
@@ -145,8 +148,6 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
     let ignored = |key: &str| Some((key.to_string(), "not implemented yet; the value is ignored".to_string()));
     let deprecated = |key: &str, instead: &str| Some((key.to_string(), format!("deprecated; use {instead}")));
     match top {
-        "otel_metrics_export" => return section(top, "OTLP metric export"),
-        "otel_traces_export" => return section(top, "OTLP trace export"),
         "grafana" => return section(top, "Grafana Cloud OTLP export"),
         "filter" => return section(top, "attribute filtering"),
         "name_resolver" => return section(top, "name resolution"),

@@ -53,7 +53,7 @@ pub fn parse_traceparent(v: &str) -> Option<([u8; 16], [u8; 8], bool)> {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
@@ -124,7 +124,9 @@ impl Correlator {
                         parent_span_id: s.span_id,
                         remote_sampled: s.remote_sampled,
                     },
-                    (_, None) => TraceContext { trace_id: new_trace_id(), span_id: new_span_id(), ..Default::default() },
+                    (_, None) => {
+                        TraceContext { trace_id: new_trace_id(), span_id: new_span_id(), ..Default::default() }
+                    }
                 }
             }
         }

@@ -221,7 +221,11 @@ impl Selection {
 /// name says nothing (compiled Go, Rust and C++ binaries need ELF inspection, not done here).
 pub fn detect_language(p: &ProcessInfo) -> Option<&'static str> {
     let exe = p.exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let name = if exe.is_empty() { p.comm.as_str() } else { exe };
+    language_of(if exe.is_empty() { p.comm.as_str() } else { exe })
+}
+
+/// [`detect_language`] from an executable's file name alone.
+pub fn language_of(name: &str) -> Option<&'static str> {
     let name = name.to_ascii_lowercase();
     let starts = |prefixes: &[&str]| prefixes.iter().any(|pre| name.starts_with(pre));
     if name == "java" || starts(&["java-"]) {

@@ -1,5 +1,6 @@
-//! Stage `export`: Prometheus endpoint and the trace printer. Exporters fan out from one
-//! queue of span batches.
+//! Stage `export`: Prometheus endpoint, OTLP and the trace printer. Exporters fan out from
+//! one queue of span batches.
+pub mod otlp;
 pub mod printer;
 pub mod prometheus;
 

@@ -26,6 +26,30 @@ impl Internal {
         self.export_errors.get_or_create(&vec![("exporter", exporter.to_string())]).inc();
     }
 
+    pub fn otel_trace_exported(&self, spans: usize) {
+        self.otel.trace_exports.inc();
+        self.otel.spans_exported.inc_by(spans as u64);
+    }
+
+    pub fn otel_trace_export_failed(&self) {
+        self.otel.trace_export_errors.inc();
+    }
+
+    pub fn otel_spans_dropped(&self, n: u64) {
+        if n > 0 {
+            tracing::debug!(spans = n, "OTLP queue full; oldest spans dropped.");
+            self.otel.spans_dropped.inc_by(n);
+        }
+    }
+
+    pub fn otel_metric_exported(&self) {
+        self.otel.metric_exports.inc();
+    }
+
+    pub fn otel_metric_export_failed(&self) {
+        self.otel.metric_export_errors.inc();
+    }
+
     pub fn processes_instrumented(&self, n: usize) {
         self.instrumented_processes.set(n as i64);
     }

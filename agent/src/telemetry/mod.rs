@@ -12,6 +12,17 @@ use crate::events::ReaderStats;
 
 pub type Labels = Vec<(&'static str, String)>;
 
+/// OTLP exporter counters.
+#[derive(Clone, Default)]
+pub struct OtelStats {
+    pub trace_exports: Counter,
+    pub trace_export_errors: Counter,
+    pub spans_exported: Counter,
+    pub spans_dropped: Counter,
+    pub metric_exports: Counter,
+    pub metric_export_errors: Counter,
+}
+
 #[derive(Clone)]
 pub struct Internal {
     pub decode_errors: Family<Labels, Counter>,
@@ -19,6 +30,7 @@ pub struct Internal {
     pub requests: Family<Labels, Counter>,
     pub channel_drops: Family<Labels, Counter>,
     pub export_errors: Family<Labels, Counter>,
+    pub otel: OtelStats,
     events_read: Family<Labels, Counter>,
     events_lost: Family<Labels, Counter>,
     family: String,
@@ -33,6 +45,7 @@ impl Internal {
             requests: Family::default(),
             channel_drops: Family::default(),
             export_errors: Family::default(),
+            otel: OtelStats::default(),
             events_read: Family::default(),
             events_lost: Family::default(),
             family: family.to_string(),
@@ -71,6 +84,33 @@ impl Internal {
             t.channel_drops.clone(),
         );
         registry.register("beyla_export_errors", "Export failures, by exporter", t.export_errors.clone());
+        let o = &t.otel;
+        registry.register(
+            "beyla_otel_trace_exports",
+            "OTLP trace export requests that succeeded",
+            o.trace_exports.clone(),
+        );
+        registry.register(
+            "beyla_otel_trace_export_errors",
+            "OTLP trace export requests that failed (the batch is retried)",
+            o.trace_export_errors.clone(),
+        );
+        registry.register("beyla_otel_trace_spans_exported", "Spans delivered over OTLP", o.spans_exported.clone());
+        registry.register(
+            "beyla_otel_trace_spans_dropped",
+            "Spans dropped because the OTLP queue was full (collector slow or down)",
+            o.spans_dropped.clone(),
+        );
+        registry.register(
+            "beyla_otel_metric_exports",
+            "OTLP metric export requests that succeeded",
+            o.metric_exports.clone(),
+        );
+        registry.register(
+            "beyla_otel_metric_export_errors",
+            "OTLP metric export requests that failed",
+            o.metric_export_errors.clone(),
+        );
         registry.register("beyla_internal_build_info", "Build and runtime information", build_info);
         t
     }

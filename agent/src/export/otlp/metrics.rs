@@ -1,0 +1,492 @@
+//! OTLP metrics: the application histograms (`http.server.request.duration`, ...) aggregated
+//! per process and attribute set, exported cumulatively every `otel_metrics_export.interval`.
+//! A failed export loses nothing: the next one carries the running totals.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::{
+    exponential_histogram_data_point::Buckets as ExpBuckets, metric::Data, AggregationTemporality,
+    ExponentialHistogram, ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
+    ScopeMetrics,
+};
+use tracing::{info, warn};
+
+use super::resource::{int, kv, scope, ResourceBuilder};
+use super::transport::Transport;
+use super::MetricsOptions;
+use crate::attach::TracedProcess;
+use crate::decode::Role;
+use crate::enrich::Span;
+use crate::telemetry::Internal;
+
+/// (name, unit, description) of each exported histogram, in export order.
+const METRICS: [(&str, &str, &str); 6] = [
+    ("http.server.request.duration", "s", "Duration of HTTP service calls from the server side"),
+    ("http.server.request.body.size", "By", "Size of the HTTP request body as received at the server side"),
+    ("http.server.response.body.size", "By", "Size of the HTTP response body as sent from the server side"),
+    ("http.client.request.duration", "s", "Duration of HTTP service calls from the client side"),
+    ("http.client.request.body.size", "By", "Size of the HTTP request body as sent from the client side"),
+    ("http.client.response.body.size", "By", "Size of the HTTP response body as received at the client side"),
+];
+
+type Attrs = Vec<(&'static str, String)>;
+
+pub struct OtlpMetrics {
+    procs: HashMap<u32, ProcMetrics>,
+    buckets: [Arc<Vec<f64>>; 3],
+    exponential: bool,
+    ttl: Duration,
+}
+
+struct ProcMetrics {
+    process: Arc<TracedProcess>,
+    /// By metric index in `METRICS` and attributes.
+    points: HashMap<(usize, Attrs), Point>,
+}
+
+struct Point {
+    start_unix_ns: u64,
+    last: Instant,
+    hist: Hist,
+}
+
+enum Hist {
+    Explicit { bounds: Arc<Vec<f64>>, counts: Vec<u64>, count: u64, sum: f64, min: f64, max: f64 },
+    Exponential(ExpHist),
+}
+
+impl Hist {
+    fn observe(&mut self, v: f64) {
+        match self {
+            Hist::Explicit { bounds, counts, count, sum, min, max } => {
+                // Upper-inclusive buckets, as OTLP and Prometheus define them.
+                let i = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
+                counts[i] += 1;
+                *count += 1;
+                *sum += v;
+                *min = min.min(v);
+                *max = max.max(v);
+            }
+            Hist::Exponential(e) => e.observe(v),
+        }
+    }
+}
+
+impl OtlpMetrics {
+    pub fn new(o: &MetricsOptions) -> Self {
+        OtlpMetrics {
+            procs: HashMap::new(),
+            buckets: [
+                Arc::new(o.duration_buckets.clone()),
+                Arc::new(o.size_buckets.0.clone()),
+                Arc::new(o.size_buckets.1.clone()),
+            ],
+            exponential: o.exponential,
+            ttl: o.ttl,
+        }
+    }
+
+    pub fn record(&mut self, s: &Span) {
+        let r = &s.request;
+        let (addr, port) = crate::aggregate::server_endpoint(s);
+        let mut attrs: Attrs = vec![
+            ("http.request.method", r.method.clone()),
+            ("http.response.status_code", r.status.to_string()),
+            ("server.address", addr),
+            ("server.port", port.to_string()),
+            ("url.scheme", "http".into()),
+        ];
+        if let Some(route) = &s.route {
+            attrs.push(("http.route", route.clone()));
+        }
+        let base = match r.role {
+            Role::Server => 0,
+            Role::Client => 3,
+        };
+        let values = [r.duration_ns() as f64 / 1e9, r.request_body_size as f64, r.response_body_size as f64];
+        let now = Instant::now();
+        let unix_now = unix_ns();
+        let (buckets, exponential) = (&self.buckets, self.exponential);
+        let p = self
+            .procs
+            .entry(s.process.pid)
+            .or_insert_with(|| ProcMetrics { process: s.process.clone(), points: HashMap::new() });
+        p.process = s.process.clone();
+        for (i, v) in values.into_iter().enumerate() {
+            let point = p.points.entry((base + i, attrs.clone())).or_insert_with(|| Point {
+                start_unix_ns: unix_now,
+                last: now,
+                hist: if exponential {
+                    Hist::Exponential(ExpHist::new(MAX_SIZE, MAX_SCALE))
+                } else {
+                    let bounds = buckets[i].clone();
+                    let n = bounds.len() + 1;
+                    Hist::Explicit { bounds, counts: vec![0; n], count: 0, sum: 0.0, min: f64::MAX, max: f64::MIN }
+                },
+            });
+            point.last = now;
+            point.hist.observe(v);
+        }
+    }
+
+    /// Drops series not updated within the TTL, and processes left with none.
+    pub fn expire(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        for p in self.procs.values_mut() {
+            p.points.retain(|_, pt| now.saturating_duration_since(pt.last) <= ttl);
+        }
+        self.procs.retain(|_, p| !p.points.is_empty());
+    }
+
+    /// The cumulative state as one export request, a resource per process.
+    pub fn request(&self, res: &ResourceBuilder) -> ExportMetricsServiceRequest {
+        let now = unix_ns();
+        let mut out = Vec::new();
+        for p in self.procs.values() {
+            let mut metrics: Vec<Metric> = Vec::new();
+            for (idx, (name, unit, description)) in METRICS.iter().enumerate() {
+                let mut points: Vec<(&Attrs, &Point)> =
+                    p.points.iter().filter(|((i, _), _)| *i == idx).map(|((_, a), pt)| (a, pt)).collect();
+                if points.is_empty() {
+                    continue;
+                }
+                points.sort_by(|a, b| a.0.cmp(b.0));
+                let attrs = |a: &Attrs| a.iter().map(|(k, v)| attribute(k, v)).collect::<Vec<KeyValue>>();
+                let cumulative = AggregationTemporality::Cumulative as i32;
+                let data = if self.exponential {
+                    Data::ExponentialHistogram(ExponentialHistogram {
+                        aggregation_temporality: cumulative,
+                        data_points: points
+                            .iter()
+                            .filter_map(|(a, pt)| match &pt.hist {
+                                Hist::Exponential(e) => Some(e.data_point(attrs(a), pt.start_unix_ns, now)),
+                                Hist::Explicit { .. } => None,
+                            })
+                            .collect(),
+                    })
+                } else {
+                    Data::Histogram(Histogram {
+                        aggregation_temporality: cumulative,
+                        data_points: points
+                            .iter()
+                            .filter_map(|(a, pt)| match &pt.hist {
+                                Hist::Explicit { bounds, counts, count, sum, min, max } => Some(HistogramDataPoint {
+                                    attributes: attrs(a),
+                                    start_time_unix_nano: pt.start_unix_ns,
+                                    time_unix_nano: now,
+                                    count: *count,
+                                    sum: Some(*sum),
+                                    bucket_counts: counts.clone(),
+                                    explicit_bounds: bounds.to_vec(),
+                                    exemplars: Vec::new(),
+                                    flags: 0,
+                                    min: Some(*min),
+                                    max: Some(*max),
+                                }),
+                                Hist::Exponential(_) => None,
+                            })
+                            .collect(),
+                    })
+                };
+                metrics.push(Metric {
+                    name: name.to_string(),
+                    description: description.to_string(),
+                    unit: unit.to_string(),
+                    metadata: Vec::new(),
+                    data: Some(data),
+                });
+            }
+            out.push(ResourceMetrics {
+                resource: Some(res.resource(&p.process)),
+                scope_metrics: vec![ScopeMetrics { scope: Some(scope()), metrics, schema_url: String::new() }],
+                schema_url: String::new(),
+            });
+        }
+        ExportMetricsServiceRequest { resource_metrics: out }
+    }
+}
+
+/// Status code and port are integers in the semantic conventions.
+fn attribute(k: &str, v: &str) -> KeyValue {
+    match k {
+        "http.response.status_code" | "server.port" => v.parse().map(|n| int(k, n)).unwrap_or_else(|_| kv(k, v)),
+        _ => kv(k, v),
+    }
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+pub async fn run(
+    agg: Arc<Mutex<OtlpMetrics>>,
+    transport: Transport,
+    opts: MetricsOptions,
+    res: Arc<ResourceBuilder>,
+    tel: Internal,
+) {
+    info!(endpoint = %opts.target.endpoint, protocol = ?opts.target.protocol, interval = ?opts.interval, "Exporting metrics over OTLP.");
+    let mut tick = tokio::time::interval(opts.interval);
+    tick.tick().await;
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let req = {
+            let mut m = agg.lock().unwrap_or_else(|e| e.into_inner());
+            m.expire(Instant::now());
+            if m.procs.is_empty() {
+                continue;
+            }
+            m.request(&res)
+        };
+        match transport.export_metrics(req).await {
+            Ok(()) => {
+                tel.otel_metric_exported();
+                if failing {
+                    info!(endpoint = %opts.target.endpoint, "OTLP metric export recovered.");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                tel.otel_metric_export_failed();
+                if !failing {
+                    warn!(endpoint = %opts.target.endpoint, error = %e, "OTLP metric export failed; the next export carries the totals.");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// The OTel SDK defaults for base-2 exponential histograms.
+const MAX_SIZE: usize = 160;
+const MAX_SCALE: i32 = 20;
+
+/// A base-2 exponential histogram of non-negative values: bucket `i` holds
+/// (2^(i / 2^scale), 2^((i+1) / 2^scale)]; the scale drops as the range widens so that at
+/// most `max_size` buckets are used.
+#[derive(Debug, Clone)]
+pub struct ExpHist {
+    scale: i32,
+    offset: i32,
+    counts: Vec<u64>,
+    zero_count: u64,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    max_size: usize,
+}
+
+impl ExpHist {
+    pub fn new(max_size: usize, max_scale: i32) -> Self {
+        ExpHist {
+            scale: max_scale,
+            offset: 0,
+            counts: Vec::new(),
+            zero_count: 0,
+            count: 0,
+            sum: 0.0,
+            min: f64::MAX,
+            max: f64::MIN,
+            max_size: max_size.max(2),
+        }
+    }
+
+    fn index(v: f64, scale: i32) -> i32 {
+        // ceil(log2(v) * 2^scale) - 1, exact for powers of two at every scale.
+        let (mantissa, exp) = frexp(v);
+        if mantissa == 0.5 {
+            // v = 2^k (k = exp-1) is the upper bound of bucket k*2^scale - 1; at negative
+            // scales, of bucket ceil(k / 2^-scale) - 1 = (k-1) >> -scale.
+            let k = exp - 1;
+            return if scale >= 0 { (k << scale) - 1 } else { (k - 1) >> -scale };
+        }
+        if scale > 0 {
+            ((v.log2() * f64::from(1u32 << scale)).ceil() as i32) - 1
+        } else {
+            // Floor division of the exponent: 2^(-scale) powers of two per bucket.
+            (exp - 1) >> -scale
+        }
+    }
+
+    pub fn observe(&mut self, v: f64) {
+        self.count += 1;
+        self.sum += v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        if v <= 0.0 || !v.is_finite() {
+            self.zero_count += 1;
+            return;
+        }
+        let mut idx = Self::index(v, self.scale);
+        if self.counts.is_empty() {
+            self.offset = idx;
+            self.counts.push(1);
+            return;
+        }
+        let (mut lo, mut hi) = (self.offset.min(idx), (self.offset + self.counts.len() as i32 - 1).max(idx));
+        while (hi - lo + 1) as usize > self.max_size {
+            self.downscale(1);
+            idx >>= 1;
+            lo = self.offset.min(idx);
+            hi = (self.offset + self.counts.len() as i32 - 1).max(idx);
+        }
+        if idx < self.offset {
+            let grow = (self.offset - idx) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = idx;
+        }
+        let pos = (idx - self.offset) as usize;
+        if pos >= self.counts.len() {
+            self.counts.resize(pos + 1, 0);
+        }
+        self.counts[pos] += 1;
+    }
+
+    fn downscale(&mut self, by: i32) {
+        let new_offset = self.offset >> by;
+        let last = (self.offset + self.counts.len() as i32 - 1) >> by;
+        let mut merged = vec![0u64; (last - new_offset + 1) as usize];
+        for (i, c) in self.counts.iter().enumerate() {
+            merged[(((self.offset + i as i32) >> by) - new_offset) as usize] += c;
+        }
+        self.counts = merged;
+        self.offset = new_offset;
+        self.scale -= by;
+    }
+
+    fn data_point(&self, attributes: Vec<KeyValue>, start: u64, now: u64) -> ExponentialHistogramDataPoint {
+        ExponentialHistogramDataPoint {
+            attributes,
+            start_time_unix_nano: start,
+            time_unix_nano: now,
+            count: self.count,
+            sum: Some(self.sum),
+            scale: self.scale,
+            zero_count: self.zero_count,
+            positive: Some(ExpBuckets { offset: self.offset, bucket_counts: self.counts.clone() }),
+            negative: Some(ExpBuckets { offset: 0, bucket_counts: Vec::new() }),
+            flags: 0,
+            exemplars: Vec::new(),
+            min: (self.count > 0).then_some(self.min),
+            max: (self.count > 0).then_some(self.max),
+            zero_threshold: 0.0,
+        }
+    }
+}
+
+/// `v = mantissa * 2^exp` with mantissa in [0.5, 1), for positive normal `v`.
+fn frexp(v: f64) -> (f64, i32) {
+    let bits = v.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    if exp == 0 {
+        // Subnormal: scale up first.
+        let (m, e) = frexp(v * f64::from(1u32 << 31) * f64::from(1u32 << 23));
+        return (m, e - 54);
+    }
+    let mantissa = f64::from_bits((bits & !(0x7ffu64 << 52)) | (1022u64 << 52));
+    (mantissa, exp - 1022)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::test_span;
+
+    fn opts(exponential: bool) -> MetricsOptions {
+        MetricsOptions {
+            target: super::super::Target {
+                endpoint: "http://c:4318/v1/metrics".into(),
+                protocol: super::super::Protocol::HttpProtobuf,
+                headers: None,
+                insecure_skip_verify: false,
+            },
+            interval: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(1),
+            duration_buckets: vec![0.001, 0.01, 0.1],
+            size_buckets: (vec![0.0, 100.0], vec![10.0, 1000.0]),
+            exponential,
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn explicit_histograms_per_attribute_set() {
+        let mut m = OtlpMetrics::new(&opts(false));
+        let s = test_span(); // 1.5 ms, 0 B in, 12 B out
+        m.record(&s);
+        m.record(&s);
+        let mut err = test_span();
+        err.request.status = 500;
+        m.record(&err);
+        let req = m.request(&ResourceBuilder::new(Vec::new()));
+        assert_eq!(req.resource_metrics.len(), 1);
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["http.server.request.duration", "http.server.request.body.size", "http.server.response.body.size"]
+        );
+        let Some(Data::Histogram(h)) = &metrics[0].data else { panic!("histogram") };
+        assert_eq!(h.data_points.len(), 2);
+        let ok = h.data_points.iter().find(|p| p.attributes.contains(&int("http.response.status_code", 200))).unwrap();
+        assert_eq!((ok.count, ok.bucket_counts.clone()), (2, vec![0, 2, 0, 0]));
+        assert_eq!(ok.explicit_bounds, [0.001, 0.01, 0.1]);
+        assert!(ok.attributes.contains(&kv("http.route", "/users/*")));
+        assert!(ok.attributes.contains(&int("server.port", 8080)));
+        assert_eq!(metrics[0].unit, "s");
+        let Some(Data::Histogram(resp)) = &metrics[2].data else { panic!("histogram") };
+        let ok =
+            resp.data_points.iter().find(|p| p.attributes.contains(&int("http.response.status_code", 200))).unwrap();
+        assert_eq!((ok.sum, ok.bucket_counts.clone()), (Some(24.0), vec![0, 2, 0]));
+    }
+
+    #[test]
+    fn exponential_histograms_and_expiry() {
+        let mut m = OtlpMetrics::new(&opts(true));
+        m.record(&test_span());
+        let req = m.request(&ResourceBuilder::new(Vec::new()));
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let Some(Data::ExponentialHistogram(h)) = &metrics[0].data else { panic!("exponential") };
+        assert_eq!(h.data_points[0].count, 1);
+        assert_eq!(h.data_points[0].positive.as_ref().unwrap().bucket_counts, [1]);
+        // The request body size is 0: the zero bucket.
+        let Some(Data::ExponentialHistogram(z)) = &metrics[1].data else { panic!("exponential") };
+        assert_eq!(z.data_points[0].zero_count, 1);
+        m.expire(Instant::now() + Duration::from_secs(120));
+        assert!(m.request(&ResourceBuilder::new(Vec::new())).resource_metrics.is_empty());
+    }
+
+    #[test]
+    fn exponential_buckets_hold_their_values() {
+        // At scale 0, bucket i is (2^i, 2^(i+1)].
+        assert_eq!(ExpHist::index(1.0, 0), -1);
+        assert_eq!(ExpHist::index(2.0, 0), 0);
+        assert_eq!(ExpHist::index(3.0, 0), 1);
+        assert_eq!(ExpHist::index(4.0, 0), 1);
+        assert_eq!(ExpHist::index(4.0, 1), 3);
+        assert_eq!(ExpHist::index(5.0, -1), 1);
+        assert_eq!(ExpHist::index(4.0, -1), 0);
+        for scale in [-2, 0, 3, 20] {
+            for v in [0.0015, 0.3, 1.0, 7.0, 1000.0, 123456.0] {
+                let i = ExpHist::index(v, scale);
+                let base = 2f64.powf(2f64.powi(-scale));
+                let (lo, hi) = (base.powi(i), base.powi(i + 1));
+                assert!(lo < v * (1.0 + 1e-9) && v <= hi * (1.0 + 1e-9), "v={v} scale={scale} i={i} ({lo}, {hi}]");
+            }
+        }
+        // A wide range is folded into max_size buckets by lowering the scale.
+        let mut h = ExpHist::new(8, 20);
+        for v in [0.001, 0.5, 3.0, 10_000.0] {
+            h.observe(v);
+        }
+        assert!(h.counts.len() <= 8, "{h:?}");
+        assert_eq!(h.counts.iter().sum::<u64>(), 4);
+        let base = 2f64.powf(2f64.powi(-h.scale));
+        assert!(base.powi(h.offset) < 0.001 && 10_000.0 <= base.powi(h.offset + h.counts.len() as i32));
+    }
+}

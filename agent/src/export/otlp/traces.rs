@@ -1,0 +1,306 @@
+//! OTLP trace export: spans wait in a bounded queue (the oldest are dropped, and counted, when
+//! the collector is slow or down) and a task sends them in batches, retrying with back-off.
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Status};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::resource::{int, kv, scope, ResourceBuilder};
+use super::transport::Transport;
+use super::TracesOptions;
+use crate::decode::Role;
+use crate::enrich::Span;
+use crate::telemetry::Internal;
+
+pub struct SpanQueue {
+    spans: Mutex<VecDeque<Span>>,
+    cap: usize,
+    /// Spans dropped since the exporter last looked.
+    dropped: Mutex<u64>,
+    ready: Notify,
+}
+
+impl SpanQueue {
+    pub fn new(cap: usize) -> Self {
+        SpanQueue { spans: Mutex::new(VecDeque::new()), cap, dropped: Mutex::new(0), ready: Notify::new() }
+    }
+
+    /// Never waits: beyond the bound, the oldest spans make room.
+    pub fn push(&self, spans: impl Iterator<Item = Span>) {
+        let mut q = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dropped = 0;
+        for s in spans {
+            if q.len() >= self.cap {
+                q.pop_front();
+                dropped += 1;
+            }
+            q.push_back(s);
+        }
+        let len = q.len();
+        drop(q);
+        if dropped > 0 {
+            *self.dropped.lock().unwrap_or_else(|e| e.into_inner()) += dropped;
+        }
+        if len > 0 {
+            self.ready.notify_one();
+        }
+    }
+
+    /// A failed batch goes back to the front, ahead of newer spans, within the bound.
+    fn requeue(&self, batch: Vec<Span>) {
+        let mut q = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        let room = self.cap.saturating_sub(q.len());
+        let lost = batch.len().saturating_sub(room);
+        for s in batch.into_iter().skip(lost).rev() {
+            q.push_front(s);
+        }
+        drop(q);
+        *self.dropped.lock().unwrap_or_else(|e| e.into_inner()) += lost as u64;
+    }
+
+    fn take(&self, n: usize) -> Vec<Span> {
+        let mut q = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        let n = n.min(q.len());
+        q.drain(..n).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn take_dropped(&self) -> u64 {
+        std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+pub async fn run(
+    queue: Arc<SpanQueue>,
+    transport: Transport,
+    opts: TracesOptions,
+    res: Arc<ResourceBuilder>,
+    tel: Internal,
+) {
+    info!(endpoint = %opts.target.endpoint, protocol = ?opts.target.protocol, "Exporting traces over OTLP.");
+    let mut backoff = opts.backoff_initial;
+    let mut failing = false;
+    loop {
+        if queue.len() < opts.batch_len {
+            let _ = tokio::time::timeout(opts.batch_timeout, queue.ready.notified()).await;
+            if queue.len() < opts.batch_len {
+                // A partial batch waits for batch_timeout at most.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tel.otel_spans_dropped(queue.take_dropped());
+        let batch = queue.take(opts.batch_len);
+        if batch.is_empty() {
+            continue;
+        }
+        let n = batch.len();
+        match transport.export_traces(request(&batch, &res)).await {
+            Ok(()) => {
+                tel.otel_trace_exported(n);
+                if failing {
+                    info!(endpoint = %opts.target.endpoint, "OTLP trace export recovered.");
+                    failing = false;
+                }
+                backoff = opts.backoff_initial;
+            }
+            Err(e) => {
+                tel.otel_trace_export_failed();
+                if !failing {
+                    warn!(endpoint = %opts.target.endpoint, error = %e, "OTLP trace export failed; retrying, spans are queued (the oldest dropped beyond the queue size).");
+                    failing = true;
+                }
+                queue.requeue(batch);
+                tel.otel_spans_dropped(queue.take_dropped());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(opts.backoff_max);
+            }
+        }
+    }
+}
+
+/// Monotonic (BPF `ktime`) nanoseconds to Unix nanoseconds.
+pub fn clock_offset_ns() -> i128 {
+    let ts = |id| {
+        nix::time::clock_gettime(id).map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128).unwrap_or(0)
+    };
+    ts(nix::time::ClockId::CLOCK_REALTIME) - ts(nix::time::ClockId::CLOCK_MONOTONIC)
+}
+
+/// One request with a resource per process.
+pub fn request(batch: &[Span], res: &ResourceBuilder) -> ExportTraceServiceRequest {
+    let offset = clock_offset_ns();
+    let mut by_pid: HashMap<u32, usize> = HashMap::new();
+    let mut out: Vec<ResourceSpans> = Vec::new();
+    for s in batch {
+        let i = *by_pid.entry(s.process.pid).or_insert_with(|| {
+            out.push(ResourceSpans {
+                resource: Some(res.resource(&s.process)),
+                scope_spans: vec![ScopeSpans { scope: Some(scope()), spans: Vec::new(), schema_url: String::new() }],
+                schema_url: String::new(),
+            });
+            out.len() - 1
+        });
+        out[i].scope_spans[0].spans.push(to_otlp(s, offset));
+    }
+    ExportTraceServiceRequest { resource_spans: out }
+}
+
+/// Span name as Beyla names it: `METHOD route`, or `METHOD` without a route.
+pub fn span_name(s: &Span) -> String {
+    match &s.route {
+        Some(route) => format!("{} {route}", s.request.method),
+        None => s.request.method.clone(),
+    }
+}
+
+/// OTel semantic conventions: a server span is an error on 5xx, a client span on 4xx and 5xx.
+pub fn is_error(s: &Span) -> bool {
+    match s.request.role {
+        Role::Server => s.request.status >= 500,
+        Role::Client => s.request.status >= 400,
+    }
+}
+
+pub fn to_otlp(s: &Span, clock_offset_ns: i128) -> opentelemetry_proto::tonic::trace::v1::Span {
+    let r = &s.request;
+    let unix = |mono: u64| (mono as i128 + clock_offset_ns).max(0) as u64;
+    let (server_address, server_port) = crate::aggregate::server_endpoint(s);
+    let mut attrs: Vec<KeyValue> = vec![
+        kv("http.request.method", &r.method),
+        int("http.response.status_code", i64::from(r.status)),
+        kv("server.address", &server_address),
+        int("server.port", i64::from(server_port)),
+        int("http.request.body.size", r.request_body_size as i64),
+        int("http.response.body.size", r.response_body_size as i64),
+    ];
+    let kind = match r.role {
+        Role::Server => {
+            attrs.push(kv("url.path", r.path()));
+            attrs.push(kv("url.scheme", "http"));
+            attrs.push(kv("client.address", &r.remote.ip().to_string()));
+            if let Some(route) = &s.route {
+                attrs.push(kv("http.route", route));
+            }
+            SpanKind::Server
+        }
+        Role::Client => {
+            let port = if server_port == 80 { String::new() } else { format!(":{server_port}") };
+            attrs.push(kv("url.full", &format!("http://{server_address}{port}{}", r.target)));
+            SpanKind::Client
+        }
+    };
+    let (code, message) =
+        if is_error(s) { (StatusCode::Error, String::new()) } else { (StatusCode::Unset, String::new()) };
+    opentelemetry_proto::tonic::trace::v1::Span {
+        trace_id: r.trace.trace_id.to_vec(),
+        span_id: r.trace.span_id.to_vec(),
+        trace_state: String::new(),
+        parent_span_id: if r.trace.has_parent() { r.trace.parent_span_id.to_vec() } else { Vec::new() },
+        flags: 1,
+        name: span_name(s),
+        kind: kind as i32,
+        start_time_unix_nano: unix(r.start_ns),
+        end_time_unix_nano: unix(r.end_ns),
+        attributes: attrs,
+        dropped_attributes_count: 0,
+        events: Vec::new(),
+        dropped_events_count: 0,
+        links: Vec::new(),
+        dropped_links_count: 0,
+        status: Some(Status { message, code: code as i32 }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::test_span;
+
+    fn attr<'a>(s: &'a opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<&'a KeyValue> {
+        s.attributes.iter().find(|a| a.key == key)
+    }
+
+    #[test]
+    fn server_span_converts_with_semantic_attributes() {
+        let mut s = test_span();
+        s.request.trace.trace_id = [7; 16];
+        s.request.trace.span_id = [8; 8];
+        s.request.status = 503;
+        let o = to_otlp(&s, 1_000_000);
+        assert_eq!(o.name, "GET /users/*");
+        assert_eq!(o.kind, SpanKind::Server as i32);
+        assert_eq!((o.trace_id, o.span_id, o.parent_span_id.len()), (vec![7; 16], vec![8; 8], 0));
+        assert_eq!((o.start_time_unix_nano, o.end_time_unix_nano), (1_001_000, 2_501_000));
+        assert_eq!(o.status.as_ref().unwrap().code, StatusCode::Error as i32);
+        let o = to_otlp(&s, 0);
+        assert_eq!(attr(&o, "url.path").unwrap(), &kv("url.path", "/users/7"));
+        assert_eq!(attr(&o, "http.route").unwrap(), &kv("http.route", "/users/*"));
+        assert_eq!(attr(&o, "http.response.status_code").unwrap(), &int("http.response.status_code", 503));
+        assert_eq!(attr(&o, "server.port").unwrap(), &int("server.port", 8080));
+        assert_eq!(attr(&o, "client.address").unwrap(), &kv("client.address", "127.0.0.1"));
+    }
+
+    #[test]
+    fn client_span_has_parent_and_url_and_4xx_is_an_error() {
+        let mut s = test_span();
+        s.request.role = Role::Client;
+        s.request.status = 404;
+        s.request.host = Some("backend:8081".into());
+        s.request.trace.parent_span_id = [3; 8];
+        s.route = None;
+        let o = to_otlp(&s, 0);
+        assert_eq!(o.name, "GET");
+        assert_eq!(o.kind, SpanKind::Client as i32);
+        assert_eq!(o.parent_span_id, vec![3; 8]);
+        assert_eq!(o.status.as_ref().unwrap().code, StatusCode::Error as i32);
+        assert_eq!(attr(&o, "url.full").unwrap(), &kv("url.full", "http://backend:8081/users/7?x=1"));
+        assert_eq!(attr(&o, "server.address").unwrap(), &kv("server.address", "backend"));
+        assert!(attr(&o, "http.route").is_none());
+    }
+
+    #[test]
+    fn request_groups_spans_by_process() {
+        let a = test_span();
+        let mut b = test_span();
+        std::sync::Arc::make_mut(&mut b.process).pid = 43;
+        let req = request(&[a.clone(), b, a], &ResourceBuilder::new(vec![("env".into(), "prod".into())]));
+        assert_eq!(req.resource_spans.len(), 2);
+        assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 2);
+        let res = req.resource_spans[0].resource.as_ref().unwrap();
+        assert!(res.attributes.contains(&kv("service.name", "shop")));
+        assert!(res.attributes.contains(&int("process.pid", 42)));
+        assert!(res.attributes.contains(&kv("env", "prod")));
+    }
+
+    #[test]
+    fn queue_is_bounded_and_drops_the_oldest() {
+        let q = SpanQueue::new(3);
+        let span = |status| {
+            let mut s = test_span();
+            s.request.status = status;
+            s
+        };
+        q.push([200, 201, 202, 203, 204].into_iter().map(span));
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.take_dropped(), 2);
+        let batch = q.take(2);
+        assert_eq!(batch.iter().map(|s| s.request.status).collect::<Vec<_>>(), [202, 203]);
+        q.push([205].into_iter().map(span));
+        // Only one of the failed batch fits back; it goes first, the older one is dropped.
+        q.requeue(batch);
+        assert_eq!(q.take_dropped(), 1);
+        assert_eq!(q.take(9).iter().map(|s| s.request.status).collect::<Vec<_>>(), [203, 204, 205]);
+    }
+}
