@@ -1,6 +1,8 @@
 //! Shared helpers for the root end-to-end tests: real test apps, a real agent, real scrapes.
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
