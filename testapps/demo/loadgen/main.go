@@ -2,7 +2,8 @@
 // -concurrency workers over HTTP/1.1 keep-alive connections, at most -rate requests/s in all
 // (0: as fast as possible), until -n requests were sent or -duration passed (both 0: until
 // SIGTERM/SIGINT). It sends no trace headers. Before the first request it waits (up to -wait)
-// for the target's TCP port to accept connections, without sending a request.
+// for the target's TCP port to accept connections, without sending a request, and, with
+// -gate FILE, until FILE exists (run.sh opens the gate once the agent instruments loadgen).
 // At the end it prints one JSON summary on stdout:
 //   {"app":"loadgen","sent":N,"by_status":{"200":a,"500":b},"transport_errors":0,...}
 // sent counts every request attempted (= sum of by_status + transport_errors). Exit status 0,
@@ -75,6 +76,7 @@ func main() {
 	seed := flag.Int64("seed", 0, "random seed for n (0: time based)")
 	wait := flag.Duration("wait", 30*time.Second, "how long to wait for the target port")
 	report := flag.Duration("report", 0, "also print the summary so far to stderr at this interval (0: never)")
+	gate := flag.String("gate", "", "wait until this file exists before the first request")
 	flag.Parse()
 	base := strings.TrimRight(*target, "/")
 	if *concurrency < 1 {
@@ -82,6 +84,14 @@ func main() {
 	}
 	if err := waitForPort(base, *wait); err != nil {
 		common.Fatalf("loadgen: %s not reachable after %v: %v", base, *wait, err)
+	}
+	if *gate != "" {
+		for {
+			if _, err := os.Stat(*gate); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
