@@ -93,7 +93,7 @@ check("backend fanout_calls == sum of workers' multiply_calls", be.get("fanout_c
 check("gRPC codes are OK and Internal only", sorted(wsum), ["Internal", "OK"])
 byw = be.get("fanout_by_worker", {})
 for port, w in zip(wports, ws):
-    mine = {k.split(" ", 1)[1]: v for k, v in byw.items() if k.startswith(f"127.0.0.1:{port} ")}
+    mine = {k.split("/", 1)[1]: v for k, v in byw.items() if k.startswith(f"127.0.0.1:{port}/")}
     check(f"backend calls to :{port} == that worker's multiply_calls", mine, w)
     check(f"worker :{port} got calls", total(w) > 0, True)
 check("injected backend failures occurred", f.get("injected", 0) > 0, True)

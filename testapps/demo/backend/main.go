@@ -7,7 +7,7 @@
 //   factorial_requests  by HTTP status returned ("200", "400", "500")
 //   failures            "injected" (random 500s) and "worker_error" (500s due to a worker)
 //   fanout_calls        by gRPC code name ("OK", "Internal", ...), one per worker call
-//   fanout_by_worker    "<worker address> <code>"
+//   fanout_by_worker    "<worker address>/<code>"
 //   backend -addr :8081 -workers 127.0.0.1:5001,127.0.0.1:5002,127.0.0.1:5003 -fail-rate 0.05
 // A -workers entry "dns:///host:port" stands for every address the name resolves to (a headless
 // Kubernetes Service), re-resolved every 5 s.
@@ -160,7 +160,7 @@ func (b *backend) factorial(w http.ResponseWriter, r *http.Request) {
 			res, err := wk.client.Multiply(ctx, &demopb.Range{From: uint64(from), To: uint64(to)})
 			code := status.Code(err).String()
 			b.counters.Add("fanout_calls", code)
-			b.counters.Add("fanout_by_worker", wk.addr+" "+code)
+			b.counters.Add("fanout_by_worker", wk.addr+"/"+code)
 			if err != nil {
 				errs[i] = fmt.Errorf("worker %s: %v", wk.addr, err)
 				return
