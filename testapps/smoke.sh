@@ -2,12 +2,15 @@
 # Smoke test for the HTTP test services: builds them, starts every app (3 instances each with
 # different DOWNSTREAM_URL settings) and checks every route, Content-Length, keep-alive,
 # Connection: close, a 100000-byte binary echo, a body sent in several writes and /call.
-# Usage: testapps/smoke.sh [lang...]   (default: python node java go rust). Exits 1 on any mismatch.
+# Usage: testapps/smoke.sh [lang...]   (default: python node java go rust demo). Exits 1 on any mismatch.
+# `demo` is the demo system's own self-test (testapps/demo/selftest.sh), run after the apps.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$HERE/build.sh"
-LANGS=("$@"); [[ ${#LANGS[@]} -gt 0 ]] || LANGS=(python node java go rust)
+ARGS=("$@"); [[ ${#ARGS[@]} -gt 0 ]] || ARGS=(python node java go rust demo)
+LANGS=() DEMO=0
+for a in "${ARGS[@]}"; do if [[ $a == demo ]]; then DEMO=1; else LANGS+=("$a"); fi; done
 PY=/usr/bin/python3; [[ -x $PY ]] || PY=python3
 TMP="$(mktemp -d)"
 PIDS=()
@@ -118,5 +121,10 @@ for i in "${!LANGS[@]}"; do
   else fail "split-write echo: '$(head -c 200 <<<"$resp")'"; fi
 done
 
+if ((DEMO)); then
+  echo "[demo] testapps/demo/selftest.sh"
+  if "$HERE/demo/selftest.sh" | sed 's/^/  /'; then pass "demo self-test"; else fail "demo self-test"; fi
+fi
+
 if ((FAILS > 0)); then echo "smoke: $FAILS check(s) FAILED"; exit 1; fi
-echo "smoke: all checks passed for: ${LANGS[*]}"
+echo "smoke: all checks passed for: ${ARGS[*]}"
