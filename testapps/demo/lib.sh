@@ -53,12 +53,14 @@ demo_start() {
       -fail-rate "$WORKER_FAIL_RATE" -seed "$seed"
     workers+="${workers:+,}127.0.0.1:$port"
   done
+  # Each tier starts once the one it calls listens.
+  for i in "${!wports[@]}"; do demo_wait_listening "worker$((i + 1))" 2 || return 1; done
   ((seed == 0)) || seed=$((DEMO_SEED + 1))
   demo_spawn backend backend -addr "127.0.0.1:$BACKEND_PORT" -workers "$workers" \
     -fail-rate "$BACKEND_FAIL_RATE" -seed "$seed"
+  demo_wait_listening backend 1 || return 1
   demo_spawn frontend frontend -addr "127.0.0.1:$FRONTEND_PORT" -backend "http://127.0.0.1:$BACKEND_PORT"
-  for i in "${!wports[@]}"; do demo_wait_listening "worker$((i + 1))" 2 || return 1; done
-  demo_wait_listening backend 1 && demo_wait_listening frontend 1
+  demo_wait_listening frontend 1
 }
 
 # demo_stop: SIGTERM to every process started here (by PID), then waits for them.

@@ -157,7 +157,9 @@ func (b *backend) factorial(w http.ResponseWriter, r *http.Request) {
 			if to > n {
 				to = n
 			}
-			res, err := wk.client.Multiply(ctx, &demopb.Range{From: uint64(from), To: uint64(to)})
+			// WaitForReady: a worker still starting (or reconnecting) delays the call, bounded
+			// by -timeout, instead of failing it at once with Unavailable.
+			res, err := wk.client.Multiply(ctx, &demopb.Range{From: uint64(from), To: uint64(to)}, grpc.WaitForReady(true))
 			code := status.Code(err).String()
 			b.counters.Add("fanout_calls", code)
 			b.counters.Add("fanout_by_worker", wk.addr+"/"+code)
