@@ -3,7 +3,8 @@
 # different DOWNSTREAM_URL settings) and checks every route, Content-Length, keep-alive,
 # Connection: close, a 100000-byte binary echo, a body sent in several writes and /call.
 # Usage: testapps/smoke.sh [lang...]   (default: python node java go rust demo). Exits 1 on any mismatch.
-# `demo` is the demo system's own self-test (testapps/demo/selftest.sh), run after the apps.
+# `demo` is the demo system's own self-test (testapps/demo/selftest.sh), run after the apps;
+# `go1.23` (any go1.N) is go-http built by testapps/build-go.sh 1.23 (build it first).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,12 +34,18 @@ ss = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))' $((3 * n)))"
 
+launcher() { # launcher LANG: the app's start script
+  case $1 in
+    go1.*) echo "$HERE/build/$1/run-go" ;;
+    *) echo "$HERE/build/run-$1" ;;
+  esac
+}
 start() { # start LANG PORT DOWNSTREAM_URL-or-empty
   local lang=$1 port=$2 url=$3
   if [[ -n $url ]]; then
-    DOWNSTREAM_URL=$url "$HERE/build/run-$lang" "$port" >"$TMP/$port.out" 2>"$TMP/$port.err" &
+    DOWNSTREAM_URL=$url "$(launcher "$lang")" "$port" >"$TMP/$port.out" 2>"$TMP/$port.err" &
   else
-    env -u DOWNSTREAM_URL "$HERE/build/run-$lang" "$port" >"$TMP/$port.out" 2>"$TMP/$port.err" &
+    env -u DOWNSTREAM_URL "$(launcher "$lang")" "$port" >"$TMP/$port.out" 2>"$TMP/$port.err" &
   fi
   PIDS+=($!)
   echo $! >"$TMP/$port.pid"
