@@ -6,7 +6,11 @@ set -euo pipefail
 PKGS=(
   clang llvm libelf-dev zlib1g-dev pkg-config make   # BPF C build + libbpf-sys
   bpftool                                            # regenerating vmlinux.h, debugging
-  golang-go                                          # Go test app
+  golang-go                                          # Go test apps (go1.19)
+  golang-google-grpc-dev golang-google-protobuf-dev  # demo system: gRPC in GOPATH mode
+  golang-github-golang-protobuf-1-5-dev              #   (grpc accepts 1-3 too; generated code needs 1-5)
+  protobuf-compiler protoc-gen-go protoc-gen-go-grpc #   code generation from testapps/demo/proto
+  debian-archive-keyring                             # testapps/fetch-go.sh (go1.23, bookworm-backports)
   default-jdk-headless                               # Java test app
   nodejs                                             # Node test app
   python3                                            # Python test app

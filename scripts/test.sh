@@ -26,8 +26,13 @@ cargo test --workspace -- --skip root_
 echo "== Nix files and systemd unit (offline checks)"
 bash scripts/check-nix.sh
 
-echo "== test apps smoke test"
+echo "== test apps smoke test (with the demo system's self-test)"
 bash testapps/smoke.sh
+
+echo "== Go apps built with go1.23 (bookworm-backports): go-http smoke test, demo self-test"
+bash testapps/build-go.sh 1.23
+bash testapps/smoke.sh go1.23
+bash testapps/demo/selftest.sh --go 1.23
 
 echo "== formatting"
 cargo fmt --all --check

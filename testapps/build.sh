@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the HTTP test services into testapps/build/ and writes one launcher per language:
 #   testapps/build/run-{python,node,java,go,rust} <port>
+# and the demo system (testapps/demo/build.sh) into testapps/build/demo/. All Go builds use
+# the go on PATH (Debian's go1.19); testapps/build-go.sh 1.23 builds the Go apps with go1.23.
 # Idempotent: only rebuilds what changed. Toolchains come from scripts/setup.sh.
 set -euo pipefail
 
@@ -34,6 +36,9 @@ if stale "$OUT/go-http" "$HERE/go-http/main.go"; then
   echo "build.sh: building go-http"
   (cd "$HERE/go-http" && GO111MODULE=off GOFLAGS= GOPROXY=off go build -o "$OUT/go-http" main.go)
 fi
+
+# The demo system (Go + Debian's gRPC packages, GOPATH mode).
+"$HERE/demo/build.sh"
 
 # Java: JDK only.
 if stale "$OUT/java/App.class" "$HERE/java-http/App.java"; then

@@ -2,12 +2,16 @@
 # Smoke test for the HTTP test services: builds them, starts every app (3 instances each with
 # different DOWNSTREAM_URL settings) and checks every route, Content-Length, keep-alive,
 # Connection: close, a 100000-byte binary echo, a body sent in several writes and /call.
-# Usage: testapps/smoke.sh [lang...]   (default: python node java go rust). Exits 1 on any mismatch.
+# Usage: testapps/smoke.sh [lang...]   (default: python node java go rust demo). Exits 1 on any mismatch.
+# `demo` is the demo system's own self-test (testapps/demo/selftest.sh), run after the apps;
+# `go1.23` (any go1.N) is go-http built by testapps/build-go.sh 1.23 (build it first).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$HERE/build.sh"
-LANGS=("$@"); [[ ${#LANGS[@]} -gt 0 ]] || LANGS=(python node java go rust)
+ARGS=("$@"); [[ ${#ARGS[@]} -gt 0 ]] || ARGS=(python node java go rust demo)
+LANGS=() DEMO=0
+for a in "${ARGS[@]}"; do if [[ $a == demo ]]; then DEMO=1; else LANGS+=("$a"); fi; done
 PY=/usr/bin/python3; [[ -x $PY ]] || PY=python3
 TMP="$(mktemp -d)"
 PIDS=()
@@ -30,12 +34,18 @@ ss = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))' $((3 * n)))"
 
+launcher() { # launcher LANG: the app's start script
+  case $1 in
+    go1.*) echo "$HERE/build/$1/run-go" ;;
+    *) echo "$HERE/build/run-$1" ;;
+  esac
+}
 start() { # start LANG PORT DOWNSTREAM_URL-or-empty
   local lang=$1 port=$2 url=$3
   if [[ -n $url ]]; then
-    DOWNSTREAM_URL=$url "$HERE/build/run-$lang" "$port" >"$TMP/$port.out" 2>"$TMP/$port.err" &
+    DOWNSTREAM_URL=$url "$(launcher "$lang")" "$port" >"$TMP/$port.out" 2>"$TMP/$port.err" &
   else
-    env -u DOWNSTREAM_URL "$HERE/build/run-$lang" "$port" >"$TMP/$port.out" 2>"$TMP/$port.err" &
+    env -u DOWNSTREAM_URL "$(launcher "$lang")" "$port" >"$TMP/$port.out" 2>"$TMP/$port.err" &
   fi
   PIDS+=($!)
   echo $! >"$TMP/$port.pid"
@@ -118,5 +128,10 @@ for i in "${!LANGS[@]}"; do
   else fail "split-write echo: '$(head -c 200 <<<"$resp")'"; fi
 done
 
+if ((DEMO)); then
+  echo "[demo] testapps/demo/selftest.sh"
+  if "$HERE/demo/selftest.sh" | sed 's/^/  /'; then pass "demo self-test"; else fail "demo self-test"; fi
+fi
+
 if ((FAILS > 0)); then echo "smoke: $FAILS check(s) FAILED"; exit 1; fi
-echo "smoke: all checks passed for: ${LANGS[*]}"
+echo "smoke: all checks passed for: ${ARGS[*]}"
