@@ -16,6 +16,24 @@ pub struct Span {
     pub route: Option<String>,
 }
 
+impl Span {
+    /// The span name as Beyla gives it: `METHOD route`, or `METHOD` without a route.
+    pub fn name(&self) -> String {
+        match &self.route {
+            Some(route) => format!("{} {route}", self.request.method),
+            None => self.request.method.clone(),
+        }
+    }
+
+    /// OTel semantic conventions: a server span fails on 5xx, a client span on 4xx and 5xx.
+    pub fn is_error(&self) -> bool {
+        match self.request.role {
+            crate::decode::Role::Server => self.request.status >= 500,
+            crate::decode::Role::Client => self.request.status >= 400,
+        }
+    }
+}
+
 pub struct Enricher {
     traced: Arc<Traced>,
     routes: RouteMatcher,

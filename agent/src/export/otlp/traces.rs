@@ -157,22 +157,6 @@ pub fn request(batch: &[Span], res: &ResourceBuilder) -> ExportTraceServiceReque
     ExportTraceServiceRequest { resource_spans: out }
 }
 
-/// Span name as Beyla names it: `METHOD route`, or `METHOD` without a route.
-pub fn span_name(s: &Span) -> String {
-    match &s.route {
-        Some(route) => format!("{} {route}", s.request.method),
-        None => s.request.method.clone(),
-    }
-}
-
-/// OTel semantic conventions: a server span is an error on 5xx, a client span on 4xx and 5xx.
-pub fn is_error(s: &Span) -> bool {
-    match s.request.role {
-        Role::Server => s.request.status >= 500,
-        Role::Client => s.request.status >= 400,
-    }
-}
-
 pub fn to_otlp(s: &Span, clock_offset_ns: i128) -> opentelemetry_proto::tonic::trace::v1::Span {
     let r = &s.request;
     let unix = |mono: u64| (mono as i128 + clock_offset_ns).max(0) as u64;
@@ -202,14 +186,14 @@ pub fn to_otlp(s: &Span, clock_offset_ns: i128) -> opentelemetry_proto::tonic::t
         }
     };
     let (code, message) =
-        if is_error(s) { (StatusCode::Error, String::new()) } else { (StatusCode::Unset, String::new()) };
+        if s.is_error() { (StatusCode::Error, String::new()) } else { (StatusCode::Unset, String::new()) };
     opentelemetry_proto::tonic::trace::v1::Span {
         trace_id: r.trace.trace_id.to_vec(),
         span_id: r.trace.span_id.to_vec(),
         trace_state: String::new(),
         parent_span_id: if r.trace.has_parent() { r.trace.parent_span_id.to_vec() } else { Vec::new() },
         flags: 1,
-        name: span_name(s),
+        name: s.name(),
         kind: kind as i32,
         start_time_unix_nano: unix(r.start_ns),
         end_time_unix_nano: unix(r.end_ns),
