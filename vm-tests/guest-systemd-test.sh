@@ -18,9 +18,12 @@ METRICS_PORT=9400
 PINGS=7
 ERRORS=3
 
-say() { echo "systemd-test: $*"; }
+# fd 3: the console, also from inside wait_until's silenced checks.
+exec 3>&1
+say() { echo "systemd-test: $*" >&3; }
 
 dump_journal() {
+  exec 1>&3 2>&3
   echo "==== BEGIN guest journal ===="
   systemctl status beyla.service testapp.service --no-pager -l 2>&1
   echo "---- journalctl -u beyla.service"
@@ -31,6 +34,7 @@ dump_journal() {
 }
 
 fail() {
+  exec 1>&3 2>&3
   echo "systemd-test: FAIL: $*"
   dump_journal
   echo "SYSTEMD-TEST-RESULT fail"
@@ -114,10 +118,20 @@ wait_until 30 "testapp answers on :$APP_PORT" curl -sf "http://127.0.0.1:$APP_PO
 instrumented() {
   curl -sf "http://127.0.0.1:$METRICS_PORT/internal/metrics" | grep -Eq '^beyla_instrumented_processes [1-9]'
 }
+# serving: the agent answers on its port; fails at once when the unit's process has exited (a
+# crash under the hardening would otherwise only show as a restart every RestartSec).
+serving() {
+  local restarts
+  restarts=$(systemctl show -P NRestarts beyla.service)
+  if [[ $restarts != 0 ]] || systemctl is-failed --quiet beyla.service; then
+    fail "beyla.service exited (restarts: $restarts, state: $(systemctl is-active beyla.service))"
+  fi
+  curl -sf "http://127.0.0.1:$METRICS_PORT/internal/metrics"
+}
 start_beyla() {
   local start=$SECONDS
   systemctl restart beyla.service || fail "systemctl restart beyla.service"
-  wait_until 120 "beyla serves :$METRICS_PORT" curl -sf "http://127.0.0.1:$METRICS_PORT/internal/metrics"
+  wait_until 120 "beyla serves :$METRICS_PORT" serving
   wait_until 120 "beyla instruments testapp" instrumented
   say "beyla started and instrumented testapp in $((SECONDS - start)) s"
 }
