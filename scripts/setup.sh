@@ -18,6 +18,7 @@ PKGS=(
   prometheus                                         # real Prometheus server for the e2e test
   iproute2 procps
   qemu-system-x86 busybox-static cpio xz-utils kmod   # vm-tests: Debian kernels under QEMU
+  debootstrap e2fsprogs                              # vm-tests --systemd: the Debian image
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -2,7 +2,8 @@
 # Sets up the machine and runs every test: unit tests, then the root end-to-end tests that
 # load real BPF programs into this kernel. This is the README's test command and what CI runs.
 #   VM_MATRIX=full   run the root_* suite on every kernel of vm-tests/kernels.toml (5.10, 6.1,
-#                    6.12) with every hook mode, instead of 6.1 with kprobes only (~30 min more)
+#                    6.12) with every hook mode, instead of 6.1 with kprobes only (~30 min more),
+#                    and the systemd unit test on each of them instead of 6.1 only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,4 +48,12 @@ if [ "${VM_MATRIX:-}" = full ]; then
 else
   # This host has no kprobes: prove the kprobe family on a kernel that has them.
   HOOK_MODES=kprobes bash vm-tests/run-matrix.sh 6.1
+fi
+
+echo "== deploy/systemd/beyla.service under systemd in a Debian guest (vm-tests --systemd)"
+# ~1 min on 6.1 once the Debian image is cached; its first build (debootstrap) adds ~40 s.
+if [ "${VM_MATRIX:-}" = full ]; then
+  bash vm-tests/run-systemd.sh 5.10 6.1 6.12
+else
+  bash vm-tests/run-systemd.sh 6.1
 fi

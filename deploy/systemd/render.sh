@@ -2,7 +2,8 @@
 # Renders deploy/systemd/beyla.service (the unit for distributions without Nix) from
 # deploy/systemd/hardening.json, the file the NixOS module reads too. Lists become one `Key=item`
 # line per item and booleans `true`/`false`, as NixOS writes serviceConfig, so both units carry
-# the same directives. agent/tests/systemd_unit.rs fails when the committed unit drifts.
+# the same directives (the plain unit adds the capabilities of the JSON's plainUnitFeatures, as
+# the module does with needsSysAdmin). agent/tests/systemd_unit.rs fails when the committed unit drifts.
 #   deploy/systemd/render.sh           rewrite beyla.service
 #   deploy/systemd/render.sh --check   exit 1 if beyla.service is not what this script writes
 set -euo pipefail
@@ -14,6 +15,11 @@ render() {
 import json, sys
 
 spec = json.load(open(sys.argv[1]))
+# The plain unit always carries the capabilities of plainUnitFeatures (see the JSON's comment).
+service = dict(spec["service"])
+for feature in spec.get("plainUnitFeatures", []):
+    for key in ("AmbientCapabilities", "CapabilityBoundingSet"):
+        service[key] = service[key] + spec["featureCapabilities"][feature]
 
 def lines(section):
     out = []
@@ -31,6 +37,15 @@ print("# Install: copy the agent to /usr/local/bin/beyla, this file to /etc/syst
 print("# /etc/beyla/config.yml (check it with `beyla config check /etc/beyla/config.yml`), put secrets")
 print("# such as OTEL_EXPORTER_OTLP_HEADERS in /etc/beyla/beyla.env (mode 0600), then")
 print("# `systemctl daemon-reload && systemctl enable --now beyla`.")
+print("# CAP_SYS_ADMIN is here for Debian's and Ubuntu's kernels: at their default")
+print("# kernel.perf_event_paranoid (3, 4) they let only CAP_SYS_ADMIN attach tracepoints, kprobes and")
+print("# uprobes (perf_event_open). On a kernel where `sysctl kernel.perf_event_paranoid` is 2 or less,")
+print("# drop it with a drop-in (`systemctl edit beyla`; an empty assignment resets the list):")
+print("#   [Service]")
+print("#   AmbientCapabilities=")
+print("#   AmbientCapabilities=" + " ".join(spec["service"]["AmbientCapabilities"]))
+print("#   CapabilityBoundingSet=")
+print("#   CapabilityBoundingSet=" + " ".join(spec["service"]["CapabilityBoundingSet"]))
 print("# Network metrics (network.enable, or the `network` feature) also need CAP_NET_ADMIN and")
 print("# CAP_NET_RAW and the AF_PACKET family: add them with a drop-in (`systemctl edit beyla`):")
 print("#   [Service]")
@@ -46,7 +61,7 @@ print()
 print("[Service]")
 print("ExecStart=/usr/local/bin/beyla --config /etc/beyla/config.yml")
 print("EnvironmentFile=-/etc/beyla/beyla.env")
-print("\n".join(lines(spec["service"])))
+print("\n".join(lines(service)))
 print()
 print("[Install]")
 print("\n".join(lines(spec["install"])))

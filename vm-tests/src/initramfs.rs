@@ -1,5 +1,6 @@
 //! The initramfs: a newc cpio (gzip) with a static busybox, the kernel's own modules and the
-//! two init scripts from `vm-tests/init/`.
+//! two init scripts from `vm-tests/init/`; or, for `--systemd`, the init that mounts the cached
+//! Debian image and starts systemd, with the unit that runs the command.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -8,9 +9,16 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::modules;
+use crate::rootfs::HOST_MOUNT;
 
 const STAGE1: &str = include_str!("../init/stage1.sh");
 const STAGE2: &str = include_str!("../init/stage2.sh");
+const SYSTEMD_STAGE1: &str = include_str!("../init/systemd-stage1.sh");
+const SYSTEMD_COMMAND: &str = include_str!("../init/systemd-command.sh");
+const SYSTEMD_UNIT: &str = include_str!("../init/vm-tests-command.service");
+
+/// The unit that runs the command under `--systemd` (in the guest's `/etc/systemd/system`).
+pub const SYSTEMD_UNIT_NAME: &str = "vm-tests-command.service";
 
 /// Where the static busybox comes from (Debian package `busybox-static`).
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -49,6 +57,12 @@ impl Cpio {
     pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
         self.header(name, 0o100000 | mode, data.len(), (0, 0));
         self.buf.extend_from_slice(data);
+        self.pad();
+    }
+
+    pub fn symlink(&mut self, name: &str, target: &str) {
+        self.header(name, 0o120777, target.len(), (0, 0));
+        self.buf.extend_from_slice(target.as_bytes());
         self.pad();
     }
 
@@ -155,19 +169,46 @@ pub fn is_static_elf(bytes: &[u8]) -> bool {
     (0..phnum).all(|i| rd((phoff + i * phentsize) as usize, 4) != Some(3)) // PT_INTERP
 }
 
-/// Builds `dest` (gzip'd newc cpio) for a kernel's modules directory and a guest command.
-/// Returns the module names loaded, in order.
-pub fn build(modules_dir: &Path, extra_modules: &[String], cmd: &GuestCommand, dest: &Path) -> Result<Vec<String>> {
+/// Fills in the `--systemd` init: module names in load order, the 9p cache mode, the host mount.
+pub fn systemd_stage1(module_names: &[String]) -> String {
+    SYSTEMD_STAGE1
+        .replace("@MODULES@", &module_names.join(" "))
+        .replace("@NINEP_CACHE@", "cache=loose")
+        .replace("@HOST_MOUNT@", HOST_MOUNT)
+}
+
+/// Fills in the `--systemd` command script. The working directory is a host path, reached
+/// under [`HOST_MOUNT`] in the guest; the command's words are used as given (guest paths).
+pub fn systemd_command(cmd: &GuestCommand) -> Result<String> {
+    if cmd.argv.is_empty() {
+        bail!("no guest command given");
+    }
+    let env: Vec<String> = cmd.env.iter().map(|(k, v)| shell_quote(&format!("{k}={v}"))).collect();
+    let argv: Vec<String> = cmd.argv.iter().map(|a| shell_quote(a)).collect();
+    let cwd = cmd.cwd.to_str().context("working directory is not UTF-8")?;
+    let cwd = format!("{HOST_MOUNT}{}", if cwd == "/" { "" } else { cwd });
+    Ok(SYSTEMD_COMMAND
+        .replace("@CWD@", &shell_quote(&cwd))
+        .replace("@ENV@", &env.join(" "))
+        .replace("@COMMAND@", &argv.join(" "))
+        .replace("@HOST_MOUNT@", HOST_MOUNT))
+}
+
+fn busybox() -> Result<Vec<u8>> {
     let busybox = fs::read(BUSYBOX).with_context(|| {
         format!("reading {BUSYBOX}: the guest init needs a static busybox (apt-get install busybox-static)")
     })?;
     if !is_static_elf(&busybox) {
         bail!("{BUSYBOX} is not statically linked: apt-get install busybox-static");
     }
-    let mut wanted: Vec<&str> = modules::REQUIRED.to_vec();
-    wanted.extend(extra_modules.iter().map(String::as_str));
-    let mods = modules::modules_for(modules_dir, &wanted)?;
+    Ok(busybox)
+}
 
+/// The common part: directories, device nodes, busybox and the modules (`wanted` plus their
+/// dependencies, in load order). Returns the archive so far and the module names.
+fn base(modules_dir: &Path, wanted: &[&str]) -> Result<(Cpio, Vec<String>)> {
+    let busybox = busybox()?;
+    let mods = modules::modules_for(modules_dir, wanted)?;
     let mut cpio = Cpio::default();
     for d in ["bin", "dev", "proc", "sys", "mnt", "mnt/lower", "mnt/rw", "newroot", "modules"] {
         cpio.dir(d);
@@ -181,9 +222,11 @@ pub fn build(modules_dir: &Path, extra_modules: &[String], cmd: &GuestCommand, d
         cpio.file(&format!("modules/{name}.ko"), 0o644, &data);
         names.push(name.clone());
     }
-    cpio.file("init", 0o755, stage1(&names).as_bytes());
-    cpio.file("stage2.sh", 0o644, stage2(cmd)?.as_bytes());
+    Ok((cpio, names))
+}
 
+/// Writes the archive gzip'd to `dest`.
+fn write_gzip(cpio: Cpio, dest: &Path) -> Result<()> {
     let raw = dest.with_extension("cpio");
     fs::write(&raw, cpio.finish()).with_context(|| format!("writing {}", raw.display()))?;
     let out = fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
@@ -192,6 +235,51 @@ pub fn build(modules_dir: &Path, extra_modules: &[String], cmd: &GuestCommand, d
     if !status.success() {
         bail!("gzip {} failed ({status})", raw.display());
     }
-    fs::remove_file(&raw).with_context(|| format!("removing {}", raw.display()))?;
+    fs::remove_file(&raw).with_context(|| format!("removing {}", raw.display()))
+}
+
+/// Builds `dest` (gzip'd newc cpio) for a kernel's modules directory and a guest command.
+/// Returns the module names loaded, in order.
+pub fn build(modules_dir: &Path, extra_modules: &[String], cmd: &GuestCommand, dest: &Path) -> Result<Vec<String>> {
+    let mut wanted: Vec<&str> = modules::REQUIRED.to_vec();
+    wanted.extend(extra_modules.iter().map(String::as_str));
+    let (mut cpio, names) = base(modules_dir, &wanted)?;
+    cpio.file("init", 0o755, stage1(&names).as_bytes());
+    cpio.file("stage2.sh", 0o644, stage2(cmd)?.as_bytes());
+    write_gzip(cpio, dest)?;
+    Ok(names)
+}
+
+/// Builds the `--systemd` initramfs: the modules to mount the Debian image and the host root,
+/// the init that starts systemd on it, and under `payload/` the files copied into the image's
+/// root (the command unit, enabled, and its script). Returns the module names, in order.
+pub fn build_systemd(
+    modules_dir: &Path,
+    extra_modules: &[String],
+    cmd: &GuestCommand,
+    dest: &Path,
+) -> Result<Vec<String>> {
+    let mut wanted: Vec<&str> = modules::REQUIRED.to_vec();
+    wanted.extend(modules::SYSTEMD_ROOT);
+    wanted.extend(extra_modules.iter().map(String::as_str));
+    let (mut cpio, names) = base(modules_dir, &wanted)?;
+    cpio.file("init", 0o755, systemd_stage1(&names).as_bytes());
+    for d in [
+        "payload",
+        "payload/etc",
+        "payload/etc/vm-tests",
+        "payload/etc/systemd",
+        "payload/etc/systemd/system",
+        "payload/etc/systemd/system/multi-user.target.wants",
+    ] {
+        cpio.dir(d);
+    }
+    cpio.file("payload/etc/vm-tests/command.sh", 0o644, systemd_command(cmd)?.as_bytes());
+    cpio.file(&format!("payload/etc/systemd/system/{SYSTEMD_UNIT_NAME}"), 0o644, SYSTEMD_UNIT.as_bytes());
+    cpio.symlink(
+        &format!("payload/etc/systemd/system/multi-user.target.wants/{SYSTEMD_UNIT_NAME}"),
+        &format!("/etc/systemd/system/{SYSTEMD_UNIT_NAME}"),
+    );
+    write_gzip(cpio, dest)?;
     Ok(names)
 }

@@ -11,6 +11,7 @@ use vm_tests::fetch::{self, KernelTree};
 use vm_tests::initramfs::{self, CgroupLayout, GuestCommand};
 use vm_tests::kernels::KernelsFile;
 use vm_tests::qemu::{self, Accel, Boot, Ending};
+use vm_tests::rootfs::{self, RootfsSpec, HOST_MOUNT};
 use vm_tests::{EXIT_NO_RESULT, EXIT_TIMEOUT};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -32,7 +33,7 @@ enum AccelChoice {
 
 /// Runs a command inside a Debian kernel under QEMU. The host's `/` is the guest's root
 /// (read-only 9p with a tmpfs overlay); the guest runs as root with bpffs, tracefs, cgroup2
-/// mounted and `lo` up. Exits with the command's exit code, 124 on timeout, 125 when the
+/// mounted and `lo` up. With `--systemd`, a Debian image with systemd as PID 1 instead. Exits with the command's exit code, 124 on timeout, 125 when the
 /// guest gave no exit code (crash, init failure) or the harness failed.
 #[derive(Debug, Parser)]
 #[command(name = "vm-tests", version)]
@@ -85,6 +86,13 @@ struct Cli {
     /// Extra kernel command-line word. Repeatable.
     #[arg(long = "append", value_name = "WORD")]
     append: Vec<String>,
+
+    /// Boot a cached Debian bookworm image (debootstrap, built on first use) with systemd as
+    /// PID 1 instead of the host root; the host root is read-only on /host. The command runs
+    /// as root in a systemd service after multi-user.target, in /host/<cwd>; its words are guest
+    /// paths (host files are under /host).
+    #[arg(long)]
+    systemd: bool,
 
     /// Do not echo the guest console (the tail is still printed on failure).
     #[arg(long)]
@@ -196,6 +204,7 @@ fn choose_accel(cli: &Cli, tree: &KernelTree, run: &RunDir) -> Result<Accel> {
         timeout: Duration::from_secs(30),
         echo: false,
         extra_append: cli.append.clone(),
+        disk: None,
     };
     let outcome = qemu::boot(&boot)?;
     let ok = outcome.ending == Ending::Exited(0);
@@ -243,9 +252,23 @@ fn run(cli: Cli) -> Result<i32> {
         bail!("--cwd {}: must be an absolute path", cwd.display());
     }
     let argv = if cli.command.is_empty() { vec!["true".to_string()] } else { cli.command.clone() };
+    let mut env = guest_env(&cli.env)?;
+    let mut append = cli.append.clone();
+    let disk = if cli.systemd {
+        let mirror = fetch::system_mirrors(&kernels.mirrors).debian;
+        let image = rootfs::ensure_rootfs(&cli.cache, &RootfsSpec::default(), &mirror)?;
+        eprintln!("vm-tests: systemd root file system {}", image.image.display());
+        env.push(("VM_TESTS_HOST_ROOT".into(), HOST_MOUNT.into()));
+        if cli.cgroup == CgroupChoice::Hybrid {
+            append.push("systemd.unified_cgroup_hierarchy=0".into());
+        }
+        Some(image.image)
+    } else {
+        None
+    };
     let cmd = GuestCommand {
         cwd,
-        env: guest_env(&cli.env)?,
+        env,
         argv,
         cgroup: match cli.cgroup {
             CgroupChoice::Unified => CgroupLayout::Unified,
@@ -254,7 +277,11 @@ fn run(cli: Cli) -> Result<i32> {
     };
     let run = RunDir::new(&cli.cache)?;
     let initrd = run.0.join("initrd.img");
-    let mods = initramfs::build(&tree.modules, &cli.modules, &cmd, &initrd)?;
+    let mods = if cli.systemd {
+        initramfs::build_systemd(&tree.modules, &cli.modules, &cmd, &initrd)?
+    } else {
+        initramfs::build(&tree.modules, &cli.modules, &cmd, &initrd)?
+    };
     if cli.fetch_only {
         eprintln!("vm-tests: kernel {} ({}): {}", cli.kernel, tree.release, tree.vmlinuz.display());
         eprintln!("vm-tests: initramfs modules: {}", mods.join(" "));
@@ -262,12 +289,13 @@ fn run(cli: Cli) -> Result<i32> {
     }
     let accel = choose_accel(&cli, &tree, &run)?;
     eprintln!(
-        "vm-tests: booting {} ({}) with {} ({} MiB, {} CPUs)",
+        "vm-tests: booting {} ({}) with {} ({} MiB, {} CPUs){}",
         cli.kernel,
         tree.release,
         accel.name(),
         cli.memory,
-        cli.cpus
+        cli.cpus,
+        if cli.systemd { ", systemd as PID 1" } else { "" }
     );
     let boot = Boot {
         vmlinuz: tree.vmlinuz.clone(),
@@ -277,7 +305,8 @@ fn run(cli: Cli) -> Result<i32> {
         cpus: cli.cpus,
         timeout: Duration::from_secs(cli.timeout),
         echo: !cli.quiet,
-        extra_append: cli.append.clone(),
+        extra_append: append,
+        disk,
     };
     let outcome = qemu::boot(&boot)?;
     let (code, what) = match &outcome.ending {
@@ -293,8 +322,9 @@ fn run(cli: Cli) -> Result<i32> {
         }
     }
     eprintln!(
-        "vm-tests: summary kernel={} release={} accel={} boot_s={} command_s={} total_s={:.1} result={}",
+        "vm-tests: summary kernel={}{} release={} accel={} boot_s={} command_s={} total_s={:.1} result={}",
         cli.kernel,
+        if cli.systemd { " init=systemd" } else { "" },
         tree.release,
         accel.name(),
         secs(outcome.boot_to_command),

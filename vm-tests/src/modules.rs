@@ -13,6 +13,10 @@ use anyhow::{bail, Context, Result};
 pub const REQUIRED: &[&str] =
     &["virtio", "virtio_ring", "virtio_pci", "9pnet", "9pnet_virtio", "9p", "overlay", "sch_ingress", "cls_bpf"];
 
+/// Extra modules for `--systemd`: the virtio disk with the Debian image (ext4, whose checksums
+/// need crc32c), and autofs, which systemd uses for some mount points.
+pub const SYSTEMD_ROOT: &[&str] = &["virtio_blk", "crc32c_generic", "ext4", "autofs4"];
+
 /// Module name of a path: file name without `.ko[.xz|.zst|.gz]`, with `-` as `_`.
 pub fn module_name(path: &str) -> String {
     let file = path.rsplit('/').next().unwrap_or(path);

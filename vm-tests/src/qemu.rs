@@ -51,6 +51,9 @@ pub struct Boot {
     pub echo: bool,
     /// Extra kernel command line words.
     pub extra_append: Vec<String>,
+    /// A raw disk image attached as virtio `/dev/vda` with `snapshot=on` (the file is never
+    /// written; the guest's writes go to a temporary file QEMU drops at exit).
+    pub disk: Option<PathBuf>,
 }
 
 /// How a boot ended.
@@ -138,6 +141,12 @@ fn qemu_args(b: &Boot) -> Vec<String> {
         "-device".into(),
         "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot".into(),
     ]);
+    if let Some(disk) = &b.disk {
+        args.extend([
+            "-drive".into(),
+            format!("file={},format=raw,if=virtio,snapshot=on,cache=unsafe", disk.display()),
+        ]);
+    }
     args
 }
 

@@ -12,6 +12,7 @@ use vm_tests::initramfs::{self, shell_quote, CgroupLayout, Cpio, GuestCommand};
 use vm_tests::kernels::{KernelsFile, Mirrors};
 use vm_tests::modules::{self, parse_builtin, ModulesDep};
 use vm_tests::qemu::{parse_marker, Marker};
+use vm_tests::rootfs::{fnv1a, RootfsSpec, HOST_MOUNT};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -230,6 +231,59 @@ fn init_scripts_quote_the_command_and_environment() {
 }
 
 #[test]
+fn systemd_init_fills_every_placeholder() {
+    let mut env = initramfs::base_env();
+    env.push(("X".into(), "a b".into()));
+    let cmd = GuestCommand {
+        cwd: "/work/my dir".into(),
+        env,
+        argv: vec!["bash".into(), "/host/work/t.sh".into()],
+        cgroup: CgroupLayout::Unified,
+    };
+    let c = initramfs::systemd_command(&cmd).unwrap();
+    // The host's working directory is reached under the host mount.
+    assert!(c.contains(&format!("cd '{HOST_MOUNT}/work/my dir' ||")), "{c}");
+    assert!(c.contains("'X=a b' bash /host/work/t.sh </dev/null"), "{c}");
+    assert!(c.contains("VM-TESTS-EXIT-CODE=$rc") && c.contains("VM-TESTS-COMMAND-START"), "{c}");
+    let root = GuestCommand { cwd: "/".into(), ..cmd.clone() };
+    assert!(initramfs::systemd_command(&root).unwrap().contains(&format!("cd {HOST_MOUNT} ||")));
+    let s1 = initramfs::systemd_stage1(&["virtio_blk".into(), "ext4".into()]);
+    assert!(s1.contains("for m in virtio_blk ext4; do"), "{s1}");
+    assert!(s1.contains(&format!("hostroot /newroot{HOST_MOUNT}")), "{s1}");
+    assert!(s1.contains("exec switch_root /newroot /lib/systemd/systemd"), "{s1}");
+    for text in [&c, &s1] {
+        for p in ["@CWD@", "@ENV@", "@COMMAND@", "@HOST_MOUNT@", "@MODULES@", "@NINEP_CACHE@"] {
+            assert!(!text.contains(p), "unfilled {p}:\n{text}");
+        }
+    }
+    let empty = GuestCommand { argv: vec![], ..cmd };
+    assert!(initramfs::systemd_command(&empty).is_err());
+}
+
+#[test]
+fn rootfs_key_follows_the_package_set() {
+    // FNV-1a 64 test vectors: the key must not change with the Rust version.
+    assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
+    assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+    let base = RootfsSpec::default();
+    assert!(base.packages.iter().any(|p| p == "systemd-sysv"), "{base:?}");
+    let key = base.key();
+    assert!(key.starts_with("debian-bookworm-minbase-") && key.len() == "debian-bookworm-minbase-".len() + 16, "{key}");
+    // Order and duplicates don't matter; another package does.
+    let mut shuffled = base.clone();
+    shuffled.packages.reverse();
+    shuffled.packages.push("curl".into());
+    assert_eq!(shuffled.key(), key);
+    let mut more = base.clone();
+    more.packages.push("strace".into());
+    assert_ne!(more.key(), key);
+    let mut bad = base.clone();
+    bad.packages.push("curl; rm -rf /".into());
+    assert!(bad.validate().is_err());
+    assert!(base.validate().is_ok());
+}
+
+#[test]
 fn console_markers_are_recognised() {
     assert_eq!(parse_marker("VM-TESTS-EXIT-CODE=3"), Some(Marker::Exit(3)));
     assert_eq!(parse_marker("  VM-TESTS-EXIT-CODE=0  "), Some(Marker::Exit(0)));
@@ -245,6 +299,7 @@ fn cpio_is_newc_with_a_trailer() {
     c.dir("bin");
     c.file("init", 0o755, b"#!/bin/sh\n");
     c.char_dev("dev/console", 0o600, 5, 1);
+    c.symlink("etc/link", "/target");
     let out = c.finish();
     assert_eq!(&out[..6], b"070701");
     assert_eq!(out.len() % 512, 0);
@@ -260,6 +315,11 @@ fn cpio_is_newc_with_a_trailer() {
     assert_eq!(&text[j + 14..j + 22], "00002180");
     assert_eq!(&text[j + 78..j + 86], "00000005");
     assert_eq!(&text[j + 86..j + 94], "00000001");
+    // The symlink: mode 0120777, its target as the data.
+    let k = text.find("etc/link\0").unwrap() - 110;
+    assert_eq!(&text[k + 14..k + 22], "0000a1ff");
+    assert_eq!(&text[k + 54..k + 62], "00000007");
+    assert!(text[k..].contains("/target"));
 }
 
 /// Runs the harness binary; returns (exit code, stdout, stderr, seconds).
@@ -333,4 +393,41 @@ fn vm_hanging_command_times_out() {
     assert!(stderr.contains("  | sleeping"), "the console tail is printed: {stderr}");
     assert!(stderr.contains("result=timeout"), "{stderr}");
     assert!((60.0..120.0).contains(&secs), "took {secs:.1} s");
+}
+
+#[test]
+fn vm_systemd_guest_runs_the_command_as_a_service() {
+    // The cached Debian image (built with debootstrap on first use) with systemd as PID 1.
+    let script = r#"
+        set -e
+        test "$(cat /proc/1/comm)" = systemd
+        test "$VM_TESTS_HOST_ROOT" = /host
+        test "$(pwd)" = "/host$EXPECT_CWD"
+        test -e /host/etc/debian_version
+        grep -q ' /sys/fs/bpf bpf ' /proc/mounts
+        grep -q ' /sys/kernel/tracing tracefs ' /proc/mounts
+        systemctl is-active --quiet multi-user.target
+        echo unit=$(systemctl show -P Id "$(cat /proc/self/cgroup | sed 's|.*/||')")
+        touch /written-in-the-snapshot
+        exit 4
+    "#;
+    let cwd = env!("CARGO_MANIFEST_DIR");
+    let (code, stdout, stderr, _) = vm(&[
+        "--systemd",
+        "--kernel",
+        "6.1",
+        "--timeout",
+        "300",
+        "--cwd",
+        cwd,
+        "--env",
+        &format!("EXPECT_CWD={cwd}"),
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(code, 4, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("unit=vm-tests-command.service"), "{stdout}");
+    assert!(stderr.contains("init=systemd") && stderr.contains("result=4"), "{stderr}");
 }
