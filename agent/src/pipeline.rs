@@ -9,7 +9,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::aggregate::{AppMetrics, Buckets};
+use crate::aggregate::service_graph::ServiceGraph;
+use crate::aggregate::span_metrics::SpanMetrics;
+use crate::aggregate::{Aggregates, AppMetrics, Buckets};
 use crate::attach::{self, AttachError, Traced, TracedProcess};
 use crate::decode::{Decoded, Tracker, TrackerLimits};
 use crate::discover::{self, DiscoverOptions, ProcessEvent, Selection};
@@ -41,6 +43,12 @@ pub struct PipelineConfig {
     pub response_size_buckets: Buckets,
     /// `prometheus_export.ttl`: series not updated for this long disappear.
     pub metrics_ttl: Duration,
+    /// `prometheus_export.features` holds `application_span`.
+    pub span_metrics: bool,
+    /// `prometheus_export.features` holds `application_service_graph`.
+    pub service_graph: bool,
+    /// `otel_metrics_export.allow_service_graph_self_references`.
+    pub service_graph_self_references: bool,
     pub printer: Option<PrintFormat>,
     pub channel_buffer_len: usize,
     /// Kubernetes metadata (`attributes.kubernetes`), when enabled.
@@ -106,11 +114,25 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     let mut app_registry = Registry::default();
     let metrics = AppMetrics::new(
         &mut app_registry,
-        cfg.duration_buckets,
+        cfg.duration_buckets.clone(),
         cfg.request_size_buckets,
         cfg.response_size_buckets,
         cfg.metrics_ttl,
     );
+    let aggregates = Aggregates {
+        spans: cfg
+            .span_metrics
+            .then(|| SpanMetrics::new(&mut app_registry, cfg.duration_buckets.clone(), cfg.metrics_ttl)),
+        graph: cfg.service_graph.then(|| {
+            ServiceGraph::new(
+                &mut app_registry,
+                cfg.duration_buckets.clone(),
+                cfg.metrics_ttl,
+                cfg.service_graph_self_references,
+            )
+        }),
+        app: metrics,
+    };
     let mut internal_registry = Registry::default();
     let tel = Internal::new(&mut internal_registry, probes.family);
     if let Some((k, _)) = &kube {
@@ -182,7 +204,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     } else {
         None
     };
-    tasks.push(tokio::spawn(export_stage(enrich_to_export, metrics, printer, otlp)));
+    tasks.push(tokio::spawn(export_stage(enrich_to_export, aggregates, printer, otlp)));
 
     Ok(Running { stop, reader: Some(reader), tasks, _probes: probes })
 }
@@ -279,17 +301,19 @@ async fn enrich_stage(
 
 async fn export_stage(
     mut rx: mpsc::Receiver<Vec<Span>>,
-    mut metrics: AppMetrics,
+    mut metrics: Aggregates,
     printer: Option<Printer>,
     otlp: Option<Otlp>,
 ) {
     let mut expiry = tokio::time::interval(Duration::from_secs(10));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             spans = rx.recv() => {
                 let Some(spans) = spans else { return };
+                let now = std::time::Instant::now();
                 for s in &spans {
-                    metrics.record(s);
+                    metrics.record(s, now);
                 }
                 if let Some(p) = &printer {
                     p.print(&spans);
@@ -298,6 +322,7 @@ async fn export_stage(
                     o.record(&spans);
                 }
             }
+            _ = tick.tick() => metrics.tick(std::time::Instant::now()),
             _ = expiry.tick() => {
                 metrics.expire(std::time::Instant::now());
             }
@@ -311,7 +336,7 @@ impl PipelineConfig {
         cfg: &crate::config::Config,
         families: Vec<crate::kernel::HookFamily>,
     ) -> Result<Self, discover::DiscoverError> {
-        use crate::config::TracePrinter;
+        use crate::config::{MetricFeature, TracePrinter};
         use crate::enrich::routes::DEFAULT_MAX_ROUTES;
 
         let r = &cfg.routes;
@@ -350,6 +375,9 @@ impl PipelineConfig {
             request_size_buckets: Buckets(b.request_size_histogram.clone()),
             response_size_buckets: Buckets(b.response_size_histogram.clone()),
             metrics_ttl: p.ttl.as_std(),
+            span_metrics: p.has_feature(MetricFeature::ApplicationSpan),
+            service_graph: p.has_feature(MetricFeature::ApplicationServiceGraph),
+            service_graph_self_references: cfg.otel_metrics_export.allow_service_graph_self_references,
             printer: match cfg.trace_printer {
                 TracePrinter::Disabled => None,
                 TracePrinter::Text => Some(PrintFormat::Text),

@@ -54,9 +54,10 @@ fn example_config_values() {
     assert_eq!(selectors.len(), 1);
     assert!(selectors[0].open_ports.as_ref().is_some_and(|p| p.contains(443)));
     assert_eq!(c.otel_traces_export.endpoint.as_deref(), Some("https://otlp-gateway-prod-eu-west-0.grafana.net/otlp"));
-    let w = l.warnings.iter().find(|w| w.key == "otel_traces_export").expect("warning");
-    assert_eq!(w.message, "OTLP trace export is not implemented yet; the section is accepted and ignored");
-    assert!(w.to_string().ends_with("configure_example_0.yml:9:1)"), "{w}");
+    // OTLP export is implemented: the endpoint is used as given.
+    assert!(!l.warnings.iter().any(|w| w.key.starts_with("otel_")), "{:?}", l.warnings);
+    let o = beyla::export::otlp::OtlpOptions::from_config(c).unwrap();
+    assert_eq!(o.traces.unwrap().target.endpoint, "https://otlp-gateway-prod-eu-west-0.grafana.net/otlp");
 }
 
 #[test]
@@ -126,7 +127,7 @@ fn export_examples() {
 
     let l = check("configure_export-data_1.yml");
     assert_eq!(l.config.otel_metrics_export.features, vec![MetricFeature::Network, MetricFeature::NetworkInterZone]);
-    assert!(warned(&l, "otel_metrics_export", "OTLP metric export is not implemented yet"));
+    assert!(warned(&l, "otel_metrics_export.features", "feature `network` is not implemented yet for OTLP"));
 
     let l = check("configure_controlling-instrumentation_0.yml");
     let cp = l.config.ebpf.context_propagation;
@@ -146,13 +147,17 @@ fn accepted_sections_warn_naming_the_feature() {
         ("configure_filter-metrics-traces_1.yml", "filter", "attribute filtering is not implemented yet"),
         ("configure_metrics-traces-attributes_5.yml", "attributes.extra_group_attributes", "not implemented yet"),
         ("configure_metrics-traces-attributes_6.yml", "attributes.sensitive_query_params", "not implemented yet"),
-        ("configure_sample-traces_0.yml", "otel_traces_export", "OTLP trace export"),
         ("configure_service-discovery_5.yml", "metrics", "per-application `metrics` section"),
     ];
     for (file, key, needle) in cases {
         let l = check(file);
         assert!(warned(&l, key, needle), "{file}: no warning {key}: {needle}; got {:?}", l.warnings);
     }
+    // The sampler is implemented.
+    let l = check("configure_sample-traces_0.yml");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let sampler = beyla::export::otlp::Sampler::from_config(&l.config.otel_traces_export.sampler).unwrap();
+    assert_eq!(sampler, beyla::export::otlp::Sampler::TraceIdRatio(0.1));
     // instance_id is implemented: no warning
     let l = check("configure_metrics-traces-attributes_3.yml");
     assert!(!l.config.attributes.instance_id.dns);

@@ -11,6 +11,9 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::decode::Role;
 use crate::enrich::Span;
 
+pub mod service_graph;
+pub mod span_metrics;
+
 pub type Labels = Vec<(&'static str, String)>;
 
 /// Histogram buckets, from `prometheus_export.buckets`.
@@ -23,7 +26,16 @@ impl MetricConstructor<Histogram> for Buckets {
     }
 }
 
-type HistFamily = Family<Labels, Histogram, Buckets>;
+pub(crate) type HistFamily = Family<Labels, Histogram, Buckets>;
+
+/// Prometheus `job`: `namespace/name`, or `name` without a namespace.
+pub(crate) fn job(svc: &crate::discover::ServiceId) -> String {
+    if svc.namespace.is_empty() {
+        svc.name.clone()
+    } else {
+        format!("{}/{}", svc.namespace, svc.name)
+    }
+}
 
 pub struct AppMetrics {
     server_duration: HistFamily,
@@ -108,7 +120,7 @@ impl AppMetrics {
     pub fn record(&mut self, span: &Span) {
         let now = Instant::now();
         let svc = &span.process.service;
-        let job = if svc.namespace.is_empty() { svc.name.clone() } else { format!("{}/{}", svc.namespace, svc.name) };
+        let job = job(svc);
         let mut base: Labels = vec![
             ("instance", svc.instance_id.clone()),
             ("job", job),
@@ -175,6 +187,43 @@ impl AppMetrics {
             self.info_seen.remove(&labels);
         }
         old.len()
+    }
+}
+
+/// Everything the Prometheus exporter serves for the applications: the RED metrics, and the
+/// span metrics and service graph when their features are on.
+pub struct Aggregates {
+    pub app: AppMetrics,
+    pub spans: Option<span_metrics::SpanMetrics>,
+    pub graph: Option<service_graph::ServiceGraph>,
+}
+
+impl Aggregates {
+    pub fn record(&mut self, span: &Span, now: Instant) {
+        self.app.record(span);
+        if let Some(s) = &mut self.spans {
+            s.record(span);
+        }
+        if let Some(g) = &mut self.graph {
+            g.record(span, now);
+        }
+    }
+
+    /// Called about every second: service graph sides that waited long enough count alone.
+    pub fn tick(&mut self, now: Instant) {
+        if let Some(g) = &mut self.graph {
+            g.flush(now, false);
+        }
+    }
+
+    pub fn expire(&mut self, now: Instant) {
+        self.app.expire(now);
+        if let Some(s) = &mut self.spans {
+            s.expire(now);
+        }
+        if let Some(g) = &mut self.graph {
+            g.expire(now);
+        }
     }
 }
 

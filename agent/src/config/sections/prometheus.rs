@@ -11,7 +11,7 @@ pub enum MetricFeature {
     /// Application RED metrics (`http_server_request_duration_seconds`, ...). Implemented.
     #[serde(rename = "application")]
     Application,
-    /// Span metrics (`traces_spanmetrics_*`). Not implemented yet.
+    /// Span metrics (`traces_spanmetrics_*`). Implemented.
     #[serde(rename = "application_span")]
     ApplicationSpan,
     /// OpenTelemetry-style span metrics. Not implemented yet.
@@ -20,7 +20,7 @@ pub enum MetricFeature {
     /// Span size metrics. Not implemented yet.
     #[serde(rename = "application_span_sizes")]
     ApplicationSpanSizes,
-    /// Service graph metrics (`traces_service_graph_*`). Not implemented yet.
+    /// Service graph metrics (`traces_service_graph_*`). Implemented.
     #[serde(rename = "application_service_graph")]
     ApplicationServiceGraph,
     /// Process metrics (`process_cpu_time_seconds_total`, ...). Not implemented yet.
@@ -63,7 +63,10 @@ impl MetricFeature {
 
     /// Whether beyla-rs produces this feature today.
     pub fn is_implemented(&self) -> bool {
-        *self == MetricFeature::Application
+        matches!(
+            self,
+            MetricFeature::Application | MetricFeature::ApplicationSpan | MetricFeature::ApplicationServiceGraph
+        )
     }
 }
 

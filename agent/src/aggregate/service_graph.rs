@@ -1,0 +1,287 @@
+//! `prometheus_export.features: [application_service_graph]`: service graph edges
+//! (`traces_service_graph_*`), as Tempo's metrics generator names them.
+//!
+//! An edge is counted once per request. When both ends are instrumented by this agent, the
+//! client span and the server span of a request are paired by their connection (the client's
+//! local address is the server's peer and vice versa) and the edge names both services. A span
+//! whose other end is not seen within `PAIR_WAIT` is an edge to an uninstrumented peer
+//! (`connection_type="virtual_node"`), named by the Host header or the peer address.
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::{Buckets, HistFamily, Labels};
+use crate::decode::Role;
+use crate::enrich::Span;
+
+/// How long one side of a request waits for the other before it counts alone.
+pub const PAIR_WAIT: Duration = Duration::from_secs(2);
+/// Unpaired spans held at most (per side); beyond it the oldest count alone.
+const MAX_PENDING: usize = 10_000;
+
+struct Side {
+    service: String,
+    namespace: String,
+    /// The other end's name if it turns out not to be instrumented.
+    peer_name: String,
+    seconds: f64,
+    failed: bool,
+    at: Instant,
+}
+
+pub struct ServiceGraph {
+    total: Family<Labels, Counter>,
+    failed: Family<Labels, Counter>,
+    server_seconds: HistFamily,
+    client_seconds: HistFamily,
+    /// Unpaired sides by (client address, server address).
+    servers: HashMap<(SocketAddr, SocketAddr), VecDeque<Side>>,
+    clients: HashMap<(SocketAddr, SocketAddr), VecDeque<Side>>,
+    pending: usize,
+    allow_self_references: bool,
+    seen: HashMap<Labels, Instant>,
+    ttl: Duration,
+}
+
+impl ServiceGraph {
+    pub fn new(registry: &mut Registry, duration: Buckets, ttl: Duration, allow_self_references: bool) -> Self {
+        let g = ServiceGraph {
+            total: Family::default(),
+            failed: Family::default(),
+            server_seconds: Family::new_with_constructor(duration.clone()),
+            client_seconds: Family::new_with_constructor(duration),
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+            pending: 0,
+            allow_self_references,
+            seen: HashMap::new(),
+            ttl,
+        };
+        registry.register("traces_service_graph_request", "Requests between two services", g.total.clone());
+        registry.register(
+            "traces_service_graph_request_failed",
+            "Failed requests between two services",
+            g.failed.clone(),
+        );
+        registry.register_with_unit(
+            "traces_service_graph_request_server",
+            "Request duration seen by the server side of an edge",
+            Unit::Seconds,
+            g.server_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "traces_service_graph_request_client",
+            "Request duration seen by the client side of an edge",
+            Unit::Seconds,
+            g.client_seconds.clone(),
+        );
+        g
+    }
+
+    pub fn record(&mut self, span: &Span, now: Instant) {
+        let r = &span.request;
+        let svc = &span.process.service;
+        let side = |peer_name: String| Side {
+            service: svc.name.clone(),
+            namespace: svc.namespace.clone(),
+            peer_name,
+            seconds: r.duration_ns() as f64 / 1e9,
+            failed: span.is_error(),
+            at: now,
+        };
+        match r.role {
+            Role::Server => {
+                let key = (r.remote, r.local);
+                let me = side(r.remote.ip().to_string());
+                match pop(&mut self.clients, &key) {
+                    Some(client) => {
+                        self.pending -= 1;
+                        self.edge(Some(&client), Some(&me), now);
+                    }
+                    None => self.hold(Role::Server, key, me, now),
+                }
+            }
+            Role::Client => {
+                let key = (r.local, r.remote);
+                let host = r.host.as_deref().map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n).to_string());
+                let me = side(host.filter(|h| !h.is_empty()).unwrap_or_else(|| r.remote.ip().to_string()));
+                match pop(&mut self.servers, &key) {
+                    Some(server) => {
+                        self.pending -= 1;
+                        self.edge(Some(&me), Some(&server), now);
+                    }
+                    None => self.hold(Role::Client, key, me, now),
+                }
+            }
+        }
+    }
+
+    fn hold(&mut self, role: Role, key: (SocketAddr, SocketAddr), side: Side, now: Instant) {
+        if self.pending >= MAX_PENDING {
+            self.flush(now, true);
+        }
+        let map = if role == Role::Server { &mut self.servers } else { &mut self.clients };
+        map.entry(key).or_default().push_back(side);
+        self.pending += 1;
+    }
+
+    /// Counts the sides that waited longer than `PAIR_WAIT` (all of them with `all`) as edges
+    /// to uninstrumented peers.
+    pub fn flush(&mut self, now: Instant, all: bool) {
+        let due = |s: &Side| all || now.saturating_duration_since(s.at) >= PAIR_WAIT;
+        let mut lone: Vec<(Role, Side)> = Vec::new();
+        for (role, map) in [(Role::Server, &mut self.servers), (Role::Client, &mut self.clients)] {
+            map.retain(|_, q| {
+                while q.front().is_some_and(due) {
+                    lone.push((role, q.pop_front().expect("front")));
+                }
+                !q.is_empty()
+            });
+        }
+        self.pending -= lone.len();
+        for (role, s) in lone {
+            match role {
+                Role::Server => self.edge(None, Some(&s), now),
+                Role::Client => self.edge(Some(&s), None, now),
+            }
+        }
+    }
+
+    fn edge(&mut self, client: Option<&Side>, server: Option<&Side>, now: Instant) {
+        let name = |mine: Option<&Side>, other: Option<&Side>| match (mine, other) {
+            (Some(s), _) => (s.service.clone(), s.namespace.clone()),
+            (None, Some(o)) => (o.peer_name.clone(), String::new()),
+            (None, None) => unreachable!("an edge has a side"),
+        };
+        let (client_name, client_ns) = name(client, server);
+        let (server_name, server_ns) = name(server, client);
+        if client_name == server_name && client_ns == server_ns && !self.allow_self_references {
+            return;
+        }
+        let virtual_node = client.is_none() || server.is_none();
+        let labels: Labels = vec![
+            ("client", client_name),
+            ("client_service_namespace", client_ns),
+            ("connection_type", if virtual_node { "virtual_node" } else { "" }.into()),
+            ("server", server_name),
+            ("server_service_namespace", server_ns),
+            ("source", "beyla".into()),
+        ];
+        self.total.get_or_create(&labels).inc();
+        if client.is_some_and(|s| s.failed) || server.is_some_and(|s| s.failed) {
+            self.failed.get_or_create(&labels).inc();
+        }
+        if let Some(s) = server {
+            self.server_seconds.get_or_create(&labels).observe(s.seconds);
+        }
+        if let Some(c) = client {
+            self.client_seconds.get_or_create(&labels).observe(c.seconds);
+        }
+        self.seen.insert(labels, now);
+    }
+
+    pub fn expire(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        let old: Vec<Labels> = self
+            .seen
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) > ttl)
+            .map(|(l, _)| l.clone())
+            .collect();
+        for l in old {
+            self.total.remove(&l);
+            self.failed.remove(&l);
+            self.server_seconds.remove(&l);
+            self.client_seconds.remove(&l);
+            self.seen.remove(&l);
+        }
+    }
+}
+
+fn pop(map: &mut HashMap<(SocketAddr, SocketAddr), VecDeque<Side>>, key: &(SocketAddr, SocketAddr)) -> Option<Side> {
+    let q = map.get_mut(key)?;
+    let s = q.pop_front();
+    if q.is_empty() {
+        map.remove(key);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+    use crate::enrich::test_span;
+
+    fn span(service: &str, role: Role, local: &str, remote: &str, status: u16) -> Span {
+        let mut s = test_span();
+        Arc::make_mut(&mut s.process).service.name = service.into();
+        s.request.role = role;
+        s.request.local = local.parse().unwrap();
+        s.request.remote = remote.parse().unwrap();
+        s.request.status = status;
+        s
+    }
+
+    fn render(reg: &Registry) -> String {
+        let mut out = String::new();
+        encode(&mut out, reg).unwrap();
+        out
+    }
+
+    #[test]
+    fn pairs_both_ends_once_and_names_lone_ends_by_peer() {
+        let mut reg = Registry::default();
+        let mut g = ServiceGraph::new(&mut reg, Buckets(vec![1.0]), Duration::from_secs(60), false);
+        let t0 = Instant::now();
+        // frontend (client 10.0.0.1:5000) -> backend (server 10.0.0.2:8081), server side first.
+        g.record(&span("backend", Role::Server, "10.0.0.2:8081", "10.0.0.1:5000", 200), t0);
+        g.record(&span("frontend", Role::Client, "10.0.0.1:5000", "10.0.0.2:8081", 200), t0);
+        // Client side first, and a failure.
+        g.record(&span("frontend", Role::Client, "10.0.0.1:5000", "10.0.0.2:8081", 500), t0);
+        g.record(&span("backend", Role::Server, "10.0.0.2:8081", "10.0.0.1:5000", 500), t0);
+        // An uninstrumented caller of frontend.
+        g.record(&span("frontend", Role::Server, "10.0.0.1:8080", "10.0.0.9:4000", 200), t0);
+        g.flush(t0 + Duration::from_millis(100), false);
+        let out = render(&reg);
+        let edge = r#"client="frontend",client_service_namespace="",connection_type="",server="backend",server_service_namespace="",source="beyla""#;
+        assert!(out.contains(&format!("traces_service_graph_request_total{{{edge}}} 2")), "{out}");
+        assert!(out.contains(&format!("traces_service_graph_request_failed_total{{{edge}}} 1")), "{out}");
+        assert!(out.contains(&format!("traces_service_graph_request_server_seconds_count{{{edge}}} 2")), "{out}");
+        assert!(out.contains(&format!("traces_service_graph_request_client_seconds_count{{{edge}}} 2")), "{out}");
+        assert!(!out.contains("10.0.0.9"), "the lone side must wait for PAIR_WAIT:\n{out}");
+        g.flush(t0 + PAIR_WAIT, false);
+        let out = render(&reg);
+        let lone = r#"client="10.0.0.9",client_service_namespace="",connection_type="virtual_node",server="frontend""#;
+        assert!(
+            out.contains(&format!(
+                "traces_service_graph_request_total{{{lone},server_service_namespace=\"\",source=\"beyla\"}} 1"
+            )),
+            "{out}"
+        );
+        assert_eq!(g.pending, 0);
+    }
+
+    #[test]
+    fn client_to_uninstrumented_server_uses_host_and_self_references_are_skipped() {
+        let mut reg = Registry::default();
+        let mut g = ServiceGraph::new(&mut reg, Buckets(vec![1.0]), Duration::from_secs(60), false);
+        let t0 = Instant::now();
+        let mut c = span("shop", Role::Client, "10.0.0.1:5000", "10.0.0.7:443", 404);
+        c.request.host = Some("payments.example:443".into());
+        g.record(&c, t0);
+        g.record(&span("shop", Role::Server, "127.0.0.1:80", "127.0.0.1:6000", 200), t0);
+        g.record(&span("shop", Role::Client, "127.0.0.1:6000", "127.0.0.1:80", 200), t0);
+        g.flush(t0 + PAIR_WAIT, false);
+        let out = render(&reg);
+        assert!(out.contains(r#"traces_service_graph_request_failed_total{client="shop",client_service_namespace="",connection_type="virtual_node",server="payments.example""#), "{out}");
+        assert!(!out.contains(r#"server="shop""#), "self reference counted:\n{out}");
+    }
+}
