@@ -1,8 +1,7 @@
 # checks.nixos-otlp: the agent exports to an OpenTelemetry Collector (nixpkgs'
 # services.opentelemetry-collector, contrib distribution for its file exporter) over OTLP/HTTP.
-# EXPECTED TO FAIL until the agent implements OTLP export (its own issue): today it accepts the
-# otel_*_export sections with a warning and sends nothing. The assertions are what must hold once
-# it does: Beyla's metric and span names, the service name from the selector, the `GET /ping` span.
+# It asserts Beyla's metric and span names, the service name from the selector and the
+# `GET /ping` span as the collector's file exporter writes them.
 let
   dir = "/var/lib/opentelemetry-collector";
 in

@@ -184,6 +184,30 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
             "attribute selection is not implemented yet; metrics carry their default attributes".to_string(),
         )),
         ["attributes", name, ..] if *name != "instance_id" => ignored(&format!("attributes.{name}")),
+        ["otel_metrics_export", key, rest @ ..] => {
+            let key = key.split('[').next().unwrap_or(key);
+            let gen_ai = rest.first().is_some_and(|r| r.starts_with("gen_ai_"));
+            match key {
+                "exponential_histogram"
+                | "extra_span_resource_attributes"
+                | "instrumentations"
+                | "otel_sdk_log_level"
+                | "reporters_cache_len" => ignored(&format!("otel_metrics_export.{key}")),
+                "buckets" if gen_ai => ignored(&format!("otel_metrics_export.buckets.{}", rest.join("."))),
+                _ => None,
+            }
+        }
+        ["otel_traces_export", key, ..] => {
+            let key = key.split('[').next().unwrap_or(key);
+            match key {
+                "instrumentations"
+                | "backoff_max_elapsed_time"
+                | "reporters_cache_len"
+                | "compression"
+                | "otel_sdk_log_level" => ignored(&format!("otel_traces_export.{key}")),
+                _ => None,
+            }
+        }
         ["ebpf", "payload_extraction", ..] => section("ebpf.payload_extraction", "payload extraction"),
         ["ebpf", name @ ("instrument_gpu" | "use_otel_sdk_for_java"), ..] => ignored(&format!("ebpf.{name}")),
         ["ebpf", "enable_context_propagation", ..] => {
