@@ -209,6 +209,10 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     Ok(Running { stop, reader: Some(reader), tasks, _probes: probes })
 }
 
+/// How long the identity of a process discovery found gone stays known for its requests still
+/// in the pipeline.
+const FORGET_AFTER: Duration = Duration::from_secs(5);
+
 async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, tel: Internal) {
     while let Some(batch) = rx.recv().await {
         for ev in batch {
@@ -222,7 +226,15 @@ async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Tra
                     traced.update_children(pid);
                 }
                 ProcessEvent::Gone { pid } => {
-                    traced.remove(pid);
+                    // Stop tracing now, but keep the identity a while for the requests of
+                    // this process still in the pipeline.
+                    if let Some(p) = traced.stop_tracing(pid) {
+                        let traced = traced.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(FORGET_AFTER).await;
+                            traced.forget_if_same(&p);
+                        });
+                    }
                 }
             }
         }
@@ -261,7 +273,7 @@ async fn decode_stage(
                         RawEvent::Exec { pid } => traced.on_exec(pid),
                         RawEvent::Exit { pid } => {
                             tracker.on_exit(pid, &mut out);
-                            traced.on_exit(pid);
+                            out.exited.push(pid);
                         }
                     }
                 }
@@ -277,7 +289,7 @@ async fn decode_stage(
         }
         // Waiting here (not dropping) pushes back to the ring buffer, where the kernel
         // counts what it cannot hold: loss is never silent.
-        if !out.requests.is_empty() && tx.send(out).await.is_err() {
+        if !(out.requests.is_empty() && out.exited.is_empty()) && tx.send(out).await.is_err() {
             tel.batch_dropped("decode_to_enrich");
             return;
         }
@@ -292,6 +304,9 @@ async fn enrich_stage(
 ) {
     while let Some(decoded) = rx.recv().await {
         let spans: Vec<Span> = decoded.requests.into_iter().filter_map(|r| enricher.enrich(r)).collect();
+        for pid in decoded.exited {
+            enricher.forget(pid);
+        }
         if !spans.is_empty() && tx.send(spans).await.is_err() {
             tel.batch_dropped("enrich_to_export");
             return;

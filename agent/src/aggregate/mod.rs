@@ -44,6 +44,8 @@ pub struct AppMetrics {
     server_response_size: HistFamily,
     client_request_size: HistFamily,
     client_response_size: HistFamily,
+    rpc_server_duration: HistFamily,
+    rpc_client_duration: HistFamily,
     target_info: Family<Labels, Gauge>,
     /// Series not updated for this long are removed (`prometheus_export.ttl`).
     ttl: Duration,
@@ -64,9 +66,11 @@ impl AppMetrics {
     ) -> Self {
         let m = AppMetrics {
             server_duration: Family::new_with_constructor(duration.clone()),
-            client_duration: Family::new_with_constructor(duration),
+            client_duration: Family::new_with_constructor(duration.clone()),
             server_request_size: Family::new_with_constructor(request_size.clone()),
             server_response_size: Family::new_with_constructor(response_size.clone()),
+            rpc_server_duration: Family::new_with_constructor(duration.clone()),
+            rpc_client_duration: Family::new_with_constructor(duration.clone()),
             client_request_size: Family::new_with_constructor(request_size),
             client_response_size: Family::new_with_constructor(response_size),
             target_info: Family::default(),
@@ -112,6 +116,18 @@ impl AppMetrics {
             b,
             m.client_response_size.clone(),
         );
+        registry.register_with_unit(
+            "rpc_server_call_duration",
+            "Duration of RPC service calls from the server side",
+            Unit::Seconds,
+            m.rpc_server_duration.clone(),
+        );
+        registry.register_with_unit(
+            "rpc_client_call_duration",
+            "Duration of RPC service calls from the client side",
+            Unit::Seconds,
+            m.rpc_client_duration.clone(),
+        );
         // prometheus-client appends `_info` to info metrics; target_info is a gauge fixed at 1.
         registry.register("target_info", "Target metadata", m.target_info.clone());
         m
@@ -140,13 +156,28 @@ impl AppMetrics {
         }
 
         let r = &span.request;
+        let (server_addr, server_port) = server_endpoint(span);
+        if let Some(code) = r.grpc_status {
+            let mut labels = base;
+            labels.push(("rpc_grpc_status_code", code.to_string()));
+            labels.push(("rpc_method", r.target.clone()));
+            labels.push(("rpc_system", "grpc".into()));
+            labels.push(("server_address", server_addr));
+            labels.push(("server_port", server_port.to_string()));
+            let fam = match r.role {
+                Role::Server => &self.rpc_server_duration,
+                Role::Client => &self.rpc_client_duration,
+            };
+            fam.get_or_create(&labels).observe(r.duration_ns() as f64 / 1e9);
+            self.last_seen.insert((r.role, labels), now);
+            return;
+        }
         let mut labels = base;
         labels.push(("http_request_method", r.method.clone()));
         labels.push(("http_response_status_code", r.status.to_string()));
         if let Some(route) = &span.route {
             labels.push(("http_route", route.clone()));
         }
-        let (server_addr, server_port) = server_endpoint(span);
         labels.push(("server_address", server_addr));
         labels.push(("server_port", server_port.to_string()));
         labels.push(("url_scheme", "http".into()));
@@ -162,10 +193,22 @@ impl AppMetrics {
         self.last_seen.insert((r.role, labels), now);
     }
 
-    fn families(&self, role: Role) -> [&HistFamily; 3] {
+    /// Every family a series of this side may be in (HTTP or RPC; removing an absent series is
+    /// a no-op).
+    fn families(&self, role: Role) -> [&HistFamily; 4] {
         match role {
-            Role::Server => [&self.server_duration, &self.server_request_size, &self.server_response_size],
-            Role::Client => [&self.client_duration, &self.client_request_size, &self.client_response_size],
+            Role::Server => [
+                &self.server_duration,
+                &self.server_request_size,
+                &self.server_response_size,
+                &self.rpc_server_duration,
+            ],
+            Role::Client => [
+                &self.client_duration,
+                &self.client_request_size,
+                &self.client_response_size,
+                &self.rpc_client_duration,
+            ],
         }
     }
 

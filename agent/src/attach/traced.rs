@@ -97,6 +97,20 @@ impl Traced {
         }
     }
 
+    /// Removes `pid` from the kernel's map only; its identity stays for requests in flight.
+    pub fn stop_tracing(&self, pid: u32) -> Option<Arc<TracedProcess>> {
+        let _ = self.map.delete(&pid.to_ne_bytes());
+        self.get(pid)
+    }
+
+    /// Forgets `p` unless its pid was taken by another process since.
+    pub fn forget_if_same(&self, p: &Arc<TracedProcess>) {
+        let mut t = self.table();
+        if t.get(&p.pid).is_some_and(|cur| Arc::ptr_eq(cur, p)) {
+            t.remove(&p.pid);
+        }
+    }
+
     /// The process exited (the kernel already dropped it from traced_pids).
     pub fn on_exit(&self, pid: u32) -> Option<Arc<TracedProcess>> {
         self.table().remove(&pid)

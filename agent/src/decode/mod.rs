@@ -42,6 +42,8 @@ pub struct Request {
     pub traceparent: Option<String>,
     /// Trace id, span id and parent (see [`context`]).
     pub trace: TraceContext,
+    /// gRPC: the `grpc-status` code (`target` is then the full method, `/pkg.Service/Method`).
+    pub grpc_status: Option<u32>,
 }
 
 impl Request {
@@ -70,16 +72,20 @@ pub enum DecodeError {
     ClosedMidMessage,
     /// Connection state evicted to stay within bounds.
     Evicted,
+    /// HTTP/2 bytes lost where they mattered (a header block not captured whole, or a
+    /// connection joined after its start): the connection is not decoded further.
+    Http2Desync,
 }
 
 impl DecodeError {
-    pub const ALL: [DecodeError; 6] = [
+    pub const ALL: [DecodeError; 7] = [
         DecodeError::NotHttp,
         DecodeError::Malformed,
         DecodeError::HeadersTooLarge,
         DecodeError::MissedRequest,
         DecodeError::ClosedMidMessage,
         DecodeError::Evicted,
+        DecodeError::Http2Desync,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +96,7 @@ impl DecodeError {
             DecodeError::MissedRequest => "missed_request",
             DecodeError::ClosedMidMessage => "closed_mid_message",
             DecodeError::Evicted => "evicted",
+            DecodeError::Http2Desync => "http2_desync",
         }
     }
 }
@@ -99,4 +106,8 @@ impl DecodeError {
 pub struct Decoded {
     pub requests: Vec<Request>,
     pub errors: Vec<DecodeError>,
+    /// Processes that exited after the requests above: the stages after decode forget them
+    /// only once those requests went through (a process that exits right after its last
+    /// request still gets it reported).
+    pub exited: Vec<u32>,
 }

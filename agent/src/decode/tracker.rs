@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use super::context::{Correlator, TraceContext};
 use super::proto::http1::{self, Framing, HeadError, MAX_HEAD};
+use super::proto::http2;
 use super::{DecodeError, Decoded, Request, Role};
 use crate::events::{Direction, SockData};
 
@@ -61,6 +62,8 @@ enum Phase {
         seen: u64,
         last_ns: u64,
     },
+    /// HTTP/2 (from its client preface on): streams followed by the HTTP/2 layer.
+    Http2(Box<http2::Connection>),
     /// Not HTTP: ignore everything until the connection closes.
     Ignored,
 }
@@ -127,6 +130,44 @@ impl Tracker {
         }
         conn.last_ns = ev.ts_ns;
         let emitted = out.requests.len();
+        if conn.role.is_none() && matches!(conn.phase, Phase::Idle) {
+            let data = payload(ev).0;
+            let h2_role = if http2::is_preface(data) {
+                Some(if ev.direction == Direction::Recv { Role::Server } else { Role::Client })
+            } else if http2::is_server_settings(data) {
+                // The server spoke first: its SETTINGS, sent (we serve) or received (we call).
+                Some(if ev.direction == Direction::Send { Role::Server } else { Role::Client })
+            } else {
+                None
+            };
+            if let Some(role) = h2_role {
+                conn.role = Some(role);
+                conn.phase = Phase::Http2(Box::default());
+            }
+        }
+        let request = ev.direction == conn.request_dir();
+        let role = conn.role.unwrap_or(Role::Server);
+        let pid = conn.pid;
+        if let Phase::Http2(h2) = &mut conn.phase {
+            let (data, _) = payload(ev);
+            let missing = (ev.len as usize).saturating_sub(data.len());
+            let mut progress = http2::Progress::default();
+            let fed = h2.feed(request, data, missing, ev.ts_ns, ev.tid, &mut progress);
+            for stream in progress.started {
+                if let Some(ex) = h2.exchange_mut(stream) {
+                    ex.trace = Some(self.correlator.begin(pid, ex.tid, role, ex.traceparent.as_deref()));
+                }
+            }
+            for ex in progress.done {
+                emit_h2(conn, ex, out);
+            }
+            if fed.is_err() {
+                out.errors.push(DecodeError::Http2Desync);
+                conn.phase = Phase::Ignored;
+            }
+            self.ended(out, emitted);
+            return;
+        }
         step(conn, ev, out);
         // A head parsed by this event gets its trace context now, in event order, so that a
         // client call the serving thread makes next finds its server request.
@@ -246,6 +287,30 @@ fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out
         host: req.host,
         traceparent: req.traceparent,
         trace: req.trace.unwrap_or_default(),
+        grpc_status: None,
+    });
+}
+
+fn emit_h2(conn: &Conn, ex: http2::Exchange, out: &mut Decoded) {
+    out.requests.push(Request {
+        pid: conn.pid,
+        tid: ex.tid,
+        role: conn.role.unwrap_or(Role::Server),
+        method: ex.method,
+        target: ex.path,
+        // A gRPC response without `:status` (trailers only) is still HTTP 200.
+        status: if ex.status == 0 && ex.grpc_status.is_some() { 200 } else { ex.status },
+        start_ns: ex.start_ns,
+        end_ns: ex.end_ns,
+        request_body_size: ex.request_body_size,
+        response_body_size: ex.response_body_size,
+        local: conn.local,
+        remote: conn.remote,
+        host: ex.authority,
+        traceparent: ex.traceparent,
+        trace: ex.trace.unwrap_or_default(),
+        // gRPC without a grpc-status (a broken call) is reported as UNKNOWN (2).
+        grpc_status: ex.grpc.then(|| ex.grpc_status.unwrap_or(2)),
     });
 }
 
@@ -253,7 +318,7 @@ fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out
 fn pending_meta(phase: &mut Phase) -> Option<&mut ReqMeta> {
     match phase {
         Phase::ReqBody { req, .. } | Phase::RespHead { req, .. } | Phase::RespBody { req, .. } => Some(req),
-        Phase::Idle | Phase::ReqHead { .. } | Phase::Ignored => None,
+        Phase::Idle | Phase::ReqHead { .. } | Phase::Ignored | Phase::Http2(_) => None,
     }
 }
 
@@ -263,6 +328,8 @@ fn step(conn: &mut Conn, ev: &SockData, out: &mut Decoded) {
     let is_req_dir = conn.role.is_none() || ev.direction == conn.request_dir();
     conn.phase = match phase {
         Phase::Ignored => Phase::Ignored,
+        // Handled before `step` (see `Tracker::on_data`).
+        Phase::Http2(h2) => Phase::Http2(h2),
         Phase::Idle => start_message(conn, ev, out),
         Phase::ReqHead { mut head, start_ns, tid } if is_req_dir => {
             let (data, whole) = payload(ev);
@@ -462,7 +529,8 @@ fn finish_on_close(conn: Conn, out: &mut Decoded) {
         Phase::ReqHead { .. } | Phase::ReqBody { .. } | Phase::RespHead { .. } => {
             out.errors.push(DecodeError::ClosedMidMessage);
         }
-        Phase::Idle | Phase::Ignored => {}
+        Phase::Http2(ref h2) if h2.open_streams() > 0 => out.errors.push(DecodeError::ClosedMidMessage),
+        Phase::Idle | Phase::Ignored | Phase::Http2(_) => {}
     }
 }
 

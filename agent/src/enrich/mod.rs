@@ -17,16 +17,28 @@ pub struct Span {
 }
 
 impl Span {
-    /// The span name as Beyla gives it: `METHOD route`, or `METHOD` without a route.
+    /// The span name as Beyla gives it: `METHOD route`, or `METHOD` without a route; gRPC
+    /// spans by their full method (`/pkg.Service/Method`).
     pub fn name(&self) -> String {
+        if self.request.grpc_status.is_some() {
+            return self.request.target.clone();
+        }
         match &self.route {
             Some(route) => format!("{} {route}", self.request.method),
             None => self.request.method.clone(),
         }
     }
 
-    /// OTel semantic conventions: a server span fails on 5xx, a client span on 4xx and 5xx.
+    /// OTel semantic conventions: a server span fails on 5xx, a client span on 4xx and 5xx;
+    /// a gRPC server span on UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE or
+    /// DATA_LOSS, a gRPC client span on any code but OK.
     pub fn is_error(&self) -> bool {
+        if let Some(code) = self.request.grpc_status {
+            return match self.request.role {
+                crate::decode::Role::Server => matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
+                crate::decode::Role::Client => code != 0,
+            };
+        }
         match self.request.role {
             crate::decode::Role::Server => self.request.status >= 500,
             crate::decode::Role::Client => self.request.status >= 400,
@@ -44,6 +56,11 @@ impl Enricher {
         Enricher { traced, routes }
     }
 
+    /// The process exited and its earlier requests went through: forget it.
+    pub fn forget(&mut self, pid: u32) {
+        self.traced.on_exit(pid);
+    }
+
     /// `None` when the request is to be dropped: its process is no longer known, or its path
     /// matches `routes.ignored_patterns`.
     pub fn enrich(&mut self, request: Request) -> Option<Span> {
@@ -52,7 +69,8 @@ impl Enricher {
         if self.routes.ignored(path) {
             return None;
         }
-        let route = self.routes.route(path);
+        // gRPC methods are already low-cardinality names, not paths to group.
+        let route = if request.grpc_status.is_some() { None } else { self.routes.route(path) };
         Some(Span { process, request, route })
     }
 }
@@ -81,6 +99,7 @@ pub(crate) fn test_span() -> Span {
             host: None,
             traceparent: None,
             trace: Default::default(),
+            grpc_status: None,
         },
         route: Some("/users/*".into()),
     }

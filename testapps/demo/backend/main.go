@@ -4,11 +4,13 @@
 // 200 with n! in decimal. A -fail-rate fraction of requests fails at random with 500 before
 // any worker is called; any worker error also gives 500. Bad n gives 400 without worker calls.
 // Counters on GET /stats (JSON), all counted before the response is written:
-//   factorial_requests  by HTTP status returned ("200", "400", "500")
-//   failures            "injected" (random 500s) and "worker_error" (500s due to a worker)
-//   fanout_calls        by gRPC code name ("OK", "Internal", ...), one per worker call
-//   fanout_by_worker    "<worker address>/<code>"
-//   backend -addr :8081 -workers 127.0.0.1:5001,127.0.0.1:5002,127.0.0.1:5003 -fail-rate 0.05
+//
+//	factorial_requests  by HTTP status returned ("200", "400", "500")
+//	failures            "injected" (random 500s) and "worker_error" (500s due to a worker)
+//	fanout_calls        by gRPC code name ("OK", "Internal", ...), one per worker call
+//	fanout_by_worker    "<worker address>/<code>"
+//	backend -addr :8081 -workers 127.0.0.1:5001,127.0.0.1:5002,127.0.0.1:5003 -fail-rate 0.05
+//
 // A -workers entry "dns:///host:port" stands for every address the name resolves to (a headless
 // Kubernetes Service), re-resolved every 5 s.
 package main
@@ -47,6 +49,8 @@ type pool struct {
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
 	cur   []worker
+	// dialed: the worker list was resolved and dialed once.
+	dialed bool
 }
 
 func (p *pool) resolve() ([]string, error) {
@@ -101,10 +105,21 @@ func (p *pool) refresh() error {
 		}
 	}
 	p.cur = cur
+	p.dialed = true
 	return nil
 }
 
+// workers dials on first use, not at start-up: a connection opened before the agent attaches
+// is seen mid-stream, and HTTP/2 header compression (HPACK) cannot be decoded from there.
 func (p *pool) workers() []worker {
+	p.mu.Lock()
+	dialed := p.dialed
+	p.mu.Unlock()
+	if !dialed {
+		if err := p.refresh(); err != nil {
+			fmt.Printf("backend: %v (retrying on the next request)\n", err)
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.cur
@@ -209,9 +224,6 @@ func main() {
 	}
 	if len(p.specs) == 0 {
 		common.Fatalf("backend: -workers is empty")
-	}
-	if err := p.refresh(); err != nil {
-		fmt.Printf("backend: %v (retrying)\n", err)
 	}
 	if dynamic {
 		go func() {

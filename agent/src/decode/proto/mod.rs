@@ -1,2 +1,3 @@
 //! One parser per protocol, grouped by family.
 pub mod http1;
+pub mod http2;

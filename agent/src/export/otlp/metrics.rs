@@ -23,13 +23,15 @@ use crate::enrich::Span;
 use crate::telemetry::Internal;
 
 /// (name, unit, description) of each exported histogram, in export order.
-const METRICS: [(&str, &str, &str); 6] = [
+const METRICS: [(&str, &str, &str); 8] = [
     ("http.server.request.duration", "s", "Duration of HTTP service calls from the server side"),
     ("http.server.request.body.size", "By", "Size of the HTTP request body as received at the server side"),
     ("http.server.response.body.size", "By", "Size of the HTTP response body as sent from the server side"),
     ("http.client.request.duration", "s", "Duration of HTTP service calls from the client side"),
     ("http.client.request.body.size", "By", "Size of the HTTP request body as sent from the client side"),
     ("http.client.response.body.size", "By", "Size of the HTTP response body as received at the client side"),
+    ("rpc.server.call.duration", "s", "Duration of RPC service calls from the server side"),
+    ("rpc.client.call.duration", "s", "Duration of RPC service calls from the client side"),
 ];
 
 type Attrs = Vec<(&'static str, String)>;
@@ -92,6 +94,18 @@ impl OtlpMetrics {
     pub fn record(&mut self, s: &Span) {
         let r = &s.request;
         let (addr, port) = crate::aggregate::server_endpoint(s);
+        if let Some(code) = r.grpc_status {
+            let attrs: Attrs = vec![
+                ("rpc.grpc.status_code", code.to_string()),
+                ("rpc.method", r.target.clone()),
+                ("rpc.system", "grpc".into()),
+                ("server.address", addr),
+                ("server.port", port.to_string()),
+            ];
+            let idx = if r.role == Role::Server { 6 } else { 7 };
+            self.observe(s, idx, attrs, r.duration_ns() as f64 / 1e9, 0);
+            return;
+        }
         let mut attrs: Attrs = vec![
             ("http.request.method", r.method.clone()),
             ("http.response.status_code", r.status.to_string()),
@@ -107,29 +121,33 @@ impl OtlpMetrics {
             Role::Client => 3,
         };
         let values = [r.duration_ns() as f64 / 1e9, r.request_body_size as f64, r.response_body_size as f64];
+        for (i, v) in values.into_iter().enumerate() {
+            self.observe(s, base + i, attrs.clone(), v, i);
+        }
+    }
+
+    /// One value into metric `idx` (of `METRICS`) with `buckets[bucket]` as explicit bounds.
+    fn observe(&mut self, s: &Span, idx: usize, attrs: Attrs, v: f64, bucket: usize) {
         let now = Instant::now();
-        let unix_now = unix_ns();
         let (buckets, exponential) = (&self.buckets, self.exponential);
         let p = self
             .procs
             .entry(s.process.pid)
             .or_insert_with(|| ProcMetrics { process: s.process.clone(), points: HashMap::new() });
         p.process = s.process.clone();
-        for (i, v) in values.into_iter().enumerate() {
-            let point = p.points.entry((base + i, attrs.clone())).or_insert_with(|| Point {
-                start_unix_ns: unix_now,
-                last: now,
-                hist: if exponential {
-                    Hist::Exponential(ExpHist::new(MAX_SIZE, MAX_SCALE))
-                } else {
-                    let bounds = buckets[i].clone();
-                    let n = bounds.len() + 1;
-                    Hist::Explicit { bounds, counts: vec![0; n], count: 0, sum: 0.0, min: f64::MAX, max: f64::MIN }
-                },
-            });
-            point.last = now;
-            point.hist.observe(v);
-        }
+        let point = p.points.entry((idx, attrs)).or_insert_with(|| Point {
+            start_unix_ns: unix_ns(),
+            last: now,
+            hist: if exponential {
+                Hist::Exponential(ExpHist::new(MAX_SIZE, MAX_SCALE))
+            } else {
+                let bounds = buckets[bucket].clone();
+                let n = bounds.len() + 1;
+                Hist::Explicit { bounds, counts: vec![0; n], count: 0, sum: 0.0, min: f64::MAX, max: f64::MIN }
+            },
+        });
+        point.last = now;
+        point.hist.observe(v);
     }
 
     /// Drops series not updated within the TTL, and processes left with none.
@@ -212,7 +230,9 @@ impl OtlpMetrics {
 /// Status code and port are integers in the semantic conventions.
 fn attribute(k: &str, v: &str) -> KeyValue {
     match k {
-        "http.response.status_code" | "server.port" => v.parse().map(|n| int(k, n)).unwrap_or_else(|_| kv(k, v)),
+        "http.response.status_code" | "server.port" | "rpc.grpc.status_code" => {
+            v.parse().map(|n| int(k, n)).unwrap_or_else(|_| kv(k, v))
+        }
         _ => kv(k, v),
     }
 }

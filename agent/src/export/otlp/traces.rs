@@ -161,29 +161,23 @@ pub fn to_otlp(s: &Span, clock_offset_ns: i128) -> opentelemetry_proto::tonic::t
     let r = &s.request;
     let unix = |mono: u64| (mono as i128 + clock_offset_ns).max(0) as u64;
     let (server_address, server_port) = crate::aggregate::server_endpoint(s);
-    let mut attrs: Vec<KeyValue> = vec![
-        kv("http.request.method", &r.method),
-        int("http.response.status_code", i64::from(r.status)),
-        kv("server.address", &server_address),
-        int("server.port", i64::from(server_port)),
-        int("http.request.body.size", r.request_body_size as i64),
-        int("http.response.body.size", r.response_body_size as i64),
-    ];
     let kind = match r.role {
-        Role::Server => {
-            attrs.push(kv("url.path", r.path()));
-            attrs.push(kv("url.scheme", "http"));
-            attrs.push(kv("client.address", &r.remote.ip().to_string()));
-            if let Some(route) = &s.route {
-                attrs.push(kv("http.route", route));
-            }
-            SpanKind::Server
+        Role::Server => SpanKind::Server,
+        Role::Client => SpanKind::Client,
+    };
+    let attrs = match r.grpc_status {
+        Some(code) => {
+            let service = r.target.trim_start_matches('/').rsplit_once('/').map_or("", |(svc, _)| svc);
+            vec![
+                kv("rpc.system", "grpc"),
+                kv("rpc.method", &r.target),
+                kv("rpc.service", service),
+                int("rpc.grpc.status_code", i64::from(code)),
+                kv("server.address", &server_address),
+                int("server.port", i64::from(server_port)),
+            ]
         }
-        Role::Client => {
-            let port = if server_port == 80 { String::new() } else { format!(":{server_port}") };
-            attrs.push(kv("url.full", &format!("http://{server_address}{port}{}", r.target)));
-            SpanKind::Client
-        }
+        None => http_attributes(s, &server_address, server_port),
     };
     let (code, message) =
         if s.is_error() { (StatusCode::Error, String::new()) } else { (StatusCode::Unset, String::new()) };
@@ -205,6 +199,33 @@ pub fn to_otlp(s: &Span, clock_offset_ns: i128) -> opentelemetry_proto::tonic::t
         dropped_links_count: 0,
         status: Some(Status { message, code: code as i32 }),
     }
+}
+
+fn http_attributes(s: &Span, server_address: &str, server_port: u16) -> Vec<KeyValue> {
+    let r = &s.request;
+    let mut attrs: Vec<KeyValue> = vec![
+        kv("http.request.method", &r.method),
+        int("http.response.status_code", i64::from(r.status)),
+        kv("server.address", server_address),
+        int("server.port", i64::from(server_port)),
+        int("http.request.body.size", r.request_body_size as i64),
+        int("http.response.body.size", r.response_body_size as i64),
+    ];
+    match r.role {
+        Role::Server => {
+            attrs.push(kv("url.path", r.path()));
+            attrs.push(kv("url.scheme", "http"));
+            attrs.push(kv("client.address", &r.remote.ip().to_string()));
+            if let Some(route) = &s.route {
+                attrs.push(kv("http.route", route));
+            }
+        }
+        Role::Client => {
+            let port = if server_port == 80 { String::new() } else { format!(":{server_port}") };
+            attrs.push(kv("url.full", &format!("http://{server_address}{port}{}", r.target)));
+        }
+    }
+    attrs
 }
 
 #[cfg(test)]
@@ -252,6 +273,22 @@ mod tests {
         assert_eq!(attr(&o, "url.full").unwrap(), &kv("url.full", "http://backend:8081/users/7?x=1"));
         assert_eq!(attr(&o, "server.address").unwrap(), &kv("server.address", "backend"));
         assert!(attr(&o, "http.route").is_none());
+    }
+
+    #[test]
+    fn grpc_span_is_named_by_method_with_rpc_attributes() {
+        let mut s = test_span();
+        s.request.target = "/demo.Multiplier/Multiply".into();
+        s.request.grpc_status = Some(13);
+        s.route = None;
+        let o = to_otlp(&s, 0);
+        assert_eq!(o.name, "/demo.Multiplier/Multiply");
+        assert_eq!(attr(&o, "rpc.service").unwrap(), &kv("rpc.service", "demo.Multiplier"));
+        assert_eq!(attr(&o, "rpc.grpc.status_code").unwrap(), &int("rpc.grpc.status_code", 13));
+        assert!(attr(&o, "http.request.method").is_none());
+        assert_eq!(o.status.as_ref().unwrap().code, StatusCode::Error as i32);
+        s.request.grpc_status = Some(5); // NOT_FOUND is not a server error
+        assert_eq!(to_otlp(&s, 0).status.unwrap().code, StatusCode::Unset as i32);
     }
 
     #[test]

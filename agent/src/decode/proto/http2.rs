@@ -1,0 +1,469 @@
+//! HTTP/2 (and gRPC over it) from a connection's captured bytes: frames cut from each
+//! direction's byte stream, header blocks decoded with HPACK (`fluke-hpack`), streams followed
+//! from their request HEADERS to the END_STREAM of their response.
+//!
+//! HPACK is stateful: a connection is only decodable from its start (the client preface), and
+//! a header block that was not captured (a write larger than the capture size) desynchronises
+//! the connection for good. Both cases are reported, not guessed around.
+use std::collections::HashMap;
+
+/// The client connection preface (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A header block larger than this is not reassembled.
+const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// Streams followed at once per connection; beyond it the oldest is dropped.
+const MAX_STREAMS: usize = 1024;
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY: u8 = 0x20;
+
+/// Bytes were lost where they mattered: the connection cannot be decoded further.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desync;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FrameEvent {
+    Headers { stream: u32, end_stream: bool, block: Vec<u8> },
+    Data { stream: u32, len: usize, end_stream: bool },
+    Reset { stream: u32 },
+}
+
+/// Cuts one direction's byte stream into the frames that matter.
+#[derive(Debug, Default)]
+struct FrameReader {
+    /// Bytes of a frame header not complete yet.
+    header: Vec<u8>,
+    /// The frame being read: (type, flags, stream, payload bytes left).
+    frame: Option<(u8, u8, u32, usize)>,
+    /// Payload of a HEADERS/CONTINUATION frame being read.
+    payload: Vec<u8>,
+    /// A header block spanning CONTINUATION frames: (stream, end_stream, bytes).
+    block: Option<(u32, bool, Vec<u8>)>,
+    /// Payload length of the current frame.
+    frame_len: usize,
+}
+
+impl FrameReader {
+    /// `data` was captured; `missing` more bytes followed it on the wire but were not.
+    fn feed(&mut self, mut data: &[u8], missing: usize, out: &mut Vec<FrameEvent>) -> Result<(), Desync> {
+        while !data.is_empty() {
+            match self.frame {
+                None => {
+                    let need = 9 - self.header.len();
+                    let n = need.min(data.len());
+                    self.header.extend_from_slice(&data[..n]);
+                    data = &data[n..];
+                    if self.header.len() == 9 {
+                        let h = std::mem::take(&mut self.header);
+                        let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+                        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                        if len > MAX_HEADER_BLOCK && matches!(h[3], HEADERS | CONTINUATION) {
+                            return Err(Desync);
+                        }
+                        self.frame = Some((h[3], h[4], stream, len));
+                        self.frame_len = len;
+                        if len == 0 {
+                            self.end_frame(out)?;
+                        }
+                    }
+                }
+                Some((ty, flags, stream, left)) => {
+                    let n = left.min(data.len());
+                    if matches!(ty, HEADERS | CONTINUATION) {
+                        self.payload.extend_from_slice(&data[..n]);
+                    }
+                    data = &data[n..];
+                    self.frame = Some((ty, flags, stream, left - n));
+                    if left == n {
+                        self.end_frame(out)?;
+                    }
+                }
+            }
+        }
+        if missing == 0 {
+            return Ok(());
+        }
+        // Uncaptured bytes are harmless only inside a payload we skip anyway.
+        match self.frame {
+            Some((ty, flags, stream, left)) if !matches!(ty, HEADERS | CONTINUATION) && missing <= left => {
+                self.frame = Some((ty, flags, stream, left - missing));
+                if left == missing {
+                    self.end_frame(out)?;
+                }
+                Ok(())
+            }
+            _ => Err(Desync),
+        }
+    }
+
+    fn end_frame(&mut self, out: &mut Vec<FrameEvent>) -> Result<(), Desync> {
+        let Some((ty, flags, stream, _)) = self.frame.take() else { return Ok(()) };
+        let payload = std::mem::take(&mut self.payload);
+        match ty {
+            HEADERS => {
+                let mut p = &payload[..];
+                let pad = if flags & PADDED != 0 {
+                    let (&n, rest) = p.split_first().ok_or(Desync)?;
+                    p = rest;
+                    usize::from(n)
+                } else {
+                    0
+                };
+                if flags & PRIORITY != 0 {
+                    p = p.get(5..).ok_or(Desync)?;
+                }
+                let p = p.get(..p.len().checked_sub(pad).ok_or(Desync)?).ok_or(Desync)?;
+                let end_stream = flags & END_STREAM != 0;
+                if flags & END_HEADERS != 0 {
+                    out.push(FrameEvent::Headers { stream, end_stream, block: p.to_vec() });
+                } else {
+                    self.block = Some((stream, end_stream, p.to_vec()));
+                }
+            }
+            CONTINUATION => {
+                let Some((s, end_stream, mut block)) = self.block.take() else { return Err(Desync) };
+                if s != stream || block.len() + payload.len() > MAX_HEADER_BLOCK {
+                    return Err(Desync);
+                }
+                block.extend_from_slice(&payload);
+                if flags & END_HEADERS != 0 {
+                    out.push(FrameEvent::Headers { stream, end_stream, block });
+                } else {
+                    self.block = Some((stream, end_stream, block));
+                }
+            }
+            DATA => out.push(FrameEvent::Data { stream, len: self.frame_len, end_stream: flags & END_STREAM != 0 }),
+            RST_STREAM => out.push(FrameEvent::Reset { stream }),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// One request/response exchange on a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub stream: u32,
+    pub tid: u32,
+    pub method: String,
+    pub path: String,
+    pub authority: Option<String>,
+    pub traceparent: Option<String>,
+    /// `content-type: application/grpc...`.
+    pub grpc: bool,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub status: u16,
+    /// `grpc-status` from the response headers or trailers.
+    pub grpc_status: Option<u32>,
+    pub request_body_size: u64,
+    pub response_body_size: u64,
+    /// Set by the caller when the stream starts.
+    pub trace: Option<crate::decode::TraceContext>,
+}
+
+/// What a batch of bytes did to the connection's streams.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Streams whose request headers were just read (server) or written (client).
+    pub started: Vec<u32>,
+    /// Exchanges whose response ended.
+    pub done: Vec<Exchange>,
+    /// Streams reset or dropped before their response ended.
+    pub abandoned: usize,
+}
+
+/// The HTTP/2 state of one connection.
+pub struct Connection {
+    requests: FrameReader,
+    responses: FrameReader,
+    /// HPACK contexts: one per direction.
+    request_hpack: fluke_hpack::Decoder<'static>,
+    response_hpack: fluke_hpack::Decoder<'static>,
+    /// Open streams, by id; `Exchange::end_ns` is 0 until the response ends.
+    streams: HashMap<u32, Exchange>,
+    /// Preface bytes still expected at the start of the request direction.
+    preface_left: usize,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("http2::Connection").field("streams", &self.streams.len()).finish()
+    }
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Connection {
+            requests: FrameReader::default(),
+            responses: FrameReader::default(),
+            request_hpack: fluke_hpack::Decoder::new(),
+            response_hpack: fluke_hpack::Decoder::new(),
+            streams: HashMap::new(),
+            preface_left: PREFACE.len(),
+        }
+    }
+}
+
+/// Whether `data` starts (or, if shorter, is the start of) the client preface.
+pub fn is_preface(data: &[u8]) -> bool {
+    let n = data.len().min(PREFACE.len());
+    n >= 3 && data[..n] == PREFACE[..n]
+}
+
+/// Whether `data` starts with a SETTINGS frame, as an HTTP/2 server sends one before it reads
+/// the client preface (gRPC-go does).
+pub fn is_server_settings(data: &[u8]) -> bool {
+    data.len() >= 9 && {
+        let len = (usize::from(data[0]) << 16) | (usize::from(data[1]) << 8) | usize::from(data[2]);
+        data[3] == 4 && data[4] == 0 && data[5..9] == [0, 0, 0, 0] && len % 6 == 0 && len <= 6 * 16
+    }
+}
+
+impl Connection {
+    /// Bytes of one direction: `request` for the client-to-server side.
+    #[allow(clippy::too_many_arguments)]
+    pub fn feed(
+        &mut self,
+        request: bool,
+        data: &[u8],
+        missing: usize,
+        ts_ns: u64,
+        tid: u32,
+        progress: &mut Progress,
+    ) -> Result<(), Desync> {
+        let mut data = data;
+        if request && self.preface_left > 0 {
+            let off = PREFACE.len() - self.preface_left;
+            let n = self.preface_left.min(data.len());
+            if data[..n] != PREFACE[off..off + n] {
+                return Err(Desync);
+            }
+            self.preface_left -= n;
+            data = &data[n..];
+        }
+        let mut frames = Vec::new();
+        let reader = if request { &mut self.requests } else { &mut self.responses };
+        let fed = reader.feed(data, missing, &mut frames);
+        for f in frames {
+            self.on_frame(request, f, ts_ns, tid, progress)?;
+        }
+        fed
+    }
+
+    fn on_frame(
+        &mut self,
+        request: bool,
+        f: FrameEvent,
+        ts_ns: u64,
+        tid: u32,
+        progress: &mut Progress,
+    ) -> Result<(), Desync> {
+        match f {
+            FrameEvent::Headers { stream, end_stream, block } => {
+                let hpack = if request { &mut self.request_hpack } else { &mut self.response_hpack };
+                let headers = hpack.decode(&block).map_err(|_| Desync)?;
+                let get = |name: &[u8]| {
+                    headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                };
+                if request {
+                    if self.streams.contains_key(&stream) {
+                        return Ok(()); // request trailers
+                    }
+                    if self.streams.len() >= MAX_STREAMS {
+                        let oldest = self.streams.values().min_by_key(|e| e.start_ns).map(|e| e.stream);
+                        if let Some(s) = oldest {
+                            self.streams.remove(&s);
+                            progress.abandoned += 1;
+                        }
+                    }
+                    let grpc = get(b"content-type").is_some_and(|c| c.starts_with("application/grpc"));
+                    self.streams.insert(
+                        stream,
+                        Exchange {
+                            stream,
+                            tid,
+                            method: get(b":method").unwrap_or_default(),
+                            path: get(b":path").unwrap_or_default(),
+                            authority: get(b":authority"),
+                            traceparent: get(b"traceparent"),
+                            grpc,
+                            start_ns: ts_ns,
+                            end_ns: 0,
+                            status: 0,
+                            grpc_status: None,
+                            request_body_size: 0,
+                            response_body_size: 0,
+                            trace: None,
+                        },
+                    );
+                    progress.started.push(stream);
+                } else if let Some(ex) = self.streams.get_mut(&stream) {
+                    if let Some(s) = get(b":status").and_then(|s| s.parse().ok()) {
+                        ex.status = s;
+                    }
+                    if let Some(g) = get(b"grpc-status").and_then(|s| s.trim().parse().ok()) {
+                        ex.grpc_status = Some(g);
+                    }
+                    if end_stream {
+                        self.finish(stream, ts_ns, progress);
+                    }
+                }
+            }
+            FrameEvent::Data { stream, len, end_stream } => {
+                if let Some(ex) = self.streams.get_mut(&stream) {
+                    let size = if request { &mut ex.request_body_size } else { &mut ex.response_body_size };
+                    *size += len as u64;
+                }
+                if !request && end_stream {
+                    self.finish(stream, ts_ns, progress);
+                }
+            }
+            FrameEvent::Reset { stream } => {
+                if self.streams.remove(&stream).is_some() {
+                    progress.abandoned += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, stream: u32, ts_ns: u64, progress: &mut Progress) {
+        if let Some(mut ex) = self.streams.remove(&stream) {
+            ex.end_ns = ts_ns;
+            progress.done.push(ex);
+        }
+    }
+
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn exchange_mut(&mut self, stream: u32) -> Option<&mut Exchange> {
+        self.streams.get_mut(&stream)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    pub fn headers(enc: &mut fluke_hpack::Encoder<'_>, stream: u32, end_stream: bool, h: &[(&str, &str)]) -> Vec<u8> {
+        let block = enc.encode(h.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+        frame(HEADERS, END_HEADERS | if end_stream { END_STREAM } else { 0 }, stream, &block)
+    }
+
+    /// A unary gRPC call: (client bytes, server bytes).
+    pub fn grpc_call(
+        req_enc: &mut fluke_hpack::Encoder<'_>,
+        resp_enc: &mut fluke_hpack::Encoder<'_>,
+        stream: u32,
+        code: u32,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut c = headers(
+            req_enc,
+            stream,
+            false,
+            &[
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", "/demo.Multiplier/Multiply"),
+                (":authority", "127.0.0.1:5001"),
+                ("content-type", "application/grpc"),
+            ],
+        );
+        c.extend(frame(DATA, END_STREAM, stream, &[0, 0, 0, 0, 2, 8, 1]));
+        let mut s = headers(resp_enc, stream, false, &[(":status", "200"), ("content-type", "application/grpc")]);
+        s.extend(frame(DATA, 0, stream, &[0, 0, 0, 0, 2, 8, 1]));
+        s.extend(headers(resp_enc, stream, true, &[("grpc-status", &code.to_string())]));
+        (c, s)
+    }
+
+    #[test]
+    fn unary_grpc_calls_on_one_connection() {
+        let (mut qe, mut re) = (fluke_hpack::Encoder::new(), fluke_hpack::Encoder::new());
+        let mut conn = Connection::default();
+        let mut p = Progress::default();
+        let settings = frame(4, 0, 0, &[]);
+        let mut first = PREFACE.to_vec();
+        first.extend(&settings);
+        conn.feed(true, &first, 0, 1, 7, &mut p).unwrap();
+        conn.feed(false, &settings, 0, 2, 7, &mut p).unwrap();
+        for (i, code) in [(1u32, 0u32), (3, 13)] {
+            let (c, s) = grpc_call(&mut qe, &mut re, i, code);
+            conn.feed(true, &c, 0, 10 * u64::from(i), 7, &mut p).unwrap();
+            assert_eq!(p.started.last(), Some(&i));
+            // The server's reply arrives split at an arbitrary byte.
+            let (a, b) = s.split_at(13);
+            conn.feed(false, a, 0, 10 * u64::from(i) + 1, 8, &mut p).unwrap();
+            conn.feed(false, b, 0, 10 * u64::from(i) + 5, 8, &mut p).unwrap();
+        }
+        assert_eq!(p.done.len(), 2);
+        let e = &p.done[1];
+        assert_eq!((e.method.as_str(), e.path.as_str(), e.grpc), ("POST", "/demo.Multiplier/Multiply", true));
+        assert_eq!((e.status, e.grpc_status, e.start_ns, e.end_ns, e.tid), (200, Some(13), 30, 35, 7));
+        assert_eq!(p.done[0].grpc_status, Some(0));
+        // Body sizes are the DATA payloads (the gRPC message with its 5-byte prefix).
+        assert_eq!((e.request_body_size, e.response_body_size), (7, 7));
+        assert_eq!(conn.open_streams(), 0);
+    }
+
+    #[test]
+    fn header_block_across_continuation_and_uncaptured_data() {
+        let mut qe = fluke_hpack::Encoder::new();
+        let block = qe.encode([(&b":method"[..], &b"GET"[..]), (b":path", b"/big"), (b":authority", b"x")]);
+        let (a, b) = block.split_at(3);
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(frame(HEADERS, END_STREAM, 1, a));
+        bytes.extend(frame(CONTINUATION, END_HEADERS, 1, b));
+        let mut conn = Connection::default();
+        let mut p = Progress::default();
+        conn.feed(true, &bytes, 0, 1, 1, &mut p).unwrap();
+        assert_eq!(p.started, [1]);
+        // A response whose 10,000-byte DATA payload was mostly not captured.
+        let mut re = fluke_hpack::Encoder::new();
+        let mut resp = headers(&mut re, 1, false, &[(":status", "200")]);
+        let data = frame(DATA, END_STREAM, 1, &vec![b'x'; 10_000]);
+        resp.extend_from_slice(&data[..100]);
+        conn.feed(false, &resp, data.len() - 100, 9, 1, &mut p).unwrap();
+        assert_eq!(p.done.len(), 1);
+        assert_eq!((p.done[0].path.as_str(), p.done[0].status, p.done[0].grpc), ("/big", 200, false));
+        assert_eq!(p.done[0].response_body_size, 10_000);
+    }
+
+    #[test]
+    fn lost_header_bytes_desync_and_reset_abandons() {
+        let mut qe = fluke_hpack::Encoder::new();
+        let mut conn = Connection::default();
+        let mut p = Progress::default();
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(headers(&mut qe, 1, true, &[(":method", "GET"), (":path", "/a")]));
+        conn.feed(true, &bytes, 0, 1, 1, &mut p).unwrap();
+        conn.feed(false, &frame(RST_STREAM, 0, 1, &[0, 0, 0, 8]), 0, 2, 1, &mut p).unwrap();
+        assert_eq!((p.abandoned, conn.open_streams()), (1, 0));
+        // Bytes missing right where a frame header would be.
+        assert_eq!(conn.feed(true, &[], 5, 3, 1, &mut p), Err(Desync));
+        assert!(!is_preface(b"GET / HTTP/1.1"));
+        assert!(is_server_settings(&frame(4, 0, 0, &[0, 3, 0, 0, 0, 100])));
+        assert!(!is_server_settings(&frame(4, 1, 0, &[])), "an ACK is not a first frame");
+        assert!(!is_server_settings(b"HTTP/1.1 200 OK\r\n"));
+        assert!(is_preface(b"PRI * HTTP/2.0\r\n"));
+        let mut other = Connection::default();
+        assert_eq!(other.feed(true, b"PRX * HTTP/2.0", 0, 1, 1, &mut p), Err(Desync));
+    }
+}

@@ -1,0 +1,241 @@
+//! The demo system under the agent on the real kernel (needs root; `bash testapps/build.sh`
+//! builds it): loadgen -> frontend (HTTP) -> backend (HTTP) -> 3 workers (gRPC over HTTP/2),
+//! with random failures. Every count the agent reports must equal what the apps counted
+//! themselves: HTTP routes and statuses, gRPC calls by status code on both ends, service graph
+//! edges, and the spans received over OTLP.
+mod common;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::otlp::{attr, res_attr, Proto, Receiver};
+use common::*;
+use serde_json::Value;
+
+const REQUESTS: u64 = 400;
+
+fn demo_bin(name: &str) -> std::path::PathBuf {
+    let p = repo().join("testapps/build/demo").join(name);
+    assert!(p.exists(), "{} missing: run testapps/build.sh first", p.display());
+    // Canonical, as /proc/<pid>/exe shows it (the exe_path selector matches that).
+    p.canonicalize().unwrap()
+}
+
+fn spawn(name: &str, args: &[String], port: u16) -> Proc {
+    let child = Command::new(demo_bin(name))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    let up = wait_for(Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(up, "{name} did not listen on {port}");
+    Proc { child, name: name.into() }
+}
+
+fn stats(port: u16) -> Value {
+    serde_json::from_str(&http_get(port, "/stats").expect("stats")).expect("stats JSON")
+}
+
+/// `counters.<group>` as a map of counts.
+fn group(v: &Value, name: &str) -> HashMap<String, u64> {
+    v["counters"][name]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn root_demo_counts_match_the_apps() {
+    require_root();
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (front, back, metrics_port) = (free_port(), free_port(), free_port());
+    let workers: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let worker_list: Vec<String> = workers.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect();
+
+    // The agent first: the backend dials its workers on its first request, after the agent
+    // attached (HTTP/2 connections must be seen from their start).
+    let ports: Vec<String> =
+        std::iter::once(front).chain([back]).chain(workers.iter().map(|w| w.0)).map(|p| p.to_string()).collect();
+    let loadgen_path = demo_bin("loadgen");
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{front}\", name: frontend }}\n\
+         \x20   - {{ open_ports: \"{back}\", name: backend }}\n\
+         \x20   - {{ open_ports: \"{workers}\", name: worker }}\n\
+         \x20   - {{ exe_path: \"{loadgen}\", name: loadgen }}\n\
+         prometheus_export:\n  port: {metrics_port}\n  features: [application, application_span, application_service_graph]\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n\
+         routes:\n  unmatched: heuristic\n",
+        workers = ports[2..].join(","),
+        loadgen = loadgen_path.display(),
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "demo");
+
+    let mut apps = Vec::new();
+    for (i, (grpc, stats_port)) in workers.iter().enumerate() {
+        let args = vec![
+            "-addr".into(),
+            format!("127.0.0.1:{grpc}"),
+            "-stats-addr".into(),
+            format!("127.0.0.1:{stats_port}"),
+            "-fail-rate".into(),
+            "0.03".into(),
+            "-seed".into(),
+            format!("{}", 11 + i),
+        ];
+        apps.push(spawn("worker", &args, *grpc));
+    }
+    let backend_args = vec![
+        "-addr".into(),
+        format!("127.0.0.1:{back}"),
+        "-workers".into(),
+        worker_list.join(","),
+        "-fail-rate".into(),
+        "0.05".into(),
+        "-seed".into(),
+        "7".into(),
+    ];
+    apps.push(spawn("backend", &backend_args, back));
+    let frontend_args =
+        vec!["-addr".into(), format!("127.0.0.1:{front}"), "-backend".into(), format!("http://127.0.0.1:{back}")];
+    apps.push(spawn("frontend", &frontend_args, front));
+
+    let gate = std::env::temp_dir().join(format!("beyla-demo-gate-{}", std::process::id()));
+    let _ = std::fs::remove_file(&gate);
+    let loadgen = Command::new(&loadgen_path)
+        .args(["-url", &format!("http://127.0.0.1:{front}"), "-n", &REQUESTS.to_string(), "-concurrency", "4"])
+        .args(["-seed", "3", "-gate", gate.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting loadgen");
+    let mut loadgen = Proc { child: loadgen, name: "loadgen".into() };
+    // 3 workers, backend, frontend and loadgen.
+    wait_instrumented(metrics_port, 6.0, &log);
+    std::fs::write(&gate, b"go").unwrap();
+    let mut out = String::new();
+    loadgen.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(loadgen.child.wait().unwrap().success(), "loadgen failed: {out}");
+    let _ = std::fs::remove_file(&gate);
+    let summary: Value = serde_json::from_str(out.trim()).expect("loadgen JSON");
+    assert_eq!(summary["sent"].as_u64(), Some(REQUESTS));
+    let sent: HashMap<String, u64> =
+        summary["by_status"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect();
+
+    let fe = stats(front);
+    let be = stats(back);
+    let ws: Vec<Value> = workers.iter().map(|(_, s)| stats(*s)).collect();
+    let fanout = group(&be, "fanout_calls");
+    let fanout_total: u64 = fanout.values().sum();
+    assert!(fanout.get("Internal").copied().unwrap_or(0) > 0, "no worker failure injected: {be}");
+    assert!(sent.get("500").copied().unwrap_or(0) > 0, "no failure seen by loadgen: {summary}");
+
+    let m_ok = || {
+        let m = scrape(metrics_port, "/metrics");
+        sum(&m, "rpc_server_call_duration_seconds_count", &[]) >= fanout_total as f64
+            && sum(&m, "http_server_request_duration_seconds_count", &[("http_route", "/factorial/*")])
+                >= 2.0 * REQUESTS as f64
+    };
+    let arrived = wait_for(Duration::from_secs(30), m_ok);
+    std::thread::sleep(Duration::from_secs(3)); // service graph lone sides wait 2 s
+    let m = scrape(metrics_port, "/metrics");
+    let dump = || {
+        let get = |path| http_get(metrics_port, path).unwrap_or_default();
+        format!("{}\n{}\n--- agent log:\n{}", get("/metrics"), get("/internal/metrics"), agent_log(&log))
+    };
+    assert!(arrived, "not everything arrived:\n{}", dump());
+
+    // HTTP: per service, route and status, exactly the apps' own counts.
+    let http = |svc: &str, status: &str| {
+        sum(
+            &m,
+            "http_server_request_duration_seconds_count",
+            &[("service_name", svc), ("http_route", "/factorial/*"), ("http_response_status_code", status)],
+        ) as u64
+    };
+    for (status, n) in &sent {
+        assert_eq!(http("frontend", status), *n, "frontend {status}:\n{}", dump());
+    }
+    for (status, n) in group(&be, "factorial_requests") {
+        assert_eq!(http("backend", &status), n, "backend {status}");
+    }
+    let loadgen_client = sum(&m, "http_client_request_duration_seconds_count", &[("service_name", "loadgen")]);
+    assert_eq!(loadgen_client as u64, REQUESTS, "{}", dump());
+
+    // gRPC: codes by name in the apps, by number in the metrics.
+    let code = |name: &str| match name {
+        "OK" => "0",
+        "Internal" => "13",
+        other => panic!("unexpected gRPC code {other}"),
+    };
+    for (name, n) in &fanout {
+        let c = [
+            ("service_name", "backend"),
+            ("rpc_grpc_status_code", code(name)),
+            ("rpc_method", "/demo.Multiplier/Multiply"),
+        ];
+        assert_eq!(sum(&m, "rpc_client_call_duration_seconds_count", &c) as u64, *n, "backend -> {name}:\n{}", dump());
+    }
+    for ((grpc, _), w) in workers.iter().zip(&ws) {
+        for (name, n) in group(w, "multiply_calls") {
+            let port = grpc.to_string();
+            let c = [("service_name", "worker"), ("rpc_grpc_status_code", code(&name)), ("server_port", port.as_str())];
+            assert_eq!(
+                sum(&m, "rpc_server_call_duration_seconds_count", &c) as u64,
+                n,
+                "worker {grpc} {name}:\n{}",
+                dump()
+            );
+        }
+    }
+    assert_eq!(sum(&m, "rpc_server_call_duration_seconds_count", &[]) as u64, fanout_total);
+
+    // Service graph: one edge per request, both ends paired.
+    let edge = |client: &str, server: &str| {
+        let l = [("client", client), ("server", server), ("connection_type", "")];
+        (
+            sum(&m, "traces_service_graph_request_total", &l) as u64,
+            sum(&m, "traces_service_graph_request_failed_total", &l) as u64,
+        )
+    };
+    let backend_calls: u64 = group(&fe, "backend_calls").values().sum();
+    let failed = sent.get("500").copied().unwrap_or(0);
+    assert_eq!(edge("loadgen", "frontend"), (REQUESTS, failed), "{}", dump());
+    assert_eq!(edge("frontend", "backend"), (backend_calls, failed), "{}", dump());
+    assert_eq!(edge("backend", "worker"), (fanout_total, fanout.get("Internal").copied().unwrap_or(0)), "{}", dump());
+
+    // OTLP: every span present, named as Beyla names them.
+    let want_spans = 2 * REQUESTS + 2 * backend_calls + 2 * fanout_total;
+    let got = wait_for(Duration::from_secs(30), || receiver.spans().len() as u64 >= want_spans + 5);
+    let spans = receiver.spans();
+    assert!(got, "{} of {want_spans} spans", spans.len());
+    let count = |svc: &str, name: &str, kind: i32| {
+        spans
+            .iter()
+            .filter(|g| {
+                res_attr(Some(&g.resource), "service.name").as_deref() == Some(svc)
+                    && g.span.name == name
+                    && g.span.kind == kind
+            })
+            .count() as u64
+    };
+    let (server, client) = (2, 3);
+    assert_eq!(count("frontend", "GET /factorial/*", server), REQUESTS);
+    assert_eq!(count("backend", "GET /factorial/*", server), backend_calls);
+    assert_eq!(count("worker", "/demo.Multiplier/Multiply", server), fanout_total);
+    assert_eq!(count("backend", "/demo.Multiplier/Multiply", client), fanout_total);
+    let failed_rpc = spans
+        .iter()
+        .filter(|g| g.span.kind == server && attr(&g.span.attributes, "rpc.grpc.status_code").as_deref() == Some("13"))
+        .count() as u64;
+    assert_eq!(failed_rpc, fanout.get("Internal").copied().unwrap_or(0));
+    // Plus this test's five `/stats` reads (frontend, backend, three workers).
+    let stats_spans = spans.iter().filter(|g| g.span.name == "GET /stats").count() as u64;
+    assert_eq!(stats_spans, 5);
+    assert_eq!(spans.len() as u64, want_spans + stats_spans);
+}
