@@ -8,7 +8,7 @@
 //! ## Provenance of the table
 //! Every number below was measured, not written by hand: they are the DWARF offsets of the
 //! unstripped test binaries, printed by
-//! `cargo test -p beyla --test go_inspect -- --nocapture fallback_table_matches_dwarf`
+//! `cargo test -p beyla --test go_inspect -- --nocapture gobuild_fallback_table_matches_dwarf`
 //! (which also fails if the table and DWARF disagree). The binaries:
 //! - go1.19: Debian bookworm `golang-go` 2:1.19~1 (go1.19.8),
 //!   `cd testapps/go-http && GO111MODULE=off go build main.go`, and `testapps/demo/build.sh`;
