@@ -38,6 +38,8 @@ struct Built {
     release: String,
     http: PathBuf,
     http_stripped: PathBuf,
+    /// `-buildmode=pie -ldflags=-s -w`: ET_DYN, no .symtab.
+    http_pie_stripped: PathBuf,
     worker: PathBuf,
     worker_stripped: PathBuf,
 }
@@ -67,11 +69,13 @@ fn build(tag: &str, go: &Path) -> Built {
     let http_stripped = out.join("go-http-stripped");
     go_build(&http, &[]);
     go_build(&http_stripped, &["-ldflags=-s -w"]);
+    let http_pie_stripped = out.join("go-http-pie-stripped");
+    go_build(&http_pie_stripped, &["-buildmode=pie", "-ldflags=-s -w"]);
     run(Command::new("bash").arg(repo().join("testapps/demo/build.sh")).env("GO", go).env("OUT", out.join("demo")));
     let worker = out.join("demo/worker");
     let worker_stripped = out.join("worker-stripped");
     run(Command::new("strip").arg("-o").arg(&worker_stripped).arg(&worker));
-    Built { release, http, http_stripped, worker, worker_stripped }
+    Built { release, http, http_stripped, http_pie_stripped, worker, worker_stripped }
 }
 
 fn go119() -> &'static Built {
@@ -223,6 +227,15 @@ fn check_go_http(b: &Built, minor: u32, format: Format) {
     assert_eq!(s.offsets, bin.offsets);
     assert!(s.offset_sources.iter().all(|(_, src)| *src == OffsetSource::Table));
     assert_eq!(s.support(), GoSupport::Full);
+
+    // Stripped PIE: link-time addresses start near 0, file offsets still from PT_LOAD.
+    let p = inspect(&b.http_pie_stripped).unwrap();
+    println!("{} {} -> {:?}", b.release, b.http_pie_stripped.display(), p.support());
+    assert!(p.pie);
+    assert_eq!(p.symbol_source, Some(SymbolSource::Pclntab(format)));
+    check_functions(&p, HTTP_FUNCS);
+    assert_eq!(p.offsets, bin.offsets);
+    assert_eq!(p.support(), GoSupport::Full);
 }
 
 fn check_worker(b: &Built, minor: u32) {

@@ -47,13 +47,16 @@ pub fn wanted_from_pclntab(funcs: &[pclntab::Func], wanted: &[&str]) -> HashMap<
     out
 }
 
-/// Every function of the pclntab: found as the `.gopclntab` section, the `runtime.pclntab`
+/// Every function of the pclntab: found as the `.gopclntab` (`.data.rel.ro.gopclntab`) section, the `runtime.pclntab`
 /// symbol, or by its header at the start of a read-only segment's 32-byte aligned blocks.
 pub fn from_pclntab(image: &Image<'_>) -> Result<Option<(Format, Vec<pclntab::Func>)>, PclntabError> {
     let text =
         image.symbol_address("runtime.text").or_else(|| image.file.section_by_name(".text").map(|s| s.address()));
-    if let Some((_, data)) = image.section(".gopclntab") {
-        return pclntab::functions(&data, text).map(Some);
+    // PIEs (-buildmode=pie) keep it in a relro section.
+    for name in [".gopclntab", ".data.rel.ro.gopclntab"] {
+        if let Some((_, data)) = image.section(name) {
+            return pclntab::functions(&data, text).map(Some);
+        }
     }
     if let Some(addr) = image.symbol_address("runtime.pclntab") {
         let end = image.symbol_address("runtime.epclntab").unwrap_or(addr);
