@@ -39,7 +39,7 @@
           };
         in
         {
-          # Builds the agent and runs its unprivileged tests (cargo test -p beyla -- --skip=root_).
+          # Builds the agent and runs its unprivileged tests (cargo test -p beyla -- --skip=root_ --skip=gobuild_).
           unit = agentFor pkgs;
           fmt = pkgs.callPackage ./nix/fmt.nix { };
           clippy = pkgs.callPackage ./nix/clippy.nix { agent = agentFor pkgs; };

@@ -15,6 +15,7 @@
 #[cfg(test)]
 mod fake;
 pub mod from_config;
+pub mod golang;
 pub mod proc;
 pub mod scan;
 pub mod selector;

@@ -1,0 +1,271 @@
+//! The struct member offsets the Go probes read, and the fallback table used when a binary has
+//! no DWARF.
+//!
+//! Resolution order (see [`resolve`]): DWARF, then the table row for the binary's version
+//! (the Go release for standard-library structs, the grpc module version for grpc structs),
+//! else the field stays `None` and is reported missing.
+//!
+//! ## Provenance of the table
+//! Every number below was measured, not written by hand: they are the DWARF offsets of the
+//! unstripped test binaries, printed by
+//! `cargo test -p beyla --test go_inspect -- --nocapture gobuild_fallback_table_matches_dwarf`
+//! (which also fails if the table and DWARF disagree). The binaries:
+//! - go1.19: Debian bookworm `golang-go` 2:1.19~1 (go1.19.8),
+//!   `cd testapps/go-http && GO111MODULE=off go build main.go`, and `testapps/demo/build.sh`;
+//! - go1.23: bookworm-backports `golang-1.23-go` (go1.23.5) from `testapps/fetch-go.sh 1.23`,
+//!   the same commands with that `go` (`testapps/build-go.sh 1.23`);
+//! - grpc 1.33: Debian `golang-google-grpc-dev` (1.33.3), linked by `testapps/demo` worker
+//!   and backend (identical with go1.19 and go1.23).
+//!
+//! Only the measured releases are listed; other Go minors fall through to "missing" rather
+//! than borrow a neighbour's layout.
+
+/// Which library's version selects a fallback row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lib {
+    /// Go's standard library and runtime: keyed by the Go release.
+    Std,
+    /// `google.golang.org/grpc`: keyed by the grpc module version.
+    Grpc,
+}
+
+/// One member the probes need.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSpec {
+    /// The [`Offsets`] field name, e.g. `http_request_method`.
+    pub name: &'static str,
+    /// DWARF struct names to look in, first match wins (grpc renamed `Stream` to `ServerStream`).
+    pub structs: &'static [&'static str],
+    /// The member name.
+    pub member: &'static str,
+    pub lib: Lib,
+    /// Needed when a probed function with one of these name prefixes is in the binary.
+    pub needed_by: &'static [&'static str],
+}
+
+impl FieldSpec {
+    /// `net/http.Request.Method`-style name for logs.
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.structs[0], self.member)
+    }
+}
+
+const HTTP: &[&str] = &["net/http."];
+const NET: &[&str] = &["net/http.", "google.golang.org/grpc"];
+const GRPC: &[&str] = &["google.golang.org/grpc"];
+
+macro_rules! go_offsets {
+    ($( $(#[$doc:meta])* $field:ident: $lib:ident, [$($st:literal),+], $member:literal, $needed:expr; )*) => {
+        /// Member offsets (bytes from the start of the struct); `None` when unknown.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct Offsets {
+            $( $(#[$doc])* pub $field: Option<u64>, )*
+        }
+
+        /// Every field of [`Offsets`], in declaration order.
+        pub const FIELDS: &[FieldSpec] = &[
+            $( FieldSpec { name: stringify!($field), structs: &[$($st),+], member: $member, lib: Lib::$lib, needed_by: $needed }, )*
+        ];
+
+        impl Offsets {
+            /// The offset of the field named `name` (an [`Offsets`] field name).
+            pub fn get(&self, name: &str) -> Option<u64> {
+                match name { $( stringify!($field) => self.$field, )* _ => None }
+            }
+            /// Sets the field named `name`; unknown names are ignored.
+            pub fn set(&mut self, name: &str, value: u64) {
+                match name { $( stringify!($field) => self.$field = Some(value), )* _ => {} }
+            }
+        }
+    };
+}
+
+go_offsets! {
+    /// `runtime.g.goid`: goroutine id (goroutine tracking).
+    runtime_g_goid: Std, ["runtime.g"], "goid", &["runtime."];
+    /// `net/http.Request.Method` (string).
+    http_request_method: Std, ["net/http.Request"], "Method", HTTP;
+    /// `net/http.Request.URL` (*url.URL).
+    http_request_url: Std, ["net/http.Request"], "URL", HTTP;
+    /// `net/http.Request.Header` (map).
+    http_request_header: Std, ["net/http.Request"], "Header", HTTP;
+    /// `net/http.Request.ContentLength` (int64).
+    http_request_content_length: Std, ["net/http.Request"], "ContentLength", HTTP;
+    /// `net/http.Request.Host` (string).
+    http_request_host: Std, ["net/http.Request"], "Host", HTTP;
+    /// `net/http.Request.RemoteAddr` (string).
+    http_request_remote_addr: Std, ["net/http.Request"], "RemoteAddr", HTTP;
+    /// `net/url.URL.Path` (string).
+    url_path: Std, ["net/url.URL"], "Path", HTTP;
+    /// `net/http.response.req` (*Request), the server's response writer.
+    http_response_req: Std, ["net/http.response"], "req", HTTP;
+    /// `net/http.response.status` (int).
+    http_response_status: Std, ["net/http.response"], "status", HTTP;
+    /// `net/http.Response.StatusCode` (int), the client's response.
+    http_client_response_status_code: Std, ["net/http.Response"], "StatusCode", HTTP;
+    /// `net/http.conn.rwc` (net.Conn interface).
+    http_conn_rwc: Std, ["net/http.conn"], "rwc", HTTP;
+    /// `crypto/tls.Conn.conn` (net.Conn interface).
+    tls_conn_conn: Std, ["crypto/tls.Conn"], "conn", &["crypto/tls."];
+    /// `net.TCPConn.conn` (embedded net.conn).
+    tcp_conn_conn: Std, ["net.TCPConn"], "conn", NET;
+    /// `net.conn.fd` (*netFD).
+    net_conn_fd: Std, ["net.conn"], "fd", NET;
+    /// `net.netFD.pfd` (internal/poll.FD).
+    netfd_pfd: Std, ["net.netFD"], "pfd", NET;
+    /// `net.netFD.laddr` (net.Addr interface).
+    netfd_laddr: Std, ["net.netFD"], "laddr", NET;
+    /// `net.netFD.raddr` (net.Addr interface).
+    netfd_raddr: Std, ["net.netFD"], "raddr", NET;
+    /// `internal/poll.FD.Sysfd` (int).
+    poll_fd_sysfd: Std, ["internal/poll.FD"], "Sysfd", NET;
+    /// `google.golang.org/grpc/internal/transport.Stream.method` (string; `ServerStream` in
+    /// newer grpc).
+    grpc_stream_method: Grpc, ["google.golang.org/grpc/internal/transport.Stream", "google.golang.org/grpc/internal/transport.ServerStream"], "method", GRPC;
+    /// `google.golang.org/grpc/internal/status.Status.s` (*spb.Status).
+    grpc_status_s: Grpc, ["google.golang.org/grpc/internal/status.Status"], "s", GRPC;
+}
+
+/// One fallback row: the offsets measured for one library release line.
+#[derive(Debug)]
+pub struct FallbackRow {
+    pub lib: Lib,
+    /// Major and minor version (`(1, 19)` for go1.19.x, `(1, 33)` for grpc v1.33.x).
+    pub version: (u32, u32),
+    /// Where the numbers come from.
+    pub measured_on: &'static str,
+    pub offsets: &'static [(&'static str, u64)],
+}
+
+/// The fallback table (see the module docs for how it was produced).
+pub const FALLBACK: &[FallbackRow] = &[
+    FallbackRow {
+        lib: Lib::Std,
+        version: (1, 19),
+        measured_on: "go1.19.8 (Debian golang-go): testapps/go-http, testapps/demo",
+        offsets: &[
+            ("runtime_g_goid", 152),
+            ("http_request_method", 0),
+            ("http_request_url", 16),
+            ("http_request_header", 56),
+            ("http_request_content_length", 88),
+            ("http_request_host", 128),
+            ("http_request_remote_addr", 176),
+            ("url_path", 56),
+            ("http_response_req", 8),
+            ("http_response_status", 120),
+            ("http_client_response_status_code", 16),
+            ("http_conn_rwc", 16),
+            ("tls_conn_conn", 0),
+            ("tcp_conn_conn", 0),
+            ("net_conn_fd", 0),
+            ("netfd_pfd", 0),
+            ("netfd_laddr", 96),
+            ("netfd_raddr", 112),
+            ("poll_fd_sysfd", 16),
+        ],
+    },
+    FallbackRow {
+        lib: Lib::Std,
+        version: (1, 23),
+        measured_on: "go1.23.5 (bookworm-backports golang-1.23-go): testapps/go-http, testapps/demo",
+        offsets: &[
+            ("runtime_g_goid", 160),
+            ("http_request_method", 0),
+            ("http_request_url", 16),
+            ("http_request_header", 56),
+            ("http_request_content_length", 88),
+            ("http_request_host", 128),
+            ("http_request_remote_addr", 176),
+            ("url_path", 56),
+            ("http_response_req", 8),
+            ("http_response_status", 120),
+            ("http_client_response_status_code", 16),
+            ("http_conn_rwc", 16),
+            ("tls_conn_conn", 0),
+            ("tcp_conn_conn", 0),
+            ("net_conn_fd", 0),
+            ("netfd_pfd", 0),
+            ("netfd_laddr", 96),
+            ("netfd_raddr", 112),
+            ("poll_fd_sysfd", 16),
+        ],
+    },
+    FallbackRow {
+        lib: Lib::Grpc,
+        version: (1, 33),
+        measured_on: "grpc v1.33.3 (Debian golang-google-grpc-dev): testapps/demo worker, go1.19.8 and go1.23.5",
+        offsets: &[("grpc_stream_method", 72), ("grpc_status_s", 0)],
+    },
+];
+
+/// Where each resolved offset came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSource {
+    Dwarf,
+    Table,
+}
+
+/// Fills `offsets` (already holding what DWARF gave) from the fallback rows matching the
+/// binary's Go version and grpc version; returns which fields came from where.
+pub fn resolve(
+    dwarf: Option<&Offsets>,
+    go: Option<(u32, u32)>,
+    grpc: Option<(u32, u32)>,
+) -> (Offsets, Vec<(&'static str, OffsetSource)>) {
+    let mut out = Offsets::default();
+    let mut sources = Vec::new();
+    for f in FIELDS {
+        if let Some(v) = dwarf.and_then(|d| d.get(f.name)) {
+            out.set(f.name, v);
+            sources.push((f.name, OffsetSource::Dwarf));
+            continue;
+        }
+        let version = match f.lib {
+            Lib::Std => go,
+            Lib::Grpc => grpc,
+        };
+        let row = FALLBACK.iter().find(|r| r.lib == f.lib && Some(r.version) == version);
+        if let Some(&(_, v)) = row.and_then(|r| r.offsets.iter().find(|(n, _)| *n == f.name)) {
+            out.set(f.name, v);
+            sources.push((f.name, OffsetSource::Table));
+        }
+    }
+    (out, sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_fields() {
+        for row in FALLBACK {
+            for (name, _) in row.offsets {
+                let f = FIELDS.iter().find(|f| f.name == *name).unwrap_or_else(|| panic!("unknown field {name}"));
+                assert_eq!(f.lib, row.lib, "{name} in a {:?} row", row.lib);
+            }
+        }
+    }
+
+    #[test]
+    fn get_set_round_trip() {
+        let mut o = Offsets::default();
+        for (i, f) in FIELDS.iter().enumerate() {
+            o.set(f.name, i as u64 + 1);
+        }
+        for (i, f) in FIELDS.iter().enumerate() {
+            assert_eq!(o.get(f.name), Some(i as u64 + 1));
+        }
+        assert_eq!(o.get("nope"), None);
+    }
+
+    #[test]
+    fn dwarf_wins_over_the_table_and_unknown_versions_stay_missing() {
+        let d = Offsets { runtime_g_goid: Some(7), ..Offsets::default() };
+        let (o, src) = resolve(Some(&d), Some((1, 5)), None);
+        assert_eq!(o.runtime_g_goid, Some(7));
+        assert_eq!(o.http_request_method, None);
+        assert_eq!(src, vec![("runtime_g_goid", OffsetSource::Dwarf)]);
+    }
+}
