@@ -47,7 +47,7 @@ fn config(ports: &[u16], metrics_port: u16, receiver: &Receiver) -> (String, Vec
             );
             (yaml, vec![("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme".into())])
         }
-        Proto::Http => {
+        Proto::Http | Proto::Https => {
             yaml += "otel_traces_export:\n  batch_timeout: 200ms\n";
             let env = vec![
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", ep),
@@ -291,4 +291,49 @@ fn root_otlp_collector_outage() {
         delivered()
     );
     assert!(rss_during < rss_before + 64 * 1024, "RSS grew from {rss_before} to {rss_during} KiB");
+}
+
+/// TLS: a collector with a self-signed certificate is refused (the failure is counted), unless
+/// `insecure_skip_verify` is set; then spans arrive over HTTPS.
+#[test]
+fn root_otlp_https_and_insecure_skip_verify() {
+    require_root();
+    let receiver = Receiver::start(Proto::Https, free_port());
+    let app_port = free_port();
+    let _app = start_app("python", app_port, &[]);
+    for (insecure, tag) in [(false, "otlp-tls-verify"), (true, "otlp-tls-insecure")] {
+        let metrics_port = free_port();
+        let yaml = format!(
+            "open_port: {app_port}\n\
+             prometheus_export:\n  port: {metrics_port}\n\
+             otel_traces_export:\n  endpoint: {ep}/v1/traces\n  protocol: http/protobuf\n  batch_timeout: 100ms\n  \
+             insecure_skip_verify: {insecure}\n  export_timeout: 2s\n\
+             discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n",
+            ep = receiver.endpoint()
+        );
+        let (agent, log) = start_agent(&yaml, &[], tag);
+        wait_instrumented(metrics_port, 1.0, &log);
+        let before = receiver.spans().len();
+        for _ in 0..3 {
+            assert_eq!(http_get(app_port, "/ping").as_deref(), Some("pong"));
+        }
+        let internal = || scrape(metrics_port, "/internal/metrics");
+        if insecure {
+            assert!(
+                wait_for(Duration::from_secs(15), || receiver.spans().len() == before + 3),
+                "{} spans over TLS:\n{}",
+                receiver.spans().len() - before,
+                agent_log(&log)
+            );
+            assert_eq!(sum(&internal(), "beyla_otel_trace_export_errors_total", &[]), 0.0);
+        } else {
+            let failed = wait_for(Duration::from_secs(15), || {
+                sum(&internal(), "beyla_otel_trace_export_errors_total", &[]) >= 1.0
+            });
+            assert!(failed, "an untrusted certificate was accepted:\n{}", agent_log(&log));
+            assert_eq!(receiver.spans().len(), before, "spans delivered despite the certificate");
+            assert!(agent_log(&log).contains("OTLP trace export failed"), "{}", agent_log(&log));
+        }
+        drop(agent);
+    }
 }

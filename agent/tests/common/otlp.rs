@@ -23,6 +23,8 @@ use prost::Message;
 pub enum Proto {
     Grpc,
     Http,
+    /// HTTP/protobuf over TLS with a self-signed certificate.
+    Https,
 }
 
 #[derive(Default)]
@@ -81,7 +83,8 @@ impl Receiver {
                             .await
                             .unwrap();
                     }
-                    Proto::Http => serve_http(listener, rec, stop_rx).await,
+                    Proto::Http => serve_http(listener, rec, stop_rx, None).await,
+                    Proto::Https => serve_http(listener, rec, stop_rx, Some(self_signed())).await,
                 }
             });
         });
@@ -90,7 +93,8 @@ impl Receiver {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.proto == Proto::Https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn spans(&self) -> Vec<Got> {
@@ -210,10 +214,25 @@ impl MetricsService for Sink {
     }
 }
 
+fn self_signed() -> tokio_rustls::TlsAcceptor {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
 async fn serve_http(
     listener: tokio::net::TcpListener,
     rec: Arc<Mutex<Received>>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     loop {
         let (stream, _) = tokio::select! {
@@ -221,6 +240,7 @@ async fn serve_http(
             _ = &mut stop => return,
         };
         let rec = rec.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let rec = rec.clone();
@@ -266,9 +286,18 @@ async fn serve_http(
                     )
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                // A client that rejects the certificate ends the handshake: nothing to serve.
+                Some(acceptor) => {
+                    if let Ok(s) = acceptor.accept(stream).await {
+                        let _ = http.serve_connection(hyper_util::rt::TokioIo::new(s), svc).await;
+                    }
+                }
+                None => {
+                    let _ = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                }
+            }
         });
     }
 }
