@@ -209,10 +209,6 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     Ok(Running { stop, reader: Some(reader), tasks, _probes: probes })
 }
 
-/// How long the identity of a process discovery found gone stays known for its requests still
-/// in the pipeline.
-const FORGET_AFTER: Duration = Duration::from_secs(5);
-
 async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, tel: Internal) {
     while let Some(batch) = rx.recv().await {
         for ev in batch {
@@ -226,18 +222,13 @@ async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Tra
                     traced.update_children(pid);
                 }
                 ProcessEvent::Gone { pid } => {
-                    // Stop tracing now, but keep the identity a while for the requests of
-                    // this process still in the pipeline.
-                    if let Some(p) = traced.stop_tracing(pid) {
-                        let traced = traced.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(FORGET_AFTER).await;
-                            traced.forget_if_same(&p);
-                        });
-                    }
+                    // Stop tracing now, but keep the identity for the requests of this
+                    // process still in the pipeline.
+                    traced.retire(pid);
                 }
             }
         }
+        traced.purge_retired();
         tel.processes_instrumented(traced.len());
     }
 }

@@ -142,7 +142,7 @@ fn root_demo_counts_match_the_apps() {
                 >= 2.0 * REQUESTS as f64
     };
     let arrived = wait_for(Duration::from_secs(30), m_ok);
-    std::thread::sleep(Duration::from_secs(3)); // service graph lone sides wait 2 s
+    std::thread::sleep(Duration::from_secs(3)); // late extras, if any, would show now
     let m = scrape(metrics_port, "/metrics");
     let dump = || {
         let get = |path| http_get(metrics_port, path).unwrap_or_default();

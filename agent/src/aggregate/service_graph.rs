@@ -3,7 +3,8 @@
 //!
 //! An edge is counted once per request. When both ends are instrumented by this agent, the
 //! client span and the server span of a request are paired by their connection (the client's
-//! local address is the server's peer and vice versa) and the edge names both services. A span
+//! local address is the server's peer and vice versa) and, for HTTP/2, the stream; the edge
+//! names both services. A span
 //! whose other end is not seen within `PAIR_WAIT` is an edge to an uninstrumented peer
 //! (`connection_type="virtual_node"`), named by the Host header or the peer address.
 use std::collections::{HashMap, VecDeque};
@@ -19,7 +20,9 @@ use crate::decode::Role;
 use crate::enrich::Span;
 
 /// How long one side of a request waits for the other before it counts alone.
-pub const PAIR_WAIT: Duration = Duration::from_secs(2);
+pub const PAIR_WAIT: Duration = Duration::from_secs(5);
+type Key = (SocketAddr, SocketAddr, u32);
+
 /// Unpaired spans held at most (per side); beyond it the oldest count alone.
 const MAX_PENDING: usize = 10_000;
 
@@ -38,9 +41,9 @@ pub struct ServiceGraph {
     failed: Family<Labels, Counter>,
     server_seconds: HistFamily,
     client_seconds: HistFamily,
-    /// Unpaired sides by (client address, server address).
-    servers: HashMap<(SocketAddr, SocketAddr), VecDeque<Side>>,
-    clients: HashMap<(SocketAddr, SocketAddr), VecDeque<Side>>,
+    /// Unpaired sides by (client address, server address, HTTP/2 stream or 0).
+    servers: HashMap<Key, VecDeque<Side>>,
+    clients: HashMap<Key, VecDeque<Side>>,
     pending: usize,
     allow_self_references: bool,
     seen: HashMap<Labels, Instant>,
@@ -95,7 +98,7 @@ impl ServiceGraph {
         };
         match r.role {
             Role::Server => {
-                let key = (r.remote, r.local);
+                let key = (r.remote, r.local, r.stream);
                 let me = side(r.remote.ip().to_string());
                 match pop(&mut self.clients, &key) {
                     Some(client) => {
@@ -106,7 +109,7 @@ impl ServiceGraph {
                 }
             }
             Role::Client => {
-                let key = (r.local, r.remote);
+                let key = (r.local, r.remote, r.stream);
                 let host = r.host.as_deref().map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n).to_string());
                 let me = side(host.filter(|h| !h.is_empty()).unwrap_or_else(|| r.remote.ip().to_string()));
                 match pop(&mut self.servers, &key) {
@@ -120,7 +123,7 @@ impl ServiceGraph {
         }
     }
 
-    fn hold(&mut self, role: Role, key: (SocketAddr, SocketAddr), side: Side, now: Instant) {
+    fn hold(&mut self, role: Role, key: Key, side: Side, now: Instant) {
         if self.pending >= MAX_PENDING {
             self.flush(now, true);
         }
@@ -202,7 +205,7 @@ impl ServiceGraph {
     }
 }
 
-fn pop(map: &mut HashMap<(SocketAddr, SocketAddr), VecDeque<Side>>, key: &(SocketAddr, SocketAddr)) -> Option<Side> {
+fn pop(map: &mut HashMap<Key, VecDeque<Side>>, key: &Key) -> Option<Side> {
     let q = map.get_mut(key)?;
     let s = q.pop_front();
     if q.is_empty() {
@@ -267,6 +270,29 @@ mod tests {
             "{out}"
         );
         assert_eq!(g.pending, 0);
+    }
+
+    #[test]
+    fn http2_streams_pair_by_stream_id_not_by_order() {
+        let mut reg = Registry::default();
+        let mut g = ServiceGraph::new(&mut reg, Buckets(vec![1.0]), Duration::from_secs(60), false);
+        let t0 = Instant::now();
+        let call = |svc: &str, role, local: &str, remote: &str, stream, code| {
+            let mut s = span(svc, role, local, remote, 200);
+            s.request.stream = stream;
+            s.request.grpc_status = Some(code);
+            s
+        };
+        let (c, w) = ("10.0.0.1:5000", "10.0.0.2:5001");
+        // Stream 1 fails, stream 3 succeeds; the server finishes them in the other order.
+        g.record(&call("worker", Role::Server, w, c, 3, 0), t0);
+        g.record(&call("worker", Role::Server, w, c, 1, 13), t0);
+        g.record(&call("backend", Role::Client, c, w, 1, 13), t0);
+        g.record(&call("backend", Role::Client, c, w, 3, 0), t0);
+        let out = render(&reg);
+        let edge = r#"client="backend",client_service_namespace="",connection_type="",server="worker",server_service_namespace="",source="beyla""#;
+        assert!(out.contains(&format!("traces_service_graph_request_total{{{edge}}} 2")), "{out}");
+        assert!(out.contains(&format!("traces_service_graph_request_failed_total{{{edge}}} 1")), "{out}");
     }
 
     #[test]

@@ -26,11 +26,21 @@ pub struct TracedProcess {
 pub struct Traced {
     map: MapHandle,
     procs: RwLock<HashMap<u32, Arc<TracedProcess>>>,
+    /// Processes discovery found gone, kept (with the time) so that their requests still in
+    /// the pipeline get reported; purged after `RETIRED_FOR`.
+    retired: RwLock<HashMap<u32, (Arc<TracedProcess>, std::time::Instant)>>,
 }
+
+/// How long a retired process's identity is kept: far longer than any pipeline backlog.
+const RETIRED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Traced {
     pub fn new(map: MapHandle) -> Self {
-        Traced { map, procs: RwLock::new(HashMap::new()) }
+        Traced { map, procs: RwLock::new(HashMap::new()), retired: RwLock::new(HashMap::new()) }
+    }
+
+    fn retired(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, (Arc<TracedProcess>, std::time::Instant)>> {
+        self.retired.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn table(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, Arc<TracedProcess>>> {
@@ -41,6 +51,7 @@ impl Traced {
     pub fn add(&self, p: TracedProcess) -> Result<(), AttachError> {
         let pid = p.pid;
         // Table first: the kernel sends events as soon as the map has the pid.
+        self.retired().remove(&pid);
         self.table().insert(pid, Arc::new(p));
         if let Err(source) = self.map.update(&pid.to_ne_bytes(), &TRACED_BY_AGENT.to_ne_bytes(), MapFlags::ANY) {
             self.table().remove(&pid);
@@ -97,27 +108,31 @@ impl Traced {
         }
     }
 
-    /// Removes `pid` from the kernel's map only; its identity stays for requests in flight.
-    pub fn stop_tracing(&self, pid: u32) -> Option<Arc<TracedProcess>> {
+    /// Discovery found `pid` gone: stop tracing it, but keep its identity (see `retired`).
+    pub fn retire(&self, pid: u32) {
         let _ = self.map.delete(&pid.to_ne_bytes());
-        self.get(pid)
-    }
-
-    /// Forgets `p` unless its pid was taken by another process since.
-    pub fn forget_if_same(&self, p: &Arc<TracedProcess>) {
-        let mut t = self.table();
-        if t.get(&p.pid).is_some_and(|cur| Arc::ptr_eq(cur, p)) {
-            t.remove(&p.pid);
+        if let Some(p) = self.table().remove(&pid) {
+            self.retired().insert(pid, (p, std::time::Instant::now()));
         }
     }
 
-    /// The process exited (the kernel already dropped it from traced_pids).
+    /// Drops retired identities older than `RETIRED_FOR`.
+    pub fn purge_retired(&self) {
+        self.retired().retain(|_, (_, at)| at.elapsed() < RETIRED_FOR);
+    }
+
+    /// The process exited (the kernel already dropped it from traced_pids), and the requests
+    /// decoded before its exit went through.
     pub fn on_exit(&self, pid: u32) -> Option<Arc<TracedProcess>> {
+        self.retired().remove(&pid);
         self.table().remove(&pid)
     }
 
     pub fn get(&self, pid: u32) -> Option<Arc<TracedProcess>> {
-        self.procs.read().unwrap_or_else(|e| e.into_inner()).get(&pid).cloned()
+        if let Some(p) = self.procs.read().unwrap_or_else(|e| e.into_inner()).get(&pid) {
+            return Some(p.clone());
+        }
+        self.retired.read().unwrap_or_else(|e| e.into_inner()).get(&pid).map(|(p, _)| p.clone())
     }
 
     pub fn len(&self) -> usize {

@@ -44,6 +44,8 @@ pub struct Request {
     pub trace: TraceContext,
     /// gRPC: the `grpc-status` code (`target` is then the full method, `/pkg.Service/Method`).
     pub grpc_status: Option<u32>,
+    /// HTTP/2 stream id (both ends of a connection see the same); 0 for HTTP/1.x.
+    pub stream: u32,
 }
 
 impl Request {

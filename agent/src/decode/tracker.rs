@@ -288,6 +288,7 @@ fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out
         traceparent: req.traceparent,
         trace: req.trace.unwrap_or_default(),
         grpc_status: None,
+        stream: 0,
     });
 }
 
@@ -311,6 +312,7 @@ fn emit_h2(conn: &Conn, ex: http2::Exchange, out: &mut Decoded) {
         trace: ex.trace.unwrap_or_default(),
         // gRPC without a grpc-status (a broken call) is reported as UNKNOWN (2).
         grpc_status: ex.grpc.then(|| ex.grpc_status.unwrap_or(2)),
+        stream: ex.stream,
     });
 }
 

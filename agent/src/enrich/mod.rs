@@ -100,6 +100,7 @@ pub(crate) fn test_span() -> Span {
             traceparent: None,
             trace: Default::default(),
             grpc_status: None,
+            stream: 0,
         },
         route: Some("/users/*".into()),
     }
