@@ -28,12 +28,12 @@ GRPCLOAD = os.path.join(APPS, "bench-grpcload")
 HZ = os.sysconf("SC_CLK_TCK")
 HTTP_LANGS = ["go", "python", "node", "java", "rust"]
 
-FULL = dict(pairs=3, sat_s=5, wrk_c=32, lat_pairs=2, lat_s=8.0, lat_rate=500, lat_c=8,
+FULL = dict(pairs=3, sat_s=5, wrk_c=32, lat_pairs=2, lat_s=8.0, lat_rate=500, lat_c=32,
             wake_variants=["1", "16"], wake_apps=[], routes=[1, 10, 100, 1000], procs=[1, 10, 50],
             conns=[10, 100, 1000], growth_rate=2000, growth_s=8.0)
-SMOKE = dict(pairs=1, sat_s=2, wrk_c=16, lat_pairs=1, lat_s=2.0, lat_rate=300, lat_c=4,
+SMOKE = dict(pairs=1, sat_s=1, wrk_c=16, lat_pairs=1, lat_s=1.5, lat_rate=300, lat_c=16,
              wake_variants=["16"], wake_apps=["rust"], routes=[1, 100], procs=[1, 3], conns=[10, 100],
-             growth_rate=500, growth_s=2.0)
+             growth_rate=500, growth_s=1.5)
 
 OUT = None
 P = None
@@ -92,6 +92,29 @@ def cpu_s(pid):
         return (int(fields[11]) + int(fields[12])) / HZ
     except OSError:
         return float("nan")
+
+
+def mem_breakdown(pid):
+    """RSS split: anonymous (heap), BPF map mappings (ring buffers; a ring buffer's data pages
+    are mapped twice, so they count double), the rest of the file mappings (binary, libraries)."""
+    out = {"bpf_map_rss_kb": 0}
+    try:
+        name = ""
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                parts = line.split()
+                if "-" in parts[0] and len(parts) >= 5:
+                    name = parts[5] if len(parts) > 5 else ""
+                elif parts[0] == "Rss:" and name.startswith("anon_inode:bpf-map"):
+                    out["bpf_map_rss_kb"] += int(parts[1])
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("RssAnon", "RssFile", "RssShmem", "Threads"):
+                    out[k] = int(v.split()[0])
+    except OSError:
+        pass
+    return out
 
 
 def mem_kb(pid):
@@ -497,12 +520,13 @@ def idle_agent():
         agent = Agent([("", str(port))], 1, tag="idle")
         try:
             a = snapshot(agent, [app])
-            time.sleep(P["sat_s"])
+            time.sleep(max(P["sat_s"], 3))
             b = snapshot(agent, [app])
+            breakdown = mem_breakdown(agent.pid)
             peak = max((s for _, s in agent.samples), default=0)
         finally:
             m = agent.stop()
-        record("idle", agent_cpu_s=b["agent_cpu"] - a["agent_cpu"], wall_s=b["t"] - a["t"],
+        record("idle", mem=breakdown, agent_cpu_s=b["agent_cpu"] - a["agent_cpu"], wall_s=b["t"] - a["t"],
                agent_rss_kb=b.get("agent_VmRSS"), agent_peak_rss_kb=peak, agent_hwm_kb=m.get("VmHWM"),
                agent_ready_s=agent.ready_s, rss_samples=agent.samples[:400], load_before=a["load"],
                load_after=b["load"])

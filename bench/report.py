@@ -111,6 +111,8 @@ def cost_table(rows):
 
 
 def loss_table(rows):
+    base = {a: med([r["load"]["rps"] for r in rows if r["kind"] == "throughput" and r["app"] == a and not r["agent"]])
+            for a in apps_of(rows, "throughput")}
     out = []
     for r in rows:
         if r["kind"] == "throughput" and r["agent"]:
@@ -120,9 +122,11 @@ def loss_table(rows):
         else:
             continue
         sent = r["load"]["completed"]
-        out.append([r["app"], wake, r.get("pair", "-"), sent, f(r.get("counted")), f(r.get("decoded")),
+        ratio = r["load"]["rps"] / base[r["app"]] if base.get(r["app"]) else None
+        out.append([r["app"], wake, r.get("pair", "-"), f(r["load"]["rps"]), f(ratio, "{:.3f}"), sent, f(r.get("counted")), f(r.get("decoded")),
                     f(None if r["app"] == "grpc" else sent - r["counted"]), f(r.get("lost"))])
-    return table(["app", "ebpf.wakeup_len", "pair", "completed by load generator", "on /metrics",
+    return table(["app", "ebpf.wakeup_len", "pair", "req/s", "ratio to median without agent",
+                  "completed by load generator", "on /metrics",
                   "decoded (server)", "missing", "events lost"], out)
 
 
@@ -145,9 +149,13 @@ def idle_table(rows):
     out = []
     for r in rows:
         if r["kind"] == "idle":
+            m = r.get("mem", {})
             out.append([f(r["agent_ready_s"], "{:.2f}"), f(r["agent_cpu_s"] / r["wall_s"] * 100, "{:.2f}"),
-                        f(mb(r["agent_rss_kb"]), "{:.1f}"), f(mb(r["agent_hwm_kb"]), "{:.1f}")])
-    return table(["start to instrumented (s)", "idle CPU %", "idle RSS MB", "peak RSS MB (start-up incl.)"], out)
+                        f(mb(r["agent_rss_kb"]), "{:.1f}"), f(mb(r["agent_hwm_kb"]), "{:.1f}"),
+                        f(mb(m.get("RssAnon")), "{:.1f}"), f(mb(m.get("bpf_map_rss_kb")), "{:.1f}"),
+                        f(mb((m.get("RssFile") or 0) - (m.get("bpf_map_rss_kb") or 0)), "{:.1f}")])
+    return table(["start to instrumented (s)", "idle CPU %", "idle RSS MB", "peak RSS MB (start-up incl.)",
+                  "of which anonymous (heap)", "BPF map mappings", "binary and libraries"], out)
 
 
 def render(rows, meta):
