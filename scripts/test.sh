@@ -42,6 +42,11 @@ echo "== root end-to-end tests (real kernel, real BPF)"
 # One at a time: each starts its own agent and apps, and the machine has two cores.
 cargo test -p beyla --test 'root_*' -- --test-threads=1
 
+echo "== benchmark suite, smoke run (bench/run --smoke: a few seconds per app, no timing assertions)"
+# Fails only if the suite breaks (an app, the agent or a load generator fails, or the agent
+# counts no requests); the full run (docs/benchmarks.md) is bench/run.
+bash bench/run --smoke
+
 echo "== the same tests in Debian kernels under QEMU (vm-tests)"
 if [ "${VM_MATRIX:-}" = full ]; then
   HOOK_MODES="${HOOK_MODES:-auto tracepoints kprobes fentry}" bash vm-tests/run-matrix.sh
