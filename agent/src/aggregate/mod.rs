@@ -28,6 +28,34 @@ impl MetricConstructor<Histogram> for Buckets {
 
 pub(crate) type HistFamily = Family<Labels, Histogram, Buckets>;
 
+/// When each series was last updated, for `prometheus_export.ttl`.
+pub(crate) struct LastSeen<K> {
+    at: HashMap<K, Instant>,
+    ttl: Duration,
+}
+
+impl<K: Clone + Eq + std::hash::Hash> LastSeen<K> {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        LastSeen { at: HashMap::new(), ttl }
+    }
+
+    /// Marks `key` updated; true when it was not known.
+    pub(crate) fn touch(&mut self, key: K, now: Instant) -> bool {
+        self.at.insert(key, now).is_none()
+    }
+
+    /// Forgets and returns the keys not updated within the TTL.
+    pub(crate) fn take_stale(&mut self, now: Instant) -> Vec<K> {
+        let ttl = self.ttl;
+        let stale: Vec<K> =
+            self.at.iter().filter(|(_, t)| now.saturating_duration_since(**t) > ttl).map(|(k, _)| k.clone()).collect();
+        for k in &stale {
+            self.at.remove(k);
+        }
+        stale
+    }
+}
+
 /// Prometheus `job`: `namespace/name`, or `name` without a namespace.
 pub(crate) fn job(svc: &crate::discover::ServiceId) -> String {
     if svc.namespace.is_empty() {
@@ -47,12 +75,10 @@ pub struct AppMetrics {
     rpc_server_duration: HistFamily,
     rpc_client_duration: HistFamily,
     target_info: Family<Labels, Gauge>,
-    /// Series not updated for this long are removed (`prometheus_export.ttl`).
-    ttl: Duration,
-    /// Last update of each HTTP series, by side.
-    last_seen: HashMap<(Role, Labels), Instant>,
+    /// Last update of each HTTP/RPC series, by side (`prometheus_export.ttl`).
+    last_seen: LastSeen<(Role, Labels)>,
     /// Last update of each `target_info` series.
-    info_seen: HashMap<Labels, Instant>,
+    info_seen: LastSeen<Labels>,
 }
 
 impl AppMetrics {
@@ -74,9 +100,8 @@ impl AppMetrics {
             client_request_size: Family::new_with_constructor(request_size),
             client_response_size: Family::new_with_constructor(response_size),
             target_info: Family::default(),
-            ttl,
-            last_seen: HashMap::new(),
-            info_seen: HashMap::new(),
+            last_seen: LastSeen::new(ttl),
+            info_seen: LastSeen::new(ttl),
         };
         let s = Unit::Seconds;
         let b = Unit::Bytes;
@@ -151,7 +176,7 @@ impl AppMetrics {
         info.push(("telemetry_sdk_language", "unknown".into()));
         info.push(("telemetry_sdk_name", "beyla".into()));
         info.push(("process_pid", span.process.pid.to_string()));
-        if self.info_seen.insert(info.clone(), now).is_none() {
+        if self.info_seen.touch(info.clone(), now) {
             self.target_info.get_or_create(&info).set(1);
         }
 
@@ -169,7 +194,7 @@ impl AppMetrics {
                 Role::Client => &self.rpc_client_duration,
             };
             fam.get_or_create(&labels).observe(r.duration_ns() as f64 / 1e9);
-            self.last_seen.insert((r.role, labels), now);
+            self.last_seen.touch((r.role, labels), now);
             return;
         }
         let mut labels = base;
@@ -190,7 +215,7 @@ impl AppMetrics {
         dur.get_or_create(&labels).observe(secs);
         req.get_or_create(&labels).observe(r.request_body_size as f64);
         resp.get_or_create(&labels).observe(r.response_body_size as f64);
-        self.last_seen.insert((r.role, labels), now);
+        self.last_seen.touch((r.role, labels), now);
     }
 
     /// Every family a series of this side may be in (HTTP or RPC; removing an absent series is
@@ -212,22 +237,16 @@ impl AppMetrics {
         }
     }
 
-    /// Removes the series not updated within the TTL; returns how many HTTP series went.
+    /// Removes the series not updated within the TTL; returns how many HTTP/RPC series went.
     pub fn expire(&mut self, now: Instant) -> usize {
-        let ttl = self.ttl;
-        let stale = |seen: &Instant| now.saturating_duration_since(*seen) > ttl;
-        let old: Vec<(Role, Labels)> =
-            self.last_seen.iter().filter(|(_, t)| stale(t)).map(|(k, _)| k.clone()).collect();
+        let old = self.last_seen.take_stale(now);
         for (role, labels) in &old {
             for fam in self.families(*role) {
                 fam.remove(labels);
             }
-            self.last_seen.remove(&(*role, labels.clone()));
         }
-        let old_info: Vec<Labels> = self.info_seen.iter().filter(|(_, t)| stale(t)).map(|(k, _)| k.clone()).collect();
-        for labels in old_info {
+        for labels in self.info_seen.take_stale(now) {
             self.target_info.remove(&labels);
-            self.info_seen.remove(&labels);
         }
         old.len()
     }

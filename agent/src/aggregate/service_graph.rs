@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Buckets, HistFamily, Labels};
+use super::{Buckets, HistFamily, Labels, LastSeen};
 use crate::decode::Role;
 use crate::enrich::Span;
 
@@ -46,8 +46,7 @@ pub struct ServiceGraph {
     clients: HashMap<Key, VecDeque<Side>>,
     pending: usize,
     allow_self_references: bool,
-    seen: HashMap<Labels, Instant>,
-    ttl: Duration,
+    seen: LastSeen<Labels>,
 }
 
 impl ServiceGraph {
@@ -61,8 +60,7 @@ impl ServiceGraph {
             clients: HashMap::new(),
             pending: 0,
             allow_self_references,
-            seen: HashMap::new(),
-            ttl,
+            seen: LastSeen::new(ttl),
         };
         registry.register("traces_service_graph_request", "Requests between two services", g.total.clone());
         registry.register(
@@ -184,23 +182,15 @@ impl ServiceGraph {
         if let Some(c) = client {
             self.client_seconds.get_or_create(&labels).observe(c.seconds);
         }
-        self.seen.insert(labels, now);
+        self.seen.touch(labels, now);
     }
 
     pub fn expire(&mut self, now: Instant) {
-        let ttl = self.ttl;
-        let old: Vec<Labels> = self
-            .seen
-            .iter()
-            .filter(|(_, t)| now.saturating_duration_since(**t) > ttl)
-            .map(|(l, _)| l.clone())
-            .collect();
-        for l in old {
+        for l in self.seen.take_stale(now) {
             self.total.remove(&l);
             self.failed.remove(&l);
             self.server_seconds.remove(&l);
             self.client_seconds.remove(&l);
-            self.seen.remove(&l);
         }
     }
 }

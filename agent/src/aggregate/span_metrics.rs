@@ -1,13 +1,12 @@
 //! `prometheus_export.features: [application_span]`: Tempo-style span metrics
 //! (`traces_spanmetrics_*`), one series per service, span name, kind and status.
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::{job, Buckets, HistFamily, Labels};
+use super::{job, Buckets, HistFamily, Labels, LastSeen};
 use crate::decode::Role;
 use crate::enrich::Span;
 
@@ -15,8 +14,7 @@ pub struct SpanMetrics {
     latency: HistFamily,
     calls: Family<Labels, Counter>,
     size: Family<Labels, Counter>,
-    seen: HashMap<Labels, Instant>,
-    ttl: Duration,
+    seen: LastSeen<Labels>,
 }
 
 impl SpanMetrics {
@@ -25,8 +23,7 @@ impl SpanMetrics {
             latency: Family::new_with_constructor(duration),
             calls: Family::default(),
             size: Family::default(),
-            seen: HashMap::new(),
-            ttl,
+            seen: LastSeen::new(ttl),
         };
         // Tempo's names: the latency histogram has no unit suffix.
         registry.register(
@@ -58,22 +55,14 @@ impl SpanMetrics {
         self.latency.get_or_create(&labels).observe(span.request.duration_ns() as f64 / 1e9);
         self.calls.get_or_create(&labels).inc();
         self.size.get_or_create(&labels).inc_by(span.request.request_body_size);
-        self.seen.insert(labels, Instant::now());
+        self.seen.touch(labels, Instant::now());
     }
 
     pub fn expire(&mut self, now: Instant) {
-        let ttl = self.ttl;
-        let old: Vec<Labels> = self
-            .seen
-            .iter()
-            .filter(|(_, t)| now.saturating_duration_since(**t) > ttl)
-            .map(|(l, _)| l.clone())
-            .collect();
-        for l in old {
+        for l in self.seen.take_stale(now) {
             self.latency.remove(&l);
             self.calls.remove(&l);
             self.size.remove(&l);
-            self.seen.remove(&l);
         }
     }
 }
