@@ -19,6 +19,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{Protocol, Target};
 
+type Client = HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("invalid OTLP endpoint {endpoint:?}: {reason}")]
@@ -31,17 +33,8 @@ pub enum TransportError {
 /// is down at start-up is retried at each export, never fatal.
 #[allow(clippy::large_enum_variant)] // two per agent, made once
 pub enum Transport {
-    Grpc {
-        channel: Channel,
-        headers: MetadataMap,
-        timeout: Duration,
-    },
-    Http {
-        client: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
-        url: hyper::Uri,
-        headers: Vec<(String, String)>,
-        timeout: Duration,
-    },
+    Grpc { channel: Channel, headers: MetadataMap, timeout: Duration },
+    Http { client: Client, url: hyper::Uri, headers: Vec<(String, String)>, timeout: Duration },
 }
 
 impl Transport {
@@ -84,7 +77,9 @@ impl Transport {
                 *r.metadata_mut() = headers.clone();
                 TraceServiceClient::new(channel.clone()).export(r).await.map(|_| ()).map_err(grpc_error)
             }
-            Transport::Http { .. } => self.post(req.encode_to_vec()).await,
+            Transport::Http { client, url, headers, timeout } => {
+                post(client, url, headers, *timeout, req.encode_to_vec()).await
+            }
         }
     }
 
@@ -95,30 +90,38 @@ impl Transport {
                 *r.metadata_mut() = headers.clone();
                 MetricsServiceClient::new(channel.clone()).export(r).await.map(|_| ()).map_err(grpc_error)
             }
-            Transport::Http { .. } => self.post(req.encode_to_vec()).await,
-        }
-    }
-
-    async fn post(&self, body: Vec<u8>) -> Result<(), String> {
-        let Transport::Http { client, url, headers, timeout } = self else { unreachable!("HTTP transport") };
-        let mut req = hyper::Request::post(url.clone()).header("content-type", "application/x-protobuf");
-        for (k, v) in headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
-        let send = async {
-            let resp = client.request(req).await.map_err(|e| format!("{e}: {}", source_chain(&e)))?;
-            let status = resp.status();
-            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            if status.is_success() {
-                Ok(())
-            } else {
-                let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-                Err(format!("HTTP {status}: {text}"))
+            Transport::Http { client, url, headers, timeout } => {
+                post(client, url, headers, *timeout, req.encode_to_vec()).await
             }
-        };
-        tokio::time::timeout(*timeout, send).await.map_err(|_| format!("timed out after {timeout:?}"))?
+        }
     }
+}
+
+/// One OTLP/HTTP request with a protobuf body.
+async fn post(
+    client: &Client,
+    url: &hyper::Uri,
+    headers: &[(String, String)],
+    timeout: Duration,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let mut req = hyper::Request::post(url.clone()).header("content-type", "application/x-protobuf");
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+    let send = async {
+        let resp = client.request(req).await.map_err(|e| format!("{e}: {}", source_chain(&e)))?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            Err(format!("HTTP {status}: {text}"))
+        }
+    };
+    tokio::time::timeout(timeout, send).await.map_err(|_| format!("timed out after {timeout:?}"))?
 }
 
 fn grpc_error(s: tonic::Status) -> String {
