@@ -229,7 +229,6 @@ pub fn is_server_settings(data: &[u8]) -> bool {
 
 impl Connection {
     /// Bytes of one direction: `request` for the client-to-server side.
-    #[allow(clippy::too_many_arguments)]
     pub fn feed(
         &mut self,
         request: bool,

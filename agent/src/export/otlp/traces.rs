@@ -1,6 +1,7 @@
 //! OTLP trace export: spans wait in a bounded queue (the oldest are dropped, and counted, when
 //! the collector is slow or down) and a task sends them in batches, retrying with back-off.
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,13 +22,13 @@ pub struct SpanQueue {
     spans: Mutex<VecDeque<Span>>,
     cap: usize,
     /// Spans dropped since the exporter last looked.
-    dropped: Mutex<u64>,
+    dropped: AtomicU64,
     ready: Notify,
 }
 
 impl SpanQueue {
     pub fn new(cap: usize) -> Self {
-        SpanQueue { spans: Mutex::new(VecDeque::new()), cap, dropped: Mutex::new(0), ready: Notify::new() }
+        SpanQueue { spans: Mutex::new(VecDeque::new()), cap, dropped: AtomicU64::new(0), ready: Notify::new() }
     }
 
     /// Never waits: beyond the bound, the oldest spans make room.
@@ -43,9 +44,7 @@ impl SpanQueue {
         }
         let len = q.len();
         drop(q);
-        if dropped > 0 {
-            *self.dropped.lock().unwrap_or_else(|e| e.into_inner()) += dropped;
-        }
+        self.dropped.fetch_add(dropped, Ordering::Relaxed);
         if len > 0 {
             self.ready.notify_one();
         }
@@ -60,7 +59,7 @@ impl SpanQueue {
             q.push_front(s);
         }
         drop(q);
-        *self.dropped.lock().unwrap_or_else(|e| e.into_inner()) += lost as u64;
+        self.dropped.fetch_add(lost as u64, Ordering::Relaxed);
     }
 
     fn take(&self, n: usize) -> Vec<Span> {
@@ -78,7 +77,7 @@ impl SpanQueue {
     }
 
     fn take_dropped(&self) -> u64 {
-        std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()))
+        self.dropped.swap(0, Ordering::Relaxed)
     }
 }
 
