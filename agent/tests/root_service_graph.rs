@@ -34,8 +34,8 @@ fn root_span_metrics_and_service_graph() {
     let total = "traces_service_graph_request_total";
     let edge = [("client", "node-http"), ("server", "python-http"), ("connection_type", "")];
     let caller = [("client", "127.0.0.1"), ("server", "node-http"), ("connection_type", "virtual_node")];
-    // Lone sides wait 5 s (PAIR_WAIT) for a partner before they count.
-    let done = wait_for(Duration::from_secs(20), || {
+    // Lone sides wait 10 s (PAIR_WAIT) for a partner before they count.
+    let done = wait_for(Duration::from_secs(30), || {
         let m = scrape(metrics_port, "/metrics");
         sum(&m, total, &edge) >= N as f64 && sum(&m, total, &caller) >= (N + 1) as f64
     });

@@ -3,8 +3,9 @@
 //!
 //! An edge is counted once per request. When both ends are instrumented by this agent, the
 //! client span and the server span of a request are paired by their connection (the client's
-//! local address is the server's peer and vice versa) and, for HTTP/2, the stream; the edge
-//! names both services. A span
+//! local address is the server's peer and vice versa), the request target and, for HTTP/2, the
+//! stream; the edge names both services. The target keeps one late or lost side from shifting
+//! the pairs of every later request on a keep-alive connection. A span
 //! whose other end is not seen within `PAIR_WAIT` is an edge to an uninstrumented peer
 //! (`connection_type="virtual_node"`), named by the Host header or the peer address.
 use std::collections::{HashMap, VecDeque};
@@ -20,8 +21,9 @@ use crate::decode::Role;
 use crate::enrich::Span;
 
 /// How long one side of a request waits for the other before it counts alone.
-pub const PAIR_WAIT: Duration = Duration::from_secs(5);
-type Key = (SocketAddr, SocketAddr, u32);
+pub const PAIR_WAIT: Duration = Duration::from_secs(10);
+/// (client address, server address, HTTP/2 stream or 0, method and target).
+type Key = (SocketAddr, SocketAddr, u32, String);
 
 /// Unpaired spans held at most (per side); beyond it the oldest count alone.
 const MAX_PENDING: usize = 10_000;
@@ -41,7 +43,7 @@ pub struct ServiceGraph {
     failed: Family<Labels, Counter>,
     server_seconds: HistFamily,
     client_seconds: HistFamily,
-    /// Unpaired sides by (client address, server address, HTTP/2 stream or 0).
+    /// Unpaired sides by `Key`.
     servers: HashMap<Key, VecDeque<Side>>,
     clients: HashMap<Key, VecDeque<Side>>,
     pending: usize,
@@ -96,7 +98,7 @@ impl ServiceGraph {
         };
         match r.role {
             Role::Server => {
-                let key = (r.remote, r.local, r.stream);
+                let key = (r.remote, r.local, r.stream, format!("{} {}", r.method, r.target));
                 let me = side(r.remote.ip().to_string());
                 match pop(&mut self.clients, &key) {
                     Some(client) => {
@@ -107,7 +109,7 @@ impl ServiceGraph {
                 }
             }
             Role::Client => {
-                let key = (r.local, r.remote, r.stream);
+                let key = (r.local, r.remote, r.stream, format!("{} {}", r.method, r.target));
                 let host = r.host.as_deref().map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n).to_string());
                 let me = side(host.filter(|h| !h.is_empty()).unwrap_or_else(|| r.remote.ip().to_string()));
                 match pop(&mut self.servers, &key) {
