@@ -1,11 +1,13 @@
 //! HTTP/2 (and gRPC over it) from a connection's captured bytes: frames cut from each
-//! direction's byte stream, header blocks decoded with HPACK (`fluke-hpack`), streams followed
+//! direction's byte stream, header blocks decoded with HPACK (`httlib-hpack`), streams followed
 //! from their request HEADERS to the END_STREAM of their response.
 //!
 //! HPACK is stateful: a connection is only decodable from its start (the client preface), and
 //! a header block that was not captured (a write larger than the capture size) desynchronises
 //! the connection for good. Both cases are reported, not guessed around.
 use std::collections::HashMap;
+
+use httlib_hpack as hpack;
 
 /// The client connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -185,8 +187,8 @@ pub struct Connection {
     requests: FrameReader,
     responses: FrameReader,
     /// HPACK contexts: one per direction.
-    request_hpack: fluke_hpack::Decoder<'static>,
-    response_hpack: fluke_hpack::Decoder<'static>,
+    request_hpack: hpack::Decoder<'static>,
+    response_hpack: hpack::Decoder<'static>,
     /// Open streams, by id; `Exchange::end_ns` is 0 until the response ends.
     streams: HashMap<u32, Exchange>,
     /// Preface bytes still expected at the start of the request direction.
@@ -204,12 +206,77 @@ impl Default for Connection {
         Connection {
             requests: FrameReader::default(),
             responses: FrameReader::default(),
-            request_hpack: fluke_hpack::Decoder::new(),
-            response_hpack: fluke_hpack::Decoder::new(),
+            request_hpack: hpack_decoder(),
+            response_hpack: hpack_decoder(),
             streams: HashMap::new(),
             preface_left: PREFACE.len(),
         }
     }
+}
+
+/// HPACK starts every connection with a 4,096-byte dynamic table (RFC 7541 §4.2); a peer's
+/// SETTINGS may let the encoder grow it, which we cannot see, so any size update up to
+/// `MAX_HPACK_TABLE` is accepted. (`httlib-hpack` decodes Huffman strings with a lookup
+/// table; `fluke-hpack` rebuilt a hash map per string, ~80x slower per header block.)
+fn hpack_decoder() -> hpack::Decoder<'static> {
+    let mut d = hpack::Decoder::with_dynamic_size(4_096);
+    d.set_max_dynamic_size(MAX_HPACK_TABLE);
+    d
+}
+
+/// Largest HPACK dynamic table a connection may ask for.
+const MAX_HPACK_TABLE: u32 = 1 << 20;
+
+/// Whether every field representation in a header block is complete (RFC 7541 §6).
+/// `httlib-hpack` indexes past the end of a block cut inside a field (a panic, in the
+/// agent), so broken blocks are turned away here; the decoder reports everything else.
+fn well_formed(block: &[u8]) -> bool {
+    /// An integer with an N-bit prefix (§5.1), at most 5 bytes as the decoder accepts.
+    fn int(b: &[u8], i: &mut usize, prefix: u8) -> Option<u32> {
+        let max = (1u32 << prefix) - 1;
+        let first = u32::from(*b.get(*i)?) & max;
+        *i += 1;
+        if first < max {
+            return Some(first);
+        }
+        let mut v = first;
+        for shift in [0, 7, 14, 21] {
+            let c = *b.get(*i)?;
+            *i += 1;
+            v += u32::from(c & 0x7f) << shift;
+            if c & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    /// A string literal (§5.2): its length, then that many bytes.
+    fn string(b: &[u8], i: &mut usize) -> Option<()> {
+        let len = int(b, i, 7)? as usize;
+        *i = i.checked_add(len).filter(|&end| end <= b.len())?;
+        Some(())
+    }
+    let mut i = 0;
+    while let Some(&c) = block.get(i) {
+        let ok = if c & 0x80 != 0 {
+            int(block, &mut i, 7).map(drop) // indexed field
+        } else if c & 0xe0 == 0x20 {
+            int(block, &mut i, 5).map(drop) // dynamic table size update
+        } else {
+            // Literal, with an indexed name or (index 0) a literal one.
+            let prefix = if c & 0x40 != 0 { 6 } else { 4 };
+            int(block, &mut i, prefix).and_then(|name| {
+                if name == 0 {
+                    string(block, &mut i)?;
+                }
+                string(block, &mut i)
+            })
+        };
+        if ok.is_none() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether `data` starts (or, if shorter, is the start of) the client preface.
@@ -268,9 +335,14 @@ impl Connection {
         match f {
             FrameEvent::Headers { stream, end_stream, block } => {
                 let hpack = if request { &mut self.request_hpack } else { &mut self.response_hpack };
-                let headers = hpack.decode(&block).map_err(|_| Desync)?;
+                if !well_formed(&block) {
+                    return Err(Desync);
+                }
+                let mut block = block;
+                let mut headers = Vec::new();
+                hpack.decode(&mut block, &mut headers).map_err(|_| Desync)?;
                 let get = |name: &[u8]| {
-                    headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    headers.iter().find(|(k, _, _)| k == name).map(|(_, v, _)| String::from_utf8_lossy(v).into_owned())
                 };
                 if request {
                     if self.streams.contains_key(&stream) {
@@ -362,15 +434,28 @@ pub(crate) mod tests {
         f
     }
 
-    pub fn headers(enc: &mut fluke_hpack::Encoder<'_>, stream: u32, end_stream: bool, h: &[(&str, &str)]) -> Vec<u8> {
-        let block = enc.encode(h.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())));
+    /// A header block as Go and grpc-go write them: Huffman strings, indexed as they go.
+    pub fn encode(enc: &mut hpack::Encoder<'_>, h: &[(&str, &str)]) -> Vec<u8> {
+        let flags = hpack::Encoder::HUFFMAN_NAME
+            | hpack::Encoder::HUFFMAN_VALUE
+            | hpack::Encoder::WITH_INDEXING
+            | hpack::Encoder::BEST_FORMAT;
+        let mut block = Vec::new();
+        for (k, v) in h {
+            enc.encode((k.as_bytes().to_vec(), v.as_bytes().to_vec(), flags), &mut block).expect("encodable");
+        }
+        block
+    }
+
+    pub fn headers(enc: &mut hpack::Encoder<'_>, stream: u32, end_stream: bool, h: &[(&str, &str)]) -> Vec<u8> {
+        let block = encode(enc, h);
         frame(HEADERS, END_HEADERS | if end_stream { END_STREAM } else { 0 }, stream, &block)
     }
 
     /// A unary gRPC call: (client bytes, server bytes).
     pub fn grpc_call(
-        req_enc: &mut fluke_hpack::Encoder<'_>,
-        resp_enc: &mut fluke_hpack::Encoder<'_>,
+        req_enc: &mut hpack::Encoder<'_>,
+        resp_enc: &mut hpack::Encoder<'_>,
         stream: u32,
         code: u32,
     ) -> (Vec<u8>, Vec<u8>) {
@@ -395,7 +480,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unary_grpc_calls_on_one_connection() {
-        let (mut qe, mut re) = (fluke_hpack::Encoder::new(), fluke_hpack::Encoder::new());
+        let (mut qe, mut re) = (hpack::Encoder::default(), hpack::Encoder::default());
         let mut conn = Connection::default();
         let mut p = Progress::default();
         let settings = frame(4, 0, 0, &[]);
@@ -424,8 +509,8 @@ pub(crate) mod tests {
 
     #[test]
     fn header_block_across_continuation_and_uncaptured_data() {
-        let mut qe = fluke_hpack::Encoder::new();
-        let block = qe.encode([(&b":method"[..], &b"GET"[..]), (b":path", b"/big"), (b":authority", b"x")]);
+        let mut qe = hpack::Encoder::default();
+        let block = encode(&mut qe, &[(":method", "GET"), (":path", "/big"), (":authority", "x")]);
         let (a, b) = block.split_at(3);
         let mut bytes = PREFACE.to_vec();
         bytes.extend(frame(HEADERS, END_STREAM, 1, a));
@@ -435,7 +520,7 @@ pub(crate) mod tests {
         conn.feed(true, &bytes, 0, 1, 1, &mut p).unwrap();
         assert_eq!(p.started, [1]);
         // A response whose 10,000-byte DATA payload was mostly not captured.
-        let mut re = fluke_hpack::Encoder::new();
+        let mut re = hpack::Encoder::default();
         let mut resp = headers(&mut re, 1, false, &[(":status", "200")]);
         let data = frame(DATA, END_STREAM, 1, &vec![b'x'; 10_000]);
         resp.extend_from_slice(&data[..100]);
@@ -446,8 +531,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn garbage_header_blocks_are_a_desync_never_a_panic() {
+        // A literal with an indexed name and no value: the HPACK crate alone would panic.
+        let mut conn = Connection::default();
+        let mut p = Progress::default();
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(frame(HEADERS, END_HEADERS, 1, &[0x03]));
+        assert_eq!(conn.feed(true, &bytes, 0, 1, 1, &mut p), Err(Desync));
+        // Random and mutated blocks, through a fresh connection each.
+        let mut enc = hpack::Encoder::default();
+        let valid = encode(&mut enc, &[(":method", "POST"), (":path", "/a.B/C"), ("content-type", "application/grpc")]);
+        assert!(well_formed(&valid));
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for i in 0..20_000 {
+            let block: Vec<u8> = if i % 2 == 0 {
+                (0..rnd() % 14).map(|_| rnd() as u8).collect()
+            } else {
+                let mut b = valid.clone();
+                let k = (rnd() % b.len() as u64) as usize;
+                b[k] = rnd() as u8;
+                b.truncate(b.len() - (rnd() % 3) as usize);
+                b
+            };
+            let mut bytes = PREFACE.to_vec();
+            bytes.extend(frame(HEADERS, END_HEADERS, 1, &block));
+            let _ = Connection::default().feed(true, &bytes, 0, 1, 1, &mut Progress::default());
+        }
+    }
+
+    #[test]
     fn lost_header_bytes_desync_and_reset_abandons() {
-        let mut qe = fluke_hpack::Encoder::new();
+        let mut qe = hpack::Encoder::default();
         let mut conn = Connection::default();
         let mut p = Progress::default();
         let mut bytes = PREFACE.to_vec();
