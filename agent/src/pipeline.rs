@@ -16,7 +16,7 @@ use crate::attach::{self, AttachError, Traced, TracedProcess};
 use crate::decode::{Decoded, Tracker, TrackerLimits};
 use crate::discover::{self, DiscoverOptions, ProcessEvent, Selection};
 use crate::enrich::routes::RouteMatcher;
-use crate::enrich::{Enricher, Span};
+use crate::enrich::{Enricher, SpanBatch};
 use crate::events::{self, RawEvent, ReaderMaps};
 use crate::export::otlp::{Otlp, OtlpOptions};
 use crate::export::{self, Endpoint, PrintFormat, Printer};
@@ -158,7 +158,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     let (discover_to_attach_tx, discover_to_attach) = mpsc::channel::<Vec<ProcessEvent>>(n);
     let (ringbuf_to_decode_tx, ringbuf_to_decode) = mpsc::channel::<Vec<RawEvent>>(n);
     let (decode_to_enrich_tx, decode_to_enrich) = mpsc::channel::<Decoded>(n);
-    let (enrich_to_export_tx, enrich_to_export) = mpsc::channel::<Vec<Span>>(n);
+    let (enrich_to_export_tx, enrich_to_export) = mpsc::channel::<SpanBatch>(n);
 
     let stop = Arc::new(AtomicBool::new(false));
     let reader = events::spawn_reader(
@@ -233,12 +233,6 @@ async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Tra
     }
 }
 
-fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
 async fn decode_stage(
     mut rx: mpsc::Receiver<Vec<RawEvent>>,
     tx: mpsc::Sender<Decoded>,
@@ -247,6 +241,8 @@ async fn decode_stage(
 ) {
     let mut tracker = Tracker::new(TrackerLimits::default());
     let mut expiry = tokio::time::interval(Duration::from_secs(5));
+    // Idle connections expire on event time too, so a lagging agent does not drop live ones.
+    let mut watermark_ns = 0;
     loop {
         let mut out = Decoded::default();
         tokio::select! {
@@ -266,11 +262,15 @@ async fn decode_stage(
                             tracker.on_exit(pid, &mut out);
                             out.exited.push(pid);
                         }
+                        RawEvent::Drained { ts_ns } => {
+                            watermark_ns = ts_ns;
+                            out.drained_ns = Some(ts_ns);
+                        }
                     }
                 }
                 tel.processes_instrumented(traced.len());
             }
-            _ = expiry.tick() => tracker.expire(monotonic_ns(), &mut out),
+            _ = expiry.tick() => tracker.expire(watermark_ns, &mut out),
         }
         for e in &out.errors {
             tel.decode_failed(*e);
@@ -280,7 +280,8 @@ async fn decode_stage(
         }
         // Waiting here (not dropping) pushes back to the ring buffer, where the kernel
         // counts what it cannot hold: loss is never silent.
-        if !(out.requests.is_empty() && out.exited.is_empty()) && tx.send(out).await.is_err() {
+        let worth_sending = !(out.requests.is_empty() && out.exited.is_empty() && out.drained_ns.is_none());
+        if worth_sending && tx.send(out).await.is_err() {
             tel.batch_dropped("decode_to_enrich");
             return;
         }
@@ -289,16 +290,18 @@ async fn decode_stage(
 
 async fn enrich_stage(
     mut rx: mpsc::Receiver<Decoded>,
-    tx: mpsc::Sender<Vec<Span>>,
+    tx: mpsc::Sender<SpanBatch>,
     mut enricher: Enricher,
     tel: Internal,
 ) {
     while let Some(decoded) = rx.recv().await {
-        let spans: Vec<Span> = decoded.requests.into_iter().filter_map(|r| enricher.enrich(r)).collect();
+        let spans = decoded.requests.into_iter().filter_map(|r| enricher.enrich(r)).collect();
         for pid in decoded.exited {
             enricher.forget(pid);
         }
-        if !spans.is_empty() && tx.send(spans).await.is_err() {
+        let batch = SpanBatch { spans, drained_ns: decoded.drained_ns };
+        let worth_sending = !batch.spans.is_empty() || batch.drained_ns.is_some();
+        if worth_sending && tx.send(batch).await.is_err() {
             tel.batch_dropped("enrich_to_export");
             return;
         }
@@ -306,20 +309,25 @@ async fn enrich_stage(
 }
 
 async fn export_stage(
-    mut rx: mpsc::Receiver<Vec<Span>>,
+    mut rx: mpsc::Receiver<SpanBatch>,
     mut metrics: Aggregates,
     printer: Option<Printer>,
     otlp: Option<Otlp>,
 ) {
     let mut expiry = tokio::time::interval(Duration::from_secs(10));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            spans = rx.recv() => {
-                let Some(spans) = spans else { return };
+            batch = rx.recv() => {
+                let Some(SpanBatch { spans, drained_ns }) = batch else { return };
                 let now = std::time::Instant::now();
                 for s in &spans {
                     metrics.record(s, now);
+                }
+                if let Some(ts) = drained_ns {
+                    metrics.advance(ts, now);
+                }
+                if spans.is_empty() {
+                    continue;
                 }
                 if let Some(p) = &printer {
                     p.print(&spans);
@@ -328,7 +336,6 @@ async fn export_stage(
                     o.record(&spans);
                 }
             }
-            _ = tick.tick() => metrics.tick(std::time::Instant::now()),
             _ = expiry.tick() => {
                 metrics.expire(std::time::Instant::now());
             }

@@ -271,10 +271,11 @@ impl Aggregates {
         }
     }
 
-    /// Called about every second: service graph sides that waited long enough count alone.
-    pub fn tick(&mut self, now: Instant) {
+    /// The pipeline delivered every event before `drained_ns`: service graph sides that
+    /// waited long enough in event time count alone.
+    pub fn advance(&mut self, drained_ns: u64, now: Instant) {
         if let Some(g) = &mut self.graph {
-            g.flush(now, false);
+            g.advance(drained_ns, now);
         }
     }
 

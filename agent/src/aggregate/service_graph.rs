@@ -8,6 +8,10 @@
 //! the pairs of every later request on a keep-alive connection. A span
 //! whose other end is not seen within `PAIR_WAIT` is an edge to an uninstrumented peer
 //! (`connection_type="virtual_node"`), named by the Host header or the peer address.
+//!
+//! The wait runs on event time (the kernel's timestamps, advanced by the reader's
+//! watermark), not on the wall clock: an agent that falls behind its ring buffer, as a slow
+//! machine under load does, must not declare a side alone while its partner is still queued.
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -20,7 +24,7 @@ use super::{Buckets, HistFamily, Labels, LastSeen};
 use crate::decode::Role;
 use crate::enrich::Span;
 
-/// How long one side of a request waits for the other before it counts alone.
+/// How long (in event time) one side of a request waits for the other before it counts alone.
 pub const PAIR_WAIT: Duration = Duration::from_secs(10);
 /// (client address, server address, HTTP/2 stream or 0, method and target).
 type Key = (SocketAddr, SocketAddr, u32, String);
@@ -35,7 +39,8 @@ struct Side {
     peer_name: String,
     seconds: f64,
     failed: bool,
-    at: Instant,
+    /// Event time when this side was recorded.
+    at_ns: u64,
 }
 
 pub struct ServiceGraph {
@@ -47,6 +52,8 @@ pub struct ServiceGraph {
     servers: HashMap<Key, VecDeque<Side>>,
     clients: HashMap<Key, VecDeque<Side>>,
     pending: usize,
+    /// Event time reached: the newest span end or reader watermark seen.
+    clock_ns: u64,
     allow_self_references: bool,
     seen: LastSeen<Labels>,
 }
@@ -61,6 +68,7 @@ impl ServiceGraph {
             servers: HashMap::new(),
             clients: HashMap::new(),
             pending: 0,
+            clock_ns: 0,
             allow_self_references,
             seen: LastSeen::new(ttl),
         };
@@ -87,6 +95,8 @@ impl ServiceGraph {
 
     pub fn record(&mut self, span: &Span, now: Instant) {
         let r = &span.request;
+        self.clock_ns = self.clock_ns.max(r.end_ns);
+        let at_ns = self.clock_ns;
         let svc = &span.process.service;
         let side = |peer_name: String| Side {
             service: svc.name.clone(),
@@ -94,7 +104,7 @@ impl ServiceGraph {
             peer_name,
             seconds: r.duration_ns() as f64 / 1e9,
             failed: span.is_error(),
-            at: now,
+            at_ns,
         };
         match r.role {
             Role::Server => {
@@ -132,10 +142,19 @@ impl ServiceGraph {
         self.pending += 1;
     }
 
+    /// Every event before `drained_ns` went through the pipeline: sides that have waited
+    /// `PAIR_WAIT` of event time count alone.
+    pub fn advance(&mut self, drained_ns: u64, now: Instant) {
+        self.clock_ns = self.clock_ns.max(drained_ns);
+        self.flush(now, false);
+    }
+
     /// Counts the sides that waited longer than `PAIR_WAIT` (all of them with `all`) as edges
     /// to uninstrumented peers.
-    pub fn flush(&mut self, now: Instant, all: bool) {
-        let due = |s: &Side| all || now.saturating_duration_since(s.at) >= PAIR_WAIT;
+    fn flush(&mut self, now: Instant, all: bool) {
+        let wait_ns = PAIR_WAIT.as_nanos() as u64;
+        let clock_ns = self.clock_ns;
+        let due = |s: &Side| all || clock_ns.saturating_sub(s.at_ns) >= wait_ns;
         let mut lone: Vec<(Role, Side)> = Vec::new();
         for (role, map) in [(Role::Server, &mut self.servers), (Role::Client, &mut self.clients)] {
             map.retain(|_, q| {
@@ -225,6 +244,9 @@ mod tests {
         s
     }
 
+    /// `test_span()`'s end time.
+    const END_NS: u64 = 1_501_000;
+
     fn render(reg: &Registry) -> String {
         let mut out = String::new();
         encode(&mut out, reg).unwrap();
@@ -244,7 +266,7 @@ mod tests {
         g.record(&span("backend", Role::Server, "10.0.0.2:8081", "10.0.0.1:5000", 500), t0);
         // An uninstrumented caller of frontend.
         g.record(&span("frontend", Role::Server, "10.0.0.1:8080", "10.0.0.9:4000", 200), t0);
-        g.flush(t0 + Duration::from_millis(100), false);
+        g.advance(END_NS + 100_000_000, t0);
         let out = render(&reg);
         let edge = r#"client="frontend",client_service_namespace="",connection_type="",server="backend",server_service_namespace="",source="beyla""#;
         assert!(out.contains(&format!("traces_service_graph_request_total{{{edge}}} 2")), "{out}");
@@ -252,7 +274,7 @@ mod tests {
         assert!(out.contains(&format!("traces_service_graph_request_server_seconds_count{{{edge}}} 2")), "{out}");
         assert!(out.contains(&format!("traces_service_graph_request_client_seconds_count{{{edge}}} 2")), "{out}");
         assert!(!out.contains("10.0.0.9"), "the lone side must wait for PAIR_WAIT:\n{out}");
-        g.flush(t0 + PAIR_WAIT, false);
+        g.advance(END_NS + PAIR_WAIT.as_nanos() as u64, t0);
         let out = render(&reg);
         let lone = r#"client="10.0.0.9",client_service_namespace="",connection_type="virtual_node",server="frontend""#;
         assert!(
@@ -262,6 +284,24 @@ mod tests {
             "{out}"
         );
         assert_eq!(g.pending, 0);
+    }
+
+    #[test]
+    fn the_wait_runs_on_event_time_so_a_lagging_pipeline_loses_no_pair() {
+        let mut reg = Registry::default();
+        let mut g = ServiceGraph::new(&mut reg, Buckets(vec![1.0]), Duration::from_secs(60), false);
+        let t0 = Instant::now();
+        g.record(&span("worker", Role::Server, "10.0.0.2:5001", "10.0.0.1:5000", 200), t0);
+        // Wall-clock minutes pass (the agent is behind its ring buffer) but the watermark
+        // stays just short of PAIR_WAIT after the server side: it must keep waiting.
+        let late = t0 + Duration::from_secs(120);
+        g.advance(END_NS + PAIR_WAIT.as_nanos() as u64 - 1, late);
+        assert_eq!(g.pending, 1);
+        g.record(&span("backend", Role::Client, "10.0.0.1:5000", "10.0.0.2:5001", 200), late);
+        assert_eq!(g.pending, 0);
+        let out = render(&reg);
+        assert!(out.contains(r#"traces_service_graph_request_total{client="backend",client_service_namespace="",connection_type="",server="worker""#), "{out}");
+        assert!(!out.contains("virtual_node"), "{out}");
     }
 
     #[test]
@@ -297,7 +337,7 @@ mod tests {
         g.record(&c, t0);
         g.record(&span("shop", Role::Server, "127.0.0.1:80", "127.0.0.1:6000", 200), t0);
         g.record(&span("shop", Role::Client, "127.0.0.1:6000", "127.0.0.1:80", 200), t0);
-        g.flush(t0 + PAIR_WAIT, false);
+        g.advance(END_NS + PAIR_WAIT.as_nanos() as u64, t0);
         let out = render(&reg);
         assert!(out.contains(r#"traces_service_graph_request_failed_total{client="shop",client_service_namespace="",connection_type="virtual_node",server="payments.example""#), "{out}");
         assert!(!out.contains(r#"server="shop""#), "self reference counted:\n{out}");

@@ -112,4 +112,6 @@ pub struct Decoded {
     /// only once those requests went through (a process that exits right after its last
     /// request still gets it reported).
     pub exited: Vec<u32>,
+    /// The reader's event-time watermark after this batch (`RawEvent::Drained`).
+    pub drained_ns: Option<u64>,
 }

@@ -7,6 +7,14 @@ use crate::attach::{Traced, TracedProcess};
 use crate::decode::Request;
 use routes::RouteMatcher;
 
+/// What `enrich` hands to the exporters: spans, and the event time up to which the pipeline
+/// has delivered everything (`RawEvent::Drained`), so that waits can run on event time.
+#[derive(Debug, Default)]
+pub struct SpanBatch {
+    pub spans: Vec<Span>,
+    pub drained_ns: Option<u64>,
+}
+
 /// A request with everything the exporters need.
 #[derive(Debug, Clone)]
 pub struct Span {

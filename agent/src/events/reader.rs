@@ -110,6 +110,16 @@ fn lost_total(map: &MapHandle) -> u64 {
     }
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns()` stamps events with.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// How often an idle reader still tells the pipeline how far it has read.
+const WATERMARK_IDLE: Duration = Duration::from_millis(500);
+
 /// Starts the reader thread. `poll` bounds how long batched events wait in the ring buffer.
 pub fn spawn_reader(
     maps: ReaderMaps,
@@ -150,7 +160,10 @@ pub fn spawn_reader(
             }
         };
         let mut last_lost_check = Instant::now();
+        let mut last_watermark = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            // Everything submitted before this instant is in a ring now, and read below.
+            let drained = monotonic_ns();
             if let Err(e) = rb.poll(poll) {
                 if e.kind() != libbpf_rs::ErrorKind::Interrupted {
                     tracing::warn!(error = %e, "Ring buffer poll failed.");
@@ -161,9 +174,15 @@ pub fn spawn_reader(
             if let Err(e) = rb.consume() {
                 tracing::warn!(error = %e, "Ring buffer consume failed.");
             }
-            let events = std::mem::take(&mut *batch.borrow_mut());
-            if !events.is_empty() && tx.blocking_send(events).is_err() {
-                return; // the pipeline stopped
+            let mut events = std::mem::take(&mut *batch.borrow_mut());
+            // A watermark rides on every batch, and on its own when idle so that time
+            // still advances downstream.
+            if !events.is_empty() || last_watermark.elapsed() >= WATERMARK_IDLE {
+                events.push(RawEvent::Drained { ts_ns: drained });
+                last_watermark = Instant::now();
+                if tx.blocking_send(events).is_err() {
+                    return; // the pipeline stopped
+                }
             }
             if last_lost_check.elapsed() >= Duration::from_secs(1) {
                 let lost = lost_total(&maps.events_lost);

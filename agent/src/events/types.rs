@@ -43,4 +43,9 @@ pub enum RawEvent {
     Exit {
         pid: u32,
     },
+    /// Every event the kernel submitted before `ts_ns` (CLOCK_MONOTONIC, the clock of the
+    /// events' own timestamps) has been read: the event-time watermark later stages wait on.
+    Drained {
+        ts_ns: u64,
+    },
 }
