@@ -46,7 +46,7 @@ impl Transport {
             _ => return Err(bad("the scheme must be http:// or https://".into())),
         }
         let headers = parse_headers(target.headers.as_deref().unwrap_or(""))?;
-        let connector = connector(target.insecure_skip_verify);
+        let connector = connector(uri.scheme_str() == Some("https"), target.insecure_skip_verify);
         Ok(match target.protocol {
             Protocol::Grpc => {
                 let endpoint = Endpoint::from_shared(target.endpoint.clone())
@@ -173,7 +173,9 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn connector(insecure: bool) -> HttpsConnector<HttpConnector> {
+/// `tls`: the endpoint is https://. Only then are the system's roots loaded (parsing them
+/// takes seconds on a slow machine, for nothing when the collector speaks plain HTTP).
+fn connector(tls: bool, insecure: bool) -> HttpsConnector<HttpConnector> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -182,9 +184,10 @@ fn connector(insecure: bool) -> HttpsConnector<HttpConnector> {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider))).with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
+        if tls {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
