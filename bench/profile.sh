@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Where the agent's overhead goes at saturation (evidence for docs/benchmarks.md): the rust test
-# app under wrk with the agent, with ebpf.wakeup_len 0 (default) and 16; per run: CPU samples by
+# app under wrk with the agent, with ebpf.wakeup_len 0 (a wake-up per event) and 16; per run: CPU samples by
 # process (perf record -a), the agent's hottest symbols, the in-kernel cost of each BPF program
 # (kernel.bpf_stats_enabled) and the app's BPF/tracepoint share. Needs root, perf, bpftool, wrk
 # and a built tree (bench/run builds it).

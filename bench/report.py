@@ -16,6 +16,9 @@ import sys
 TARGETS = {"ratio": 0.97, "p99_added_us": 20, "cores_per_10k": 0.05, "rss_mb": 40, "peak_mb": 80}
 
 
+# ebpf.wakeup_len when the agent's config leaves it out (agent/src/config/sections/ebpf.rs).
+DEFAULT_WAKEUP_LEN = 64
+
 def load(out):
     rows = [json.loads(line) for line in open(os.path.join(out, "raw.jsonl")) if line.strip()]
     meta = json.load(open(os.path.join(out, "meta.json")))
@@ -116,7 +119,7 @@ def loss_table(rows):
     out = []
     for r in rows:
         if r["kind"] == "throughput" and r["agent"]:
-            wake = "0 (default)"
+            wake = f"{DEFAULT_WAKEUP_LEN} (default)"
         elif r["kind"] == "loss":
             wake = r["wakeup_len"]
         else:

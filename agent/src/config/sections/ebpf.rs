@@ -158,9 +158,11 @@ impl Default for RedisDbCache {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Ebpf {
-    /// Events accumulated in the ring buffer before user space is woken up; 0 wakes it for
-    /// every event (Beyla documents this as "unset"). Higher values cut CPU use under load
-    /// but delay data at low rates. Default 0. Env: `BEYLA_BPF_WAKEUP_LEN`.
+    /// Events accumulated (per CPU) in the ring buffer before user space is woken up; 0 or 1
+    /// wakes it for every event (Beyla's "unset"). The reader also drains the ring every
+    /// 50 ms, so batching delays data by at most that; a wake-up per event costs the traced
+    /// application a few microseconds per syscall (docs/benchmarks.md). Default 64.
+    /// Env: `BEYLA_BPF_WAKEUP_LEN`.
     pub wakeup_len: u32,
     /// Events per batch forwarded from the ring-buffer reader. At least 1. Default 100.
     /// Env: `BEYLA_BPF_BATCH_LENGTH`.
@@ -243,7 +245,7 @@ pub struct Ebpf {
 impl Default for Ebpf {
     fn default() -> Self {
         Ebpf {
-            wakeup_len: 0,
+            wakeup_len: 64,
             batch_length: 100,
             batch_timeout: Duration::from_secs(1),
             http_request_timeout: Duration::ZERO,
