@@ -1,8 +1,8 @@
 //! Stage `aggregate`: folds spans into the application metrics (RED histograms per service,
 //! method, status and route) with Beyla's names, labels and default buckets.
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use foldhash::{HashMap, HashMapExt};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;

@@ -12,10 +12,11 @@
 //! The wait runs on event time (the kernel's timestamps, advanced by the reader's
 //! watermark), not on the wall clock: an agent that falls behind its ring buffer, as a slow
 //! machine under load does, must not declare a side alone while its partner is still queued.
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use foldhash::{HashMap, HashMapExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::{Registry, Unit};

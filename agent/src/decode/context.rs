@@ -5,7 +5,7 @@
 //! The socket capture layer sees threads, not goroutines or async tasks: the in-process link
 //! holds for thread-per-request servers (and sequential event loops); a call made from another
 //! thread starts its own trace.
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use super::Role;
 

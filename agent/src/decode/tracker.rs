@@ -1,7 +1,8 @@
 //! Per-connection HTTP/1.x state machine. State is freed on close, expired when idle, and
 //! bounded in count, so a flood of connections cannot grow memory without limit.
-use std::collections::HashMap;
 use std::net::SocketAddr;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::context::{Correlator, TraceContext};
 use super::proto::http1::{self, Framing, HeadError, MAX_HEAD};

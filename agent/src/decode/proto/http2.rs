@@ -5,8 +5,7 @@
 //! HPACK is stateful: a connection is only decodable from its start (the client preface), and
 //! a header block that was not captured (a write larger than the capture size) desynchronises
 //! the connection for good. Both cases are reported, not guessed around.
-use std::collections::HashMap;
-
+use foldhash::{HashMap, HashMapExt};
 use httlib_hpack as hpack;
 
 /// The client connection preface (RFC 9113 §3.4).
