@@ -1,5 +1,6 @@
 //! Wires the stages together, one named bounded channel per edge:
 //! `discover_to_attach`, `ringbuf_to_decode`, `decode_to_enrich`, `enrich_to_export`.
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tracing::{info, warn};
 use crate::aggregate::service_graph::ServiceGraph;
 use crate::aggregate::span_metrics::SpanMetrics;
 use crate::aggregate::{Aggregates, AppMetrics, Buckets};
-use crate::attach::{self, AttachError, Traced, TracedProcess};
+use crate::attach::{self, AttachError, GoProbes, Traced, TracedProcess};
 use crate::decode::{Decoded, Tracker, TrackerLimits};
 use crate::discover::{self, DiscoverOptions, ProcessEvent, Selection};
 use crate::enrich::routes::RouteMatcher;
@@ -31,6 +32,8 @@ pub struct PipelineConfig {
     pub selection: Selection,
     pub discover: DiscoverOptions,
     pub wakeup_len: u32,
+    /// `discovery.skip_go_specific_tracers`: no Go probes, the generic ones serve Go too.
+    pub skip_go_specific_tracers: bool,
     /// Longest time an event waits in the ring buffer before the reader looks.
     pub ringbuf_poll: Duration,
     pub routes: RouteMatcher,
@@ -107,7 +110,6 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
 
     let (probes, maps) = attach::load_first(&cfg.families, cfg.wakeup_len)?;
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
-
     let mut discover_opts = cfg.discover;
     let mut tasks = Vec::new();
 
@@ -135,6 +137,27 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     };
     let mut internal_registry = Registry::default();
     let tel = Internal::new(&mut internal_registry, probes.family);
+    let go = if cfg.skip_go_specific_tracers {
+        info!("discovery.skip_go_specific_tracers is set: Go programs are served by the generic probes alone.");
+        None
+    } else {
+        let fds = maps
+            .sock_events
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(|ev| Ok((ev, maps.events_lost.as_fd().try_clone_to_owned()?)));
+        match fds
+            .map_err(|e| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) })
+            .and_then(|(ev, lost)| GoProbes::start(ev, lost, cfg.wakeup_len, tel.go_processes.clone()))
+        {
+            Ok(g) => Some(g),
+            Err(e) => {
+                warn!(error = %e, "Go probes unavailable; Go programs are served by the generic probes alone (no goroutine-aware trace links).");
+                None
+            }
+        }
+    };
+
     if let Some((k, _)) = &kube {
         k.stats.register(&mut internal_registry);
     }
@@ -188,7 +211,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     }
 
     tasks.push(discover::spawn(cfg.selection, discover_opts, discover_to_attach_tx));
-    tasks.push(tokio::spawn(attach_stage(discover_to_attach, traced.clone(), tel.clone())));
+    tasks.push(tokio::spawn(attach_stage(discover_to_attach, traced.clone(), go, tel.clone())));
     tasks.push(tokio::spawn(decode_stage(ringbuf_to_decode, decode_to_enrich_tx, traced.clone(), tel.clone())));
     tasks.push(tokio::spawn(enrich_stage(
         decode_to_enrich,
@@ -209,15 +232,26 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     Ok(Running { stop, reader: Some(reader), tasks, _probes: probes })
 }
 
-async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, tel: Internal) {
+async fn attach_stage(
+    mut rx: mpsc::Receiver<Vec<ProcessEvent>>,
+    traced: Arc<Traced>,
+    go: Option<GoProbes>,
+    tel: Internal,
+) {
     while let Some(batch) = rx.recv().await {
         for ev in batch {
             match ev {
                 ProcessEvent::Instrumented(m) | ProcessEvent::Updated(m) => {
                     let pid = m.info.pid;
+                    let exe = m.info.exe.clone();
                     let p = TracedProcess { pid, exe: m.info.exe, service: m.service, parent: None, k8s: m.info.k8s };
-                    if let Err(e) = traced.add(p) {
-                        warn!(pid, error = %e, "Process could not be instrumented.");
+                    match traced.add(p) {
+                        Ok(()) => {
+                            if let Some(go) = &go {
+                                go.attach(pid, exe);
+                            }
+                        }
+                        Err(e) => warn!(pid, error = %e, "Process could not be instrumented."),
                     }
                     traced.update_children(pid);
                 }
@@ -225,6 +259,9 @@ async fn attach_stage(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Tra
                     // Stop tracing now, but keep the identity for the requests of this
                     // process still in the pipeline.
                     traced.retire(pid);
+                    if let Some(go) = &go {
+                        go.detach(pid);
+                    }
                 }
             }
         }
@@ -258,9 +295,12 @@ async fn decode_stage(
                             }
                         }
                         RawEvent::Exec { pid } => traced.on_exec(pid),
-                        RawEvent::Exit { pid } => {
+                        RawEvent::Exit { pid, .. } => {
                             tracker.on_exit(pid, &mut out);
                             out.exited.push(pid);
+                        }
+                        RawEvent::GoClient { pid, server_sock, client_sock, stream } => {
+                            tracker.on_go_client(pid, server_sock, client_sock, stream)
                         }
                         RawEvent::Drained { ts_ns } => {
                             watermark_ns = ts_ns;
@@ -380,6 +420,7 @@ impl PipelineConfig {
             kube,
             discover,
             wakeup_len: cfg.ebpf.wakeup_len,
+            skip_go_specific_tracers: cfg.discovery.skip_go_specific_tracers,
             ringbuf_poll: Duration::from_millis(50),
             routes,
             prometheus: p.port.map(|port| (port, p.path.clone())),

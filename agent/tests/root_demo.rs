@@ -50,6 +50,17 @@ fn group(v: &Value, name: &str) -> HashMap<String, u64> {
 
 #[test]
 fn root_demo_counts_match_the_apps() {
+    demo(false);
+}
+
+/// The generic probes alone (`discovery.skip_go_specific_tracers`) still count everything;
+/// only the goroutine-aware trace links need the Go probes.
+#[test]
+fn root_demo_generic_path_with_skip_go_specific_tracers() {
+    demo(true);
+}
+
+fn demo(skip_go: bool) {
     require_root();
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let (front, back, metrics_port) = (free_port(), free_port(), free_port());
@@ -62,7 +73,7 @@ fn root_demo_counts_match_the_apps() {
         std::iter::once(front).chain([back]).chain(workers.iter().map(|w| w.0)).map(|p| p.to_string()).collect();
     let loadgen_path = demo_bin("loadgen");
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  skip_go_specific_tracers: {skip_go}\n  instrument:\n\
          \x20   - {{ open_ports: \"{front}\", name: frontend }}\n\
          \x20   - {{ open_ports: \"{back}\", name: backend }}\n\
          \x20   - {{ open_ports: \"{workers}\", name: worker }}\n\
@@ -117,6 +128,12 @@ fn root_demo_counts_match_the_apps() {
     let mut loadgen = Proc { child: loadgen, name: "loadgen".into() };
     // 3 workers, backend, frontend and loadgen.
     wait_instrumented(metrics_port, 6.0, &log);
+    if skip_go {
+        let go = sum(&scrape(metrics_port, "/internal/metrics"), "beyla_instrumented_go_processes", &[]);
+        assert_eq!(go, 0.0, "Go probes attached despite skip_go_specific_tracers");
+    } else {
+        wait_go_instrumented(metrics_port, 6.0, &log);
+    }
     std::fs::write(&gate, b"go").unwrap();
     let mut out = String::new();
     loadgen.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
@@ -238,4 +255,52 @@ fn root_demo_counts_match_the_apps() {
     let stats_spans = spans.iter().filter(|g| g.span.name == "GET /stats").count() as u64;
     assert_eq!(stats_spans, 5);
     assert_eq!(spans.len() as u64, want_spans + stats_spans);
+    if skip_go {
+        return;
+    }
+
+    // One trace per request, every span in it with the right parent: loadgen client ->
+    // frontend server -> frontend client -> backend server -> backend client(s) -> worker
+    // server(s). Across processes by the connection's two ends (all on this host); inside
+    // the Go apps by goroutine (the Go probes), including the backend's fan-out goroutines.
+    let svc = |g: &common::otlp::Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();
+    let by_id: HashMap<Vec<u8>, &common::otlp::Got> = spans.iter().map(|g| (g.span.span_id.clone(), g)).collect();
+    let expected_parent = |s: &str, kind: i32| match (s, kind) {
+        ("loadgen", 3) => None,
+        ("frontend", 2) => Some(("loadgen", 3)),
+        ("frontend", 3) => Some(("frontend", 2)),
+        ("backend", 2) => Some(("frontend", 3)),
+        ("backend", 3) => Some(("backend", 2)),
+        ("worker", 2) => Some(("backend", 3)),
+        other => panic!("unexpected span {other:?}"),
+    };
+    let mut traces: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut bad = Vec::new();
+    for g in spans.iter().filter(|g| g.span.name != "GET /stats") {
+        let (s, kind) = (svc(g), g.span.kind);
+        *traces.entry(g.span.trace_id.clone()).or_default() += 1;
+        let parent = by_id.get(&g.span.parent_span_id);
+        let ok = match (expected_parent(&s, kind), parent) {
+            (None, _) => g.span.parent_span_id.is_empty(),
+            (Some((ps, pk)), Some(p)) => svc(p) == ps && p.span.kind == pk && p.span.trace_id == g.span.trace_id,
+            (Some(_), None) => false,
+        };
+        if !ok {
+            bad.push(format!(
+                "{s} kind {kind} {} parent {:?} ({} bytes) start {}",
+                g.span.name,
+                parent.map(|p| (svc(p), p.span.kind, p.span.name.clone())),
+                g.span.parent_span_id.len(),
+                g.span.start_time_unix_nano,
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {} spans with a wrong parent, e.g. {:?}",
+        bad.len(),
+        want_spans,
+        &bad[..bad.len().min(40)]
+    );
+    assert_eq!(traces.len() as u64, REQUESTS, "one trace per request");
 }

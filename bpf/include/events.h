@@ -18,6 +18,7 @@ enum event_kind {
 	EVENT_PROC_FORK = 3,
 	EVENT_PROC_EXEC = 4,
 	EVENT_PROC_EXIT = 5,
+	EVENT_GO_CLIENT = 6,
 };
 
 enum direction {
@@ -62,6 +63,37 @@ struct process_event {
 	__u32 ppid;
 	__u32 _pad1;
 	__u64 ts_ns;
+};
+
+/* A Go HTTP or gRPC client call about to go out (Go uprobes, bpf/go.bpf.c): the goroutine
+ * making it serves the request read on server_sock (0: none), directly or from a goroutine
+ * the serving one started. The agent makes the call on client_sock (HTTP/2: on that stream)
+ * a child of that request; the socket capture alone cannot, as Go writes from other
+ * goroutines and threads than the handler's. */
+struct go_client_event {
+	__u8 kind; /* EVENT_GO_CLIENT */
+	__u8 _pad0[3];
+	__u32 pid;
+	__u32 stream; /* HTTP/2 stream id; 0 for HTTP/1.x */
+	__u32 _pad1;
+	__u64 goid;
+	__u64 server_sock; /* struct sock address, as sock_event.sock_id */
+	__u64 client_sock;
+	__u64 ts_ns;
+};
+
+/* Struct member offsets the Go probes read, per traced Go process (map go_offsets), from the
+ * binary's DWARF or the agent's per-version table (agent/src/discover/golang/offsets.rs). */
+struct go_offsets {
+	__u64 g_goid;
+	__u64 http_conn_rwc;
+	__u64 persist_conn_conn;
+	__u64 tcp_conn_conn;
+	__u64 net_conn_fd;
+	__u64 netfd_pfd;
+	__u64 poll_fd_sysfd;
+	__u64 grpc_stream_id;
+	__u64 grpc_http2_client_conn;
 };
 
 #endif

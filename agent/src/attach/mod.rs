@@ -1,6 +1,7 @@
 //! Stage `attach`: loads the BPF hook families chosen by the kernel probe, attaches their
 //! programs, and keeps the kernel's set of traced processes (`traced_pids`) in step with
 //! discovery.
+mod go;
 mod kretprobe;
 mod traced;
 
@@ -12,6 +13,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapHandle, MapImpl, OpenObject};
 use thiserror::Error;
 
+pub use go::GoProbes;
 pub use traced::{Traced, TracedProcess};
 
 pub(crate) mod skel {
@@ -26,6 +28,9 @@ pub(crate) mod skel {
     }
     pub mod fentry_net {
         include!(concat!(env!("OUT_DIR"), "/fentry_net.skel.rs"));
+    }
+    pub mod go {
+        include!(concat!(env!("OUT_DIR"), "/go.skel.rs"));
     }
 }
 

@@ -5,6 +5,8 @@
 //! The socket capture layer sees threads, not goroutines or async tasks: the in-process link
 //! holds for thread-per-request servers (and sequential event loops); a call made from another
 //! thread starts its own trace.
+use std::net::SocketAddr;
+
 use foldhash::HashMap;
 
 use super::Role;
@@ -77,74 +79,242 @@ fn new_trace_id() -> [u8; 16] {
     }
 }
 
-/// Threads this many server requests at once at most; beyond it the table is cleared (a
-/// client call then starts its own trace rather than memory growing).
-const MAX_ACTIVE: usize = 65_536;
+/// Spans followed at once at most (in flight, plus recently ended ones a late child may still
+/// name); beyond it the tables are cleared: a call then starts its own trace rather than
+/// memory growing.
+const MAX_SPANS: usize = 131_072;
+/// Ended spans kept so that a child ending after its parent (a goroutine or thread the
+/// handler left running) still finds its trace.
+const KEEP_ENDED: usize = 16_384;
+/// Go calls announced (`RawEvent::GoClient`) but not yet seen on their connection.
+const MAX_HINTS: usize = 16_384;
+/// Longest chain of parents followed when resolving a trace (a guard, not a real limit).
+const MAX_DEPTH: usize = 64;
 
-/// The server request each thread is serving, by (pid, tid).
+/// Where a request travels: the process's socket, the HTTP/2 stream (0 for HTTP/1.x) and the
+/// connection's endpoints as this process sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub pid: u32,
+    pub tid: u32,
+    pub sock: u64,
+    pub stream: u32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// One span's place in its trace. Its trace id is resolved when the span ends, by following
+/// `parent` to the root: a link found after a span began (the other end of a connection seen
+/// late, a Go call announced after its bytes) still counts for it and its descendants.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    /// Zero for a root.
+    parent: [u8; 8],
+    /// The trace id for a root or a span whose context came in a `traceparent` header; for
+    /// other spans the best guess when they were linked (used if the parent is forgotten).
+    trace_id: [u8; 16],
+    /// The context came in a header: parent and trace are final, never relinked.
+    fixed: bool,
+    remote_sampled: Option<bool>,
+    conn: ConnRef,
+}
+
+/// Trace links between the requests the decoder sees:
+/// - a server request honours an incoming `traceparent`;
+/// - a client call made while serving a request is its child: for Go, by the goroutine (the
+///   Go probes announce each call with the request its goroutine serves); otherwise by thread
+///   (the socket capture sees threads, not async tasks: this holds for thread-per-request
+///   servers and sequential event loops);
+/// - a server request whose client the agent also traces (both ends on this host) is the
+///   child of that client call, matched by the connection's two endpoints and HTTP/2 stream.
 #[derive(Default)]
 pub struct Correlator {
-    active: HashMap<(u32, u32), TraceContext>,
+    nodes: HashMap<[u8; 8], Node>,
+    ended: std::collections::VecDeque<[u8; 8]>,
+    /// The server request each thread is serving, by (pid, tid) (not used in Go processes).
+    by_thread: HashMap<(u32, u32), [u8; 8]>,
+    /// Requests in flight by (pid, socket, stream).
+    by_sock: HashMap<(u32, u64, u32, Role), [u8; 8]>,
+    /// Requests in flight by (local, remote, stream), to meet the other end of a connection.
+    by_tuple: HashMap<(SocketAddr, SocketAddr, u32, Role), [u8; 8]>,
+    /// Go calls announced before their first bytes: (pid, client socket, stream) -> parent.
+    hints: HashMap<(u32, u64, u32), [u8; 8]>,
+    /// Processes the Go probes speak for: their threads say nothing about requests.
+    go_pids: foldhash::HashSet<u32>,
 }
 
 impl Correlator {
-    /// The context of a request whose head was just read (server) or written (client).
-    pub fn begin(&mut self, pid: u32, tid: u32, role: Role, traceparent: Option<&str>) -> TraceContext {
+    /// The context of a request whose head was just read (server) or written (client). Its
+    /// trace id and parent may still change until [`Correlator::finish`].
+    pub fn begin(&mut self, conn: ConnRef, role: Role, traceparent: Option<&str>) -> TraceContext {
+        if self.nodes.len() >= MAX_SPANS {
+            self.clear();
+        }
         let incoming = traceparent.and_then(parse_traceparent);
-        match role {
+        let (span_id, mut node) = match role {
             Role::Server => {
-                let ctx = match incoming {
-                    Some((trace_id, parent, sampled)) => TraceContext {
-                        trace_id,
-                        span_id: new_span_id(),
-                        parent_span_id: parent,
-                        remote_sampled: Some(sampled),
-                    },
-                    None => TraceContext { trace_id: new_trace_id(), span_id: new_span_id(), ..Default::default() },
+                let node = match incoming {
+                    Some((trace_id, parent, sampled)) => {
+                        Node { parent, trace_id, fixed: true, remote_sampled: Some(sampled), conn }
+                    }
+                    None => {
+                        let peer = self.by_tuple.get(&(conn.remote, conn.local, conn.stream, Role::Client)).copied();
+                        self.child_of(peer, conn)
+                    }
                 };
-                if self.active.len() >= MAX_ACTIVE {
-                    self.active.clear();
-                }
-                self.active.insert((pid, tid), ctx);
-                ctx
+                (new_span_id(), node)
             }
             Role::Client => {
-                let serving = self.active.get(&(pid, tid)).copied();
-                match (incoming, serving) {
+                let serving = match self.hints.remove(&(conn.pid, conn.sock, conn.stream)) {
+                    Some(parent) => Some(parent).filter(|p| *p != [0; 8]),
+                    None if self.go_pids.contains(&conn.pid) => None,
+                    None => self.by_thread.get(&(conn.pid, conn.tid)).copied(),
+                };
+                let serving_node = serving.and_then(|s| self.nodes.get(&s));
+                match incoming {
                     // The application (or an SDK in it) propagates context itself: the header
                     // names the span the callee will see as its parent, so that is this span.
                     // A header merely forwarded from the request being served is not.
-                    (Some((trace_id, span_id, sampled)), _) if serving.is_none_or(|s| s.parent_span_id != span_id) => {
-                        let parent = serving.filter(|s| s.trace_id == trace_id).map(|s| s.span_id).unwrap_or_default();
-                        TraceContext { trace_id, span_id, parent_span_id: parent, remote_sampled: Some(sampled) }
+                    Some((trace_id, span_id, sampled)) if serving_node.is_none_or(|s| s.parent != span_id) => {
+                        let parent = serving.filter(|_| serving_node.is_some_and(|s| s.trace_id == trace_id));
+                        let node = Node {
+                            parent: parent.unwrap_or_default(),
+                            trace_id,
+                            fixed: true,
+                            remote_sampled: Some(sampled),
+                            conn,
+                        };
+                        (span_id, node)
                     }
-                    (_, Some(s)) => TraceContext {
-                        trace_id: s.trace_id,
-                        span_id: new_span_id(),
-                        parent_span_id: s.span_id,
-                        remote_sampled: s.remote_sampled,
-                    },
-                    (_, None) => {
-                        TraceContext { trace_id: new_trace_id(), span_id: new_span_id(), ..Default::default() }
-                    }
+                    _ => (new_span_id(), self.child_of(serving, conn)),
+                }
+            }
+        };
+        if role == Role::Client {
+            // The other end may have been seen first (its read can be reported before this
+            // write): it becomes this call's child.
+            if let Some(server) = self.by_tuple.get(&(conn.remote, conn.local, conn.stream, Role::Server)).copied() {
+                let trace_id = self.resolve(&span_id, &node).0;
+                if let Some(s) = self.nodes.get_mut(&server).filter(|s| !s.fixed && s.parent == [0; 8]) {
+                    s.parent = span_id;
+                    s.trace_id = trace_id;
                 }
             }
         }
+        if node.parent == [0; 8] && !node.fixed {
+            node.trace_id = new_trace_id();
+        }
+        self.nodes.insert(span_id, node);
+        self.by_sock.insert((conn.pid, conn.sock, conn.stream, role), span_id);
+        self.by_tuple.insert((conn.local, conn.remote, conn.stream, role), span_id);
+        if role == Role::Server {
+            self.by_thread.insert((conn.pid, conn.tid), span_id);
+        }
+        let (trace_id, remote_sampled) = self.resolve(&span_id, &node);
+        TraceContext { trace_id, span_id, parent_span_id: node.parent, remote_sampled }
     }
 
-    /// The server request `ctx` on (pid, tid) has ended.
-    pub fn end(&mut self, pid: u32, tid: u32, ctx: &TraceContext) {
-        if self.active.get(&(pid, tid)).is_some_and(|a| a.span_id == ctx.span_id) {
-            self.active.remove(&(pid, tid));
+    /// A node whose parent is `parent` (a root when `None`).
+    fn child_of(&self, parent: Option<[u8; 8]>, conn: ConnRef) -> Node {
+        let mut node = Node { parent: [0; 8], trace_id: [0; 16], fixed: false, remote_sampled: None, conn };
+        if let Some((id, p)) = parent.and_then(|id| self.nodes.get(&id).map(|p| (id, p))) {
+            node.parent = id;
+            (node.trace_id, node.remote_sampled) = self.resolve(&id, p);
         }
+        node
+    }
+
+    /// The trace id and remote sampled flag of `node`, following its parents.
+    fn resolve(&self, id: &[u8; 8], node: &Node) -> ([u8; 16], Option<bool>) {
+        let (mut cur, mut n) = (*id, node);
+        for _ in 0..MAX_DEPTH {
+            if n.fixed || n.parent == [0; 8] {
+                break;
+            }
+            match self.nodes.get(&n.parent) {
+                Some(p) if n.parent != cur => {
+                    cur = n.parent;
+                    n = p;
+                }
+                _ => break,
+            }
+        }
+        (n.trace_id, n.remote_sampled)
+    }
+
+    /// A Go client call is about to go out on `client_sock` (`stream`) from a goroutine
+    /// serving the request on `server_sock` (0: none).
+    pub fn go_client(&mut self, pid: u32, server_sock: u64, client_sock: u64, stream: u32) {
+        self.go_pids.insert(pid);
+        let parent =
+            if server_sock == 0 { None } else { self.by_sock.get(&(pid, server_sock, 0, Role::Server)).copied() };
+        if let Some(client) = self.by_sock.get(&(pid, client_sock, stream, Role::Client)).copied() {
+            // Announced after its bytes (gRPC writes its headers from another goroutine):
+            // relink the call, which has not ended yet.
+            let trace = match parent.and_then(|p| self.nodes.get(&p).map(|n| self.resolve(&p, n))) {
+                Some(t) => t,
+                None => (new_trace_id(), None),
+            };
+            if let Some(c) = self.nodes.get_mut(&client).filter(|c| !c.fixed) {
+                c.parent = parent.unwrap_or_default();
+                (c.trace_id, c.remote_sampled) = trace;
+            }
+            return;
+        }
+        if self.hints.len() >= MAX_HINTS {
+            self.hints.clear();
+        }
+        self.hints.insert((pid, client_sock, stream), parent.unwrap_or_default());
+    }
+
+    /// The final context of a request that ended (its trace id resolved through its parents),
+    /// after which it parents no new call.
+    pub fn finish(&mut self, pid: u32, tid: u32, role: Role, ctx: &TraceContext) -> TraceContext {
+        let Some(node) = self.nodes.get(&ctx.span_id).copied() else { return *ctx };
+        let c = node.conn;
+        let id = ctx.span_id;
+        // Each index forgets the request unless a newer one took its place.
+        if self.by_sock.get(&(c.pid, c.sock, c.stream, role)) == Some(&id) {
+            self.by_sock.remove(&(c.pid, c.sock, c.stream, role));
+        }
+        if self.by_tuple.get(&(c.local, c.remote, c.stream, role)) == Some(&id) {
+            self.by_tuple.remove(&(c.local, c.remote, c.stream, role));
+        }
+        if role == Role::Server && self.by_thread.get(&(pid, tid)) == Some(&id) {
+            self.by_thread.remove(&(pid, tid));
+        }
+        self.ended.push_back(ctx.span_id);
+        if self.ended.len() > KEEP_ENDED {
+            if let Some(old) = self.ended.pop_front() {
+                self.nodes.remove(&old);
+            }
+        }
+        let (trace_id, remote_sampled) = self.resolve(&ctx.span_id, &node);
+        TraceContext { trace_id, span_id: ctx.span_id, parent_span_id: node.parent, remote_sampled }
     }
 
     pub fn forget_process(&mut self, pid: u32) {
-        self.active.retain(|k, _| k.0 != pid);
+        self.by_thread.retain(|k, _| k.0 != pid);
+        self.by_sock.retain(|k, _| k.0 != pid);
+        self.hints.retain(|k, _| k.0 != pid);
+        let gone: foldhash::HashSet<[u8; 8]> =
+            self.nodes.iter().filter(|(_, n)| n.conn.pid == pid).map(|(id, _)| *id).collect();
+        self.by_tuple.retain(|_, id| !gone.contains(id));
+        self.go_pids.remove(&pid);
     }
 
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.ended.clear();
+        self.by_thread.clear();
+        self.by_sock.clear();
+        self.by_tuple.clear();
+        self.hints.clear();
+    }
+
+    /// Server requests being served per thread (for tests and telemetry).
     pub fn active(&self) -> usize {
-        self.active.len()
+        self.by_thread.len()
     }
 }
 
@@ -176,30 +346,42 @@ mod tests {
         assert!(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x").is_some());
     }
 
+    fn at(pid: u32, tid: u32, sock: u64, stream: u32, local: &str, remote: &str) -> ConnRef {
+        ConnRef { pid, tid, sock, stream, local: local.parse().unwrap(), remote: remote.parse().unwrap() }
+    }
+
+    /// A server socket and a client socket of one process, on distinct connections.
+    fn srv(pid: u32, tid: u32) -> ConnRef {
+        at(pid, tid, 100 + u64::from(pid), 0, "127.0.0.1:80", &format!("10.0.0.{pid}:5000"))
+    }
+    fn cli(pid: u32, tid: u32) -> ConnRef {
+        at(pid, tid, 200 + u64::from(pid), 0, "127.0.0.1:6000", "10.9.9.9:443")
+    }
+
     #[test]
     fn server_honours_incoming_header_and_client_call_is_its_child() {
         let mut c = Correlator::default();
-        let server = c.begin(1, 10, Role::Server, Some(TP));
+        let server = c.begin(srv(1, 10), Role::Server, Some(TP));
         assert_eq!(hex(&server.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(hex(&server.parent_span_id), "00f067aa0ba902b7");
         assert_eq!(server.remote_sampled, Some(true));
-        let client = c.begin(1, 10, Role::Client, None);
+        let client = c.begin(cli(1, 10), Role::Client, None);
         assert_eq!((client.trace_id, client.parent_span_id), (server.trace_id, server.span_id));
         assert_ne!(client.span_id, server.span_id);
         // Another thread of the same process is not serving anything.
-        let other = c.begin(1, 11, Role::Client, None);
+        let other = c.begin(at(1, 11, 300, 0, "127.0.0.1:6001", "10.9.9.9:443"), Role::Client, None);
         assert!(!other.has_parent());
         assert_ne!(other.trace_id, server.trace_id);
-        c.end(1, 10, &server);
+        assert_eq!(c.finish(1, 10, Role::Server, &server), server);
         assert_eq!(c.active(), 0);
-        assert!(!c.begin(1, 10, Role::Client, None).has_parent());
+        assert!(!c.begin(at(1, 10, 301, 0, "127.0.0.1:6002", "10.9.9.9:443"), Role::Client, None).has_parent());
     }
 
     #[test]
     fn new_root_without_header() {
         let mut c = Correlator::default();
-        let a = c.begin(1, 1, Role::Server, None);
-        let b = c.begin(2, 1, Role::Server, None);
+        let a = c.begin(srv(1, 1), Role::Server, None);
+        let b = c.begin(srv(2, 1), Role::Server, None);
         assert!(!a.has_parent() && a.remote_sampled.is_none());
         assert_ne!(a.trace_id, b.trace_id);
         c.forget_process(1);
@@ -209,16 +391,72 @@ mod tests {
     #[test]
     fn client_header_set_by_the_application_names_the_span() {
         let mut c = Correlator::default();
-        let server = c.begin(1, 10, Role::Server, None);
+        let server = c.begin(srv(1, 10), Role::Server, None);
         let own = server.traceparent(true).replace(&hex(&server.span_id), "1111111111111111");
-        let client = c.begin(1, 10, Role::Client, Some(&own));
+        let client = c.begin(cli(1, 10), Role::Client, Some(&own));
         assert_eq!(hex(&client.span_id), "1111111111111111");
         assert_eq!(client.parent_span_id, server.span_id);
         // A header forwarded unchanged from the incoming request is not the client's own.
         let mut c = Correlator::default();
-        let server = c.begin(1, 10, Role::Server, Some(TP));
-        let client = c.begin(1, 10, Role::Client, Some(TP));
+        let server = c.begin(srv(1, 10), Role::Server, Some(TP));
+        let client = c.begin(cli(1, 10), Role::Client, Some(TP));
         assert_eq!(client.parent_span_id, server.span_id);
         assert_ne!(hex(&client.span_id), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn go_calls_follow_the_goroutine_not_the_thread() {
+        let mut c = Correlator::default();
+        let (s1, s2) = (srv(1, 10), at(1, 11, 150, 0, "127.0.0.1:80", "10.0.0.2:5001"));
+        let a = c.begin(s1, Role::Server, None);
+        let b = c.begin(s2, Role::Server, None);
+        // Announced before its bytes: the call on socket 201 serves request `b`, though the
+        // thread that writes it last read request `a`.
+        c.go_client(1, s2.sock, 201, 0);
+        let call = c.begin(at(1, 10, 201, 0, "127.0.0.1:6000", "10.9.9.9:443"), Role::Client, None);
+        assert_eq!((call.trace_id, call.parent_span_id), (b.trace_id, b.span_id));
+        // Without an announcement a Go process's thread says nothing: a root.
+        let lone = c.begin(at(1, 10, 202, 0, "127.0.0.1:6001", "10.9.9.9:443"), Role::Client, None);
+        assert!(!lone.has_parent());
+        // Announced after its bytes (gRPC: stream 3 on socket 203): relinked before it ends.
+        let grpc = c.begin(at(1, 12, 203, 3, "127.0.0.1:6002", "10.9.9.9:50051"), Role::Client, None);
+        assert!(!grpc.has_parent());
+        c.go_client(1, s1.sock, 203, 3);
+        let grpc = c.finish(1, 12, Role::Client, &grpc);
+        assert_eq!((grpc.trace_id, grpc.parent_span_id), (a.trace_id, a.span_id));
+        // A goroutine serving nothing announces a root.
+        c.go_client(1, 0, 204, 0);
+        let root = c.begin(at(1, 10, 204, 0, "127.0.0.1:6003", "10.9.9.9:443"), Role::Client, None);
+        assert!(!root.has_parent());
+    }
+
+    #[test]
+    fn both_ends_on_this_host_are_one_trace_whichever_is_seen_first() {
+        let (client_end, server_end) = ("127.0.0.1:40000", "127.0.0.1:8080");
+        // Client first (the usual order).
+        let mut c = Correlator::default();
+        let root = c.begin(srv(1, 1), Role::Server, None);
+        let call = c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
+        let served = c.begin(at(2, 5, 8, 0, server_end, client_end), Role::Server, None);
+        assert_eq!((served.trace_id, served.parent_span_id), (root.trace_id, call.span_id));
+        // Server first (its read reported before the client's write): linked at its end, and
+        // so is the call it made meanwhile.
+        let mut c = Correlator::default();
+        let served = c.begin(at(2, 5, 8, 0, server_end, client_end), Role::Server, None);
+        let down = c.begin(at(2, 5, 9, 0, "127.0.0.1:40001", "127.0.0.1:9090"), Role::Client, None);
+        assert_eq!(down.parent_span_id, served.span_id);
+        let root = c.begin(srv(1, 1), Role::Server, None);
+        let call = c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
+        let down = c.finish(2, 5, Role::Client, &down);
+        let served = c.finish(2, 5, Role::Server, &served);
+        assert_eq!((served.trace_id, served.parent_span_id), (root.trace_id, call.span_id));
+        assert_eq!(down.trace_id, root.trace_id);
+        // HTTP/2: the stream must match too.
+        let mut c = Correlator::default();
+        let call = c.begin(at(1, 1, 7, 5, client_end, server_end), Role::Client, None);
+        let other = c.begin(at(2, 5, 8, 7, server_end, client_end), Role::Server, None);
+        let same = c.begin(at(2, 5, 8, 5, server_end, client_end), Role::Server, None);
+        assert!(!other.has_parent());
+        assert_eq!(same.parent_span_id, call.span_id);
     }
 }

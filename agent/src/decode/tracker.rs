@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::context::{Correlator, TraceContext};
+use super::context::{ConnRef, Correlator, TraceContext};
 use super::proto::http1::{self, Framing, HeadError, MAX_HEAD};
 use super::proto::http2;
 use super::{DecodeError, Decoded, Request, Role};
@@ -148,7 +148,8 @@ impl Tracker {
         }
         let request = ev.direction == conn.request_dir();
         let role = conn.role.unwrap_or(Role::Server);
-        let pid = conn.pid;
+        let (pid, sock, local, remote) = (conn.pid, ev.sock_id, conn.local, conn.remote);
+        let at = move |tid: u32, stream: u32| ConnRef { pid, tid, sock, stream, local, remote };
         if let Phase::Http2(h2) = &mut conn.phase {
             let (data, _) = payload(ev);
             let missing = (ev.len as usize).saturating_sub(data.len());
@@ -156,7 +157,7 @@ impl Tracker {
             let fed = h2.feed(request, data, missing, ev.ts_ns, ev.tid, &mut progress);
             for stream in progress.started {
                 if let Some(ex) = h2.exchange_mut(stream) {
-                    ex.trace = Some(self.correlator.begin(pid, ex.tid, role, ex.traceparent.as_deref()));
+                    ex.trace = Some(self.correlator.begin(at(ex.tid, stream), role, ex.traceparent.as_deref()));
                 }
             }
             for ex in progress.done {
@@ -172,9 +173,12 @@ impl Tracker {
         step(conn, ev, out);
         // A head parsed by this event gets its trace context now, in event order, so that a
         // client call the serving thread makes next finds its server request.
+        let role = conn.role.unwrap_or(Role::Server);
+        let cref =
+            ConnRef { pid: conn.pid, tid: 0, sock: ev.sock_id, stream: 0, local: conn.local, remote: conn.remote };
         if let Some(req) = pending_meta(&mut conn.phase).filter(|r| r.trace.is_none()) {
-            let role = conn.role.unwrap_or(Role::Server);
-            req.trace = Some(self.correlator.begin(conn.pid, req.tid, role, req.traceparent.as_deref()));
+            let cref = ConnRef { tid: req.tid, ..cref };
+            req.trace = Some(self.correlator.begin(cref, role, req.traceparent.as_deref()));
         }
         self.ended(out, emitted);
     }
@@ -189,12 +193,14 @@ impl Tracker {
 
     /// Forgets every connection of a process that exited.
     pub fn on_exit(&mut self, pid: u32, out: &mut Decoded) {
+        let emitted = out.requests.len();
         let keys: Vec<_> = self.conns.keys().filter(|k| k.0 == pid).copied().collect();
         for k in keys {
             if let Some(conn) = self.conns.remove(&k) {
                 finish_on_close(conn, out);
             }
         }
+        self.ended(out, emitted);
         self.correlator.forget_process(pid);
     }
 
@@ -211,12 +217,16 @@ impl Tracker {
         self.ended(out, emitted);
     }
 
-    /// Server requests emitted since index `from` no longer parent their thread's calls.
-    fn ended(&mut self, out: &Decoded, from: usize) {
-        for r in out.requests.get(from..).unwrap_or_default() {
-            if r.role == Role::Server {
-                self.correlator.end(r.pid, r.tid, &r.trace);
-            }
+    /// A Go client call announced by the Go probes (`RawEvent::GoClient`).
+    pub fn on_go_client(&mut self, pid: u32, server_sock: u64, client_sock: u64, stream: u32) {
+        self.correlator.go_client(pid, server_sock, client_sock, stream);
+    }
+
+    /// Requests emitted since index `from` get their final trace context (links found while
+    /// they ran count) and no longer parent new calls.
+    fn ended(&mut self, out: &mut Decoded, from: usize) {
+        for r in out.requests.get_mut(from..).unwrap_or_default() {
+            r.trace = self.correlator.finish(r.pid, r.tid, r.role, &r.trace);
         }
     }
 

@@ -13,11 +13,12 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc::Sender;
 
 use super::{Direction, RawEvent, SockData};
-use crate::attach::skel::tracepoint_net::types::{conn_tuple, process_event, sock_event};
+use crate::attach::skel::tracepoint_net::types::{conn_tuple, go_client_event, process_event, sock_event};
 
 // SAFETY: generated from C structs of plain integers and byte arrays, with explicit padding.
 unsafe impl plain::Plain for sock_event {}
 unsafe impl plain::Plain for process_event {}
+unsafe impl plain::Plain for go_client_event {}
 
 // enum event_kind and enum direction in bpf/include/events.h.
 const EVENT_SOCK_DATA: u8 = 1;
@@ -25,6 +26,7 @@ const EVENT_SOCK_CLOSE: u8 = 2;
 const EVENT_PROC_FORK: u8 = 3;
 const EVENT_PROC_EXEC: u8 = 4;
 const EVENT_PROC_EXIT: u8 = 5;
+const EVENT_GO_CLIENT: u8 = 6;
 const DIR_SEND: u8 = 1;
 const AF_INET: u16 = 2;
 
@@ -68,6 +70,16 @@ fn endpoints(c: &conn_tuple) -> (SocketAddr, SocketAddr) {
 }
 
 pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
+    // The Go probes share the ring buffer (one order for both); their events are smaller.
+    if bytes.first() == Some(&EVENT_GO_CLIENT) {
+        let e: go_client_event = copy_prefix(bytes);
+        return Some(RawEvent::GoClient {
+            pid: e.pid,
+            server_sock: e.server_sock,
+            client_sock: e.client_sock,
+            stream: e.stream,
+        });
+    }
     let e: sock_event = copy_prefix(bytes);
     match e.kind {
         EVENT_SOCK_DATA => {
@@ -96,7 +108,7 @@ pub fn parse_process_event(bytes: &[u8]) -> Option<RawEvent> {
     match e.kind {
         EVENT_PROC_FORK => Some(RawEvent::Fork { pid: e.pid, ppid: e.ppid }),
         EVENT_PROC_EXEC => Some(RawEvent::Exec { pid: e.pid }),
-        EVENT_PROC_EXIT => Some(RawEvent::Exit { pid: e.pid }),
+        EVENT_PROC_EXIT => Some(RawEvent::Exit { pid: e.pid, ts_ns: e.ts_ns }),
         _ => None,
     }
 }

@@ -40,8 +40,18 @@ pub enum RawEvent {
     Exec {
         pid: u32,
     },
+    /// `ts_ns`: when it exited (the clock of `Drained`); its own socket events all came before.
     Exit {
         pid: u32,
+        ts_ns: u64,
+    },
+    /// A Go client call about to go out on `client_sock` (HTTP/2: `stream`) from a goroutine
+    /// serving the request on `server_sock` (0: none); see `struct go_client_event`.
+    GoClient {
+        pid: u32,
+        server_sock: u64,
+        client_sock: u64,
+        stream: u32,
     },
     /// Every event the kernel submitted before `ts_ns` (CLOCK_MONOTONIC, the clock of the
     /// events' own timestamps) has been read: the event-time watermark later stages wait on.

@@ -27,6 +27,8 @@ pub struct OtelStats {
 pub struct Internal {
     pub decode_errors: Family<Labels, Counter>,
     pub instrumented_processes: Gauge,
+    /// Processes with the Go probes attached (set by their thread, `attach::GoProbes`).
+    pub go_processes: Gauge,
     pub requests: Family<Labels, Counter>,
     pub channel_drops: Family<Labels, Counter>,
     pub export_errors: Family<Labels, Counter>,
@@ -42,6 +44,7 @@ impl Internal {
         let t = Internal {
             decode_errors: Family::default(),
             instrumented_processes: Gauge::default(),
+            go_processes: Gauge::default(),
             requests: Family::default(),
             channel_drops: Family::default(),
             export_errors: Family::default(),
@@ -76,6 +79,11 @@ impl Internal {
             "beyla_instrumented_processes",
             "Processes currently instrumented",
             t.instrumented_processes.clone(),
+        );
+        registry.register(
+            "beyla_instrumented_go_processes",
+            "Instrumented processes with the Go probes attached (goroutine-aware trace links)",
+            t.go_processes.clone(),
         );
         registry.register("beyla_decoded_requests", "Requests decoded, by side (server or client)", t.requests.clone());
         registry.register(

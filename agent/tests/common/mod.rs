@@ -171,6 +171,15 @@ pub fn wait_instrumented(metrics_port: u16, n: f64, log: &Path) {
     assert!(ok, "agent did not instrument {n} process(es); log:\n{}", agent_log(log));
 }
 
+/// Waits until the Go probes are attached to `n` processes (after `wait_instrumented`: they
+/// attach once the executable is inspected).
+pub fn wait_go_instrumented(metrics_port: u16, n: f64, log: &Path) {
+    let ok = wait_for(Duration::from_secs(120), || {
+        sum(&scrape(metrics_port, "/internal/metrics"), "beyla_instrumented_go_processes", &[]) >= n
+    });
+    assert!(ok, "agent did not attach the Go probes to {n} process(es); log:\n{}", agent_log(log));
+}
+
 /// Sends raw bytes on a fresh connection, in the given pieces, ends the sending side, and
 /// reads the whole reply.
 pub fn send_raw(port: u16, pieces: &[&[u8]], pause: Duration) -> Vec<u8> {

@@ -42,6 +42,7 @@ pub const PROBED_FUNCTIONS: &[&str] = &[
     "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus",
     "google.golang.org/grpc.(*ClientConn).Invoke",
     "google.golang.org/grpc.(*ClientConn).NewStream",
+    "google.golang.org/grpc/internal/transport.(*http2Client).Write",
     "golang.org/x/net/http2.(*Framer).WriteHeaders",
     "net/http.(*http2Framer).WriteHeaders",
     "crypto/tls.(*Conn).Read",

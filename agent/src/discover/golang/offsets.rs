@@ -105,6 +105,8 @@ go_offsets! {
     http_client_response_status_code: Std, ["net/http.Response"], "StatusCode", HTTP;
     /// `net/http.conn.rwc` (net.Conn interface).
     http_conn_rwc: Std, ["net/http.conn"], "rwc", HTTP;
+    /// `net/http.persistConn.conn` (net.Conn interface), the client's connection.
+    http_persist_conn_conn: Std, ["net/http.persistConn"], "conn", HTTP;
     /// `crypto/tls.Conn.conn` (net.Conn interface).
     tls_conn_conn: Std, ["crypto/tls.Conn"], "conn", &["crypto/tls."];
     /// `net.TCPConn.conn` (embedded net.conn).
@@ -122,6 +124,11 @@ go_offsets! {
     /// `google.golang.org/grpc/internal/transport.Stream.method` (string; `ServerStream` in
     /// newer grpc).
     grpc_stream_method: Grpc, ["google.golang.org/grpc/internal/transport.Stream", "google.golang.org/grpc/internal/transport.ServerStream"], "method", GRPC;
+    /// `google.golang.org/grpc/internal/transport.Stream.id` (uint32, the HTTP/2 stream id;
+    /// `ClientStream` in newer grpc).
+    grpc_stream_id: Grpc, ["google.golang.org/grpc/internal/transport.Stream", "google.golang.org/grpc/internal/transport.ClientStream"], "id", GRPC;
+    /// `google.golang.org/grpc/internal/transport.http2Client.conn` (net.Conn interface).
+    grpc_http2_client_conn: Grpc, ["google.golang.org/grpc/internal/transport.http2Client"], "conn", GRPC;
     /// `google.golang.org/grpc/internal/status.Status.s` (*spb.Status).
     grpc_status_s: Grpc, ["google.golang.org/grpc/internal/status.Status"], "s", GRPC;
 }
@@ -156,6 +163,7 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("http_response_status", 120),
             ("http_client_response_status_code", 16),
             ("http_conn_rwc", 16),
+            ("http_persist_conn_conn", 80),
             ("tls_conn_conn", 0),
             ("tcp_conn_conn", 0),
             ("net_conn_fd", 0),
@@ -182,6 +190,7 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("http_response_status", 120),
             ("http_client_response_status_code", 16),
             ("http_conn_rwc", 16),
+            ("http_persist_conn_conn", 80),
             ("tls_conn_conn", 0),
             ("tcp_conn_conn", 0),
             ("net_conn_fd", 0),
@@ -195,7 +204,12 @@ pub const FALLBACK: &[FallbackRow] = &[
         lib: Lib::Grpc,
         version: (1, 33),
         measured_on: "grpc v1.33.3 (Debian golang-google-grpc-dev): testapps/demo worker, go1.19.8 and go1.23.5",
-        offsets: &[("grpc_stream_method", 72), ("grpc_status_s", 0)],
+        offsets: &[
+            ("grpc_stream_method", 72),
+            ("grpc_stream_id", 0),
+            ("grpc_http2_client_conn", 72),
+            ("grpc_status_s", 0),
+        ],
     },
 ];
 

@@ -1,0 +1,240 @@
+//! The Go probes (`bpf/go.bpf.c`): attached per process to the Go executables discovery
+//! selects, at the function entries and RET sites `discover::golang` found, with the struct
+//! offsets it resolved written to the `go_offsets` map first.
+//!
+//! Everything runs on one dedicated thread that owns the skeleton (libbpf objects are not
+//! `Send`); the attach stage sends it commands. A binary the probes cannot serve is logged
+//! once and left to the generic socket probes, which capture every Go process anyway.
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags};
+use prometheus_client::metrics::gauge::Gauge;
+use tracing::{debug, info, warn};
+
+use super::skel::go::types::go_offsets;
+use super::skel::go::{GoSkel, GoSkelBuilder};
+use super::AttachError;
+use crate::discover::golang::{self, GoBinary, GoSupport};
+
+const READ_REQUEST: &str = "net/http.(*conn).readRequest";
+const NEWPROC1: &str = "runtime.newproc1";
+const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
+const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
+
+enum Command {
+    Attach { pid: u32, exe: PathBuf },
+    Detach { pid: u32 },
+}
+
+/// Handle to the Go probes' thread.
+#[derive(Clone)]
+pub struct GoProbes {
+    tx: mpsc::Sender<Command>,
+}
+
+impl GoProbes {
+    /// Loads `bpf/go.bpf.c` on its own thread, sharing the capture family's ring buffer
+    /// (`events`, `events_lost`) so that Go events and socket events arrive in one order.
+    pub fn start(
+        events: OwnedFd,
+        events_lost: OwnedFd,
+        wakeup_len: u32,
+        attached: Gauge,
+    ) -> Result<GoProbes, AttachError> {
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("beyla-go-probes".into())
+            .spawn(move || {
+                let skel = match load(&events, &events_lost, wakeup_len) {
+                    Ok(s) => {
+                        let _ = ready_tx.send(Ok(()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                run(skel, rx, attached);
+            })
+            .expect("spawning the Go probes thread");
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(GoProbes { tx }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(AttachError::NoFamily),
+        }
+    }
+
+    /// Instruments `pid` if its executable is Go and the probes can serve it.
+    pub fn attach(&self, pid: u32, exe: PathBuf) {
+        let _ = self.tx.send(Command::Attach { pid, exe });
+    }
+
+    /// Removes the probes of a process that is gone.
+    pub fn detach(&self, pid: u32) {
+        let _ = self.tx.send(Command::Detach { pid });
+    }
+}
+
+fn load(events: &OwnedFd, events_lost: &OwnedFd, wakeup_len: u32) -> Result<GoSkel<'static>, AttachError> {
+    let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open =
+        GoSkelBuilder::default().open(storage).map_err(|source| AttachError::Open { family: "go", source })?;
+    open.maps.events.reuse_fd(events.as_fd()).map_err(|source| AttachError::Map { map: "events", source })?;
+    open.maps
+        .events_lost
+        .reuse_fd(events_lost.as_fd())
+        .map_err(|source| AttachError::Map { map: "events_lost", source })?;
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.wakeup_len = wakeup_len;
+    }
+    open.load().map_err(|source| AttachError::Load { family: "go", source })
+}
+
+/// The `go_offsets` value for a binary, or the name of the first offset it lacks.
+fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
+    let o = &bin.offsets;
+    let mut missing = Vec::new();
+    let mut get = |name: &'static str, v: Option<u64>| {
+        v.unwrap_or_else(|| {
+            missing.push(name);
+            0
+        })
+    };
+    let v = go_offsets {
+        g_goid: get("runtime.g.goid", o.runtime_g_goid),
+        http_conn_rwc: o.http_conn_rwc.unwrap_or(0),
+        persist_conn_conn: o.http_persist_conn_conn.unwrap_or(0),
+        tcp_conn_conn: get("net.TCPConn.conn", o.tcp_conn_conn),
+        net_conn_fd: get("net.conn.fd", o.net_conn_fd),
+        netfd_pfd: get("net.netFD.pfd", o.netfd_pfd),
+        poll_fd_sysfd: get("internal/poll.FD.Sysfd", o.poll_fd_sysfd),
+        grpc_stream_id: o.grpc_stream_id.unwrap_or(0),
+        grpc_http2_client_conn: o.grpc_http2_client_conn.unwrap_or(0),
+    };
+    (v, missing)
+}
+
+struct Attached {
+    links: Vec<Link>,
+}
+
+fn run(mut skel: GoSkel<'static>, rx: mpsc::Receiver<Command>, attached: Gauge) {
+    let mut procs: HashMap<u32, Attached> = HashMap::new();
+    // Inspecting reads the whole executable: once per file, however many processes run it.
+    let mut inspected: HashMap<(u64, u64, i64), Option<Arc<GoBinary>>> = HashMap::new();
+    while let Ok(cmd) = rx.recv() {
+        match cmd {
+            Command::Attach { pid, exe } => {
+                if procs.contains_key(&pid) {
+                    continue;
+                }
+                let proc_exe = PathBuf::from(format!("/proc/{pid}/exe"));
+                let Ok(meta) = std::fs::metadata(&proc_exe) else { continue };
+                let key = {
+                    use std::os::unix::fs::MetadataExt;
+                    (meta.dev(), meta.ino(), meta.mtime())
+                };
+                let bin = inspected
+                    .entry(key)
+                    .or_insert_with(|| match golang::inspect(&proc_exe) {
+                        Ok(b) => {
+                            let support = b.support();
+                            support.log(&exe, &b.build.go_version);
+                            (!matches!(support, GoSupport::Unsupported(_))).then(|| Arc::new(b))
+                        }
+                        Err(e) if e.is_not_go() => None,
+                        Err(e) => {
+                            GoSupport::Unsupported(e.to_string()).log(&exe, "unknown");
+                            None
+                        }
+                    })
+                    .clone();
+                let Some(bin) = bin else { continue };
+                match attach(&mut skel, pid, &proc_exe, &bin) {
+                    Ok(a) if a.links.is_empty() => {}
+                    Ok(a) => {
+                        info!(pid, exe = %exe.display(), version = %bin.build.go_version, probes = a.links.len(), "Go probes attached.");
+                        procs.insert(pid, a);
+                    }
+                    Err(e) => {
+                        warn!(pid, exe = %exe.display(), error = %e, "Go probes failed to attach; the generic probes serve this process.");
+                        let _ = skel.maps.go_offsets.delete(&pid.to_ne_bytes());
+                    }
+                }
+            }
+            Command::Detach { pid } => {
+                if procs.remove(&pid).is_some() {
+                    let _ = skel.maps.go_offsets.delete(&pid.to_ne_bytes());
+                    debug!(pid, "Go probes detached.");
+                }
+            }
+        }
+        attached.set(procs.len() as i64);
+    }
+}
+
+fn attach(
+    skel: &mut GoSkel<'static>,
+    pid: u32,
+    exe: &std::path::Path,
+    bin: &GoBinary,
+) -> Result<Attached, AttachError> {
+    let (offsets, missing) = offsets_of(bin);
+    if !missing.is_empty() {
+        info!(pid, missing = %missing.join(","), "Go probes need offsets this binary lacks; the generic probes serve it.");
+        return Ok(Attached { links: Vec::new() });
+    }
+    // SAFETY: go_offsets is plain integers.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(&offsets as *const go_offsets as *const u8, std::mem::size_of::<go_offsets>())
+    };
+    skel.maps
+        .go_offsets
+        .update(&pid.to_ne_bytes(), bytes, MapFlags::ANY)
+        .map_err(|source| AttachError::Map { map: "go_offsets", source })?;
+
+    let progs = &mut skel.progs;
+    let mut links = Vec::new();
+    let o = &bin.offsets;
+    let server = attach_at(&mut links, &progs.go_read_request, pid, exe, bin, READ_REQUEST, o.http_conn_rwc.is_some())?;
+    attach_at(&mut links, &progs.go_http_client, pid, exe, bin, HTTP_CLIENT, o.http_persist_conn_conn.is_some())?;
+    let grpc = o.grpc_stream_id.is_some() && o.grpc_http2_client_conn.is_some();
+    attach_at(&mut links, &progs.go_grpc_client, pid, exe, bin, GRPC_CLIENT, grpc)?;
+    // Goroutines inherit what their creator serves: only worth its cost in a server.
+    if let Some(f) = bin.function(NEWPROC1).filter(|f| server && !f.returns.is_empty()) {
+        attach_at(&mut links, &progs.go_newproc1, pid, exe, bin, NEWPROC1, true)?;
+        for &ret in &f.returns {
+            let link = progs.go_newproc1_ret.attach_uprobe(false, pid as i32, exe, ret as usize).map_err(|source| {
+                AttachError::Attach { family: "go", program: format!("{NEWPROC1} return"), source }
+            })?;
+            links.push(link);
+        }
+    }
+    Ok(Attached { links })
+}
+
+/// Attaches `prog` at the entry of `func` when the binary has it and `needs` holds.
+fn attach_at(
+    links: &mut Vec<Link>,
+    prog: &libbpf_rs::ProgramMut<'_>,
+    pid: u32,
+    exe: &std::path::Path,
+    bin: &GoBinary,
+    func: &str,
+    needs: bool,
+) -> Result<bool, AttachError> {
+    let Some(f) = bin.function(func).filter(|_| needs) else { return Ok(false) };
+    let link = prog
+        .attach_uprobe(false, pid as i32, exe, f.file_offset as usize)
+        .map_err(|source| AttachError::Attach { family: "go", program: func.to_string(), source })?;
+    links.push(link);
+    Ok(true)
+}

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Hook family "go": uprobes in Go executables that tell the agent which request a goroutine
+ * is serving when it makes an HTTP or gRPC client call (bpf/include/events.h,
+ * struct go_client_event). The socket capture families still capture the bytes.
+ *
+ * Attached per process by the agent (agent/src/attach/go.rs) at function entries and, for
+ * returns, at the RET instructions it found by disassembly: never uretprobes, which break
+ * when Go moves a goroutine's stack. Go's register ABI (go1.17+, amd64): arguments in
+ * RAX, RBX, RCX, ..., results in RAX, ...; the current goroutine's g in R14. */
+#include <vmlinux.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#include "events.h"
+#include "maps/events.h"
+#include "helpers.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Forces the type into BTF so the skeleton generates a Rust type for the agent to fill. */
+struct go_offsets _go_offsets = {};
+
+/* tgid -> offsets; only processes the agent instrumented with the Go probes are present. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct go_offsets);
+} go_offsets SEC(".maps");
+
+struct goroutine_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 goid;
+};
+
+/* (tgid, goid) -> the server connection (struct sock) whose request the goroutine serves:
+ * set when net/http reads a request on it, inherited by the goroutines it starts. LRU:
+ * goroutines end without a probe telling us. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct goroutine_key);
+	__type(value, __u64);
+} go_serving SEC(".maps");
+
+/* pid_tgid -> serving connection of the goroutine inside runtime.newproc1, entry to return. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u64);
+} go_newproc SEC(".maps");
+
+static __always_inline __u64 goid_of(const struct go_offsets *o, __u64 g)
+{
+	__u64 goid = 0;
+	if (g)
+		bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + o->g_goid));
+	return goid;
+}
+
+/* The TCP socket behind a net.Conn interface value at user address iface holding a
+ * *net.TCPConn: TCPConn.conn.fd -> netFD.pfd.Sysfd -> the fd's struct sock (0 if anything
+ * on the way does not look like a TCP socket of this process). */
+static __always_inline __u64 sock_of_net_conn(const struct go_offsets *o, __u64 iface)
+{
+	__u64 data = 0, netfd = 0;
+	__s64 sysfd = -1;
+	if (bpf_probe_read_user(&data, sizeof(data), (void *)(iface + 8)) || !data)
+		return 0;
+	if (bpf_probe_read_user(&netfd, sizeof(netfd), (void *)(data + o->tcp_conn_conn + o->net_conn_fd)) || !netfd)
+		return 0;
+	if (bpf_probe_read_user(&sysfd, sizeof(sysfd), (void *)(netfd + o->netfd_pfd + o->poll_fd_sysfd)))
+		return 0;
+	if (sysfd < 0 || sysfd > 0x7fffffff)
+		return 0;
+	return (__u64)tcp_sock_of_fd((int)sysfd);
+}
+
+static __always_inline __u64 serving_sock(__u32 tgid, __u64 goid)
+{
+	struct goroutine_key k = { .tgid = tgid, .goid = goid };
+	__u64 *sk = bpf_map_lookup_elem(&go_serving, &k);
+	return sk ? *sk : 0;
+}
+
+static __always_inline void emit_client(const struct go_offsets *o, struct pt_regs *ctx, __u64 client_sock, __u32 stream)
+{
+	if (!client_sock)
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_client_event e = {
+		.kind = EVENT_GO_CLIENT,
+		.pid = id >> 32,
+		.stream = stream,
+		.goid = goid_of(o, ctx->r14),
+		.client_sock = client_sock,
+		.ts_ns = bpf_ktime_get_ns(),
+	};
+	e.server_sock = serving_sock(e.pid, e.goid);
+	if (bpf_ringbuf_output(&events, &e, sizeof(e), ringbuf_flags()))
+		count_lost();
+}
+
+/* net/http.(*conn).readRequest(c *conn, ctx): the goroutine serves c's next request. */
+SEC("uprobe")
+int go_read_request(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	__u64 sk = sock_of_net_conn(o, ctx->ax + o->http_conn_rwc);
+	if (!sk)
+		return 0;
+	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
+	bpf_map_update_elem(&go_serving, &k, &sk, BPF_ANY);
+	return 0;
+}
+
+/* runtime.newproc1(fn, callergp *g, ...) *g, entry: remember what the caller serves. Runs on
+ * the system stack, so the caller is the callergp argument, not R14. */
+SEC("uprobe")
+int go_newproc1(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	__u64 sk = serving_sock(tgid, goid_of(o, ctx->bx));
+	if (sk)
+		bpf_map_update_elem(&go_newproc, &id, &sk, BPF_ANY);
+	else
+		bpf_map_delete_elem(&go_newproc, &id);
+	return 0;
+}
+
+/* runtime.newproc1 returns (RET sites): the new goroutine inherits what its creator serves. */
+SEC("uprobe")
+int go_newproc1_ret(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u64 *sk = bpf_map_lookup_elem(&go_newproc, &id);
+	if (!sk)
+		return 0;
+	__u64 serving = *sk;
+	bpf_map_delete_elem(&go_newproc, &id);
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->ax) };
+	if (k.goid)
+		bpf_map_update_elem(&go_serving, &k, &serving, BPF_ANY);
+	return 0;
+}
+
+/* net/http.(*persistConn).roundTrip(pc, req): an HTTP/1.x client request goes out on pc.conn
+ * (written by the connection's writeLoop goroutine, after this). */
+SEC("uprobe")
+int go_http_client(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	emit_client(o, ctx, sock_of_net_conn(o, ctx->ax + o->persist_conn_conn), 0);
+	return 0;
+}
+
+/* google.golang.org/grpc/internal/transport.(*http2Client).Write(t, s *Stream, ...): a gRPC
+ * message goes out on stream s.id of t.conn (written by the transport's loopy goroutine). */
+SEC("uprobe")
+int go_grpc_client(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	__u32 stream = 0;
+	if (bpf_probe_read_user(&stream, sizeof(stream), (void *)(ctx->bx + o->grpc_stream_id)) || !stream)
+		return 0;
+	emit_client(o, ctx, sock_of_net_conn(o, ctx->ax + o->grpc_http2_client_conn), stream);
+	return 0;
+}
