@@ -280,6 +280,7 @@ async fn decode_stage(
     let mut expiry = tokio::time::interval(Duration::from_secs(5));
     // Idle connections expire on event time too, so a lagging agent does not drop live ones.
     let mut watermark_ns = 0;
+    let mut exits: Vec<(u32, u64)> = Vec::new();
     loop {
         let mut out = Decoded::default();
         tokio::select! {
@@ -295,16 +296,24 @@ async fn decode_stage(
                             }
                         }
                         RawEvent::Exec { pid } => traced.on_exec(pid),
-                        RawEvent::Exit { pid, .. } => {
-                            tracker.on_exit(pid, &mut out);
-                            out.exited.push(pid);
-                        }
+                        // Process events come on their own ring buffer: the exit can be read
+                        // before the process's last socket events. It is applied once the
+                        // watermark passes it, when all of those have been decoded.
+                        RawEvent::Exit { pid, ts_ns } => exits.push((pid, ts_ns)),
                         RawEvent::GoClient { pid, server_sock, client_sock, stream } => {
                             tracker.on_go_client(pid, server_sock, client_sock, stream)
                         }
                         RawEvent::Drained { ts_ns } => {
                             watermark_ns = ts_ns;
                             out.drained_ns = Some(ts_ns);
+                            exits.retain(|&(pid, exit_ns)| {
+                                if exit_ns > ts_ns {
+                                    return true;
+                                }
+                                tracker.on_exit(pid, &mut out);
+                                out.exited.push(pid);
+                                false
+                            });
                         }
                     }
                 }
