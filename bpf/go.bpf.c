@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Hook family "go": uprobes in Go executables that tell the agent which request a goroutine
  * is serving when it makes an HTTP or gRPC client call (bpf/include/events.h,
- * struct go_client_event). The socket capture families still capture the bytes.
+ * struct go_event). The socket capture families still capture the bytes.
  *
  * Attached per process by the agent (agent/src/attach/go.rs) at function entries and, for
  * returns, at the RET instructions it found by disassembly: never uretprobes, which break
@@ -86,13 +86,13 @@ static __always_inline __u64 serving_sock(__u32 tgid, __u64 goid)
 	return sk ? *sk : 0;
 }
 
-static __always_inline void emit_client(const struct go_offsets *o, struct pt_regs *ctx, __u64 client_sock, __u32 stream)
+/* Sends a go_event of `kind` for the current goroutine; 0 when it serves nothing. */
+static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struct pt_regs *ctx, __u64 client_sock,
+				    __u32 stream)
 {
-	if (!client_sock)
-		return;
 	__u64 id = bpf_get_current_pid_tgid();
-	struct go_client_event e = {
-		.kind = EVENT_GO_CLIENT,
+	struct go_event e = {
+		.kind = kind,
 		.pid = id >> 32,
 		.stream = stream,
 		.goid = goid_of(o, ctx->r14),
@@ -100,6 +100,8 @@ static __always_inline void emit_client(const struct go_offsets *o, struct pt_re
 		.ts_ns = bpf_ktime_get_ns(),
 	};
 	e.server_sock = serving_sock(e.pid, e.goid);
+	if (kind != EVENT_GO_CLIENT && !e.server_sock)
+		return;
 	if (bpf_ringbuf_output(&events, &e, sizeof(e), ringbuf_flags()))
 		count_lost();
 }
@@ -118,6 +120,29 @@ int go_read_request(struct pt_regs *ctx)
 	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
 	bpf_map_update_elem(&go_serving, &k, &sk, BPF_ANY);
 	return 0;
+}
+
+/* net/http.serverHandler.ServeHTTP entry and RET sites: the handler of the request the
+ * goroutine serves runs from here to its return. */
+static __always_inline int handler_event(struct pt_regs *ctx, __u8 kind)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (o)
+		emit_go(kind, o, ctx, 0, 0);
+	return 0;
+}
+
+SEC("uprobe")
+int go_serve_http(struct pt_regs *ctx)
+{
+	return handler_event(ctx, EVENT_GO_HANDLER_START);
+}
+
+SEC("uprobe")
+int go_serve_http_ret(struct pt_regs *ctx)
+{
+	return handler_event(ctx, EVENT_GO_HANDLER_END);
 }
 
 /* runtime.newproc1(fn, callergp *g, ...) *g, entry: remember what the caller serves. Runs on
@@ -167,7 +192,9 @@ int go_http_client(struct pt_regs *ctx)
 	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
 	if (!o)
 		return 0;
-	emit_client(o, ctx, sock_of_net_conn(o, ctx->ax + o->persist_conn_conn), 0);
+	__u64 sk = sock_of_net_conn(o, ctx->ax + o->persist_conn_conn);
+	if (sk)
+		emit_go(EVENT_GO_CLIENT, o, ctx, sk, 0);
 	return 0;
 }
 
@@ -183,6 +210,8 @@ int go_grpc_client(struct pt_regs *ctx)
 	__u32 stream = 0;
 	if (bpf_probe_read_user(&stream, sizeof(stream), (void *)(ctx->bx + o->grpc_stream_id)) || !stream)
 		return 0;
-	emit_client(o, ctx, sock_of_net_conn(o, ctx->ax + o->grpc_http2_client_conn), stream);
+	__u64 sk = sock_of_net_conn(o, ctx->ax + o->grpc_http2_client_conn);
+	if (sk)
+		emit_go(EVENT_GO_CLIENT, o, ctx, sk, stream);
 	return 0;
 }

@@ -303,6 +303,9 @@ async fn decode_stage(
                         RawEvent::GoClient { pid, server_sock, client_sock, stream } => {
                             tracker.on_go_client(pid, server_sock, client_sock, stream)
                         }
+                        RawEvent::GoHandler { pid, server_sock, ts_ns, end } => {
+                            tracker.on_go_handler(pid, server_sock, ts_ns, end)
+                        }
                         RawEvent::Drained { ts_ns } => {
                             watermark_ns = ts_ns;
                             out.drained_ns = Some(ts_ns);

@@ -17,15 +17,58 @@ use serde_json::Value;
 
 const REQUESTS: u64 = 400;
 
-fn demo_bin(name: &str) -> std::path::PathBuf {
-    let p = repo().join("testapps/build/demo").join(name);
-    assert!(p.exists(), "{} missing: run testapps/build.sh first", p.display());
-    // Canonical, as /proc/<pid>/exe shows it (the exe_path selector matches that).
-    p.canonicalize().unwrap()
+/// Which build of the demo runs, and how the agent sees it.
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    /// Debian's go1.19 build (testapps/build.sh), with DWARF: offsets from DWARF.
+    Go119,
+    /// The go1.23 build (testapps/build-go.sh 1.23): another runtime and struct layout.
+    Go123,
+    /// The go1.19 build with loadgen, frontend and worker stripped of their symbol table and
+    /// DWARF: functions from .gopclntab, offsets from the agent's per-version table. The
+    /// backend keeps its symbols: a GOPATH build records no grpc version, so a stripped
+    /// backend's grpc offsets cannot be looked up and its gRPC calls would not be linked
+    /// (documented in docs/architecture.md; `go_inspect` checks that it says so).
+    Stripped,
+    /// go1.19 with `discovery.skip_go_specific_tracers`: the generic probes alone.
+    SkipGo,
 }
 
-fn spawn(name: &str, args: &[String], port: u16) -> Proc {
-    let child = Command::new(demo_bin(name))
+/// The directory holding loadgen, frontend, backend and worker for `v`.
+fn demo_dir(v: Variant) -> std::path::PathBuf {
+    let built = |dir: &str, how: &str| {
+        let d = repo().join(dir);
+        assert!(d.join("worker").exists(), "{} missing: run {how} first", d.display());
+        // Canonical, as /proc/<pid>/exe shows it (the exe_path selector matches that).
+        d.canonicalize().unwrap()
+    };
+    match v {
+        Variant::Go119 | Variant::SkipGo => built("testapps/build/demo", "testapps/build.sh"),
+        Variant::Go123 => built("testapps/build/go1.23/demo", "testapps/build-go.sh 1.23"),
+        Variant::Stripped => {
+            let src = built("testapps/build/demo", "testapps/build.sh");
+            let dir = std::env::temp_dir().join(format!("beyla-demo-stripped-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(src.join("backend"), dir.join("backend")).unwrap();
+            for name in ["loadgen", "frontend", "worker"] {
+                let st = Command::new("strip")
+                    .arg("-o")
+                    .arg(dir.join(name))
+                    .arg(src.join(name))
+                    .status()
+                    .expect("running strip (binutils)");
+                assert!(st.success(), "strip {name} failed");
+                let out = Command::new("readelf").arg("-S").arg(dir.join(name)).output().expect("readelf");
+                let sections = String::from_utf8_lossy(&out.stdout).into_owned();
+                assert!(!sections.contains(".symtab") && !sections.contains(".debug_info"), "{name} not stripped");
+            }
+            dir.canonicalize().unwrap()
+        }
+    }
+}
+
+fn spawn(dir: &std::path::Path, name: &str, args: &[String], port: u16) -> Proc {
+    let child = Command::new(dir.join(name))
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -50,18 +93,32 @@ fn group(v: &Value, name: &str) -> HashMap<String, u64> {
 
 #[test]
 fn root_demo_counts_match_the_apps() {
-    demo(false);
+    demo(Variant::Go119);
+}
+
+/// The same through the Go probes of a go1.23 build (other offsets, e.g. `runtime.g.goid`).
+#[test]
+fn root_demo_go123() {
+    demo(Variant::Go123);
+}
+
+/// Stripped binaries: functions from .gopclntab, struct offsets from the per-version table.
+#[test]
+fn root_demo_stripped_binaries() {
+    demo(Variant::Stripped);
 }
 
 /// The generic probes alone (`discovery.skip_go_specific_tracers`) still count everything;
 /// only the goroutine-aware trace links need the Go probes.
 #[test]
 fn root_demo_generic_path_with_skip_go_specific_tracers() {
-    demo(true);
+    demo(Variant::SkipGo);
 }
 
-fn demo(skip_go: bool) {
+fn demo(variant: Variant) {
     require_root();
+    let skip_go = variant == Variant::SkipGo;
+    let dir = demo_dir(variant);
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let (front, back, metrics_port) = (free_port(), free_port(), free_port());
     let workers: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
@@ -71,7 +128,7 @@ fn demo(skip_go: bool) {
     // attached (HTTP/2 connections must be seen from their start).
     let ports: Vec<String> =
         std::iter::once(front).chain([back]).chain(workers.iter().map(|w| w.0)).map(|p| p.to_string()).collect();
-    let loadgen_path = demo_bin("loadgen");
+    let loadgen_path = dir.join("loadgen");
     let yaml = format!(
         "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  skip_go_specific_tracers: {skip_go}\n  instrument:\n\
          \x20   - {{ open_ports: \"{front}\", name: frontend }}\n\
@@ -99,7 +156,7 @@ fn demo(skip_go: bool) {
             "-seed".into(),
             format!("{}", 11 + i),
         ];
-        apps.push(spawn("worker", &args, *grpc));
+        apps.push(spawn(&dir, "worker", &args, *grpc));
     }
     let backend_args = vec![
         "-addr".into(),
@@ -111,10 +168,10 @@ fn demo(skip_go: bool) {
         "-seed".into(),
         "7".into(),
     ];
-    apps.push(spawn("backend", &backend_args, back));
+    apps.push(spawn(&dir, "backend", &backend_args, back));
     let frontend_args =
         vec!["-addr".into(), format!("127.0.0.1:{front}"), "-backend".into(), format!("http://127.0.0.1:{back}")];
-    apps.push(spawn("frontend", &frontend_args, front));
+    apps.push(spawn(&dir, "frontend", &frontend_args, front));
 
     let gate = std::env::temp_dir().join(format!("beyla-demo-gate-{}", std::process::id()));
     let _ = std::fs::remove_file(&gate);
@@ -228,7 +285,9 @@ fn demo(skip_go: bool) {
 
     // OTLP: every span present, named as Beyla names them.
     let want_spans = 2 * REQUESTS + 2 * backend_calls + 2 * fanout_total;
-    let got = wait_for(Duration::from_secs(30), || receiver.spans().len() as u64 >= want_spans + 5);
+    let got = wait_for(Duration::from_secs(30), || {
+        receiver.spans().iter().filter(|g| g.span.kind != 1).count() as u64 >= want_spans + 5
+    });
     let spans = receiver.spans();
     assert!(got, "{} of {want_spans} spans", spans.len());
     let count = |svc: &str, name: &str, kind: i32| {
@@ -254,7 +313,13 @@ fn demo(skip_go: bool) {
     // Plus this test's five `/stats` reads (frontend, backend, three workers).
     let stats_spans = spans.iter().filter(|g| g.span.name == "GET /stats").count() as u64;
     assert_eq!(stats_spans, 5);
+    // The Go probes time each net/http handler: every HTTP server span (frontend, backend,
+    // the five /stats) gets `in queue` and `processing` children.
+    let internal = 1;
+    let (phases, spans): (Vec<_>, Vec<_>) = spans.into_iter().partition(|g| g.span.kind == internal);
     assert_eq!(spans.len() as u64, want_spans + stats_spans);
+    let http_servers = REQUESTS + backend_calls + stats_spans;
+    assert_eq!(phases.len() as u64, if skip_go { 0 } else { 2 * http_servers });
     if skip_go {
         return;
     }

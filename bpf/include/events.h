@@ -19,6 +19,8 @@ enum event_kind {
 	EVENT_PROC_EXEC = 4,
 	EVENT_PROC_EXIT = 5,
 	EVENT_GO_CLIENT = 6,
+	EVENT_GO_HANDLER_START = 7,
+	EVENT_GO_HANDLER_END = 8,
 };
 
 enum direction {
@@ -65,13 +67,15 @@ struct process_event {
 	__u64 ts_ns;
 };
 
-/* A Go HTTP or gRPC client call about to go out (Go uprobes, bpf/go.bpf.c): the goroutine
- * making it serves the request read on server_sock (0: none), directly or from a goroutine
- * the serving one started. The agent makes the call on client_sock (HTTP/2: on that stream)
- * a child of that request; the socket capture alone cannot, as Go writes from other
- * goroutines and threads than the handler's. */
-struct go_client_event {
-	__u8 kind; /* EVENT_GO_CLIENT */
+/* From the Go uprobes (bpf/go.bpf.c), which see goroutines where the socket capture sees
+ * threads. EVENT_GO_CLIENT: an HTTP or gRPC client call is about to go out on client_sock
+ * (HTTP/2: on that stream) from a goroutine serving the request read on server_sock (0: none),
+ * directly or from a goroutine the serving one started; the agent makes the call a child of
+ * that request (Go writes from other goroutines and threads than the handler's).
+ * EVENT_GO_HANDLER_START / _END: the net/http handler of the request on server_sock starts /
+ * returns (the request's "in queue" and "processing" parts). */
+struct go_event {
+	__u8 kind; /* EVENT_GO_* */
 	__u8 _pad0[3];
 	__u32 pid;
 	__u32 stream; /* HTTP/2 stream id; 0 for HTTP/1.x */

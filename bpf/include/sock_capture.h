@@ -14,7 +14,7 @@
 /* Forces the event types into BTF so the skeleton generates Rust types for them. */
 struct sock_event _sock_event = {};
 struct process_event _process_event = {};
-struct go_client_event _go_client_event = {};
+struct go_event _go_event = {};
 
 static __always_inline int save_args(int fd, __u64 buf, __u64 count, __u8 kind, __u8 dir)
 {

@@ -23,6 +23,7 @@ use super::AttachError;
 use crate::discover::golang::{self, GoBinary, GoSupport};
 
 const READ_REQUEST: &str = "net/http.(*conn).readRequest";
+const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 const NEWPROC1: &str = "runtime.newproc1";
 const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
@@ -208,15 +209,15 @@ fn attach(
     attach_at(&mut links, &progs.go_http_client, pid, exe, bin, HTTP_CLIENT, o.http_persist_conn_conn.is_some())?;
     let grpc = o.grpc_stream_id.is_some() && o.grpc_http2_client_conn.is_some();
     attach_at(&mut links, &progs.go_grpc_client, pid, exe, bin, GRPC_CLIENT, grpc)?;
+    // The handler's start and return split a server request into "in queue" and "processing".
+    if let Some(f) = bin.function(SERVE_HTTP).filter(|f| server && !f.returns.is_empty()) {
+        attach_at(&mut links, &progs.go_serve_http, pid, exe, bin, SERVE_HTTP, true)?;
+        attach_returns(&mut links, &progs.go_serve_http_ret, pid, exe, SERVE_HTTP, &f.returns)?;
+    }
     // Goroutines inherit what their creator serves: only worth its cost in a server.
     if let Some(f) = bin.function(NEWPROC1).filter(|f| server && !f.returns.is_empty()) {
         attach_at(&mut links, &progs.go_newproc1, pid, exe, bin, NEWPROC1, true)?;
-        for &ret in &f.returns {
-            let link = progs.go_newproc1_ret.attach_uprobe(false, pid as i32, exe, ret as usize).map_err(|source| {
-                AttachError::Attach { family: "go", program: format!("{NEWPROC1} return"), source }
-            })?;
-            links.push(link);
-        }
+        attach_returns(&mut links, &progs.go_newproc1_ret, pid, exe, NEWPROC1, &f.returns)?;
     }
     Ok(Attached { links })
 }
@@ -237,4 +238,24 @@ fn attach_at(
         .map_err(|source| AttachError::Attach { family: "go", program: func.to_string(), source })?;
     links.push(link);
     Ok(true)
+}
+
+/// Attaches `prog` at every RET site of `func` (never a uretprobe: Go moves stacks).
+fn attach_returns(
+    links: &mut Vec<Link>,
+    prog: &libbpf_rs::ProgramMut<'_>,
+    pid: u32,
+    exe: &std::path::Path,
+    func: &str,
+    returns: &[u64],
+) -> Result<(), AttachError> {
+    for &ret in returns {
+        let link = prog.attach_uprobe(false, pid as i32, exe, ret as usize).map_err(|source| AttachError::Attach {
+            family: "go",
+            program: format!("{func} return"),
+            source,
+        })?;
+        links.push(link);
+    }
+    Ok(())
 }

@@ -46,6 +46,9 @@ pub struct Request {
     pub grpc_status: Option<u32>,
     /// HTTP/2 stream id (both ends of a connection see the same); 0 for HTTP/1.x.
     pub stream: u32,
+    /// Server side, when the Go probes saw it: when the handler started and returned (clamped
+    /// to the request's end). Before it the request was "in queue", then "processing".
+    pub handler: Option<(u64, u64)>,
 }
 
 impl Request {

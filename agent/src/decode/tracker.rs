@@ -35,6 +35,9 @@ struct ReqMeta {
     trace: Option<TraceContext>,
     start_ns: u64,
     body_size: u64,
+    /// Handler start and return, from the Go probes (`Tracker::on_go_handler`).
+    handler_start: Option<u64>,
+    handler_end: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -222,6 +225,21 @@ impl Tracker {
         self.correlator.go_client(pid, server_sock, client_sock, stream);
     }
 
+    /// The Go handler of the HTTP/1.x request in flight on `server_sock` started or returned.
+    pub fn on_go_handler(&mut self, pid: u32, server_sock: u64, ts_ns: u64, end: bool) {
+        let Some(conn) = self.conns.get_mut(&(pid, server_sock)) else { return };
+        if conn.role != Some(Role::Server) {
+            return;
+        }
+        if let Some(req) = pending_meta(&mut conn.phase) {
+            match end {
+                false => req.handler_start = Some(ts_ns),
+                true if req.handler_start.is_some() => req.handler_end = Some(ts_ns),
+                true => {}
+            }
+        }
+    }
+
     /// Requests emitted since index `from` get their final trace context (links found while
     /// they ran count) and no longer parent new calls.
     fn ended(&mut self, out: &mut Decoded, from: usize) {
@@ -300,6 +318,10 @@ fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out
         trace: req.trace.unwrap_or_default(),
         grpc_status: None,
         stream: 0,
+        handler: req.handler_start.map(|start| {
+            let start = start.clamp(req.start_ns, end_ns);
+            (start, req.handler_end.unwrap_or(end_ns).clamp(start, end_ns))
+        }),
     });
 }
 
@@ -324,6 +346,7 @@ fn emit_h2(conn: &Conn, ex: http2::Exchange, out: &mut Decoded) {
         // gRPC without a grpc-status (a broken call) is reported as UNKNOWN (2).
         grpc_status: ex.grpc.then(|| ex.grpc_status.unwrap_or(2)),
         stream: ex.stream,
+        handler: None,
     });
 }
 
@@ -462,6 +485,8 @@ fn read_request_head(
                 trace: None,
                 start_ns,
                 body_size: 0,
+                handler_start: None,
+                handler_end: None,
             };
             conn.window.clear();
             update_window(&mut conn.window, ev, head.get(h.len..).unwrap_or_default(), whole);

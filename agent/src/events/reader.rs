@@ -13,12 +13,12 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc::Sender;
 
 use super::{Direction, RawEvent, SockData};
-use crate::attach::skel::tracepoint_net::types::{conn_tuple, go_client_event, process_event, sock_event};
+use crate::attach::skel::tracepoint_net::types::{conn_tuple, go_event, process_event, sock_event};
 
 // SAFETY: generated from C structs of plain integers and byte arrays, with explicit padding.
 unsafe impl plain::Plain for sock_event {}
 unsafe impl plain::Plain for process_event {}
-unsafe impl plain::Plain for go_client_event {}
+unsafe impl plain::Plain for go_event {}
 
 // enum event_kind and enum direction in bpf/include/events.h.
 const EVENT_SOCK_DATA: u8 = 1;
@@ -27,6 +27,8 @@ const EVENT_PROC_FORK: u8 = 3;
 const EVENT_PROC_EXEC: u8 = 4;
 const EVENT_PROC_EXIT: u8 = 5;
 const EVENT_GO_CLIENT: u8 = 6;
+const EVENT_GO_HANDLER_START: u8 = 7;
+const EVENT_GO_HANDLER_END: u8 = 8;
 const DIR_SEND: u8 = 1;
 const AF_INET: u16 = 2;
 
@@ -71,13 +73,21 @@ fn endpoints(c: &conn_tuple) -> (SocketAddr, SocketAddr) {
 
 pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
     // The Go probes share the ring buffer (one order for both); their events are smaller.
-    if bytes.first() == Some(&EVENT_GO_CLIENT) {
-        let e: go_client_event = copy_prefix(bytes);
-        return Some(RawEvent::GoClient {
-            pid: e.pid,
-            server_sock: e.server_sock,
-            client_sock: e.client_sock,
-            stream: e.stream,
+    if let Some(&kind @ (EVENT_GO_CLIENT | EVENT_GO_HANDLER_START | EVENT_GO_HANDLER_END)) = bytes.first() {
+        let e: go_event = copy_prefix(bytes);
+        return Some(match kind {
+            EVENT_GO_CLIENT => RawEvent::GoClient {
+                pid: e.pid,
+                server_sock: e.server_sock,
+                client_sock: e.client_sock,
+                stream: e.stream,
+            },
+            _ => RawEvent::GoHandler {
+                pid: e.pid,
+                server_sock: e.server_sock,
+                ts_ns: e.ts_ns,
+                end: kind == EVENT_GO_HANDLER_END,
+            },
         });
     }
     let e: sock_event = copy_prefix(bytes);

@@ -46,12 +46,20 @@ pub enum RawEvent {
         ts_ns: u64,
     },
     /// A Go client call about to go out on `client_sock` (HTTP/2: `stream`) from a goroutine
-    /// serving the request on `server_sock` (0: none); see `struct go_client_event`.
+    /// serving the request on `server_sock` (0: none); see `struct go_event`.
     GoClient {
         pid: u32,
         server_sock: u64,
         client_sock: u64,
         stream: u32,
+    },
+    /// The Go handler of the request being served on `server_sock` started (`end` false) or
+    /// returned (`end` true) at `ts_ns`.
+    GoHandler {
+        pid: u32,
+        server_sock: u64,
+        ts_ns: u64,
+        end: bool,
     },
     /// Every event the kernel submitted before `ts_ns` (CLOCK_MONOTONIC, the clock of the
     /// events' own timestamps) has been read: the event-time watermark later stages wait on.

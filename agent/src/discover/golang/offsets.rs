@@ -106,7 +106,7 @@ go_offsets! {
     /// `net/http.conn.rwc` (net.Conn interface).
     http_conn_rwc: Std, ["net/http.conn"], "rwc", HTTP;
     /// `net/http.persistConn.conn` (net.Conn interface), the client's connection.
-    http_persist_conn_conn: Std, ["net/http.persistConn"], "conn", HTTP;
+    http_persist_conn_conn: Std, ["net/http.persistConn"], "conn", &["net/http.(*persistConn)"];
     /// `crypto/tls.Conn.conn` (net.Conn interface).
     tls_conn_conn: Std, ["crypto/tls.Conn"], "conn", &["crypto/tls."];
     /// `net.TCPConn.conn` (embedded net.conn).

@@ -151,7 +151,9 @@ pub fn request(batch: &[Span], res: &ResourceBuilder) -> ExportTraceServiceReque
             });
             out.len() - 1
         });
-        out[i].scope_spans[0].spans.push(to_otlp(s, offset));
+        let spans = &mut out[i].scope_spans[0].spans;
+        spans.push(to_otlp(s, offset));
+        spans.extend(phase_spans(s, offset));
     }
     ExportTraceServiceRequest { resource_spans: out }
 }
@@ -198,6 +200,39 @@ pub fn to_otlp(s: &Span, clock_offset_ns: i128) -> opentelemetry_proto::tonic::t
         dropped_links_count: 0,
         status: Some(Status { message, code: code as i32 }),
     }
+}
+
+/// The `in queue` and `processing` children of a server span whose handler the Go probes
+/// timed, as Beyla shows them: from the first request byte read to the handler's start, and
+/// from there to its return.
+pub fn phase_spans(s: &Span, clock_offset_ns: i128) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+    let r = &s.request;
+    let Some((handler_start, handler_end)) = r.handler.filter(|_| r.role == Role::Server) else { return Vec::new() };
+    let unix = |mono: u64| (mono as i128 + clock_offset_ns).max(0) as u64;
+    let child = |name: &str, start: u64, end: u64| opentelemetry_proto::tonic::trace::v1::Span {
+        trace_id: r.trace.trace_id.to_vec(),
+        span_id: loop {
+            let id: [u8; 8] = rand::random();
+            if id != [0; 8] {
+                break id.to_vec();
+            }
+        },
+        trace_state: String::new(),
+        parent_span_id: r.trace.span_id.to_vec(),
+        flags: 1,
+        name: name.to_string(),
+        kind: SpanKind::Internal as i32,
+        start_time_unix_nano: unix(start),
+        end_time_unix_nano: unix(end),
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+        events: Vec::new(),
+        dropped_events_count: 0,
+        links: Vec::new(),
+        dropped_links_count: 0,
+        status: Some(Status { message: String::new(), code: StatusCode::Unset as i32 }),
+    };
+    vec![child("in queue", r.start_ns, handler_start), child("processing", handler_start, handler_end)]
 }
 
 fn http_attributes(s: &Span, server_address: &str, server_port: u16) -> Vec<KeyValue> {
@@ -254,6 +289,26 @@ mod tests {
         assert_eq!(attr(&o, "http.response.status_code").unwrap(), &int("http.response.status_code", 503));
         assert_eq!(attr(&o, "server.port").unwrap(), &int("server.port", 8080));
         assert_eq!(attr(&o, "client.address").unwrap(), &kv("client.address", "127.0.0.1"));
+    }
+
+    #[test]
+    fn handler_timing_gives_in_queue_and_processing_children() {
+        let mut s = test_span();
+        s.request.trace.trace_id = [7; 16];
+        s.request.trace.span_id = [8; 8];
+        assert!(phase_spans(&s, 0).is_empty(), "no handler timing, no children");
+        s.request.handler = Some((1_200_000, 1_400_000));
+        let [queue, work] = &phase_spans(&s, 5)[..] else { panic!("two children") };
+        assert_eq!((queue.name.as_str(), work.name.as_str()), ("in queue", "processing"));
+        for c in [queue, work] {
+            assert_eq!((c.trace_id.clone(), c.parent_span_id.clone()), (vec![7; 16], vec![8; 8]));
+            assert_eq!(c.kind, SpanKind::Internal as i32);
+        }
+        assert_eq!((queue.start_time_unix_nano, queue.end_time_unix_nano), (1_005, 1_200_005));
+        assert_eq!((work.start_time_unix_nano, work.end_time_unix_nano), (1_200_005, 1_400_005));
+        assert_ne!(queue.span_id, work.span_id);
+        s.request.role = Role::Client;
+        assert!(phase_spans(&s, 0).is_empty(), "client spans have none");
     }
 
     #[test]
