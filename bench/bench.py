@@ -27,6 +27,19 @@ DEMO = os.path.join(APPS, "demo")
 GRPCLOAD = os.path.join(APPS, "bench-grpcload")
 HZ = os.sysconf("SC_CLK_TCK")
 HTTP_LANGS = ["go", "python", "node", "java", "rust"]
+# The Go app again with discovery.skip_go_specific_tracers: the generic path alone, to compare
+# with the Go uprobe path (the default, "go").
+GO_GENERIC = "go-generic"
+
+
+def app_kind(app):
+    """The test app an entry runs ("go-generic" is the Go app)."""
+    return "go" if app == GO_GENERIC else app
+
+
+def go_probed(app):
+    """Entries whose process the agent instruments with the Go probes."""
+    return app in ("go", "grpc")
 
 FULL = dict(pairs=3, sat_s=5, wrk_c=32, lat_pairs=2, lat_s=8.0, lat_rate=500, lat_c=32,
             wake_variants=["0", "16", "500"], wake_apps=[], routes=[1, 10, 100, 1000], procs=[1, 10, 50],
@@ -242,13 +255,14 @@ def wait_port(port, timeout=30):
 class Agent:
     """The agent in release mode; RSS is sampled every 0.25 s from a helper thread."""
 
-    def __init__(self, selectors, expect, unmatched="heuristic", wakeup=None, tag="run"):
+    def __init__(self, selectors, expect, unmatched="heuristic", wakeup=None, tag="run", go=0, skip_go=False):
         self.mport = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"beyla-bench-{tag}-")
         cfg = os.path.join(self.dir, "beyla.yml")
         with open(cfg, "w") as f:
             f.write(f"prometheus_export:\n  port: {self.mport}\n"
-                    f"discovery:\n  min_process_age: 0s\n  instrument:\n")
+                    f"discovery:\n  min_process_age: 0s\n"
+                    + ("  skip_go_specific_tracers: true\n" if skip_go else "") + "  instrument:\n")
             for name, ports in selectors:
                 f.write(f"    - open_ports: \"{ports}\"\n" + (f"      name: {name}\n" if name else ""))
             f.write(f"routes:\n  unmatched: {unmatched}\n")
@@ -273,6 +287,11 @@ class Agent:
             time.sleep(0.1)
         else:
             raise RuntimeError(f"agent did not instrument {expect} processes: {open(self.log).read()[-2000:]}")
+        # The Go probes attach once the executable is inspected: measure with them in place.
+        while go and metric_sum(self.internal(), "beyla_instrumented_go_processes") < go:
+            if time.time() > end:
+                raise RuntimeError(f"Go probes not attached to {go} processes: {open(self.log).read()[-2000:]}")
+            time.sleep(0.1)
         self.ready_s = time.time() - self.t0
 
     def _sample(self):
@@ -379,16 +398,22 @@ def measured_run(app_list, agent, fn):
     return res, diff(a, b, res["completed"])
 
 
+def bench_agent(lang, **kw):
+    """The agent instrumenting the one app of a throughput or latency run."""
+    return Agent([("", str(kw.pop("port")))], 1, tag=lang, go=1 if go_probed(lang) else 0,
+                 skip_go=lang == GO_GENERIC, **kw)
+
+
 def throughput(lang):
     port = free_port()
-    app = App(lang, port)
+    app = App(app_kind(lang), port)
     load = (lambda: grpc_load(port, P["sat_s"], P["wrk_c"])) if lang == "grpc" else \
         (lambda: wrk(port, P["sat_s"], P["wrk_c"]))
     try:
         load()  # warm-up (JIT, caches), not recorded
         for pair in range(P["pairs"]):
             for with_agent in (False, True):
-                agent = Agent([("", str(port))], 1, tag=lang) if with_agent else None
+                agent = bench_agent(lang, port=port) if with_agent else None
                 try:
                     res, cost = measured_run([app], agent, load)
                     extra = {}
@@ -404,9 +429,9 @@ def throughput(lang):
                 finally:
                     if agent and agent.p.poll() is None:
                         agent.stop()
-        if lang != "grpc" and (not P["wake_apps"] or lang in P["wake_apps"]):
+        if lang not in ("grpc", GO_GENERIC) and (not P["wake_apps"] or lang in P["wake_apps"]):
             for wake in P["wake_variants"]:
-                agent = Agent([("", str(port))], 1, wakeup=wake, tag=lang)
+                agent = bench_agent(lang, port=port, wakeup=wake)
                 try:
                     res, cost = measured_run([app], agent, load)
                 finally:
@@ -421,7 +446,7 @@ def throughput(lang):
 def latency(lang):
     """Below saturation: the fixed rate, or 40% of what the app sustained without the agent."""
     port = free_port()
-    app = App(lang, port)
+    app = App(app_kind(lang), port)
     rate = P["lat_rate"]
     if SATURATION.get(lang):
         rate = min(rate, int(0.4 * min(SATURATION[lang])))
@@ -430,7 +455,7 @@ def latency(lang):
         loadgen(port, 1.0, rate, P["lat_c"])  # warm-up
         for pair in range(P["lat_pairs"]):
             for with_agent in (False, True):
-                agent = Agent([("", str(port))], 1, tag=lang) if with_agent else None
+                agent = bench_agent(lang, port=port) if with_agent else None
                 try:
                     res, cost = measured_run([app], agent, load)
                 finally:
@@ -540,7 +565,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="a few seconds per app; checks the suite works")
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", default="idle,throughput,latency,routes,procs,conns")
-    ap.add_argument("--apps", default=",".join(HTTP_LANGS + ["grpc"]))
+    ap.add_argument("--apps", default=",".join(HTTP_LANGS + [GO_GENERIC, "grpc"]))
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (the agent loads BPF programs)")
