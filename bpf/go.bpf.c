@@ -102,6 +102,8 @@ static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struc
 	e.server_sock = serving_sock(e.pid, e.goid);
 	if (kind != EVENT_GO_CLIENT && !e.server_sock)
 		return;
+	if (client_sock)
+		read_conn_tuple((struct sock *)client_sock, &e.conn);
 	if (bpf_ringbuf_output(&events, &e, sizeof(e), ringbuf_flags()))
 		count_lost();
 }

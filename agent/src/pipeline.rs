@@ -300,8 +300,8 @@ async fn decode_stage(
                         // before the process's last socket events. It is applied once the
                         // watermark passes it, when all of those have been decoded.
                         RawEvent::Exit { pid, ts_ns } => exits.push((pid, ts_ns)),
-                        RawEvent::GoClient { pid, server_sock, client_sock, stream } => {
-                            tracker.on_go_client(pid, server_sock, client_sock, stream)
+                        RawEvent::GoClient { pid, server_sock, client_sock, stream, local, remote } => {
+                            tracker.on_go_client(pid, server_sock, client_sock, stream, local, remote)
                         }
                         RawEvent::GoHandler { pid, server_sock, ts_ns, end } => {
                             tracker.on_go_handler(pid, server_sock, ts_ns, end)

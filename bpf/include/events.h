@@ -84,6 +84,7 @@ struct go_event {
 	__u64 server_sock; /* struct sock address, as sock_event.sock_id */
 	__u64 client_sock;
 	__u64 ts_ns;
+	struct conn_tuple conn; /* EVENT_GO_CLIENT: client_sock's endpoints */
 };
 
 /* Struct member offsets the Go probes read, per traced Go process (map go_offsets), from the

@@ -165,8 +165,9 @@ impl Correlator {
                 (new_span_id(), node)
             }
             Role::Client => {
-                let serving = match self.hints.remove(&(conn.pid, conn.sock, conn.stream)) {
-                    Some(parent) => Some(parent).filter(|p| *p != [0; 8]),
+                let announced = self.hints.remove(&(conn.pid, conn.sock, conn.stream));
+                let serving = match announced.and_then(|a| self.nodes.get(&a)) {
+                    Some(a) => Some(a.parent).filter(|p| *p != [0; 8]),
                     None if self.go_pids.contains(&conn.pid) => None,
                     None => self.by_thread.get(&(conn.pid, conn.tid)).copied(),
                 };
@@ -186,29 +187,27 @@ impl Correlator {
                         };
                         (span_id, node)
                     }
-                    _ => (new_span_id(), self.child_of(serving, conn)),
+                    // Announced by the Go probes: the span exists already.
+                    _ => match announced.and_then(|a| self.nodes.get(&a).map(|n| (a, *n))) {
+                        Some((id, n)) => (id, Node { conn, ..n }),
+                        None => (new_span_id(), self.child_of(serving, conn)),
+                    },
                 }
             }
         };
-        if role == Role::Client {
-            // The other end may have been seen first (its read can be reported before this
-            // write): it becomes this call's child.
-            if let Some(server) = self.by_tuple.get(&(conn.remote, conn.local, conn.stream, Role::Server)).copied() {
-                let trace_id = self.resolve(&span_id, &node).0;
-                if let Some(s) = self.nodes.get_mut(&server).filter(|s| !s.fixed && s.parent == [0; 8]) {
-                    s.parent = span_id;
-                    s.trace_id = trace_id;
-                }
-            }
-        }
-        if node.parent == [0; 8] && !node.fixed {
+        if node.parent == [0; 8] && !node.fixed && node.trace_id == [0; 16] {
             node.trace_id = new_trace_id();
         }
         self.nodes.insert(span_id, node);
         self.by_sock.insert((conn.pid, conn.sock, conn.stream, role), span_id);
         self.by_tuple.insert((conn.local, conn.remote, conn.stream, role), span_id);
-        if role == Role::Server {
-            self.by_thread.insert((conn.pid, conn.tid), span_id);
+        match role {
+            Role::Server => {
+                self.by_thread.insert((conn.pid, conn.tid), span_id);
+            }
+            // The other end may have been seen first (its read can be reported before this
+            // write): it becomes this call's child.
+            Role::Client => self.adopt_server(span_id, conn),
         }
         let (trace_id, remote_sampled) = self.resolve(&span_id, &node);
         TraceContext { trace_id, span_id, parent_span_id: node.parent, remote_sampled }
@@ -242,36 +241,77 @@ impl Correlator {
         (n.trace_id, n.remote_sampled)
     }
 
-    /// A Go client call is about to go out on `client_sock` (`stream`) from a goroutine
-    /// serving the request on `server_sock` (0: none).
-    pub fn go_client(&mut self, pid: u32, server_sock: u64, client_sock: u64, stream: u32) {
+    /// A Go client call is about to go out on `client` (its socket, stream and endpoints) from
+    /// a goroutine serving the request on `server_sock` (0: none). Announced before its bytes
+    /// (HTTP/1.x), the call's span is created now, so that the other end finds it whichever
+    /// end's bytes are reported first; announced after them (gRPC writes its headers from
+    /// another goroutine), the call, which has not ended yet, is relinked.
+    pub fn go_client(&mut self, server_sock: u64, client: ConnRef) {
+        let (pid, key) = (client.pid, (client.pid, client.sock, client.stream));
         self.go_pids.insert(pid);
         let parent =
             if server_sock == 0 { None } else { self.by_sock.get(&(pid, server_sock, 0, Role::Server)).copied() };
-        if let Some(client) = self.by_sock.get(&(pid, client_sock, stream, Role::Client)).copied() {
-            // Announced after its bytes (gRPC writes its headers from another goroutine):
-            // relink the call, which has not ended yet.
+        if let Some(id) = self.by_sock.get(&(pid, client.sock, client.stream, Role::Client)).copied() {
             let trace = match parent.and_then(|p| self.nodes.get(&p).map(|n| self.resolve(&p, n))) {
                 Some(t) => t,
                 None => (new_trace_id(), None),
             };
-            if let Some(c) = self.nodes.get_mut(&client).filter(|c| !c.fixed) {
+            if let Some(c) = self.nodes.get_mut(&id).filter(|c| !c.fixed) {
                 c.parent = parent.unwrap_or_default();
                 (c.trace_id, c.remote_sampled) = trace;
             }
             return;
         }
         if self.hints.len() >= MAX_HINTS {
+            for id in self.hints.values() {
+                self.nodes.remove(id);
+            }
             self.hints.clear();
         }
-        self.hints.insert((pid, client_sock, stream), parent.unwrap_or_default());
+        if let Some(stale) = self.hints.remove(&key) {
+            self.nodes.remove(&stale);
+        }
+        let id = new_span_id();
+        let mut node = self.child_of(parent, client);
+        if node.parent == [0; 8] {
+            node.trace_id = new_trace_id();
+        }
+        self.nodes.insert(id, node);
+        self.hints.insert(key, id);
+        self.by_tuple.insert((client.local, client.remote, client.stream, Role::Client), id);
+        self.adopt_server(id, client);
+    }
+
+    /// The server end of `client`'s connection, if seen first and still a root, becomes the
+    /// call's child.
+    fn adopt_server(&mut self, client_id: [u8; 8], client: ConnRef) {
+        let Some(server) = self.by_tuple.get(&(client.remote, client.local, client.stream, Role::Server)).copied()
+        else {
+            return;
+        };
+        let Some(c) = self.nodes.get(&client_id) else { return };
+        let trace_id = self.resolve(&client_id, c).0;
+        if let Some(s) = self.nodes.get_mut(&server).filter(|s| !s.fixed && s.parent == [0; 8]) {
+            s.parent = client_id;
+            s.trace_id = trace_id;
+        }
     }
 
     /// The final context of a request that ended (its trace id resolved through its parents),
     /// after which it parents no new call.
     pub fn finish(&mut self, pid: u32, tid: u32, role: Role, ctx: &TraceContext) -> TraceContext {
-        let Some(node) = self.nodes.get(&ctx.span_id).copied() else { return *ctx };
+        let Some(mut node) = self.nodes.get(&ctx.span_id).copied() else { return *ctx };
         let c = node.conn;
+        if role == Role::Server && !node.fixed && node.parent == [0; 8] {
+            // Last chance for a call whose bytes were reported after this end's.
+            if let Some(client) = self.by_tuple.get(&(c.remote, c.local, c.stream, Role::Client)).copied() {
+                if let Some(cn) = self.nodes.get(&client) {
+                    node.trace_id = self.resolve(&client, cn).0;
+                    node.parent = client;
+                    self.nodes.insert(ctx.span_id, node);
+                }
+            }
+        }
         let id = ctx.span_id;
         // Each index forgets the request unless a newer one took its place.
         if self.by_sock.get(&(c.pid, c.sock, c.stream, role)) == Some(&id) {
@@ -412,22 +452,54 @@ mod tests {
         let b = c.begin(s2, Role::Server, None);
         // Announced before its bytes: the call on socket 201 serves request `b`, though the
         // thread that writes it last read request `a`.
-        c.go_client(1, s2.sock, 201, 0);
-        let call = c.begin(at(1, 10, 201, 0, "127.0.0.1:6000", "10.9.9.9:443"), Role::Client, None);
+        let call_at = at(1, 10, 201, 0, "127.0.0.1:6000", "10.9.9.9:443");
+        c.go_client(s2.sock, call_at);
+        let call = c.begin(call_at, Role::Client, None);
         assert_eq!((call.trace_id, call.parent_span_id), (b.trace_id, b.span_id));
         // Without an announcement a Go process's thread says nothing: a root.
         let lone = c.begin(at(1, 10, 202, 0, "127.0.0.1:6001", "10.9.9.9:443"), Role::Client, None);
         assert!(!lone.has_parent());
         // Announced after its bytes (gRPC: stream 3 on socket 203): relinked before it ends.
-        let grpc = c.begin(at(1, 12, 203, 3, "127.0.0.1:6002", "10.9.9.9:50051"), Role::Client, None);
+        let grpc_at = at(1, 12, 203, 3, "127.0.0.1:6002", "10.9.9.9:50051");
+        let grpc = c.begin(grpc_at, Role::Client, None);
         assert!(!grpc.has_parent());
-        c.go_client(1, s1.sock, 203, 3);
+        c.go_client(s1.sock, grpc_at);
         let grpc = c.finish(1, 12, Role::Client, &grpc);
         assert_eq!((grpc.trace_id, grpc.parent_span_id), (a.trace_id, a.span_id));
         // A goroutine serving nothing announces a root.
-        c.go_client(1, 0, 204, 0);
-        let root = c.begin(at(1, 10, 204, 0, "127.0.0.1:6003", "10.9.9.9:443"), Role::Client, None);
+        let root_at = at(1, 10, 204, 0, "127.0.0.1:6003", "10.9.9.9:443");
+        c.go_client(0, root_at);
+        let root = c.begin(root_at, Role::Client, None);
         assert!(!root.has_parent());
+        let again = c.finish(1, 10, Role::Client, &root);
+        assert_eq!(again.trace_id, root.trace_id, "an announced root keeps its trace");
+    }
+
+    #[test]
+    fn an_announced_go_call_meets_its_server_whatever_the_order() {
+        let (cli_end, srv_end) = ("127.0.0.1:40000", "127.0.0.1:50051");
+        // The server's HEADERS read is reported before the client's write and before the
+        // announcement (grpc writes from its own goroutine): linked by the announcement.
+        let mut c = Correlator::default();
+        let root = c.begin(srv(1, 1), Role::Server, None);
+        let worker = c.begin(at(2, 5, 8, 1, srv_end, cli_end), Role::Server, None);
+        assert!(!worker.has_parent());
+        let call_at = at(1, 3, 7, 1, cli_end, srv_end);
+        c.go_client(srv(1, 1).sock, call_at);
+        let worker = c.finish(2, 5, Role::Server, &worker);
+        let call = c.begin(call_at, Role::Client, None);
+        assert_eq!((call.trace_id, call.parent_span_id), (root.trace_id, root.span_id));
+        assert_eq!((worker.trace_id, worker.parent_span_id), (root.trace_id, call.span_id));
+        // The server ends before the call's begin is reported: found at its end through the
+        // announced span.
+        let mut c = Correlator::default();
+        let root = c.begin(srv(1, 1), Role::Server, None);
+        c.go_client(srv(1, 1).sock, call_at);
+        let worker = c.begin(at(2, 5, 8, 1, srv_end, cli_end), Role::Server, None);
+        let worker = c.finish(2, 5, Role::Server, &worker);
+        let call = c.begin(call_at, Role::Client, None);
+        assert_eq!(worker.parent_span_id, call.span_id);
+        assert_eq!(worker.trace_id, root.trace_id);
     }
 
     #[test]

@@ -221,8 +221,17 @@ impl Tracker {
     }
 
     /// A Go client call announced by the Go probes (`RawEvent::GoClient`).
-    pub fn on_go_client(&mut self, pid: u32, server_sock: u64, client_sock: u64, stream: u32) {
-        self.correlator.go_client(pid, server_sock, client_sock, stream);
+    pub fn on_go_client(
+        &mut self,
+        pid: u32,
+        server_sock: u64,
+        client_sock: u64,
+        stream: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) {
+        let client = ConnRef { pid, tid: 0, sock: client_sock, stream, local, remote };
+        self.correlator.go_client(server_sock, client);
     }
 
     /// The Go handler of the HTTP/1.x request in flight on `server_sock` started or returned.

@@ -75,12 +75,15 @@ pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
     // The Go probes share the ring buffer (one order for both); their events are smaller.
     if let Some(&kind @ (EVENT_GO_CLIENT | EVENT_GO_HANDLER_START | EVENT_GO_HANDLER_END)) = bytes.first() {
         let e: go_event = copy_prefix(bytes);
+        let (local, remote) = endpoints(&e.conn);
         return Some(match kind {
             EVENT_GO_CLIENT => RawEvent::GoClient {
                 pid: e.pid,
                 server_sock: e.server_sock,
                 client_sock: e.client_sock,
                 stream: e.stream,
+                local,
+                remote,
             },
             _ => RawEvent::GoHandler {
                 pid: e.pid,

@@ -52,6 +52,9 @@ pub enum RawEvent {
         server_sock: u64,
         client_sock: u64,
         stream: u32,
+        /// `client_sock`'s endpoints.
+        local: SocketAddr,
+        remote: SocketAddr,
     },
     /// The Go handler of the request being served on `server_sock` started (`end` false) or
     /// returned (`end` true) at `ts_ns`.
