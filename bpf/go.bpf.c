@@ -15,6 +15,7 @@
 #include "events.h"
 #include "maps/events.h"
 #include "helpers.h"
+#include "sock_emit.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -34,6 +35,19 @@ struct goroutine_key {
 	__u32 _pad;
 	__u64 goid;
 };
+
+/* A crypto/tls read in progress, entry to return: the connection and the caller's buffer. */
+struct tls_read {
+	__u64 conn;
+	__u64 buf;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct goroutine_key);
+	__type(value, struct tls_read);
+} go_tls_reads SEC(".maps");
 
 /* (tgid, goid) -> the server connection (struct sock) whose request the goroutine serves:
  * set when net/http reads a request on it, inherited by the goroutines it starts. LRU:
@@ -79,6 +93,21 @@ static __always_inline __u64 sock_of_net_conn(const struct go_offsets *o, __u64 
 	return (__u64)tcp_sock_of_fd((int)sysfd);
 }
 
+/* The TCP socket behind a net.Conn that is either a *net.TCPConn or a *crypto/tls.Conn over
+ * one (HTTPS servers and clients). Read as a TCPConn, a tls.Conn yields an itab's 32-bit hash
+ * as the descriptor, which lies beyond the process's fd table (so no socket) unless the hash
+ * happens to be tiny; then the inner connection is tried. */
+static __always_inline __u64 sock_of_conn(const struct go_offsets *o, __u64 iface)
+{
+	__u64 sk = sock_of_net_conn(o, iface);
+	if (sk)
+		return sk;
+	__u64 data = 0;
+	if (bpf_probe_read_user(&data, sizeof(data), (void *)(iface + 8)) || !data)
+		return 0;
+	return sock_of_net_conn(o, data + o->tls_conn_conn);
+}
+
 static __always_inline __u64 serving_sock(__u32 tgid, __u64 goid)
 {
 	struct goroutine_key k = { .tgid = tgid, .goid = goid };
@@ -116,7 +145,7 @@ int go_read_request(struct pt_regs *ctx)
 	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
 	if (!o)
 		return 0;
-	__u64 sk = sock_of_net_conn(o, ctx->ax + o->http_conn_rwc);
+	__u64 sk = sock_of_conn(o, ctx->ax + o->http_conn_rwc);
 	if (!sk)
 		return 0;
 	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
@@ -194,7 +223,7 @@ int go_http_client(struct pt_regs *ctx)
 	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
 	if (!o)
 		return 0;
-	__u64 sk = sock_of_net_conn(o, ctx->ax + o->persist_conn_conn);
+	__u64 sk = sock_of_conn(o, ctx->ax + o->persist_conn_conn);
 	if (sk)
 		emit_go(EVENT_GO_CLIENT, o, ctx, sk, 0);
 	return 0;
@@ -212,8 +241,71 @@ int go_grpc_client(struct pt_regs *ctx)
 	__u32 stream = 0;
 	if (bpf_probe_read_user(&stream, sizeof(stream), (void *)(ctx->bx + o->grpc_stream_id)) || !stream)
 		return 0;
-	__u64 sk = sock_of_net_conn(o, ctx->ax + o->grpc_http2_client_conn);
+	__u64 sk = sock_of_conn(o, ctx->ax + o->grpc_http2_client_conn);
 	if (sk)
 		emit_go(EVENT_GO_CLIENT, o, ctx, sk, stream);
+	return 0;
+}
+
+/* Reports len bytes of plaintext at buf, read or written on the crypto/tls.Conn c, as data of
+ * the TCP socket under it (flagged SOCK_FLAG_TLS: the agent decodes these instead of the
+ * socket's encrypted bytes). */
+static __always_inline void emit_tls(const struct go_offsets *o, __u64 c, __u64 buf, __s64 len, __u8 dir)
+{
+	if (len <= 0)
+		return;
+	__u64 sk = sock_of_net_conn(o, c + o->tls_conn_conn);
+	if (!sk)
+		return;
+	struct sock_event *e = new_event(EVENT_SOCK_DATA, dir, bpf_get_current_pid_tgid(), (struct sock *)sk);
+	if (!e)
+		return;
+	e->flags = SOCK_FLAG_TLS;
+	e->len = (__u32)len;
+	e->captured = copy_plain(e, buf, (__u64)len);
+	send_sock_event(e);
+}
+
+/* crypto/tls.(*Conn).Write(c, b []byte): the plaintext is all of b (Write writes it all or
+ * fails, and a failed write's bytes never reach the peer's application either). */
+SEC("uprobe")
+int go_tls_write(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (o)
+		emit_tls(o, ctx->ax, ctx->bx, (__s64)ctx->cx, DIR_SEND);
+	return 0;
+}
+
+/* crypto/tls.(*Conn).Read(c, b []byte) (n int, err error), entry: remember c and b. */
+SEC("uprobe")
+int go_tls_read(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
+	struct tls_read r = { .conn = ctx->ax, .buf = ctx->bx };
+	bpf_map_update_elem(&go_tls_reads, &k, &r, BPF_ANY);
+	return 0;
+}
+
+/* RET sites of crypto/tls.(*Conn).Read: n plaintext bytes are in the buffer. */
+SEC("uprobe")
+int go_tls_read_ret(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
+	struct tls_read *r = bpf_map_lookup_elem(&go_tls_reads, &k);
+	if (!r)
+		return 0;
+	struct tls_read saved = *r;
+	bpf_map_delete_elem(&go_tls_reads, &k);
+	emit_tls(o, saved.conn, saved.buf, (__s64)ctx->ax, DIR_RECV);
 	return 0;
 }

@@ -40,11 +40,14 @@ struct conn_tuple {
 };
 
 /* One read or write on a TCP socket of a traced process, or its close (len = 0). */
+/* sock_event.flags */
+#define SOCK_FLAG_TLS 1 /* plaintext of a TLS connection (Go crypto/tls probes), not its bytes */
+
 struct sock_event {
 	__u8 kind;      /* enum event_kind */
 	__u8 direction; /* enum direction */
 	__u8 tail_len;  /* valid bytes in tail */
-	__u8 _pad0;
+	__u8 flags;     /* SOCK_FLAG_* */
 	__u32 pid;      /* tgid */
 	__u32 tid;
 	__u32 len;      /* bytes the syscall transferred */
@@ -97,6 +100,7 @@ struct go_offsets {
 	__u64 net_conn_fd;
 	__u64 netfd_pfd;
 	__u64 poll_fd_sysfd;
+	__u64 tls_conn_conn;
 	__u64 grpc_stream_id;
 	__u64 grpc_http2_client_conn;
 };

@@ -10,6 +10,7 @@
 #include "maps/syscall_args.h"
 #include "maps/events.h"
 #include "helpers.h"
+#include "sock_emit.h"
 
 /* Forces the event types into BTF so the skeleton generates Rust types for them. */
 struct sock_event _sock_event = {};
@@ -36,45 +37,6 @@ static __always_inline int save_args(int fd, __u64 buf, __u64 count, __u8 kind, 
 	return 0;
 }
 
-/* Copies up to `want` bytes from user address src to e->data[off..]; returns bytes copied. */
-static __always_inline __u32 copy_user(struct sock_event *e, __u32 off, __u64 src, __u64 want)
-{
-	barrier_var(off);
-	if (off >= CAPTURE_MAX)
-		return 0;
-	__u32 n = want > CAPTURE_MAX ? CAPTURE_MAX : (__u32)want;
-	__u32 room = CAPTURE_MAX - off;
-	if (n > room)
-		n = room;
-	barrier_var(n);
-	if (n == 0 || n > CAPTURE_MAX)
-		return 0;
-	if (bpf_probe_read_user(&e->data[off], n, (void *)src))
-		return 0;
-	return n;
-}
-
-/* The scratch event with its header filled in; payload fields are the caller's. */
-static __always_inline struct sock_event *new_event(__u8 kind, __u8 dir, __u64 pid_tgid, struct sock *sk)
-{
-	__u32 zero = 0;
-	struct event_scratch *scratch = bpf_map_lookup_elem(&event_scratch, &zero);
-	if (!scratch)
-		return 0;
-	struct sock_event *e = &scratch->ev;
-	e->kind = kind;
-	e->direction = dir;
-	e->tail_len = 0;
-	e->pid = pid_tgid >> 32;
-	e->tid = (__u32)pid_tgid;
-	e->len = 0;
-	e->captured = 0;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->sock_id = (__u64)sk;
-	read_conn_tuple(sk, &e->conn);
-	return e;
-}
-
 static __always_inline int emit_data(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -93,10 +55,7 @@ static __always_inline int emit_data(long ret)
 
 	__u32 captured = 0;
 	if (a.buf_kind == BUF_PLAIN) {
-		captured = copy_user(e, 0, a.buf, ret);
-		if ((__u64)ret > captured && ret >= TAIL_LEN &&
-		    !bpf_probe_read_user(e->tail, TAIL_LEN, (void *)(a.buf + ret - TAIL_LEN)))
-			e->tail_len = TAIL_LEN;
+		captured = copy_plain(e, a.buf, ret);
 	} else {
 		__u64 iov_ptr = a.buf, iov_cnt = a.count;
 		if (a.buf_kind == BUF_MSGHDR) {
@@ -125,12 +84,7 @@ static __always_inline int emit_data(long ret)
 	}
 out:
 	e->captured = captured;
-	__u64 size = offsetof(struct sock_event, data) + captured;
-	barrier_var(size);
-	if (size > sizeof(*e))
-		return 0;
-	if (bpf_ringbuf_output(&events, e, size, ringbuf_flags()))
-		count_lost();
+	send_sock_event(e);
 	return 0;
 }
 

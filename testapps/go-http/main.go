@@ -1,11 +1,20 @@
 // Minimal HTTP/1.1 test service (Go standard library only) used to exercise beyla-rs instrumentation.
 // Routes: GET /ping, GET /users/{id}, POST /echo, GET /error, GET /call (-> $DOWNSTREAM_URL), else 404.
-// Usage: go-http <port>
+// Usage: go-http <port>; with GO_HTTP_TLS=1 it serves HTTPS (HTTP/1.1) with a self-signed
+// certificate made at start-up. Its client accepts any certificate, so DOWNSTREAM_URL may be
+// https:// to another instance.
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -16,8 +25,34 @@ import (
 
 // A new TCP connection for every outgoing request (sends Connection: close).
 var client = &http.Client{
-	Timeout:   10 * time.Second,
-	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+	Timeout: 10 * time.Second,
+	Transport: &http.Transport{
+		DisableKeepAlives: true,
+		Proxy:             nil,
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+	},
+}
+
+// selfSigned makes a certificate for 127.0.0.1 (test use only).
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "go-http test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 func reply(w http.ResponseWriter, status int, body []byte, ctype string) {
@@ -76,6 +111,14 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	if os.Getenv("GO_HTTP_TLS") == "1" {
+		cert, err := selfSigned()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
 	}
 	fmt.Printf("listening on %d\n", port) // os.Stdout is unbuffered
 	// A plain handler func (no ServeMux) so paths are never cleaned or redirected.

@@ -205,7 +205,7 @@ impl AppMetrics {
         }
         labels.push(("server_address", server_addr));
         labels.push(("server_port", server_port.to_string()));
-        labels.push(("url_scheme", "http".into()));
+        labels.push(("url_scheme", r.scheme().into()));
 
         let secs = r.duration_ns() as f64 / 1e9;
         let (dur, req, resp) = match r.role {

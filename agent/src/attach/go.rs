@@ -27,6 +27,8 @@ const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 const NEWPROC1: &str = "runtime.newproc1";
 const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
+const TLS_READ: &str = "crypto/tls.(*Conn).Read";
+const TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
 
 enum Command {
     Attach { pid: u32, exe: PathBuf },
@@ -117,6 +119,7 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
         net_conn_fd: get("net.conn.fd", o.net_conn_fd),
         netfd_pfd: get("net.netFD.pfd", o.netfd_pfd),
         poll_fd_sysfd: get("internal/poll.FD.Sysfd", o.poll_fd_sysfd),
+        tls_conn_conn: o.tls_conn_conn.unwrap_or(0),
         grpc_stream_id: o.grpc_stream_id.unwrap_or(0),
         grpc_http2_client_conn: o.grpc_http2_client_conn.unwrap_or(0),
     };
@@ -209,6 +212,14 @@ fn attach(
     attach_at(&mut links, &progs.go_http_client, pid, exe, bin, HTTP_CLIENT, o.http_persist_conn_conn.is_some())?;
     let grpc = o.grpc_stream_id.is_some() && o.grpc_http2_client_conn.is_some();
     attach_at(&mut links, &progs.go_grpc_client, pid, exe, bin, GRPC_CLIENT, grpc)?;
+    // HTTPS: the plaintext of crypto/tls reads and writes, as data of the socket under them.
+    if o.tls_conn_conn.is_some() {
+        if let Some(f) = bin.function(TLS_READ).filter(|f| !f.returns.is_empty()) {
+            attach_at(&mut links, &progs.go_tls_write, pid, exe, bin, TLS_WRITE, true)?;
+            attach_at(&mut links, &progs.go_tls_read, pid, exe, bin, TLS_READ, true)?;
+            attach_returns(&mut links, &progs.go_tls_read_ret, pid, exe, TLS_READ, &f.returns)?;
+        }
+    }
     // The handler's start and return split a server request into "in queue" and "processing".
     if let Some(f) = bin.function(SERVE_HTTP).filter(|f| server && !f.returns.is_empty()) {
         attach_at(&mut links, &progs.go_serve_http, pid, exe, bin, SERVE_HTTP, true)?;

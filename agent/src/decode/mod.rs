@@ -46,6 +46,8 @@ pub struct Request {
     pub grpc_status: Option<u32>,
     /// HTTP/2 stream id (both ends of a connection see the same); 0 for HTTP/1.x.
     pub stream: u32,
+    /// Decoded from TLS plaintext (the Go crypto/tls probes): the scheme is `https`.
+    pub tls: bool,
     /// Server side, when the Go probes saw it: when the handler started and returned (clamped
     /// to the request's end). Before it the request was "in queue", then "processing".
     pub handler: Option<(u64, u64)>,
@@ -54,6 +56,15 @@ pub struct Request {
 impl Request {
     pub fn duration_ns(&self) -> u64 {
         self.end_ns.saturating_sub(self.start_ns)
+    }
+
+    /// `https` for a request decoded from TLS plaintext, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The path without the query string.

@@ -83,6 +83,9 @@ struct Conn {
     window: Vec<u8>,
     /// The last message failed to decode: its reply is expected, not a missed request.
     failed: bool,
+    /// Decoded from the plaintext the Go crypto/tls probes report; the socket's own
+    /// (encrypted) bytes are ignored.
+    tls: bool,
 }
 
 impl Conn {
@@ -96,6 +99,7 @@ impl Conn {
             last_ns: ev.ts_ns,
             window: Vec::new(),
             failed: false,
+            tls: ev.tls,
         }
     }
 
@@ -133,6 +137,13 @@ impl Tracker {
             *conn = Conn::new(ev);
         }
         conn.last_ns = ev.ts_ns;
+        if ev.tls != conn.tls {
+            if !ev.tls {
+                return; // the encrypted bytes of a connection whose plaintext we have
+            }
+            // The first plaintext: decode from here (the handshake was counted as not HTTP).
+            *conn = Conn::new(ev);
+        }
         let emitted = out.requests.len();
         if conn.role.is_none() && matches!(conn.phase, Phase::Idle) {
             let data = payload(ev).0;
@@ -327,6 +338,7 @@ fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out
         trace: req.trace.unwrap_or_default(),
         grpc_status: None,
         stream: 0,
+        tls: conn.tls,
         handler: req.handler_start.map(|start| {
             let start = start.clamp(req.start_ns, end_ns);
             (start, req.handler_end.unwrap_or(end_ns).clamp(start, end_ns))
@@ -355,6 +367,7 @@ fn emit_h2(conn: &Conn, ex: http2::Exchange, out: &mut Decoded) {
         // gRPC without a grpc-status (a broken call) is reported as UNKNOWN (2).
         grpc_status: ex.grpc.then(|| ex.grpc_status.unwrap_or(2)),
         stream: ex.stream,
+        tls: conn.tls,
         handler: None,
     });
 }
@@ -605,6 +618,7 @@ mod tests {
             remote: addr("127.0.0.1:50000"),
             data: bytes[..bytes.len().min(CAP)].to_vec(),
             tail,
+            tls: false,
         }
     }
 

@@ -109,6 +109,7 @@ pub(crate) fn test_span() -> Span {
             trace: Default::default(),
             grpc_status: None,
             stream: 0,
+            tls: false,
             handler: None,
         },
         route: Some("/users/*".into()),

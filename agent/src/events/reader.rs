@@ -30,6 +30,7 @@ const EVENT_GO_CLIENT: u8 = 6;
 const EVENT_GO_HANDLER_START: u8 = 7;
 const EVENT_GO_HANDLER_END: u8 = 8;
 const DIR_SEND: u8 = 1;
+const SOCK_FLAG_TLS: u8 = 1;
 const AF_INET: u16 = 2;
 
 /// Counters the reader keeps; `telemetry` registers them.
@@ -109,6 +110,7 @@ pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
                 remote,
                 data: e.data[..captured].to_vec(),
                 tail: e.tail[..(e.tail_len as usize).min(e.tail.len())].to_vec(),
+                tls: e.flags & SOCK_FLAG_TLS != 0,
             }))
         }
         EVENT_SOCK_CLOSE => Some(RawEvent::Close { pid: e.pid, sock_id: e.sock_id, ts_ns: e.ts_ns }),

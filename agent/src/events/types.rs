@@ -22,6 +22,8 @@ pub struct SockData {
     pub data: Vec<u8>,
     /// The last bytes of the buffer when `data` does not reach its end.
     pub tail: Vec<u8>,
+    /// The plaintext of a TLS connection (the Go crypto/tls probes), not the socket's bytes.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone)]

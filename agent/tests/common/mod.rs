@@ -48,7 +48,12 @@ impl Drop for Proc {
 pub fn start_app(lang: &str, port: u16, env: &[(&str, &str)]) -> Proc {
     let launcher = repo().join("testapps/build").join(format!("run-{lang}"));
     assert!(launcher.exists(), "{} missing: run testapps/build.sh first", launcher.display());
-    let mut cmd = Command::new(&launcher);
+    start_launcher(&launcher, lang, port, env)
+}
+
+/// Starts a test app launcher (`<launcher> <port>`) and waits for its `listening on` line.
+pub fn start_launcher(launcher: &Path, lang: &str, port: u16, env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(launcher);
     cmd.arg(port.to_string()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);

@@ -111,7 +111,7 @@ impl OtlpMetrics {
             ("http.response.status_code", r.status.to_string()),
             ("server.address", addr),
             ("server.port", port.to_string()),
-            ("url.scheme", "http".into()),
+            ("url.scheme", r.scheme().into()),
         ];
         if let Some(route) = &s.route {
             attrs.push(("http.route", route.clone()));

@@ -248,15 +248,16 @@ fn http_attributes(s: &Span, server_address: &str, server_port: u16) -> Vec<KeyV
     match r.role {
         Role::Server => {
             attrs.push(kv("url.path", r.path()));
-            attrs.push(kv("url.scheme", "http"));
+            attrs.push(kv("url.scheme", r.scheme()));
             attrs.push(kv("client.address", &r.remote.ip().to_string()));
             if let Some(route) = &s.route {
                 attrs.push(kv("http.route", route));
             }
         }
         Role::Client => {
-            let port = if server_port == 80 { String::new() } else { format!(":{server_port}") };
-            attrs.push(kv("url.full", &format!("http://{server_address}{port}{}", r.target)));
+            let default_port = if r.tls { 443 } else { 80 };
+            let port = if server_port == default_port { String::new() } else { format!(":{server_port}") };
+            attrs.push(kv("url.full", &format!("{}://{server_address}{port}{}", r.scheme(), r.target)));
         }
     }
     attrs

@@ -1,0 +1,137 @@
+//! HTTPS in Go through the Go probes on the real kernel (needs root; `bash testapps/build.sh`
+//! and `bash testapps/build-go.sh 1.23` build the apps): two go-http instances serving HTTPS
+//! (`GO_HTTP_TLS=1`), the first calling the second over HTTPS. The crypto/tls probes give the
+//! agent the plaintext: exact counts by route and status with `url_scheme="https"`, the client
+//! calls, and one trace per `/call` across both. Without the Go probes the same traffic is
+//! encrypted bytes: nothing is counted (so the probes, not the socket capture, are what work).
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::otlp::{attr, res_attr, Proto, Receiver};
+use common::*;
+
+fn curl_https(port: u16, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("running curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tls(go: &str, skip_go: bool) {
+    require_root();
+    let launcher = match go {
+        "go1.19" => repo().join("testapps/build/run-go"),
+        other => repo().join(format!("testapps/build/{other}/run-go")),
+    };
+    assert!(launcher.exists(), "{} missing: run testapps/build.sh and testapps/build-go.sh 1.23", launcher.display());
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (a, b, mport) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  skip_go_specific_tracers: {skip_go}\n  instrument:\n\
+         \x20   - {{ open_ports: \"{a}\", name: tls-front }}\n\
+         \x20   - {{ open_ports: \"{b}\", name: tls-back }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n\
+         routes:\n  unmatched: heuristic\n",
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], &format!("tls-{go}-{skip_go}"));
+    let _back = start_launcher(&launcher, "go-http", b, &[("GO_HTTP_TLS", "1")]);
+    let down = format!("https://127.0.0.1:{b}/ping");
+    let _front = start_launcher(&launcher, "go-http", a, &[("GO_HTTP_TLS", "1"), ("DOWNSTREAM_URL", &down)]);
+    wait_instrumented(mport, 2.0, &log);
+    if !skip_go {
+        wait_go_instrumented(mport, 2.0, &log);
+    }
+
+    for i in 0..5 {
+        assert_eq!(curl_https(a, &format!("/users/{i}")), "200");
+    }
+    for _ in 0..2 {
+        assert_eq!(curl_https(a, "/error"), "500");
+    }
+    for _ in 0..3 {
+        assert_eq!(curl_https(a, "/call"), "200");
+    }
+
+    let server = |m: &[Sample], svc: &str, route: &str, status: &str| {
+        let l = [
+            ("service_name", svc),
+            ("http_route", route),
+            ("http_response_status_code", status),
+            ("url_scheme", "https"),
+        ];
+        sum(m, "http_server_request_duration_seconds_count", &l) as u64
+    };
+    if skip_go {
+        // Give the agent the time the probed run needs, then check it decoded nothing.
+        std::thread::sleep(Duration::from_secs(3));
+        let m = scrape(mport, "/metrics");
+        assert_eq!(
+            sum(&m, "http_server_request_duration_seconds_count", &[]),
+            0.0,
+            "TLS decoded without the Go probes?"
+        );
+        let not_http = sum(&scrape(mport, "/internal/metrics"), "beyla_decode_errors_total", &[("reason", "not_http")]);
+        assert!(not_http >= 1.0, "the encrypted connections should count as not HTTP");
+        return;
+    }
+    let done = wait_for(Duration::from_secs(30), || {
+        let m = scrape(mport, "/metrics");
+        sum(&m, "http_server_request_duration_seconds_count", &[]) >= 13.0
+            && sum(&m, "http_client_request_duration_seconds_count", &[]) >= 3.0
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    let dump = || format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(&log));
+    assert!(done, "requests not all counted:\n{}", dump());
+    assert_eq!(server(&m, "tls-front", "/users/*", "200"), 5, "{}", dump());
+    assert_eq!(server(&m, "tls-front", "/error", "500"), 2, "{}", dump());
+    assert_eq!(server(&m, "tls-front", "/call", "200"), 3, "{}", dump());
+    assert_eq!(server(&m, "tls-back", "/ping", "200"), 3, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 13.0, "{}", dump());
+    let client = [("service_name", "tls-front"), ("http_response_status_code", "200"), ("url_scheme", "https")];
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &client), 3.0, "{}", dump());
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &[]), 3.0, "{}", dump());
+
+    // One trace per /call: front server -> front client -> back server.
+    let got = wait_for(Duration::from_secs(20), || receiver.spans().iter().filter(|g| g.span.kind != 1).count() >= 16);
+    let spans: Vec<_> = receiver.spans().into_iter().filter(|g| g.span.kind != 1).collect();
+    assert!(got, "{} spans", spans.len());
+    let svc = |g: &common::otlp::Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();
+    let calls: Vec<_> = spans.iter().filter(|g| svc(g) == "tls-front" && g.span.name == "GET /call").collect();
+    assert_eq!(calls.len(), 3);
+    for call in calls {
+        let client = spans
+            .iter()
+            .find(|g| g.span.kind == 3 && g.span.parent_span_id == call.span.span_id)
+            .unwrap_or_else(|| panic!("no client span under a /call"));
+        assert_eq!(client.span.trace_id, call.span.trace_id);
+        assert_eq!(attr(&client.span.attributes, "url.full"), Some(down.clone()));
+        let back = spans
+            .iter()
+            .find(|g| svc(g) == "tls-back" && g.span.parent_span_id == client.span.span_id)
+            .unwrap_or_else(|| panic!("no tls-back server span under the call"));
+        assert_eq!((back.span.trace_id.clone(), back.span.name.as_str()), (call.span.trace_id.clone(), "GET /ping"));
+        assert_eq!(attr(&back.span.attributes, "url.scheme").as_deref(), Some("https"));
+    }
+}
+
+#[test]
+fn root_go_tls_go119() {
+    tls("go1.19", false);
+}
+
+#[test]
+fn root_go_tls_go123() {
+    tls("go1.23", false);
+}
+
+#[test]
+fn root_go_tls_without_go_probes_is_opaque() {
+    tls("go1.19", true);
+}
