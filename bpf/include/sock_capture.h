@@ -29,6 +29,7 @@ static __always_inline int save_args(int fd, __u64 buf, __u64 count, __u8 kind, 
 		.buf = buf,
 		.count = count,
 		.sk = (__u64)sk,
+		.start_ns = bpf_ktime_get_ns(),
 		.fd = fd,
 		.buf_kind = kind,
 		.direction = dir,
@@ -52,6 +53,7 @@ static __always_inline int emit_data(long ret)
 	if (!e)
 		return 0;
 	e->len = (__u32)ret;
+	e->start_ns = a.start_ns;
 
 	__u32 captured = 0;
 	if (a.buf_kind == BUF_PLAIN) {

@@ -44,6 +44,7 @@ static __always_inline struct sock_event *new_event(__u8 kind, __u8 dir, __u64 p
 	e->len = 0;
 	e->captured = 0;
 	e->ts_ns = bpf_ktime_get_ns();
+	e->start_ns = e->ts_ns;
 	e->sock_id = (__u64)sk;
 	read_conn_tuple(sk, &e->conn);
 	return e;

@@ -86,6 +86,8 @@ struct Conn {
     /// Decoded from the plaintext the Go crypto/tls probes report; the socket's own
     /// (encrypted) bytes are ignored.
     tls: bool,
+    /// Bytes read before their turn, held until it comes (see `early_bytes`).
+    early: Vec<SockData>,
 }
 
 impl Conn {
@@ -100,6 +102,7 @@ impl Conn {
             window: Vec::new(),
             failed: false,
             tls: ev.tls,
+            early: Vec::new(),
         }
     }
 
@@ -184,9 +187,45 @@ impl Tracker {
             self.ended(out, emitted);
             return;
         }
+        if early_bytes(conn, ev) {
+            if conn.early.len() < MAX_EARLY {
+                conn.early.push(ev.clone());
+                return;
+            }
+            // Too much to be a reordering: decode in arrival order.
+            self.replay_early(key, out);
+        }
+        // An event entered before the held reads returned came first: it goes first, then
+        // they follow. Otherwise they really came first.
+        let held_since = self.conns.get(&key).and_then(|c| c.early.first()).map(|e| e.ts_ns);
+        if held_since.is_some_and(|t| ev.start_ns >= t) {
+            self.replay_early(key, out);
+        }
+        self.correlator_step(key, ev, out);
+        let ready = self.conns.get(&key).is_some_and(|c| match c.role {
+            Some(Role::Server) => matches!(c.phase, Phase::Idle),
+            _ => !matches!(c.phase, Phase::Idle),
+        });
+        if ready {
+            self.replay_early(key, out);
+        }
+        self.ended(out, emitted);
+    }
+
+    /// Decodes the reads held back on a connection.
+    fn replay_early(&mut self, key: (u32, u64), out: &mut Decoded) {
+        let early = self.conns.get_mut(&key).map(|c| std::mem::take(&mut c.early)).unwrap_or_default();
+        for e in early {
+            self.correlator_step(key, &e, out);
+        }
+    }
+
+    /// One HTTP/1.x event through the connection's state machine; a head it completes gets
+    /// its trace context now, in event order, so that a client call the serving thread makes
+    /// next finds its server request.
+    fn correlator_step(&mut self, key: (u32, u64), ev: &SockData, out: &mut Decoded) {
+        let Some(conn) = self.conns.get_mut(&key) else { return };
         step(conn, ev, out);
-        // A head parsed by this event gets its trace context now, in event order, so that a
-        // client call the serving thread makes next finds its server request.
         let role = conn.role.unwrap_or(Role::Server);
         let cref =
             ConnRef { pid: conn.pid, tid: 0, sock: ev.sock_id, stream: 0, local: conn.local, remote: conn.remote };
@@ -194,7 +233,6 @@ impl Tracker {
             let cref = ConnRef { tid: req.tid, ..cref };
             req.trace = Some(self.correlator.begin(cref, role, req.traceparent.as_deref()));
         }
-        self.ended(out, emitted);
     }
 
     pub fn on_close(&mut self, pid: u32, sock_id: u64, out: &mut Decoded) {
@@ -277,6 +315,29 @@ impl Tracker {
                 }
             }
         }
+    }
+}
+
+/// Events held back per connection at most (see `early_bytes`).
+const MAX_EARLY: usize = 8;
+
+/// Whether `ev` was read before its turn. Events arrive in the order their syscalls returned,
+/// and two threads of one process can share a connection (Go reads with one goroutine while
+/// another writes): a read can be reported before the write it follows. A server that reads
+/// the next request before its response to the previous one is reported, or a client that
+/// reads a response before its request is reported, would otherwise lose a request.
+fn early_bytes(conn: &Conn, ev: &SockData) -> bool {
+    if ev.direction != Direction::Recv {
+        return false;
+    }
+    if !conn.early.is_empty() {
+        return true; // keep their order
+    }
+    match (&conn.role, &conn.phase) {
+        (Some(Role::Server), Phase::RespHead { .. }) => true,
+        (Some(Role::Server), Phase::RespBody { framing, .. }) => *framing != Framing::UntilClose,
+        (Some(Role::Client) | None, Phase::Idle) => http1::is_response_start(payload(ev).0),
+        _ => false,
     }
 }
 
@@ -612,6 +673,7 @@ mod tests {
             tid: 70,
             sock_id: sock,
             ts_ns: ts,
+            start_ns: ts,
             direction: dir,
             len: bytes.len() as u32,
             local: addr("127.0.0.1:8080"),
@@ -687,6 +749,50 @@ mod tests {
         assert_eq!(client.trace.parent_span_id, server.trace.span_id);
         assert!(!after.trace.has_parent());
         assert_ne!(after.trace.trace_id, server.trace.trace_id);
+    }
+
+    #[test]
+    fn next_request_read_before_the_response_is_reported() {
+        // Go's server reads the next request's first byte on another goroutine while the
+        // handler's thread is still writing: the read can be reported first.
+        let out = run(&[
+            ev(1, Recv, 10, b"GET /a HTTP/1.1\r\n\r\n"),
+            ev(1, Recv, 30, b"G"),
+            ev(1, Send, 20, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            ev(1, Recv, 31, b"ET /b HTTP/1.1\r\n\r\n"),
+            ev(1, Send, 40, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let got: Vec<_> = out.requests.iter().map(|r| (r.target.as_str(), r.status, r.request_body_size)).collect();
+        assert_eq!(got, vec![("/a", 200, 0), ("/b", 404, 0)]);
+        assert_eq!((out.requests[1].start_ns, out.requests[1].end_ns), (30, 40));
+    }
+
+    #[test]
+    fn response_read_before_its_request_is_reported() {
+        // A client writes on one thread and reads on another (Go's transport): the response
+        // can be reported before the request, also on a connection's first exchange.
+        let out = run(&[
+            ev(2, Recv, 20, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            // Entered at 15, before the response was read: it came first.
+            SockData { start_ns: 15, ..ev(2, Send, 21, b"GET /first HTTP/1.1\r\n\r\n") },
+            ev(2, Send, 30, b"GET /second HTTP/1.1\r\n\r\n"),
+            ev(2, Recv, 40, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let got: Vec<_> = out.requests.iter().map(|r| (r.role, r.target.as_str(), r.status)).collect();
+        assert_eq!(got, vec![(Role::Client, "/first", 200), (Role::Client, "/second", 201)]);
+
+        // A response read before the next request was even written is a response whose
+        // request the agent never saw (it joined mid-exchange): not paired with the next one.
+        let out = run(&[
+            ev(2, Recv, 20, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            ev(2, Send, 30, b"GET /next HTTP/1.1\r\n\r\n"),
+            ev(2, Recv, 40, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ]);
+        assert_eq!(out.errors, vec![DecodeError::MissedRequest]);
+        let got: Vec<_> = out.requests.iter().map(|r| (r.target.as_str(), r.status)).collect();
+        assert_eq!(got, vec![("/next", 204)]);
     }
 
     #[test]

@@ -104,6 +104,7 @@ pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
                 tid: e.tid,
                 sock_id: e.sock_id,
                 ts_ns: e.ts_ns,
+                start_ns: e.start_ns,
                 direction: if e.direction == DIR_SEND { Direction::Send } else { Direction::Recv },
                 len: e.len,
                 local,

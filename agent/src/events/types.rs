@@ -14,6 +14,9 @@ pub struct SockData {
     pub tid: u32,
     pub sock_id: u64,
     pub ts_ns: u64,
+    /// When the syscall was entered (`ts_ns` is its return): orders a write against a read
+    /// of another thread reported before it.
+    pub start_ns: u64,
     pub direction: Direction,
     /// Bytes the syscall transferred; `data` holds the first of them.
     pub len: u32,

@@ -14,6 +14,7 @@ struct syscall_args {
 	__u64 buf;  /* user pointer: buffer, iovec array or msghdr */
 	__u64 count;
 	__u64 sk;   /* struct sock * of fd, resolved at enter */
+	__u64 start_ns; /* CLOCK_MONOTONIC at sys_enter */
 	__s32 fd;
 	__u8 buf_kind;
 	__u8 direction;
