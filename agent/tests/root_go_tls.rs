@@ -1,6 +1,7 @@
 //! HTTPS in Go through the Go probes on the real kernel (needs root; `bash testapps/build.sh`
 //! and `bash testapps/build-go.sh 1.23` build the apps): two go-http instances serving HTTPS
-//! (`GO_HTTP_TLS=1`), the first calling the second over HTTPS. The crypto/tls probes give the
+//! (`GO_HTTP_TLS=1`), the first calling the second over HTTPS, and a third serving HTTP/2 over
+//! TLS (`GO_HTTP_TLS=h2`, net/http's bundled h2 server) to curl. The crypto/tls probes give the
 //! agent the plaintext: exact counts by route and status with `url_scheme="https"`, the client
 //! calls, and one trace per `/call` across both. Without the Go probes the same traffic is
 //! encrypted bytes: nothing is counted (so the probes, not the socket capture, are what work).
@@ -12,9 +13,10 @@ use std::time::Duration;
 use common::otlp::{attr, res_attr, Proto, Receiver};
 use common::*;
 
+/// `<status> <HTTP version>` of a GET over HTTPS (curl negotiates HTTP/2 when offered).
 fn curl_https(port: u16, path: &str) -> String {
     let out = Command::new("curl")
-        .args(["-sk", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-sk", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code} %{http_version}"])
         .arg(format!("https://127.0.0.1:{port}{path}"))
         .output()
         .expect("running curl");
@@ -29,11 +31,12 @@ fn tls(go: &str, skip_go: bool) {
     };
     assert!(launcher.exists(), "{} missing: run testapps/build.sh and testapps/build-go.sh 1.23", launcher.display());
     let receiver = Receiver::start(Proto::Grpc, free_port());
-    let (a, b, mport) = (free_port(), free_port(), free_port());
+    let (a, b, h2, mport) = (free_port(), free_port(), free_port(), free_port());
     let yaml = format!(
         "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  skip_go_specific_tracers: {skip_go}\n  instrument:\n\
          \x20   - {{ open_ports: \"{a}\", name: tls-front }}\n\
          \x20   - {{ open_ports: \"{b}\", name: tls-back }}\n\
+         \x20   - {{ open_ports: \"{h2}\", name: tls-h2 }}\n\
          prometheus_export:\n  port: {mport}\n\
          otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n\
          routes:\n  unmatched: heuristic\n",
@@ -43,19 +46,23 @@ fn tls(go: &str, skip_go: bool) {
     let _back = start_launcher(&launcher, "go-http", b, &[("GO_HTTP_TLS", "1")]);
     let down = format!("https://127.0.0.1:{b}/ping");
     let _front = start_launcher(&launcher, "go-http", a, &[("GO_HTTP_TLS", "1"), ("DOWNSTREAM_URL", &down)]);
-    wait_instrumented(mport, 2.0, &log);
+    let _h2 = start_launcher(&launcher, "go-http", h2, &[("GO_HTTP_TLS", "h2")]);
+    wait_instrumented(mport, 3.0, &log);
     if !skip_go {
-        wait_go_instrumented(mport, 2.0, &log);
+        wait_go_instrumented(mport, 3.0, &log);
     }
 
     for i in 0..5 {
-        assert_eq!(curl_https(a, &format!("/users/{i}")), "200");
+        assert_eq!(curl_https(a, &format!("/users/{i}")), "200 1.1");
     }
     for _ in 0..2 {
-        assert_eq!(curl_https(a, "/error"), "500");
+        assert_eq!(curl_https(a, "/error"), "500 1.1");
     }
     for _ in 0..3 {
-        assert_eq!(curl_https(a, "/call"), "200");
+        assert_eq!(curl_https(a, "/call"), "200 1.1");
+    }
+    for i in 0..4 {
+        assert_eq!(curl_https(h2, &format!("/users/{i}")), "200 2");
     }
 
     let server = |m: &[Sample], svc: &str, route: &str, status: &str| {
@@ -82,7 +89,7 @@ fn tls(go: &str, skip_go: bool) {
     }
     let done = wait_for(Duration::from_secs(30), || {
         let m = scrape(mport, "/metrics");
-        sum(&m, "http_server_request_duration_seconds_count", &[]) >= 13.0
+        sum(&m, "http_server_request_duration_seconds_count", &[]) >= 17.0
             && sum(&m, "http_client_request_duration_seconds_count", &[]) >= 3.0
     });
     std::thread::sleep(Duration::from_secs(1));
@@ -93,13 +100,14 @@ fn tls(go: &str, skip_go: bool) {
     assert_eq!(server(&m, "tls-front", "/error", "500"), 2, "{}", dump());
     assert_eq!(server(&m, "tls-front", "/call", "200"), 3, "{}", dump());
     assert_eq!(server(&m, "tls-back", "/ping", "200"), 3, "{}", dump());
-    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 13.0, "{}", dump());
+    assert_eq!(server(&m, "tls-h2", "/users/*", "200"), 4, "HTTP/2 over TLS:\n{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 17.0, "{}", dump());
     let client = [("service_name", "tls-front"), ("http_response_status_code", "200"), ("url_scheme", "https")];
     assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &client), 3.0, "{}", dump());
     assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &[]), 3.0, "{}", dump());
 
     // One trace per /call: front server -> front client -> back server.
-    let got = wait_for(Duration::from_secs(20), || receiver.spans().iter().filter(|g| g.span.kind != 1).count() >= 16);
+    let got = wait_for(Duration::from_secs(20), || receiver.spans().iter().filter(|g| g.span.kind != 1).count() >= 20);
     let spans: Vec<_> = receiver.spans().into_iter().filter(|g| g.span.kind != 1).collect();
     assert!(got, "{} spans", spans.len());
     let svc = |g: &common::otlp::Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();

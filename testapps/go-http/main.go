@@ -1,7 +1,8 @@
 // Minimal HTTP/1.1 test service (Go standard library only) used to exercise beyla-rs instrumentation.
 // Routes: GET /ping, GET /users/{id}, POST /echo, GET /error, GET /call (-> $DOWNSTREAM_URL), else 404.
 // Usage: go-http <port>; with GO_HTTP_TLS=1 it serves HTTPS (HTTP/1.1) with a self-signed
-// certificate made at start-up. Its client accepts any certificate, so DOWNSTREAM_URL may be
+// certificate made at start-up, with GO_HTTP_TLS=h2 HTTPS with HTTP/2 offered (ALPN, the
+// net/http bundled h2 server). Its client accepts any certificate, so DOWNSTREAM_URL may be
 // https:// to another instance.
 package main
 
@@ -112,15 +113,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if os.Getenv("GO_HTTP_TLS") == "1" {
+	var cfg *tls.Config
+	if mode := os.Getenv("GO_HTTP_TLS"); mode == "1" || mode == "h2" {
 		cert, err := selfSigned()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+		cfg = &tls.Config{Certificates: []tls.Certificate{cert}}
+		if mode == "1" {
+			ln = tls.NewListener(ln, cfg)
+			cfg = nil
+		}
 	}
 	fmt.Printf("listening on %d\n", port) // os.Stdout is unbuffered
+	if cfg != nil {
+		// ServeTLS sets up HTTP/2 (ALPN h2, http/1.1).
+		srv := &http.Server{Handler: http.HandlerFunc(handle), TLSConfig: cfg}
+		if err := srv.ServeTLS(ln, "", ""); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	// A plain handler func (no ServeMux) so paths are never cleaned or redirected.
 	if err := http.Serve(ln, http.HandlerFunc(handle)); err != nil {
 		fmt.Fprintln(os.Stderr, err)
