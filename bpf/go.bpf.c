@@ -115,6 +115,18 @@ static __always_inline __u64 serving_sock(__u32 tgid, __u64 goid)
 	return sk ? *sk : 0;
 }
 
+/* What the goroutine g serves, or failing that (go1.21+, which records it) its creator. */
+static __always_inline __u64 serving_sock_of(const struct go_offsets *o, __u32 tgid, __u64 g, __u64 goid)
+{
+	__u64 sk = serving_sock(tgid, goid);
+	if (sk || !o->g_parent_goid || !g)
+		return sk;
+	__u64 parent = 0;
+	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(g + o->g_parent_goid)) || !parent)
+		return 0;
+	return serving_sock(tgid, parent);
+}
+
 /* Sends a go_event of `kind` for the current goroutine; 0 when it serves nothing. */
 static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struct pt_regs *ctx, __u64 client_sock,
 				    __u32 stream)
@@ -128,7 +140,7 @@ static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struc
 		.client_sock = client_sock,
 		.ts_ns = bpf_ktime_get_ns(),
 	};
-	e.server_sock = serving_sock(e.pid, e.goid);
+	e.server_sock = serving_sock_of(o, e.pid, ctx->r14, e.goid);
 	if (kind != EVENT_GO_CLIENT && !e.server_sock)
 		return;
 	if (client_sock)
@@ -137,47 +149,34 @@ static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struc
 		count_lost();
 }
 
-/* net/http.(*conn).readRequest(c *conn, ctx): the goroutine serves c's next request. */
+/* net/http.serverHandler.ServeHTTP(sh, rw ResponseWriter, req *Request), entry: the
+ * goroutine serves the request on rw's connection from here, and its handler starts. One
+ * probe per request: a uprobe hit costs microseconds. rw is an *http.response (HTTP/1.x) when
+ * its req field is req; the bundled HTTP/2 server passes another type, left alone. */
 SEC("uprobe")
-int go_read_request(struct pt_regs *ctx)
+int go_serve_http(struct pt_regs *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
 	if (!o)
 		return 0;
-	__u64 sk = sock_of_conn(o, ctx->ax + o->http_conn_rwc);
+	__u64 w = ctx->cx, wreq = 0, conn = 0;
+	if (bpf_probe_read_user(&wreq, sizeof(wreq), (void *)(w + o->http_response_req)) || wreq != ctx->di)
+		return 0;
+	if (bpf_probe_read_user(&conn, sizeof(conn), (void *)(w + o->http_response_conn)) || !conn)
+		return 0;
+	__u64 sk = sock_of_conn(o, conn + o->http_conn_rwc);
 	if (!sk)
 		return 0;
 	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
 	bpf_map_update_elem(&go_serving, &k, &sk, BPF_ANY);
+	emit_go(EVENT_GO_HANDLER_START, o, ctx, 0, 0);
 	return 0;
-}
-
-/* net/http.serverHandler.ServeHTTP entry and RET sites: the handler of the request the
- * goroutine serves runs from here to its return. */
-static __always_inline int handler_event(struct pt_regs *ctx, __u8 kind)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
-	if (o)
-		emit_go(kind, o, ctx, 0, 0);
-	return 0;
-}
-
-SEC("uprobe")
-int go_serve_http(struct pt_regs *ctx)
-{
-	return handler_event(ctx, EVENT_GO_HANDLER_START);
-}
-
-SEC("uprobe")
-int go_serve_http_ret(struct pt_regs *ctx)
-{
-	return handler_event(ctx, EVENT_GO_HANDLER_END);
 }
 
 /* runtime.newproc1(fn, callergp *g, ...) *g, entry: remember what the caller serves. Runs on
- * the system stack, so the caller is the callergp argument, not R14. */
+ * the system stack, so the caller is the callergp argument, not R14. Only attached before
+ * go1.21; later releases record the creator in g.parentGoid. */
 SEC("uprobe")
 int go_newproc1(struct pt_regs *ctx)
 {

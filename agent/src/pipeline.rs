@@ -303,8 +303,8 @@ async fn decode_stage(
                         RawEvent::GoClient { pid, server_sock, client_sock, stream, local, remote } => {
                             tracker.on_go_client(pid, server_sock, client_sock, stream, local, remote)
                         }
-                        RawEvent::GoHandler { pid, server_sock, ts_ns, end } => {
-                            tracker.on_go_handler(pid, server_sock, ts_ns, end)
+                        RawEvent::GoHandlerStart { pid, server_sock, ts_ns } => {
+                            tracker.on_go_handler_start(pid, server_sock, ts_ns)
                         }
                         RawEvent::Drained { ts_ns } => {
                             watermark_ns = ts_ns;

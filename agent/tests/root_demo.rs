@@ -372,4 +372,27 @@ fn demo(variant: Variant) {
         &bad[..bad.len().min(40)]
     );
     assert_eq!(traces.len() as u64, requests, "one trace per request");
+
+    // Each phase child nests in its HTTP server span: `in queue` from the request's first byte
+    // to the handler's start, `processing` from there to the response's last byte.
+    for p in &phases {
+        let parent =
+            by_id.get(&p.span.parent_span_id).unwrap_or_else(|| panic!("{} without its server span", p.span.name));
+        let (ps, pe) = (parent.span.start_time_unix_nano, parent.span.end_time_unix_nano);
+        let (s0, s1) = (p.span.start_time_unix_nano, p.span.end_time_unix_nano);
+        assert!(
+            parent.span.kind == 2 && p.span.trace_id == parent.span.trace_id,
+            "{} under {}",
+            p.span.name,
+            parent.span.name
+        );
+        assert!(ps <= s0 && s0 <= s1 && s1 <= pe, "{} [{s0}, {s1}] outside its server span [{ps}, {pe}]", p.span.name);
+        match p.span.name.as_str() {
+            "in queue" => assert_eq!(s0, ps, "the queue starts with the request"),
+            "processing" => assert_eq!(s1, pe, "processing runs to the response's end"),
+            other => panic!("unexpected internal span {other}"),
+        }
+    }
+    let queued = |name: &str| phases.iter().filter(|p| p.span.name == name).count() as u64;
+    assert_eq!((queued("in queue"), queued("processing")), (http_servers, http_servers));
 }

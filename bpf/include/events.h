@@ -20,7 +20,6 @@ enum event_kind {
 	EVENT_PROC_EXIT = 5,
 	EVENT_GO_CLIENT = 6,
 	EVENT_GO_HANDLER_START = 7,
-	EVENT_GO_HANDLER_END = 8,
 };
 
 enum direction {
@@ -76,8 +75,8 @@ struct process_event {
  * (HTTP/2: on that stream) from a goroutine serving the request read on server_sock (0: none),
  * directly or from a goroutine the serving one started; the agent makes the call a child of
  * that request (Go writes from other goroutines and threads than the handler's).
- * EVENT_GO_HANDLER_START / _END: the net/http handler of the request on server_sock starts /
- * returns (the request's "in queue" and "processing" parts). */
+ * EVENT_GO_HANDLER_START: the net/http handler of the request on server_sock starts (the
+ * request was "in queue" until then, "processing" after). */
 struct go_event {
 	__u8 kind; /* EVENT_GO_* */
 	__u8 _pad0[3];
@@ -95,6 +94,9 @@ struct go_event {
  * binary's DWARF or the agent's per-version table (agent/src/discover/golang/offsets.rs). */
 struct go_offsets {
 	__u64 g_goid;
+	__u64 g_parent_goid; /* 0: not in this Go release (before go1.21) */
+	__u64 http_response_req;
+	__u64 http_response_conn;
 	__u64 http_conn_rwc;
 	__u64 persist_conn_conn;
 	__u64 tcp_conn_conn;

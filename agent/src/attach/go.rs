@@ -22,7 +22,6 @@ use super::skel::go::{GoSkel, GoSkelBuilder};
 use super::AttachError;
 use crate::discover::golang::{self, GoBinary, GoSupport};
 
-const READ_REQUEST: &str = "net/http.(*conn).readRequest";
 const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 const NEWPROC1: &str = "runtime.newproc1";
 const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
@@ -113,6 +112,9 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
     };
     let v = go_offsets {
         g_goid: get("runtime.g.goid", o.runtime_g_goid),
+        g_parent_goid: o.runtime_g_parent_goid.unwrap_or(0),
+        http_response_req: o.http_response_req.unwrap_or(0),
+        http_response_conn: o.http_response_conn.unwrap_or(0),
         http_conn_rwc: o.http_conn_rwc.unwrap_or(0),
         persist_conn_conn: o.http_persist_conn_conn.unwrap_or(0),
         tcp_conn_conn: get("net.TCPConn.conn", o.tcp_conn_conn),
@@ -208,7 +210,10 @@ fn attach(
     let progs = &mut skel.progs;
     let mut links = Vec::new();
     let o = &bin.offsets;
-    let server = attach_at(&mut links, &progs.go_read_request, pid, exe, bin, READ_REQUEST, o.http_conn_rwc.is_some())?;
+    // The handler's start: the goroutine serves that connection's request, which was "in
+    // queue" until then. One probe per request (a uprobe hit costs microseconds).
+    let server_offsets = o.http_conn_rwc.is_some() && o.http_response_req.is_some() && o.http_response_conn.is_some();
+    let server = attach_at(&mut links, &progs.go_serve_http, pid, exe, bin, SERVE_HTTP, server_offsets)?;
     attach_at(&mut links, &progs.go_http_client, pid, exe, bin, HTTP_CLIENT, o.http_persist_conn_conn.is_some())?;
     let grpc = o.grpc_stream_id.is_some() && o.grpc_http2_client_conn.is_some();
     attach_at(&mut links, &progs.go_grpc_client, pid, exe, bin, GRPC_CLIENT, grpc)?;
@@ -220,15 +225,13 @@ fn attach(
             attach_returns(&mut links, &progs.go_tls_read_ret, pid, exe, TLS_READ, &f.returns)?;
         }
     }
-    // The handler's start and return split a server request into "in queue" and "processing".
-    if let Some(f) = bin.function(SERVE_HTTP).filter(|f| server && !f.returns.is_empty()) {
-        attach_at(&mut links, &progs.go_serve_http, pid, exe, bin, SERVE_HTTP, true)?;
-        attach_returns(&mut links, &progs.go_serve_http_ret, pid, exe, SERVE_HTTP, &f.returns)?;
-    }
-    // Goroutines inherit what their creator serves: only worth its cost in a server.
-    if let Some(f) = bin.function(NEWPROC1).filter(|f| server && !f.returns.is_empty()) {
-        attach_at(&mut links, &progs.go_newproc1, pid, exe, bin, NEWPROC1, true)?;
-        attach_returns(&mut links, &progs.go_newproc1_ret, pid, exe, NEWPROC1, &f.returns)?;
+    // Goroutines a handler starts serve its request too. go1.21+ records a goroutine's creator
+    // (g.parentGoid); before, runtime.newproc1 is probed (two hits per goroutine started).
+    if o.runtime_g_parent_goid.is_none() {
+        if let Some(f) = bin.function(NEWPROC1).filter(|f| server && !f.returns.is_empty()) {
+            attach_at(&mut links, &progs.go_newproc1, pid, exe, bin, NEWPROC1, true)?;
+            attach_returns(&mut links, &progs.go_newproc1_ret, pid, exe, NEWPROC1, &f.returns)?;
+        }
     }
     Ok(Attached { links })
 }

@@ -48,9 +48,9 @@ pub struct Request {
     pub stream: u32,
     /// Decoded from TLS plaintext (the Go crypto/tls probes): the scheme is `https`.
     pub tls: bool,
-    /// Server side, when the Go probes saw it: when the handler started and returned (clamped
-    /// to the request's end). Before it the request was "in queue", then "processing".
-    pub handler: Option<(u64, u64)>,
+    /// Server side, when the Go probes saw it: when the handler started. Before it the request
+    /// was "in queue", then "processing" until the response's last byte was written.
+    pub handler: Option<u64>,
 }
 
 impl Request {

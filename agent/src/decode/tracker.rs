@@ -35,9 +35,8 @@ struct ReqMeta {
     trace: Option<TraceContext>,
     start_ns: u64,
     body_size: u64,
-    /// Handler start and return, from the Go probes (`Tracker::on_go_handler`).
+    /// Handler start, from the Go probes (`Tracker::on_go_handler_start`).
     handler_start: Option<u64>,
-    handler_end: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -283,18 +282,14 @@ impl Tracker {
         self.correlator.go_client(server_sock, client);
     }
 
-    /// The Go handler of the HTTP/1.x request in flight on `server_sock` started or returned.
-    pub fn on_go_handler(&mut self, pid: u32, server_sock: u64, ts_ns: u64, end: bool) {
+    /// The Go handler of the HTTP/1.x request in flight on `server_sock` started.
+    pub fn on_go_handler_start(&mut self, pid: u32, server_sock: u64, ts_ns: u64) {
         let Some(conn) = self.conns.get_mut(&(pid, server_sock)) else { return };
         if conn.role != Some(Role::Server) {
             return;
         }
         if let Some(req) = pending_meta(&mut conn.phase) {
-            match end {
-                false => req.handler_start = Some(ts_ns),
-                true if req.handler_start.is_some() => req.handler_end = Some(ts_ns),
-                true => {}
-            }
+            req.handler_start = Some(ts_ns);
         }
     }
 
@@ -400,10 +395,7 @@ fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out
         grpc_status: None,
         stream: 0,
         tls: conn.tls,
-        handler: req.handler_start.map(|start| {
-            let start = start.clamp(req.start_ns, end_ns);
-            (start, req.handler_end.unwrap_or(end_ns).clamp(start, end_ns))
-        }),
+        handler: req.handler_start.map(|start| start.clamp(req.start_ns, end_ns)),
     });
 }
 
@@ -569,7 +561,6 @@ fn read_request_head(
                 start_ns,
                 body_size: 0,
                 handler_start: None,
-                handler_end: None,
             };
             conn.window.clear();
             update_window(&mut conn.window, ev, head.get(h.len..).unwrap_or_default(), whole);

@@ -28,7 +28,6 @@ const EVENT_PROC_EXEC: u8 = 4;
 const EVENT_PROC_EXIT: u8 = 5;
 const EVENT_GO_CLIENT: u8 = 6;
 const EVENT_GO_HANDLER_START: u8 = 7;
-const EVENT_GO_HANDLER_END: u8 = 8;
 const DIR_SEND: u8 = 1;
 const SOCK_FLAG_TLS: u8 = 1;
 const AF_INET: u16 = 2;
@@ -74,7 +73,7 @@ fn endpoints(c: &conn_tuple) -> (SocketAddr, SocketAddr) {
 
 pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
     // The Go probes share the ring buffer (one order for both); their events are smaller.
-    if let Some(&kind @ (EVENT_GO_CLIENT | EVENT_GO_HANDLER_START | EVENT_GO_HANDLER_END)) = bytes.first() {
+    if let Some(&kind @ (EVENT_GO_CLIENT | EVENT_GO_HANDLER_START)) = bytes.first() {
         let e: go_event = copy_prefix(bytes);
         let (local, remote) = endpoints(&e.conn);
         return Some(match kind {
@@ -86,12 +85,7 @@ pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
                 local,
                 remote,
             },
-            _ => RawEvent::GoHandler {
-                pid: e.pid,
-                server_sock: e.server_sock,
-                ts_ns: e.ts_ns,
-                end: kind == EVENT_GO_HANDLER_END,
-            },
+            _ => RawEvent::GoHandlerStart { pid: e.pid, server_sock: e.server_sock, ts_ns: e.ts_ns },
         });
     }
     let e: sock_event = copy_prefix(bytes);

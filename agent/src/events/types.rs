@@ -61,13 +61,11 @@ pub enum RawEvent {
         local: SocketAddr,
         remote: SocketAddr,
     },
-    /// The Go handler of the request being served on `server_sock` started (`end` false) or
-    /// returned (`end` true) at `ts_ns`.
-    GoHandler {
+    /// The Go handler of the request being served on `server_sock` started at `ts_ns`.
+    GoHandlerStart {
         pid: u32,
         server_sock: u64,
         ts_ns: u64,
-        end: bool,
     },
     /// Every event the kernel submitted before `ts_ns` (CLOCK_MONOTONIC, the clock of the
     /// events' own timestamps) has been read: the event-time watermark later stages wait on.

@@ -83,6 +83,9 @@ macro_rules! go_offsets {
 go_offsets! {
     /// `runtime.g.goid`: goroutine id (goroutine tracking).
     runtime_g_goid: Std, ["runtime.g"], "goid", &["runtime."];
+    /// `runtime.g.parentGoid` (go1.21+): the creator's goroutine id, which spares the probes
+    /// on `runtime.newproc1`. Optional: older releases do not have it.
+    runtime_g_parent_goid: Std, ["runtime.g"], "parentGoid", &[];
     /// `net/http.Request.Method` (string).
     http_request_method: Std, ["net/http.Request"], "Method", HTTP;
     /// `net/http.Request.URL` (*url.URL).
@@ -99,6 +102,8 @@ go_offsets! {
     url_path: Std, ["net/url.URL"], "Path", HTTP;
     /// `net/http.response.req` (*Request), the server's response writer.
     http_response_req: Std, ["net/http.response"], "req", HTTP;
+    /// `net/http.response.conn` (*conn), the server connection of a response writer.
+    http_response_conn: Std, ["net/http.response"], "conn", HTTP;
     /// `net/http.response.status` (int).
     http_response_status: Std, ["net/http.response"], "status", HTTP;
     /// `net/http.Response.StatusCode` (int), the client's response.
@@ -160,6 +165,7 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("http_request_remote_addr", 176),
             ("url_path", 56),
             ("http_response_req", 8),
+            ("http_response_conn", 0),
             ("http_response_status", 120),
             ("http_client_response_status_code", 16),
             ("http_conn_rwc", 16),
@@ -179,6 +185,7 @@ pub const FALLBACK: &[FallbackRow] = &[
         measured_on: "go1.23.5 (bookworm-backports golang-1.23-go): testapps/go-http, testapps/demo",
         offsets: &[
             ("runtime_g_goid", 160),
+            ("runtime_g_parent_goid", 280),
             ("http_request_method", 0),
             ("http_request_url", 16),
             ("http_request_header", 56),
@@ -187,6 +194,7 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("http_request_remote_addr", 176),
             ("url_path", 56),
             ("http_response_req", 8),
+            ("http_response_conn", 0),
             ("http_response_status", 120),
             ("http_client_response_status_code", 16),
             ("http_conn_rwc", 16),

@@ -202,12 +202,12 @@ pub fn to_otlp(s: &Span, clock_offset_ns: i128) -> opentelemetry_proto::tonic::t
     }
 }
 
-/// The `in queue` and `processing` children of a server span whose handler the Go probes
-/// timed, as Beyla shows them: from the first request byte read to the handler's start, and
-/// from there to its return.
+/// The `in queue` and `processing` children of a server span whose handler start the Go probes
+/// saw, as Beyla shows them: from the first request byte read to the handler's start, and from
+/// there to the response's last byte written.
 pub fn phase_spans(s: &Span, clock_offset_ns: i128) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
     let r = &s.request;
-    let Some((handler_start, handler_end)) = r.handler.filter(|_| r.role == Role::Server) else { return Vec::new() };
+    let Some(handler_start) = r.handler.filter(|_| r.role == Role::Server) else { return Vec::new() };
     let unix = |mono: u64| (mono as i128 + clock_offset_ns).max(0) as u64;
     let child = |name: &str, start: u64, end: u64| opentelemetry_proto::tonic::trace::v1::Span {
         trace_id: r.trace.trace_id.to_vec(),
@@ -232,7 +232,7 @@ pub fn phase_spans(s: &Span, clock_offset_ns: i128) -> Vec<opentelemetry_proto::
         dropped_links_count: 0,
         status: Some(Status { message: String::new(), code: StatusCode::Unset as i32 }),
     };
-    vec![child("in queue", r.start_ns, handler_start), child("processing", handler_start, handler_end)]
+    vec![child("in queue", r.start_ns, handler_start), child("processing", handler_start, r.end_ns)]
 }
 
 fn http_attributes(s: &Span, server_address: &str, server_port: u16) -> Vec<KeyValue> {
@@ -298,7 +298,7 @@ mod tests {
         s.request.trace.trace_id = [7; 16];
         s.request.trace.span_id = [8; 8];
         assert!(phase_spans(&s, 0).is_empty(), "no handler timing, no children");
-        s.request.handler = Some((1_200_000, 1_400_000));
+        s.request.handler = Some(1_200_000);
         let [queue, work] = &phase_spans(&s, 5)[..] else { panic!("two children") };
         assert_eq!((queue.name.as_str(), work.name.as_str()), ("in queue", "processing"));
         for c in [queue, work] {
@@ -306,7 +306,7 @@ mod tests {
             assert_eq!(c.kind, SpanKind::Internal as i32);
         }
         assert_eq!((queue.start_time_unix_nano, queue.end_time_unix_nano), (1_005, 1_200_005));
-        assert_eq!((work.start_time_unix_nano, work.end_time_unix_nano), (1_200_005, 1_400_005));
+        assert_eq!((work.start_time_unix_nano, work.end_time_unix_nano), (1_200_005, 1_501_005));
         assert_ne!(queue.span_id, work.span_id);
         s.request.role = Role::Client;
         assert!(phase_spans(&s, 0).is_empty(), "client spans have none");
