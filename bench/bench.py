@@ -28,18 +28,20 @@ GRPCLOAD = os.path.join(APPS, "bench-grpcload")
 HZ = os.sysconf("SC_CLK_TCK")
 HTTP_LANGS = ["go", "python", "node", "java", "rust"]
 # The Go app again with discovery.skip_go_specific_tracers: the generic path alone, to compare
-# with the Go uprobe path (the default, "go").
+# with the Go uprobe path (the default, "go", built with Debian's go1.19: three uprobe hits per
+# request), and built with go1.23 (one hit per request: go1.21+ records a goroutine's creator).
 GO_GENERIC = "go-generic"
+GO123 = "go1.23"
 
 
 def app_kind(app):
-    """The test app an entry runs ("go-generic" is the Go app)."""
-    return "go" if app == GO_GENERIC else app
+    """The test app an entry runs ("go-generic" and "go1.23" are the Go app)."""
+    return "go" if app in (GO_GENERIC, GO123) else app
 
 
 def go_probed(app):
     """Entries whose process the agent instruments with the Go probes."""
-    return app in ("go", "grpc")
+    return app in ("go", GO123, "grpc")
 
 FULL = dict(pairs=3, sat_s=5, wrk_c=32, lat_pairs=2, lat_s=8.0, lat_rate=500, lat_c=32,
             wake_variants=["0", "16", "500"], wake_apps=[], routes=[1, 10, 100, 1000], procs=[1, 10, 50],
@@ -222,7 +224,8 @@ class App:
             cmd = [os.path.join(DEMO, "worker"), "-addr", f"127.0.0.1:{port}", "-stats-addr",
                    f"127.0.0.1:{self.stats_port}"]
         else:
-            cmd = [os.path.join(APPS, f"run-{lang}"), str(port)]
+            launcher = os.path.join(APPS, "go1.23", "run-go") if extra == GO123 else os.path.join(APPS, f"run-{lang}")
+            cmd = [launcher, str(port)]
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         if lang == "grpc":
             wait_port(port)
@@ -406,7 +409,7 @@ def bench_agent(lang, **kw):
 
 def throughput(lang):
     port = free_port()
-    app = App(app_kind(lang), port)
+    app = App(app_kind(lang), port, extra=lang)
     load = (lambda: grpc_load(port, P["sat_s"], P["wrk_c"])) if lang == "grpc" else \
         (lambda: wrk(port, P["sat_s"], P["wrk_c"]))
     try:
@@ -446,7 +449,7 @@ def throughput(lang):
 def latency(lang):
     """Below saturation: the fixed rate, or 40% of what the app sustained without the agent."""
     port = free_port()
-    app = App(app_kind(lang), port)
+    app = App(app_kind(lang), port, extra=lang)
     rate = P["lat_rate"]
     if SATURATION.get(lang):
         rate = min(rate, int(0.4 * min(SATURATION[lang])))
@@ -565,7 +568,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="a few seconds per app; checks the suite works")
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", default="idle,throughput,latency,routes,procs,conns")
-    ap.add_argument("--apps", default=",".join(HTTP_LANGS + [GO_GENERIC, "grpc"]))
+    ap.add_argument("--apps", default=",".join(HTTP_LANGS + [GO_GENERIC, GO123, "grpc"]))
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (the agent loads BPF programs)")
