@@ -28,7 +28,7 @@ GRPCLOAD = os.path.join(APPS, "bench-grpcload")
 HZ = os.sysconf("SC_CLK_TCK")
 HTTP_LANGS = ["go", "python", "node", "java", "rust"]
 # The Go app again with discovery.skip_go_specific_tracers: the generic path alone, to compare
-# with the Go uprobe path (the default, "go", built with Debian's go1.19: three uprobe hits per
+# with the Go uprobe path (the default, "go", built with Debian's go1.19: two uprobe hits per
 # request), and built with go1.23 (one hit per request: go1.21+ records a goroutine's creator).
 GO_GENERIC = "go-generic"
 GO123 = "go1.23"

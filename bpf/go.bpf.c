@@ -59,14 +59,6 @@ struct {
 	__type(value, __u64);
 } go_serving SEC(".maps");
 
-/* pid_tgid -> serving connection of the goroutine inside runtime.newproc1, entry to return. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
-	__type(value, __u64);
-} go_newproc SEC(".maps");
-
 static __always_inline __u64 goid_of(const struct go_offsets *o, __u64 g)
 {
 	__u64 goid = 0;
@@ -174,38 +166,24 @@ int go_serve_http(struct pt_regs *ctx)
 	return 0;
 }
 
-/* runtime.newproc1(fn, callergp *g, ...) *g, entry: remember what the caller serves. Runs on
- * the system stack, so the caller is the callergp argument, not R14. Only attached before
- * go1.21; later releases record the creator in g.parentGoid. */
-SEC("uprobe")
-int go_newproc1(struct pt_regs *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
-	if (!o)
-		return 0;
-	__u64 sk = serving_sock(tgid, goid_of(o, ctx->bx));
-	if (sk)
-		bpf_map_update_elem(&go_newproc, &id, &sk, BPF_ANY);
-	else
-		bpf_map_delete_elem(&go_newproc, &id);
-	return 0;
-}
-
-/* runtime.newproc1 returns (RET sites): the new goroutine inherits what its creator serves. */
+/* runtime.newproc1 returns (RET sites) the new goroutine: it inherits what its creator
+ * serves. newproc1 runs on the system stack (R14 is the thread's g0), so the creator is the
+ * goroutine the thread runs, g0.m.curg. Only attached before go1.21, where g has no
+ * parentGoid; one hit per goroutine started. */
 SEC("uprobe")
 int go_newproc1_ret(struct pt_regs *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	__u64 *sk = bpf_map_lookup_elem(&go_newproc, &id);
-	if (!sk)
-		return 0;
-	__u64 serving = *sk;
-	bpf_map_delete_elem(&go_newproc, &id);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
 	if (!o)
+		return 0;
+	__u64 m = 0, curg = 0;
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)(ctx->r14 + o->g_m)) || !m)
+		return 0;
+	if (bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + o->m_curg)) || !curg)
+		return 0;
+	__u64 serving = serving_sock(tgid, goid_of(o, curg));
+	if (!serving)
 		return 0;
 	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->ax) };
 	if (k.goid)

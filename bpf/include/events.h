@@ -95,6 +95,8 @@ struct go_event {
 struct go_offsets {
 	__u64 g_goid;
 	__u64 g_parent_goid; /* 0: not in this Go release (before go1.21) */
+	__u64 g_m;
+	__u64 m_curg;
 	__u64 http_response_req;
 	__u64 http_response_conn;
 	__u64 http_conn_rwc;

@@ -113,6 +113,8 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
     let v = go_offsets {
         g_goid: get("runtime.g.goid", o.runtime_g_goid),
         g_parent_goid: o.runtime_g_parent_goid.unwrap_or(0),
+        g_m: o.runtime_g_m.unwrap_or(0),
+        m_curg: o.runtime_m_curg.unwrap_or(0),
         http_response_req: o.http_response_req.unwrap_or(0),
         http_response_conn: o.http_response_conn.unwrap_or(0),
         http_conn_rwc: o.http_conn_rwc.unwrap_or(0),
@@ -226,10 +228,11 @@ fn attach(
         }
     }
     // Goroutines a handler starts serve its request too. go1.21+ records a goroutine's creator
-    // (g.parentGoid); before, runtime.newproc1 is probed (two hits per goroutine started).
-    if o.runtime_g_parent_goid.is_none() {
+    // (g.parentGoid); before, the returns of runtime.newproc1 are probed (a hit per goroutine
+    // started: the server starts one per request to watch the connection).
+    let creator = o.runtime_g_m.is_some() && o.runtime_m_curg.is_some();
+    if o.runtime_g_parent_goid.is_none() && creator {
         if let Some(f) = bin.function(NEWPROC1).filter(|f| server && !f.returns.is_empty()) {
-            attach_at(&mut links, &progs.go_newproc1, pid, exe, bin, NEWPROC1, true)?;
             attach_returns(&mut links, &progs.go_newproc1_ret, pid, exe, NEWPROC1, &f.returns)?;
         }
     }

@@ -86,6 +86,11 @@ go_offsets! {
     /// `runtime.g.parentGoid` (go1.21+): the creator's goroutine id, which spares the probes
     /// on `runtime.newproc1`. Optional: older releases do not have it.
     runtime_g_parent_goid: Std, ["runtime.g"], "parentGoid", &[];
+    /// `runtime.g.m` (*m): with `runtime.m.curg`, the user goroutine a thread on its system
+    /// stack (g0) works for, e.g. the caller of `runtime.newproc1`.
+    runtime_g_m: Std, ["runtime.g"], "m", &["runtime."];
+    /// `runtime.m.curg` (*g): the user goroutine the thread runs.
+    runtime_m_curg: Std, ["runtime.m"], "curg", &["runtime."];
     /// `net/http.Request.Method` (string).
     http_request_method: Std, ["net/http.Request"], "Method", HTTP;
     /// `net/http.Request.URL` (*url.URL).
@@ -157,6 +162,8 @@ pub const FALLBACK: &[FallbackRow] = &[
         measured_on: "go1.19.8 (Debian golang-go): testapps/go-http, testapps/demo",
         offsets: &[
             ("runtime_g_goid", 152),
+            ("runtime_g_m", 48),
+            ("runtime_m_curg", 192),
             ("http_request_method", 0),
             ("http_request_url", 16),
             ("http_request_header", 56),
@@ -185,6 +192,8 @@ pub const FALLBACK: &[FallbackRow] = &[
         measured_on: "go1.23.5 (bookworm-backports golang-1.23-go): testapps/go-http, testapps/demo",
         offsets: &[
             ("runtime_g_goid", 160),
+            ("runtime_g_m", 48),
+            ("runtime_m_curg", 192),
             ("runtime_g_parent_goid", 280),
             ("http_request_method", 0),
             ("http_request_url", 16),
