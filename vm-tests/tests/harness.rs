@@ -168,7 +168,7 @@ fn fake_module(modinfo: &[u8]) -> Vec<u8> {
     elf.extend_from_slice(modinfo);
     let strtab_off = elf.len();
     elf.extend_from_slice(shstrtab);
-    while elf.len() % 8 != 0 {
+    while !elf.len().is_multiple_of(8) {
         elf.push(0);
     }
     let shoff = elf.len();

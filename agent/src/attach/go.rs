@@ -100,7 +100,8 @@ fn load(events: &OwnedFd, events_lost: &OwnedFd, wakeup_len: u32) -> Result<GoSk
     open.load().map_err(|source| AttachError::Load { family: "go", source })
 }
 
-/// The `go_offsets` value for a binary, or the name of the first offset it lacks.
+/// The `go_offsets` value for a binary, and the required offsets it lacks (optional ones are
+/// 0 and the probes needing them are not attached).
 fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
     let o = &bin.offsets;
     let mut missing = Vec::new();
@@ -167,7 +168,10 @@ fn run(mut skel: GoSkel<'static>, rx: mpsc::Receiver<Command>, attached: Gauge) 
                     .clone();
                 let Some(bin) = bin else { continue };
                 match attach(&mut skel, pid, &proc_exe, &bin) {
-                    Ok(a) if a.links.is_empty() => {}
+                    Ok(a) if a.links.is_empty() => {
+                        // Nothing to probe in it (or offsets missing): no map entry either.
+                        let _ = skel.maps.go_offsets.delete(&pid.to_ne_bytes());
+                    }
                     Ok(a) => {
                         info!(pid, exe = %exe.display(), version = %bin.build.go_version, probes = a.links.len(), "Go probes attached.");
                         procs.insert(pid, a);
