@@ -49,15 +49,68 @@ struct {
 	__type(value, struct tls_read);
 } go_tls_reads SEC(".maps");
 
-/* (tgid, goid) -> the server connection (struct sock) whose request the goroutine serves:
- * set when net/http reads a request on it, inherited by the goroutines it starts. LRU:
- * goroutines end without a probe telling us. */
+/* The request a goroutine serves: its server connection (struct sock) and, with context
+ * propagation on, its trace id and W3C flags. */
+struct go_request {
+	__u64 sock;
+	__u8 trace_id[16];
+	__u8 flags;
+	__u8 traced; /* trace_id and flags are set */
+	__u8 _pad[6];
+};
+
+/* (tgid, goid) -> the request the goroutine serves: set when its net/http handler starts,
+ * inherited by the goroutines it starts. LRU: goroutines end without a probe telling us. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct goroutine_key);
-	__type(value, __u64);
+	__type(value, struct go_request);
 } go_serving SEC(".maps");
+
+/* Set by the agent before load: ebpf.context_propagation includes headers and the kernel
+ * lets programs write user memory (no lockdown). */
+const volatile __u8 propagate_headers = 0;
+
+/* A traceparent to write into an HTTP/1.x request a net/http client connection is about to
+ * write, keyed by (tgid, the connection's *bufio.Writer); from the call (persistConn.roundTrip,
+ * on the caller's goroutine) to the header write (on the connection's writeLoop goroutine). */
+struct inject_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 bw;
+};
+
+struct inject {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 flags;
+	__u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct inject_key);
+	__type(value, struct inject);
+} go_injects SEC(".maps");
+
+/* Bytes of the server connection's read buffer searched for an incoming traceparent: the
+ * end of the request head, which ends where the reader stopped. */
+#define TP_WINDOW 1024
+/* "traceparent:" */
+#define TP_NAME_LEN 12
+/* 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags> */
+#define TP_VALUE_LEN 55
+/* "Traceparent: " value "\r\n" */
+#define TP_HEADER_LEN (TP_NAME_LEN + 1 + TP_VALUE_LEN + 2)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, char[TP_WINDOW]);
+} tp_scratch SEC(".maps");
 
 static __always_inline __u64 goid_of(const struct go_offsets *o, __u64 g)
 {
@@ -100,28 +153,29 @@ static __always_inline __u64 sock_of_conn(const struct go_offsets *o, __u64 ifac
 	return sock_of_net_conn(o, data + o->tls_conn_conn);
 }
 
-static __always_inline __u64 serving_sock(__u32 tgid, __u64 goid)
+static __always_inline struct go_request *serving(__u32 tgid, __u64 goid)
 {
 	struct goroutine_key k = { .tgid = tgid, .goid = goid };
-	__u64 *sk = bpf_map_lookup_elem(&go_serving, &k);
-	return sk ? *sk : 0;
+	return bpf_map_lookup_elem(&go_serving, &k);
 }
 
 /* What the goroutine g serves, or failing that (go1.21+, which records it) its creator. */
-static __always_inline __u64 serving_sock_of(const struct go_offsets *o, __u32 tgid, __u64 g, __u64 goid)
+static __always_inline struct go_request *serving_of(const struct go_offsets *o, __u32 tgid, __u64 g, __u64 goid)
 {
-	__u64 sk = serving_sock(tgid, goid);
-	if (sk || !o->g_parent_goid || !g)
-		return sk;
+	struct go_request *r = serving(tgid, goid);
+	if (r || !o->g_parent_goid || !g)
+		return r;
 	__u64 parent = 0;
 	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(g + o->g_parent_goid)) || !parent)
 		return 0;
-	return serving_sock(tgid, parent);
+	return serving(tgid, parent);
 }
 
-/* Sends a go_event of `kind` for the current goroutine; 0 when it serves nothing. */
-static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struct pt_regs *ctx, __u64 client_sock,
-				    __u32 stream)
+/* Sends a go_event of `kind` for the current goroutine (serving `req`, 0: nothing) with the
+ * trace context `tp` (0: none). */
+static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struct pt_regs *ctx,
+				    const struct go_request *req, __u64 client_sock, __u32 stream,
+				    const struct inject *tp)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct go_event e = {
@@ -129,16 +183,111 @@ static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struc
 		.pid = id >> 32,
 		.stream = stream,
 		.goid = goid_of(o, ctx->r14),
+		.server_sock = req ? req->sock : 0,
 		.client_sock = client_sock,
 		.ts_ns = bpf_ktime_get_ns(),
 	};
-	e.server_sock = serving_sock_of(o, e.pid, ctx->r14, e.goid);
-	if (kind != EVENT_GO_CLIENT && !e.server_sock)
-		return;
 	if (client_sock)
 		read_conn_tuple((struct sock *)client_sock, &e.conn);
+	if (tp) {
+		__builtin_memcpy(e.trace_id, tp->trace_id, sizeof(e.trace_id));
+		__builtin_memcpy(e.span_id, tp->span_id, sizeof(e.span_id));
+	}
 	if (bpf_ringbuf_output(&events, &e, sizeof(e), ringbuf_flags()))
 		count_lost();
+}
+
+static __always_inline void random_bytes(__u8 *out, int words)
+{
+	for (int i = 0; i < words; i++) {
+		__u32 r = bpf_get_prandom_u32();
+		__builtin_memcpy(out + 4 * i, &r, 4);
+	}
+}
+
+/* The value of a lowercase hex digit, or -1 (W3C trace context: lowercase only). */
+static __always_inline int unhex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static __always_inline int lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+/* The trace id and flags of the traceparent header in the request head net/http just read on
+ * the server connection conn (a *http.conn): its bufio.Reader still holds the bytes, and the
+ * head ends where the reader stopped (bufr.r). Searches the last TP_WINDOW bytes before it.
+ * Returns 1 when found. */
+static __always_inline int incoming_traceparent(const struct go_offsets *o, __u64 conn, struct go_request *req)
+{
+	__u64 br = 0, buf = 0;
+	__s64 r = 0;
+	if (!o->http_conn_bufr || bpf_probe_read_user(&br, sizeof(br), (void *)(conn + o->http_conn_bufr)) || !br)
+		return 0;
+	if (bpf_probe_read_user(&buf, sizeof(buf), (void *)(br + o->bufio_reader_buf)) || !buf)
+		return 0;
+	if (bpf_probe_read_user(&r, sizeof(r), (void *)(br + o->bufio_reader_r)) || r < 4)
+		return 0;
+	__u32 zero = 0;
+	char *w = bpf_map_lookup_elem(&tp_scratch, &zero);
+	if (!w)
+		return 0;
+	/* A fixed-size read: from the buffer's start when the head is shorter than the window
+	 * (the reader's buffer is 4 KiB, never smaller than the window). */
+	__s64 start = r > TP_WINDOW ? r - TP_WINDOW : 0;
+	__s64 len = r - start;
+	if (bpf_probe_read_user(w, TP_WINDOW, (void *)(buf + start)))
+		return 0;
+	/* The last "\ntraceparent:" of this request's head: a blank line before the final one
+	 * ends an earlier (pipelined) request whose headers do not count. */
+	int at = -1;
+	for (int i = 0; i < TP_WINDOW - TP_NAME_LEN - TP_VALUE_LEN - 4; i++) {
+		if (i + 3 >= len)
+			break;
+		if (w[i] != '\n')
+			continue;
+		if (w[i + 1] == '\r' && w[i + 2] == '\n') {
+			at = -1;
+			continue;
+		}
+		if (lower(w[i + 1]) != 't' || lower(w[i + 2]) != 'r' || lower(w[i + 3]) != 'a' ||
+		    lower(w[i + 4]) != 'c' || lower(w[i + 5]) != 'e' || lower(w[i + 6]) != 'p' ||
+		    lower(w[i + 7]) != 'a' || lower(w[i + 8]) != 'r' || lower(w[i + 9]) != 'e' ||
+		    lower(w[i + 10]) != 'n' || lower(w[i + 11]) != 't' || w[i + 12] != ':')
+			continue;
+		at = i + 13;
+	}
+	if (at < 0)
+		return 0;
+	/* Optional whitespace, then "00-" and the trace id. */
+	if (w[at & (TP_WINDOW - 1)] == ' ')
+		at++;
+	if (at + TP_VALUE_LEN > len || at + TP_VALUE_LEN > TP_WINDOW)
+		return 0;
+	at &= TP_WINDOW - 1;
+	if (at > TP_WINDOW - TP_VALUE_LEN)
+		return 0;
+	if (w[at] != '0' || w[at + 1] != '0' || w[at + 2] != '-' || w[at + 35] != '-' || w[at + 52] != '-')
+		return 0;
+	__u8 any = 0;
+	for (int i = 0; i < 16; i++) {
+		int hi = unhex(w[at + 3 + 2 * i]), lo = unhex(w[at + 4 + 2 * i]);
+		if (hi < 0 || lo < 0)
+			return 0;
+		req->trace_id[i] = (__u8)(hi << 4 | lo);
+		any |= req->trace_id[i];
+	}
+	int fhi = unhex(w[at + 53]), flo = unhex(w[at + 54]);
+	if (!any || fhi < 0 || flo < 0)
+		return 0;
+	req->flags = (__u8)(fhi << 4 | flo);
+	return 1;
 }
 
 /* net/http.serverHandler.ServeHTTP(sh, rw ResponseWriter, req *Request), entry: the
@@ -157,12 +306,22 @@ int go_serve_http(struct pt_regs *ctx)
 		return 0;
 	if (bpf_probe_read_user(&conn, sizeof(conn), (void *)(w + o->http_response_conn)) || !conn)
 		return 0;
-	__u64 sk = sock_of_conn(o, conn + o->http_conn_rwc);
-	if (!sk)
+	struct go_request req = { .sock = sock_of_conn(o, conn + o->http_conn_rwc) };
+	if (!req.sock)
 		return 0;
+	/* Context propagation: the request's trace continues in the calls it makes. */
+	struct inject tp = {};
+	if (propagate_headers) {
+		if (!incoming_traceparent(o, conn, &req)) {
+			random_bytes(req.trace_id, 4);
+			req.flags = 1;
+		}
+		req.traced = 1;
+		__builtin_memcpy(tp.trace_id, req.trace_id, sizeof(tp.trace_id));
+	}
 	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
-	bpf_map_update_elem(&go_serving, &k, &sk, BPF_ANY);
-	emit_go(EVENT_GO_HANDLER_START, o, ctx, 0, 0);
+	bpf_map_update_elem(&go_serving, &k, &req, BPF_ANY);
+	emit_go(EVENT_GO_HANDLER_START, o, ctx, &req, 0, 0, propagate_headers ? &tp : 0);
 	return 0;
 }
 
@@ -182,17 +341,19 @@ int go_newproc1_ret(struct pt_regs *ctx)
 		return 0;
 	if (bpf_probe_read_user(&curg, sizeof(curg), (void *)(m + o->m_curg)) || !curg)
 		return 0;
-	__u64 serving = serving_sock(tgid, goid_of(o, curg));
-	if (!serving)
+	struct go_request *r = serving(tgid, goid_of(o, curg));
+	if (!r)
 		return 0;
+	struct go_request req = *r;
 	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->ax) };
 	if (k.goid)
-		bpf_map_update_elem(&go_serving, &k, &serving, BPF_ANY);
+		bpf_map_update_elem(&go_serving, &k, &req, BPF_ANY);
 	return 0;
 }
 
 /* net/http.(*persistConn).roundTrip(pc, req): an HTTP/1.x client request goes out on pc.conn
- * (written by the connection's writeLoop goroutine, after this). */
+ * (written by the connection's writeLoop goroutine, after this). With context propagation
+ * on, the call gets its span id here and its traceparent is queued for go_inject_traceparent. */
 SEC("uprobe")
 int go_http_client(struct pt_regs *ctx)
 {
@@ -201,8 +362,79 @@ int go_http_client(struct pt_regs *ctx)
 	if (!o)
 		return 0;
 	__u64 sk = sock_of_conn(o, ctx->ax + o->persist_conn_conn);
-	if (sk)
-		emit_go(EVENT_GO_CLIENT, o, ctx, sk, 0);
+	if (!sk)
+		return 0;
+	__u64 g = ctx->r14;
+	struct go_request *req = serving_of(o, tgid, g, goid_of(o, g));
+	struct inject tp = {};
+	struct inject_key k = { .tgid = tgid };
+	if (propagate_headers && o->persist_conn_bw &&
+	    !bpf_probe_read_user(&k.bw, sizeof(k.bw), (void *)(ctx->ax + o->persist_conn_bw)) && k.bw) {
+		/* A call made outside any request starts a trace of its own. */
+		if (req && req->traced) {
+			__builtin_memcpy(tp.trace_id, req->trace_id, sizeof(tp.trace_id));
+			tp.flags = req->flags;
+		} else {
+			random_bytes(tp.trace_id, 4);
+			tp.flags = 1;
+		}
+		random_bytes(tp.span_id, 2);
+		bpf_map_update_elem(&go_injects, &k, &tp, BPF_ANY);
+	}
+	emit_go(EVENT_GO_CLIENT, o, ctx, req, sk, 0, k.bw ? &tp : 0);
+	return 0;
+}
+
+static __always_inline void put_hex(char *out, const __u8 *in, int n)
+{
+	const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+}
+
+/* The call of net/http.Header.writeSubset(h, w io.Writer, ...) inside
+ * net/http.(*Request).write, after the request line, Host and User-Agent are in w, a
+ * *bufio.Writer (RCX: the interface's data word). If w is a client connection's writer with a
+ * traceparent queued (go_http_client), the header is appended to the buffered bytes and the
+ * writer's count moved past it: the request goes out with it, the application's own headers
+ * after it. Skipped when the buffer has no room (the bytes are never split or reordered). */
+SEC("uprobe")
+int go_inject_traceparent(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	struct inject_key k = { .tgid = tgid, .bw = ctx->cx };
+	struct inject *q = bpf_map_lookup_elem(&go_injects, &k);
+	if (!q)
+		return 0;
+	struct inject tp = *q;
+	bpf_map_delete_elem(&go_injects, &k);
+	__u64 buf = 0;
+	__s64 size = 0, n = 0;
+	if (bpf_probe_read_user(&buf, sizeof(buf), (void *)(k.bw + o->bufio_writer_buf)) || !buf)
+		return 0;
+	if (bpf_probe_read_user(&size, sizeof(size), (void *)(k.bw + o->bufio_writer_buf + 8)))
+		return 0;
+	if (bpf_probe_read_user(&n, sizeof(n), (void *)(k.bw + o->bufio_writer_n)))
+		return 0;
+	if (n < 0 || n + TP_HEADER_LEN > size)
+		return 0;
+	char h[TP_HEADER_LEN] = "Traceparent: 00-";
+	put_hex(h + 16, tp.trace_id, 16);
+	h[48] = '-';
+	put_hex(h + 49, tp.span_id, 8);
+	h[65] = '-';
+	put_hex(h + 66, &tp.flags, 1);
+	h[68] = '\r';
+	h[69] = '\n';
+	if (bpf_probe_write_user((void *)(buf + n), h, TP_HEADER_LEN))
+		return 0;
+	n += TP_HEADER_LEN;
+	bpf_probe_write_user((void *)(k.bw + o->bufio_writer_n), &n, sizeof(n));
 	return 0;
 }
 
@@ -219,8 +451,9 @@ int go_grpc_client(struct pt_regs *ctx)
 	if (bpf_probe_read_user(&stream, sizeof(stream), (void *)(ctx->bx + o->grpc_stream_id)) || !stream)
 		return 0;
 	__u64 sk = sock_of_conn(o, ctx->ax + o->grpc_http2_client_conn);
+	__u64 g = ctx->r14;
 	if (sk)
-		emit_go(EVENT_GO_CLIENT, o, ctx, sk, stream);
+		emit_go(EVENT_GO_CLIENT, o, ctx, serving_of(o, tgid, g, goid_of(o, g)), sk, stream, 0);
 	return 0;
 }
 

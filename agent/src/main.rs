@@ -139,7 +139,12 @@ fn agent(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
     let plan = kernel::choose(&features, cfg.ebpf.hook_mode)?;
     info!(summary = %features.summary_line(), family = %plan.family, "Kernel probed.");
     let families = kernel::families_to_try(&features, cfg.ebpf.hook_mode)?;
-    let pcfg = PipelineConfig::from_config(&cfg, families).context("building process selectors")?;
+    let mut pcfg = PipelineConfig::from_config(&cfg, families).context("building process selectors")?;
+    pcfg.propagate_headers = beyla::pipeline::context_propagation(
+        cfg.ebpf.context_propagation,
+        &features,
+        cfg.discovery.skip_go_specific_tracers,
+    );
     if pcfg.selection.include.is_empty() {
         warn!("No process selector configured (open_port, auto_target_exe, discovery.instrument): nothing will be instrumented.");
     }

@@ -14,6 +14,7 @@ use crate::aggregate::service_graph::ServiceGraph;
 use crate::aggregate::span_metrics::SpanMetrics;
 use crate::aggregate::{Aggregates, AppMetrics, Buckets};
 use crate::attach::{self, AttachError, GoProbes, Traced, TracedProcess};
+use crate::decode::context::ConnRef;
 use crate::decode::{Decoded, Tracker, TrackerLimits};
 use crate::discover::{self, DiscoverOptions, ProcessEvent, Selection};
 use crate::enrich::routes::RouteMatcher;
@@ -34,6 +35,9 @@ pub struct PipelineConfig {
     pub wakeup_len: u32,
     /// `discovery.skip_go_specific_tracers`: no Go probes, the generic ones serve Go too.
     pub skip_go_specific_tracers: bool,
+    /// `ebpf.context_propagation` has `headers` and the kernel allows writing user memory
+    /// (decided by [`context_propagation`]): the Go probes write `traceparent` headers.
+    pub propagate_headers: bool,
     /// Longest time an event waits in the ring buffer before the reader looks.
     pub ringbuf_poll: Duration,
     pub routes: RouteMatcher,
@@ -146,10 +150,9 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
             .as_fd()
             .try_clone_to_owned()
             .and_then(|ev| Ok((ev, maps.events_lost.as_fd().try_clone_to_owned()?)));
-        match fds
-            .map_err(|e| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) })
-            .and_then(|(ev, lost)| GoProbes::start(ev, lost, cfg.wakeup_len, tel.go_processes.clone()))
-        {
+        match fds.map_err(|e| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) }).and_then(
+            |(ev, lost)| GoProbes::start(ev, lost, cfg.wakeup_len, cfg.propagate_headers, tel.go_processes.clone()),
+        ) {
             Ok(g) => Some(g),
             Err(e) => {
                 warn!(error = %e, "Go probes unavailable; Go programs are served by the generic probes alone (no goroutine-aware trace links).");
@@ -300,11 +303,12 @@ async fn decode_stage(
                         // before the process's last socket events. It is applied once the
                         // watermark passes it, when all of those have been decoded.
                         RawEvent::Exit { pid, ts_ns } => exits.push((pid, ts_ns)),
-                        RawEvent::GoClient { pid, server_sock, client_sock, stream, local, remote } => {
-                            tracker.on_go_client(pid, server_sock, client_sock, stream, local, remote)
+                        RawEvent::GoClient { pid, server_sock, client_sock, stream, local, remote, written } => {
+                            let client = ConnRef { pid, tid: 0, sock: client_sock, stream, local, remote };
+                            tracker.on_go_client(server_sock, client, written)
                         }
-                        RawEvent::GoHandlerStart { pid, server_sock, ts_ns } => {
-                            tracker.on_go_handler_start(pid, server_sock, ts_ns)
+                        RawEvent::GoHandlerStart { pid, server_sock, ts_ns, trace_id } => {
+                            tracker.on_go_handler_start(pid, server_sock, ts_ns, trace_id)
                         }
                         RawEvent::Drained { ts_ns } => {
                             watermark_ns = ts_ns;
@@ -433,6 +437,7 @@ impl PipelineConfig {
             discover,
             wakeup_len: cfg.ebpf.wakeup_len,
             skip_go_specific_tracers: cfg.discovery.skip_go_specific_tracers,
+            propagate_headers: false,
             ringbuf_poll: Duration::from_millis(50),
             routes,
             prometheus: p.port.map(|port| (port, p.path.clone())),
@@ -455,6 +460,41 @@ impl PipelineConfig {
             otlp: OtlpOptions::from_config(cfg).unwrap_or_default(),
         })
     }
+}
+
+/// Whether `ebpf.context_propagation` (`cp`) can write `traceparent` headers here, said once
+/// in the log either way: it takes the Go probes and a kernel that lets BPF programs write
+/// user memory (`bpf_probe_write_user`, refused under lockdown).
+pub fn context_propagation(
+    cp: crate::config::ContextPropagation,
+    features: &crate::kernel::Features,
+    skip_go_specific_tracers: bool,
+) -> bool {
+    if cp.tcp || cp.ip {
+        warn!(
+            context_propagation = %cp,
+            "ebpf.context_propagation: `tcp` and `ip` are not implemented; only `headers` is (Go net/http HTTP/1.x clients)."
+        );
+    }
+    if !cp.headers {
+        return false;
+    }
+    if skip_go_specific_tracers {
+        warn!("ebpf.context_propagation: headers needs the Go probes, and discovery.skip_go_specific_tracers is set: no traceparent is written.");
+        return false;
+    }
+    if !features.probe_write_user {
+        let why = match features.lockdown.as_deref() {
+            Some(l @ ("integrity" | "confidentiality")) => format!("kernel lockdown={l} forbids bpf_probe_write_user"),
+            _ => "this kernel does not let BPF programs write user memory (bpf_probe_write_user)".to_string(),
+        };
+        warn!(
+            "ebpf.context_propagation: headers is unavailable: {why}. Outgoing requests carry no traceparent;              spans are still linked between processes on this host."
+        );
+        return false;
+    }
+    info!("Context propagation: traceparent headers are written into outgoing Go net/http (HTTP/1.x) requests.");
+    true
 }
 
 /// The Kubernetes options of `attributes.kubernetes`, or `None` when metadata is off:

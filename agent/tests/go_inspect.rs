@@ -231,6 +231,11 @@ fn check_go_http(b: &Built, minor: u32, format: Format) {
     }
     assert_eq!(s.offsets, bin.offsets);
     assert!(s.offset_sources.iter().all(|(_, src)| *src == OffsetSource::Table));
+    // Where traceparent is written: found by disassembly, with or without symbols.
+    let site = bin.call_site("net/http.(*Request).write", "net/http.Header.writeSubset");
+    let write = bin.function("net/http.(*Request).write").unwrap();
+    assert!(site.is_some_and(|c| c.file_offset > write.file_offset && c.file_offset < write.file_offset + write.size));
+    assert_eq!(s.call_site("net/http.(*Request).write", "net/http.Header.writeSubset"), site);
     assert_eq!(s.support(), GoSupport::Full);
 
     // Stripped PIE: link-time addresses start near 0, file offsets still from PT_LOAD.

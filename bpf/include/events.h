@@ -88,6 +88,12 @@ struct go_event {
 	__u64 client_sock;
 	__u64 ts_ns;
 	struct conn_tuple conn; /* EVENT_GO_CLIENT: client_sock's endpoints */
+	/* Context propagation on (ebpf.context_propagation: headers), else zero.
+	 * EVENT_GO_HANDLER_START: the request's trace id, from its traceparent header or made up
+	 * here; EVENT_GO_CLIENT: the trace id and the span id of the call, written into its
+	 * traceparent header (span_id zero: no header written). */
+	__u8 trace_id[16];
+	__u8 span_id[8];
 };
 
 /* Struct member offsets the Go probes read, per traced Go process (map go_offsets), from the
@@ -108,6 +114,13 @@ struct go_offsets {
 	__u64 tls_conn_conn;
 	__u64 grpc_stream_id;
 	__u64 grpc_http2_client_conn;
+	/* Context propagation (0: unknown, no propagation in this process). */
+	__u64 http_conn_bufr;
+	__u64 persist_conn_bw;
+	__u64 bufio_reader_buf;
+	__u64 bufio_reader_r;
+	__u64 bufio_writer_buf;
+	__u64 bufio_writer_n;
 };
 
 #endif

@@ -28,6 +28,8 @@ const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
 const TLS_READ: &str = "crypto/tls.(*Conn).Read";
 const TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
+const REQUEST_WRITE: &str = "net/http.(*Request).write";
+const WRITE_SUBSET: &str = "net/http.Header.writeSubset";
 
 enum Command {
     Attach { pid: u32, exe: PathBuf },
@@ -43,10 +45,14 @@ pub struct GoProbes {
 impl GoProbes {
     /// Loads `bpf/go.bpf.c` on its own thread, sharing the capture family's ring buffer
     /// (`events`, `events_lost`) so that Go events and socket events arrive in one order.
+    /// `propagate`: write `traceparent` headers into outgoing HTTP/1.x requests (the caller
+    /// checked that the kernel allows `bpf_probe_write_user`; the program using it is not even
+    /// loaded otherwise).
     pub fn start(
         events: OwnedFd,
         events_lost: OwnedFd,
         wakeup_len: u32,
+        propagate: bool,
         attached: Gauge,
     ) -> Result<GoProbes, AttachError> {
         let (tx, rx) = mpsc::channel();
@@ -54,7 +60,7 @@ impl GoProbes {
         std::thread::Builder::new()
             .name("beyla-go-probes".into())
             .spawn(move || {
-                let skel = match load(&events, &events_lost, wakeup_len) {
+                let skel = match load(&events, &events_lost, wakeup_len, propagate) {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
                         s
@@ -64,7 +70,7 @@ impl GoProbes {
                         return;
                     }
                 };
-                run(skel, rx, attached);
+                run(skel, rx, propagate, attached);
             })
             .expect("spawning the Go probes thread");
         match ready_rx.recv() {
@@ -85,7 +91,12 @@ impl GoProbes {
     }
 }
 
-fn load(events: &OwnedFd, events_lost: &OwnedFd, wakeup_len: u32) -> Result<GoSkel<'static>, AttachError> {
+fn load(
+    events: &OwnedFd,
+    events_lost: &OwnedFd,
+    wakeup_len: u32,
+    propagate: bool,
+) -> Result<GoSkel<'static>, AttachError> {
     let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
     let mut open =
         GoSkelBuilder::default().open(storage).map_err(|source| AttachError::Open { family: "go", source })?;
@@ -96,7 +107,10 @@ fn load(events: &OwnedFd, events_lost: &OwnedFd, wakeup_len: u32) -> Result<GoSk
         .map_err(|source| AttachError::Map { map: "events_lost", source })?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.wakeup_len = wakeup_len;
+        rodata.propagate_headers = u8::from(propagate);
     }
+    // Under kernel lockdown the verifier rejects any program calling bpf_probe_write_user.
+    open.progs.go_inject_traceparent.set_autoload(propagate);
     open.load().map_err(|source| AttachError::Load { family: "go", source })
 }
 
@@ -127,6 +141,12 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
         tls_conn_conn: o.tls_conn_conn.unwrap_or(0),
         grpc_stream_id: o.grpc_stream_id.unwrap_or(0),
         grpc_http2_client_conn: o.grpc_http2_client_conn.unwrap_or(0),
+        http_conn_bufr: o.http_conn_bufr.unwrap_or(0),
+        persist_conn_bw: o.http_persist_conn_bw.unwrap_or(0),
+        bufio_reader_buf: o.bufio_reader_buf.unwrap_or(0),
+        bufio_reader_r: o.bufio_reader_r.unwrap_or(0),
+        bufio_writer_buf: o.bufio_writer_buf.unwrap_or(0),
+        bufio_writer_n: o.bufio_writer_n.unwrap_or(0),
     };
     (v, missing)
 }
@@ -135,7 +155,7 @@ struct Attached {
     links: Vec<Link>,
 }
 
-fn run(mut skel: GoSkel<'static>, rx: mpsc::Receiver<Command>, attached: Gauge) {
+fn run(mut skel: GoSkel<'static>, rx: mpsc::Receiver<Command>, propagate: bool, attached: Gauge) {
     let mut procs: HashMap<u32, Attached> = HashMap::new();
     // Inspecting reads the whole executable: once per file, however many processes run it.
     let mut inspected: HashMap<(u64, u64, i64), Option<Arc<GoBinary>>> = HashMap::new();
@@ -167,7 +187,7 @@ fn run(mut skel: GoSkel<'static>, rx: mpsc::Receiver<Command>, attached: Gauge) 
                     })
                     .clone();
                 let Some(bin) = bin else { continue };
-                match attach(&mut skel, pid, &proc_exe, &bin) {
+                match attach(&mut skel, pid, &proc_exe, &bin, propagate) {
                     Ok(a) if a.links.is_empty() => {
                         // Nothing to probe in it (or offsets missing): no map entry either.
                         let _ = skel.maps.go_offsets.delete(&pid.to_ne_bytes());
@@ -198,11 +218,26 @@ fn attach(
     pid: u32,
     exe: &std::path::Path,
     bin: &GoBinary,
+    propagate: bool,
 ) -> Result<Attached, AttachError> {
-    let (offsets, missing) = offsets_of(bin);
+    let (mut offsets, missing) = offsets_of(bin);
     if !missing.is_empty() {
         info!(pid, missing = %missing.join(","), "Go probes need offsets this binary lacks; the generic probes serve it.");
         return Ok(Attached { links: Vec::new() });
+    }
+    // Context propagation: the outgoing header goes in where Request.write calls
+    // Header.writeSubset; the incoming one is read from the server connection's buffer.
+    let o = &bin.offsets;
+    let writes = o.http_persist_conn_bw.is_some() && o.bufio_writer_buf.is_some() && o.bufio_writer_n.is_some();
+    let inject = bin.call_site(REQUEST_WRITE, WRITE_SUBSET).filter(|_| propagate && writes);
+    if propagate && inject.is_none() && bin.function(HTTP_CLIENT).is_some() {
+        info!(pid, "Go binary lacks what writing traceparent headers needs; its outgoing requests carry none.");
+    }
+    if inject.is_none() {
+        offsets.persist_conn_bw = 0;
+    }
+    if o.http_conn_bufr.is_none() || o.bufio_reader_buf.is_none() || o.bufio_reader_r.is_none() {
+        offsets.http_conn_bufr = 0;
     }
     // SAFETY: go_offsets is plain integers.
     let bytes = unsafe {
@@ -215,7 +250,6 @@ fn attach(
 
     let progs = &mut skel.progs;
     let mut links = Vec::new();
-    let o = &bin.offsets;
     // The handler's start: the goroutine serves that connection's request, which was "in
     // queue" until then. One probe per request (a uprobe hit costs microseconds).
     let server_offsets = o.http_conn_rwc.is_some() && o.http_response_req.is_some() && o.http_response_conn.is_some();
@@ -223,6 +257,17 @@ fn attach(
     attach_at(&mut links, &progs.go_http_client, pid, exe, bin, HTTP_CLIENT, o.http_persist_conn_conn.is_some())?;
     let grpc = o.grpc_stream_id.is_some() && o.grpc_http2_client_conn.is_some();
     attach_at(&mut links, &progs.go_grpc_client, pid, exe, bin, GRPC_CLIENT, grpc)?;
+    if let Some(site) = inject {
+        let link = progs
+            .go_inject_traceparent
+            .attach_uprobe(false, pid as i32, exe, site.file_offset as usize)
+            .map_err(|source| AttachError::Attach {
+                family: "go",
+                program: format!("{REQUEST_WRITE} call of {WRITE_SUBSET}"),
+                source,
+            })?;
+        links.push(link);
+    }
     // HTTPS: the plaintext of crypto/tls reads and writes, as data of the socket under them.
     if o.tls_conn_conn.is_some() {
         if let Some(f) = bin.function(TLS_READ).filter(|f| !f.returns.is_empty()) {

@@ -176,7 +176,10 @@ impl Correlator {
                     // The application (or an SDK in it) propagates context itself: the header
                     // names the span the callee will see as its parent, so that is this span.
                     // A header merely forwarded from the request being served is not.
-                    Some((trace_id, span_id, sampled)) if serving_node.is_none_or(|s| s.parent != span_id) => {
+                    // A header the Go probes wrote names the announced span itself.
+                    Some((trace_id, span_id, sampled))
+                        if announced != Some(span_id) && serving_node.is_none_or(|s| s.parent != span_id) =>
+                    {
                         let parent = serving.filter(|_| serving_node.is_some_and(|s| s.trace_id == trace_id));
                         let node = Node {
                             parent: parent.unwrap_or_default(),
@@ -227,7 +230,10 @@ impl Correlator {
     fn resolve(&self, id: &[u8; 8], node: &Node) -> ([u8; 16], Option<bool>) {
         let (mut cur, mut n) = (*id, node);
         for _ in 0..MAX_DEPTH {
-            if n.fixed || n.parent == [0; 8] {
+            // A header's context is final unless it names a span seen here: then the trace is
+            // that span's (the same, unless the Go probes made up the id the header carries
+            // before this host linked the caller into another trace).
+            if n.parent == [0; 8] || (n.fixed && !self.nodes.contains_key(&n.parent)) {
                 break;
             }
             match self.nodes.get(&n.parent) {
@@ -246,7 +252,10 @@ impl Correlator {
     /// (HTTP/1.x), the call's span is created now, so that the other end finds it whichever
     /// end's bytes are reported first; announced after them (gRPC writes its headers from
     /// another goroutine), the call, which has not ended yet, is relinked.
-    pub fn go_client(&mut self, server_sock: u64, client: ConnRef) {
+    ///
+    /// `written`: the trace and span ids of the `traceparent` the probes wrote into the call
+    /// (context propagation): the span takes that id, and the trace id when it is a root.
+    pub fn go_client(&mut self, server_sock: u64, client: ConnRef, written: Option<([u8; 16], [u8; 8])>) {
         let (pid, key) = (client.pid, (client.pid, client.sock, client.stream));
         self.go_pids.insert(pid);
         let parent =
@@ -271,15 +280,25 @@ impl Correlator {
         if let Some(stale) = self.hints.remove(&key) {
             self.nodes.remove(&stale);
         }
-        let id = new_span_id();
+        let id = written.map_or_else(new_span_id, |w| w.1);
         let mut node = self.child_of(parent, client);
         if node.parent == [0; 8] {
-            node.trace_id = new_trace_id();
+            node.trace_id = written.map_or_else(new_trace_id, |w| w.0);
         }
         self.nodes.insert(id, node);
         self.hints.insert(key, id);
         self.by_tuple.insert((client.local, client.remote, client.stream, Role::Client), id);
         self.adopt_server(id, client);
+    }
+
+    /// The Go probes chose `trace_id` for the request on `server_sock` (from its `traceparent`,
+    /// or made up: context propagation writes it into the calls the request makes). A request
+    /// that is still a root takes it, so that its trace here is the one downstream.
+    pub fn go_server_trace(&mut self, pid: u32, server_sock: u64, trace_id: [u8; 16]) {
+        let Some(id) = self.by_sock.get(&(pid, server_sock, 0, Role::Server)) else { return };
+        if let Some(n) = self.nodes.get_mut(id).filter(|n| !n.fixed && n.parent == [0; 8]) {
+            n.trace_id = trace_id;
+        }
     }
 
     /// The server end of `client`'s connection, if seen first and still a root, becomes the
@@ -453,7 +472,7 @@ mod tests {
         // Announced before its bytes: the call on socket 201 serves request `b`, though the
         // thread that writes it last read request `a`.
         let call_at = at(1, 10, 201, 0, "127.0.0.1:6000", "10.9.9.9:443");
-        c.go_client(s2.sock, call_at);
+        c.go_client(s2.sock, call_at, None);
         let call = c.begin(call_at, Role::Client, None);
         assert_eq!((call.trace_id, call.parent_span_id), (b.trace_id, b.span_id));
         // Without an announcement a Go process's thread says nothing: a root.
@@ -463,12 +482,12 @@ mod tests {
         let grpc_at = at(1, 12, 203, 3, "127.0.0.1:6002", "10.9.9.9:50051");
         let grpc = c.begin(grpc_at, Role::Client, None);
         assert!(!grpc.has_parent());
-        c.go_client(s1.sock, grpc_at);
+        c.go_client(s1.sock, grpc_at, None);
         let grpc = c.finish(1, 12, Role::Client, &grpc);
         assert_eq!((grpc.trace_id, grpc.parent_span_id), (a.trace_id, a.span_id));
         // A goroutine serving nothing announces a root.
         let root_at = at(1, 10, 204, 0, "127.0.0.1:6003", "10.9.9.9:443");
-        c.go_client(0, root_at);
+        c.go_client(0, root_at, None);
         let root = c.begin(root_at, Role::Client, None);
         assert!(!root.has_parent());
         let again = c.finish(1, 10, Role::Client, &root);
@@ -485,7 +504,7 @@ mod tests {
         let worker = c.begin(at(2, 5, 8, 1, srv_end, cli_end), Role::Server, None);
         assert!(!worker.has_parent());
         let call_at = at(1, 3, 7, 1, cli_end, srv_end);
-        c.go_client(srv(1, 1).sock, call_at);
+        c.go_client(srv(1, 1).sock, call_at, None);
         let worker = c.finish(2, 5, Role::Server, &worker);
         let call = c.begin(call_at, Role::Client, None);
         assert_eq!((call.trace_id, call.parent_span_id), (root.trace_id, root.span_id));
@@ -494,7 +513,7 @@ mod tests {
         // announced span.
         let mut c = Correlator::default();
         let root = c.begin(srv(1, 1), Role::Server, None);
-        c.go_client(srv(1, 1).sock, call_at);
+        c.go_client(srv(1, 1).sock, call_at, None);
         let worker = c.begin(at(2, 5, 8, 1, srv_end, cli_end), Role::Server, None);
         let worker = c.finish(2, 5, Role::Server, &worker);
         let call = c.begin(call_at, Role::Client, None);
@@ -530,5 +549,50 @@ mod tests {
         let same = c.begin(at(2, 5, 8, 5, server_end, client_end), Role::Server, None);
         assert!(!other.has_parent());
         assert_eq!(same.parent_span_id, call.span_id);
+    }
+
+    #[test]
+    fn a_traceparent_the_go_probes_wrote_names_the_announced_call() {
+        let (cli_end, srv_end) = ("127.0.0.1:40000", "127.0.0.1:8080");
+        let mut c = Correlator::default();
+        // The probes picked trace T for the request (no incoming header) and wrote T and
+        // span C into the call it makes.
+        let root = c.begin(srv(1, 1), Role::Server, None);
+        let (t, span) = ([7u8; 16], [9u8; 8]);
+        c.go_server_trace(1, srv(1, 1).sock, t);
+        let call_at = at(1, 3, 7, 0, cli_end, srv_end);
+        c.go_client(srv(1, 1).sock, call_at, Some((t, span)));
+        let tp = format!("00-{}-{}-01", hex(&t), hex(&span));
+        let call = c.begin(call_at, Role::Client, Some(&tp));
+        assert_eq!((call.span_id, call.parent_span_id, call.trace_id), (span, root.span_id, t));
+        let root = c.finish(1, 1, Role::Server, &root);
+        assert_eq!(root.trace_id, t, "the request's trace is the one sent downstream");
+        // Downstream on this host: its header names the call.
+        let served = c.begin(at(2, 5, 8, 0, srv_end, cli_end), Role::Server, Some(&tp));
+        assert_eq!((served.trace_id, served.parent_span_id), (t, span));
+    }
+
+    #[test]
+    fn a_written_header_follows_the_trace_this_host_linked() {
+        let (a_end, b_end) = ("127.0.0.1:40000", "127.0.0.1:8080");
+        let (c_end, d_end) = ("127.0.0.1:40001", "127.0.0.1:9090");
+        let mut c = Correlator::default();
+        // A non-Go caller on this host (no header) calls the Go server: one trace by the
+        // connection's endpoints, though the probes made up trace T for the request.
+        let root = c.begin(srv(1, 1), Role::Server, None);
+        let call = c.begin(at(1, 1, 7, 0, a_end, b_end), Role::Client, None);
+        let go = c.begin(at(2, 5, 8, 0, b_end, a_end), Role::Server, None);
+        c.go_server_trace(2, 8, [7; 16]);
+        assert_eq!(go.parent_span_id, call.span_id);
+        // The Go server's call carries T; the next hop, on this host, stays in the trace.
+        let down_at = at(2, 6, 9, 0, c_end, d_end);
+        c.go_client(8, down_at, Some(([7; 16], [9; 8])));
+        let tp = format!("00-{}-{}-01", hex(&[7; 16]), hex(&[9; 8]));
+        let down = c.begin(down_at, Role::Client, Some(&tp));
+        let next = c.begin(at(3, 1, 10, 0, d_end, c_end), Role::Server, Some(&tp));
+        for ctx in [go, down, next] {
+            assert_eq!(ctx.trace_id, root.trace_id);
+        }
+        assert_eq!(next.parent_span_id, [9; 8]);
     }
 }

@@ -269,21 +269,16 @@ impl Tracker {
     }
 
     /// A Go client call announced by the Go probes (`RawEvent::GoClient`).
-    pub fn on_go_client(
-        &mut self,
-        pid: u32,
-        server_sock: u64,
-        client_sock: u64,
-        stream: u32,
-        local: SocketAddr,
-        remote: SocketAddr,
-    ) {
-        let client = ConnRef { pid, tid: 0, sock: client_sock, stream, local, remote };
-        self.correlator.go_client(server_sock, client);
+    pub fn on_go_client(&mut self, server_sock: u64, client: ConnRef, written: Option<([u8; 16], [u8; 8])>) {
+        self.correlator.go_client(server_sock, client, written);
     }
 
-    /// The Go handler of the HTTP/1.x request in flight on `server_sock` started.
-    pub fn on_go_handler_start(&mut self, pid: u32, server_sock: u64, ts_ns: u64) {
+    /// The Go handler of the HTTP/1.x request in flight on `server_sock` started (`trace_id`:
+    /// the trace id the probes propagate for it, with context propagation).
+    pub fn on_go_handler_start(&mut self, pid: u32, server_sock: u64, ts_ns: u64, trace_id: Option<[u8; 16]>) {
+        if let Some(t) = trace_id {
+            self.correlator.go_server_trace(pid, server_sock, t);
+        }
         let Some(conn) = self.conns.get_mut(&(pid, server_sock)) else { return };
         if conn.role != Some(Role::Server) {
             return;

@@ -84,8 +84,14 @@ pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
                 stream: e.stream,
                 local,
                 remote,
+                written: (e.span_id != [0; 8]).then_some((e.trace_id, e.span_id)),
             },
-            _ => RawEvent::GoHandlerStart { pid: e.pid, server_sock: e.server_sock, ts_ns: e.ts_ns },
+            _ => RawEvent::GoHandlerStart {
+                pid: e.pid,
+                server_sock: e.server_sock,
+                ts_ns: e.ts_ns,
+                trace_id: (e.trace_id != [0; 16]).then_some(e.trace_id),
+            },
         });
     }
     let e: sock_event = copy_prefix(bytes);

@@ -60,12 +60,16 @@ pub enum RawEvent {
         /// `client_sock`'s endpoints.
         local: SocketAddr,
         remote: SocketAddr,
+        /// The trace and span ids of the `traceparent` the probes wrote into the call.
+        written: Option<([u8; 16], [u8; 8])>,
     },
     /// The Go handler of the request being served on `server_sock` started at `ts_ns`.
     GoHandlerStart {
         pid: u32,
         server_sock: u64,
         ts_ns: u64,
+        /// With context propagation, the request's trace id as the probes know it.
+        trace_id: Option<[u8; 16]>,
     },
     /// Every event the kernel submitted before `ts_ns` (CLOCK_MONOTONIC, the clock of the
     /// events' own timestamps) has been read: the event-time watermark later stages wait on.

@@ -31,7 +31,8 @@ pub use elf::{Arch, LoadSegment};
 pub use offsets::{OffsetSource, Offsets};
 pub use symbols::SymbolSource;
 
-/// The functions the Go probes attach to (exact Go symbol names).
+/// The functions the Go probes attach to, or whose call sites they attach to (exact Go symbol
+/// names).
 pub const PROBED_FUNCTIONS: &[&str] = &[
     "net/http.serverHandler.ServeHTTP",
     "net/http.(*conn).readRequest",
@@ -47,10 +48,18 @@ pub const PROBED_FUNCTIONS: &[&str] = &[
     "net/http.(*http2Framer).WriteHeaders",
     "crypto/tls.(*Conn).Read",
     "crypto/tls.(*Conn).Write",
+    "net/http.(*Request).write",
+    "net/http.Header.writeSubset",
     "runtime.newproc1",
     "runtime.casgstatus",
     "runtime.goexit1",
 ];
+
+/// Calls probed at the call instruction, (caller, callee): the callee's arguments are in
+/// registers there, and only this caller's calls fire. `Request.write` writes a client
+/// request's head; its call of `Header.writeSubset` comes after the request line, `Host` and
+/// `User-Agent`, where an outgoing `traceparent` is added.
+pub const PROBED_CALLS: &[(&str, &str)] = &[("net/http.(*Request).write", "net/http.Header.writeSubset")];
 
 /// Functions whose presence makes a binary worth instrumenting (the runtime ones alone are not).
 const TRAFFIC_PREFIXES: &[&str] = &["net/http.", "google.golang.org/grpc", "golang.org/x/net/http2.", "crypto/tls."];
@@ -121,6 +130,15 @@ pub struct GoFunction {
     pub returns: Vec<u64>,
 }
 
+/// A call instruction of [`PROBED_CALLS`] found in the binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoCallSite {
+    pub caller: &'static str,
+    pub callee: &'static str,
+    /// File offset of the first such `CALL` in the caller (x86-64 only).
+    pub file_offset: u64,
+}
+
 /// What [`inspect`] learned about a Go executable.
 #[derive(Debug, Clone)]
 pub struct GoBinary {
@@ -136,6 +154,8 @@ pub struct GoBinary {
     pub symbol_source: Option<SymbolSource>,
     /// The [`PROBED_FUNCTIONS`] present in the binary.
     pub functions: Vec<GoFunction>,
+    /// The [`PROBED_CALLS`] found in the binary.
+    pub calls: Vec<GoCallSite>,
     /// The binary carries `.debug_info`.
     pub has_dwarf: bool,
     pub offsets: Offsets,
@@ -234,6 +254,19 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, GoInspectErro
         };
         functions.push(GoFunction { name, address, size, file_offset, returns });
     }
+    let mut calls = Vec::new();
+    for &(caller, callee) in PROBED_CALLS {
+        let (Some(c), Some(t)) =
+            (functions.iter().find(|f| f.name == caller), functions.iter().find(|f| f.name == callee))
+        else {
+            continue;
+        };
+        if let (Arch::X86_64, Some(code)) = (arch, image.read(c.address, c.size)) {
+            if let Some(&o) = ret::x86_64_call_offsets(code, c.address, t.address).first() {
+                calls.push(GoCallSite { caller, callee, file_offset: c.file_offset + o });
+            }
+        }
+    }
 
     // Offsets: DWARF, then the table.
     let has_dwarf = image.section(".debug_info").is_some_and(|(_, d)| !d.is_empty());
@@ -259,6 +292,7 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, GoInspectErro
         segments: image.segments.clone(),
         symbol_source,
         functions,
+        calls,
         has_dwarf,
         offsets,
         offset_sources,
@@ -269,6 +303,11 @@ impl GoBinary {
     /// The probed function `name`, if present.
     pub fn function(&self, name: &str) -> Option<&GoFunction> {
         self.functions.iter().find(|f| f.name == name)
+    }
+
+    /// The call site of `callee` in `caller` (one of [`PROBED_CALLS`]), if found.
+    pub fn call_site(&self, caller: &str, callee: &str) -> Option<&GoCallSite> {
+        self.calls.iter().find(|c| c.caller == caller && c.callee == callee)
     }
 
     /// Whether the Go probes can instrument this binary, and what is missing.

@@ -131,6 +131,21 @@ go_offsets! {
     netfd_raddr: Std, ["net.netFD"], "raddr", NET;
     /// `internal/poll.FD.Sysfd` (int).
     poll_fd_sysfd: Std, ["internal/poll.FD"], "Sysfd", NET;
+    /// `net/http.conn.bufr` (*bufio.Reader): the server connection's read buffer, which still
+    /// holds a request's head when its handler starts (incoming `traceparent`). Optional, as
+    /// the other context propagation offsets: without them nothing is propagated.
+    http_conn_bufr: Std, ["net/http.conn"], "bufr", &[];
+    /// `net/http.persistConn.bw` (*bufio.Writer): the client connection's write buffer, where
+    /// an outgoing request's `traceparent` is written.
+    http_persist_conn_bw: Std, ["net/http.persistConn"], "bw", &[];
+    /// `bufio.Reader.buf` ([]byte).
+    bufio_reader_buf: Std, ["bufio.Reader"], "buf", &[];
+    /// `bufio.Reader.r` (int): the read position.
+    bufio_reader_r: Std, ["bufio.Reader"], "r", &[];
+    /// `bufio.Writer.buf` ([]byte).
+    bufio_writer_buf: Std, ["bufio.Writer"], "buf", &[];
+    /// `bufio.Writer.n` (int): bytes buffered.
+    bufio_writer_n: Std, ["bufio.Writer"], "n", &[];
     /// `google.golang.org/grpc/internal/transport.Stream.method` (string; `ServerStream` in
     /// newer grpc).
     grpc_stream_method: Grpc, ["google.golang.org/grpc/internal/transport.Stream", "google.golang.org/grpc/internal/transport.ServerStream"], "method", GRPC;
@@ -184,6 +199,12 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("netfd_laddr", 96),
             ("netfd_raddr", 112),
             ("poll_fd_sysfd", 16),
+            ("http_conn_bufr", 80),
+            ("http_persist_conn_bw", 112),
+            ("bufio_reader_buf", 0),
+            ("bufio_reader_r", 40),
+            ("bufio_writer_buf", 16),
+            ("bufio_writer_n", 40),
         ],
     },
     FallbackRow {
@@ -215,6 +236,12 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("netfd_laddr", 96),
             ("netfd_raddr", 112),
             ("poll_fd_sysfd", 16),
+            ("http_conn_bufr", 80),
+            ("http_persist_conn_bw", 112),
+            ("bufio_reader_buf", 0),
+            ("bufio_reader_r", 40),
+            ("bufio_writer_buf", 16),
+            ("bufio_writer_n", 40),
         ],
     },
     FallbackRow {

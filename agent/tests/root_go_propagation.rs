@@ -1,0 +1,179 @@
+//! Context propagation (`ebpf.context_propagation: headers`) through the Go probes on the real
+//! kernel (needs root; `bash testapps/build.sh` and `bash testapps/build-go.sh 1.23` build the
+//! apps). An instrumented go-http calls, on `/call`, a plain HTTP server in this test that the
+//! agent does not trace and that records every request head it gets.
+//!
+//! Where the kernel lets BPF programs write user memory (no lockdown: the VM kernels), every
+//! outgoing request carries one well-formed `Traceparent` header, after `Host` and
+//! `User-Agent`, naming the client span the agent exports (its trace id and span id); a
+//! request that came in with a `traceparent` passes its trace id on. Under lockdown
+//! (`integrity` or `confidentiality`, this host), the agent says in its log that headers
+//! cannot be written, the requests go out unchanged, and the spans are linked as before.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::otlp::{hex, res_attr, Got, Proto, Receiver};
+use common::*;
+
+/// A plain HTTP/1.1 server answering `ok` to anything; returns its port and the request heads.
+fn recording_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            seen.lock().unwrap().push(String::from_utf8_lossy(&buf).into_owned());
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (port, heads)
+}
+
+/// `GET /call` on the front, with an incoming `traceparent` when given; returns the body.
+fn call(port: u16, traceparent: Option<&str>) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "--max-time", "10"]);
+    if let Some(tp) = traceparent {
+        cmd.args(["-H", &format!("traceparent: {tp}")]);
+    }
+    let out = cmd.arg(format!("http://127.0.0.1:{port}/call")).output().expect("running curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `Traceparent` values of a request head, checking the head is well formed around them.
+fn traceparents(head: &str) -> Vec<String> {
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    assert!(lines[0].starts_with("GET /ping HTTP/1.1"), "request line: {head:?}");
+    assert!(head.ends_with("\r\n\r\n"), "head not terminated: {head:?}");
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate().skip(1).filter(|(_, l)| !l.is_empty()) {
+        let (name, value) = l.split_once(": ").unwrap_or_else(|| panic!("malformed header line {l:?} in {head:?}"));
+        if name.eq_ignore_ascii_case("traceparent") {
+            // Written after the request line, Host and User-Agent, before the others.
+            assert!(lines[1].starts_with("Host: ") && lines[2].starts_with("User-Agent: ") && i == 3, "{head:?}");
+            out.push(value.to_string());
+        }
+    }
+    out
+}
+
+fn propagation(go: &str) {
+    require_root();
+    let launcher = match go {
+        "go1.19" => repo().join("testapps/build/run-go"),
+        other => repo().join(format!("testapps/build/{other}/run-go")),
+    };
+    assert!(launcher.exists(), "{} missing: run testapps/build.sh and testapps/build-go.sh 1.23", launcher.display());
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (down, heads) = recording_server();
+    let (front, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{front}\", name: cp-front }}\n\
+         ebpf:\n  context_propagation: headers\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], &format!("propagation-{go}"));
+    let url = format!("http://127.0.0.1:{down}/ping");
+    let _front = start_launcher(&launcher, "go-http", front, &[("DOWNSTREAM_URL", &url)]);
+    wait_instrumented(mport, 1.0, &log);
+    wait_go_instrumented(mport, 1.0, &log);
+    let text = agent_log(&log);
+    let lockdown = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("lockdown="))
+        .unwrap_or_else(|| panic!("no kernel summary in the agent log:\n{text}"))
+        .to_string();
+    let can_write = !matches!(lockdown.as_str(), "integrity" | "confidentiality");
+
+    // Five calls that start a trace, two that continue one.
+    let incoming = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"];
+    let parent = "00f067aa0ba902b7";
+    for _ in 0..5 {
+        assert_eq!(call(front, None), "called:200");
+    }
+    for t in incoming {
+        assert_eq!(call(front, Some(&format!("00-{t}-{parent}-01"))), "called:200");
+    }
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 7, "{heads:?}");
+
+    let got = wait_for(Duration::from_secs(30), || {
+        receiver.spans().iter().filter(|g| g.span.kind == 3 || g.span.kind == 2).count() >= 14
+    });
+    let spans: Vec<Got> = receiver.spans().into_iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).collect();
+    let dump = || format!("{} spans\n--- agent log:\n{}", spans.len(), agent_log(&log));
+    assert!(got, "{}", dump());
+    let svc = |g: &Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();
+    let servers: Vec<&Got> = spans.iter().filter(|g| g.span.kind == 2 && svc(g) == "cp-front").collect();
+    assert_eq!(servers.len(), 7, "{}", dump());
+    // Every call is the child of the request it serves, in its trace.
+    let mut client_ids = Vec::new();
+    for s in &servers {
+        let c = spans
+            .iter()
+            .find(|g| g.span.kind == 3 && g.span.parent_span_id == s.span.span_id)
+            .unwrap_or_else(|| panic!("no client span under {}: {}", hex(&s.span.span_id), dump()));
+        assert_eq!(c.span.trace_id, s.span.trace_id);
+        client_ids.push((hex(&c.span.trace_id), hex(&c.span.span_id)));
+    }
+    // The two requests with a traceparent continue its trace.
+    for t in incoming {
+        let s = servers.iter().find(|s| hex(&s.span.trace_id) == t).unwrap_or_else(|| panic!("trace {t} lost"));
+        assert_eq!(hex(&s.span.parent_span_id), parent);
+    }
+
+    let written: Vec<Vec<String>> = heads.iter().map(|h| traceparents(h)).collect();
+    if !can_write {
+        assert!(
+            text.contains(&format!("ebpf.context_propagation: headers is unavailable: kernel lockdown={lockdown}")),
+            "lockdown={lockdown} but the agent did not say propagation is off:\n{text}"
+        );
+        assert!(written.iter().all(Vec::is_empty), "a header was written under lockdown: {heads:?}");
+        return;
+    }
+    assert!(text.contains("Context propagation: traceparent headers are written"), "{text}");
+    // Each request carries exactly one header, naming the client span the agent exported.
+    let mut seen = Vec::new();
+    for (w, h) in written.iter().zip(&heads) {
+        assert_eq!(w.len(), 1, "one traceparent per request: {h:?}");
+        let parts: Vec<&str> = w[0].split('-').collect();
+        assert_eq!((parts.len(), parts[0], parts[3]), (4, "00", "01"), "{}", w[0]);
+        seen.push((parts[1].to_string(), parts[2].to_string()));
+    }
+    seen.sort();
+    client_ids.sort();
+    assert_eq!(seen, client_ids, "headers written vs client spans exported\n{}", dump());
+    for t in incoming {
+        assert_eq!(seen.iter().filter(|(tr, _)| tr == t).count(), 1, "trace {t} not passed on: {seen:?}");
+    }
+    let mut traces: Vec<&String> = seen.iter().map(|(t, _)| t).collect();
+    traces.dedup();
+    assert_eq!(traces.len(), 7, "each request its own trace: {seen:?}");
+}
+
+#[test]
+fn root_go_propagation_go119() {
+    propagation("go1.19");
+}
+
+#[test]
+fn root_go_propagation_go123() {
+    propagation("go1.23");
+}
