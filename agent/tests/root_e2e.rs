@@ -102,9 +102,9 @@ fn run_language_with(lang: &str, expected_service: &str, agent_env: &[(&str, &st
     assert_eq!((bucket("512.0"), bucket("1024.0")), (0.0, 1.0), "{}", dump());
     // Durations are real and start at the first byte read: the POST spans the 90 ms of pauses
     // between its writes, less the time the server may take to wake up for its first read on
-    // a loaded machine or a TCG guest (0.081 s was seen there). A duration taken from the last
-    // read would be near 0.
-    assert!(sum(&m, "http_server_request_duration_seconds_sum", &post) >= 0.06, "{}", dump());
+    // a loaded machine or a TCG guest (0.081 s and 0.048 s were seen there). A duration taken
+    // from the last read would be near 0, well under the last 30 ms pause.
+    assert!(sum(&m, "http_server_request_duration_seconds_sum", &post) >= 0.025, "{}", dump());
 
     // Client side: the app's call to its downstream.
     let port = down_port.to_string();
