@@ -105,11 +105,19 @@ struct {
 /* "Traceparent: " value "\r\n" */
 #define TP_HEADER_LEN (TP_NAME_LEN + 1 + TP_VALUE_LEN + 2)
 
+/* The window searched, and where the value found starts: kept in map memory, whose contents
+ * the verifier does not track, so the search loop's states do not multiply with every
+ * position it could have found. */
+struct tp_search {
+	char w[TP_WINDOW];
+	__s32 at;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, char[TP_WINDOW]);
+	__type(value, struct tp_search);
 } tp_scratch SEC(".maps");
 
 static __always_inline __u64 goid_of(const struct go_offsets *o, __u64 g)
@@ -215,11 +223,6 @@ static __always_inline int unhex(char c)
 	return -1;
 }
 
-static __always_inline int lower(char c)
-{
-	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-}
-
 /* The trace id and flags of the traceparent header in the request head net/http just read on
  * the server connection conn (a *http.conn): its bufio.Reader still holds the bytes, and the
  * head ends where the reader stopped (bufr.r). Searches the last TP_WINDOW bytes before it.
@@ -235,9 +238,10 @@ static __always_inline int incoming_traceparent(const struct go_offsets *o, __u6
 	if (bpf_probe_read_user(&r, sizeof(r), (void *)(br + o->bufio_reader_r)) || r < 4)
 		return 0;
 	__u32 zero = 0;
-	char *w = bpf_map_lookup_elem(&tp_scratch, &zero);
-	if (!w)
+	struct tp_search *sr = bpf_map_lookup_elem(&tp_scratch, &zero);
+	if (!sr)
 		return 0;
+	char *w = sr->w;
 	/* A fixed-size read: from the buffer's start when the head is shorter than the window
 	 * (the reader's buffer is 4 KiB, never smaller than the window). */
 	__s64 start = r > TP_WINDOW ? r - TP_WINDOW : 0;
@@ -246,32 +250,33 @@ static __always_inline int incoming_traceparent(const struct go_offsets *o, __u6
 		return 0;
 	/* The last "\ntraceparent:" of this request's head: a blank line before the final one
 	 * ends an earlier (pipelined) request whose headers do not count. */
-	int at = -1;
+	/* Volatile: the compiler must not keep a copy of the position in a register or on the
+	 * stack, where the verifier would track it (and every possible value would be a state). */
+	volatile __s32 *found = &sr->at;
+	*found = -1;
 	for (int i = 0; i < TP_WINDOW - TP_NAME_LEN - TP_VALUE_LEN - 4; i++) {
 		if (i + 3 >= len)
 			break;
-		if (w[i] != '\n')
-			continue;
-		if (w[i + 1] == '\r' && w[i + 2] == '\n') {
-			at = -1;
-			continue;
-		}
-		if (lower(w[i + 1]) != 't' || lower(w[i + 2]) != 'r' || lower(w[i + 3]) != 'a' ||
-		    lower(w[i + 4]) != 'c' || lower(w[i + 5]) != 'e' || lower(w[i + 6]) != 'p' ||
-		    lower(w[i + 7]) != 'a' || lower(w[i + 8]) != 'r' || lower(w[i + 9]) != 'e' ||
-		    lower(w[i + 10]) != 'n' || lower(w[i + 11]) != 't' || w[i + 12] != ':')
-			continue;
-		at = i + 13;
+		/* Branch-free matching (c | 0x20 is the lowercase letter exactly when c is that
+		 * letter in either case): two branches per byte keep the verifier's work linear. */
+		const char *c = w + i;
+		int blank = (c[0] ^ '\n') | (c[1] ^ '\r') | (c[2] ^ '\n');
+		int name = (c[0] ^ '\n') | ((c[1] | 0x20) ^ 't') | ((c[2] | 0x20) ^ 'r') | ((c[3] | 0x20) ^ 'a') |
+			   ((c[4] | 0x20) ^ 'c') | ((c[5] | 0x20) ^ 'e') | ((c[6] | 0x20) ^ 'p') |
+			   ((c[7] | 0x20) ^ 'a') | ((c[8] | 0x20) ^ 'r') | ((c[9] | 0x20) ^ 'e') |
+			   ((c[10] | 0x20) ^ 'n') | ((c[11] | 0x20) ^ 't') | (c[12] ^ ':');
+		if (!blank)
+			*found = -1;
+		if (!name)
+			*found = i + TP_NAME_LEN + 1;
 	}
-	if (at < 0)
+	int at = *found;
+	if (at < 0 || at >= TP_WINDOW - TP_VALUE_LEN)
 		return 0;
 	/* Optional whitespace, then "00-" and the trace id. */
-	if (w[at & (TP_WINDOW - 1)] == ' ')
+	if (w[at] == ' ')
 		at++;
-	if (at + TP_VALUE_LEN > len || at + TP_VALUE_LEN > TP_WINDOW)
-		return 0;
-	at &= TP_WINDOW - 1;
-	if (at > TP_WINDOW - TP_VALUE_LEN)
+	if (at + TP_VALUE_LEN > len || at > TP_WINDOW - TP_VALUE_LEN)
 		return 0;
 	if (w[at] != '0' || w[at + 1] != '0' || w[at + 2] != '-' || w[at + 35] != '-' || w[at + 52] != '-')
 		return 0;

@@ -489,7 +489,7 @@ pub fn context_propagation(
             _ => "this kernel does not let BPF programs write user memory (bpf_probe_write_user)".to_string(),
         };
         warn!(
-            "ebpf.context_propagation: headers is unavailable: {why}. Outgoing requests carry no traceparent;              spans are still linked between processes on this host."
+            "ebpf.context_propagation: headers is unavailable: {why}. Outgoing requests carry no traceparent; spans are still linked between processes on this host."
         );
         return false;
     }
