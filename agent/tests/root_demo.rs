@@ -25,7 +25,10 @@ const SHORT_RUN: u64 = 150;
 enum Variant {
     /// Debian's go1.19 build (testapps/build.sh), with DWARF: offsets from DWARF.
     Go119,
-    /// The go1.23 build (testapps/build-go.sh 1.23): another runtime and struct layout.
+    /// The go1.23 build (testapps/build-go.sh 1.23): another runtime and struct layout. With
+    /// `ebpf.context_propagation: headers`: where the kernel allows it (the VM kernels; not
+    /// under this host's lockdown) every HTTP call carries a `traceparent` the probes wrote,
+    /// and the traces must come out the same as when this host links the hops alone.
     Go123,
     /// The go1.19 build with loadgen, frontend and worker stripped of their symbol table and
     /// DWARF: functions from .gopclntab, offsets from the agent's per-version table. The
@@ -141,7 +144,9 @@ fn demo(variant: Variant) {
          \x20   - {{ exe_path: \"{loadgen}\", name: loadgen }}\n\
          prometheus_export:\n  port: {metrics_port}\n  features: [application, application_span, application_service_graph]\n\
          otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n\
-         routes:\n  unmatched: heuristic\n",
+         routes:\n  unmatched: heuristic\n\
+         ebpf:\n  context_propagation: {propagation}\n",
+        propagation = if variant == Variant::Go123 { "headers" } else { "disabled" },
         workers = ports[2..].join(","),
         loadgen = loadgen_path.display(),
         ep = receiver.endpoint(),
