@@ -176,7 +176,11 @@ impl Tracker {
                     ex.trace = Some(self.correlator.begin(at(ex.tid, stream), role, ex.traceparent.as_deref()));
                 }
             }
-            for ex in progress.done {
+            for mut ex in progress.done {
+                // Begun and ended in one feed (its response was reported before it).
+                if ex.trace.is_none() {
+                    ex.trace = Some(self.correlator.begin(at(ex.tid, ex.stream), role, ex.traceparent.as_deref()));
+                }
                 emit_h2(conn, ex, out);
             }
             if fed.is_err() {

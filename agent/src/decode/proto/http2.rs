@@ -15,6 +15,8 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
 /// Streams followed at once per connection; beyond it the oldest is dropped.
 const MAX_STREAMS: usize = 1024;
+/// Responses held per connection while their request is not seen yet (see `EarlyResponse`).
+const MAX_EARLY_RESPONSES: usize = 64;
 
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
@@ -181,6 +183,18 @@ pub struct Progress {
     pub abandoned: usize,
 }
 
+/// A client's response read before its request's HEADERS were reported: the writing and the
+/// reading thread differ (Go's loopy writer and reader goroutines), and the write's event is
+/// sent when the syscall returns, by which time the answer may have been read and reported.
+/// Kept until the request comes, then applied to it.
+#[derive(Debug, Default)]
+struct EarlyResponse {
+    status: u16,
+    grpc_status: Option<u32>,
+    body: u64,
+    end_ns: Option<u64>,
+}
+
 /// The HTTP/2 state of one connection.
 pub struct Connection {
     requests: FrameReader,
@@ -190,6 +204,10 @@ pub struct Connection {
     response_hpack: hpack::Decoder<'static>,
     /// Open streams, by id; `Exchange::end_ns` is 0 until the response ends.
     streams: HashMap<u32, Exchange>,
+    /// Responses to streams whose request is not seen yet, by stream id.
+    early: HashMap<u32, EarlyResponse>,
+    /// The highest stream id a request was seen on (client streams only grow).
+    last_request_stream: u32,
     /// Preface bytes still expected at the start of the request direction.
     preface_left: usize,
 }
@@ -208,6 +226,8 @@ impl Default for Connection {
             request_hpack: hpack_decoder(),
             response_hpack: hpack_decoder(),
             streams: HashMap::new(),
+            early: HashMap::new(),
+            last_request_stream: 0,
             preface_left: PREFACE.len(),
         }
     }
@@ -375,15 +395,31 @@ impl Connection {
                         },
                     );
                     progress.started.push(stream);
-                } else if let Some(ex) = self.streams.get_mut(&stream) {
-                    if let Some(s) = get(b":status").and_then(|s| s.parse().ok()) {
-                        ex.status = s;
+                    self.last_request_stream = self.last_request_stream.max(stream);
+                    // Earlier streams' responses can no longer meet their request.
+                    self.early.retain(|s, _| *s >= stream);
+                    if let Some(r) = self.early.remove(&stream) {
+                        let ex = self.streams.get_mut(&stream).expect("inserted above");
+                        (ex.status, ex.grpc_status, ex.response_body_size) = (r.status, r.grpc_status, r.body);
+                        if let Some(end) = r.end_ns {
+                            self.finish(stream, end.max(ts_ns), progress);
+                        }
                     }
-                    if let Some(g) = get(b"grpc-status").and_then(|s| s.trim().parse().ok()) {
-                        ex.grpc_status = Some(g);
-                    }
-                    if end_stream {
-                        self.finish(stream, ts_ns, progress);
+                } else {
+                    let status = get(b":status").and_then(|s| s.parse().ok());
+                    let grpc_status = get(b"grpc-status").and_then(|s| s.trim().parse().ok());
+                    if let Some(ex) = self.streams.get_mut(&stream) {
+                        ex.status = status.unwrap_or(ex.status);
+                        ex.grpc_status = grpc_status.or(ex.grpc_status);
+                        if end_stream {
+                            self.finish(stream, ts_ns, progress);
+                        }
+                    } else if let Some(r) = self.early_response(stream) {
+                        r.status = status.unwrap_or(r.status);
+                        r.grpc_status = grpc_status.or(r.grpc_status);
+                        if end_stream {
+                            r.end_ns = Some(ts_ns);
+                        }
                     }
                 }
             }
@@ -391,18 +427,35 @@ impl Connection {
                 if let Some(ex) = self.streams.get_mut(&stream) {
                     let size = if request { &mut ex.request_body_size } else { &mut ex.response_body_size };
                     *size += len as u64;
+                } else if let Some(r) = self.early.get_mut(&stream).filter(|_| !request) {
+                    r.body += len as u64;
+                    if end_stream {
+                        r.end_ns = Some(ts_ns);
+                    }
                 }
                 if !request && end_stream {
                     self.finish(stream, ts_ns, progress);
                 }
             }
             FrameEvent::Reset { stream } => {
+                self.early.remove(&stream);
                 if self.streams.remove(&stream).is_some() {
                     progress.abandoned += 1;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Where a response to a stream with no request yet is kept: only a client-initiated
+    /// (odd) stream newer than every request seen, so a connection joined mid-way does not
+    /// keep the responses of requests sent before the agent looked.
+    fn early_response(&mut self, stream: u32) -> Option<&mut EarlyResponse> {
+        let fresh = stream % 2 == 1 && stream > self.last_request_stream;
+        if !fresh || (self.early.len() >= MAX_EARLY_RESPONSES && !self.early.contains_key(&stream)) {
+            return None;
+        }
+        Some(self.early.entry(stream).or_default())
     }
 
     fn finish(&mut self, stream: u32, ts_ns: u64, progress: &mut Progress) {
@@ -504,6 +557,41 @@ pub(crate) mod tests {
         // Body sizes are the DATA payloads (the gRPC message with its 5-byte prefix).
         assert_eq!((e.request_body_size, e.response_body_size), (7, 7));
         assert_eq!(conn.open_streams(), 0);
+    }
+
+    #[test]
+    fn a_response_reported_before_its_request_still_completes_the_call() {
+        let (mut qe, mut re) = (hpack::Encoder::default(), hpack::Encoder::default());
+        let mut conn = Connection::default();
+        let mut p = Progress::default();
+        let mut first = PREFACE.to_vec();
+        first.extend(frame(4, 0, 0, &[]));
+        conn.feed(true, &first, 0, 1, 7, &mut p).unwrap();
+        let (c1, s1) = grpc_call(&mut qe, &mut re, 1, 0);
+        let (c3, s3) = grpc_call(&mut qe, &mut re, 3, 13);
+        conn.feed(true, &c1, 0, 10, 7, &mut p).unwrap();
+        conn.feed(false, &s1, 0, 12, 8, &mut p).unwrap();
+        // Stream 3's answer is reported first (the write's event came late).
+        conn.feed(false, &s3, 0, 20, 8, &mut p).unwrap();
+        assert_eq!(p.done.len(), 1);
+        conn.feed(true, &c3, 0, 21, 7, &mut p).unwrap();
+        assert_eq!(p.started, vec![1, 3]);
+        assert_eq!(p.done.len(), 2);
+        let e = &p.done[1];
+        assert_eq!((e.stream, e.status, e.grpc_status, e.response_body_size), (3, 200, Some(13), 7));
+        assert_eq!((e.start_ns, e.end_ns), (21, 21), "never a negative duration");
+        assert_eq!(conn.open_streams(), 0);
+        // An answer to a stream older than the requests seen (a connection joined mid-way) is
+        // not kept, and a request that never comes does not keep one for ever.
+        let (_, s_old) = grpc_call(&mut qe, &mut re, 1, 0);
+        conn.feed(false, &s_old, 0, 30, 8, &mut p).unwrap();
+        assert!(conn.early.is_empty());
+        let (_, s7) = grpc_call(&mut qe, &mut re, 7, 0);
+        conn.feed(false, &s7, 0, 31, 8, &mut p).unwrap();
+        let (c9, _) = grpc_call(&mut qe, &mut re, 9, 0);
+        conn.feed(true, &c9, 0, 32, 7, &mut p).unwrap();
+        assert!(conn.early.is_empty());
+        assert_eq!(p.done.len(), 2);
     }
 
     #[test]
