@@ -54,9 +54,10 @@ struct {
 struct go_request {
 	__u64 sock;
 	__u8 trace_id[16];
+	__u32 stream; /* HTTP/2 stream id (gRPC servers); 0 for HTTP/1.x */
 	__u8 flags;
 	__u8 traced; /* trace_id and flags are set */
-	__u8 _pad[6];
+	__u8 _pad[2];
 };
 
 /* (tgid, goid) -> the request the goroutine serves: set when its net/http handler starts,
@@ -192,6 +193,7 @@ static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struc
 		.stream = stream,
 		.goid = goid_of(o, ctx->r14),
 		.server_sock = req ? req->sock : 0,
+		.server_stream = req ? req->stream : 0,
 		.client_sock = client_sock,
 		.ts_ns = bpf_ktime_get_ns(),
 	};
@@ -327,6 +329,29 @@ int go_serve_http(struct pt_regs *ctx)
 	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
 	bpf_map_update_elem(&go_serving, &k, &req, BPF_ANY);
 	emit_go(EVENT_GO_HANDLER_START, o, ctx, &req, 0, 0, propagate_headers ? &tp : 0);
+	return 0;
+}
+
+/* google.golang.org/grpc.(*Server).handleStream(s, t ServerTransport, stream *Stream, ...),
+ * entry: the goroutine grpc started for the stream serves it from here, and its handler
+ * starts. t is an *http2Server (the interface's data word, RCX) unless grpc is served through
+ * net/http (ServeHTTP), whose transport yields no socket here and is left alone. */
+SEC("uprobe")
+int go_grpc_server(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	struct go_request req = {};
+	if (bpf_probe_read_user(&req.stream, sizeof(req.stream), (void *)(ctx->di + o->grpc_stream_id)) || !req.stream)
+		return 0;
+	req.sock = sock_of_conn(o, ctx->cx + o->grpc_http2_server_conn);
+	if (!req.sock)
+		return 0;
+	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
+	bpf_map_update_elem(&go_serving, &k, &req, BPF_ANY);
+	emit_go(EVENT_GO_HANDLER_START, o, ctx, &req, 0, 0, 0);
 	return 0;
 }
 

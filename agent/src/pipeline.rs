@@ -303,12 +303,21 @@ async fn decode_stage(
                         // before the process's last socket events. It is applied once the
                         // watermark passes it, when all of those have been decoded.
                         RawEvent::Exit { pid, ts_ns } => exits.push((pid, ts_ns)),
-                        RawEvent::GoClient { pid, server_sock, client_sock, stream, local, remote, written } => {
+                        RawEvent::GoClient {
+                            pid,
+                            server_sock,
+                            server_stream,
+                            client_sock,
+                            stream,
+                            local,
+                            remote,
+                            written,
+                        } => {
                             let client = ConnRef { pid, tid: 0, sock: client_sock, stream, local, remote };
-                            tracker.on_go_client(server_sock, client, written)
+                            tracker.on_go_client((server_sock, server_stream), client, written)
                         }
-                        RawEvent::GoHandlerStart { pid, server_sock, ts_ns, trace_id } => {
-                            tracker.on_go_handler_start(pid, server_sock, ts_ns, trace_id)
+                        RawEvent::GoHandlerStart { pid, server_sock, server_stream, ts_ns, trace_id } => {
+                            tracker.on_go_handler_start(pid, (server_sock, server_stream), ts_ns, trace_id)
                         }
                         RawEvent::Drained { ts_ns } => {
                             watermark_ns = ts_ns;

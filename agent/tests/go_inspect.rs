@@ -269,6 +269,7 @@ fn check_worker(b: &Built, minor: u32) {
         "google.golang.org/grpc/internal/transport.Stream.method".to_string(),
         "google.golang.org/grpc/internal/transport.Stream.id".to_string(),
         "google.golang.org/grpc/internal/transport.http2Client.conn".to_string(),
+        "google.golang.org/grpc/internal/transport.http2Server.conn".to_string(),
         "google.golang.org/grpc/internal/status.Status.s".to_string(),
     ];
     assert_eq!(s.support(), GoSupport::Partial { missing });

@@ -322,13 +322,16 @@ fn demo(variant: Variant) {
     // Plus this test's five `/stats` reads (frontend, backend, three workers).
     let stats_spans = spans.iter().filter(|g| g.span.name == "GET /stats").count() as u64;
     assert_eq!(stats_spans, 5);
-    // The Go probes time each net/http handler: every HTTP server span (frontend, backend,
-    // the five /stats) gets `in queue` and `processing` children.
+    // The Go probes time each handler: every HTTP server span (frontend, backend, the five
+    // /stats) and every gRPC server span of the workers gets `in queue` and `processing`
+    // children; not the stripped workers' (a stripped GOPATH build records no grpc version,
+    // so the grpc offsets are unknown and the gRPC handler probe is off).
     let internal = 1;
     let (phases, spans): (Vec<_>, Vec<_>) = spans.into_iter().partition(|g| g.span.kind == internal);
     assert_eq!(spans.len() as u64, want_spans + stats_spans);
-    let http_servers = requests + backend_calls + stats_spans;
-    assert_eq!(phases.len() as u64, if skip_go { 0 } else { 2 * http_servers });
+    let grpc_servers = if variant == Variant::Stripped { 0 } else { fanout_total };
+    let servers = requests + backend_calls + stats_spans + grpc_servers;
+    assert_eq!(phases.len() as u64, if skip_go { 0 } else { 2 * servers });
     if skip_go {
         return;
     }
@@ -378,7 +381,7 @@ fn demo(variant: Variant) {
     );
     assert_eq!(traces.len() as u64, requests, "one trace per request");
 
-    // Each phase child nests in its HTTP server span: `in queue` from the request's first byte
+    // Each phase child nests in its server span: `in queue` from the request's first byte
     // to the handler's start, `processing` from there to the response's last byte.
     for p in &phases {
         let parent =
@@ -399,5 +402,10 @@ fn demo(variant: Variant) {
         }
     }
     let queued = |name: &str| phases.iter().filter(|p| p.span.name == name).count() as u64;
-    assert_eq!((queued("in queue"), queued("processing")), (http_servers, http_servers));
+    assert_eq!((queued("in queue"), queued("processing")), (servers, servers));
+    let grpc_phases = phases
+        .iter()
+        .filter(|p| by_id.get(&p.span.parent_span_id).is_some_and(|s| s.span.name == "/demo.Multiplier/Multiply"))
+        .count() as u64;
+    assert_eq!(grpc_phases, 2 * grpc_servers, "gRPC handlers timed");
 }

@@ -75,14 +75,15 @@ struct process_event {
  * (HTTP/2: on that stream) from a goroutine serving the request read on server_sock (0: none),
  * directly or from a goroutine the serving one started; the agent makes the call a child of
  * that request (Go writes from other goroutines and threads than the handler's).
- * EVENT_GO_HANDLER_START: the net/http handler of the request on server_sock starts (the
- * request was "in queue" until then, "processing" after). */
+ * EVENT_GO_HANDLER_START: the net/http handler of the request on server_sock, or the gRPC
+ * handler of stream server_stream on it, starts (the request was "in queue" until then,
+ * "processing" after). */
 struct go_event {
 	__u8 kind; /* EVENT_GO_* */
 	__u8 _pad0[3];
 	__u32 pid;
-	__u32 stream; /* HTTP/2 stream id; 0 for HTTP/1.x */
-	__u32 _pad1;
+	__u32 stream; /* client_sock's HTTP/2 stream id; 0 for HTTP/1.x */
+	__u32 server_stream; /* server_sock's HTTP/2 stream id (gRPC servers); 0 for HTTP/1.x */
 	__u64 goid;
 	__u64 server_sock; /* struct sock address, as sock_event.sock_id */
 	__u64 client_sock;
@@ -114,6 +115,7 @@ struct go_offsets {
 	__u64 tls_conn_conn;
 	__u64 grpc_stream_id;
 	__u64 grpc_http2_client_conn;
+	__u64 grpc_http2_server_conn;
 	/* Context propagation (0: unknown, no propagation in this process). */
 	__u64 http_conn_bufr;
 	__u64 persist_conn_bw;

@@ -25,6 +25,7 @@ use crate::discover::golang::{self, GoBinary, GoSupport};
 const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 const NEWPROC1: &str = "runtime.newproc1";
 const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
+const GRPC_SERVER: &str = "google.golang.org/grpc.(*Server).handleStream";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
 const TLS_READ: &str = "crypto/tls.(*Conn).Read";
 const TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
@@ -141,6 +142,7 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
         tls_conn_conn: o.tls_conn_conn.unwrap_or(0),
         grpc_stream_id: o.grpc_stream_id.unwrap_or(0),
         grpc_http2_client_conn: o.grpc_http2_client_conn.unwrap_or(0),
+        grpc_http2_server_conn: o.grpc_http2_server_conn.unwrap_or(0),
         http_conn_bufr: o.http_conn_bufr.unwrap_or(0),
         persist_conn_bw: o.http_persist_conn_bw.unwrap_or(0),
         bufio_reader_buf: o.bufio_reader_buf.unwrap_or(0),
@@ -257,6 +259,9 @@ fn attach(
     attach_at(&mut links, &progs.go_http_client, pid, exe, bin, HTTP_CLIENT, o.http_persist_conn_conn.is_some())?;
     let grpc = o.grpc_stream_id.is_some() && o.grpc_http2_client_conn.is_some();
     attach_at(&mut links, &progs.go_grpc_client, pid, exe, bin, GRPC_CLIENT, grpc)?;
+    // A gRPC handler's start (the goroutine grpc starts per stream): as ServeHTTP for HTTP/1.x.
+    let grpc_server = o.grpc_stream_id.is_some() && o.grpc_http2_server_conn.is_some();
+    let grpc_served = attach_at(&mut links, &progs.go_grpc_server, pid, exe, bin, GRPC_SERVER, grpc_server)?;
     if let Some(site) = inject {
         let link = progs
             .go_inject_traceparent
@@ -281,7 +286,7 @@ fn attach(
     // started: the server starts one per request to watch the connection).
     let creator = o.runtime_g_m.is_some() && o.runtime_m_curg.is_some();
     if o.runtime_g_parent_goid.is_none() && creator {
-        if let Some(f) = bin.function(NEWPROC1).filter(|f| server && !f.returns.is_empty()) {
+        if let Some(f) = bin.function(NEWPROC1).filter(|f| (server || grpc_served) && !f.returns.is_empty()) {
             attach_returns(&mut links, &progs.go_newproc1_ret, pid, exe, NEWPROC1, &f.returns)?;
         }
     }

@@ -255,11 +255,11 @@ impl Correlator {
     ///
     /// `written`: the trace and span ids of the `traceparent` the probes wrote into the call
     /// (context propagation): the span takes that id, and the trace id when it is a root.
-    pub fn go_client(&mut self, server_sock: u64, client: ConnRef, written: Option<([u8; 16], [u8; 8])>) {
+    pub fn go_client(&mut self, server: (u64, u32), client: ConnRef, written: Option<([u8; 16], [u8; 8])>) {
         let (pid, key) = (client.pid, (client.pid, client.sock, client.stream));
         self.go_pids.insert(pid);
         let parent =
-            if server_sock == 0 { None } else { self.by_sock.get(&(pid, server_sock, 0, Role::Server)).copied() };
+            if server.0 == 0 { None } else { self.by_sock.get(&(pid, server.0, server.1, Role::Server)).copied() };
         if let Some(id) = self.by_sock.get(&(pid, client.sock, client.stream, Role::Client)).copied() {
             let trace = match parent.and_then(|p| self.nodes.get(&p).map(|n| self.resolve(&p, n))) {
                 Some(t) => t,
@@ -294,8 +294,8 @@ impl Correlator {
     /// The Go probes chose `trace_id` for the request on `server_sock` (from its `traceparent`,
     /// or made up: context propagation writes it into the calls the request makes). A request
     /// that is still a root takes it, so that its trace here is the one downstream.
-    pub fn go_server_trace(&mut self, pid: u32, server_sock: u64, trace_id: [u8; 16]) {
-        let Some(id) = self.by_sock.get(&(pid, server_sock, 0, Role::Server)) else { return };
+    pub fn go_server_trace(&mut self, pid: u32, server: (u64, u32), trace_id: [u8; 16]) {
+        let Some(id) = self.by_sock.get(&(pid, server.0, server.1, Role::Server)) else { return };
         if let Some(n) = self.nodes.get_mut(id).filter(|n| !n.fixed && n.parent == [0; 8]) {
             n.trace_id = trace_id;
         }
@@ -472,7 +472,7 @@ mod tests {
         // Announced before its bytes: the call on socket 201 serves request `b`, though the
         // thread that writes it last read request `a`.
         let call_at = at(1, 10, 201, 0, "127.0.0.1:6000", "10.9.9.9:443");
-        c.go_client(s2.sock, call_at, None);
+        c.go_client((s2.sock, 0), call_at, None);
         let call = c.begin(call_at, Role::Client, None);
         assert_eq!((call.trace_id, call.parent_span_id), (b.trace_id, b.span_id));
         // Without an announcement a Go process's thread says nothing: a root.
@@ -482,12 +482,12 @@ mod tests {
         let grpc_at = at(1, 12, 203, 3, "127.0.0.1:6002", "10.9.9.9:50051");
         let grpc = c.begin(grpc_at, Role::Client, None);
         assert!(!grpc.has_parent());
-        c.go_client(s1.sock, grpc_at, None);
+        c.go_client((s1.sock, 0), grpc_at, None);
         let grpc = c.finish(1, 12, Role::Client, &grpc);
         assert_eq!((grpc.trace_id, grpc.parent_span_id), (a.trace_id, a.span_id));
         // A goroutine serving nothing announces a root.
         let root_at = at(1, 10, 204, 0, "127.0.0.1:6003", "10.9.9.9:443");
-        c.go_client(0, root_at, None);
+        c.go_client((0, 0), root_at, None);
         let root = c.begin(root_at, Role::Client, None);
         assert!(!root.has_parent());
         let again = c.finish(1, 10, Role::Client, &root);
@@ -504,7 +504,7 @@ mod tests {
         let worker = c.begin(at(2, 5, 8, 1, srv_end, cli_end), Role::Server, None);
         assert!(!worker.has_parent());
         let call_at = at(1, 3, 7, 1, cli_end, srv_end);
-        c.go_client(srv(1, 1).sock, call_at, None);
+        c.go_client((srv(1, 1).sock, 0), call_at, None);
         let worker = c.finish(2, 5, Role::Server, &worker);
         let call = c.begin(call_at, Role::Client, None);
         assert_eq!((call.trace_id, call.parent_span_id), (root.trace_id, root.span_id));
@@ -513,7 +513,7 @@ mod tests {
         // announced span.
         let mut c = Correlator::default();
         let root = c.begin(srv(1, 1), Role::Server, None);
-        c.go_client(srv(1, 1).sock, call_at, None);
+        c.go_client((srv(1, 1).sock, 0), call_at, None);
         let worker = c.begin(at(2, 5, 8, 1, srv_end, cli_end), Role::Server, None);
         let worker = c.finish(2, 5, Role::Server, &worker);
         let call = c.begin(call_at, Role::Client, None);
@@ -559,9 +559,9 @@ mod tests {
         // span C into the call it makes.
         let root = c.begin(srv(1, 1), Role::Server, None);
         let (t, span) = ([7u8; 16], [9u8; 8]);
-        c.go_server_trace(1, srv(1, 1).sock, t);
+        c.go_server_trace(1, (srv(1, 1).sock, 0), t);
         let call_at = at(1, 3, 7, 0, cli_end, srv_end);
-        c.go_client(srv(1, 1).sock, call_at, Some((t, span)));
+        c.go_client((srv(1, 1).sock, 0), call_at, Some((t, span)));
         let tp = format!("00-{}-{}-01", hex(&t), hex(&span));
         let call = c.begin(call_at, Role::Client, Some(&tp));
         assert_eq!((call.span_id, call.parent_span_id, call.trace_id), (span, root.span_id, t));
@@ -582,11 +582,11 @@ mod tests {
         let root = c.begin(srv(1, 1), Role::Server, None);
         let call = c.begin(at(1, 1, 7, 0, a_end, b_end), Role::Client, None);
         let go = c.begin(at(2, 5, 8, 0, b_end, a_end), Role::Server, None);
-        c.go_server_trace(2, 8, [7; 16]);
+        c.go_server_trace(2, (8, 0), [7; 16]);
         assert_eq!(go.parent_span_id, call.span_id);
         // The Go server's call carries T; the next hop, on this host, stays in the trace.
         let down_at = at(2, 6, 9, 0, c_end, d_end);
-        c.go_client(8, down_at, Some(([7; 16], [9; 8])));
+        c.go_client((8, 0), down_at, Some(([7; 16], [9; 8])));
         let tp = format!("00-{}-{}-01", hex(&[7; 16]), hex(&[9; 8]));
         let down = c.begin(down_at, Role::Client, Some(&tp));
         let next = c.begin(at(3, 1, 10, 0, d_end, c_end), Role::Server, Some(&tp));

@@ -273,21 +273,26 @@ impl Tracker {
     }
 
     /// A Go client call announced by the Go probes (`RawEvent::GoClient`).
-    pub fn on_go_client(&mut self, server_sock: u64, client: ConnRef, written: Option<([u8; 16], [u8; 8])>) {
-        self.correlator.go_client(server_sock, client, written);
+    pub fn on_go_client(&mut self, server: (u64, u32), client: ConnRef, written: Option<([u8; 16], [u8; 8])>) {
+        self.correlator.go_client(server, client, written);
     }
 
-    /// The Go handler of the HTTP/1.x request in flight on `server_sock` started (`trace_id`:
-    /// the trace id the probes propagate for it, with context propagation).
-    pub fn on_go_handler_start(&mut self, pid: u32, server_sock: u64, ts_ns: u64, trace_id: Option<[u8; 16]>) {
+    /// The Go handler of the request in flight on `server` (its socket, and HTTP/2 stream for
+    /// gRPC) started (`trace_id`: the trace id the probes propagate for it, with context
+    /// propagation).
+    pub fn on_go_handler_start(&mut self, pid: u32, server: (u64, u32), ts_ns: u64, trace_id: Option<[u8; 16]>) {
         if let Some(t) = trace_id {
-            self.correlator.go_server_trace(pid, server_sock, t);
+            self.correlator.go_server_trace(pid, server, t);
         }
-        let Some(conn) = self.conns.get_mut(&(pid, server_sock)) else { return };
+        let Some(conn) = self.conns.get_mut(&(pid, server.0)) else { return };
         if conn.role != Some(Role::Server) {
             return;
         }
-        if let Some(req) = pending_meta(&mut conn.phase) {
+        if let Phase::Http2(h2) = &mut conn.phase {
+            if let Some(ex) = h2.exchange_mut(server.1).filter(|_| server.1 != 0) {
+                ex.handler_start = Some(ts_ns);
+            }
+        } else if let Some(req) = pending_meta(&mut conn.phase) {
             req.handler_start = Some(ts_ns);
         }
     }
@@ -420,7 +425,7 @@ fn emit_h2(conn: &Conn, ex: http2::Exchange, out: &mut Decoded) {
         grpc_status: ex.grpc.then(|| ex.grpc_status.unwrap_or(2)),
         stream: ex.stream,
         tls: conn.tls,
-        handler: None,
+        handler: ex.handler_start,
     });
 }
 

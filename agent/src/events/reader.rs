@@ -80,6 +80,7 @@ pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
             EVENT_GO_CLIENT => RawEvent::GoClient {
                 pid: e.pid,
                 server_sock: e.server_sock,
+                server_stream: e.server_stream,
                 client_sock: e.client_sock,
                 stream: e.stream,
                 local,
@@ -89,6 +90,7 @@ pub fn parse_sock_event(bytes: &[u8]) -> Option<RawEvent> {
             _ => RawEvent::GoHandlerStart {
                 pid: e.pid,
                 server_sock: e.server_sock,
+                server_stream: e.server_stream,
                 ts_ns: e.ts_ns,
                 trace_id: (e.trace_id != [0; 16]).then_some(e.trace_id),
             },

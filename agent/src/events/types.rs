@@ -51,10 +51,12 @@ pub enum RawEvent {
         ts_ns: u64,
     },
     /// A Go client call about to go out on `client_sock` (HTTP/2: `stream`) from a goroutine
-    /// serving the request on `server_sock` (0: none); see `struct go_event`.
+    /// serving the request on `server_sock` (0: none; gRPC: its stream `server_stream`); see
+    /// `struct go_event`.
     GoClient {
         pid: u32,
         server_sock: u64,
+        server_stream: u32,
         client_sock: u64,
         stream: u32,
         /// `client_sock`'s endpoints.
@@ -63,10 +65,12 @@ pub enum RawEvent {
         /// The trace and span ids of the `traceparent` the probes wrote into the call.
         written: Option<([u8; 16], [u8; 8])>,
     },
-    /// The Go handler of the request being served on `server_sock` started at `ts_ns`.
+    /// The Go handler of the request being served on `server_sock` (gRPC: its stream
+    /// `server_stream`) started at `ts_ns`.
     GoHandlerStart {
         pid: u32,
         server_sock: u64,
+        server_stream: u32,
         ts_ns: u64,
         /// With context propagation, the request's trace id as the probes know it.
         trace_id: Option<[u8; 16]>,

@@ -170,6 +170,9 @@ pub struct Exchange {
     pub response_body_size: u64,
     /// Set by the caller when the stream starts.
     pub trace: Option<crate::decode::TraceContext>,
+    /// Server side: when the handler started (the Go probes on a gRPC server), set by the
+    /// caller.
+    pub handler_start: Option<u64>,
 }
 
 /// What a batch of bytes did to the connection's streams.
@@ -392,6 +395,7 @@ impl Connection {
                             request_body_size: 0,
                             response_body_size: 0,
                             trace: None,
+                            handler_start: None,
                         },
                     );
                     progress.started.push(stream);

@@ -154,6 +154,8 @@ go_offsets! {
     grpc_stream_id: Grpc, ["google.golang.org/grpc/internal/transport.Stream", "google.golang.org/grpc/internal/transport.ClientStream"], "id", GRPC;
     /// `google.golang.org/grpc/internal/transport.http2Client.conn` (net.Conn interface).
     grpc_http2_client_conn: Grpc, ["google.golang.org/grpc/internal/transport.http2Client"], "conn", GRPC;
+    /// `google.golang.org/grpc/internal/transport.http2Server.conn` (net.Conn interface).
+    grpc_http2_server_conn: Grpc, ["google.golang.org/grpc/internal/transport.http2Server"], "conn", GRPC;
     /// `google.golang.org/grpc/internal/status.Status.s` (*spb.Status).
     grpc_status_s: Grpc, ["google.golang.org/grpc/internal/status.Status"], "s", GRPC;
 }
@@ -252,6 +254,7 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("grpc_stream_method", 72),
             ("grpc_stream_id", 0),
             ("grpc_http2_client_conn", 72),
+            ("grpc_http2_server_conn", 32),
             ("grpc_status_s", 0),
         ],
     },
