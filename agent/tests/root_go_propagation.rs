@@ -73,11 +73,7 @@ fn traceparents(head: &str) -> Vec<String> {
 
 fn propagation(go: &str) {
     require_root();
-    let launcher = match go {
-        "go1.19" => repo().join("testapps/build/run-go"),
-        other => repo().join(format!("testapps/build/{other}/run-go")),
-    };
-    assert!(launcher.exists(), "{} missing: run testapps/build.sh and testapps/build-go.sh 1.23", launcher.display());
+    let launcher = go_launcher(go);
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let (down, heads) = recording_server();
     let (front, mport) = (free_port(), free_port());

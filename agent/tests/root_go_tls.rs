@@ -25,11 +25,7 @@ fn curl_https(port: u16, path: &str) -> String {
 
 fn tls(go: &str, skip_go: bool) {
     require_root();
-    let launcher = match go {
-        "go1.19" => repo().join("testapps/build/run-go"),
-        other => repo().join(format!("testapps/build/{other}/run-go")),
-    };
-    assert!(launcher.exists(), "{} missing: run testapps/build.sh and testapps/build-go.sh 1.23", launcher.display());
+    let launcher = go_launcher(go);
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let (a, b, h2, mport) = (free_port(), free_port(), free_port(), free_port());
     let yaml = format!(

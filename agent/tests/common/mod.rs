@@ -52,6 +52,17 @@ pub fn start_app(lang: &str, port: u16, env: &[(&str, &str)]) -> Proc {
 }
 
 /// Starts a test app launcher (`<launcher> <port>`) and waits for its `listening on` line.
+/// The go-http launcher built with `go` ("go1.19": Debian's, by `testapps/build.sh`; "go1.23":
+/// by `testapps/build-go.sh 1.23`); fails the test when it was not built.
+pub fn go_launcher(go: &str) -> PathBuf {
+    let launcher = match go {
+        "go1.19" => repo().join("testapps/build/run-go"),
+        other => repo().join(format!("testapps/build/{other}/run-go")),
+    };
+    assert!(launcher.exists(), "{} missing: run testapps/build.sh and testapps/build-go.sh 1.23", launcher.display());
+    launcher
+}
+
 pub fn start_launcher(launcher: &Path, lang: &str, port: u16, env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(launcher);
     cmd.arg(port.to_string()).stdout(Stdio::piped()).stderr(Stdio::inherit());
