@@ -355,6 +355,33 @@ int go_grpc_server(struct pt_regs *ctx)
 	return 0;
 }
 
+/* net/http.(*http2serverConn).runHandler(sc, rw *http2responseWriter, req, handler), entry:
+ * the goroutine net/http's bundled HTTP/2 server started for a stream serves it from here,
+ * and its handler starts. The stream is rw.rws.stream, the connection sc.conn. */
+SEC("uprobe")
+int go_h2_serve(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	__u64 rws = 0, st = 0;
+	struct go_request req = {};
+	if (bpf_probe_read_user(&rws, sizeof(rws), (void *)(ctx->bx + o->h2_response_writer_rws)) || !rws)
+		return 0;
+	if (bpf_probe_read_user(&st, sizeof(st), (void *)(rws + o->h2_rws_stream)) || !st)
+		return 0;
+	if (bpf_probe_read_user(&req.stream, sizeof(req.stream), (void *)(st + o->h2_stream_id)) || !req.stream)
+		return 0;
+	req.sock = sock_of_conn(o, ctx->ax + o->h2_server_conn_conn);
+	if (!req.sock)
+		return 0;
+	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
+	bpf_map_update_elem(&go_serving, &k, &req, BPF_ANY);
+	emit_go(EVENT_GO_HANDLER_START, o, ctx, &req, 0, 0, 0);
+	return 0;
+}
+
 /* runtime.newproc1 returns (RET sites) the new goroutine: it inherits what its creator
  * serves. newproc1 runs on the system stack (R14 is the thread's g0), so the creator is the
  * goroutine the thread runs, g0.m.curg. Only attached before go1.21, where g has no

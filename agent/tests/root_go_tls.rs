@@ -123,6 +123,21 @@ fn tls(go: &str, skip_go: bool) {
         assert_eq!((back.span.trace_id.clone(), back.span.name.as_str()), (call.span.trace_id.clone(), "GET /ping"));
         assert_eq!(attr(&back.span.attributes, "url.scheme").as_deref(), Some("https"));
     }
+
+    // Every handler is timed, HTTP/1.x (ServeHTTP) and HTTP/2 (net/http's bundled server,
+    // runHandler): each of the 17 server spans has an `in queue` and a `processing` child.
+    let all = receiver.spans();
+    let servers: Vec<_> = spans.iter().filter(|g| g.span.kind == 2).collect();
+    assert_eq!(servers.len(), 17);
+    for s in servers {
+        let mut kids: Vec<&str> = all
+            .iter()
+            .filter(|p| p.span.kind == 1 && p.span.parent_span_id == s.span.span_id)
+            .map(|p| p.span.name.as_str())
+            .collect();
+        kids.sort();
+        assert_eq!(kids, ["in queue", "processing"], "{} {}", svc(s), s.span.name);
+    }
 }
 
 #[test]

@@ -76,7 +76,7 @@ struct process_event {
  * directly or from a goroutine the serving one started; the agent makes the call a child of
  * that request (Go writes from other goroutines and threads than the handler's).
  * EVENT_GO_HANDLER_START: the net/http handler of the request on server_sock, or the gRPC
- * handler of stream server_stream on it, starts (the request was "in queue" until then,
+ * or net/http HTTP/2 handler of stream server_stream on it, starts (the request was "in queue" until then,
  * "processing" after). */
 struct go_event {
 	__u8 kind; /* EVENT_GO_* */
@@ -116,6 +116,10 @@ struct go_offsets {
 	__u64 grpc_stream_id;
 	__u64 grpc_http2_client_conn;
 	__u64 grpc_http2_server_conn;
+	__u64 h2_server_conn_conn;
+	__u64 h2_response_writer_rws;
+	__u64 h2_rws_stream;
+	__u64 h2_stream_id;
 	/* Context propagation (0: unknown, no propagation in this process). */
 	__u64 http_conn_bufr;
 	__u64 persist_conn_bw;

@@ -25,6 +25,7 @@ use crate::discover::golang::{self, GoBinary, GoSupport};
 const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 const NEWPROC1: &str = "runtime.newproc1";
 const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
+const H2_SERVER: &str = "net/http.(*http2serverConn).runHandler";
 const GRPC_SERVER: &str = "google.golang.org/grpc.(*Server).handleStream";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
 const TLS_READ: &str = "crypto/tls.(*Conn).Read";
@@ -143,6 +144,10 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
         grpc_stream_id: o.grpc_stream_id.unwrap_or(0),
         grpc_http2_client_conn: o.grpc_http2_client_conn.unwrap_or(0),
         grpc_http2_server_conn: o.grpc_http2_server_conn.unwrap_or(0),
+        h2_server_conn_conn: o.h2_server_conn_conn.unwrap_or(0),
+        h2_response_writer_rws: o.h2_response_writer_rws.unwrap_or(0),
+        h2_rws_stream: o.h2_rws_stream.unwrap_or(0),
+        h2_stream_id: o.h2_stream_id.unwrap_or(0),
         http_conn_bufr: o.http_conn_bufr.unwrap_or(0),
         persist_conn_bw: o.http_persist_conn_bw.unwrap_or(0),
         bufio_reader_buf: o.bufio_reader_buf.unwrap_or(0),
@@ -262,6 +267,10 @@ fn attach(
     // A gRPC handler's start (the goroutine grpc starts per stream): as ServeHTTP for HTTP/1.x.
     let grpc_server = o.grpc_stream_id.is_some() && o.grpc_http2_server_conn.is_some();
     let grpc_served = attach_at(&mut links, &progs.go_grpc_server, pid, exe, bin, GRPC_SERVER, grpc_server)?;
+    // The same for net/http's bundled HTTP/2 server (HTTPS with h2): a goroutine per stream.
+    let h2 = [o.h2_server_conn_conn, o.h2_response_writer_rws, o.h2_rws_stream, o.h2_stream_id];
+    let h2_served =
+        attach_at(&mut links, &progs.go_h2_serve, pid, exe, bin, H2_SERVER, h2.iter().all(Option::is_some))?;
     if let Some(site) = inject {
         let link = progs
             .go_inject_traceparent
@@ -286,7 +295,9 @@ fn attach(
     // started: the server starts one per request to watch the connection).
     let creator = o.runtime_g_m.is_some() && o.runtime_m_curg.is_some();
     if o.runtime_g_parent_goid.is_none() && creator {
-        if let Some(f) = bin.function(NEWPROC1).filter(|f| (server || grpc_served) && !f.returns.is_empty()) {
+        if let Some(f) =
+            bin.function(NEWPROC1).filter(|f| (server || grpc_served || h2_served) && !f.returns.is_empty())
+        {
             attach_returns(&mut links, &progs.go_newproc1_ret, pid, exe, NEWPROC1, &f.returns)?;
         }
     }

@@ -48,6 +48,7 @@ pub const PROBED_FUNCTIONS: &[&str] = &[
     "net/http.(*http2Framer).WriteHeaders",
     "crypto/tls.(*Conn).Read",
     "crypto/tls.(*Conn).Write",
+    "net/http.(*http2serverConn).runHandler",
     "net/http.(*Request).write",
     "net/http.Header.writeSubset",
     "runtime.newproc1",

@@ -117,6 +117,15 @@ go_offsets! {
     http_conn_rwc: Std, ["net/http.conn"], "rwc", HTTP;
     /// `net/http.persistConn.conn` (net.Conn interface), the client's connection.
     http_persist_conn_conn: Std, ["net/http.persistConn"], "conn", &["net/http.(*persistConn)"];
+    /// `net/http.http2serverConn.conn` (net.Conn interface): the bundled HTTP/2 server's
+    /// connection.
+    h2_server_conn_conn: Std, ["net/http.http2serverConn"], "conn", &["net/http.(*http2serverConn)"];
+    /// `net/http.http2responseWriter.rws` (*http2responseWriterState).
+    h2_response_writer_rws: Std, ["net/http.http2responseWriter"], "rws", &["net/http.(*http2serverConn)"];
+    /// `net/http.http2responseWriterState.stream` (*http2stream).
+    h2_rws_stream: Std, ["net/http.http2responseWriterState"], "stream", &["net/http.(*http2serverConn)"];
+    /// `net/http.http2stream.id` (uint32).
+    h2_stream_id: Std, ["net/http.http2stream"], "id", &["net/http.(*http2serverConn)"];
     /// `crypto/tls.Conn.conn` (net.Conn interface).
     tls_conn_conn: Std, ["crypto/tls.Conn"], "conn", &["crypto/tls."];
     /// `net.TCPConn.conn` (embedded net.conn).
@@ -207,6 +216,10 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("bufio_reader_r", 40),
             ("bufio_writer_buf", 16),
             ("bufio_writer_n", 40),
+            ("h2_server_conn_conn", 16),
+            ("h2_response_writer_rws", 0),
+            ("h2_rws_stream", 0),
+            ("h2_stream_id", 8),
         ],
     },
     FallbackRow {
@@ -244,6 +257,10 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("bufio_reader_r", 40),
             ("bufio_writer_buf", 16),
             ("bufio_writer_n", 40),
+            ("h2_server_conn_conn", 16),
+            ("h2_response_writer_rws", 0),
+            ("h2_rws_stream", 0),
+            ("h2_stream_id", 8),
         ],
     },
     FallbackRow {
