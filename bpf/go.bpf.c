@@ -180,18 +180,17 @@ static __always_inline struct go_request *serving_of(const struct go_offsets *o,
 	return serving(tgid, parent);
 }
 
-/* Sends a go_event of `kind` for the current goroutine (serving `req`, 0: nothing) with the
- * trace context `tp` (0: none). */
-static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struct pt_regs *ctx,
-				    const struct go_request *req, __u64 client_sock, __u32 stream,
-				    const struct inject *tp)
+/* Sends a go_event of `kind` for goroutine goid (serving `req`, 0: nothing) with the trace
+ * context `tp` (0: none). */
+static __always_inline void emit_go(__u8 kind, __u64 goid, const struct go_request *req, __u64 client_sock,
+				    __u32 stream, const struct inject *tp)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct go_event e = {
 		.kind = kind,
 		.pid = id >> 32,
 		.stream = stream,
-		.goid = goid_of(o, ctx->r14),
+		.goid = goid,
 		.server_sock = req ? req->sock : 0,
 		.server_stream = req ? req->stream : 0,
 		.client_sock = client_sock,
@@ -205,6 +204,16 @@ static __always_inline void emit_go(__u8 kind, const struct go_offsets *o, struc
 	}
 	if (bpf_ringbuf_output(&events, &e, sizeof(e), ringbuf_flags()))
 		count_lost();
+}
+
+/* The current goroutine serves req from here (its handler starts): what the client probes
+ * look up, and the agent's handler-start event. */
+static __always_inline void start_serving(const struct go_offsets *o, struct pt_regs *ctx, __u32 tgid,
+					  const struct go_request *req, const struct inject *tp)
+{
+	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
+	bpf_map_update_elem(&go_serving, &k, req, BPF_ANY);
+	emit_go(EVENT_GO_HANDLER_START, k.goid, req, 0, 0, tp);
 }
 
 static __always_inline void random_bytes(__u8 *out, int words)
@@ -326,9 +335,7 @@ int go_serve_http(struct pt_regs *ctx)
 		req.traced = 1;
 		__builtin_memcpy(tp.trace_id, req.trace_id, sizeof(tp.trace_id));
 	}
-	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
-	bpf_map_update_elem(&go_serving, &k, &req, BPF_ANY);
-	emit_go(EVENT_GO_HANDLER_START, o, ctx, &req, 0, 0, propagate_headers ? &tp : 0);
+	start_serving(o, ctx, tgid, &req, propagate_headers ? &tp : 0);
 	return 0;
 }
 
@@ -349,9 +356,7 @@ int go_grpc_server(struct pt_regs *ctx)
 	req.sock = sock_of_conn(o, ctx->cx + o->grpc_http2_server_conn);
 	if (!req.sock)
 		return 0;
-	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
-	bpf_map_update_elem(&go_serving, &k, &req, BPF_ANY);
-	emit_go(EVENT_GO_HANDLER_START, o, ctx, &req, 0, 0, 0);
+	start_serving(o, ctx, tgid, &req, 0);
 	return 0;
 }
 
@@ -376,9 +381,7 @@ int go_h2_serve(struct pt_regs *ctx)
 	req.sock = sock_of_conn(o, ctx->ax + o->h2_server_conn_conn);
 	if (!req.sock)
 		return 0;
-	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
-	bpf_map_update_elem(&go_serving, &k, &req, BPF_ANY);
-	emit_go(EVENT_GO_HANDLER_START, o, ctx, &req, 0, 0, 0);
+	start_serving(o, ctx, tgid, &req, 0);
 	return 0;
 }
 
@@ -421,8 +424,8 @@ int go_http_client(struct pt_regs *ctx)
 	__u64 sk = sock_of_conn(o, ctx->ax + o->persist_conn_conn);
 	if (!sk)
 		return 0;
-	__u64 g = ctx->r14;
-	struct go_request *req = serving_of(o, tgid, g, goid_of(o, g));
+	__u64 g = ctx->r14, goid = goid_of(o, g);
+	struct go_request *req = serving_of(o, tgid, g, goid);
 	struct inject tp = {};
 	struct inject_key k = { .tgid = tgid };
 	if (propagate_headers && o->persist_conn_bw &&
@@ -438,7 +441,7 @@ int go_http_client(struct pt_regs *ctx)
 		random_bytes(tp.span_id, 2);
 		bpf_map_update_elem(&go_injects, &k, &tp, BPF_ANY);
 	}
-	emit_go(EVENT_GO_CLIENT, o, ctx, req, sk, 0, k.bw ? &tp : 0);
+	emit_go(EVENT_GO_CLIENT, goid, req, sk, 0, k.bw ? &tp : 0);
 	return 0;
 }
 
@@ -508,9 +511,10 @@ int go_grpc_client(struct pt_regs *ctx)
 	if (bpf_probe_read_user(&stream, sizeof(stream), (void *)(ctx->bx + o->grpc_stream_id)) || !stream)
 		return 0;
 	__u64 sk = sock_of_conn(o, ctx->ax + o->grpc_http2_client_conn);
-	__u64 g = ctx->r14;
-	if (sk)
-		emit_go(EVENT_GO_CLIENT, o, ctx, serving_of(o, tgid, g, goid_of(o, g)), sk, stream, 0);
+	if (sk) {
+		__u64 g = ctx->r14, goid = goid_of(o, g);
+		emit_go(EVENT_GO_CLIENT, goid, serving_of(o, tgid, g, goid), sk, stream, 0);
+	}
 	return 0;
 }
 
