@@ -14,6 +14,7 @@ PKGS=(
   default-jdk-headless                               # Java test app
   nodejs                                             # Node test app
   python3                                            # Python test app
+  python3-pip                                        # scripts/py-install.sh: PyPI tools (pip --target)
   wrk curl                                           # load and requests
   prometheus                                         # real Prometheus server for the e2e test
   iproute2 procps
@@ -37,6 +38,7 @@ for p in "${missing[@]}"; do
     nodejs) command -v node >/dev/null || filtered+=("$p") ;;
     default-jdk-headless) command -v javac >/dev/null || filtered+=("$p") ;;
     python3) command -v python3 >/dev/null || filtered+=("$p") ;;
+    python3-pip) python3 -m pip --version &>/dev/null || filtered+=("$p") ;;
     *) filtered+=("$p") ;;
   esac
 done
