@@ -454,6 +454,19 @@ static __always_inline void put_hex(char *out, const __u8 *in, int n)
 	}
 }
 
+/* The W3C traceparent value of tp (TP_VALUE_LEN bytes) at out. */
+static __always_inline void put_traceparent(char *out, const struct inject *tp)
+{
+	out[0] = '0';
+	out[1] = '0';
+	out[2] = '-';
+	put_hex(out + 3, tp->trace_id, 16);
+	out[35] = '-';
+	put_hex(out + 36, tp->span_id, 8);
+	out[52] = '-';
+	put_hex(out + 53, &tp->flags, 1);
+}
+
 /* The call of net/http.Header.writeSubset(h, w io.Writer, ...) inside
  * net/http.(*Request).write, after the request line, Host and User-Agent are in w, a
  * *bufio.Writer (RCX: the interface's data word). If w is a client connection's writer with a
@@ -483,12 +496,8 @@ int go_inject_traceparent(struct pt_regs *ctx)
 		return 0;
 	if (n < 0 || n + TP_HEADER_LEN > size)
 		return 0;
-	char h[TP_HEADER_LEN] = "Traceparent: 00-";
-	put_hex(h + 16, tp.trace_id, 16);
-	h[48] = '-';
-	put_hex(h + 49, tp.span_id, 8);
-	h[65] = '-';
-	put_hex(h + 66, &tp.flags, 1);
+	char h[TP_HEADER_LEN] = "Traceparent: ";
+	put_traceparent(h + TP_NAME_LEN + 1, &tp);
 	h[68] = '\r';
 	h[69] = '\n';
 	if (bpf_probe_write_user((void *)(buf + n), h, TP_HEADER_LEN))
@@ -515,6 +524,174 @@ int go_grpc_client(struct pt_regs *ctx)
 		__u64 g = ctx->r14, goid = goid_of(o, g);
 		emit_go(EVENT_GO_CLIENT, goid, serving_of(o, tgid, g, goid), sk, stream, 0);
 	}
+	return 0;
+}
+
+/* gRPC client calls with context propagation: the header block of a call is encoded and
+ * written by the transport's loopy goroutine, not the caller's. The caller's header field
+ * slice travels with the call, so it carries the trace context from one to the other; the
+ * header itself goes in as a CONTINUATION frame after the call's HEADERS frame, while both
+ * still sit in the transport's write buffer. */
+struct grpc_inject {
+	struct inject tp;
+	__u64 server_sock; /* the request the caller serves (0: none) */
+	__u32 server_stream;
+	__u32 _pad;
+};
+
+/* (tgid, the call's []hpack.HeaderField array) -> its trace context, from
+ * createHeaderFields' return (caller) to loopyWriter.writeHeader (loopy goroutine). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct inject_key);
+	__type(value, struct grpc_inject);
+} go_grpc_injects SEC(".maps");
+
+/* A header write in progress on a loopy goroutine, writeHeader entry to return. */
+struct grpc_header_write {
+	struct inject tp;
+	__u64 bw; /* the transport's *bufWriter */
+	__s64 offset; /* its fill when writeHeader began */
+	__u32 stream;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct goroutine_key);
+	__type(value, struct grpc_header_write);
+} go_grpc_header_writes SEC(".maps");
+
+/* HTTP/2 frame header (9) + HPACK "literal without indexing, new name" (RFC 7541 6.2.2):
+ * 0x00, name length, "traceparent", value length, value. No dynamic table entry, so the
+ * encoder's and decoder's tables stay in step. */
+#define H2_FRAME_HEADER 9
+#define TP_HPACK_LEN (1 + 1 + 11 + 1 + TP_VALUE_LEN)
+#define TP_CONTINUATION_LEN (H2_FRAME_HEADER + TP_HPACK_LEN)
+
+/* RET sites of grpc/internal/transport.(*http2Client).createHeaderFields(t, ctx, callHdr)
+ * ([]hpack.HeaderField, error), on the caller's goroutine: the call gets its span id, and its
+ * context waits for the loopy goroutine under the returned slice's array (RAX). */
+SEC("uprobe")
+int go_grpc_client_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o || !ctx->ax)
+		return 0;
+	__u64 g = ctx->r14;
+	struct go_request *req = serving_of(o, tgid, g, goid_of(o, g));
+	struct grpc_inject v = {};
+	if (req && req->traced) {
+		__builtin_memcpy(v.tp.trace_id, req->trace_id, sizeof(v.tp.trace_id));
+		v.tp.flags = req->flags;
+	} else {
+		random_bytes(v.tp.trace_id, 4);
+		v.tp.flags = 1;
+	}
+	random_bytes(v.tp.span_id, 2);
+	if (req) {
+		v.server_sock = req->sock;
+		v.server_stream = req->stream;
+	}
+	struct inject_key k = { .tgid = tgid, .bw = ctx->ax };
+	bpf_map_update_elem(&go_grpc_injects, &k, &v, BPF_ANY);
+	return 0;
+}
+
+/* grpc/internal/transport.(*loopyWriter).writeHeader(l, streamID uint32, endStream bool,
+ * hf []hpack.HeaderField, onWrite func()), entry, on the loopy goroutine: if hf is a client
+ * call's (RDI), the call is announced with its stream id and trace context, and the write
+ * buffer's fill noted for the return. */
+SEC("uprobe")
+int go_grpc_write_header(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	struct inject_key k = { .tgid = tgid, .bw = ctx->di };
+	struct grpc_inject *q = bpf_map_lookup_elem(&go_grpc_injects, &k);
+	if (!q)
+		return 0;
+	struct grpc_inject v = *q;
+	bpf_map_delete_elem(&go_grpc_injects, &k);
+	struct grpc_header_write w = { .tp = v.tp, .stream = (__u32)ctx->bx };
+	__u64 fr = 0;
+	if (bpf_probe_read_user(&fr, sizeof(fr), (void *)(ctx->ax + o->grpc_loopy_framer)) || !fr)
+		return 0;
+	if (bpf_probe_read_user(&w.bw, sizeof(w.bw), (void *)(fr + o->grpc_framer_writer)) || !w.bw)
+		return 0;
+	if (bpf_probe_read_user(&w.offset, sizeof(w.offset), (void *)(w.bw + o->grpc_buf_writer_offset)))
+		return 0;
+	__u64 sk = sock_of_conn(o, w.bw + o->grpc_buf_writer_conn);
+	if (!sk || !w.stream)
+		return 0;
+	struct go_request req = { .sock = v.server_sock, .stream = v.server_stream };
+	__u64 goid = goid_of(o, ctx->r14);
+	emit_go(EVENT_GO_CLIENT, goid, v.server_sock ? &req : 0, sk, w.stream, &v.tp);
+	struct goroutine_key gk = { .tgid = tgid, .goid = goid };
+	bpf_map_update_elem(&go_grpc_header_writes, &gk, &w, BPF_ANY);
+	return 0;
+}
+
+/* RET sites of loopyWriter.writeHeader: when the call's header block went into the write
+ * buffer as one HEADERS frame that is still there (nothing flushed since), the frame loses
+ * END_HEADERS and a CONTINUATION frame with the traceparent follows it. Skipped, the call
+ * unchanged, when the buffer has no room or the frame is not as expected. */
+SEC("uprobe")
+int go_grpc_write_header_ret(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	struct goroutine_key gk = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
+	struct grpc_header_write *p = bpf_map_lookup_elem(&go_grpc_header_writes, &gk);
+	if (!p)
+		return 0;
+	struct grpc_header_write w = *p;
+	bpf_map_delete_elem(&go_grpc_header_writes, &gk);
+	__u64 buf = 0;
+	__s64 size = 0, end = 0;
+	if (bpf_probe_read_user(&buf, sizeof(buf), (void *)(w.bw + o->grpc_buf_writer_buf)) || !buf)
+		return 0;
+	if (bpf_probe_read_user(&size, sizeof(size), (void *)(w.bw + o->grpc_buf_writer_buf + 8)))
+		return 0;
+	if (bpf_probe_read_user(&end, sizeof(end), (void *)(w.bw + o->grpc_buf_writer_offset)))
+		return 0;
+	if (w.offset < 0 || end < w.offset + H2_FRAME_HEADER || end + TP_CONTINUATION_LEN > size)
+		return 0;
+	__u8 fh[H2_FRAME_HEADER];
+	if (bpf_probe_read_user(fh, sizeof(fh), (void *)(buf + w.offset)))
+		return 0;
+	__u32 len = (__u32)fh[0] << 16 | (__u32)fh[1] << 8 | fh[2];
+	__u32 stream = ((__u32)fh[5] << 24 | (__u32)fh[6] << 16 | (__u32)fh[7] << 8 | fh[8]) & 0x7fffffff;
+	/* One HEADERS frame with END_HEADERS (0x4), this stream's, ending where the buffer does. */
+	if (fh[3] != 0x1 || !(fh[4] & 0x4) || stream != w.stream || w.offset + H2_FRAME_HEADER + len != end)
+		return 0;
+	char c[TP_CONTINUATION_LEN] = {};
+	c[2] = TP_HPACK_LEN;
+	c[3] = 0x9; /* CONTINUATION */
+	c[4] = 0x4; /* END_HEADERS */
+	c[5] = fh[5];
+	c[6] = fh[6];
+	c[7] = fh[7];
+	c[8] = fh[8];
+	c[9] = 0x00;
+	c[10] = 11;
+	__builtin_memcpy(c + 11, "traceparent", 11);
+	c[22] = TP_VALUE_LEN;
+	put_traceparent(c + 23, &w.tp);
+	if (bpf_probe_write_user((void *)(buf + end), c, sizeof(c)))
+		return 0;
+	__u8 flags = fh[4] & ~0x4;
+	if (bpf_probe_write_user((void *)(buf + w.offset + 4), &flags, 1))
+		return 0;
+	end += TP_CONTINUATION_LEN;
+	bpf_probe_write_user((void *)(w.bw + o->grpc_buf_writer_offset), &end, sizeof(end));
 	return 0;
 }
 

@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ enum Variant {
     Go119,
     /// The go1.23 build (testapps/build-go.sh 1.23): another runtime and struct layout. With
     /// `ebpf.context_propagation: headers`: where the kernel allows it (the VM kernels; not
-    /// under this host's lockdown) every HTTP call carries a `traceparent` the probes wrote,
+    /// under this host's lockdown) every HTTP and gRPC call carries a `traceparent` the probes wrote,
     /// and the traces must come out the same as when this host links the hops alone.
     Go123,
     /// The go1.19 build with loadgen, frontend and worker stripped of their symbol table and
@@ -71,30 +70,6 @@ fn demo_dir(v: Variant) -> std::path::PathBuf {
             dir.canonicalize().unwrap()
         }
     }
-}
-
-fn spawn(dir: &std::path::Path, name: &str, args: &[String], port: u16) -> Proc {
-    let child = Command::new(dir.join(name))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-    let up = wait_for(Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
-    assert!(up, "{name} did not listen on {port}");
-    Proc { child, name: name.into() }
-}
-
-fn stats(port: u16) -> Value {
-    serde_json::from_str(&http_get(port, "/stats").expect("stats")).expect("stats JSON")
-}
-
-/// `counters.<group>` as a map of counts.
-fn group(v: &Value, name: &str) -> HashMap<String, u64> {
-    v["counters"][name]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
-        .unwrap_or_default()
 }
 
 #[test]
@@ -155,7 +130,7 @@ fn demo(variant: Variant) {
 
     let mut apps = Vec::new();
     for (i, (grpc, stats_port)) in workers.iter().enumerate() {
-        let args = vec![
+        let mut args = vec![
             "-addr".into(),
             format!("127.0.0.1:{grpc}"),
             "-stats-addr".into(),
@@ -165,7 +140,10 @@ fn demo(variant: Variant) {
             "-seed".into(),
             format!("{}", 11 + i),
         ];
-        apps.push(spawn(&dir, "worker", &args, *grpc));
+        if variant == Variant::Go123 {
+            args.push("-record-traceparent".into());
+        }
+        apps.push(spawn_demo(&dir, "worker", &args, *grpc));
     }
     let backend_args = vec![
         "-addr".into(),
@@ -177,10 +155,10 @@ fn demo(variant: Variant) {
         "-seed".into(),
         "7".into(),
     ];
-    apps.push(spawn(&dir, "backend", &backend_args, back));
+    apps.push(spawn_demo(&dir, "backend", &backend_args, back));
     let frontend_args =
         vec!["-addr".into(), format!("127.0.0.1:{front}"), "-backend".into(), format!("http://127.0.0.1:{back}")];
-    apps.push(spawn(&dir, "frontend", &frontend_args, front));
+    apps.push(spawn_demo(&dir, "frontend", &frontend_args, front));
 
     let gate = std::env::temp_dir().join(format!("beyla-demo-gate-{}", std::process::id()));
     let _ = std::fs::remove_file(&gate);
@@ -210,10 +188,10 @@ fn demo(variant: Variant) {
     let sent: HashMap<String, u64> =
         summary["by_status"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect();
 
-    let fe = stats(front);
-    let be = stats(back);
-    let ws: Vec<Value> = workers.iter().map(|(_, s)| stats(*s)).collect();
-    let fanout = group(&be, "fanout_calls");
+    let fe = demo_stats(front);
+    let be = demo_stats(back);
+    let ws: Vec<Value> = workers.iter().map(|(_, s)| demo_stats(*s)).collect();
+    let fanout = demo_group(&be, "fanout_calls");
     let fanout_total: u64 = fanout.values().sum();
     assert!(fanout.get("Internal").copied().unwrap_or(0) > 0, "no worker failure injected: {be}");
     assert!(sent.get("500").copied().unwrap_or(0) > 0, "no failure seen by loadgen: {summary}");
@@ -244,7 +222,7 @@ fn demo(variant: Variant) {
     for (status, n) in &sent {
         assert_eq!(http("frontend", status), *n, "frontend {status}:\n{}", dump());
     }
-    for (status, n) in group(&be, "factorial_requests") {
+    for (status, n) in demo_group(&be, "factorial_requests") {
         assert_eq!(http("backend", &status), n, "backend {status}");
     }
     let loadgen_client = sum(&m, "http_client_request_duration_seconds_count", &[("service_name", "loadgen")]);
@@ -265,7 +243,7 @@ fn demo(variant: Variant) {
         assert_eq!(sum(&m, "rpc_client_call_duration_seconds_count", &c) as u64, *n, "backend -> {name}:\n{}", dump());
     }
     for ((grpc, _), w) in workers.iter().zip(&ws) {
-        for (name, n) in group(w, "multiply_calls") {
+        for (name, n) in demo_group(w, "multiply_calls") {
             let port = grpc.to_string();
             let c = [("service_name", "worker"), ("rpc_grpc_status_code", code(&name)), ("server_port", port.as_str())];
             assert_eq!(
@@ -277,6 +255,19 @@ fn demo(variant: Variant) {
         }
     }
     assert_eq!(sum(&m, "rpc_server_call_duration_seconds_count", &[]) as u64, fanout_total);
+    if variant == Variant::Go123 {
+        // Context propagation: every worker call carried one traceparent where the kernel
+        // lets the probes write it, none under lockdown. (Its ids are checked against the
+        // spans in root_go_propagation; here the trace checks below must hold with them.)
+        let can_write = lockdown_of(&log).1;
+        for ((grpc, _), w) in workers.iter().zip(&ws) {
+            let tps = demo_group(w, "traceparent");
+            let calls: u64 = demo_group(w, "multiply_calls").values().sum();
+            let none = tps.get("none").copied().unwrap_or(0);
+            assert_eq!(tps.values().sum::<u64>(), calls, "worker {grpc}: {tps:?}");
+            assert_eq!(none, if can_write { 0 } else { calls }, "worker {grpc} calls without traceparent");
+        }
+    }
 
     // Service graph: one edge per request, both ends paired.
     let edge = |client: &str, server: &str| {
@@ -286,7 +277,7 @@ fn demo(variant: Variant) {
             sum(&m, "traces_service_graph_request_failed_total", &l) as u64,
         )
     };
-    let backend_calls: u64 = group(&fe, "backend_calls").values().sum();
+    let backend_calls: u64 = demo_group(&fe, "backend_calls").values().sum();
     let failed = sent.get("500").copied().unwrap_or(0);
     assert_eq!(edge("loadgen", "frontend"), (requests, failed), "{}", dump());
     assert_eq!(edge("frontend", "backend"), (backend_calls, failed), "{}", dump());

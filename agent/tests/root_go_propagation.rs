@@ -9,6 +9,9 @@
 //! request that came in with a `traceparent` passes its trace id on. Under lockdown
 //! (`integrity` or `confidentiality`, this host), the agent says in its log that headers
 //! cannot be written, the requests go out unchanged, and the spans are linked as before.
+//!
+//! The same for gRPC: the demo's backend, instrumented, calls a demo worker the agent does not
+//! trace, which counts the `traceparent` metadata of every call it gets.
 mod common;
 
 use std::io::{Read, Write};
@@ -45,12 +48,17 @@ fn recording_server() -> (u16, Arc<Mutex<Vec<String>>>) {
 
 /// `GET /call` on the front, with an incoming `traceparent` when given; returns the body.
 fn call(port: u16, traceparent: Option<&str>) -> String {
+    get(port, "/call", traceparent)
+}
+
+/// `GET path` on the port, with an incoming `traceparent` when given; returns the body.
+fn get(port: u16, path: &str, traceparent: Option<&str>) -> String {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "--max-time", "10"]);
     if let Some(tp) = traceparent {
         cmd.args(["-H", &format!("traceparent: {tp}")]);
     }
-    let out = cmd.arg(format!("http://127.0.0.1:{port}/call")).output().expect("running curl");
+    let out = cmd.arg(format!("http://127.0.0.1:{port}{path}")).output().expect("running curl");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -90,13 +98,7 @@ fn propagation(go: &str) {
     let _front = start_launcher(&launcher, "go-http", front, &[("DOWNSTREAM_URL", &url)]);
     wait_instrumented(mport, 1.0, &log);
     wait_go_instrumented(mport, 1.0, &log);
-    let text = agent_log(&log);
-    let lockdown = text
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("lockdown="))
-        .unwrap_or_else(|| panic!("no kernel summary in the agent log:\n{text}"))
-        .to_string();
-    let can_write = !matches!(lockdown.as_str(), "integrity" | "confidentiality");
+    let (lockdown, can_write) = lockdown_of(&log);
 
     // Five calls that start a trace, two that continue one.
     let incoming = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"];
@@ -136,6 +138,7 @@ fn propagation(go: &str) {
     }
 
     let written: Vec<Vec<String>> = heads.iter().map(|h| traceparents(h)).collect();
+    let text = agent_log(&log);
     if !can_write {
         assert!(
             text.contains(&format!("ebpf.context_propagation: headers is unavailable: kernel lockdown={lockdown}")),
@@ -172,4 +175,112 @@ fn root_go_propagation_go119() {
 #[test]
 fn root_go_propagation_go123() {
     propagation("go1.23");
+}
+
+/// An instrumented backend's gRPC calls to an untraced worker: each carries one `traceparent`
+/// naming the client span the agent exported, in the trace of the request it serves.
+fn grpc_propagation(go: &str) {
+    require_root();
+    let dir = match go {
+        "go1.19" => repo().join("testapps/build/demo"),
+        other => repo().join(format!("testapps/build/{other}/demo")),
+    };
+    assert!(
+        dir.join("worker").exists(),
+        "{} missing: run testapps/build.sh and testapps/build-go.sh 1.23",
+        dir.display()
+    );
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (grpc, wstats, back, mport) = (free_port(), free_port(), free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{back}\", name: cp-backend }}\n\
+         ebpf:\n  context_propagation: headers\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], &format!("grpc-propagation-{go}"));
+    let worker_args: Vec<String> = vec![
+        "-addr".into(),
+        format!("127.0.0.1:{grpc}"),
+        "-stats-addr".into(),
+        format!("127.0.0.1:{wstats}"),
+        "-record-traceparent".into(),
+    ];
+    let _worker = spawn_demo(&dir, "worker", &worker_args, grpc);
+    let backend_args: Vec<String> =
+        vec!["-addr".into(), format!("127.0.0.1:{back}"), "-workers".into(), format!("127.0.0.1:{grpc}")];
+    let _backend = spawn_demo(&dir, "backend", &backend_args, back);
+    wait_instrumented(mport, 1.0, &log);
+    wait_go_instrumented(mport, 1.0, &log);
+    let (lockdown, can_write) = lockdown_of(&log);
+
+    let incoming = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"];
+    let parent = "00f067aa0ba902b7";
+    for _ in 0..5 {
+        assert_eq!(get(back, "/factorial/5", None), "120\n");
+    }
+    for t in incoming {
+        assert_eq!(get(back, "/factorial/5", Some(&format!("00-{t}-{parent}-01"))), "120\n");
+    }
+    let received = demo_group(&demo_stats(wstats), "traceparent");
+    assert_eq!(received.values().sum::<u64>(), 7, "one call per request: {received:?}");
+
+    let got = wait_for(Duration::from_secs(30), || {
+        receiver.spans().iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).count() >= 14
+    });
+    let spans: Vec<Got> = receiver.spans().into_iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).collect();
+    let dump = || format!("{} spans\n--- agent log:\n{}", spans.len(), agent_log(&log));
+    assert!(got, "{}", dump());
+    let servers: Vec<&Got> = spans.iter().filter(|g| g.span.kind == 2).collect();
+    assert_eq!(servers.len(), 7, "{}", dump());
+    let mut client_ids = Vec::new();
+    for s in &servers {
+        let c = spans
+            .iter()
+            .find(|g| g.span.kind == 3 && g.span.parent_span_id == s.span.span_id)
+            .unwrap_or_else(|| panic!("no gRPC client span under {}: {}", hex(&s.span.span_id), dump()));
+        assert!(c.span.name.contains("Multiply"), "client span {:?}", c.span.name);
+        assert_eq!(c.span.trace_id, s.span.trace_id);
+        client_ids.push(format!("00-{}-{}-01", hex(&c.span.trace_id), hex(&c.span.span_id)));
+    }
+    for t in incoming {
+        let s = servers.iter().find(|s| hex(&s.span.trace_id) == t).unwrap_or_else(|| panic!("trace {t} lost"));
+        assert_eq!(hex(&s.span.parent_span_id), parent);
+    }
+
+    let text = agent_log(&log);
+    if !can_write {
+        assert!(
+            text.contains(&format!("ebpf.context_propagation: headers is unavailable: kernel lockdown={lockdown}")),
+            "{text}"
+        );
+        assert_eq!(received.get("none"), Some(&7), "metadata written under lockdown: {received:?}");
+        return;
+    }
+    // Every call carried exactly one traceparent, the one of the client span exported.
+    let mut seen: Vec<String> = received
+        .iter()
+        .map(|(k, n)| {
+            assert_eq!(*n, 1, "{k} on {n} calls: {received:?}");
+            k.clone()
+        })
+        .collect();
+    seen.sort();
+    client_ids.sort();
+    assert_eq!(seen, client_ids, "traceparents the worker got vs client spans exported\n{}", dump());
+    for t in incoming {
+        assert_eq!(seen.iter().filter(|v| v.contains(t)).count(), 1, "trace {t} not passed on: {seen:?}");
+    }
+}
+
+#[test]
+fn root_go_propagation_grpc_go119() {
+    grpc_propagation("go1.19");
+}
+
+#[test]
+fn root_go_propagation_grpc_go123() {
+    grpc_propagation("go1.23");
 }

@@ -127,6 +127,12 @@ struct go_offsets {
 	__u64 bufio_reader_r;
 	__u64 bufio_writer_buf;
 	__u64 bufio_writer_n;
+	/* gRPC client context propagation (the probes are attached only when all are known). */
+	__u64 grpc_loopy_framer;
+	__u64 grpc_framer_writer;
+	__u64 grpc_buf_writer_buf;
+	__u64 grpc_buf_writer_offset;
+	__u64 grpc_buf_writer_conn;
 };
 
 #endif

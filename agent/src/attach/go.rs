@@ -28,6 +28,8 @@ const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
 const H2_SERVER: &str = "net/http.(*http2serverConn).runHandler";
 const GRPC_SERVER: &str = "google.golang.org/grpc.(*Server).handleStream";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
+const GRPC_HEADER_FIELDS: &str = "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields";
+const GRPC_WRITE_HEADER: &str = "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader";
 const TLS_READ: &str = "crypto/tls.(*Conn).Read";
 const TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
 const REQUEST_WRITE: &str = "net/http.(*Request).write";
@@ -113,6 +115,9 @@ fn load(
     }
     // Under kernel lockdown the verifier rejects any program calling bpf_probe_write_user.
     open.progs.go_inject_traceparent.set_autoload(propagate);
+    open.progs.go_grpc_client_headers.set_autoload(propagate);
+    open.progs.go_grpc_write_header.set_autoload(propagate);
+    open.progs.go_grpc_write_header_ret.set_autoload(propagate);
     open.load().map_err(|source| AttachError::Load { family: "go", source })
 }
 
@@ -154,6 +159,11 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
         bufio_reader_r: o.bufio_reader_r.unwrap_or(0),
         bufio_writer_buf: o.bufio_writer_buf.unwrap_or(0),
         bufio_writer_n: o.bufio_writer_n.unwrap_or(0),
+        grpc_loopy_framer: o.grpc_loopy_framer.unwrap_or(0),
+        grpc_framer_writer: o.grpc_framer_writer.unwrap_or(0),
+        grpc_buf_writer_buf: o.grpc_buf_writer_buf.unwrap_or(0),
+        grpc_buf_writer_offset: o.grpc_buf_writer_offset.unwrap_or(0),
+        grpc_buf_writer_conn: o.grpc_buf_writer_conn.unwrap_or(0),
     };
     (v, missing)
 }
@@ -281,6 +291,25 @@ fn attach(
                 source,
             })?;
         links.push(link);
+    }
+    // gRPC client calls: the caller's header fields carry the context to the loopy goroutine,
+    // which announces the call and writes the header after its HEADERS frame.
+    let grpc_writes = [
+        o.grpc_loopy_framer,
+        o.grpc_framer_writer,
+        o.grpc_buf_writer_buf,
+        o.grpc_buf_writer_offset,
+        o.grpc_buf_writer_conn,
+    ];
+    let grpc_inject = propagate && grpc_writes.iter().all(Option::is_some);
+    let fields = bin.function(GRPC_HEADER_FIELDS).filter(|f| grpc_inject && !f.returns.is_empty());
+    let write = bin.function(GRPC_WRITE_HEADER).filter(|f| grpc_inject && !f.returns.is_empty());
+    if let (Some(fields), Some(write)) = (fields, write) {
+        attach_returns(&mut links, &progs.go_grpc_client_headers, pid, exe, GRPC_HEADER_FIELDS, &fields.returns)?;
+        attach_at(&mut links, &progs.go_grpc_write_header, pid, exe, bin, GRPC_WRITE_HEADER, true)?;
+        attach_returns(&mut links, &progs.go_grpc_write_header_ret, pid, exe, GRPC_WRITE_HEADER, &write.returns)?;
+    } else if propagate && bin.function(GRPC_CLIENT).is_some() {
+        info!(pid, "Go binary lacks what writing traceparent into gRPC calls needs; its gRPC calls carry none.");
     }
     // HTTPS: the plaintext of crypto/tls reads and writes, as data of the socket under them.
     if o.tls_conn_conn.is_some() {

@@ -233,3 +233,42 @@ pub fn read_response(s: &mut TcpStream) -> (u16, Vec<u8>) {
     s.read_exact(&mut body).unwrap();
     (status, body)
 }
+
+/// Starts a demo binary (`testapps/demo`) from `dir` and waits until it listens on `port`.
+pub fn spawn_demo(dir: &Path, name: &str, args: &[String], port: u16) -> Proc {
+    let child = Command::new(dir.join(name))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    let up = wait_for(Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(up, "{name} did not listen on {port}");
+    Proc { child, name: name.into() }
+}
+
+/// A demo app's counters (`GET /stats`).
+pub fn demo_stats(port: u16) -> serde_json::Value {
+    serde_json::from_str(&http_get(port, "/stats").expect("stats")).expect("stats JSON")
+}
+
+/// `counters.<group>` of [`demo_stats`] as a map of counts.
+pub fn demo_group(v: &serde_json::Value, name: &str) -> std::collections::HashMap<String, u64> {
+    v["counters"][name]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+        .unwrap_or_default()
+}
+
+/// The kernel's lockdown mode from the agent's start-up summary, and whether BPF programs may
+/// write user memory under it (context propagation).
+pub fn lockdown_of(log: &Path) -> (String, bool) {
+    let text = agent_log(log);
+    let lockdown = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("lockdown="))
+        .unwrap_or_else(|| panic!("no kernel summary in the agent log:\n{text}"))
+        .to_string();
+    let can_write = !matches!(lockdown.as_str(), "integrity" | "confidentiality");
+    (lockdown, can_write)
+}

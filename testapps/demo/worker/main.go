@@ -2,8 +2,11 @@
 // the product of the integers in [from, to] in decimal; a -fail-rate fraction of calls fails
 // at random with codes.Internal ("injected failure").
 // Counters on GET http://<-stats-addr>/stats (JSON): multiply_calls by gRPC code name
-// ("OK", "Internal", "InvalidArgument"), counted before the reply is sent.
-//   worker -addr :5001 -stats-addr :6001 -fail-rate 0.05
+// ("OK", "Internal", "InvalidArgument"), counted before the reply is sent; with
+// -record-traceparent also traceparent by the values of the calls' traceparent metadata
+// ("none" when absent), for the context propagation tests.
+//
+//	worker -addr :5001 -stats-addr :6001 -fail-rate 0.05
 package main
 
 import (
@@ -20,6 +23,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -30,9 +34,21 @@ type server struct {
 	demopb.UnimplementedMultiplierServer
 	counters *common.Counters
 	failer   *common.Failer
+	// recordTP: count calls by their traceparent values (unbounded: tests only).
+	recordTP bool
 }
 
 func (s *server) Multiply(ctx context.Context, r *demopb.Range) (*demopb.Partial, error) {
+	if s.recordTP {
+		md, _ := metadata.FromIncomingContext(ctx)
+		tps := md.Get("traceparent")
+		if len(tps) == 0 {
+			tps = []string{"none"}
+		}
+		for _, tp := range tps {
+			s.counters.Add("traceparent", tp)
+		}
+	}
 	if r.To >= r.From && r.To-r.From >= maxRange {
 		s.counters.Add("multiply_calls", codes.InvalidArgument.String())
 		return nil, status.Errorf(codes.InvalidArgument, "range [%d, %d] longer than %d", r.From, r.To, maxRange)
@@ -54,6 +70,7 @@ func main() {
 	statsAddr := flag.String("stats-addr", ":6001", "HTTP listen address of GET /stats (counters as JSON)")
 	failRate := flag.Float64("fail-rate", 0, "fraction of calls failed at random with codes.Internal, in [0, 1]")
 	seed := flag.Int64("seed", 0, "random seed for failures (0: time based)")
+	recordTP := flag.Bool("record-traceparent", false, "count calls by their traceparent metadata (tests)")
 	flag.Parse()
 	common.CheckRate("fail-rate", *failRate)
 
@@ -64,7 +81,7 @@ func main() {
 	go func() { common.Fatalf("worker: stats server: %v", http.Serve(statsLn, mux)) }()
 
 	srv := grpc.NewServer()
-	demopb.RegisterMultiplierServer(srv, &server{counters: counters, failer: common.NewFailer(*failRate, *seed)})
+	demopb.RegisterMultiplierServer(srv, &server{counters: counters, failer: common.NewFailer(*failRate, *seed), recordTP: *recordTP})
 	ln := common.Listen("worker", *addr, "grpc")
 	go func() {
 		sig := make(chan os.Signal, 1)

@@ -44,6 +44,8 @@ pub const PROBED_FUNCTIONS: &[&str] = &[
     "google.golang.org/grpc.(*ClientConn).Invoke",
     "google.golang.org/grpc.(*ClientConn).NewStream",
     "google.golang.org/grpc/internal/transport.(*http2Client).Write",
+    "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields",
+    "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader",
     "golang.org/x/net/http2.(*Framer).WriteHeaders",
     "net/http.(*http2Framer).WriteHeaders",
     "crypto/tls.(*Conn).Read",

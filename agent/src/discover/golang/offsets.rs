@@ -167,6 +167,18 @@ go_offsets! {
     grpc_http2_server_conn: Grpc, ["google.golang.org/grpc/internal/transport.http2Server"], "conn", GRPC;
     /// `google.golang.org/grpc/internal/status.Status.s` (*spb.Status).
     grpc_status_s: Grpc, ["google.golang.org/grpc/internal/status.Status"], "s", GRPC;
+    /// `google.golang.org/grpc/internal/transport.loopyWriter.framer` (*framer): with the
+    /// next four, where a gRPC client call's `traceparent` is written (context propagation;
+    /// optional).
+    grpc_loopy_framer: Grpc, ["google.golang.org/grpc/internal/transport.loopyWriter"], "framer", &[];
+    /// `google.golang.org/grpc/internal/transport.framer.writer` (*bufWriter).
+    grpc_framer_writer: Grpc, ["google.golang.org/grpc/internal/transport.framer"], "writer", &[];
+    /// `google.golang.org/grpc/internal/transport.bufWriter.buf` ([]byte).
+    grpc_buf_writer_buf: Grpc, ["google.golang.org/grpc/internal/transport.bufWriter"], "buf", &[];
+    /// `google.golang.org/grpc/internal/transport.bufWriter.offset` (int): bytes buffered.
+    grpc_buf_writer_offset: Grpc, ["google.golang.org/grpc/internal/transport.bufWriter"], "offset", &[];
+    /// `google.golang.org/grpc/internal/transport.bufWriter.conn` (net.Conn interface).
+    grpc_buf_writer_conn: Grpc, ["google.golang.org/grpc/internal/transport.bufWriter"], "conn", &[];
 }
 
 /// One fallback row: the offsets measured for one library release line.
@@ -273,6 +285,11 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("grpc_http2_client_conn", 72),
             ("grpc_http2_server_conn", 32),
             ("grpc_status_s", 0),
+            ("grpc_loopy_framer", 40),
+            ("grpc_framer_writer", 0),
+            ("grpc_buf_writer_buf", 0),
+            ("grpc_buf_writer_offset", 24),
+            ("grpc_buf_writer_conn", 40),
         ],
     },
 ];
