@@ -234,6 +234,27 @@ static __always_inline int unhex(char c)
 	return -1;
 }
 
+/* The trace id and flags of a traceparent value (TP_VALUE_LEN bytes at v) into req; returns 1
+ * when it is well formed (version 00, lowercase hex, a non-zero trace id). */
+static __always_inline int parse_traceparent(const char *v, struct go_request *req)
+{
+	if (v[0] != '0' || v[1] != '0' || v[2] != '-' || v[35] != '-' || v[52] != '-')
+		return 0;
+	__u8 any = 0;
+	for (int i = 0; i < 16; i++) {
+		int hi = unhex(v[3 + 2 * i]), lo = unhex(v[4 + 2 * i]);
+		if (hi < 0 || lo < 0)
+			return 0;
+		req->trace_id[i] = (__u8)(hi << 4 | lo);
+		any |= req->trace_id[i];
+	}
+	int fhi = unhex(v[53]), flo = unhex(v[54]);
+	if (!any || fhi < 0 || flo < 0)
+		return 0;
+	req->flags = (__u8)(fhi << 4 | flo);
+	return 1;
+}
+
 /* The trace id and flags of the traceparent header in the request head net/http just read on
  * the server connection conn (a *http.conn): its bufio.Reader still holds the bytes, and the
  * head ends where the reader stopped (bufr.r). Searches the last TP_WINDOW bytes before it.
@@ -289,21 +310,7 @@ static __always_inline int incoming_traceparent(const struct go_offsets *o, __u6
 		at++;
 	if (at + TP_VALUE_LEN > len || at > TP_WINDOW - TP_VALUE_LEN)
 		return 0;
-	if (w[at] != '0' || w[at + 1] != '0' || w[at + 2] != '-' || w[at + 35] != '-' || w[at + 52] != '-')
-		return 0;
-	__u8 any = 0;
-	for (int i = 0; i < 16; i++) {
-		int hi = unhex(w[at + 3 + 2 * i]), lo = unhex(w[at + 4 + 2 * i]);
-		if (hi < 0 || lo < 0)
-			return 0;
-		req->trace_id[i] = (__u8)(hi << 4 | lo);
-		any |= req->trace_id[i];
-	}
-	int fhi = unhex(w[at + 53]), flo = unhex(w[at + 54]);
-	if (!any || fhi < 0 || flo < 0)
-		return 0;
-	req->flags = (__u8)(fhi << 4 | flo);
-	return 1;
+	return parse_traceparent(w + at, req);
 }
 
 /* net/http.serverHandler.ServeHTTP(sh, rw ResponseWriter, req *Request), entry: the
@@ -339,6 +346,81 @@ int go_serve_http(struct pt_regs *ctx)
 	return 0;
 }
 
+/* An incoming gRPC call's trace context, from the server transport's reader goroutine
+ * (operateHeaders) to the goroutine serving the stream (handleStream). */
+struct grpc_stream_key {
+	__u32 tgid;
+	__u32 stream;
+	__u64 transport; /* *http2Server */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct grpc_stream_key);
+	__type(value, struct go_request);
+} go_grpc_incoming SEC(".maps");
+
+/* hpack.HeaderField{Name, Value string; Sensitive bool}: 40 bytes on 64-bit, unchanged since
+ * the package began. Header fields searched per call. */
+#define HPACK_FIELD_SIZE 40
+#define GRPC_MAX_FIELDS 24
+
+/* grpc/internal/transport.(*http2Server).operateHeaders(t, frame *http2.MetaHeadersFrame,
+ * ...), entry, with context propagation on: the decoded header fields of a new call are
+ * searched for traceparent, kept for handleStream under (t, stream id). */
+SEC("uprobe")
+int go_grpc_server_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	__u64 frame = ctx->bx, hf = 0, fields = 0;
+	__s64 n = 0;
+	struct grpc_stream_key k = { .tgid = tgid, .transport = ctx->ax };
+	if (bpf_probe_read_user(&hf, sizeof(hf), (void *)(frame + o->h2_meta_headers_frame)) || !hf)
+		return 0;
+	if (bpf_probe_read_user(&k.stream, sizeof(k.stream), (void *)(hf + o->h2_frame_header + o->h2_frame_stream_id)))
+		return 0;
+	if (bpf_probe_read_user(&fields, sizeof(fields), (void *)(frame + o->h2_meta_fields)) || !fields)
+		return 0;
+	if (bpf_probe_read_user(&n, sizeof(n), (void *)(frame + o->h2_meta_fields + 8)) || n <= 0)
+		return 0;
+	for (int i = 0; i < GRPC_MAX_FIELDS; i++) {
+		if (i >= n)
+			break;
+		struct {
+			__u64 name;
+			__s64 name_len;
+			__u64 value;
+			__s64 value_len;
+		} f;
+		if (bpf_probe_read_user(&f, sizeof(f), (void *)(fields + i * HPACK_FIELD_SIZE)))
+			return 0;
+		if (f.name_len != 11 || f.value_len != TP_VALUE_LEN)
+			continue;
+		char name[12] = {};
+		if (bpf_probe_read_user(name, 11, (void *)f.name))
+			continue;
+		__u64 head = 0;
+		__u32 tail = 0;
+		__builtin_memcpy(&head, name, 8);
+		__builtin_memcpy(&tail, name + 8, 4);
+		/* "traceparent" as little-endian words: "tracepar", "ent\0". */
+		if (head != 0x7261706563617274ULL || tail != 0x00746e65)
+			continue;
+		char v[TP_VALUE_LEN];
+		struct go_request req = {};
+		if (bpf_probe_read_user(v, sizeof(v), (void *)f.value) || !parse_traceparent(v, &req))
+			return 0;
+		req.traced = 1;
+		bpf_map_update_elem(&go_grpc_incoming, &k, &req, BPF_ANY);
+		return 0;
+	}
+	return 0;
+}
+
 /* google.golang.org/grpc.(*Server).handleStream(s, t ServerTransport, stream *Stream, ...),
  * entry: the goroutine grpc started for the stream serves it from here, and its handler
  * starts. t is an *http2Server (the interface's data word, RCX) unless grpc is served through
@@ -356,7 +438,23 @@ int go_grpc_server(struct pt_regs *ctx)
 	req.sock = sock_of_conn(o, ctx->cx + o->grpc_http2_server_conn);
 	if (!req.sock)
 		return 0;
-	start_serving(o, ctx, tgid, &req, 0);
+	/* Context propagation: the call's trace continues in the calls its handler makes. */
+	struct inject tp = {};
+	if (propagate_headers) {
+		struct grpc_stream_key k = { .tgid = tgid, .stream = req.stream, .transport = ctx->cx };
+		struct go_request *in = bpf_map_lookup_elem(&go_grpc_incoming, &k);
+		if (in) {
+			__builtin_memcpy(req.trace_id, in->trace_id, sizeof(req.trace_id));
+			req.flags = in->flags;
+			bpf_map_delete_elem(&go_grpc_incoming, &k);
+		} else {
+			random_bytes(req.trace_id, 4);
+			req.flags = 1;
+		}
+		req.traced = 1;
+		__builtin_memcpy(tp.trace_id, req.trace_id, sizeof(tp.trace_id));
+	}
+	start_serving(o, ctx, tgid, &req, propagate_headers ? &tp : 0);
 	return 0;
 }
 

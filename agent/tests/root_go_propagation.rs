@@ -79,20 +79,27 @@ fn traceparents(head: &str) -> Vec<String> {
     out
 }
 
+/// The agent's configuration: `headers` propagation, the given (port, service name) pairs
+/// instrumented, spans to `receiver`.
+fn agent_yaml(instrument: &[(u16, &str)], mport: u16, receiver: &Receiver) -> String {
+    let targets: String =
+        instrument.iter().map(|(port, name)| format!("    - {{ open_ports: \"{port}\", name: {name} }}\n")).collect();
+    format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n{targets}\
+         ebpf:\n  context_propagation: headers\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        ep = receiver.endpoint(),
+    )
+}
+
 fn propagation(go: &str) {
     require_root();
     let launcher = go_launcher(go);
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let (down, heads) = recording_server();
     let (front, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
-         \x20   - {{ open_ports: \"{front}\", name: cp-front }}\n\
-         ebpf:\n  context_propagation: headers\n\
-         prometheus_export:\n  port: {mport}\n\
-         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n",
-        ep = receiver.endpoint(),
-    );
+    let yaml = agent_yaml(&[(front, "cp-front")], mport, &receiver);
     let (_agent, log) = start_agent(&yaml, &[], &format!("propagation-{go}"));
     let url = format!("http://127.0.0.1:{down}/ping");
     let _front = start_launcher(&launcher, "go-http", front, &[("DOWNSTREAM_URL", &url)]);
@@ -101,13 +108,11 @@ fn propagation(go: &str) {
     let (lockdown, can_write) = lockdown_of(&log);
 
     // Five calls that start a trace, two that continue one.
-    let incoming = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"];
-    let parent = "00f067aa0ba902b7";
     for _ in 0..5 {
         assert_eq!(call(front, None), "called:200");
     }
-    for t in incoming {
-        assert_eq!(call(front, Some(&format!("00-{t}-{parent}-01"))), "called:200");
+    for t in INCOMING {
+        assert_eq!(call(front, Some(&format!("00-{t}-{INCOMING_PARENT}-01"))), "called:200");
     }
     let heads = heads.lock().unwrap().clone();
     assert_eq!(heads.len(), 7, "{heads:?}");
@@ -132,9 +137,9 @@ fn propagation(go: &str) {
         client_ids.push((hex(&c.span.trace_id), hex(&c.span.span_id)));
     }
     // The two requests with a traceparent continue its trace.
-    for t in incoming {
+    for t in INCOMING {
         let s = servers.iter().find(|s| hex(&s.span.trace_id) == t).unwrap_or_else(|| panic!("trace {t} lost"));
-        assert_eq!(hex(&s.span.parent_span_id), parent);
+        assert_eq!(hex(&s.span.parent_span_id), INCOMING_PARENT);
     }
 
     let written: Vec<Vec<String>> = heads.iter().map(|h| traceparents(h)).collect();
@@ -159,7 +164,7 @@ fn propagation(go: &str) {
     seen.sort();
     client_ids.sort();
     assert_eq!(seen, client_ids, "headers written vs client spans exported\n{}", dump());
-    for t in incoming {
+    for t in INCOMING {
         assert_eq!(seen.iter().filter(|(tr, _)| tr == t).count(), 1, "trace {t} not passed on: {seen:?}");
     }
     let mut traces: Vec<&String> = seen.iter().map(|(t, _)| t).collect();
@@ -177,9 +182,19 @@ fn root_go_propagation_go123() {
     propagation("go1.23");
 }
 
-/// An instrumented backend's gRPC calls to an untraced worker: each carries one `traceparent`
-/// naming the client span the agent exported, in the trace of the request it serves.
-fn grpc_propagation(go: &str) {
+/// The demo's backend calling one worker over gRPC, under an agent with `headers`
+/// propagation that instruments the backend, and the worker too when `worker_call` is given
+/// (a URL the worker GETs while serving each call). The worker counts the `traceparent`
+/// metadata it gets.
+struct GrpcSetup {
+    receiver: Receiver,
+    log: std::path::PathBuf,
+    back: u16,
+    wstats: u16,
+    _procs: Vec<Proc>,
+}
+
+fn grpc_setup(go: &str, worker_call: Option<&str>) -> GrpcSetup {
     require_root();
     let dir = match go {
         "go1.19" => repo().join("testapps/build/demo"),
@@ -192,38 +207,53 @@ fn grpc_propagation(go: &str) {
     );
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let (grpc, wstats, back, mport) = (free_port(), free_port(), free_port(), free_port());
-    let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
-         \x20   - {{ open_ports: \"{back}\", name: cp-backend }}\n\
-         ebpf:\n  context_propagation: headers\n\
-         prometheus_export:\n  port: {mport}\n\
-         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n",
-        ep = receiver.endpoint(),
-    );
-    let (_agent, log) = start_agent(&yaml, &[], &format!("grpc-propagation-{go}"));
-    let worker_args: Vec<String> = vec![
+    let mut targets = vec![(back, "cp-backend")];
+    if worker_call.is_some() {
+        targets.push((grpc, "cp-worker"));
+    }
+    let yaml = agent_yaml(&targets, mport, &receiver);
+    let (agent, log) = start_agent(&yaml, &[], &format!("grpc-propagation-{go}-{}", targets.len()));
+    let mut worker_args: Vec<String> = vec![
         "-addr".into(),
         format!("127.0.0.1:{grpc}"),
         "-stats-addr".into(),
         format!("127.0.0.1:{wstats}"),
         "-record-traceparent".into(),
     ];
-    let _worker = spawn_demo(&dir, "worker", &worker_args, grpc);
+    if let Some(url) = worker_call {
+        worker_args.extend(["-call-url".into(), url.to_string()]);
+    }
+    let worker = spawn_demo(&dir, "worker", &worker_args, grpc);
     let backend_args: Vec<String> =
         vec!["-addr".into(), format!("127.0.0.1:{back}"), "-workers".into(), format!("127.0.0.1:{grpc}")];
-    let _backend = spawn_demo(&dir, "backend", &backend_args, back);
-    wait_instrumented(mport, 1.0, &log);
-    wait_go_instrumented(mport, 1.0, &log);
-    let (lockdown, can_write) = lockdown_of(&log);
+    let backend = spawn_demo(&dir, "backend", &backend_args, back);
+    let n = targets.len() as f64;
+    wait_instrumented(mport, n, &log);
+    wait_go_instrumented(mport, n, &log);
+    GrpcSetup { receiver, log, back, wstats, _procs: vec![agent, worker, backend] }
+}
 
-    let incoming = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"];
-    let parent = "00f067aa0ba902b7";
-    for _ in 0..5 {
+/// Trace ids of requests that come in with a `traceparent`, and the parent span id they name.
+const INCOMING: [&str; 2] = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"];
+const INCOMING_PARENT: &str = "00f067aa0ba902b7";
+
+/// `GET /factorial/5` on the backend `plain` times without a traceparent, then once per
+/// [`INCOMING`] trace with one.
+fn factorials(back: u16, plain: usize) {
+    for _ in 0..plain {
         assert_eq!(get(back, "/factorial/5", None), "120\n");
     }
-    for t in incoming {
-        assert_eq!(get(back, "/factorial/5", Some(&format!("00-{t}-{parent}-01"))), "120\n");
+    for t in INCOMING {
+        assert_eq!(get(back, "/factorial/5", Some(&format!("00-{t}-{INCOMING_PARENT}-01"))), "120\n");
     }
+}
+
+/// An instrumented backend's gRPC calls to an untraced worker: each carries one `traceparent`
+/// naming the client span the agent exported, in the trace of the request it serves.
+fn grpc_propagation(go: &str) {
+    let GrpcSetup { receiver, log, back, wstats, _procs } = grpc_setup(go, None);
+    let (lockdown, can_write) = lockdown_of(&log);
+    factorials(back, 5);
     let received = demo_group(&demo_stats(wstats), "traceparent");
     assert_eq!(received.values().sum::<u64>(), 7, "one call per request: {received:?}");
 
@@ -245,9 +275,9 @@ fn grpc_propagation(go: &str) {
         assert_eq!(c.span.trace_id, s.span.trace_id);
         client_ids.push(format!("00-{}-{}-01", hex(&c.span.trace_id), hex(&c.span.span_id)));
     }
-    for t in incoming {
+    for t in INCOMING {
         let s = servers.iter().find(|s| hex(&s.span.trace_id) == t).unwrap_or_else(|| panic!("trace {t} lost"));
-        assert_eq!(hex(&s.span.parent_span_id), parent);
+        assert_eq!(hex(&s.span.parent_span_id), INCOMING_PARENT);
     }
 
     let text = agent_log(&log);
@@ -270,7 +300,7 @@ fn grpc_propagation(go: &str) {
     seen.sort();
     client_ids.sort();
     assert_eq!(seen, client_ids, "traceparents the worker got vs client spans exported\n{}", dump());
-    for t in incoming {
+    for t in INCOMING {
         assert_eq!(seen.iter().filter(|v| v.contains(t)).count(), 1, "trace {t} not passed on: {seen:?}");
     }
 }
@@ -283,4 +313,56 @@ fn root_go_propagation_grpc_go119() {
 #[test]
 fn root_go_propagation_grpc_go123() {
     grpc_propagation("go1.23");
+}
+
+/// A gRPC server honours the `traceparent` of the calls it serves: an instrumented worker's
+/// HTTP call, made while serving a call from the instrumented backend, carries the trace id of
+/// the backend's request (its own incoming one, or the one its probes made up).
+fn grpc_server_propagation(go: &str) {
+    let (down, heads) = recording_server();
+    let url = format!("http://127.0.0.1:{down}/ping");
+    let GrpcSetup { receiver, log, back, wstats, _procs } = grpc_setup(go, Some(&url));
+    let (_, can_write) = lockdown_of(&log);
+    factorials(back, 3);
+    let received = demo_group(&demo_stats(wstats), "traceparent");
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 5, "one worker call per request: {heads:?}");
+    let written: Vec<Vec<String>> = heads.iter().map(|h| traceparents(h)).collect();
+    if !can_write {
+        assert_eq!(received.get("none"), Some(&5), "metadata written under lockdown: {received:?}");
+        assert!(written.iter().all(Vec::is_empty), "a header was written under lockdown: {heads:?}");
+        return;
+    }
+    // The trace ids the worker got over gRPC are the ones its HTTP calls passed on.
+    let trace_of = |tp: &str| tp.split('-').nth(1).unwrap_or_default().to_string();
+    let mut grpc_traces: Vec<String> = received.keys().map(|k| trace_of(k)).collect();
+    let mut http_traces: Vec<String> = written
+        .iter()
+        .map(|w| {
+            assert_eq!(w.len(), 1, "one traceparent per request: {heads:?}");
+            trace_of(&w[0])
+        })
+        .collect();
+    grpc_traces.sort();
+    http_traces.sort();
+    assert_eq!(grpc_traces.len(), 5, "{received:?}");
+    assert_eq!(http_traces, grpc_traces, "worker: traces in vs traces out");
+    for t in INCOMING {
+        assert!(http_traces.iter().any(|h| h == t), "trace {t} not passed through the worker: {http_traces:?}");
+    }
+    // And the agent's spans agree: each HTTP call's header names the worker's client span.
+    let got = wait_for(Duration::from_secs(30), || {
+        let spans = receiver.spans();
+        written.iter().all(|w| {
+            spans.iter().any(|g| {
+                g.span.kind == 3 && format!("00-{}-{}-01", hex(&g.span.trace_id), hex(&g.span.span_id)) == w[0]
+            })
+        })
+    });
+    assert!(got, "no exported client span for some header: {written:?}\n{}", agent_log(&log));
+}
+
+#[test]
+fn root_go_propagation_grpc_server_go119() {
+    grpc_server_propagation("go1.19");
 }

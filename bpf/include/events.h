@@ -133,6 +133,11 @@ struct go_offsets {
 	__u64 grpc_buf_writer_buf;
 	__u64 grpc_buf_writer_offset;
 	__u64 grpc_buf_writer_conn;
+	/* gRPC server incoming traceparent (golang.org/x/net/http2, as grpc links it). */
+	__u64 h2_meta_headers_frame;
+	__u64 h2_meta_fields;
+	__u64 h2_frame_header;
+	__u64 h2_frame_stream_id;
 };
 
 #endif

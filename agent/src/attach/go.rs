@@ -28,6 +28,7 @@ const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
 const H2_SERVER: &str = "net/http.(*http2serverConn).runHandler";
 const GRPC_SERVER: &str = "google.golang.org/grpc.(*Server).handleStream";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
+const GRPC_SERVER_HEADERS: &str = "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders";
 const GRPC_HEADER_FIELDS: &str = "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields";
 const GRPC_WRITE_HEADER: &str = "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader";
 const TLS_READ: &str = "crypto/tls.(*Conn).Read";
@@ -116,6 +117,7 @@ fn load(
     // Under kernel lockdown the verifier rejects any program calling bpf_probe_write_user.
     open.progs.go_inject_traceparent.set_autoload(propagate);
     open.progs.go_grpc_client_headers.set_autoload(propagate);
+    open.progs.go_grpc_server_headers.set_autoload(propagate);
     open.progs.go_grpc_write_header.set_autoload(propagate);
     open.progs.go_grpc_write_header_ret.set_autoload(propagate);
     open.load().map_err(|source| AttachError::Load { family: "go", source })
@@ -164,6 +166,10 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
         grpc_buf_writer_buf: o.grpc_buf_writer_buf.unwrap_or(0),
         grpc_buf_writer_offset: o.grpc_buf_writer_offset.unwrap_or(0),
         grpc_buf_writer_conn: o.grpc_buf_writer_conn.unwrap_or(0),
+        h2_meta_headers_frame: o.h2_meta_headers_frame.unwrap_or(0),
+        h2_meta_fields: o.h2_meta_fields.unwrap_or(0),
+        h2_frame_header: o.h2_frame_header.unwrap_or(0),
+        h2_frame_stream_id: o.h2_frame_stream_id.unwrap_or(0),
     };
     (v, missing)
 }
@@ -277,6 +283,10 @@ fn attach(
     // A gRPC handler's start (the goroutine grpc starts per stream): as ServeHTTP for HTTP/1.x.
     let grpc_server = o.grpc_stream_id.is_some() && o.grpc_http2_server_conn.is_some();
     let grpc_served = attach_at(&mut links, &progs.go_grpc_server, pid, exe, bin, GRPC_SERVER, grpc_server)?;
+    // Its incoming traceparent (context propagation), from the decoded header fields.
+    let incoming = [o.h2_meta_headers_frame, o.h2_meta_fields, o.h2_frame_header, o.h2_frame_stream_id];
+    let grpc_incoming = propagate && grpc_served && incoming.iter().all(Option::is_some);
+    attach_at(&mut links, &progs.go_grpc_server_headers, pid, exe, bin, GRPC_SERVER_HEADERS, grpc_incoming)?;
     // The same for net/http's bundled HTTP/2 server (HTTPS with h2): a goroutine per stream.
     let h2 = [o.h2_server_conn_conn, o.h2_response_writer_rws, o.h2_rws_stream, o.h2_stream_id];
     let h2_served =

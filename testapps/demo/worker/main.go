@@ -4,7 +4,8 @@
 // Counters on GET http://<-stats-addr>/stats (JSON): multiply_calls by gRPC code name
 // ("OK", "Internal", "InvalidArgument"), counted before the reply is sent; with
 // -record-traceparent also traceparent by the values of the calls' traceparent metadata
-// ("none" when absent), for the context propagation tests.
+// ("none" when absent), and with -call-url a GET of that URL before each reply (the call
+// must answer 200), for the context propagation tests.
 //
 //	worker -addr :5001 -stats-addr :6001 -fail-rate 0.05
 package main
@@ -12,6 +13,7 @@ package main
 import (
 	"context"
 	"flag"
+	"io"
 	"math/big"
 	"net/http"
 	"os"
@@ -36,6 +38,8 @@ type server struct {
 	failer   *common.Failer
 	// recordTP: count calls by their traceparent values (unbounded: tests only).
 	recordTP bool
+	// callURL: GET it while serving each call (tests: a call made by a gRPC handler).
+	callURL string
 }
 
 func (s *server) Multiply(ctx context.Context, r *demopb.Range) (*demopb.Partial, error) {
@@ -57,6 +61,17 @@ func (s *server) Multiply(ctx context.Context, r *demopb.Range) (*demopb.Partial
 		s.counters.Add("multiply_calls", codes.Internal.String())
 		return nil, status.Error(codes.Internal, "injected failure")
 	}
+	if s.callURL != "" {
+		resp, err := http.Get(s.callURL)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "GET %s: %v", s.callURL, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, status.Errorf(codes.Unavailable, "GET %s: %s", s.callURL, resp.Status)
+		}
+	}
 	p := big.NewInt(1)
 	if r.From <= r.To {
 		p.MulRange(int64(r.From), int64(r.To))
@@ -71,6 +86,7 @@ func main() {
 	failRate := flag.Float64("fail-rate", 0, "fraction of calls failed at random with codes.Internal, in [0, 1]")
 	seed := flag.Int64("seed", 0, "random seed for failures (0: time based)")
 	recordTP := flag.Bool("record-traceparent", false, "count calls by their traceparent metadata (tests)")
+	callURL := flag.String("call-url", "", "GET this URL while serving each call (tests)")
 	flag.Parse()
 	common.CheckRate("fail-rate", *failRate)
 
@@ -81,7 +97,7 @@ func main() {
 	go func() { common.Fatalf("worker: stats server: %v", http.Serve(statsLn, mux)) }()
 
 	srv := grpc.NewServer()
-	demopb.RegisterMultiplierServer(srv, &server{counters: counters, failer: common.NewFailer(*failRate, *seed), recordTP: *recordTP})
+	demopb.RegisterMultiplierServer(srv, &server{counters: counters, failer: common.NewFailer(*failRate, *seed), recordTP: *recordTP, callURL: *callURL})
 	ln := common.Listen("worker", *addr, "grpc")
 	go func() {
 		sig := make(chan os.Signal, 1)

@@ -41,6 +41,7 @@ pub const PROBED_FUNCTIONS: &[&str] = &[
     "net/http.(*persistConn).roundTrip",
     "google.golang.org/grpc.(*Server).handleStream",
     "google.golang.org/grpc/internal/transport.(*http2Server).WriteStatus",
+    "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders",
     "google.golang.org/grpc.(*ClientConn).Invoke",
     "google.golang.org/grpc.(*ClientConn).NewStream",
     "google.golang.org/grpc/internal/transport.(*http2Client).Write",

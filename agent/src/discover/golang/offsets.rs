@@ -15,7 +15,8 @@
 //! - go1.23: bookworm-backports `golang-1.23-go` (go1.23.5) from `testapps/fetch-go.sh 1.23`,
 //!   the same commands with that `go` (`testapps/build-go.sh 1.23`);
 //! - grpc 1.33: Debian `golang-google-grpc-dev` (1.33.3), linked by `testapps/demo` worker
-//!   and backend (identical with go1.19 and go1.23).
+//!   and backend (identical with go1.19 and go1.23), with the `golang.org/x/net/http2` it
+//!   links (Debian `golang-golang-x-net-dev`; a GOPATH build records no x/net version).
 //!
 //! Only the measured releases are listed; other Go minors fall through to "missing" rather
 //! than borrow a neighbour's layout.
@@ -179,6 +180,16 @@ go_offsets! {
     grpc_buf_writer_offset: Grpc, ["google.golang.org/grpc/internal/transport.bufWriter"], "offset", &[];
     /// `google.golang.org/grpc/internal/transport.bufWriter.conn` (net.Conn interface).
     grpc_buf_writer_conn: Grpc, ["google.golang.org/grpc/internal/transport.bufWriter"], "conn", &[];
+    /// `golang.org/x/net/http2.MetaHeadersFrame.HeadersFrame` (embedded *HeadersFrame): with
+    /// the next three, where a gRPC server reads an incoming call's `traceparent` (context
+    /// propagation; optional). x/net is keyed by the grpc version it was measured with.
+    h2_meta_headers_frame: Grpc, ["golang.org/x/net/http2.MetaHeadersFrame"], "HeadersFrame", &[];
+    /// `golang.org/x/net/http2.MetaHeadersFrame.Fields` ([]hpack.HeaderField).
+    h2_meta_fields: Grpc, ["golang.org/x/net/http2.MetaHeadersFrame"], "Fields", &[];
+    /// `golang.org/x/net/http2.HeadersFrame.FrameHeader` (embedded).
+    h2_frame_header: Grpc, ["golang.org/x/net/http2.HeadersFrame"], "FrameHeader", &[];
+    /// `golang.org/x/net/http2.FrameHeader.StreamID` (uint32).
+    h2_frame_stream_id: Grpc, ["golang.org/x/net/http2.FrameHeader"], "StreamID", &[];
 }
 
 /// One fallback row: the offsets measured for one library release line.
@@ -290,6 +301,10 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("grpc_buf_writer_buf", 0),
             ("grpc_buf_writer_offset", 24),
             ("grpc_buf_writer_conn", 40),
+            ("h2_meta_headers_frame", 0),
+            ("h2_meta_fields", 8),
+            ("h2_frame_header", 0),
+            ("h2_frame_stream_id", 8),
         ],
     },
 ];
