@@ -458,29 +458,44 @@ int go_grpc_server(struct pt_regs *ctx)
 	return 0;
 }
 
-/* net/http.(*http2serverConn).runHandler(sc, rw *http2responseWriter, req, handler), entry:
- * the goroutine net/http's bundled HTTP/2 server started for a stream serves it from here,
- * and its handler starts. The stream is rw.rws.stream, the connection sc.conn. */
-SEC("uprobe")
-int go_h2_serve(struct pt_regs *ctx)
+/* The goroutine an HTTP/2 server started for a stream serves it from here, and its handler
+ * starts: runHandler(sc, rw, req, handler) of net/http's bundled server or of
+ * golang.org/x/net/http2 (the same code; each with its own struct offsets). The stream is
+ * rw.rws.stream, the connection sc.conn. */
+static __always_inline int h2_serve(struct pt_regs *ctx, int xnet)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
 	if (!o)
 		return 0;
+	const struct h2_server_offsets *h = xnet ? &o->xh2 : &o->h2;
 	__u64 rws = 0, st = 0;
 	struct go_request req = {};
-	if (bpf_probe_read_user(&rws, sizeof(rws), (void *)(ctx->bx + o->h2_response_writer_rws)) || !rws)
+	if (bpf_probe_read_user(&rws, sizeof(rws), (void *)(ctx->bx + h->response_writer_rws)) || !rws)
 		return 0;
-	if (bpf_probe_read_user(&st, sizeof(st), (void *)(rws + o->h2_rws_stream)) || !st)
+	if (bpf_probe_read_user(&st, sizeof(st), (void *)(rws + h->rws_stream)) || !st)
 		return 0;
-	if (bpf_probe_read_user(&req.stream, sizeof(req.stream), (void *)(st + o->h2_stream_id)) || !req.stream)
+	if (bpf_probe_read_user(&req.stream, sizeof(req.stream), (void *)(st + h->stream_id)) || !req.stream)
 		return 0;
-	req.sock = sock_of_conn(o, ctx->ax + o->h2_server_conn_conn);
+	req.sock = sock_of_conn(o, ctx->ax + h->server_conn_conn);
 	if (!req.sock)
 		return 0;
 	start_serving(o, ctx, tgid, &req, 0);
 	return 0;
+}
+
+/* net/http.(*http2serverConn).runHandler, entry. */
+SEC("uprobe")
+int go_h2_serve(struct pt_regs *ctx)
+{
+	return h2_serve(ctx, 0);
+}
+
+/* golang.org/x/net/http2.(*serverConn).runHandler, entry (e.g. h2c servers). */
+SEC("uprobe")
+int go_xh2_serve(struct pt_regs *ctx)
+{
+	return h2_serve(ctx, 1);
 }
 
 /* runtime.newproc1 returns (RET sites) the new goroutine: it inherits what its creator

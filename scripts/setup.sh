@@ -9,6 +9,7 @@ PKGS=(
   golang-go                                          # Go test apps (go1.19)
   golang-google-grpc-dev golang-google-protobuf-dev  # demo system: gRPC in GOPATH mode
   golang-github-golang-protobuf-1-5-dev              #   (grpc accepts 1-3 too; generated code needs 1-5)
+  golang-golang-x-net-dev                            # testapps/go-h2c (x/net/http2 server)
   protobuf-compiler protoc-gen-go protoc-gen-go-grpc #   code generation from testapps/demo/proto
   debian-archive-keyring                             # testapps/fetch-go.sh (go1.23, bookworm-backports)
   default-jdk-headless                               # Java test app

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the HTTP test services into testapps/build/ and writes one launcher per language:
-#   testapps/build/run-{python,node,java,go,rust} <port>
+#   testapps/build/run-{python,node,java,go,go-h2c,rust} <port>
 # and the demo system (testapps/demo/build.sh) into testapps/build/demo/. All Go builds use
 # the go on PATH (Debian's go1.19); testapps/build-go.sh 1.23 builds the Go apps with go1.23.
 # Idempotent: only rebuilds what changed. Toolchains come from scripts/setup.sh.
@@ -35,6 +35,12 @@ stale() {
 if stale "$OUT/go-http" "$HERE/go-http/main.go"; then
   echo "build.sh: building go-http"
   (cd "$HERE/go-http" && GO111MODULE=off GOFLAGS= GOPROXY=off go build -o "$OUT/go-http" main.go)
+fi
+
+# go-h2c: golang.org/x/net/http2's server, from Debian's golang-golang-x-net-dev (GOPATH).
+if stale "$OUT/go-h2c" "$HERE/go-h2c/main.go"; then
+  echo "build.sh: building go-h2c"
+  (cd "$HERE/go-h2c" && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOPROXY=off go build -o "$OUT/go-h2c" main.go)
 fi
 
 # The demo system (Go + Debian's gRPC packages, GOPATH mode).
@@ -73,4 +79,5 @@ launcher python "$PYTHON" "$HERE/python-http/app.py"
 launcher node "$NODE" "$HERE/node-http/app.js"
 launcher java "$JAVA" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$OUT/java" App
 launcher go "$OUT/go-http"
+launcher go-h2c "$OUT/go-h2c"
 launcher rust "$OUT/rust-http"

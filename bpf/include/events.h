@@ -97,6 +97,14 @@ struct go_event {
 	__u8 span_id[8];
 };
 
+/* An HTTP/2 server's runHandler(sc, rw, ...): sc.conn, rw.rws, rws.stream, stream.id. */
+struct h2_server_offsets {
+	__u64 server_conn_conn;
+	__u64 response_writer_rws;
+	__u64 rws_stream;
+	__u64 stream_id;
+};
+
 /* Struct member offsets the Go probes read, per traced Go process (map go_offsets), from the
  * binary's DWARF or the agent's per-version table (agent/src/discover/golang/offsets.rs). */
 struct go_offsets {
@@ -116,10 +124,8 @@ struct go_offsets {
 	__u64 grpc_stream_id;
 	__u64 grpc_http2_client_conn;
 	__u64 grpc_http2_server_conn;
-	__u64 h2_server_conn_conn;
-	__u64 h2_response_writer_rws;
-	__u64 h2_rws_stream;
-	__u64 h2_stream_id;
+	struct h2_server_offsets h2; /* net/http's bundled HTTP/2 server */
+	struct h2_server_offsets xh2; /* golang.org/x/net/http2's (the same code) */
 	/* Context propagation (0: unknown, no propagation in this process). */
 	__u64 http_conn_bufr;
 	__u64 persist_conn_bw;

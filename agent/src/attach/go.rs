@@ -17,7 +17,7 @@ use libbpf_rs::{Link, MapCore, MapFlags};
 use prometheus_client::metrics::gauge::Gauge;
 use tracing::{debug, info, warn};
 
-use super::skel::go::types::go_offsets;
+use super::skel::go::types::{go_offsets, h2_server_offsets};
 use super::skel::go::{GoSkel, GoSkelBuilder};
 use super::AttachError;
 use crate::discover::golang::{self, GoBinary, GoSupport};
@@ -26,6 +26,7 @@ const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 const NEWPROC1: &str = "runtime.newproc1";
 const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
 const H2_SERVER: &str = "net/http.(*http2serverConn).runHandler";
+const XH2_SERVER: &str = "golang.org/x/net/http2.(*serverConn).runHandler";
 const GRPC_SERVER: &str = "google.golang.org/grpc.(*Server).handleStream";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
 const GRPC_SERVER_HEADERS: &str = "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders";
@@ -151,10 +152,18 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
         grpc_stream_id: o.grpc_stream_id.unwrap_or(0),
         grpc_http2_client_conn: o.grpc_http2_client_conn.unwrap_or(0),
         grpc_http2_server_conn: o.grpc_http2_server_conn.unwrap_or(0),
-        h2_server_conn_conn: o.h2_server_conn_conn.unwrap_or(0),
-        h2_response_writer_rws: o.h2_response_writer_rws.unwrap_or(0),
-        h2_rws_stream: o.h2_rws_stream.unwrap_or(0),
-        h2_stream_id: o.h2_stream_id.unwrap_or(0),
+        h2: h2_server_offsets {
+            server_conn_conn: o.h2_server_conn_conn.unwrap_or(0),
+            response_writer_rws: o.h2_response_writer_rws.unwrap_or(0),
+            rws_stream: o.h2_rws_stream.unwrap_or(0),
+            stream_id: o.h2_stream_id.unwrap_or(0),
+        },
+        xh2: h2_server_offsets {
+            server_conn_conn: o.xh2_server_conn_conn.unwrap_or(0),
+            response_writer_rws: o.xh2_response_writer_rws.unwrap_or(0),
+            rws_stream: o.xh2_rws_stream.unwrap_or(0),
+            stream_id: o.xh2_stream_id.unwrap_or(0),
+        },
         http_conn_bufr: o.http_conn_bufr.unwrap_or(0),
         persist_conn_bw: o.http_persist_conn_bw.unwrap_or(0),
         bufio_reader_buf: o.bufio_reader_buf.unwrap_or(0),
@@ -291,6 +300,11 @@ fn attach(
     let h2 = [o.h2_server_conn_conn, o.h2_response_writer_rws, o.h2_rws_stream, o.h2_stream_id];
     let h2_served =
         attach_at(&mut links, &progs.go_h2_serve, pid, exe, bin, H2_SERVER, h2.iter().all(Option::is_some))?;
+    // And for golang.org/x/net/http2's server (h2c, or an explicitly configured http2.Server).
+    let xh2 = [o.xh2_server_conn_conn, o.xh2_response_writer_rws, o.xh2_rws_stream, o.xh2_stream_id];
+    let xh2_served =
+        attach_at(&mut links, &progs.go_xh2_serve, pid, exe, bin, XH2_SERVER, xh2.iter().all(Option::is_some))?;
+    let h2_served = h2_served || xh2_served;
     if let Some(site) = inject {
         let link = progs
             .go_inject_traceparent

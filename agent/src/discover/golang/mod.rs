@@ -52,6 +52,7 @@ pub const PROBED_FUNCTIONS: &[&str] = &[
     "crypto/tls.(*Conn).Read",
     "crypto/tls.(*Conn).Write",
     "net/http.(*http2serverConn).runHandler",
+    "golang.org/x/net/http2.(*serverConn).runHandler",
     "net/http.(*Request).write",
     "net/http.Header.writeSubset",
     "runtime.newproc1",

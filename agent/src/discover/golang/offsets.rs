@@ -28,6 +28,8 @@ pub enum Lib {
     Std,
     /// `google.golang.org/grpc`: keyed by the grpc module version.
     Grpc,
+    /// `golang.org/x/net`: no table rows (DWARF only).
+    XNet,
 }
 
 /// One member the probes need.
@@ -127,6 +129,16 @@ go_offsets! {
     h2_rws_stream: Std, ["net/http.http2responseWriterState"], "stream", &["net/http.(*http2serverConn)"];
     /// `net/http.http2stream.id` (uint32).
     h2_stream_id: Std, ["net/http.http2stream"], "id", &["net/http.(*http2serverConn)"];
+    /// `golang.org/x/net/http2.serverConn.conn` (net.Conn interface): the x/net HTTP/2
+    /// server's (h2c servers, say), with the next three. DWARF only: a GOPATH build records
+    /// no x/net version to pick a table row by.
+    xh2_server_conn_conn: XNet, ["golang.org/x/net/http2.serverConn"], "conn", &["golang.org/x/net/http2.(*serverConn)"];
+    /// `golang.org/x/net/http2.responseWriter.rws` (*responseWriterState).
+    xh2_response_writer_rws: XNet, ["golang.org/x/net/http2.responseWriter"], "rws", &["golang.org/x/net/http2.(*serverConn)"];
+    /// `golang.org/x/net/http2.responseWriterState.stream` (*stream).
+    xh2_rws_stream: XNet, ["golang.org/x/net/http2.responseWriterState"], "stream", &["golang.org/x/net/http2.(*serverConn)"];
+    /// `golang.org/x/net/http2.stream.id` (uint32).
+    xh2_stream_id: XNet, ["golang.org/x/net/http2.stream"], "id", &["golang.org/x/net/http2.(*serverConn)"];
     /// `crypto/tls.Conn.conn` (net.Conn interface).
     tls_conn_conn: Std, ["crypto/tls.Conn"], "conn", &["crypto/tls."];
     /// `net.TCPConn.conn` (embedded net.conn).
@@ -334,6 +346,7 @@ pub fn resolve(
         let version = match f.lib {
             Lib::Std => go,
             Lib::Grpc => grpc,
+            Lib::XNet => None,
         };
         let row = FALLBACK.iter().find(|r| r.lib == f.lib && Some(r.version) == version);
         if let Some(&(_, v)) = row.and_then(|r| r.offsets.iter().find(|(n, _)| *n == f.name)) {
