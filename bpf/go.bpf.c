@@ -661,11 +661,15 @@ struct {
 	__type(value, struct grpc_inject);
 } go_grpc_injects SEC(".maps");
 
-/* A header write in progress on a loopy goroutine, writeHeader entry to return. */
-struct grpc_header_write {
+/* An HTTP/2 header write in progress on a goroutine (grpc's loopy goroutine in
+ * loopyWriter.writeHeader, or a net/http HTTP/2 client request's in
+ * http2ClientConn.writeHeaders), for finish_header_write. The write buffer is a byte slice
+ * and a fill count (grpc's bufWriter.buf/offset, bufio.Writer.buf/n). */
+struct header_write {
 	struct inject tp;
-	__u64 bw; /* the transport's *bufWriter */
-	__s64 offset; /* its fill when writeHeader began */
+	__u64 buf_addr; /* address of the buffer's slice header */
+	__u64 fill_addr; /* address of its fill count */
+	__s64 start; /* the fill when the write began */
 	__u32 stream;
 	__u32 _pad;
 };
@@ -674,8 +678,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct goroutine_key);
-	__type(value, struct grpc_header_write);
-} go_grpc_header_writes SEC(".maps");
+	__type(value, struct header_write);
+} go_header_writes SEC(".maps");
 
 /* HTTP/2 frame header (9) + HPACK "literal without indexing, new name" (RFC 7541 6.2.2):
  * 0x00, name length, "traceparent", value length, value. No dynamic table entry, so the
@@ -731,60 +735,58 @@ int go_grpc_write_header(struct pt_regs *ctx)
 		return 0;
 	struct grpc_inject v = *q;
 	bpf_map_delete_elem(&go_grpc_injects, &k);
-	struct grpc_header_write w = { .tp = v.tp, .stream = (__u32)ctx->bx };
-	__u64 fr = 0;
+	struct header_write w = { .tp = v.tp, .stream = (__u32)ctx->bx };
+	__u64 fr = 0, bw = 0;
 	if (bpf_probe_read_user(&fr, sizeof(fr), (void *)(ctx->ax + o->grpc_loopy_framer)) || !fr)
 		return 0;
-	if (bpf_probe_read_user(&w.bw, sizeof(w.bw), (void *)(fr + o->grpc_framer_writer)) || !w.bw)
+	if (bpf_probe_read_user(&bw, sizeof(bw), (void *)(fr + o->grpc_framer_writer)) || !bw)
 		return 0;
-	if (bpf_probe_read_user(&w.offset, sizeof(w.offset), (void *)(w.bw + o->grpc_buf_writer_offset)))
+	w.buf_addr = bw + o->grpc_buf_writer_buf;
+	w.fill_addr = bw + o->grpc_buf_writer_offset;
+	if (bpf_probe_read_user(&w.start, sizeof(w.start), (void *)w.fill_addr))
 		return 0;
-	__u64 sk = sock_of_conn(o, w.bw + o->grpc_buf_writer_conn);
+	__u64 sk = sock_of_conn(o, bw + o->grpc_buf_writer_conn);
 	if (!sk || !w.stream)
 		return 0;
 	struct go_request req = { .sock = v.server_sock, .stream = v.server_stream };
 	__u64 goid = goid_of(o, ctx->r14);
 	emit_go(EVENT_GO_CLIENT, goid, v.server_sock ? &req : 0, sk, w.stream, &v.tp);
 	struct goroutine_key gk = { .tgid = tgid, .goid = goid };
-	bpf_map_update_elem(&go_grpc_header_writes, &gk, &w, BPF_ANY);
+	bpf_map_update_elem(&go_header_writes, &gk, &w, BPF_ANY);
 	return 0;
 }
 
-/* RET sites of loopyWriter.writeHeader: when the call's header block went into the write
- * buffer as one HEADERS frame that is still there (nothing flushed since), the frame loses
- * END_HEADERS and a CONTINUATION frame with the traceparent follows it. Skipped, the call
- * unchanged, when the buffer has no room or the frame is not as expected. */
-SEC("uprobe")
-int go_grpc_write_header_ret(struct pt_regs *ctx)
+/* The end of the current goroutine's header write (header_write): when the call's header
+ * block went into the write buffer as one HEADERS frame that is still there (nothing flushed
+ * since), the frame loses END_HEADERS and a CONTINUATION frame with the traceparent follows
+ * it. Skipped, the call unchanged, when the buffer has no room or the frame is not as
+ * expected. */
+static __always_inline void finish_header_write(const struct go_offsets *o, struct pt_regs *ctx, __u32 tgid)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
-	if (!o)
-		return 0;
 	struct goroutine_key gk = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
-	struct grpc_header_write *p = bpf_map_lookup_elem(&go_grpc_header_writes, &gk);
+	struct header_write *p = bpf_map_lookup_elem(&go_header_writes, &gk);
 	if (!p)
-		return 0;
-	struct grpc_header_write w = *p;
-	bpf_map_delete_elem(&go_grpc_header_writes, &gk);
+		return;
+	struct header_write w = *p;
+	bpf_map_delete_elem(&go_header_writes, &gk);
 	__u64 buf = 0;
 	__s64 size = 0, end = 0;
-	if (bpf_probe_read_user(&buf, sizeof(buf), (void *)(w.bw + o->grpc_buf_writer_buf)) || !buf)
-		return 0;
-	if (bpf_probe_read_user(&size, sizeof(size), (void *)(w.bw + o->grpc_buf_writer_buf + 8)))
-		return 0;
-	if (bpf_probe_read_user(&end, sizeof(end), (void *)(w.bw + o->grpc_buf_writer_offset)))
-		return 0;
-	if (w.offset < 0 || end < w.offset + H2_FRAME_HEADER || end + TP_CONTINUATION_LEN > size)
-		return 0;
+	if (bpf_probe_read_user(&buf, sizeof(buf), (void *)w.buf_addr) || !buf)
+		return;
+	if (bpf_probe_read_user(&size, sizeof(size), (void *)(w.buf_addr + 8)))
+		return;
+	if (bpf_probe_read_user(&end, sizeof(end), (void *)w.fill_addr))
+		return;
+	if (w.start < 0 || end < w.start + H2_FRAME_HEADER || end + TP_CONTINUATION_LEN > size)
+		return;
 	__u8 fh[H2_FRAME_HEADER];
-	if (bpf_probe_read_user(fh, sizeof(fh), (void *)(buf + w.offset)))
-		return 0;
+	if (bpf_probe_read_user(fh, sizeof(fh), (void *)(buf + w.start)))
+		return;
 	__u32 len = (__u32)fh[0] << 16 | (__u32)fh[1] << 8 | fh[2];
 	__u32 stream = ((__u32)fh[5] << 24 | (__u32)fh[6] << 16 | (__u32)fh[7] << 8 | fh[8]) & 0x7fffffff;
 	/* One HEADERS frame with END_HEADERS (0x4), this stream's, ending where the buffer does. */
-	if (fh[3] != 0x1 || !(fh[4] & 0x4) || stream != w.stream || w.offset + H2_FRAME_HEADER + len != end)
-		return 0;
+	if (fh[3] != 0x1 || !(fh[4] & 0x4) || stream != w.stream || w.start + H2_FRAME_HEADER + len != end)
+		return;
 	char c[TP_CONTINUATION_LEN] = {};
 	c[2] = TP_HPACK_LEN;
 	c[3] = 0x9; /* CONTINUATION */
@@ -799,12 +801,99 @@ int go_grpc_write_header_ret(struct pt_regs *ctx)
 	c[22] = TP_VALUE_LEN;
 	put_traceparent(c + 23, &w.tp);
 	if (bpf_probe_write_user((void *)(buf + end), c, sizeof(c)))
-		return 0;
+		return;
 	__u8 flags = fh[4] & ~0x4;
-	if (bpf_probe_write_user((void *)(buf + w.offset + 4), &flags, 1))
-		return 0;
+	if (bpf_probe_write_user((void *)(buf + w.start + 4), &flags, 1))
+		return;
 	end += TP_CONTINUATION_LEN;
-	bpf_probe_write_user((void *)(w.bw + o->grpc_buf_writer_offset), &end, sizeof(end));
+	bpf_probe_write_user((void *)w.fill_addr, &end, sizeof(end));
+}
+
+/* RET sites of loopyWriter.writeHeader. */
+SEC("uprobe")
+int go_grpc_write_header_ret(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (o)
+		finish_header_write(o, ctx, tgid);
+	return 0;
+}
+
+/* net/http's HTTP/2 client streams whose request headers were written: writeHeaders also
+ * writes a request's trailers, which must not be announced or get a traceparent again. */
+struct h2_stream_key {
+	__u32 tgid;
+	__u32 stream;
+	__u64 cc;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct h2_stream_key);
+	__type(value, __u8);
+} go_h2_client_streams SEC(".maps");
+
+/* net/http.(*http2ClientConn).writeHeaders(cc, streamID uint32, endStream bool, maxFrameSize
+ * int, hdrs []byte), entry, on the request's goroutine (doRequest, started by the caller): an
+ * HTTP/2 call goes out on stream streamID of cc.tconn, announced before its bytes (the frames
+ * are flushed at the end of writeHeaders). With context propagation the call gets its span
+ * id, and the traceparent goes in when the HEADERS frame is written (Framer.WriteHeaders'
+ * return, inside writeHeaders and before its flush). */
+SEC("uprobe")
+int go_h2_client(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (!o)
+		return 0;
+	struct h2_stream_key sk_key = { .tgid = tgid, .stream = (__u32)ctx->bx, .cc = ctx->ax };
+	if (!sk_key.stream || bpf_map_lookup_elem(&go_h2_client_streams, &sk_key))
+		return 0;
+	__u8 one = 1;
+	bpf_map_update_elem(&go_h2_client_streams, &sk_key, &one, BPF_ANY);
+	__u64 sk = sock_of_conn(o, ctx->ax + o->h2_client_conn_tconn);
+	if (!sk)
+		return 0;
+	__u64 g = ctx->r14, goid = goid_of(o, g);
+	struct go_request *req = serving_of(o, tgid, g, goid);
+	struct header_write w = { .stream = sk_key.stream };
+	__u64 bw = 0;
+	int inject = propagate_headers && o->h2_client_conn_bw &&
+		     !bpf_probe_read_user(&bw, sizeof(bw), (void *)(ctx->ax + o->h2_client_conn_bw)) && bw;
+	if (inject) {
+		/* A call made outside any request starts a trace of its own. */
+		if (req && req->traced) {
+			__builtin_memcpy(w.tp.trace_id, req->trace_id, sizeof(w.tp.trace_id));
+			w.tp.flags = req->flags;
+		} else {
+			random_bytes(w.tp.trace_id, 4);
+			w.tp.flags = 1;
+		}
+		random_bytes(w.tp.span_id, 2);
+		w.buf_addr = bw + o->bufio_writer_buf;
+		w.fill_addr = bw + o->bufio_writer_n;
+		if (bpf_probe_read_user(&w.start, sizeof(w.start), (void *)w.fill_addr))
+			inject = 0;
+	}
+	emit_go(EVENT_GO_CLIENT, goid, req, sk, sk_key.stream, inject ? &w.tp : 0);
+	if (inject) {
+		struct goroutine_key gk = { .tgid = tgid, .goid = goid };
+		bpf_map_update_elem(&go_header_writes, &gk, &w, BPF_ANY);
+	}
+	return 0;
+}
+
+/* RET sites of net/http.(*http2Framer).WriteHeaders (context propagation only): the HEADERS
+ * frame of a call go_h2_client announced is in the connection's bufio.Writer. */
+SEC("uprobe")
+int go_h2_client_headers_ret(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (o)
+		finish_header_write(o, ctx, tgid);
 	return 0;
 }
 

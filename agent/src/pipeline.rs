@@ -482,7 +482,7 @@ pub fn context_propagation(
     if cp.tcp || cp.ip {
         warn!(
             context_propagation = %cp,
-            "ebpf.context_propagation: `tcp` and `ip` are not implemented; only `headers` is (Go net/http HTTP/1.x and gRPC clients)."
+            "ebpf.context_propagation: `tcp` and `ip` are not implemented; only `headers` is (Go net/http and gRPC clients)."
         );
     }
     if !cp.headers {
@@ -502,7 +502,7 @@ pub fn context_propagation(
         );
         return false;
     }
-    info!("Context propagation: traceparent headers are written into outgoing Go net/http (HTTP/1.x) requests and gRPC calls.");
+    info!("Context propagation: traceparent headers are written into outgoing Go net/http requests and gRPC calls.");
     true
 }
 

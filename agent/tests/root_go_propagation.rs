@@ -366,3 +366,79 @@ fn grpc_server_propagation(go: &str) {
 fn root_go_propagation_grpc_server_go119() {
     grpc_server_propagation("go1.19");
 }
+
+/// net/http's HTTP/2 client: an instrumented go-http calls, on `/call`, an untraced go-http
+/// serving HTTPS with h2, which logs the `traceparent` of every `/ping`. Each call is the
+/// child of the request it serves (announced by the Go probes: nothing else links a Go
+/// HTTP/2 call to its goroutine), and where the kernel allows writing, its traceparent names
+/// the exported client span, passing on an incoming trace.
+fn h2_client_propagation(go: &str) {
+    require_root();
+    let launcher = go_launcher(go);
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (down, front, mport) = (free_port(), free_port(), free_port());
+    let tp_log = std::env::temp_dir().join(format!("beyla-h2-traceparents-{go}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tp_log);
+    let yaml = agent_yaml(&[(front, "cp-front")], mport, &receiver);
+    let (_agent, log) = start_agent(&yaml, &[], &format!("h2-propagation-{go}"));
+    let _down = start_launcher(
+        &launcher,
+        "go-http",
+        down,
+        &[("GO_HTTP_TLS", "h2"), ("GO_HTTP_TRACEPARENT_LOG", tp_log.to_str().unwrap())],
+    );
+    let url = format!("https://127.0.0.1:{down}/ping");
+    let _front = start_launcher(&launcher, "go-http", front, &[("DOWNSTREAM_URL", &url), ("GO_HTTP_CLIENT_H2", "1")]);
+    wait_instrumented(mport, 1.0, &log);
+    wait_go_instrumented(mport, 1.0, &log);
+    let (_, can_write) = lockdown_of(&log);
+
+    for _ in 0..3 {
+        assert_eq!(call(front, None), "called:200");
+    }
+    for t in INCOMING {
+        assert_eq!(call(front, Some(&format!("00-{t}-{INCOMING_PARENT}-01"))), "called:200");
+    }
+    let lines: Vec<String> =
+        std::fs::read_to_string(&tp_log).expect("traceparent log").lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+
+    let got = wait_for(Duration::from_secs(30), || {
+        receiver.spans().iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).count() >= 10
+    });
+    let spans: Vec<Got> = receiver.spans().into_iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).collect();
+    let dump = || format!("{} spans\n--- agent log:\n{}", spans.len(), agent_log(&log));
+    assert!(got, "{}", dump());
+    let servers: Vec<&Got> = spans.iter().filter(|g| g.span.kind == 2).collect();
+    assert_eq!(servers.len(), 5, "{}", dump());
+    let mut client_ids = Vec::new();
+    for s in &servers {
+        let c = spans
+            .iter()
+            .find(|g| g.span.kind == 3 && g.span.parent_span_id == s.span.span_id)
+            .unwrap_or_else(|| panic!("no HTTP/2 client span under {}: {}", hex(&s.span.span_id), dump()));
+        assert_eq!(c.span.trace_id, s.span.trace_id);
+        client_ids.push(format!("00-{}-{}-01", hex(&c.span.trace_id), hex(&c.span.span_id)));
+    }
+    if !can_write {
+        assert!(lines.iter().all(String::is_empty), "a header was written under lockdown: {lines:?}");
+        return;
+    }
+    let mut seen = lines.clone();
+    seen.sort();
+    client_ids.sort();
+    assert_eq!(seen, client_ids, "traceparents received vs client spans exported\n{}", dump());
+    for t in INCOMING {
+        assert_eq!(seen.iter().filter(|v| v.contains(t)).count(), 1, "trace {t} not passed on: {seen:?}");
+    }
+}
+
+#[test]
+fn root_go_propagation_h2_client_go119() {
+    h2_client_propagation("go1.19");
+}
+
+#[test]
+fn root_go_propagation_h2_client_go123() {
+    h2_client_propagation("go1.23");
+}

@@ -133,6 +133,9 @@ struct go_offsets {
 	__u64 bufio_reader_r;
 	__u64 bufio_writer_buf;
 	__u64 bufio_writer_n;
+	/* net/http's HTTP/2 client: http2ClientConn.tconn, and .bw (0: no traceparent written). */
+	__u64 h2_client_conn_tconn;
+	__u64 h2_client_conn_bw;
 	/* gRPC client context propagation (the probes are attached only when all are known). */
 	__u64 grpc_loopy_framer;
 	__u64 grpc_framer_writer;

@@ -3,7 +3,9 @@
 // Usage: go-http <port>; with GO_HTTP_TLS=1 it serves HTTPS (HTTP/1.1) with a self-signed
 // certificate made at start-up, with GO_HTTP_TLS=h2 HTTPS with HTTP/2 offered (ALPN, the
 // net/http bundled h2 server). Its client accepts any certificate, so DOWNSTREAM_URL may be
-// https:// to another instance.
+// https:// to another instance; with GO_HTTP_CLIENT_H2=1 it speaks HTTP/2 to such a server
+// (net/http's bundled h2 client). GO_HTTP_TRACEPARENT_LOG=<file>: /ping appends the
+// request's traceparent header (an empty line when absent) to the file (tests).
 package main
 
 import (
@@ -72,6 +74,15 @@ func handle(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
 	switch {
 	case r.Method == "GET" && path == "/ping":
+		if log := os.Getenv("GO_HTTP_TRACEPARENT_LOG"); log != "" {
+			f, err := os.OpenFile(log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				reply(w, 500, []byte(err.Error()), "text/plain")
+				return
+			}
+			fmt.Fprintln(f, r.Header.Get("traceparent"))
+			f.Close()
+		}
 		reply(w, 200, []byte("pong"), "text/plain")
 	case r.Method == "GET" && strings.HasPrefix(path, "/users/") && len(path) > 7:
 		reply(w, 200, []byte(`{"id":"`+path[7:]+`"}`), "application/json")
@@ -112,6 +123,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	if os.Getenv("GO_HTTP_CLIENT_H2") == "1" {
+		// A custom Transport gets HTTP/2 only when asked for.
+		client.Transport.(*http.Transport).ForceAttemptHTTP2 = true
 	}
 	var cfg *tls.Config
 	if mode := os.Getenv("GO_HTTP_TLS"); mode == "1" || mode == "h2" {

@@ -26,6 +26,8 @@ const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
 const NEWPROC1: &str = "runtime.newproc1";
 const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
 const H2_SERVER: &str = "net/http.(*http2serverConn).runHandler";
+const H2_CLIENT: &str = "net/http.(*http2ClientConn).writeHeaders";
+const H2_FRAMER_WRITE_HEADERS: &str = "net/http.(*http2Framer).WriteHeaders";
 const XH2_SERVER: &str = "golang.org/x/net/http2.(*serverConn).runHandler";
 const GRPC_SERVER: &str = "google.golang.org/grpc.(*Server).handleStream";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
@@ -119,6 +121,7 @@ fn load(
     open.progs.go_inject_traceparent.set_autoload(propagate);
     open.progs.go_grpc_client_headers.set_autoload(propagate);
     open.progs.go_grpc_server_headers.set_autoload(propagate);
+    open.progs.go_h2_client_headers_ret.set_autoload(propagate);
     open.progs.go_grpc_write_header.set_autoload(propagate);
     open.progs.go_grpc_write_header_ret.set_autoload(propagate);
     open.load().map_err(|source| AttachError::Load { family: "go", source })
@@ -170,6 +173,8 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
         bufio_reader_r: o.bufio_reader_r.unwrap_or(0),
         bufio_writer_buf: o.bufio_writer_buf.unwrap_or(0),
         bufio_writer_n: o.bufio_writer_n.unwrap_or(0),
+        h2_client_conn_tconn: o.h2_client_conn_tconn.unwrap_or(0),
+        h2_client_conn_bw: o.h2_client_conn_bw.unwrap_or(0),
         grpc_loopy_framer: o.grpc_loopy_framer.unwrap_or(0),
         grpc_framer_writer: o.grpc_framer_writer.unwrap_or(0),
         grpc_buf_writer_buf: o.grpc_buf_writer_buf.unwrap_or(0),
@@ -260,13 +265,22 @@ fn attach(
     // Context propagation: the outgoing header goes in where Request.write calls
     // Header.writeSubset; the incoming one is read from the server connection's buffer.
     let o = &bin.offsets;
-    let writes = o.http_persist_conn_bw.is_some() && o.bufio_writer_buf.is_some() && o.bufio_writer_n.is_some();
+    let bufio_writes = o.bufio_writer_buf.is_some() && o.bufio_writer_n.is_some();
+    let writes = o.http_persist_conn_bw.is_some() && bufio_writes;
     let inject = bin.call_site(REQUEST_WRITE, WRITE_SUBSET).filter(|_| propagate && writes);
     if propagate && inject.is_none() && bin.function(HTTP_CLIENT).is_some() {
         info!(pid, "Go binary lacks what writing traceparent headers needs; its outgoing requests carry none.");
     }
     if inject.is_none() {
         offsets.persist_conn_bw = 0;
+    }
+    // net/http's HTTP/2 client: after the HEADERS frame is buffered (Framer.WriteHeaders).
+    let h2_client = o.h2_client_conn_tconn.is_some();
+    let h2_inject = bin
+        .function(H2_FRAMER_WRITE_HEADERS)
+        .filter(|f| propagate && h2_client && o.h2_client_conn_bw.is_some() && bufio_writes && !f.returns.is_empty());
+    if h2_inject.is_none() {
+        offsets.h2_client_conn_bw = 0;
     }
     if o.http_conn_bufr.is_none() || o.bufio_reader_buf.is_none() || o.bufio_reader_r.is_none() {
         offsets.http_conn_bufr = 0;
@@ -315,6 +329,12 @@ fn attach(
                 source,
             })?;
         links.push(link);
+    }
+    // net/http's HTTP/2 client: each call announced at writeHeaders; with propagation its
+    // traceparent follows the HEADERS frame (Framer.WriteHeaders' return, before the flush).
+    attach_at(&mut links, &progs.go_h2_client, pid, exe, bin, H2_CLIENT, h2_client)?;
+    if let (Some(f), true) = (h2_inject, bin.function(H2_CLIENT).is_some()) {
+        attach_returns(&mut links, &progs.go_h2_client_headers_ret, pid, exe, H2_FRAMER_WRITE_HEADERS, &f.returns)?;
     }
     // gRPC client calls: the caller's header fields carry the context to the loopy goroutine,
     // which announces the call and writes the header after its HEADERS frame.

@@ -49,6 +49,7 @@ pub const PROBED_FUNCTIONS: &[&str] = &[
     "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader",
     "golang.org/x/net/http2.(*Framer).WriteHeaders",
     "net/http.(*http2Framer).WriteHeaders",
+    "net/http.(*http2ClientConn).writeHeaders",
     "crypto/tls.(*Conn).Read",
     "crypto/tls.(*Conn).Write",
     "net/http.(*http2serverConn).runHandler",

@@ -120,6 +120,12 @@ go_offsets! {
     http_conn_rwc: Std, ["net/http.conn"], "rwc", HTTP;
     /// `net/http.persistConn.conn` (net.Conn interface), the client's connection.
     http_persist_conn_conn: Std, ["net/http.persistConn"], "conn", &["net/http.(*persistConn)"];
+    /// `net/http.http2ClientConn.tconn` (net.Conn interface): the bundled HTTP/2 client's
+    /// connection.
+    h2_client_conn_tconn: Std, ["net/http.http2ClientConn"], "tconn", &["net/http.(*http2ClientConn)"];
+    /// `net/http.http2ClientConn.bw` (*bufio.Writer): where an HTTP/2 call's `traceparent`
+    /// is written (context propagation; optional).
+    h2_client_conn_bw: Std, ["net/http.http2ClientConn"], "bw", &[];
     /// `net/http.http2serverConn.conn` (net.Conn interface): the bundled HTTP/2 server's
     /// connection.
     h2_server_conn_conn: Std, ["net/http.http2serverConn"], "conn", &["net/http.(*http2serverConn)"];
@@ -255,6 +261,8 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("h2_response_writer_rws", 0),
             ("h2_rws_stream", 0),
             ("h2_stream_id", 8),
+            ("h2_client_conn_tconn", 8),
+            ("h2_client_conn_bw", 296),
         ],
     },
     FallbackRow {
@@ -296,6 +304,8 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("h2_response_writer_rws", 0),
             ("h2_rws_stream", 0),
             ("h2_stream_id", 8),
+            ("h2_client_conn_tconn", 8),
+            ("h2_client_conn_bw", 296),
         ],
     },
     FallbackRow {
