@@ -322,6 +322,12 @@ class Agent:
         return m
 
 
+def served(metrics):
+    """Server requests and calls the agent counted: HTTP, and gRPC (the grpc app)."""
+    return (metric_sum(metrics, "http_server_request_duration_seconds_count")
+            + metric_sum(metrics, "rpc_server_call_duration_seconds_count"))
+
+
 def snapshot(agent, apps):
     s = {"t": time.time(), "load": loadavg(), "app_cpu": sum(cpu_s(a.pid) for a in apps)}
     if agent:
@@ -331,7 +337,7 @@ def snapshot(agent, apps):
         s["lost"] = metric_sum(t, "beyla_ebpf_events_lost_total")
         s["read"] = metric_sum(t, "beyla_ebpf_events_read_total")
         s["decoded"] = metric_sum(t, "beyla_decoded_requests_total", side="server")
-        s["counted"] = metric_sum(agent.metrics(), "http_server_request_duration_seconds_count")
+        s["counted"] = served(agent.metrics())
         s.update({("agent_" + k): v for k, v in mem_kb(agent.pid).items()})
     return s
 
@@ -340,7 +346,7 @@ def settle_counts(agent, timeout=5.0):
     """Waits until the agent's request count stops moving (its pipeline has drained)."""
     last, end = -1.0, time.time() + timeout
     while time.time() < end:
-        c = metric_sum(agent.metrics(), "http_server_request_duration_seconds_count")
+        c = served(agent.metrics())
         if c == last:
             return
         last = c

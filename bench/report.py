@@ -127,7 +127,7 @@ def loss_table(rows):
         sent = r["load"]["completed"]
         ratio = r["load"]["rps"] / base[r["app"]] if base.get(r["app"]) else None
         out.append([r["app"], wake, r.get("pair", "-"), f(r["load"]["rps"]), f(ratio, "{:.3f}"), sent, f(r.get("counted")), f(r.get("decoded")),
-                    f(None if r["app"] == "grpc" else sent - r["counted"]), f(r.get("lost"))])
+                    f(sent - r["counted"]), f(r.get("lost"))])
     return table(["app", "ebpf.wakeup_len", "pair", "req/s", "ratio to median without agent",
                   "completed by load generator", "on /metrics",
                   "decoded (server)", "missing", "events lost"], out)
@@ -259,7 +259,7 @@ def check(rows):
         if r.get("agent") or r["kind"] in ("loss", "growth"):
             if r["load"]["completed"] <= 0:
                 problems.append(f"{r['kind']} {r.get('app', r.get('dim'))}: load generator completed nothing")
-            if r.get("app") != "grpc" and not r.get("counted"):
+            if not r.get("counted"):
                 problems.append(f"{r['kind']} {r.get('app', r.get('dim'))}: agent counted no requests")
     return problems
 
