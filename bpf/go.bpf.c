@@ -346,48 +346,46 @@ int go_serve_http(struct pt_regs *ctx)
 	return 0;
 }
 
-/* An incoming gRPC call's trace context, from the server transport's reader goroutine
- * (operateHeaders) to the goroutine serving the stream (handleStream). */
-struct grpc_stream_key {
+/* An HTTP/2 stream of a connection (grpc's *http2Server, net/http's or x/net's server or
+ * client connection). */
+struct h2_stream_key {
 	__u32 tgid;
 	__u32 stream;
-	__u64 transport; /* *http2Server */
+	__u64 conn;
 };
 
+/* An incoming call's trace context (its traceparent), from the server's reader goroutine,
+ * which decodes the headers (grpc operateHeaders, net/http and x/net processHeaders), to the
+ * goroutine serving the stream (handleStream, runHandler). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct grpc_stream_key);
+	__type(key, struct h2_stream_key);
 	__type(value, struct go_request);
-} go_grpc_incoming SEC(".maps");
+} go_h2_incoming SEC(".maps");
 
 /* hpack.HeaderField{Name, Value string; Sensitive bool}: 40 bytes on 64-bit, unchanged since
  * the package began. Header fields searched per call. */
 #define HPACK_FIELD_SIZE 40
-#define GRPC_MAX_FIELDS 24
+#define H2_MAX_FIELDS 24
 
-/* grpc/internal/transport.(*http2Server).operateHeaders(t, frame *http2.MetaHeadersFrame,
- * ...), entry, with context propagation on: the decoded header fields of a new call are
- * searched for traceparent, kept for handleStream under (t, stream id). */
-SEC("uprobe")
-int go_grpc_server_headers(struct pt_regs *ctx)
+/* Context propagation: the decoded header fields of a new stream of conn (frame, a
+ * MetaHeadersFrame; x/net's layout or net/http's bundled copy's) are searched for
+ * traceparent, kept for the goroutine that will serve the stream (take_incoming). */
+static __always_inline void stash_incoming(__u32 tgid, __u64 conn, __u64 frame, const struct h2_meta_offsets *m)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
-	if (!o)
-		return 0;
-	__u64 frame = ctx->bx, hf = 0, fields = 0;
+	__u64 hf = 0, fields = 0;
 	__s64 n = 0;
-	struct grpc_stream_key k = { .tgid = tgid, .transport = ctx->ax };
-	if (bpf_probe_read_user(&hf, sizeof(hf), (void *)(frame + o->h2_meta_headers_frame)) || !hf)
-		return 0;
-	if (bpf_probe_read_user(&k.stream, sizeof(k.stream), (void *)(hf + o->h2_frame_header + o->h2_frame_stream_id)))
-		return 0;
-	if (bpf_probe_read_user(&fields, sizeof(fields), (void *)(frame + o->h2_meta_fields)) || !fields)
-		return 0;
-	if (bpf_probe_read_user(&n, sizeof(n), (void *)(frame + o->h2_meta_fields + 8)) || n <= 0)
-		return 0;
-	for (int i = 0; i < GRPC_MAX_FIELDS; i++) {
+	struct h2_stream_key k = { .tgid = tgid, .conn = conn };
+	if (bpf_probe_read_user(&hf, sizeof(hf), (void *)(frame + m->headers_frame)) || !hf)
+		return;
+	if (bpf_probe_read_user(&k.stream, sizeof(k.stream), (void *)(hf + m->frame_header + m->stream_id)))
+		return;
+	if (bpf_probe_read_user(&fields, sizeof(fields), (void *)(frame + m->fields)) || !fields)
+		return;
+	if (bpf_probe_read_user(&n, sizeof(n), (void *)(frame + m->fields + 8)) || n <= 0)
+		return;
+	for (int i = 0; i < H2_MAX_FIELDS; i++) {
 		if (i >= n)
 			break;
 		struct {
@@ -397,7 +395,7 @@ int go_grpc_server_headers(struct pt_regs *ctx)
 			__s64 value_len;
 		} f;
 		if (bpf_probe_read_user(&f, sizeof(f), (void *)(fields + i * HPACK_FIELD_SIZE)))
-			return 0;
+			return;
 		if (f.name_len != 11 || f.value_len != TP_VALUE_LEN)
 			continue;
 		char name[12] = {};
@@ -413,11 +411,64 @@ int go_grpc_server_headers(struct pt_regs *ctx)
 		char v[TP_VALUE_LEN];
 		struct go_request req = {};
 		if (bpf_probe_read_user(v, sizeof(v), (void *)f.value) || !parse_traceparent(v, &req))
-			return 0;
+			return;
 		req.traced = 1;
-		bpf_map_update_elem(&go_grpc_incoming, &k, &req, BPF_ANY);
-		return 0;
+		bpf_map_update_elem(&go_h2_incoming, &k, &req, BPF_ANY);
+		return;
 	}
+}
+
+/* The trace context of stream `stream` of conn for the goroutine starting to serve it: its
+ * incoming traceparent's (stash_incoming), or a trace id made up here. */
+static __always_inline void take_incoming(__u32 tgid, __u64 conn, struct go_request *req, struct inject *tp)
+{
+	struct h2_stream_key k = { .tgid = tgid, .stream = req->stream, .conn = conn };
+	struct go_request *in = bpf_map_lookup_elem(&go_h2_incoming, &k);
+	if (in) {
+		__builtin_memcpy(req->trace_id, in->trace_id, sizeof(req->trace_id));
+		req->flags = in->flags;
+		bpf_map_delete_elem(&go_h2_incoming, &k);
+	} else {
+		random_bytes(req->trace_id, 4);
+		req->flags = 1;
+	}
+	req->traced = 1;
+	__builtin_memcpy(tp->trace_id, req->trace_id, sizeof(tp->trace_id));
+}
+
+/* grpc/internal/transport.(*http2Server).operateHeaders(t, frame *http2.MetaHeadersFrame,
+ * ...), entry, with context propagation on: a new call's incoming traceparent, for
+ * handleStream. */
+SEC("uprobe")
+int go_grpc_server_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (o)
+		stash_incoming(tgid, ctx->ax, ctx->bx, &o->xh2_meta);
+	return 0;
+}
+
+/* net/http.(*http2serverConn).processHeaders(sc, f *http2MetaHeadersFrame), entry, with
+ * context propagation on: a new request's incoming traceparent, for runHandler. */
+SEC("uprobe")
+int go_h2_server_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (o)
+		stash_incoming(tgid, ctx->ax, ctx->bx, &o->h2_meta);
+	return 0;
+}
+
+/* golang.org/x/net/http2.(*serverConn).processHeaders, likewise. */
+SEC("uprobe")
+int go_xh2_server_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
+	if (o)
+		stash_incoming(tgid, ctx->ax, ctx->bx, &o->xh2_meta);
 	return 0;
 }
 
@@ -440,20 +491,8 @@ int go_grpc_server(struct pt_regs *ctx)
 		return 0;
 	/* Context propagation: the call's trace continues in the calls its handler makes. */
 	struct inject tp = {};
-	if (propagate_headers) {
-		struct grpc_stream_key k = { .tgid = tgid, .stream = req.stream, .transport = ctx->cx };
-		struct go_request *in = bpf_map_lookup_elem(&go_grpc_incoming, &k);
-		if (in) {
-			__builtin_memcpy(req.trace_id, in->trace_id, sizeof(req.trace_id));
-			req.flags = in->flags;
-			bpf_map_delete_elem(&go_grpc_incoming, &k);
-		} else {
-			random_bytes(req.trace_id, 4);
-			req.flags = 1;
-		}
-		req.traced = 1;
-		__builtin_memcpy(tp.trace_id, req.trace_id, sizeof(tp.trace_id));
-	}
+	if (propagate_headers)
+		take_incoming(tgid, ctx->cx, &req, &tp);
 	start_serving(o, ctx, tgid, &req, propagate_headers ? &tp : 0);
 	return 0;
 }
@@ -480,7 +519,11 @@ static __always_inline int h2_serve(struct pt_regs *ctx, int xnet)
 	req.sock = sock_of_conn(o, ctx->ax + h->server_conn_conn);
 	if (!req.sock)
 		return 0;
-	start_serving(o, ctx, tgid, &req, 0);
+	/* Context propagation: the request's trace continues in the calls its handler makes. */
+	struct inject tp = {};
+	if (propagate_headers)
+		take_incoming(tgid, ctx->ax, &req, &tp);
+	start_serving(o, ctx, tgid, &req, propagate_headers ? &tp : 0);
 	return 0;
 }
 
@@ -822,12 +865,6 @@ int go_grpc_write_header_ret(struct pt_regs *ctx)
 
 /* net/http's HTTP/2 client streams whose request headers were written: writeHeaders also
  * writes a request's trailers, which must not be announced or get a traceparent again. */
-struct h2_stream_key {
-	__u32 tgid;
-	__u32 stream;
-	__u64 cc;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -848,7 +885,7 @@ int go_h2_client(struct pt_regs *ctx)
 	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
 	if (!o)
 		return 0;
-	struct h2_stream_key sk_key = { .tgid = tgid, .stream = (__u32)ctx->bx, .cc = ctx->ax };
+	struct h2_stream_key sk_key = { .tgid = tgid, .stream = (__u32)ctx->bx, .conn = ctx->ax };
 	if (!sk_key.stream || bpf_map_lookup_elem(&go_h2_client_streams, &sk_key))
 		return 0;
 	__u8 one = 1;

@@ -53,13 +53,29 @@ fn call(port: u16, traceparent: Option<&str>) -> String {
 
 /// `GET path` on the port, with an incoming `traceparent` when given; returns the body.
 fn get(port: u16, path: &str, traceparent: Option<&str>) -> String {
+    fetch(&format!("http://127.0.0.1:{port}{path}"), traceparent)
+}
+
+/// `GET url` with an incoming `traceparent` when given; returns the body. An `https` URL is
+/// fetched over HTTP/2 (checked), accepting the test apps' self-signed certificates.
+fn fetch(url: &str, traceparent: Option<&str>) -> String {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "--max-time", "10"]);
+    let h2 = url.starts_with("https:");
+    if h2 {
+        cmd.args(["-k", "--http2", "-w", "\n%{http_version}"]);
+    }
     if let Some(tp) = traceparent {
         cmd.args(["-H", &format!("traceparent: {tp}")]);
     }
-    let out = cmd.arg(format!("http://127.0.0.1:{port}{path}")).output().expect("running curl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let out = cmd.arg(url).output().expect("running curl");
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !h2 {
+        return body;
+    }
+    let (body, version) = body.rsplit_once('\n').unwrap_or_else(|| panic!("curl printed {body:?}"));
+    assert_eq!(version, "2", "not HTTP/2: {url}");
+    body.to_string()
 }
 
 /// The `Traceparent` values of a request head, checking the head is well formed around them.
@@ -93,26 +109,34 @@ fn agent_yaml(instrument: &[(u16, &str)], mport: u16, receiver: &Receiver) -> St
     )
 }
 
-fn propagation(go: &str) {
+/// `h2`: the front serves HTTPS with HTTP/2 (net/http's bundled server), so the incoming
+/// traceparent is read from its decoded header frames instead of the HTTP/1.x head.
+fn propagation(go: &str, h2: bool) {
     require_root();
     let launcher = go_launcher(go);
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let (down, heads) = recording_server();
     let (front, mport) = (free_port(), free_port());
     let yaml = agent_yaml(&[(front, "cp-front")], mport, &receiver);
-    let (_agent, log) = start_agent(&yaml, &[], &format!("propagation-{go}"));
+    let (_agent, log) = start_agent(&yaml, &[], &format!("propagation-{go}-{h2}"));
     let url = format!("http://127.0.0.1:{down}/ping");
-    let _front = start_launcher(&launcher, "go-http", front, &[("DOWNSTREAM_URL", &url)]);
+    let mut env = vec![("DOWNSTREAM_URL", url.as_str())];
+    if h2 {
+        env.push(("GO_HTTP_TLS", "h2"));
+    }
+    let _front = start_launcher(&launcher, "go-http", front, &env);
+    let scheme = if h2 { "https" } else { "http" };
+    let call = |tp: Option<&str>| fetch(&format!("{scheme}://127.0.0.1:{front}/call"), tp);
     wait_instrumented(mport, 1.0, &log);
     wait_go_instrumented(mport, 1.0, &log);
     let (lockdown, can_write) = lockdown_of(&log);
 
     // Five calls that start a trace, two that continue one.
     for _ in 0..5 {
-        assert_eq!(call(front, None), "called:200");
+        assert_eq!(call(None), "called:200");
     }
     for t in INCOMING {
-        assert_eq!(call(front, Some(&format!("00-{t}-{INCOMING_PARENT}-01"))), "called:200");
+        assert_eq!(call(Some(&format!("00-{t}-{INCOMING_PARENT}-01"))), "called:200");
     }
     let heads = heads.lock().unwrap().clone();
     assert_eq!(heads.len(), 7, "{heads:?}");
@@ -174,12 +198,18 @@ fn propagation(go: &str) {
 
 #[test]
 fn root_go_propagation_go119() {
-    propagation("go1.19");
+    propagation("go1.19", false);
 }
 
 #[test]
 fn root_go_propagation_go123() {
-    propagation("go1.23");
+    propagation("go1.23", false);
+}
+
+/// The same with an HTTP/2 server (HTTPS, h2) in front.
+#[test]
+fn root_go_propagation_h2_server_go119() {
+    propagation("go1.19", true);
 }
 
 /// The demo's backend calling one worker over gRPC, under an agent with `headers`

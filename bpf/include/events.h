@@ -105,6 +105,15 @@ struct h2_server_offsets {
 	__u64 stream_id;
 };
 
+/* A MetaHeadersFrame: .HeadersFrame (embedded pointer), .Fields ([]hpack.HeaderField); the
+ * HeadersFrame's .FrameHeader (embedded) and its .StreamID. */
+struct h2_meta_offsets {
+	__u64 headers_frame;
+	__u64 fields;
+	__u64 frame_header;
+	__u64 stream_id;
+};
+
 /* Struct member offsets the Go probes read, per traced Go process (map go_offsets), from the
  * binary's DWARF or the agent's per-version table (agent/src/discover/golang/offsets.rs). */
 struct go_offsets {
@@ -142,11 +151,9 @@ struct go_offsets {
 	__u64 grpc_buf_writer_buf;
 	__u64 grpc_buf_writer_offset;
 	__u64 grpc_buf_writer_conn;
-	/* gRPC server incoming traceparent (golang.org/x/net/http2, as grpc links it). */
-	__u64 h2_meta_headers_frame;
-	__u64 h2_meta_fields;
-	__u64 h2_frame_header;
-	__u64 h2_frame_stream_id;
+	/* HTTP/2 servers' incoming traceparent: decoded header frames (context propagation). */
+	struct h2_meta_offsets xh2_meta; /* golang.org/x/net/http2 (grpc servers, x/net servers) */
+	struct h2_meta_offsets h2_meta; /* net/http's bundled copy */
 };
 
 #endif

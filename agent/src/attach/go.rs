@@ -17,7 +17,7 @@ use libbpf_rs::{Link, MapCore, MapFlags};
 use prometheus_client::metrics::gauge::Gauge;
 use tracing::{debug, info, warn};
 
-use super::skel::go::types::{go_offsets, h2_server_offsets};
+use super::skel::go::types::{go_offsets, h2_meta_offsets, h2_server_offsets};
 use super::skel::go::{GoSkel, GoSkelBuilder};
 use super::AttachError;
 use crate::discover::golang::{self, GoBinary, GoSupport};
@@ -28,6 +28,8 @@ const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
 const H2_SERVER: &str = "net/http.(*http2serverConn).runHandler";
 const H2_CLIENT: &str = "net/http.(*http2ClientConn).writeHeaders";
 const H2_FRAMER_WRITE_HEADERS: &str = "net/http.(*http2Framer).WriteHeaders";
+const H2_SERVER_HEADERS: &str = "net/http.(*http2serverConn).processHeaders";
+const XH2_SERVER_HEADERS: &str = "golang.org/x/net/http2.(*serverConn).processHeaders";
 const XH2_SERVER: &str = "golang.org/x/net/http2.(*serverConn).runHandler";
 const GRPC_SERVER: &str = "google.golang.org/grpc.(*Server).handleStream";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
@@ -121,6 +123,8 @@ fn load(
     open.progs.go_inject_traceparent.set_autoload(propagate);
     open.progs.go_grpc_client_headers.set_autoload(propagate);
     open.progs.go_grpc_server_headers.set_autoload(propagate);
+    open.progs.go_h2_server_headers.set_autoload(propagate);
+    open.progs.go_xh2_server_headers.set_autoload(propagate);
     open.progs.go_h2_client_headers_ret.set_autoload(propagate);
     open.progs.go_grpc_write_header.set_autoload(propagate);
     open.progs.go_grpc_write_header_ret.set_autoload(propagate);
@@ -180,10 +184,18 @@ fn offsets_of(bin: &GoBinary) -> (go_offsets, Vec<&'static str>) {
         grpc_buf_writer_buf: o.grpc_buf_writer_buf.unwrap_or(0),
         grpc_buf_writer_offset: o.grpc_buf_writer_offset.unwrap_or(0),
         grpc_buf_writer_conn: o.grpc_buf_writer_conn.unwrap_or(0),
-        h2_meta_headers_frame: o.h2_meta_headers_frame.unwrap_or(0),
-        h2_meta_fields: o.h2_meta_fields.unwrap_or(0),
-        h2_frame_header: o.h2_frame_header.unwrap_or(0),
-        h2_frame_stream_id: o.h2_frame_stream_id.unwrap_or(0),
+        xh2_meta: h2_meta_offsets {
+            headers_frame: o.xh2_meta_headers_frame.unwrap_or(0),
+            fields: o.xh2_meta_fields.unwrap_or(0),
+            frame_header: o.xh2_frame_header.unwrap_or(0),
+            stream_id: o.xh2_frame_stream_id.unwrap_or(0),
+        },
+        h2_meta: h2_meta_offsets {
+            headers_frame: o.h2_meta_headers_frame.unwrap_or(0),
+            fields: o.h2_meta_fields.unwrap_or(0),
+            frame_header: o.h2_frame_header.unwrap_or(0),
+            stream_id: o.h2_frame_stream_id.unwrap_or(0),
+        },
     };
     (v, missing)
 }
@@ -307,8 +319,9 @@ fn attach(
     let grpc_server = o.grpc_stream_id.is_some() && o.grpc_http2_server_conn.is_some();
     let grpc_served = attach_at(&mut links, &progs.go_grpc_server, pid, exe, bin, GRPC_SERVER, grpc_server)?;
     // Its incoming traceparent (context propagation), from the decoded header fields.
-    let incoming = [o.h2_meta_headers_frame, o.h2_meta_fields, o.h2_frame_header, o.h2_frame_stream_id];
-    let grpc_incoming = propagate && grpc_served && incoming.iter().all(Option::is_some);
+    let xnet_meta = [o.xh2_meta_headers_frame, o.xh2_meta_fields, o.xh2_frame_header, o.xh2_frame_stream_id];
+    let xnet_meta = xnet_meta.iter().all(Option::is_some);
+    let grpc_incoming = propagate && grpc_served && xnet_meta;
     attach_at(&mut links, &progs.go_grpc_server_headers, pid, exe, bin, GRPC_SERVER_HEADERS, grpc_incoming)?;
     // The same for net/http's bundled HTTP/2 server (HTTPS with h2): a goroutine per stream.
     let h2 = [o.h2_server_conn_conn, o.h2_response_writer_rws, o.h2_rws_stream, o.h2_stream_id];
@@ -318,6 +331,13 @@ fn attach(
     let xh2 = [o.xh2_server_conn_conn, o.xh2_response_writer_rws, o.xh2_rws_stream, o.xh2_stream_id];
     let xh2_served =
         attach_at(&mut links, &progs.go_xh2_serve, pid, exe, bin, XH2_SERVER, xh2.iter().all(Option::is_some))?;
+    // Their incoming traceparent (context propagation), from the decoded header frames.
+    let bundled_meta = [o.h2_meta_headers_frame, o.h2_meta_fields, o.h2_frame_header, o.h2_frame_stream_id];
+    let bundled_meta = bundled_meta.iter().all(Option::is_some);
+    let h2_in = propagate && h2_served && bundled_meta;
+    attach_at(&mut links, &progs.go_h2_server_headers, pid, exe, bin, H2_SERVER_HEADERS, h2_in)?;
+    let xh2_in = propagate && xh2_served && xnet_meta;
+    attach_at(&mut links, &progs.go_xh2_server_headers, pid, exe, bin, XH2_SERVER_HEADERS, xh2_in)?;
     let h2_served = h2_served || xh2_served;
     if let Some(site) = inject {
         let link = progs

@@ -54,6 +54,8 @@ pub const PROBED_FUNCTIONS: &[&str] = &[
     "crypto/tls.(*Conn).Write",
     "net/http.(*http2serverConn).runHandler",
     "golang.org/x/net/http2.(*serverConn).runHandler",
+    "net/http.(*http2serverConn).processHeaders",
+    "golang.org/x/net/http2.(*serverConn).processHeaders",
     "net/http.(*Request).write",
     "net/http.Header.writeSubset",
     "runtime.newproc1",

@@ -145,6 +145,16 @@ go_offsets! {
     xh2_rws_stream: XNet, ["golang.org/x/net/http2.responseWriterState"], "stream", &["golang.org/x/net/http2.(*serverConn)"];
     /// `golang.org/x/net/http2.stream.id` (uint32).
     xh2_stream_id: XNet, ["golang.org/x/net/http2.stream"], "id", &["golang.org/x/net/http2.(*serverConn)"];
+    /// `net/http.http2MetaHeadersFrame.http2HeadersFrame` (embedded *http2HeadersFrame): with
+    /// the next three, where net/http's HTTP/2 server reads an incoming `traceparent`
+    /// (context propagation; optional).
+    h2_meta_headers_frame: Std, ["net/http.http2MetaHeadersFrame"], "http2HeadersFrame", &[];
+    /// `net/http.http2MetaHeadersFrame.Fields` ([]http2/hpack.HeaderField).
+    h2_meta_fields: Std, ["net/http.http2MetaHeadersFrame"], "Fields", &[];
+    /// `net/http.http2HeadersFrame.http2FrameHeader` (embedded).
+    h2_frame_header: Std, ["net/http.http2HeadersFrame"], "http2FrameHeader", &[];
+    /// `net/http.http2FrameHeader.StreamID` (uint32).
+    h2_frame_stream_id: Std, ["net/http.http2FrameHeader"], "StreamID", &[];
     /// `crypto/tls.Conn.conn` (net.Conn interface).
     tls_conn_conn: Std, ["crypto/tls.Conn"], "conn", &["crypto/tls."];
     /// `net.TCPConn.conn` (embedded net.conn).
@@ -199,15 +209,15 @@ go_offsets! {
     /// `google.golang.org/grpc/internal/transport.bufWriter.conn` (net.Conn interface).
     grpc_buf_writer_conn: Grpc, ["google.golang.org/grpc/internal/transport.bufWriter"], "conn", &[];
     /// `golang.org/x/net/http2.MetaHeadersFrame.HeadersFrame` (embedded *HeadersFrame): with
-    /// the next three, where a gRPC server reads an incoming call's `traceparent` (context
+    /// the next three, where a gRPC or x/net HTTP/2 server reads an incoming `traceparent` (context
     /// propagation; optional). x/net is keyed by the grpc version it was measured with.
-    h2_meta_headers_frame: Grpc, ["golang.org/x/net/http2.MetaHeadersFrame"], "HeadersFrame", &[];
+    xh2_meta_headers_frame: Grpc, ["golang.org/x/net/http2.MetaHeadersFrame"], "HeadersFrame", &[];
     /// `golang.org/x/net/http2.MetaHeadersFrame.Fields` ([]hpack.HeaderField).
-    h2_meta_fields: Grpc, ["golang.org/x/net/http2.MetaHeadersFrame"], "Fields", &[];
+    xh2_meta_fields: Grpc, ["golang.org/x/net/http2.MetaHeadersFrame"], "Fields", &[];
     /// `golang.org/x/net/http2.HeadersFrame.FrameHeader` (embedded).
-    h2_frame_header: Grpc, ["golang.org/x/net/http2.HeadersFrame"], "FrameHeader", &[];
+    xh2_frame_header: Grpc, ["golang.org/x/net/http2.HeadersFrame"], "FrameHeader", &[];
     /// `golang.org/x/net/http2.FrameHeader.StreamID` (uint32).
-    h2_frame_stream_id: Grpc, ["golang.org/x/net/http2.FrameHeader"], "StreamID", &[];
+    xh2_frame_stream_id: Grpc, ["golang.org/x/net/http2.FrameHeader"], "StreamID", &[];
 }
 
 /// One fallback row: the offsets measured for one library release line.
@@ -263,6 +273,10 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("h2_stream_id", 8),
             ("h2_client_conn_tconn", 8),
             ("h2_client_conn_bw", 296),
+            ("h2_meta_headers_frame", 0),
+            ("h2_meta_fields", 8),
+            ("h2_frame_header", 0),
+            ("h2_frame_stream_id", 8),
         ],
     },
     FallbackRow {
@@ -306,6 +320,10 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("h2_stream_id", 8),
             ("h2_client_conn_tconn", 8),
             ("h2_client_conn_bw", 296),
+            ("h2_meta_headers_frame", 0),
+            ("h2_meta_fields", 8),
+            ("h2_frame_header", 0),
+            ("h2_frame_stream_id", 8),
         ],
     },
     FallbackRow {
@@ -323,10 +341,10 @@ pub const FALLBACK: &[FallbackRow] = &[
             ("grpc_buf_writer_buf", 0),
             ("grpc_buf_writer_offset", 24),
             ("grpc_buf_writer_conn", 40),
-            ("h2_meta_headers_frame", 0),
-            ("h2_meta_fields", 8),
-            ("h2_frame_header", 0),
-            ("h2_frame_stream_id", 8),
+            ("xh2_meta_headers_frame", 0),
+            ("xh2_meta_fields", 8),
+            ("xh2_frame_header", 0),
+            ("xh2_frame_stream_id", 8),
         ],
     },
 ];
