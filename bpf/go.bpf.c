@@ -436,19 +436,6 @@ static __always_inline void take_incoming(__u32 tgid, __u64 conn, struct go_requ
 	__builtin_memcpy(tp->trace_id, req->trace_id, sizeof(tp->trace_id));
 }
 
-/* grpc/internal/transport.(*http2Server).operateHeaders(t, frame *http2.MetaHeadersFrame,
- * ...), entry, with context propagation on: a new call's incoming traceparent, for
- * handleStream. */
-SEC("uprobe")
-int go_grpc_server_headers(struct pt_regs *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
-	if (o)
-		stash_incoming(tgid, ctx->ax, ctx->bx, &o->xh2_meta);
-	return 0;
-}
-
 /* net/http.(*http2serverConn).processHeaders(sc, f *http2MetaHeadersFrame), entry, with
  * context propagation on: a new request's incoming traceparent, for runHandler. */
 SEC("uprobe")
@@ -461,7 +448,9 @@ int go_h2_server_headers(struct pt_regs *ctx)
 	return 0;
 }
 
-/* golang.org/x/net/http2.(*serverConn).processHeaders, likewise. */
+/* golang.org/x/net/http2.(*serverConn).processHeaders(sc, f *MetaHeadersFrame) likewise, and
+ * grpc/internal/transport.(*http2Server).operateHeaders(t, frame *http2.MetaHeadersFrame, ...)
+ * (for handleStream): both receive x/net's frame. */
 SEC("uprobe")
 int go_xh2_server_headers(struct pt_regs *ctx)
 {

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::otlp::{res_attr, Proto, Receiver};
+use common::otlp::{phases, res_attr, Proto, Receiver};
 use common::*;
 
 /// `<status>` of a GET over h2c with prior knowledge, checking curl spoke HTTP/2.
@@ -85,12 +85,6 @@ fn root_go_h2c_server_phases() {
     assert_eq!(servers.len(), 8);
     for s in servers {
         assert_eq!(res_attr(Some(&s.resource), "service.name").as_deref(), Some("h2c"));
-        let mut kids: Vec<&str> = all
-            .iter()
-            .filter(|p| p.span.kind == 1 && p.span.parent_span_id == s.span.span_id)
-            .map(|p| p.span.name.as_str())
-            .collect();
-        kids.sort();
-        assert_eq!(kids, ["in queue", "processing"], "{}", s.span.name);
+        assert_eq!(phases(&all, s), ["in queue", "processing"], "{}", s.span.name);
     }
 }

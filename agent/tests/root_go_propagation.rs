@@ -111,6 +111,46 @@ fn agent_yaml(instrument: &[(u16, &str)], mport: u16, receiver: &Receiver) -> St
 
 /// `h2`: the front serves HTTPS with HTTP/2 (net/http's bundled server), so the incoming
 /// traceparent is read from its decoded header frames instead of the HTTP/1.x head.
+/// Waits for `n` exported server spans and checks each has a client span child in its trace
+/// (every call is the child of the request it serves); returns the servers and, in the same
+/// order, the clients' `00-<trace>-<span>-01` traceparents. The two [`INCOMING`] requests
+/// must continue their trace under [`INCOMING_PARENT`].
+fn calls_under_requests(receiver: &Receiver, log: &std::path::Path, n: usize) -> (Vec<Got>, Vec<String>) {
+    let got = wait_for(Duration::from_secs(30), || {
+        receiver.spans().iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).count() >= 2 * n
+    });
+    let spans: Vec<Got> = receiver.spans().into_iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).collect();
+    let dump = || format!("{} spans\n--- agent log:\n{}", spans.len(), agent_log(log));
+    assert!(got, "{}", dump());
+    let servers: Vec<Got> = spans.iter().filter(|g| g.span.kind == 2).cloned().collect();
+    assert_eq!(servers.len(), n, "{}", dump());
+    let mut client_ids = Vec::new();
+    for s in &servers {
+        let c = spans
+            .iter()
+            .find(|g| g.span.kind == 3 && g.span.parent_span_id == s.span.span_id)
+            .unwrap_or_else(|| panic!("no client span under {}: {}", hex(&s.span.span_id), dump()));
+        assert_eq!(c.span.trace_id, s.span.trace_id);
+        client_ids.push(format!("00-{}-{}-01", hex(&c.span.trace_id), hex(&c.span.span_id)));
+    }
+    for t in INCOMING {
+        let s = servers.iter().find(|s| hex(&s.span.trace_id) == t).unwrap_or_else(|| panic!("trace {t} lost"));
+        assert_eq!(hex(&s.span.parent_span_id), INCOMING_PARENT);
+    }
+    (servers, client_ids)
+}
+
+/// Sorted, the traceparents a downstream got (`seen`) are the exported client spans' (`ids`),
+/// and each [`INCOMING`] trace was passed on once.
+fn assert_written(mut seen: Vec<String>, mut ids: Vec<String>, log: &std::path::Path) {
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids, "traceparents received vs client spans exported\n{}", agent_log(log));
+    for t in INCOMING {
+        assert_eq!(seen.iter().filter(|v| v.contains(t)).count(), 1, "trace {t} not passed on: {seen:?}");
+    }
+}
+
 fn propagation(go: &str, h2: bool) {
     require_root();
     let launcher = go_launcher(go);
@@ -141,29 +181,9 @@ fn propagation(go: &str, h2: bool) {
     let heads = heads.lock().unwrap().clone();
     assert_eq!(heads.len(), 7, "{heads:?}");
 
-    let got = wait_for(Duration::from_secs(30), || {
-        receiver.spans().iter().filter(|g| g.span.kind == 3 || g.span.kind == 2).count() >= 14
-    });
-    let spans: Vec<Got> = receiver.spans().into_iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).collect();
-    let dump = || format!("{} spans\n--- agent log:\n{}", spans.len(), agent_log(&log));
-    assert!(got, "{}", dump());
-    let svc = |g: &Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();
-    let servers: Vec<&Got> = spans.iter().filter(|g| g.span.kind == 2 && svc(g) == "cp-front").collect();
-    assert_eq!(servers.len(), 7, "{}", dump());
-    // Every call is the child of the request it serves, in its trace.
-    let mut client_ids = Vec::new();
+    let (servers, client_ids) = calls_under_requests(&receiver, &log, 7);
     for s in &servers {
-        let c = spans
-            .iter()
-            .find(|g| g.span.kind == 3 && g.span.parent_span_id == s.span.span_id)
-            .unwrap_or_else(|| panic!("no client span under {}: {}", hex(&s.span.span_id), dump()));
-        assert_eq!(c.span.trace_id, s.span.trace_id);
-        client_ids.push((hex(&c.span.trace_id), hex(&c.span.span_id)));
-    }
-    // The two requests with a traceparent continue its trace.
-    for t in INCOMING {
-        let s = servers.iter().find(|s| hex(&s.span.trace_id) == t).unwrap_or_else(|| panic!("trace {t} lost"));
-        assert_eq!(hex(&s.span.parent_span_id), INCOMING_PARENT);
+        assert_eq!(res_attr(Some(&s.resource), "service.name").as_deref(), Some("cp-front"));
     }
 
     let written: Vec<Vec<String>> = heads.iter().map(|h| traceparents(h)).collect();
@@ -181,19 +201,13 @@ fn propagation(go: &str, h2: bool) {
     let mut seen = Vec::new();
     for (w, h) in written.iter().zip(&heads) {
         assert_eq!(w.len(), 1, "one traceparent per request: {h:?}");
-        let parts: Vec<&str> = w[0].split('-').collect();
-        assert_eq!((parts.len(), parts[0], parts[3]), (4, "00", "01"), "{}", w[0]);
-        seen.push((parts[1].to_string(), parts[2].to_string()));
+        seen.push(w[0].clone());
     }
-    seen.sort();
-    client_ids.sort();
-    assert_eq!(seen, client_ids, "headers written vs client spans exported\n{}", dump());
-    for t in INCOMING {
-        assert_eq!(seen.iter().filter(|(tr, _)| tr == t).count(), 1, "trace {t} not passed on: {seen:?}");
-    }
-    let mut traces: Vec<&String> = seen.iter().map(|(t, _)| t).collect();
+    let mut traces: Vec<&str> = seen.iter().map(|v| v.split('-').nth(1).unwrap_or_default()).collect();
+    traces.sort();
     traces.dedup();
     assert_eq!(traces.len(), 7, "each request its own trace: {seen:?}");
+    assert_written(seen, client_ids, &log);
 }
 
 #[test]
@@ -287,28 +301,9 @@ fn grpc_propagation(go: &str) {
     let received = demo_group(&demo_stats(wstats), "traceparent");
     assert_eq!(received.values().sum::<u64>(), 7, "one call per request: {received:?}");
 
-    let got = wait_for(Duration::from_secs(30), || {
-        receiver.spans().iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).count() >= 14
-    });
-    let spans: Vec<Got> = receiver.spans().into_iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).collect();
-    let dump = || format!("{} spans\n--- agent log:\n{}", spans.len(), agent_log(&log));
-    assert!(got, "{}", dump());
-    let servers: Vec<&Got> = spans.iter().filter(|g| g.span.kind == 2).collect();
-    assert_eq!(servers.len(), 7, "{}", dump());
-    let mut client_ids = Vec::new();
-    for s in &servers {
-        let c = spans
-            .iter()
-            .find(|g| g.span.kind == 3 && g.span.parent_span_id == s.span.span_id)
-            .unwrap_or_else(|| panic!("no gRPC client span under {}: {}", hex(&s.span.span_id), dump()));
-        assert!(c.span.name.contains("Multiply"), "client span {:?}", c.span.name);
-        assert_eq!(c.span.trace_id, s.span.trace_id);
-        client_ids.push(format!("00-{}-{}-01", hex(&c.span.trace_id), hex(&c.span.span_id)));
-    }
-    for t in INCOMING {
-        let s = servers.iter().find(|s| hex(&s.span.trace_id) == t).unwrap_or_else(|| panic!("trace {t} lost"));
-        assert_eq!(hex(&s.span.parent_span_id), INCOMING_PARENT);
-    }
+    let (_, client_ids) = calls_under_requests(&receiver, &log, 7);
+    let rpc = receiver.spans().into_iter().filter(|g| g.span.kind == 3 && g.span.name.contains("Multiply")).count();
+    assert_eq!(rpc, 7, "the client spans are the gRPC calls");
 
     let text = agent_log(&log);
     if !can_write {
@@ -320,19 +315,14 @@ fn grpc_propagation(go: &str) {
         return;
     }
     // Every call carried exactly one traceparent, the one of the client span exported.
-    let mut seen: Vec<String> = received
+    let seen: Vec<String> = received
         .iter()
         .map(|(k, n)| {
             assert_eq!(*n, 1, "{k} on {n} calls: {received:?}");
             k.clone()
         })
         .collect();
-    seen.sort();
-    client_ids.sort();
-    assert_eq!(seen, client_ids, "traceparents the worker got vs client spans exported\n{}", dump());
-    for t in INCOMING {
-        assert_eq!(seen.iter().filter(|v| v.contains(t)).count(), 1, "trace {t} not passed on: {seen:?}");
-    }
+    assert_written(seen, client_ids, &log);
 }
 
 #[test]
@@ -433,34 +423,12 @@ fn h2_client_propagation(go: &str) {
         std::fs::read_to_string(&tp_log).expect("traceparent log").lines().map(str::to_string).collect();
     assert_eq!(lines.len(), 5, "{lines:?}");
 
-    let got = wait_for(Duration::from_secs(30), || {
-        receiver.spans().iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).count() >= 10
-    });
-    let spans: Vec<Got> = receiver.spans().into_iter().filter(|g| g.span.kind == 2 || g.span.kind == 3).collect();
-    let dump = || format!("{} spans\n--- agent log:\n{}", spans.len(), agent_log(&log));
-    assert!(got, "{}", dump());
-    let servers: Vec<&Got> = spans.iter().filter(|g| g.span.kind == 2).collect();
-    assert_eq!(servers.len(), 5, "{}", dump());
-    let mut client_ids = Vec::new();
-    for s in &servers {
-        let c = spans
-            .iter()
-            .find(|g| g.span.kind == 3 && g.span.parent_span_id == s.span.span_id)
-            .unwrap_or_else(|| panic!("no HTTP/2 client span under {}: {}", hex(&s.span.span_id), dump()));
-        assert_eq!(c.span.trace_id, s.span.trace_id);
-        client_ids.push(format!("00-{}-{}-01", hex(&c.span.trace_id), hex(&c.span.span_id)));
-    }
+    let (_, client_ids) = calls_under_requests(&receiver, &log, 5);
     if !can_write {
         assert!(lines.iter().all(String::is_empty), "a header was written under lockdown: {lines:?}");
         return;
     }
-    let mut seen = lines.clone();
-    seen.sort();
-    client_ids.sort();
-    assert_eq!(seen, client_ids, "traceparents received vs client spans exported\n{}", dump());
-    for t in INCOMING {
-        assert_eq!(seen.iter().filter(|v| v.contains(t)).count(), 1, "trace {t} not passed on: {seen:?}");
-    }
+    assert_written(lines, client_ids, &log);
 }
 
 #[test]

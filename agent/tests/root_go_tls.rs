@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::otlp::{attr, res_attr, Proto, Receiver};
+use common::otlp::{attr, phases, res_attr, Proto, Receiver};
 use common::*;
 
 /// `<status> <HTTP version>` of a GET over HTTPS (curl negotiates HTTP/2 when offered).
@@ -130,13 +130,7 @@ fn tls(go: &str, skip_go: bool) {
     let servers: Vec<_> = spans.iter().filter(|g| g.span.kind == 2).collect();
     assert_eq!(servers.len(), 17);
     for s in servers {
-        let mut kids: Vec<&str> = all
-            .iter()
-            .filter(|p| p.span.kind == 1 && p.span.parent_span_id == s.span.span_id)
-            .map(|p| p.span.name.as_str())
-            .collect();
-        kids.sort();
-        assert_eq!(kids, ["in queue", "processing"], "{} {}", svc(s), s.span.name);
+        assert_eq!(phases(&all, s), ["in queue", "processing"], "{} {}", svc(s), s.span.name);
     }
 }
 

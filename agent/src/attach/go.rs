@@ -122,7 +122,6 @@ fn load(
     // Under kernel lockdown the verifier rejects any program calling bpf_probe_write_user.
     open.progs.go_inject_traceparent.set_autoload(propagate);
     open.progs.go_grpc_client_headers.set_autoload(propagate);
-    open.progs.go_grpc_server_headers.set_autoload(propagate);
     open.progs.go_h2_server_headers.set_autoload(propagate);
     open.progs.go_xh2_server_headers.set_autoload(propagate);
     open.progs.go_h2_client_headers_ret.set_autoload(propagate);
@@ -322,7 +321,7 @@ fn attach(
     let xnet_meta = [o.xh2_meta_headers_frame, o.xh2_meta_fields, o.xh2_frame_header, o.xh2_frame_stream_id];
     let xnet_meta = xnet_meta.iter().all(Option::is_some);
     let grpc_incoming = propagate && grpc_served && xnet_meta;
-    attach_at(&mut links, &progs.go_grpc_server_headers, pid, exe, bin, GRPC_SERVER_HEADERS, grpc_incoming)?;
+    attach_at(&mut links, &progs.go_xh2_server_headers, pid, exe, bin, GRPC_SERVER_HEADERS, grpc_incoming)?;
     // The same for net/http's bundled HTTP/2 server (HTTPS with h2): a goroutine per stream.
     let h2 = [o.h2_server_conn_conn, o.h2_response_writer_rws, o.h2_rws_stream, o.h2_stream_id];
     let h2_served =

@@ -301,3 +301,15 @@ async fn serve_http(
         });
     }
 }
+
+/// The names of `server`'s internal children among `all` (its `in queue` and `processing`
+/// phases when the handler's start is known), sorted.
+pub fn phases<'a>(all: &'a [Got], server: &Got) -> Vec<&'a str> {
+    let mut kids: Vec<&str> = all
+        .iter()
+        .filter(|p| p.span.kind == 1 && p.span.parent_span_id == server.span.span_id)
+        .map(|p| p.span.name.as_str())
+        .collect();
+    kids.sort();
+    kids
+}
