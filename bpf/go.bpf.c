@@ -852,13 +852,15 @@ int go_grpc_write_header_ret(struct pt_regs *ctx)
 	return 0;
 }
 
-/* net/http's HTTP/2 client streams whose request headers were written: writeHeaders also
- * writes a request's trailers, which must not be announced or get a traceparent again. */
+/* (tgid, goroutine) -> the net/http HTTP/2 client stream (connection, stream id) whose headers
+ * it wrote last: writeHeaders also writes a request's trailers, on the same goroutine (each
+ * request gets its own, and goroutine ids are never reused, unlike a freed connection's
+ * address), and those must not be announced or get a traceparent again. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct h2_stream_key);
-	__type(value, __u8);
+	__type(key, struct goroutine_key);
+	__type(value, struct h2_stream_key);
 } go_h2_client_streams SEC(".maps");
 
 /* net/http.(*http2ClientConn).writeHeaders(cc, streamID uint32, endStream bool, maxFrameSize
@@ -875,14 +877,17 @@ int go_h2_client(struct pt_regs *ctx)
 	if (!o)
 		return 0;
 	struct h2_stream_key sk_key = { .tgid = tgid, .stream = (__u32)ctx->bx, .conn = ctx->ax };
-	if (!sk_key.stream || bpf_map_lookup_elem(&go_h2_client_streams, &sk_key))
+	if (!sk_key.stream)
 		return 0;
-	__u8 one = 1;
-	bpf_map_update_elem(&go_h2_client_streams, &sk_key, &one, BPF_ANY);
+	__u64 g = ctx->r14, goid = goid_of(o, g);
+	struct goroutine_key gk = { .tgid = tgid, .goid = goid };
+	struct h2_stream_key *last = bpf_map_lookup_elem(&go_h2_client_streams, &gk);
+	if (last && last->conn == sk_key.conn && last->stream == sk_key.stream)
+		return 0;
+	bpf_map_update_elem(&go_h2_client_streams, &gk, &sk_key, BPF_ANY);
 	__u64 sk = sock_of_conn(o, ctx->ax + o->h2_client_conn_tconn);
 	if (!sk)
 		return 0;
-	__u64 g = ctx->r14, goid = goid_of(o, g);
 	struct go_request *req = serving_of(o, tgid, g, goid);
 	struct header_write w = { .stream = sk_key.stream };
 	__u64 bw = 0;
@@ -904,10 +909,8 @@ int go_h2_client(struct pt_regs *ctx)
 			inject = 0;
 	}
 	emit_go(EVENT_GO_CLIENT, goid, req, sk, sk_key.stream, inject ? &w.tp : 0);
-	if (inject) {
-		struct goroutine_key gk = { .tgid = tgid, .goid = goid };
+	if (inject)
 		bpf_map_update_elem(&go_header_writes, &gk, &w, BPF_ANY);
-	}
 	return 0;
 }
 
