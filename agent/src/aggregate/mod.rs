@@ -1,5 +1,8 @@
 //! Stage `aggregate`: folds spans into the application metrics (RED histograms per service,
 //! method, status and route) with Beyla's names, labels and default buckets.
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt};
@@ -8,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::attach::TracedProcess;
 use crate::decode::Role;
 use crate::enrich::Span;
 
@@ -75,10 +79,123 @@ pub struct AppMetrics {
     rpc_server_duration: HistFamily,
     rpc_client_duration: HistFamily,
     target_info: Family<Labels, Gauge>,
-    /// Last update of each HTTP/RPC series, by side (`prometheus_export.ttl`).
-    last_seen: LastSeen<(Role, Labels)>,
-    /// Last update of each `target_info` series.
-    info_seen: LastSeen<Labels>,
+    /// The series each kind of span was last recorded in, by a hash of what decides its labels:
+    /// a span that hits only hashes a few fields, instead of building its label set and
+    /// hashing it (SipHash) once per family (most of the agent's CPU per request at saturation).
+    series: HashMap<u64, Vec<CachedSeries>>,
+    /// `target_info` of each process description recorded, by its address.
+    info: HashMap<usize, CachedInfo>,
+    hasher: foldhash::fast::RandomState,
+    ttl: Duration,
+}
+
+/// A cached series: the span fields that decide it, the metric handles, when it was last updated.
+struct CachedSeries {
+    /// Kept alive so that its address (the key) is not reused by another description.
+    process: Arc<TracedProcess>,
+    role: Role,
+    grpc_status: Option<u32>,
+    /// gRPC: the full method; HTTP: the method.
+    method: String,
+    status: u16,
+    route: Option<String>,
+    tls: bool,
+    host: Option<String>,
+    sock: SocketAddr,
+    labels: Labels,
+    /// duration; HTTP: request and response body sizes.
+    handles: [Option<Histogram>; 3],
+    last: Instant,
+}
+
+/// The span fields that decide a series, borrowed.
+#[derive(Hash, PartialEq, Eq)]
+struct SeriesKey<'a> {
+    process: *const TracedProcess,
+    role: Role,
+    grpc_status: Option<u32>,
+    method: &'a str,
+    status: u16,
+    route: Option<&'a str>,
+    tls: bool,
+    host: Option<&'a str>,
+    sock: SocketAddr,
+}
+
+impl<'a> SeriesKey<'a> {
+    fn of(span: &'a Span) -> Self {
+        let r = &span.request;
+        SeriesKey {
+            process: Arc::as_ptr(&span.process),
+            role: r.role,
+            grpc_status: r.grpc_status,
+            method: if r.grpc_status.is_some() { &r.target } else { &r.method },
+            status: r.status,
+            route: span.route.as_deref(),
+            tls: r.tls,
+            host: r.host.as_deref(),
+            sock: series_sock(r),
+        }
+    }
+}
+
+impl CachedSeries {
+    fn observe(&mut self, r: &crate::decode::Request, now: Instant) {
+        self.last = now;
+        let values = [r.duration_ns() as f64 / 1e9, r.request_body_size as f64, r.response_body_size as f64];
+        for (h, v) in self.handles.iter().zip(values) {
+            if let Some(h) = h {
+                h.observe(v);
+            }
+        }
+    }
+
+    fn key(&self) -> SeriesKey<'_> {
+        SeriesKey {
+            process: Arc::as_ptr(&self.process),
+            role: self.role,
+            grpc_status: self.grpc_status,
+            method: &self.method,
+            status: self.status,
+            route: self.route.as_deref(),
+            tls: self.tls,
+            host: self.host.as_deref(),
+            sock: self.sock,
+        }
+    }
+}
+
+struct CachedInfo {
+    /// Kept alive so that its address (the key) is not reused by another description.
+    _process: Arc<TracedProcess>,
+    labels: Labels,
+    last: Instant,
+}
+
+/// The socket end that names the server (`server.address` without a Host header).
+fn series_sock(r: &crate::decode::Request) -> SocketAddr {
+    match r.role {
+        Role::Server => r.local,
+        Role::Client => r.remote,
+    }
+}
+
+/// Removes stale cache entries; returns the label sets none of the remaining entries use (a
+/// series can be shared by several entries, e.g. a process described again).
+fn expire_cached<K: Clone + Eq + std::hash::Hash, E>(
+    entries: &mut Vec<E>,
+    key: impl Fn(&E) -> K,
+    last: impl Fn(&E) -> Instant,
+    now: Instant,
+    ttl: Duration,
+) -> Vec<K> {
+    let fresh = |t: Instant| now.saturating_duration_since(t) <= ttl;
+    let mut live: HashMap<K, bool> = HashMap::new();
+    for e in entries.iter() {
+        *live.entry(key(e)).or_insert(false) |= fresh(last(e));
+    }
+    entries.retain(|e| fresh(last(e)));
+    live.into_iter().filter(|(_, l)| !l).map(|(k, _)| k).collect()
 }
 
 impl AppMetrics {
@@ -100,8 +217,10 @@ impl AppMetrics {
             client_request_size: Family::new_with_constructor(request_size),
             client_response_size: Family::new_with_constructor(response_size),
             target_info: Family::default(),
-            last_seen: LastSeen::new(ttl),
-            info_seen: LastSeen::new(ttl),
+            series: HashMap::new(),
+            info: HashMap::new(),
+            hasher: Default::default(),
+            ttl,
         };
         let s = Unit::Seconds;
         let b = Unit::Bytes;
@@ -160,30 +279,51 @@ impl AppMetrics {
 
     pub fn record(&mut self, span: &Span) {
         let now = Instant::now();
-        let svc = &span.process.service;
-        let job = job(svc);
-        let mut base: Labels = vec![
-            ("instance", svc.instance_id.clone()),
-            ("job", job),
-            ("service_name", svc.name.clone()),
-            ("service_namespace", svc.namespace.clone()),
-        ];
-        // Kubernetes metadata (`attributes.kubernetes`): the non-empty `k8s_*` attributes.
-        if let Some(k8s) = &span.process.k8s {
-            base.extend(k8s.attributes().map(|(_, prom, v)| (prom, v.to_string())));
-        }
-        let mut info = base.clone();
-        info.push(("telemetry_sdk_language", "unknown".into()));
-        info.push(("telemetry_sdk_name", "beyla".into()));
-        info.push(("process_pid", span.process.pid.to_string()));
-        if self.info_seen.touch(info.clone(), now) {
-            self.target_info.get_or_create(&info).set(1);
+        let r = &span.request;
+        let key = Arc::as_ptr(&span.process) as usize;
+        match self.info.get_mut(&key) {
+            Some(i) => i.last = now,
+            None => {
+                let mut labels = base_labels(span);
+                labels.push(("telemetry_sdk_language", "unknown".into()));
+                labels.push(("telemetry_sdk_name", "beyla".into()));
+                labels.push(("process_pid", span.process.pid.to_string()));
+                self.target_info.get_or_create(&labels).set(1);
+                self.info.insert(key, CachedInfo { _process: span.process.clone(), labels, last: now });
+            }
         }
 
+        let hash = self.hasher.hash_one(SeriesKey::of(span));
+        if let Some(c) = self.series.get_mut(&hash).and_then(|b| b.iter_mut().find(|c| c.key() == SeriesKey::of(span)))
+        {
+            c.observe(r, now);
+            return;
+        }
+        let (labels, handles) = self.create_series(span);
+        let mut c = CachedSeries {
+            process: span.process.clone(),
+            role: r.role,
+            grpc_status: r.grpc_status,
+            method: if r.grpc_status.is_some() { r.target.clone() } else { r.method.clone() },
+            status: r.status,
+            route: span.route.clone(),
+            tls: r.tls,
+            host: r.host.clone(),
+            sock: series_sock(r),
+            labels,
+            handles,
+            last: now,
+        };
+        c.observe(r, now);
+        self.series.entry(hash).or_default().push(c);
+    }
+
+    /// The labels of the span's series and its histograms (created in the families if new).
+    fn create_series(&self, span: &Span) -> (Labels, [Option<Histogram>; 3]) {
         let r = &span.request;
         let (server_addr, server_port) = server_endpoint(span);
+        let mut labels = base_labels(span);
         if let Some(code) = r.grpc_status {
-            let mut labels = base;
             labels.push(("rpc_grpc_status_code", code.to_string()));
             labels.push(("rpc_method", r.target.clone()));
             labels.push(("rpc_system", "grpc".into()));
@@ -193,11 +333,9 @@ impl AppMetrics {
                 Role::Server => &self.rpc_server_duration,
                 Role::Client => &self.rpc_client_duration,
             };
-            fam.get_or_create(&labels).observe(r.duration_ns() as f64 / 1e9);
-            self.last_seen.touch((r.role, labels), now);
-            return;
+            let h = fam.get_or_create(&labels).clone();
+            return (labels, [Some(h), None, None]);
         }
-        let mut labels = base;
         labels.push(("http_request_method", r.method.clone()));
         labels.push(("http_response_status_code", r.status.to_string()));
         if let Some(route) = &span.route {
@@ -206,16 +344,12 @@ impl AppMetrics {
         labels.push(("server_address", server_addr));
         labels.push(("server_port", server_port.to_string()));
         labels.push(("url_scheme", r.scheme().into()));
-
-        let secs = r.duration_ns() as f64 / 1e9;
         let (dur, req, resp) = match r.role {
             Role::Server => (&self.server_duration, &self.server_request_size, &self.server_response_size),
             Role::Client => (&self.client_duration, &self.client_request_size, &self.client_response_size),
         };
-        dur.get_or_create(&labels).observe(secs);
-        req.get_or_create(&labels).observe(r.request_body_size as f64);
-        resp.get_or_create(&labels).observe(r.response_body_size as f64);
-        self.last_seen.touch((r.role, labels), now);
+        let handles = [dur, req, resp].map(|f| Some(f.get_or_create(&labels).clone()));
+        (labels, handles)
     }
 
     /// Every family a series of this side may be in (HTTP or RPC; removing an absent series is
@@ -239,17 +373,42 @@ impl AppMetrics {
 
     /// Removes the series not updated within the TTL; returns how many HTTP/RPC series went.
     pub fn expire(&mut self, now: Instant) -> usize {
-        let old = self.last_seen.take_stale(now);
+        let ttl = self.ttl;
+        let mut entries: Vec<CachedSeries> = self.series.drain().flat_map(|(_, b)| b).collect();
+        let old = expire_cached(&mut entries, |c| (c.role, c.labels.clone()), |c| c.last, now, ttl);
+        for c in entries {
+            let hash = self.hasher.hash_one(c.key());
+            self.series.entry(hash).or_default().push(c);
+        }
         for (role, labels) in &old {
             for fam in self.families(*role) {
                 fam.remove(labels);
             }
         }
-        for labels in self.info_seen.take_stale(now) {
+        let mut infos: Vec<(usize, CachedInfo)> = self.info.drain().collect();
+        let gone = expire_cached(&mut infos, |(_, i)| i.labels.clone(), |(_, i)| i.last, now, ttl);
+        self.info.extend(infos);
+        for labels in gone {
             self.target_info.remove(&labels);
         }
         old.len()
     }
+}
+
+/// instance, job, service name and namespace, and the non-empty `k8s_*` attributes
+/// (`attributes.kubernetes`).
+fn base_labels(span: &Span) -> Labels {
+    let svc = &span.process.service;
+    let mut base: Labels = vec![
+        ("instance", svc.instance_id.clone()),
+        ("job", job(svc)),
+        ("service_name", svc.name.clone()),
+        ("service_namespace", svc.namespace.clone()),
+    ];
+    if let Some(k8s) = &span.process.k8s {
+        base.extend(k8s.attributes().map(|(_, prom, v)| (prom, v.to_string())));
+    }
+    base
 }
 
 /// Everything the Prometheus exporter serves for the applications: the RED metrics, and the
@@ -363,6 +522,29 @@ mod tests {
         assert!(!out.contains("http_response_status_code=\"201\""), "{out}");
         assert!(out.contains("http_client_request_duration_seconds_count{"), "{out}");
         assert!(out.contains("target_info{"), "{out}");
+    }
+
+    /// A process described again (a new `Arc`, same labels) shares the series: the old
+    /// description's entry going stale must not take the series away from the new one.
+    #[test]
+    fn a_series_shared_by_two_descriptions_lives_while_either_is_updated() {
+        let mut reg = Registry::default();
+        let b = || Buckets(vec![1.0]);
+        let mut m = AppMetrics::new(&mut reg, b(), b(), b(), Duration::from_millis(50));
+        let old = span(Role::Server, None);
+        m.record(&old);
+        std::thread::sleep(Duration::from_millis(80));
+        let mut renewed = old.clone();
+        renewed.process = Arc::new((*old.process).clone());
+        m.record(&renewed);
+        assert_eq!(m.expire(Instant::now()), 0);
+        m.record(&renewed);
+        let mut out = String::new();
+        encode(&mut out, &reg).unwrap();
+        assert!(out.contains("http_server_request_duration_seconds_count{instance=\"h:42\",job=\"shop\""), "{out}");
+        assert!(out.contains("_count{") && out.contains("} 3\n"), "{out}");
+        assert_eq!(out.matches("http_server_request_duration_seconds_count{").count(), 1, "{out}");
+        assert_eq!(out.matches("target_info{").count(), 1, "{out}");
     }
 
     #[test]
