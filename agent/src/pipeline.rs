@@ -33,6 +33,8 @@ pub struct PipelineConfig {
     pub selection: Selection,
     pub discover: DiscoverOptions,
     pub wakeup_len: u32,
+    /// `ebpf.ring_buffer_size`.
+    pub ring_buffer_size: u32,
     /// `discovery.skip_go_specific_tracers`: no Go probes, the generic ones serve Go too.
     pub skip_go_specific_tracers: bool,
     /// `ebpf.context_propagation` has `headers` and the kernel allows writing user memory
@@ -112,7 +114,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     // The Kubernetes watches list while the probes load.
     let mut kube = cfg.kube.clone().map(|opts| (kube::start(opts.clone()), opts));
 
-    let (probes, maps) = attach::load_first(&cfg.families, cfg.wakeup_len)?;
+    let (probes, maps) = attach::load_first(&cfg.families, cfg.wakeup_len, cfg.ring_buffer_size)?;
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
     let mut discover_opts = cfg.discover;
     let mut tasks = Vec::new();
@@ -445,6 +447,7 @@ impl PipelineConfig {
             kube,
             discover,
             wakeup_len: cfg.ebpf.wakeup_len,
+            ring_buffer_size: cfg.ebpf.ring_buffer_size,
             skip_go_specific_tracers: cfg.discovery.skip_go_specific_tracers,
             propagate_headers: false,
             ringbuf_poll: Duration::from_millis(50),

@@ -144,6 +144,10 @@ fn invalid_ports_patterns_and_durations() {
 fn cross_field_rules_name_key_and_file_line() {
     let cases = [
         ("ebpf:\n  batch_length: 0\n", "ebpf.batch_length: must be at least 1 (DIR/config.yml:2:3)"),
+        (
+            "ebpf:\n  ring_buffer_size: 5000000\n",
+            "ebpf.ring_buffer_size: must be a power of two from 65536 (64 KiB) to 1073741824 (1 GiB) (DIR/config.yml:2:3)",
+        ),
         ("ebpf:\n  buffer_sizes:\n    http: 9000\n", "ebpf.buffer_sizes.http: 9000 is larger than the maximum, 8192 (DIR/config.yml:3:5)"),
         (
             "auto_target_exe: \"*/a\"\nexecutable_name: b\n",

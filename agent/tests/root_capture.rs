@@ -34,12 +34,20 @@ struct Capture {
     _probes: attach::Probes,
     _traced: Traced,
     stats: ReaderStats,
+    /// The events ring buffer's size as the kernel reports it.
+    ring_size: u32,
 }
 
 fn start(wakeup_len: u32) -> Capture {
+    start_sized(wakeup_len, beyla::config::Config::default().ebpf.ring_buffer_size)
+}
+
+fn start_sized(wakeup_len: u32, ring_buffer_size: u32) -> Capture {
     common::require_root();
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (probes, maps) = attach::load_first(&families(), wakeup_len).expect("loading the BPF families");
+    let (probes, maps) =
+        attach::load_first(&families(), wakeup_len, ring_buffer_size).expect("loading the BPF families");
+    let ring_size = libbpf_rs::MapCore::info(&maps.sock_events).expect("events map info").info.max_entries;
     let traced = Traced::new(maps.traced_pids);
     let pid = std::process::id();
     traced
@@ -59,7 +67,7 @@ fn start(wakeup_len: u32) -> Capture {
         events_lost: maps.events_lost,
     };
     spawn_reader(maps, tx, stats.clone(), Duration::from_millis(20), Arc::new(AtomicBool::new(false))).unwrap();
-    Capture { _serial: serial, rx, _probes: probes, _traced: traced, stats }
+    Capture { _serial: serial, rx, _probes: probes, _traced: traced, stats, ring_size }
 }
 
 impl Capture {
@@ -93,7 +101,19 @@ fn pair() -> (TcpStream, TcpStream, u16) {
 
 #[test]
 fn root_capture_request_response_both_sides() {
-    let mut cap = start(0);
+    request_response_both_sides(start(0));
+}
+
+/// `ebpf.ring_buffer_size` reaches the kernel, and a small ring still carries the events.
+#[test]
+fn root_capture_ring_buffer_size_is_applied() {
+    let cap = start_sized(0, 256 << 10);
+    assert_eq!(cap.ring_size, 256 << 10);
+    request_response_both_sides(cap);
+    assert_eq!(start(0).ring_size, beyla::config::Config::default().ebpf.ring_buffer_size);
+}
+
+fn request_response_both_sides(mut cap: Capture) {
     let (mut client, mut server, port) = pair();
     let req = b"GET /hello?x=1 HTTP/1.1\r\nHost: test\r\n\r\n";
     let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -217,7 +237,7 @@ fn root_capture_is_bounded_and_counts_everything() {
     let sends: Vec<_> = events.iter().filter(|e| e.direction == Direction::Send).collect();
     let lost = cap.stats.sock_events_lost.get() as usize;
     assert_eq!(sends.len() + lost, N, "seen {} + lost {lost} != sent {N}", sends.len());
-    // 400 events of ~2 KiB fit the 16 MiB ring buffer many times over: nothing may be lost.
+    // 400 events of ~2 KiB fit the default 4 MiB ring buffer several times over: nothing may be lost.
     assert_eq!(lost, 0);
     // Payload copies are capped, lengths are not.
     let odd: Vec<_> = sends

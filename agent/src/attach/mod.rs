@@ -78,6 +78,8 @@ pub struct LoadOptions {
     pub family: HookFamily,
     /// `ebpf.wakeup_len`: events per CPU between ring-buffer wake-ups.
     pub wakeup_len: u32,
+    /// `ebpf.ring_buffer_size`: bytes of the socket events ring buffer.
+    pub ring_buffer_size: u32,
 }
 
 /// The loaded socket capture family; all share `bpf/include/sock_capture.h` and its maps.
@@ -176,6 +178,10 @@ pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.wakeup_len = opts.wakeup_len;
             }
+            open.maps
+                .events
+                .set_max_entries(opts.ring_buffer_size)
+                .map_err(|source| AttachError::Map { map: "events", source })?;
             let net = open.load().map_err(|source| AttachError::Load { family: $name, source })?;
             attach_all($name, net.object(), &mut att)?;
             let sock_events = handle(&net.maps.events, "events")?;
@@ -200,10 +206,14 @@ pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
 }
 
 /// Loads the first capture family of `families` that the kernel accepts.
-pub fn load_first(families: &[HookFamily], wakeup_len: u32) -> Result<(Probes, MapHandles), AttachError> {
+pub fn load_first(
+    families: &[HookFamily],
+    wakeup_len: u32,
+    ring_buffer_size: u32,
+) -> Result<(Probes, MapHandles), AttachError> {
     let mut last = None;
     for (i, family) in families.iter().enumerate() {
-        match load(LoadOptions { family: *family, wakeup_len }) {
+        match load(LoadOptions { family: *family, wakeup_len, ring_buffer_size }) {
             Ok(loaded) => return Ok(loaded),
             Err(e) if i + 1 < families.len() => {
                 tracing::warn!(family = family.as_str(), error = %e, next = families[i + 1].as_str(), "Hook family failed to load; trying the next one.");

@@ -89,6 +89,7 @@ static ALIASES: &[EnvAlias] = &[
     v("BEYLA_ROUTES_UNMATCHED", "routes.unmatched", "path"),
     // ebpf
     v("BEYLA_BPF_WAKEUP_LEN", "ebpf.wakeup_len", "100"),
+    v("BEYLA_BPF_RING_BUFFER_SIZE", "ebpf.ring_buffer_size", "8388608"),
     v("BEYLA_BPF_BATCH_LENGTH", "ebpf.batch_length", "50"),
     v("BEYLA_BPF_BATCH_TIMEOUT", "ebpf.batch_timeout", "100ms"),
     v("BEYLA_BPF_HTTP_REQUEST_TIMEOUT", "ebpf.http_request_timeout", "30s"),

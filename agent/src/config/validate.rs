@@ -54,6 +54,14 @@ fn check(config: &Config, prov: &Provenance) -> Result<(), ConfigError> {
             "cannot be combined with executable_name (deprecated); set only one of them",
         ));
     }
+    let rb = config.ebpf.ring_buffer_size;
+    if !rb.is_power_of_two() || !(64 << 10..=1 << 30).contains(&rb) {
+        return Err(invalid(
+            prov,
+            "ebpf.ring_buffer_size",
+            "must be a power of two from 65536 (64 KiB) to 1073741824 (1 GiB)",
+        ));
+    }
     if config.ebpf.batch_length == 0 {
         return Err(invalid(prov, "ebpf.batch_length", "must be at least 1"));
     }

@@ -5,7 +5,7 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 24);
+	__uint(max_entries, 1 << 22); /* ebpf.ring_buffer_size, set at load */
 } events SEC(".maps");
 
 /* Events submitted since the last forced wake-up, per CPU. */

@@ -164,6 +164,11 @@ pub struct Ebpf {
     /// application a few microseconds per syscall (docs/benchmarks.md). Default 64.
     /// Env: `BEYLA_BPF_WAKEUP_LEN`.
     pub wakeup_len: u32,
+    /// beyla-rs extension: bytes of the ring buffer that carries socket events to user space
+    /// (a power of two, 64 KiB to 1 GiB). Full, it drops events (counted in
+    /// `beyla_ebpf_events_lost_total`); its pages are mapped twice into the agent, so the
+    /// agent's RSS includes twice this. Default 4 MiB (4194304). Env: `BEYLA_BPF_RING_BUFFER_SIZE`.
+    pub ring_buffer_size: u32,
     /// Events per batch forwarded from the ring-buffer reader. At least 1. Default 100.
     /// Env: `BEYLA_BPF_BATCH_LENGTH`.
     pub batch_length: u32,
@@ -246,6 +251,7 @@ impl Default for Ebpf {
     fn default() -> Self {
         Ebpf {
             wakeup_len: 64,
+            ring_buffer_size: 4 << 20,
             batch_length: 100,
             batch_timeout: Duration::from_secs(1),
             http_request_timeout: Duration::ZERO,
