@@ -237,31 +237,43 @@ const RARE_BIGRAMS: &[&str] = &[
 /// the letters only: short parts always pass; gibberish has no vowels (5+ letters), a run of
 /// 5+ consonants, under 1/8 vowels (8+ letters), a rare letter pair, or only hex letters (8+).
 fn looks_like_word(part: &str) -> bool {
-    let letters: Vec<u8> = part.bytes().filter(u8::is_ascii_alphabetic).map(|b| b.to_ascii_lowercase()).collect();
-    let n = letters.len();
+    // One pass, no allocation: this runs for every segment of every request's path.
+    let vowel = |b: u8| matches!(b, b'a' | b'e' | b'i' | b'o' | b'u' | b'y');
+    let (mut n, mut vowels, mut run, mut long_run, mut rare, mut all_hex) = (0, 0, 0, false, false, true);
+    let mut prev: Option<u8> = None;
+    for b in part.bytes().filter(u8::is_ascii_alphabetic).map(|b| b.to_ascii_lowercase()) {
+        n += 1;
+        if vowel(b) {
+            vowels += 1;
+            run = 0;
+        } else {
+            run += 1;
+            long_run |= run >= 5;
+        }
+        rare |= prev.is_some_and(|p| RARE[usize::from(p - b'a')][usize::from(b - b'a')]);
+        prev = Some(b);
+        all_hex &= (b'a'..=b'f').contains(&b);
+    }
     if n <= 3 {
         return true;
     }
-    let vowel = |b: &u8| matches!(b, b'a' | b'e' | b'i' | b'o' | b'u' | b'y');
-    let vowels = letters.iter().filter(|b| vowel(b)).count();
-    if vowels == 0 && n >= 5 {
+    if (vowels == 0 && n >= 5) || (n >= 8 && vowels * 8 < n) || long_run || rare {
         return false;
     }
-    if n >= 8 && vowels * 8 < n {
-        return false;
-    }
-    let mut run = 0;
-    for b in &letters {
-        run = if vowel(b) { 0 } else { run + 1 };
-        if run >= 5 {
-            return false;
-        }
-    }
-    if letters.windows(2).any(|w| RARE_BIGRAMS.iter().any(|r| r.as_bytes() == w)) {
-        return false;
-    }
-    !(n >= 8 && letters.iter().all(|b| (b'a'..=b'f').contains(b)))
+    !(n >= 8 && all_hex)
 }
+
+/// [`RARE_BIGRAMS`] as a table indexed by the two letters.
+static RARE: [[bool; 26]; 26] = {
+    let mut t = [[false; 26]; 26];
+    let mut i = 0;
+    while i < RARE_BIGRAMS.len() {
+        let b = RARE_BIGRAMS[i].as_bytes();
+        t[(b[0] - b'a') as usize][(b[1] - b'a') as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
