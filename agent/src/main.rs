@@ -149,8 +149,11 @@ fn agent(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
         warn!("No process selector configured (open_port, auto_target_exe, discovery.instrument): nothing will be instrumented.");
     }
 
+    // One worker: the pipeline's stages hand each batch on to the next, and a second worker
+    // only adds cross-thread wake-ups (10% of the agent's CPU at saturation, docs/benchmarks.md);
+    // blocking work (/proc scans, Go binary inspection, the ring-buffer reader) has its own threads.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .thread_name("beyla")
         .build()
