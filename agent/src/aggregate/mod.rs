@@ -452,10 +452,7 @@ impl Aggregates {
 /// `server.address`/`server.port`: the Host header when present, else the socket's server end.
 pub(crate) fn server_endpoint(span: &Span) -> (String, u16) {
     let r = &span.request;
-    let sock = match r.role {
-        Role::Server => r.local,
-        Role::Client => r.remote,
-    };
+    let sock = series_sock(r);
     if let Some(host) = r.host.as_deref().filter(|h| !h.is_empty()) {
         let (name, port) = match host.rsplit_once(':') {
             Some((n, p)) if !n.ends_with(']') || host.starts_with('[') => (n, p.parse().unwrap_or(sock.port())),
