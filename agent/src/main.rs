@@ -140,6 +140,7 @@ fn agent(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
     info!(summary = %features.summary_line(), family = %plan.family, "Kernel probed.");
     let families = kernel::families_to_try(&features, cfg.ebpf.hook_mode)?;
     let mut pcfg = PipelineConfig::from_config(&cfg, families).context("building process selectors")?;
+    pcfg.task_storage = plan.use_task_storage;
     pcfg.propagate_headers = beyla::pipeline::context_propagation(
         cfg.ebpf.context_propagation,
         &features,

@@ -35,6 +35,8 @@ pub struct PipelineConfig {
     pub wakeup_len: u32,
     /// `ebpf.ring_buffer_size`.
     pub ring_buffer_size: u32,
+    /// The kernel has task storage for tracing programs (the probe's `task_storage`).
+    pub task_storage: bool,
     /// `discovery.skip_go_specific_tracers`: no Go probes, the generic ones serve Go too.
     pub skip_go_specific_tracers: bool,
     /// `ebpf.context_propagation` has `headers` and the kernel allows writing user memory
@@ -114,7 +116,12 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     // The Kubernetes watches list while the probes load.
     let mut kube = cfg.kube.clone().map(|opts| (kube::start(opts.clone()), opts));
 
-    let (probes, maps) = attach::load_first(&cfg.families, cfg.wakeup_len, cfg.ring_buffer_size)?;
+    let load = attach::LoadOptions {
+        wakeup_len: cfg.wakeup_len,
+        ring_buffer_size: cfg.ring_buffer_size,
+        task_storage: cfg.task_storage,
+    };
+    let (probes, maps) = attach::load_first(&cfg.families, load)?;
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
     let mut discover_opts = cfg.discover;
     let mut tasks = Vec::new();
@@ -448,6 +455,7 @@ impl PipelineConfig {
             discover,
             wakeup_len: cfg.ebpf.wakeup_len,
             ring_buffer_size: cfg.ebpf.ring_buffer_size,
+            task_storage: false,
             skip_go_specific_tracers: cfg.discovery.skip_go_specific_tracers,
             propagate_headers: false,
             ringbuf_poll: Duration::from_millis(50),

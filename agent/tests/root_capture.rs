@@ -16,13 +16,23 @@ use beyla::discover::ServiceId;
 use beyla::events::{spawn_reader, Direction, RawEvent, ReaderMaps, ReaderStats, SockData};
 
 /// The capture families under test, as the agent would try them here, or the one forced with
-/// `BEYLA_EBPF_HOOK_MODE` (the VM matrix runs these tests once per family).
-fn families() -> Vec<beyla::kernel::HookFamily> {
+/// `BEYLA_EBPF_HOOK_MODE` (the VM matrix runs these tests once per family); and whether the
+/// kernel has task storage (the argument store the agent would pick).
+fn families() -> (Vec<beyla::kernel::HookFamily>, bool) {
     use beyla::kernel::{ensure_mounts, families_to_try, probe, HookMode};
     let mode: HookMode =
         std::env::var("BEYLA_EBPF_HOOK_MODE").map(|m| m.parse().expect("BEYLA_EBPF_HOOK_MODE")).unwrap_or_default();
     ensure_mounts().expect("mounting bpffs and tracefs");
-    families_to_try(&probe(), mode).expect("a hook family for this kernel")
+    let f = probe();
+    (families_to_try(&f, mode).expect("a hook family for this kernel"), f.task_storage)
+}
+
+/// (type, name) of the BPF maps in the kernel whose ids are not in `before`.
+fn new_maps(before: &[u32]) -> Vec<(libbpf_rs::MapType, String)> {
+    libbpf_rs::query::MapInfoIter::default()
+        .filter(|m| !before.contains(&m.id))
+        .map(|m| (m.ty, m.name.to_string_lossy().into_owned()))
+        .collect()
 }
 
 /// The tests trace this very process, so they must not run at the same time.
@@ -39,14 +49,26 @@ struct Capture {
 }
 
 fn start(wakeup_len: u32) -> Capture {
-    start_sized(wakeup_len, beyla::config::Config::default().ebpf.ring_buffer_size)
+    start_with(wakeup_len, beyla::config::Config::default().ebpf.ring_buffer_size, None)
 }
 
-fn start_sized(wakeup_len: u32, ring_buffer_size: u32) -> Capture {
+/// `task_storage`: force the argument store (None: what the agent would pick here).
+fn start_with(wakeup_len: u32, ring_buffer_size: u32, task_storage: Option<bool>) -> Capture {
     common::require_root();
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (probes, maps) =
-        attach::load_first(&families(), wakeup_len, ring_buffer_size).expect("loading the BPF families");
+    let (families, has_task_storage) = families();
+    let opts =
+        attach::LoadOptions { wakeup_len, ring_buffer_size, task_storage: task_storage.unwrap_or(has_task_storage) };
+    let maps_before: Vec<u32> = libbpf_rs::query::MapInfoIter::default().map(|m| m.id).collect();
+    let (probes, maps) = attach::load_first(&families, opts).expect("loading the BPF families");
+    // Exactly one argument store exists, the one asked for (map names are cut at 15 bytes).
+    let stores: Vec<_> = new_maps(&maps_before).into_iter().filter(|(_, n)| n.starts_with("syscall_args")).collect();
+    let want = if opts.task_storage {
+        (libbpf_rs::MapType::TaskStorage, "syscall_args_ta".to_string())
+    } else {
+        (libbpf_rs::MapType::LruHash, "syscall_args".to_string())
+    };
+    assert_eq!(stores, vec![want], "argument store with task_storage={}", opts.task_storage);
     let ring_size = libbpf_rs::MapCore::info(&maps.sock_events).expect("events map info").info.max_entries;
     let traced = Traced::new(maps.traced_pids);
     let pid = std::process::id();
@@ -104,10 +126,28 @@ fn root_capture_request_response_both_sides() {
     request_response_both_sides(start(0));
 }
 
+/// Both argument stores carry the same events: the LRU hash (kernels before 5.11, and the
+/// fallback everywhere) and task storage (5.11+; what the agent picks on this machine and on
+/// every kernel of the VM matrix but 5.10).
+#[test]
+fn root_capture_both_argument_stores() {
+    let ring = beyla::config::Config::default().ebpf.ring_buffer_size;
+    request_response_both_sides(start_with(0, ring, Some(false)));
+    if families().1 {
+        request_response_both_sides(start_with(0, ring, Some(true)));
+    } else {
+        // Not a skip: only kernels older than 5.11 may lack it.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("kernel release");
+        let mut n = release.trim().split(|c: char| !c.is_ascii_digit()).map(|x| x.parse::<u32>().unwrap_or(0));
+        let version = (n.next().unwrap_or(0), n.next().unwrap_or(0));
+        assert!(version < (5, 11), "kernel {release} lacks task storage for tracing programs, which 5.11+ has");
+    }
+}
+
 /// `ebpf.ring_buffer_size` reaches the kernel, and a small ring still carries the events.
 #[test]
 fn root_capture_ring_buffer_size_is_applied() {
-    let cap = start_sized(0, 256 << 10);
+    let cap = start_with(0, 256 << 10, None);
     assert_eq!(cap.ring_size, 256 << 10);
     request_response_both_sides(cap);
     assert_eq!(start(0).ring_size, beyla::config::Config::default().ebpf.ring_buffer_size);

@@ -34,18 +34,16 @@ static __always_inline int save_args(int fd, __u64 buf, __u64 count, __u8 kind, 
 		.buf_kind = kind,
 		.direction = dir,
 	};
-	bpf_map_update_elem(&syscall_args, &id, &a, BPF_ANY);
+	args_put(id, &a);
 	return 0;
 }
 
 static __always_inline int emit_data(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct syscall_args *saved = bpf_map_lookup_elem(&syscall_args, &id);
-	if (!saved)
+	struct syscall_args a;
+	if (!args_take(id, &a))
 		return 0;
-	struct syscall_args a = *saved;
-	bpf_map_delete_elem(&syscall_args, &id);
 	if (ret <= 0)
 		return 0;
 

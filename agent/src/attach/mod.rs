@@ -71,15 +71,16 @@ pub enum AttachError {
     },
 }
 
-/// What to load, and the knobs written into the programs' read-only data before load.
+/// The knobs written into the capture family before load.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadOptions {
-    /// The socket capture family chosen by the kernel probe (`ebpf.hook_mode`).
-    pub family: HookFamily,
     /// `ebpf.wakeup_len`: events per CPU between ring-buffer wake-ups.
     pub wakeup_len: u32,
     /// `ebpf.ring_buffer_size`: bytes of the socket events ring buffer.
     pub ring_buffer_size: u32,
+    /// Keep in-flight syscall arguments in task storage (the kernel probe's `task_storage`);
+    /// else in an LRU hash.
+    pub task_storage: bool,
 }
 
 /// The loaded socket capture family; all share `bpf/include/sock_capture.h` and its maps.
@@ -154,8 +155,8 @@ fn attach_all(family: &'static str, obj: &libbpf_rs::Object, att: &mut Attached)
     Ok(())
 }
 
-/// Loads the process family and the chosen capture family; returns them with map handles.
-pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
+/// Loads the process family and the capture `family`; returns them with map handles.
+pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
     raise_memlock();
     let mut att = Attached::default();
 
@@ -177,7 +178,14 @@ pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
                 .map_err(|source| AttachError::Map { map: "traced_pids", source })?;
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.wakeup_len = opts.wakeup_len;
+                rodata.args_in_task = opts.task_storage;
             }
+            // Only the argument store in use is created (the other's code is dead to the verifier).
+            open.maps
+                .syscall_args
+                .set_autocreate(!opts.task_storage)
+                .and_then(|_| open.maps.syscall_args_task.set_autocreate(opts.task_storage))
+                .map_err(|source| AttachError::Map { map: "syscall_args", source })?;
             open.maps
                 .events
                 .set_max_entries(opts.ring_buffer_size)
@@ -189,7 +197,7 @@ pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
             (NetSkel::$variant(net), sock_events, events_lost)
         }};
     }
-    let (net, sock_events, events_lost) = match opts.family {
+    let (net, sock_events, events_lost) = match family {
         HookFamily::Tracepoints => load_net!(TracepointNetSkelBuilder, Tracepoints, "tracepoints"),
         HookFamily::Kprobes => load_net!(KprobeNetSkelBuilder, Kprobes, "kprobes"),
         HookFamily::Fentry => load_net!(FentryNetSkelBuilder, Fentry, "fentry"),
@@ -202,18 +210,14 @@ pub fn load(opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
         events_lost,
     };
     let programs = att.links.len();
-    Ok((Probes { _process: process, _net: net, _attached: att, family: opts.family.as_str(), programs }, handles))
+    Ok((Probes { _process: process, _net: net, _attached: att, family: family.as_str(), programs }, handles))
 }
 
 /// Loads the first capture family of `families` that the kernel accepts.
-pub fn load_first(
-    families: &[HookFamily],
-    wakeup_len: u32,
-    ring_buffer_size: u32,
-) -> Result<(Probes, MapHandles), AttachError> {
+pub fn load_first(families: &[HookFamily], opts: LoadOptions) -> Result<(Probes, MapHandles), AttachError> {
     let mut last = None;
     for (i, family) in families.iter().enumerate() {
-        match load(LoadOptions { family: *family, wakeup_len, ring_buffer_size }) {
+        match load(*family, opts) {
             Ok(loaded) => return Ok(loaded),
             Err(e) if i + 1 < families.len() => {
                 tracing::warn!(family = family.as_str(), error = %e, next = families[i + 1].as_str(), "Hook family failed to load; trying the next one.");

@@ -56,6 +56,8 @@ pub struct Features {
     pub uprobe_multi: bool,
     /// `bpf_get_current_task_btf()` helper.
     pub get_current_task_btf: bool,
+    /// Task local storage usable from tracing programs (5.11+).
+    pub task_storage: bool,
     /// `bpf_probe_write_user()` allowed (helper present and no lockdown).
     pub probe_write_user: bool,
     /// Lockdown mode (`none`, `integrity`, `confidentiality`), if securityfs is readable.
@@ -116,7 +118,9 @@ pub fn probe() -> Features {
     probes::close_later(keep);
     let ringbuf = set("ringbuf", probes::ringbuf());
     let uprobe_multi = set("uprobe_multi", probes::uprobe_multi());
-    let get_current_task_btf = set("get_current_task_btf", probes::get_current_task_btf());
+    let task_btf = probes::get_current_task_btf();
+    let task_storage = set("task_storage", probes::task_storage(&task_btf));
+    let get_current_task_btf = set("get_current_task_btf", task_btf);
 
     let (lockdown, lockdown_note) = host::lockdown();
     let locked = matches!(lockdown.as_deref(), Some("integrity" | "confidentiality"));
@@ -144,6 +148,7 @@ pub fn probe() -> Features {
     f.clsact = clsact;
     f.uprobe_multi = uprobe_multi;
     f.get_current_task_btf = get_current_task_btf;
+    f.task_storage = task_storage;
     f.probe_write_user = probe_write_user;
     f.lockdown = lockdown;
     f.euid = nix::unistd::geteuid().as_raw();
@@ -183,7 +188,7 @@ impl Features {
         };
         format!(
             "kernel={} btf={} kprobes={} kprobe_multi={} fentry={} tp_btf={} raw_tp={} tracepoints={} \
-             ringbuf={} tcx={} clsact={} uprobe_multi={} task_btf={} lockdown={} hook={}",
+             ringbuf={} tcx={} clsact={} uprobe_multi={} task_btf={} task_storage={} lockdown={} hook={}",
             self.kernel_release,
             yn(self.btf),
             yn(self.kprobes),
@@ -197,6 +202,7 @@ impl Features {
             yn(self.clsact),
             yn(self.uprobe_multi),
             yn(self.get_current_task_btf),
+            yn(self.task_storage),
             self.lockdown.as_deref().unwrap_or("unknown"),
             hook,
         )
@@ -221,6 +227,7 @@ impl Features {
         flag("clsact", self.clsact);
         flag("uprobe_multi", self.uprobe_multi);
         flag("get_current_task_btf", self.get_current_task_btf);
+        flag("task_storage", self.task_storage);
         flag("probe_write_user", self.probe_write_user);
         let path = |p: &Option<PathBuf>, missing: &str| match p {
             Some(p) => (p.display().to_string(), String::new()),

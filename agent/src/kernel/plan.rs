@@ -136,6 +136,8 @@ pub struct HookPlan {
     pub use_tcx: bool,
     /// Programs may call `bpf_get_current_task_btf()` (else `bpf_get_current_task()`).
     pub use_task_btf: bool,
+    /// Socket syscall arguments wait for sys_exit in task storage (else an LRU hash).
+    pub use_task_storage: bool,
     /// Use `tp_btf` programs where the family offers them (else plain tracepoints).
     pub use_tp_btf: bool,
     /// Attach uprobes with one uprobe.multi link per binary.
@@ -154,6 +156,16 @@ impl HookPlan {
             ("best_available".into(), self.best_available.to_string(), best_note.into()),
             ("use_tcx".into(), yn(self.use_tcx), if self.use_tcx { "tcx links" } else { "clsact qdisc" }.into()),
             ("use_task_btf".into(), yn(self.use_task_btf), String::new()),
+            (
+                "use_task_storage".into(),
+                yn(self.use_task_storage),
+                if self.use_task_storage {
+                    "syscall arguments in task storage"
+                } else {
+                    "syscall arguments in an LRU hash"
+                }
+                .into(),
+            ),
             ("use_tp_btf".into(), yn(self.use_tp_btf), String::new()),
             ("use_uprobe_multi".into(), yn(self.use_uprobe_multi), String::new()),
             ("use_kprobe_multi".into(), yn(self.use_kprobe_multi), String::new()),
@@ -229,6 +241,7 @@ pub fn choose(f: &Features, mode: HookMode) -> Result<HookPlan, KernelError> {
         best_available: available.first().copied().unwrap_or(family),
         use_tcx: f.tcx,
         use_task_btf: f.get_current_task_btf,
+        use_task_storage: f.task_storage,
         use_tp_btf: f.tp_btf,
         use_uprobe_multi: f.uprobe_multi,
         use_kprobe_multi: family == HookFamily::Kprobes && f.kprobe_multi,
@@ -254,6 +267,7 @@ mod tests {
             clsact: true,
             uprobe_multi: true,
             get_current_task_btf: true,
+            task_storage: true,
             tracefs: Some(PathBuf::from("/sys/kernel/tracing")),
             ..Default::default()
         };
@@ -271,7 +285,7 @@ mod tests {
     fn auto_on_host_is_tracepoints() {
         let p = choose(&host(), HookMode::Auto).expect("plan");
         assert_eq!((p.family, p.best_available), (HookFamily::Tracepoints, HookFamily::Tracepoints));
-        assert!(p.use_tcx && p.use_task_btf && p.use_uprobe_multi && !p.use_kprobe_multi);
+        assert!(p.use_tcx && p.use_task_btf && p.use_task_storage && p.use_uprobe_multi && !p.use_kprobe_multi);
     }
 
     #[test]

@@ -395,6 +395,26 @@ pub(crate) fn get_current_task_btf() -> Outcome {
     }
 }
 
+/// Task local storage for tracing programs (5.11+): the map type, the helper, and
+/// `bpf_get_current_task_btf` to name the current task (`get_current_task` is the caller's).
+pub(crate) fn task_storage(get_current_task: &Outcome) -> Outcome {
+    if !get_current_task.ok {
+        return Outcome::no("needs bpf_get_current_task_btf");
+    }
+    // SAFETY: plain libbpf probe with no options.
+    match unsafe { sys::libbpf_probe_bpf_map_type(sys::BPF_MAP_TYPE_TASK_STORAGE, std::ptr::null()) } {
+        1 => {}
+        0 => return Outcome::no("BPF_MAP_TYPE_TASK_STORAGE unknown"),
+        e => return Outcome::no(format!("task storage map probe: {:?}", Errno::from_raw(-e))),
+    }
+    let h = helper(sys::BPF_FUNC_task_storage_get, "bpf_task_storage_get");
+    if h.ok {
+        Outcome::yes("BPF_MAP_TYPE_TASK_STORAGE created, bpf_task_storage_get accepted")
+    } else {
+        h
+    }
+}
+
 pub(crate) fn probe_write_user() -> Outcome {
     helper(sys::BPF_FUNC_probe_write_user, "bpf_probe_write_user")
 }
