@@ -20,6 +20,7 @@ pub mod proc;
 pub mod scan;
 pub mod selector;
 pub mod service;
+pub mod sockdiag;
 
 use std::collections::HashMap;
 use std::io;

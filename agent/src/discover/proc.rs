@@ -4,7 +4,8 @@
 //! build a fake tree in a temporary directory. The text parsers are separate pure functions.
 //!
 //! `/proc/net/tcp{,6}` is per network namespace, so listening sockets are read through
-//! `/proc/<pid>/net/tcp{,6}` and cached per netns inode within one scan ([`ListenCache`]).
+//! `/proc/<pid>/net/tcp{,6}` and cached per netns inode within one scan ([`ListenCache`]);
+//! in the agent's own namespace they come from sock_diag instead ([`super::sockdiag`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -251,32 +252,32 @@ pub fn read_socket_inodes(root: &Path, pid: u32) -> Result<Vec<u64>, DiscoverErr
 #[derive(Debug, Default)]
 pub struct ListenCache {
     by_netns: HashMap<u64, HashMap<u64, u16>>,
+    /// The agent's own network namespace, read once per scan (outer None: not yet).
+    own_netns: Option<Option<u64>>,
 }
 
 impl ListenCache {
     /// Listening `inode -> port` map of the network namespace `pid` lives in.
-    fn table(&mut self, root: &Path, pid: u32) -> Result<HashMap<u64, u16>, DiscoverError> {
-        let ns =
-            std::fs::read_link(pid_path(root, pid, "ns/net")).ok().and_then(|l| l.to_str().and_then(parse_ns_link));
-        if let Some(ns) = ns {
-            if let Some(t) = self.by_netns.get(&ns) {
-                return Ok(t.clone());
-            }
+    fn table(&mut self, root: &Path, pid: u32) -> Result<&HashMap<u64, u16>, DiscoverError> {
+        let ns_of = |pid: &str| {
+            std::fs::read_link(root.join(pid).join("ns/net")).ok().and_then(|l| l.to_str().and_then(parse_ns_link))
+        };
+        let Some(ns) = ns_of(&pid.to_string()) else {
+            // Unknown namespace: nothing to share the table with.
+            return Ok(self.by_netns.entry(0).insert_entry(read_net_tcp(root, pid)?).into_mut());
+        };
+        if !self.by_netns.contains_key(&ns) {
+            // sock_diag answers for the agent's own namespace only (and the real /proc).
+            let own =
+                *self.own_netns.get_or_insert_with(|| if root == Path::new("/proc") { ns_of("self") } else { None });
+            let diag = if own == Some(ns) { super::sockdiag::listening_tcp().ok() } else { None };
+            let table = match diag {
+                Some(sockets) => sockets.into_iter().collect(),
+                None => read_net_tcp(root, pid)?,
+            };
+            self.by_netns.insert(ns, table);
         }
-        let mut table = HashMap::new();
-        for file in ["net/tcp", "net/tcp6"] {
-            let path = pid_path(root, pid, file);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => table.extend(parse_net_tcp_listen(&text)),
-                // tcp6 is absent when IPv6 is disabled.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && file == "net/tcp6" => {}
-                Err(source) => return Err(DiscoverError::Io { path, source }),
-            }
-        }
-        if let Some(ns) = ns {
-            self.by_netns.insert(ns, table.clone());
-        }
-        Ok(table)
+        Ok(&self.by_netns[&ns])
     }
 
     /// Ports the process listens on, sorted and deduplicated.
@@ -291,6 +292,21 @@ impl ListenCache {
         ports.dedup();
         Ok(ports)
     }
+}
+
+/// Listening `inode -> port` from `/proc/<pid>/net/tcp{,6}` (the namespace of `pid`).
+fn read_net_tcp(root: &Path, pid: u32) -> Result<HashMap<u64, u16>, DiscoverError> {
+    let mut table = HashMap::new();
+    for file in ["net/tcp", "net/tcp6"] {
+        let path = pid_path(root, pid, file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => table.extend(parse_net_tcp_listen(&text)),
+            // tcp6 is absent when IPv6 is disabled.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && file == "net/tcp6" => {}
+            Err(source) => return Err(DiscoverError::Io { path, source }),
+        }
+    }
+    Ok(table)
 }
 
 /// Reads one process. `Ok(None)` for kernel threads (no exe or empty cmdline); errors of
