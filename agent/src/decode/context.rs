@@ -333,14 +333,10 @@ impl Correlator {
         }
         let id = ctx.span_id;
         // Each index forgets the request unless a newer one took its place.
-        if self.by_sock.get(&(c.pid, c.sock, c.stream, role)) == Some(&id) {
-            self.by_sock.remove(&(c.pid, c.sock, c.stream, role));
-        }
-        if self.by_tuple.get(&(c.local, c.remote, c.stream, role)) == Some(&id) {
-            self.by_tuple.remove(&(c.local, c.remote, c.stream, role));
-        }
-        if role == Role::Server && self.by_thread.get(&(pid, tid)) == Some(&id) {
-            self.by_thread.remove(&(pid, tid));
+        remove_if_is(&mut self.by_sock, (c.pid, c.sock, c.stream, role), id);
+        remove_if_is(&mut self.by_tuple, (c.local, c.remote, c.stream, role), id);
+        if role == Role::Server {
+            remove_if_is(&mut self.by_thread, (pid, tid), id);
         }
         self.ended.push_back(ctx.span_id);
         if self.ended.len() > KEEP_ENDED {
@@ -374,6 +370,15 @@ impl Correlator {
     /// Server requests being served per thread (for tests and telemetry).
     pub fn active(&self) -> usize {
         self.by_thread.len()
+    }
+}
+
+/// Removes `key` if it still names span `id` (one hash of the key).
+fn remove_if_is<K: std::hash::Hash + Eq>(map: &mut HashMap<K, [u8; 8]>, key: K, id: [u8; 8]) {
+    if let std::collections::hash_map::Entry::Occupied(e) = map.entry(key) {
+        if *e.get() == id {
+            e.remove();
+        }
     }
 }
 
