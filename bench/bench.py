@@ -44,7 +44,7 @@ def go_probed(app):
     return app in ("go", GO123, "grpc")
 
 FULL = dict(pairs=3, sat_s=5, wrk_c=32, lat_pairs=2, lat_s=8.0, lat_rate=500, lat_c=32,
-            wake_variants=["0", "16", "500"], wake_apps=[], routes=[1, 10, 100, 1000], procs=[1, 10, 50],
+            wake_variants=["0", "16", "64"], wake_apps=[], routes=[1, 10, 100, 1000], procs=[1, 10, 50],
             conns=[10, 100, 1000], growth_rate=2000, growth_s=8.0)
 SMOKE = dict(pairs=1, sat_s=1, wrk_c=16, lat_pairs=1, lat_s=1.5, lat_rate=300, lat_c=16,
              wake_variants=["0"], wake_apps=["rust"], routes=[1, 100], procs=[1, 3], conns=[10, 100],

@@ -17,7 +17,7 @@ TARGETS = {"ratio": 0.97, "p99_added_us": 20, "cores_per_10k": 0.05, "rss_mb": 4
 
 
 # ebpf.wakeup_len when the agent's config leaves it out (agent/src/config/sections/ebpf.rs).
-DEFAULT_WAKEUP_LEN = 64
+DEFAULT_WAKEUP_LEN = 500
 
 def load(out):
     rows = [json.loads(line) for line in open(os.path.join(out, "raw.jsonl")) if line.strip()]

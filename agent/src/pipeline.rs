@@ -159,9 +159,10 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
             .as_fd()
             .try_clone_to_owned()
             .and_then(|ev| Ok((ev, maps.events_lost.as_fd().try_clone_to_owned()?)));
-        match fds.map_err(|e| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) }).and_then(
-            |(ev, lost)| GoProbes::start(ev, lost, cfg.wakeup_len, cfg.propagate_headers, tel.go_processes.clone()),
-        ) {
+        match fds
+            .map_err(|e| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) })
+            .and_then(|(ev, lost)| GoProbes::start(ev, lost, load, cfg.propagate_headers, tel.go_processes.clone()))
+        {
             Ok(g) => Some(g),
             Err(e) => {
                 warn!(error = %e, "Go probes unavailable; Go programs are served by the generic probes alone (no goroutine-aware trace links).");

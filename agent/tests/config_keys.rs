@@ -76,7 +76,7 @@ fn defaults_match_beyla() {
     assert_eq!(i.effective_exporter(), InternalMetricsExporter::Disabled);
 
     let e = &c.ebpf;
-    assert_eq!(e.wakeup_len, 64);
+    assert_eq!(e.wakeup_len, 500);
     assert_eq!(e.batch_length, 100);
     assert_eq!(e.batch_timeout.as_std(), secs(1));
     assert!(e.http_request_timeout.is_zero());

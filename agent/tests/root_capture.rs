@@ -54,6 +54,11 @@ fn start(wakeup_len: u32) -> Capture {
 
 /// `task_storage`: force the argument store (None: what the agent would pick here).
 fn start_with(wakeup_len: u32, ring_buffer_size: u32, task_storage: Option<bool>) -> Capture {
+    start_polling(wakeup_len, ring_buffer_size, task_storage, Duration::from_millis(20))
+}
+
+/// `poll`: the reader's timeout, after which it drains the ring without a wake-up.
+fn start_polling(wakeup_len: u32, ring_buffer_size: u32, task_storage: Option<bool>, poll: Duration) -> Capture {
     common::require_root();
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (families, has_task_storage) = families();
@@ -88,7 +93,7 @@ fn start_with(wakeup_len: u32, ring_buffer_size: u32, task_storage: Option<bool>
         process_events: maps.process_events,
         events_lost: maps.events_lost,
     };
-    spawn_reader(maps, tx, stats.clone(), Duration::from_millis(20), Arc::new(AtomicBool::new(false))).unwrap();
+    spawn_reader(maps, tx, stats.clone(), poll, Arc::new(AtomicBool::new(false))).unwrap();
     Capture { _serial: serial, rx, _probes: probes, _traced: traced, stats, ring_size }
 }
 
@@ -151,6 +156,34 @@ fn root_capture_ring_buffer_size_is_applied() {
     assert_eq!(cap.ring_size, 256 << 10);
     request_response_both_sides(cap);
     assert_eq!(start(0).ring_size, beyla::config::Config::default().ebpf.ring_buffer_size);
+}
+
+/// A `wakeup_len` larger than a small ring holds loses nothing: the programs also wake the
+/// reader when a quarter of the ring is waiting. The reader polls rarely here, so only
+/// wake-ups drain the ring while the traffic runs (1.3 MB of events through 256 KiB).
+#[test]
+fn root_capture_small_ring_wakes_before_it_fills() {
+    let mut cap = start_polling(500, 256 << 10, None, Duration::from_millis(300));
+    let (mut client, mut server, port) = pair();
+    const N: usize = 300;
+    let echo = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..N {
+            server.read_exact(&mut buf).unwrap();
+            server.write_all(b"k").unwrap();
+        }
+    });
+    let (chunk, mut ack) = (vec![b'q'; 2048], [0u8; 1]);
+    for _ in 0..N {
+        client.write_all(&chunk).unwrap();
+        client.read_exact(&mut ack).unwrap();
+    }
+    echo.join().unwrap();
+    // Longer than the poll plus the reader's 1 s refresh of the kernel's lost counter.
+    let events = cap.collect(port, Duration::from_millis(1800));
+    let sends = events.iter().filter(|e| e.direction == Direction::Send && e.len == 2048).count();
+    let lost = cap.stats.sock_events_lost.get();
+    assert_eq!((sends, lost), (N, 0), "client sends seen, events lost");
 }
 
 fn request_response_both_sides(mut cap: Capture) {

@@ -13,7 +13,9 @@
 /* Set by the agent before load (ebpf.wakeup_len): wake the reader once per this many events
  * per CPU; 0 or 1 lets the kernel wake it for every event. */
 const volatile __u32 wakeup_len = 0;
-
+/* Set by the agent before load (a quarter of ebpf.ring_buffer_size): wake the reader early
+ * when this much is waiting, so that no wakeup_len can fill a small ring; 0: no such check. */
+const volatile __u32 wakeup_bytes = 0;
 
 static __always_inline __u64 ringbuf_flags(void)
 {
@@ -24,7 +26,7 @@ static __always_inline __u64 ringbuf_flags(void)
 	if (!pending)
 		return 0;
 	*pending += 1;
-	if (*pending >= wakeup_len) {
+	if (*pending >= wakeup_len || (wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)) {
 		*pending = 0;
 		return BPF_RB_FORCE_WAKEUP;
 	}

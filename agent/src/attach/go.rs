@@ -54,14 +54,15 @@ pub struct GoProbes {
 
 impl GoProbes {
     /// Loads `bpf/go.bpf.c` on its own thread, sharing the capture family's ring buffer
-    /// (`events`, `events_lost`) so that Go events and socket events arrive in one order.
+    /// (`events`, `events_lost`, loaded with `ring`) so that Go events and socket events
+    /// arrive in one order.
     /// `propagate`: write `traceparent` headers into outgoing HTTP/1.x requests (the caller
     /// checked that the kernel allows `bpf_probe_write_user`; the program using it is not even
     /// loaded otherwise).
     pub fn start(
         events: OwnedFd,
         events_lost: OwnedFd,
-        wakeup_len: u32,
+        ring: super::LoadOptions,
         propagate: bool,
         attached: Gauge,
     ) -> Result<GoProbes, AttachError> {
@@ -70,7 +71,7 @@ impl GoProbes {
         std::thread::Builder::new()
             .name("beyla-go-probes".into())
             .spawn(move || {
-                let skel = match load(&events, &events_lost, wakeup_len, propagate) {
+                let skel = match load(&events, &events_lost, ring, propagate) {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
                         s
@@ -104,7 +105,7 @@ impl GoProbes {
 fn load(
     events: &OwnedFd,
     events_lost: &OwnedFd,
-    wakeup_len: u32,
+    ring: super::LoadOptions,
     propagate: bool,
 ) -> Result<GoSkel<'static>, AttachError> {
     let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
@@ -116,7 +117,9 @@ fn load(
         .reuse_fd(events_lost.as_fd())
         .map_err(|source| AttachError::Map { map: "events_lost", source })?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.wakeup_len = wakeup_len;
+        // The same wake-up rule as the capture family's, on the same ring.
+        rodata.wakeup_len = ring.wakeup_len;
+        rodata.wakeup_bytes = ring.ring_buffer_size / 4;
         rodata.propagate_headers = u8::from(propagate);
     }
     // Under kernel lockdown the verifier rejects any program calling bpf_probe_write_user.

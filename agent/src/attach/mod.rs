@@ -178,6 +178,7 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
                 .map_err(|source| AttachError::Map { map: "traced_pids", source })?;
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.wakeup_len = opts.wakeup_len;
+                rodata.wakeup_bytes = opts.ring_buffer_size / 4;
                 rodata.args_in_task = opts.task_storage;
             }
             // Only the argument store in use is created (the other's code is dead to the verifier).

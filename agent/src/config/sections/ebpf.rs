@@ -161,7 +161,9 @@ pub struct Ebpf {
     /// Events accumulated (per CPU) in the ring buffer before user space is woken up; 0 or 1
     /// wakes it for every event (Beyla's "unset"). The reader also drains the ring every
     /// 50 ms, so batching delays data by at most that; a wake-up per event costs the traced
-    /// application a few microseconds per syscall (docs/benchmarks.md). Default 64.
+    /// application a few microseconds per syscall (docs/benchmarks.md). The programs also wake
+    /// it when a quarter of `ring_buffer_size` is waiting, whatever this says. Default 500 (as
+    /// OpenTelemetry eBPF Instrumentation).
     /// Env: `BEYLA_BPF_WAKEUP_LEN`.
     pub wakeup_len: u32,
     /// beyla-rs extension: bytes of the ring buffer that carries socket events to user space
@@ -250,7 +252,7 @@ pub struct Ebpf {
 impl Default for Ebpf {
     fn default() -> Self {
         Ebpf {
-            wakeup_len: 64,
+            wakeup_len: 500,
             ring_buffer_size: 4 << 20,
             batch_length: 100,
             batch_timeout: Duration::from_secs(1),
