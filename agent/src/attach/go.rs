@@ -119,7 +119,7 @@ fn load(
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         // The same wake-up rule as the capture family's, on the same ring.
         rodata.wakeup_len = ring.wakeup_len;
-        rodata.wakeup_bytes = ring.ring_buffer_size / 4;
+        rodata.wakeup_bytes = ring.wakeup_bytes();
         rodata.propagate_headers = u8::from(propagate);
     }
     // Under kernel lockdown the verifier rejects any program calling bpf_probe_write_user.

@@ -83,6 +83,14 @@ pub struct LoadOptions {
     pub task_storage: bool,
 }
 
+impl LoadOptions {
+    /// Bytes waiting in the ring that wake the reader whatever `wakeup_len` says (a quarter of
+    /// the ring), so that no `wakeup_len` can fill it; every program writing to it uses this.
+    pub fn wakeup_bytes(&self) -> u32 {
+        self.ring_buffer_size / 4
+    }
+}
+
 /// The loaded socket capture family; all share `bpf/include/sock_capture.h` and its maps.
 /// Held only to keep the programs loaded (their links are in `Probes`).
 #[allow(dead_code)]
@@ -178,7 +186,7 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
                 .map_err(|source| AttachError::Map { map: "traced_pids", source })?;
             if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
                 rodata.wakeup_len = opts.wakeup_len;
-                rodata.wakeup_bytes = opts.ring_buffer_size / 4;
+                rodata.wakeup_bytes = opts.wakeup_bytes();
                 rodata.args_in_task = opts.task_storage;
             }
             // Only the argument store in use is created (the other's code is dead to the verifier).
