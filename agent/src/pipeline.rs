@@ -42,8 +42,8 @@ pub struct PipelineConfig {
     /// `ebpf.context_propagation` has `headers` and the kernel allows writing user memory
     /// (decided by [`context_propagation`]): the Go probes write `traceparent` headers.
     pub propagate_headers: bool,
-    /// Longest time an event waits in the ring buffer before the reader looks.
-    pub ringbuf_poll: Duration,
+    /// `ebpf.batch_length` and `ebpf.batch_timeout`: when the reader forwards what it read.
+    pub batching: events::Batching,
     pub routes: RouteMatcher,
     /// `prometheus_export.port` and `.path`.
     pub prometheus: Option<(u16, String)>,
@@ -94,9 +94,9 @@ impl Running {
         for t in &self.tasks {
             t.abort();
         }
-        if let Some(r) = self.reader.take() {
-            let _ = tokio::task::spawn_blocking(move || r.join()).await;
-        }
+        // Not joined: the reader sleeps up to `ebpf.batch_timeout` and ends when it next
+        // wakes (it sees `stop`, or its channel closed with the tasks).
+        drop(self.reader.take());
     }
 }
 
@@ -205,7 +205,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
         },
         ringbuf_to_decode_tx,
         tel.reader_stats(),
-        cfg.ringbuf_poll,
+        cfg.batching,
         stop.clone(),
     )
     .map_err(PipelineError::Reader)?;
@@ -459,7 +459,10 @@ impl PipelineConfig {
             task_storage: false,
             skip_go_specific_tracers: cfg.discovery.skip_go_specific_tracers,
             propagate_headers: false,
-            ringbuf_poll: Duration::from_millis(50),
+            batching: events::Batching {
+                length: cfg.ebpf.batch_length as usize,
+                timeout: cfg.ebpf.batch_timeout.as_std(),
+            },
             routes,
             prometheus: p.port.map(|port| (port, p.path.clone())),
             internal: (cfg.internal_metrics.prometheus.port, cfg.internal_metrics.prometheus.path.clone()),

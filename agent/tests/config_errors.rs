@@ -144,6 +144,7 @@ fn invalid_ports_patterns_and_durations() {
 fn cross_field_rules_name_key_and_file_line() {
     let cases = [
         ("ebpf:\n  batch_length: 0\n", "ebpf.batch_length: must be at least 1 (DIR/config.yml:2:3)"),
+        ("ebpf:\n  batch_timeout: 0s\n", "ebpf.batch_timeout: must be greater than 0 (DIR/config.yml:2:3)"),
         (
             "ebpf:\n  ring_buffer_size: 5000000\n",
             "ebpf.ring_buffer_size: must be a power of two from 65536 (64 KiB) to 1073741824 (1 GiB) (DIR/config.yml:2:3)",

@@ -13,7 +13,7 @@ use std::time::Duration;
 use beyla::attach::{self, Traced, TracedProcess};
 use beyla::decode::{Decoded, Role, Tracker, TrackerLimits};
 use beyla::discover::ServiceId;
-use beyla::events::{spawn_reader, Direction, RawEvent, ReaderMaps, ReaderStats, SockData};
+use beyla::events::{spawn_reader, Batching, Direction, RawEvent, ReaderMaps, ReaderStats, SockData};
 
 /// The capture families under test, as the agent would try them here, or the one forced with
 /// `BEYLA_EBPF_HOOK_MODE` (the VM matrix runs these tests once per family); and whether the
@@ -54,11 +54,15 @@ fn start(wakeup_len: u32) -> Capture {
 
 /// `task_storage`: force the argument store (None: what the agent would pick here).
 fn start_with(wakeup_len: u32, ring_buffer_size: u32, task_storage: Option<bool>) -> Capture {
-    start_polling(wakeup_len, ring_buffer_size, task_storage, Duration::from_millis(20))
+    start_polling(wakeup_len, ring_buffer_size, task_storage, every(Duration::from_millis(20)))
 }
 
-/// `poll`: the reader's timeout, after which it drains the ring without a wake-up.
-fn start_polling(wakeup_len: u32, ring_buffer_size: u32, task_storage: Option<bool>, poll: Duration) -> Capture {
+/// The reader forwards whatever it read on each wake-up, and drains the ring at least every `poll`.
+fn every(poll: Duration) -> Batching {
+    Batching { length: 1, timeout: poll }
+}
+
+fn start_polling(wakeup_len: u32, ring_buffer_size: u32, task_storage: Option<bool>, batching: Batching) -> Capture {
     common::require_root();
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (families, has_task_storage) = families();
@@ -93,7 +97,7 @@ fn start_polling(wakeup_len: u32, ring_buffer_size: u32, task_storage: Option<bo
         process_events: maps.process_events,
         events_lost: maps.events_lost,
     };
-    spawn_reader(maps, tx, stats.clone(), poll, Arc::new(AtomicBool::new(false))).unwrap();
+    spawn_reader(maps, tx, stats.clone(), batching, Arc::new(AtomicBool::new(false))).unwrap();
     Capture { _serial: serial, rx, _probes: probes, _traced: traced, stats, ring_size }
 }
 
@@ -163,7 +167,7 @@ fn root_capture_ring_buffer_size_is_applied() {
 /// wake-ups drain the ring while the traffic runs (1.3 MB of events through 256 KiB).
 #[test]
 fn root_capture_small_ring_wakes_before_it_fills() {
-    let mut cap = start_polling(500, 256 << 10, None, Duration::from_millis(300));
+    let mut cap = start_polling(500, 256 << 10, None, every(Duration::from_millis(300)));
     let (mut client, mut server, port) = pair();
     const N: usize = 300;
     let echo = std::thread::spawn(move || {
@@ -184,6 +188,37 @@ fn root_capture_small_ring_wakes_before_it_fills() {
     let sends = events.iter().filter(|e| e.direction == Direction::Send && e.len == 2048).count();
     let lost = cap.stats.sock_events_lost.get();
     assert_eq!((sends, lost), (N, 0), "client sends seen, events lost");
+}
+
+/// `ebpf.batch_timeout` holds a short batch back until it is due, `ebpf.batch_length` lets a
+/// long one go at once. Every event wakes the reader here (`wakeup_len` 0), so only the
+/// batching decides when events leave it.
+#[test]
+fn root_capture_batches_by_length_and_timeout() {
+    let ring = beyla::config::Config::default().ebpf.ring_buffer_size;
+    let mut cap = start_polling(0, ring, None, Batching { length: 1 << 20, timeout: Duration::from_secs(3) });
+    let (mut client, mut server, port) = pair();
+    exchange(&mut client, &mut server, 1);
+    assert_eq!(cap.collect(port, Duration::from_millis(500)).len(), 0, "events forwarded before the batch was due");
+    assert_eq!(cap.collect(port, Duration::from_secs(4)).len(), 4, "events forwarded when the batch was due");
+    drop(cap);
+
+    let mut cap = start_polling(0, ring, None, Batching { length: 200, timeout: Duration::from_secs(600) });
+    let (mut client, mut server, port) = pair();
+    exchange(&mut client, &mut server, 100);
+    let seen = cap.collect(port, Duration::from_secs(2)).len();
+    assert!((200..=400).contains(&seen), "{seen} of 400 events forwarded in full batches of 200 or more");
+}
+
+/// `n` one-byte requests and responses, each four data events: two sends, two receives.
+fn exchange(client: &mut TcpStream, server: &mut TcpStream, n: usize) {
+    let mut b = [0u8; 1];
+    for _ in 0..n {
+        client.write_all(b"q").unwrap();
+        server.read_exact(&mut b).unwrap();
+        server.write_all(b"k").unwrap();
+        client.read_exact(&mut b).unwrap();
+    }
 }
 
 fn request_response_both_sides(mut cap: Capture) {

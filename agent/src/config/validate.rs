@@ -65,6 +65,9 @@ fn check(config: &Config, prov: &Provenance) -> Result<(), ConfigError> {
     if config.ebpf.batch_length == 0 {
         return Err(invalid(prov, "ebpf.batch_length", "must be at least 1"));
     }
+    if config.ebpf.batch_timeout.is_zero() {
+        return Err(invalid(prov, "ebpf.batch_timeout", "must be greater than 0"));
+    }
     for (name, size) in config.ebpf.buffer_sizes.entries() {
         if size > 8192 {
             let key = format!("ebpf.buffer_sizes.{name}");

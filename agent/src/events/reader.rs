@@ -147,15 +147,23 @@ fn monotonic_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// How often an idle reader still tells the pipeline how far it has read.
-const WATERMARK_IDLE: Duration = Duration::from_millis(500);
+/// When the reader hands what it has read to `decode` (`ebpf.batch_length`, `ebpf.batch_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Forward as soon as this many events are waiting.
+    pub length: usize,
+    /// Forward what is waiting, and the watermark, at least this often. Events the kernel
+    /// submits without waking the reader (`ebpf.wakeup_len`) are read then too, so this
+    /// bounds how long any event waits; an idle reader wakes once per period.
+    pub timeout: Duration,
+}
 
-/// Starts the reader thread. `poll` bounds how long batched events wait in the ring buffer.
+/// Starts the reader thread.
 pub fn spawn_reader(
     maps: ReaderMaps,
     tx: Sender<Vec<RawEvent>>,
     stats: ReaderStats,
-    poll: Duration,
+    batching: Batching,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("beyla-ringbuf".into()).spawn(move || {
@@ -190,26 +198,29 @@ pub fn spawn_reader(
             }
         };
         let mut last_lost_check = Instant::now();
-        let mut last_watermark = Instant::now();
+        let mut due = Instant::now() + batching.timeout;
         while !stop.load(Ordering::Relaxed) {
-            // Everything submitted before this instant is in a ring now, and read below.
-            let drained = monotonic_ns();
-            if let Err(e) = rb.poll(poll) {
+            // Sleeps until the kernel wakes us (every `wakeup_len` events, a quarter-full
+            // ring, a process event) or the batch is due: a wake-up per period when idle.
+            if let Err(e) = rb.poll(due.saturating_duration_since(Instant::now())) {
                 if e.kind() != libbpf_rs::ErrorKind::Interrupted {
                     tracing::warn!(error = %e, "Ring buffer poll failed.");
                 }
             }
+            // Everything submitted before this instant is in a ring now, and read below.
+            let drained = monotonic_ns();
             // poll() only reads rings that signalled a wake-up; events submitted without one
             // (ebpf.wakeup_len batching) wait until consumed here.
             if let Err(e) = rb.consume() {
                 tracing::warn!(error = %e, "Ring buffer consume failed.");
             }
-            let mut events = std::mem::take(&mut *batch.borrow_mut());
-            // A watermark rides on every batch, and on its own when idle so that time
-            // still advances downstream.
-            if !events.is_empty() || last_watermark.elapsed() >= WATERMARK_IDLE {
+            let now = Instant::now();
+            if now >= due || batch.borrow().len() >= batching.length {
+                // The watermark rides on every batch, also an empty one, so that event time
+                // advances downstream while nothing happens.
+                let mut events = std::mem::take(&mut *batch.borrow_mut());
                 events.push(RawEvent::Drained { ts_ns: drained });
-                last_watermark = Instant::now();
+                due = now + batching.timeout;
                 if tx.blocking_send(events).is_err() {
                     return; // the pipeline stopped
                 }

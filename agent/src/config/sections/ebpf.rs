@@ -160,7 +160,7 @@ impl Default for RedisDbCache {
 pub struct Ebpf {
     /// Events accumulated (per CPU) in the ring buffer before user space is woken up; 0 or 1
     /// wakes it for every event (Beyla's "unset"). The reader also drains the ring every
-    /// 50 ms, so batching delays data by at most that; a wake-up per event costs the traced
+    /// `batch_timeout`, so batching delays data by at most that; a wake-up per event costs the traced
     /// application a few microseconds per syscall (docs/benchmarks.md). The programs also wake
     /// it when a quarter of `ring_buffer_size` is waiting, whatever this says. Default 500 (as
     /// OpenTelemetry eBPF Instrumentation).
@@ -171,10 +171,12 @@ pub struct Ebpf {
     /// `beyla_ebpf_events_lost_total`); its pages are mapped twice into the agent, so the
     /// agent's RSS includes twice this. Default 4 MiB (4194304). Env: `BEYLA_BPF_RING_BUFFER_SIZE`.
     pub ring_buffer_size: u32,
-    /// Events per batch forwarded from the ring-buffer reader. At least 1. Default 100.
-    /// Env: `BEYLA_BPF_BATCH_LENGTH`.
+    /// The ring-buffer reader hands its events on as soon as this many are waiting. At least
+    /// 1. Default 100. Env: `BEYLA_BPF_BATCH_LENGTH`.
     pub batch_length: u32,
-    /// Forward a partial batch after this long. Default `1s`. Env: `BEYLA_BPF_BATCH_TIMEOUT`.
+    /// The reader drains the rings and hands a partial batch on at least this often: the
+    /// longest an event waits, and an idle agent's wake-up period. Greater than 0. Default
+    /// `1s`. Env: `BEYLA_BPF_BATCH_TIMEOUT`.
     pub batch_timeout: Duration,
     /// Report an HTTP request without response after this long (status 408); `0` disables.
     /// Default `0`. Env: `BEYLA_BPF_HTTP_REQUEST_TIMEOUT`.
