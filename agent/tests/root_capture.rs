@@ -123,9 +123,13 @@ impl Capture {
 }
 
 fn pair() -> (TcpStream, TcpStream, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    pair_on("127.0.0.1")
+}
+
+fn pair_on(ip: &str) -> (TcpStream, TcpStream, u16) {
+    let l = TcpListener::bind((ip, 0)).unwrap();
     let port = l.local_addr().unwrap().port();
-    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let c = TcpStream::connect((ip, port)).unwrap();
     let (s, _) = l.accept().unwrap();
     (c, s, port)
 }
@@ -221,8 +225,12 @@ fn exchange(client: &mut TcpStream, server: &mut TcpStream, n: usize) {
     }
 }
 
-fn request_response_both_sides(mut cap: Capture) {
-    let (mut client, mut server, port) = pair();
+fn request_response_both_sides(cap: Capture) {
+    request_response_on(cap, "127.0.0.1")
+}
+
+fn request_response_on(mut cap: Capture, ip: &str) {
+    let (mut client, mut server, port) = pair_on(ip);
     let req = b"GET /hello?x=1 HTTP/1.1\r\nHost: test\r\n\r\n";
     let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     client.write_all(req).unwrap();
@@ -245,9 +253,11 @@ fn request_response_both_sides(mut cap: Capture) {
     let c_send = find(Direction::Send, false);
     assert_eq!((c_send.len as usize, c_send.data.as_slice()), (req.len(), &req[..]));
     assert_eq!(c_send.pid, std::process::id());
+    let (c_addr, s_addr) = (client.local_addr().unwrap(), server.local_addr().unwrap());
+    assert_eq!((c_send.local, c_send.remote), (c_addr, s_addr));
     let s_recv = find(Direction::Recv, true);
     assert_eq!(s_recv.data.as_slice(), &req[..]);
-    assert_eq!(s_recv.remote, client.local_addr().unwrap());
+    assert_eq!((s_recv.local, s_recv.remote), (s_addr, c_addr));
     let s_send = find(Direction::Send, true);
     assert_eq!(s_send.data.as_slice(), &resp[..]);
     assert!(s_send.ts_ns >= s_recv.ts_ns);
@@ -263,6 +273,12 @@ fn request_response_both_sides(mut cap: Capture) {
     let mut roles: Vec<_> = out.requests.iter().map(|r| (r.role, r.target.clone(), r.status)).collect();
     roles.sort_by_key(|r| r.0 == Role::Client);
     assert_eq!(roles, vec![(Role::Server, "/hello?x=1".into(), 200), (Role::Client, "/hello?x=1".into(), 200)]);
+}
+
+/// IPv6 connections carry their 16-byte addresses (IPv4 ones come as IPv4-mapped).
+#[test]
+fn root_capture_ipv6_addresses() {
+    request_response_on(start(0), "::1");
 }
 
 #[test]

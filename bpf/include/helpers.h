@@ -41,11 +41,44 @@ static __always_inline void count_lost(void)
 		*lost += 1;
 }
 
+/* Kernels with bpf_rdonly_cast (6.2+; libbpf resolves the weak kfunc at load time, and the
+ * verifier drops the branch it leaves dead) let the programs load the fields on the way from
+ * an fd to its socket directly (fault-safe loads of about a nanosecond) instead of one
+ * bpf_probe_read_kernel helper call per field. Both paths read the same fields. */
+#define HAVE_BTF_CAST bpf_ksym_exists(bpf_rdonly_cast)
+
+static __always_inline struct sock *tcp_sock_of_fd_btf(int fd)
+{
+	struct task_struct *task = bpf_core_cast((void *)bpf_get_current_task(), struct task_struct);
+	struct fdtable *fdt = task->files->fdt;
+	if (!fdt || (unsigned int)fd >= fdt->max_fds)
+		return 0;
+	/* fdt->fd is a struct file ** the verifier only knows as a number. */
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]) || !f)
+		return 0;
+	struct file *file = bpf_core_cast(f, struct file);
+	if ((file->f_inode->i_mode & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *sock = bpf_core_cast(file->private_data, struct socket);
+	struct sock *sk = sock->sk;
+	if (!sk)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	if (sk->sk_type != SOCK_STREAM || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	return sk;
+}
+
 /* The struct sock behind fd in the current task, if fd is a TCP socket (IPv4 or IPv6). */
 static __always_inline struct sock *tcp_sock_of_fd(int fd)
 {
 	if (fd < 0)
 		return 0;
+	if (HAVE_BTF_CAST)
+		return tcp_sock_of_fd_btf(fd);
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt)
@@ -74,8 +107,41 @@ static __always_inline struct sock *tcp_sock_of_fd(int fd)
 	return sk;
 }
 
+/* IPv4 addresses go into the tuple as IPv4-mapped IPv6 (::ffff:a.b.c.d). */
+static __always_inline void v4_mapped(__u8 *dst, __u32 addr)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(&dst[12], &addr, 4);
+}
+
+static __always_inline void read_conn_tuple_btf(struct sock *s, struct conn_tuple *t)
+{
+	struct sock_common *c = &bpf_core_cast(s, struct sock)->__sk_common;
+	__u16 family = c->skc_family;
+	t->family = family;
+	t->local_port = c->skc_num;
+	t->remote_port = bpf_ntohs(c->skc_dport);
+	if (family == AF_INET6) {
+		for (int i = 0; i < 4; i++) {
+			__u32 l = c->skc_v6_rcv_saddr.in6_u.u6_addr32[i];
+			__u32 r = c->skc_v6_daddr.in6_u.u6_addr32[i];
+			__builtin_memcpy(&t->local_addr[i * 4], &l, 4);
+			__builtin_memcpy(&t->remote_addr[i * 4], &r, 4);
+		}
+	} else {
+		v4_mapped(t->local_addr, c->skc_rcv_saddr);
+		v4_mapped(t->remote_addr, c->skc_daddr);
+	}
+}
+
 static __always_inline void read_conn_tuple(struct sock *sk, struct conn_tuple *t)
 {
+	if (HAVE_BTF_CAST) {
+		read_conn_tuple_btf(sk, t);
+		return;
+	}
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	t->family = family;
 	t->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
@@ -84,12 +150,8 @@ static __always_inline void read_conn_tuple(struct sock *sk, struct conn_tuple *
 		BPF_CORE_READ_INTO(&t->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&t->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
-		__builtin_memset(t->local_addr, 0, 16);
-		__builtin_memset(t->remote_addr, 0, 16);
-		t->local_addr[10] = 0xff;
-		t->local_addr[11] = 0xff;
-		t->remote_addr[10] = 0xff;
-		t->remote_addr[11] = 0xff;
+		v4_mapped(t->local_addr, 0);
+		v4_mapped(t->remote_addr, 0);
 		/* BPF_CORE_READ_INTO would copy sizeof(*dst) = 1 byte here. */
 		bpf_core_read(&t->local_addr[12], 4, &sk->__sk_common.skc_rcv_saddr);
 		bpf_core_read(&t->remote_addr[12], 4, &sk->__sk_common.skc_daddr);
