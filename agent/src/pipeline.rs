@@ -83,20 +83,16 @@ pub enum PipelineError {
 /// A running agent; `shutdown` stops it.
 pub struct Running {
     stop: Arc<AtomicBool>,
-    reader: Option<std::thread::JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     _probes: attach::Probes,
 }
 
 impl Running {
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in &self.tasks {
             t.abort();
         }
-        // Not joined: the reader sleeps up to `ebpf.batch_timeout` and ends when it next
-        // wakes (it sees `stop`, or its channel closed with the tasks).
-        drop(self.reader.take());
     }
 }
 
@@ -197,7 +193,9 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     let (enrich_to_export_tx, enrich_to_export) = mpsc::channel::<SpanBatch>(n);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = events::spawn_reader(
+    // Not joined at shutdown: the reader sleeps up to `ebpf.batch_timeout` and ends when it
+    // next wakes (it sees `stop`, or its channel closed with the tasks).
+    events::spawn_reader(
         ReaderMaps {
             sock_events: maps.sock_events,
             process_events: maps.process_events,
@@ -242,7 +240,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     };
     tasks.push(tokio::spawn(export_stage(enrich_to_export, aggregates, printer, otlp)));
 
-    Ok(Running { stop, reader: Some(reader), tasks, _probes: probes })
+    Ok(Running { stop, tasks, _probes: probes })
 }
 
 async fn attach_stage(
