@@ -225,8 +225,11 @@ fn demo(variant: Variant) {
     for (status, n) in demo_group(&be, "factorial_requests") {
         assert_eq!(http("backend", &status), n, "backend {status}");
     }
-    let loadgen_client = sum(&m, "http_client_request_duration_seconds_count", &[("service_name", "loadgen")]);
-    assert_eq!(loadgen_client as u64, requests, "{}", dump());
+    let client_calls =
+        |svc: &str| sum(&m, "http_client_request_duration_seconds_count", &[("service_name", svc)]) as u64;
+    assert_eq!(client_calls("loadgen"), requests, "{}", dump());
+    let backend_calls: u64 = demo_group(&fe, "backend_calls").values().sum();
+    assert_eq!(client_calls("frontend"), backend_calls, "{}", dump());
 
     // gRPC: codes by name in the apps, by number in the metrics.
     let code = |name: &str| match name {
@@ -277,7 +280,6 @@ fn demo(variant: Variant) {
             sum(&m, "traces_service_graph_request_failed_total", &l) as u64,
         )
     };
-    let backend_calls: u64 = demo_group(&fe, "backend_calls").values().sum();
     let failed = sent.get("500").copied().unwrap_or(0);
     assert_eq!(edge("loadgen", "frontend"), (requests, failed), "{}", dump());
     assert_eq!(edge("frontend", "backend"), (backend_calls, failed), "{}", dump());
@@ -305,6 +307,8 @@ fn demo(variant: Variant) {
     assert_eq!(count("backend", "GET /factorial/*", server), backend_calls);
     assert_eq!(count("worker", "/demo.Multiplier/Multiply", server), fanout_total);
     assert_eq!(count("backend", "/demo.Multiplier/Multiply", client), fanout_total);
+    assert_eq!(count("loadgen", "GET /factorial/*", client), requests);
+    assert_eq!(count("frontend", "GET /factorial/*", client), backend_calls);
     let failed_rpc = spans
         .iter()
         .filter(|g| g.span.kind == server && attr(&g.span.attributes, "rpc.grpc.status_code").as_deref() == Some("13"))
@@ -319,7 +323,26 @@ fn demo(variant: Variant) {
     // so the grpc offsets are unknown and the gRPC handler probe is off).
     let internal = 1;
     let (phases, spans): (Vec<_>, Vec<_>) = spans.into_iter().partition(|g| g.span.kind == internal);
-    assert_eq!(spans.len() as u64, want_spans + stats_spans);
+    if spans.len() as u64 != want_spans + stats_spans {
+        // Tell an export sent twice (the same span ids) from requests decoded twice or
+        // invented (new ids), by service, kind and name.
+        let mut ids: HashMap<&[u8], u32> = HashMap::new();
+        let mut by_kind: HashMap<(String, i32, &str), u64> = HashMap::new();
+        for g in &spans {
+            *ids.entry(&g.span.span_id).or_default() += 1;
+            let s = res_attr(Some(&g.resource), "service.name").unwrap_or_default();
+            *by_kind.entry((s, g.span.kind, g.span.name.as_str())).or_default() += 1;
+        }
+        let repeated = ids.values().filter(|&&n| n > 1).count();
+        panic!(
+            "{} spans, expected {} ({requests} requests, {backend_calls} backend calls, {fanout_total} worker \
+             calls, {stats_spans} /stats); span ids sent more than once: {repeated}; by service, kind and name: \
+             {by_kind:?}\n--- agent log:\n{}",
+            spans.len(),
+            want_spans + stats_spans,
+            agent_log(&log)
+        );
+    }
     let grpc_servers = if variant == Variant::Stripped { 0 } else { fanout_total };
     let servers = requests + backend_calls + stats_spans + grpc_servers;
     assert_eq!(phases.len() as u64, if skip_go { 0 } else { 2 * servers });
