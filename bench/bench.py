@@ -109,6 +109,33 @@ def cpu_s(pid):
         return float("nan")
 
 
+def thread_cpu_ns(pid):
+    """CPU time of each thread of a process (tid -> ns, from /proc/<pid>/task/*/schedstat):
+    nanoseconds, where /proc/<pid>/stat counts 10 ms ticks (a few ticks is all the agent uses
+    in a fixed-rate run)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                out[tid] = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def agent_cpu_delta(a, b):
+    """Agent CPU seconds between two snapshots: per-thread nanoseconds when no thread of the
+    first ended before the second (an ended thread's time is gone from /proc), ticks otherwise."""
+    ta, tb = a.get("agent_threads") or {}, b.get("agent_threads") or {}
+    if ta and ta.keys() <= tb.keys():
+        return sum(ns - ta.get(tid, 0) for tid, ns in tb.items()) / 1e9
+    return b["agent_cpu"] - a["agent_cpu"]
+
+
 def mem_breakdown(pid):
     """RSS split: anonymous (heap), BPF map mappings (ring buffers; a ring buffer's data pages
     are mapped twice, so they count double), the rest of the file mappings (binary, libraries)."""
@@ -328,10 +355,16 @@ def served(metrics):
             + metric_sum(metrics, "rpc_server_call_duration_seconds_count"))
 
 
-def snapshot(agent, apps):
+def agent_cpu(agent):
+    return {"agent_cpu": cpu_s(agent.pid), "agent_threads": thread_cpu_ns(agent.pid)}
+
+
+def snapshot(agent, apps, cpu=None):
+    """Costs and counts so far. The agent's CPU is read after its scrapes here, or passed in
+    (`cpu`, read before any scrape): serving /metrics is a cost per scrape (every 15-60 s in
+    production), not per request, and the runs here scrape several times in 20 s."""
     s = {"t": time.time(), "load": loadavg(), "app_cpu": sum(cpu_s(a.pid) for a in apps)}
     if agent:
-        s["agent_cpu"] = cpu_s(agent.pid)
         s["bpf_ns"], s["bpf_cnt"], _ = bpf_stats(agent.pid)
         t = agent.internal()
         s["lost"] = metric_sum(t, "beyla_ebpf_events_lost_total")
@@ -339,19 +372,21 @@ def snapshot(agent, apps):
         s["decoded"] = metric_sum(t, "beyla_decoded_requests_total", side="server")
         s["counted"] = served(agent.metrics())
         s.update({("agent_" + k): v for k, v in mem_kb(agent.pid).items()})
+        s.update(cpu or agent_cpu(agent))
     return s
 
 
-def settle_counts(agent, timeout=10.0):
+def settle_counts(agent, timeout=10.0, interval=1.5):
     """Waits until the agent's request count stops moving (its pipeline has drained): unchanged
-    over longer than ebpf.batch_timeout (1 s), the longest an event waits in the reader."""
+    over `interval`, by default longer than ebpf.batch_timeout (1 s), the longest an event waits
+    in the reader."""
     last, end = -1.0, time.time() + timeout
     while time.time() < end:
         c = served(agent.metrics())
         if c == last:
             return
         last = c
-        time.sleep(1.5)
+        time.sleep(interval)
 
 
 def diff(a, b, n):
@@ -360,7 +395,7 @@ def diff(a, b, n):
          "app_cpu_s": b["app_cpu"] - a["app_cpu"]}
     d["app_cpu_us_per_req"] = d["app_cpu_s"] / n * 1e6 if n else None
     if "agent_cpu" in a:
-        d["agent_cpu_s"] = b["agent_cpu"] - a["agent_cpu"]
+        d["agent_cpu_s"] = agent_cpu_delta(a, b)
         d["agent_cpu_s_per_10k"] = d["agent_cpu_s"] / n * 1e4 if n else None
         d["bpf_ns"] = b["bpf_ns"] - a["bpf_ns"]
         d["bpf_runs"] = b["bpf_cnt"] - a["bpf_cnt"]
@@ -402,9 +437,14 @@ def measured_run(app_list, agent, fn):
     time.sleep(0.5)
     a = snapshot(agent, app_list)
     res = fn()
+    cpu = None
     if agent:
-        settle_counts(agent)
-    b = snapshot(agent, app_list)
+        # The reader hands on what it holds within ebpf.batch_timeout (1 s); the agent's CPU
+        # is read once that is done and before settle_counts scrapes /metrics.
+        time.sleep(1.5)
+        cpu = agent_cpu(agent)
+        settle_counts(agent, interval=0.3)
+    b = snapshot(agent, app_list, cpu)
     return res, diff(a, b, res["completed"])
 
 
@@ -556,12 +596,12 @@ def idle_agent():
         try:
             a = snapshot(agent, [app])
             time.sleep(max(P["sat_s"], 3))
-            b = snapshot(agent, [app])
+            b = snapshot(agent, [app], agent_cpu(agent))
             breakdown = mem_breakdown(agent.pid)
             peak = max((s for _, s in agent.samples), default=0)
         finally:
             m = agent.stop()
-        record("idle", mem=breakdown, agent_cpu_s=b["agent_cpu"] - a["agent_cpu"], wall_s=b["t"] - a["t"],
+        record("idle", mem=breakdown, agent_cpu_s=agent_cpu_delta(a, b), wall_s=b["t"] - a["t"],
                agent_rss_kb=b.get("agent_VmRSS"), agent_peak_rss_kb=peak, agent_hwm_kb=m.get("VmHWM"),
                agent_ready_s=agent.ready_s, rss_samples=agent.samples[:400], load_before=a["load"],
                load_after=b["load"])
