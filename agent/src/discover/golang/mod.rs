@@ -363,27 +363,6 @@ impl GoBinary {
     }
 }
 
-/// [`inspect`] plus [`GoBinary::support`], logged: what the attach stage calls per executable.
-/// `None` for a non-Go executable (not logged above `debug`).
-pub fn inspect_and_log(path: &Path) -> Option<(GoBinary, GoSupport)> {
-    match inspect(path) {
-        Ok(bin) => {
-            let support = bin.support();
-            support.log(path, &bin.build.go_version);
-            Some((bin, support))
-        }
-        Err(e) if e.is_not_go() => {
-            debug!(exe = %path.display(), "Not a Go executable.");
-            None
-        }
-        Err(e) => {
-            let reason = format!("{e}");
-            GoSupport::Unsupported(reason).log(path, "unknown");
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
