@@ -2,5 +2,5 @@
 mod reader;
 mod types;
 
-pub use reader::{parse_process_event, parse_sock_event, spawn_reader, Batching, ReaderMaps, ReaderStats};
+pub use reader::{parse_process_event, parse_sock_event, spawn_reader, Batching, ReaderMaps, ReaderStats, SockScratch};
 pub use types::*;
