@@ -97,6 +97,20 @@ impl Receiver {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// Spans received that satisfy `f`, counted under the lock without copying them (a
+    /// polling test must not hold the lock the receiving handler needs for long: a client
+    /// that times out resends).
+    pub fn count_spans(&self, f: impl Fn(&Span) -> bool) -> usize {
+        let r = self.received.lock().unwrap();
+        r.traces
+            .iter()
+            .flat_map(|t| t.resource_spans.iter())
+            .flat_map(|rs| rs.scope_spans.iter())
+            .flat_map(|ss| ss.spans.iter())
+            .filter(|s| f(s))
+            .count()
+    }
+
     pub fn spans(&self) -> Vec<Got> {
         let r = self.received.lock().unwrap();
         r.traces
