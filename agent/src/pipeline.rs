@@ -120,6 +120,8 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     let (probes, maps) = attach::load_first(&cfg.families, load)?;
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
     let mut discover_opts = cfg.discover;
+    let proc_changes = maps.proc_changes;
+    discover_opts.changes = Some(discover::ChangeCounter::new(move || attach::read_proc_changes(&proc_changes)));
     let mut tasks = Vec::new();
 
     let mut app_registry = Registry::default();

@@ -46,6 +46,7 @@ struct Capture {
     stats: ReaderStats,
     /// The events ring buffer's size as the kernel reports it.
     ring_size: u32,
+    proc_changes: libbpf_rs::MapHandle,
 }
 
 fn start(wakeup_len: u32) -> Capture {
@@ -92,13 +93,14 @@ fn start_polling(wakeup_len: u32, ring_buffer_size: u32, task_storage: Option<bo
         .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let stats = ReaderStats::default();
+    let proc_changes = maps.proc_changes;
     let maps = ReaderMaps {
         sock_events: maps.sock_events,
         process_events: maps.process_events,
         events_lost: maps.events_lost,
     };
     spawn_reader(maps, tx, stats.clone(), batching, Arc::new(AtomicBool::new(false))).unwrap();
-    Capture { _serial: serial, rx, _probes: probes, _traced: traced, stats, ring_size }
+    Capture { _serial: serial, rx, _probes: probes, _traced: traced, stats, ring_size, proc_changes }
 }
 
 impl Capture {
@@ -277,6 +279,49 @@ fn request_response_on(mut cap: Capture, ip: &str) {
 }
 
 /// IPv6 connections carry their 16-byte addresses (IPv4 ones come as IPv4-mapped).
+/// Discovery's change counter (the process family) moves for what a /proc scan would see
+/// differently: processes forked, exec'd and exited, and sockets entering or leaving LISTEN.
+/// Other processes on the machine can only add to it, so each step asks for at least its own.
+#[test]
+fn root_capture_counts_process_and_listener_changes() {
+    let cap = start(0);
+    let read = || attach::read_proc_changes(&cap.proc_changes).expect("reading proc_changes");
+    let n = 20;
+
+    let before = read();
+    for _ in 0..n {
+        // fork, exec and exit: three changes each.
+        let status = std::process::Command::new("/bin/true").status().expect("running /bin/true");
+        assert!(status.success());
+    }
+    let after_procs = read();
+    assert!(after_procs - before >= 3 * n, "{n} short-lived processes moved the counter by {}", after_procs - before);
+
+    for _ in 0..n {
+        // Enters LISTEN, then leaves it when dropped: two changes each.
+        drop(std::net::TcpListener::bind("127.0.0.1:0").expect("binding a listener"));
+    }
+    let after_listeners = read();
+    assert!(
+        after_listeners - after_procs >= 2 * n,
+        "{n} listeners opened and closed moved the counter by {}",
+        after_listeners - after_procs
+    );
+
+    // A connected socket's own state changes (SYN_SENT, ESTABLISHED, ...) are not counted: a
+    // listener that lives through n connections adds its one LISTEN and nothing per connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a listener");
+    let port = listener.local_addr().unwrap().port();
+    let start_conns = read();
+    for _ in 0..n {
+        let c = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+        let (s, _) = listener.accept().expect("accepting");
+        drop((c, s));
+    }
+    let conns = read() - start_conns;
+    assert!(conns < n, "{n} connections moved the counter by {conns}: connection states are counted");
+}
+
 #[test]
 fn root_capture_ipv6_addresses() {
     request_response_on(start(0), "::1");

@@ -117,6 +117,14 @@ pub struct MapHandles {
     pub sock_events: MapHandle,
     pub process_events: MapHandle,
     pub events_lost: MapHandle,
+    /// What discovery's change counter reads ([`read_proc_changes`]).
+    pub proc_changes: MapHandle,
+}
+
+/// The process family's count of forks, execs, exits and listening-socket changes.
+pub fn read_proc_changes(map: &MapHandle) -> Option<u64> {
+    let value = libbpf_rs::MapCore::lookup(map, &0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY).ok()??;
+    Some(u64::from_ne_bytes(value.get(..8)?.try_into().ok()?))
 }
 
 fn storage() -> &'static mut MaybeUninit<OpenObject> {
@@ -217,6 +225,7 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
         sock_events,
         process_events: handle(&process.maps.process_events, "process_events")?,
         events_lost,
+        proc_changes: handle(&process.maps.proc_changes, "proc_changes")?,
     };
     let programs = att.links.len();
     Ok((Probes { _process: process, _net: net, _attached: att, family: family.as_str(), programs }, handles))

@@ -10,7 +10,9 @@
 //! - once matched, a process stays matched until it exits or execs another executable
 //!   (Beyla's `ProcessHistory`), so it is not re-read on every poll;
 //! - processes younger than `min_process_age` are left for a later poll;
-//! - a pid reused by another process (different start time) is reported gone, then new.
+//! - a pid reused by another process (different start time) is reported gone, then new;
+//! - with a [`ChangeCounter`] (the kernel counts forks, execs, exits and listening sockets) a
+//!   poll reads `/proc` only after the counter moved ([`Scanner::poll`]).
 
 #[cfg(test)]
 mod fake;
@@ -25,6 +27,7 @@ pub mod sockdiag;
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -72,6 +75,28 @@ impl DiscoverError {
             }
             _ => false,
         }
+    }
+}
+
+/// Reads a counter that grows whenever something a scan could see changes: a process forks,
+/// execs or exits, or a TCP socket starts or stops listening (the process family's
+/// `proc_changes` map). `None` when it cannot be read: every poll then scans.
+#[derive(Clone)]
+pub struct ChangeCounter(Arc<dyn Fn() -> Option<u64> + Send + Sync>);
+
+impl ChangeCounter {
+    pub fn new(read: impl Fn() -> Option<u64> + Send + Sync + 'static) -> Self {
+        ChangeCounter(Arc::new(read))
+    }
+
+    pub fn read(&self) -> Option<u64> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ChangeCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangeCounter")
     }
 }
 
@@ -131,6 +156,8 @@ pub struct DiscoverOptions {
     /// container is read from its cgroup and its pod's metadata feeds the `k8s_*` selectors
     /// and the service name.
     pub kube: Option<std::sync::Arc<crate::kube::Store>>,
+    /// Lets a poll skip its scan while nothing changed; `None`: scan on every poll.
+    pub changes: Option<ChangeCounter>,
 }
 
 impl Default for DiscoverOptions {
@@ -144,6 +171,7 @@ impl Default for DiscoverOptions {
             hostname: local_hostname(),
             self_pid: std::process::id(),
             kube: None,
+            changes: None,
         }
     }
 }
@@ -210,8 +238,8 @@ fn log_events(events: &[ProcessEvent]) {
     }
 }
 
-/// Runs the stage: scans at once, then every `poll_interval`, and sends the differences.
-/// Ends when `tx` is closed.
+/// Runs the stage: scans at once, then polls every `poll_interval` ([`Scanner::poll`]), and
+/// sends the differences. Ends when `tx` is closed.
 pub fn spawn(sel: Selection, opts: DiscoverOptions, tx: mpsc::Sender<Vec<ProcessEvent>>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(opts.poll_interval.max(Duration::from_millis(10)));
@@ -226,7 +254,7 @@ pub fn spawn(sel: Selection, opts: DiscoverOptions, tx: mpsc::Sender<Vec<Process
             }
             let Some(mut s) = scanner.take() else { return };
             let joined = tokio::task::spawn_blocking(move || {
-                let r = s.scan();
+                let r = s.poll();
                 (s, r)
             })
             .await;

@@ -1,23 +1,32 @@
 //! Stateful process scanner used by [`super::spawn`].
 //!
-//! Per poll it reads every `/proc/<pid>/stat` (for ancestry) and `exe` link. Processes
-//! already matched with the same start time and executable are kept without further reads;
-//! known unmatched ones reuse their cached command line and environment, and only re-read
-//! their sockets (when a criteria uses `open_ports`), since a port may open late.
+//! A scan reads every `/proc/<pid>/stat` (for ancestry) and `exe` link. Processes already
+//! matched with the same start time and executable are kept without further reads; known
+//! unmatched ones reuse their cached command line and environment, and only re-read their
+//! sockets (when a criteria uses `open_ports`), since a port may open late.
+//!
+//! A poll scans only when the kernel's [`ChangeCounter`] says something a scan could see may
+//! have changed: that is most of an idle agent's CPU otherwise (2 ms every 5 s for ~70 host
+//! processes, measured in docs/benchmarks.md).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use tracing::trace;
 
 use super::proc::{self, ListenCache, ProcessInfo, Stat};
 use super::selector::Selection;
 use super::service::{identify_with_k8s, instance_id, K8sNames, ServiceId};
-use super::{DiscoverError, DiscoverOptions, ProcessMatch};
+use super::{ChangeCounter, DiscoverError, DiscoverOptions, ProcessMatch};
 use crate::kube::cgroup;
 
 /// Guards ancestry walks against cycles in a racy process table.
 const MAX_DEPTH: usize = 256;
+
+/// A poll scans at least this often, change counter or not: for what the kernel does not count
+/// (an executable replaced by `prctl`, a listening socket passed over a Unix socket).
+const FULL_SCAN_INTERVAL: Duration = Duration::from_secs(60);
 
 pub struct Scanner {
     sel: Selection,
@@ -27,6 +36,15 @@ pub struct Scanner {
     /// Current matches, kept while the process lives.
     matched: HashMap<u32, ProcessMatch>,
     ticks_per_sec: u64,
+    /// The change counter read before the last scan.
+    last_count: Option<u64>,
+    /// The last scan read the same counter as the one before it: nothing changed in between,
+    /// so that scan saw every change that was counted before it settled.
+    settled: bool,
+    /// The last scan left a process for being younger than `min_process_age`.
+    young_left: bool,
+    last_scan: Option<Instant>,
+    full_scan_interval: Duration,
 }
 
 /// True if `pid` is `root` or one of its descendants.
@@ -66,7 +84,48 @@ fn matched_ancestor<'a>(
 
 impl Scanner {
     pub fn new(sel: Selection, opts: DiscoverOptions) -> Self {
-        Scanner { sel, opts, known: HashMap::new(), matched: HashMap::new(), ticks_per_sec: proc::clock_ticks() }
+        Scanner {
+            sel,
+            opts,
+            known: HashMap::new(),
+            matched: HashMap::new(),
+            ticks_per_sec: proc::clock_ticks(),
+            last_count: None,
+            settled: false,
+            young_left: false,
+            last_scan: None,
+            full_scan_interval: FULL_SCAN_INTERVAL,
+        }
+    }
+
+    /// The current matches, as [`scan`](Self::scan) would return them, if nothing a scan could
+    /// see has changed; scans otherwise. Unchanged means: the change counter stands where it
+    /// stood for the last two scans (a change is trusted only once a later scan confirmed it
+    /// had settled: the kernel counts a listening socket just before it can be listed), no
+    /// process was left for its age, Kubernetes metadata is off (it changes without a
+    /// process changing), and the last scan is younger than [`FULL_SCAN_INTERVAL`].
+    pub fn poll(&mut self) -> Result<Vec<ProcessMatch>, DiscoverError> {
+        let count = self.opts.changes.as_ref().and_then(ChangeCounter::read);
+        let quiet = count.is_some()
+            && count == self.last_count
+            && self.settled
+            && !self.young_left
+            && self.opts.kube.is_none()
+            && self.last_scan.is_some_and(|t| t.elapsed() < self.full_scan_interval);
+        if quiet {
+            return Ok(self.current());
+        }
+        let out = self.scan()?;
+        self.settled = count.is_some() && count == self.last_count;
+        self.last_count = count;
+        self.last_scan = Some(Instant::now());
+        Ok(out)
+    }
+
+    fn current(&self) -> Vec<ProcessMatch> {
+        let mut out: Vec<ProcessMatch> = self.matched.values().cloned().collect();
+        out.sort_by_key(|m| m.info.pid);
+        out
     }
 
     /// Reads one process, reusing the cached command line and environment when the
@@ -170,6 +229,7 @@ impl Scanner {
         let mut matched_now: HashMap<u32, ProcessMatch> = HashMap::new();
         let mut known_now = HashMap::new();
         let mut candidates = Vec::new();
+        let mut young_left = false;
 
         for (&pid, st) in &stats {
             if in_tree(&stats, pid, self.opts.self_pid) {
@@ -201,6 +261,7 @@ impl Scanner {
             };
             known_now.insert(pid, info.clone());
             if youngest.is_some_and(|y| st.start_time > y) {
+                young_left = true;
                 continue;
             }
             candidates.push(info);
@@ -234,9 +295,8 @@ impl Scanner {
 
         self.known = known_now;
         self.matched = matched_now;
-        let mut out: Vec<ProcessMatch> = self.matched.values().cloned().collect();
-        out.sort_by_key(|m| m.info.pid);
-        Ok(out)
+        self.young_left = young_left;
+        Ok(self.current())
     }
 }
 
@@ -259,6 +319,7 @@ mod tests {
             hostname: "host".into(),
             self_pid: 500,
             kube: None,
+            changes: None,
         }
     }
 
@@ -379,6 +440,95 @@ mod tests {
         fp.remove(11);
         assert!(sc.scan().unwrap().is_empty());
         assert!(sc.known.len() == 1 && sc.matched.is_empty());
+    }
+
+    /// A change counter the test moves by hand.
+    fn counter() -> (std::sync::Arc<std::sync::atomic::AtomicU64>, ChangeCounter) {
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(7));
+        let read = n.clone();
+        (n, ChangeCounter::new(move || Some(read.load(std::sync::atomic::Ordering::Relaxed))))
+    }
+
+    fn bump(n: &std::sync::atomic::AtomicU64) {
+        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[test]
+    fn polls_read_proc_only_after_the_counter_moved() {
+        let fp = FakeProc::new();
+        fp.add(10, 1, Some("/srv/api"), &["api"], 5, &[], &[], 1);
+        let (n, changes) = counter();
+        let mut o = opts(&fp);
+        o.changes = Some(changes);
+        let mut sc = Scanner::new(sel(Criteria::default().exe_path("/srv/*").unwrap()), o);
+        // The first poll scans; the second too (the counter has not been seen to settle).
+        assert_eq!(pids(&sc.poll().unwrap()), [10]);
+        assert_eq!(pids(&sc.poll().unwrap()), [10]);
+
+        // A process the kernel did not count is not seen: the poll did not read /proc.
+        fp.add(11, 1, Some("/srv/worker"), &["worker"], 6, &[], &[], 1);
+        assert_eq!(pids(&sc.poll().unwrap()), [10]);
+        assert_eq!(pids(&sc.poll().unwrap()), [10]);
+
+        // Counted: the next poll scans, and so does the one after it.
+        bump(&n);
+        assert_eq!(pids(&sc.poll().unwrap()), [10, 11]);
+        fp.remove(11);
+        assert_eq!(pids(&sc.poll().unwrap()), [10], "the poll after a change scans again");
+        fp.add(12, 1, Some("/srv/late"), &["late"], 7, &[], &[], 1);
+        assert_eq!(pids(&sc.poll().unwrap()), [10], "settled: not read again");
+
+        // A listening socket counts the same way (open_ports).
+        bump(&n);
+        assert_eq!(pids(&sc.poll().unwrap()), [10, 12]);
+    }
+
+    #[test]
+    fn polls_scan_without_a_counter_young_processes_or_after_the_interval() {
+        let fp = FakeProc::new();
+        fp.add(10, 1, Some("/srv/api"), &["api"], 5, &[], &[], 1);
+        let s = sel(Criteria::default().exe_path("/srv/*").unwrap());
+
+        // No counter (or none readable): every poll scans.
+        let mut plain = Scanner::new(s.clone(), opts(&fp));
+        let mut unreadable_opts = opts(&fp);
+        unreadable_opts.changes = Some(ChangeCounter::new(|| None));
+        let mut unreadable = Scanner::new(s.clone(), unreadable_opts);
+        for sc in [&mut plain, &mut unreadable] {
+            sc.poll().unwrap();
+            sc.poll().unwrap();
+        }
+        fp.add(11, 1, Some("/srv/b"), &["b"], 6, &[], &[], 1);
+        assert_eq!(pids(&plain.poll().unwrap()), [10, 11]);
+        assert_eq!(pids(&unreadable.poll().unwrap()), [10, 11]);
+        fp.remove(11);
+
+        // A process left for its age is looked at again on each poll until it is old enough.
+        let ticks = proc::clock_ticks();
+        let young = FakeProc::new();
+        young.add(20, 1, Some("/srv/new"), &["new"], (100_000 - 1) * ticks, &[], &[], 1);
+        let (_n, changes) = counter();
+        let mut o = opts(&young);
+        o.min_process_age = Duration::from_secs(5);
+        o.changes = Some(changes);
+        let mut sc = Scanner::new(s.clone(), o);
+        assert!(sc.poll().unwrap().is_empty());
+        assert!(sc.poll().unwrap().is_empty());
+        std::fs::write(young.root().join("uptime"), "100010.00 5.00\n").unwrap();
+        assert_eq!(pids(&sc.poll().unwrap()), [20]);
+
+        // Counter or not, a poll scans once the last scan is older than the interval.
+        let (_n, changes) = counter();
+        let mut o = opts(&fp);
+        o.changes = Some(changes);
+        let mut sc = Scanner::new(s, o);
+        sc.full_scan_interval = Duration::from_millis(50);
+        sc.poll().unwrap();
+        sc.poll().unwrap();
+        fp.add(13, 1, Some("/srv/c"), &["c"], 8, &[], &[], 1);
+        assert_eq!(pids(&sc.poll().unwrap()), [10]);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(pids(&sc.poll().unwrap()), [10, 13]);
     }
 
     #[test]
