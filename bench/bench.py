@@ -45,10 +45,12 @@ def go_probed(app):
 
 FULL = dict(pairs=3, sat_s=5, wrk_c=32, lat_pairs=2, lat_s=8.0, lat_rate=500, lat_c=32,
             wake_variants=["0", "16", "64"], wake_apps=[], routes=[1, 10, 100, 1000], procs=[1, 10, 50],
-            conns=[10, 100, 1000], growth_rate=2000, growth_s=8.0)
+            conns=[10, 100, 1000], growth_rate=2000, growth_s=8.0, idle_settle_s=6, idle_s=20,
+            steady_apps=["python", "java", "rust"], steady_settle_s=12, steady_s=20)
 SMOKE = dict(pairs=1, sat_s=1, wrk_c=16, lat_pairs=1, lat_s=1.5, lat_rate=300, lat_c=16,
              wake_variants=["0"], wake_apps=["rust"], routes=[1, 100], procs=[1, 3], conns=[10, 100],
-             growth_rate=500, growth_s=1.5)
+             growth_rate=500, growth_s=1.5, idle_settle_s=0, idle_s=3, steady_apps=["rust"], steady_settle_s=1,
+             steady_s=1)
 
 OUT = None
 P = None
@@ -518,6 +520,41 @@ def latency(lang):
         app.stop()
 
 
+def steady(lang):
+    """Agent CPU at the latency runs' fixed rate once nothing but the load changes. A new
+    process (the agent, the load generator) makes discovery scan /proc at the next two polls
+    (discovery.poll_interval, 5 s), ~2 ms each here: in an 8 s latency run that is most of
+    the agent's cost at a few hundred req/s. This window opens 12 s after the load generator
+    started, and the harness neither forks nor scrapes in it; requests = rate x window (open
+    loop, below saturation)."""
+    port = free_port()
+    app = App(app_kind(lang), port, extra=lang)
+    rate = P["lat_rate"]
+    if SATURATION.get(lang):
+        rate = min(rate, int(0.4 * min(SATURATION[lang])))
+    try:
+        loadgen(port, 1.0, rate, P["lat_c"])  # warm-up
+        agent = bench_agent(lang, port=port)
+        try:
+            secs = P["steady_settle_s"] + P["steady_s"] + 1
+            lg = subprocess.Popen([LOADGEN, "--port", str(port), "-c", str(P["lat_c"]), "-d", str(secs), "-R",
+                                   str(rate)], stdout=subprocess.PIPE, text=True)
+            time.sleep(P["steady_settle_s"])
+            a = {"t": time.time(), **agent_cpu(agent)}
+            time.sleep(P["steady_s"])
+            b = {"t": time.time(), **agent_cpu(agent)}
+            res = json.loads(lg.communicate()[0])
+        finally:
+            agent.stop()
+        cpu = agent_cpu_delta(a, b)
+        requests = rate * (b["t"] - a["t"])
+        record("steady", app=lang, rate=rate, window_s=b["t"] - a["t"], agent_cpu_s=cpu,
+               agent_cpu_s_per_10k=cpu / requests * 1e4, load=res)
+        log(f"steady {lang} at {rate} req/s: agent {cpu * 1e3:.1f} ms CPU in {b['t'] - a['t']:.1f} s")
+    finally:
+        app.stop()
+
+
 def growth_routes():
     port = free_port()
     app = App("rust", port)
@@ -594,8 +631,10 @@ def idle_agent():
     try:
         agent = Agent([("", str(port))], 1, tag="idle")
         try:
+            # Past the start-up: discovery confirms its first scan a poll (5 s) later.
+            time.sleep(P["idle_settle_s"])
             a = snapshot(agent, [app])
-            time.sleep(max(P["sat_s"], 3))
+            time.sleep(P["idle_s"])
             b = snapshot(agent, [app], agent_cpu(agent))
             breakdown = mem_breakdown(agent.pid)
             peak = max((s for _, s in agent.samples), default=0)
@@ -603,7 +642,8 @@ def idle_agent():
             m = agent.stop()
         record("idle", mem=breakdown, agent_cpu_s=agent_cpu_delta(a, b), wall_s=b["t"] - a["t"],
                agent_rss_kb=b.get("agent_VmRSS"), agent_peak_rss_kb=peak, agent_hwm_kb=m.get("VmHWM"),
-               agent_ready_s=agent.ready_s, rss_samples=agent.samples[:400], load_before=a["load"],
+               agent_ready_s=agent.ready_s, rss_samples=agent.samples[:400], settle_s=P["idle_settle_s"],
+               load_before=a["load"],
                load_after=b["load"])
     finally:
         app.stop()
@@ -614,7 +654,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--smoke", action="store_true", help="a few seconds per app; checks the suite works")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--only", default="idle,throughput,latency,routes,procs,conns")
+    ap.add_argument("--only", default="idle,throughput,latency,steady,routes,procs,conns")
     ap.add_argument("--apps", default=",".join(HTTP_LANGS + [GO_GENERIC, GO123, "grpc"]))
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -645,6 +685,9 @@ def main():
         if "latency" in only:
             for lang in [a for a in apps if a != "grpc"]:
                 latency(lang)
+        if "steady" in only:
+            for lang in [a for a in P["steady_apps"] if a in apps]:
+                steady(lang)
         if "routes" in only:
             growth_routes()
         if "procs" in only:

@@ -113,6 +113,15 @@ def cost_table(rows):
                   "agent RSS MB (end of run)", "agent peak RSS MB (VmHWM)"], out)
 
 
+def steady_table(rows):
+    out = []
+    for r in rows:
+        if r["kind"] == "steady":
+            out.append([r["app"], str(r["rate"]), f(r["window_s"], "{:.0f}"), f(r["agent_cpu_s"] * 1e3, "{:.1f}"),
+                        f(r["agent_cpu_s_per_10k"], "{:.3f}"), ok(r["agent_cpu_s_per_10k"], TARGETS["cores_per_10k"])])
+    return table(["app", "req/s", "window (s)", "agent CPU ms", "agent CPU s / 10k req", "<= 0.05"], out)
+
+
 def loss_table(rows):
     base = {a: med([r["load"]["rps"] for r in rows if r["kind"] == "throughput" and r["app"] == a and not r["agent"]])
             for a in apps_of(rows, "throughput")}
@@ -171,7 +180,14 @@ def render(rows, meta):
         "### Latency at a fixed rate (bench loadgen, open loop, %d connections, %gs runs)"
         % (meta["params"]["lat_c"], meta["params"]["lat_s"]), latency_table(rows),
         "### Agent cost", cost_table(rows),
-        "### Agent idle (one instrumented app, no traffic)", idle_table(rows),
+    ]
+    if any(r["kind"] == "steady" for r in rows):
+        parts += ["### Agent CPU at the fixed rate, steady (window from %gs into the load, nothing started in it)"
+                  % meta["params"]["steady_settle_s"], steady_table(rows)]
+    parts += [
+        "### Agent idle (one instrumented app, no traffic; CPU from %gs after start, for %gs)"
+        % (meta["params"].get("idle_settle_s", 0), meta["params"].get("idle_s", meta["params"]["sat_s"])),
+        idle_table(rows),
         "### Loss", loss_table(rows),
     ]
     for dim, what in (("routes", "distinct routes (rust app)"), ("processes", "instrumented processes (rust apps)"),
@@ -261,6 +277,8 @@ def check(rows):
                 problems.append(f"{r['kind']} {r.get('app', r.get('dim'))}: load generator completed nothing")
             if not r.get("counted"):
                 problems.append(f"{r['kind']} {r.get('app', r.get('dim'))}: agent counted no requests")
+        if r["kind"] == "steady" and (r["load"]["completed"] <= 0 or not r["agent_cpu_s"] > 0):
+            problems.append(f"steady {r['app']}: no load completed or no agent CPU measured")
     return problems
 
 
