@@ -27,7 +27,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 		return emit_data(ctx->ret);                                             \
 	}
 
-#define HOOKS(name, kind, dir) ENTER(name, kind, dir) EXIT(name)
+#define HOOKS(name, nr, kind, dir) ENTER(name, kind, dir) EXIT(name)
 FOR_EACH_SOCK_SYSCALL(HOOKS)
 
 SEC("tracepoint/syscalls/sys_enter_close")

@@ -32,6 +32,8 @@ SEC("fentry/__x64_sys_recvfrom") int gt_fentry(unsigned long long *ctx)
 	return 0; /* the only return value fentry programs may have */
 }
 SEC("tp_btf/sched_process_exec") int gt_tp_btf(void *ctx) { return 0; }
+SEC("tp_btf/sock_send_length") int gt_sock_send(void *ctx) { return 0; }
+SEC("tp_btf/sock_recv_length") int gt_sock_recv(void *ctx) { return 0; }
 SEC("kprobe/vprintk") int gt_kprobe(void *ctx) { return 0; }
 SEC("uprobe.multi") int gt_uprobe_multi(void *ctx) { return 0; }
 SEC("tcx/ingress") int gt_tcx(void *ctx) { return -1; }
@@ -258,6 +260,20 @@ fn root_tp_btf_matches_libbpf() {
     check("tp_btf", f.tp_btf, &truth, f.note("tp_btf"));
 }
 
+/// The socket family's tracepoints (Linux 6.3+: a newer kernel without them fails here).
+#[test]
+fn root_sock_tracepoints_match_libbpf() {
+    let f = features();
+    let _g = serial();
+    let truth = load_and_attach("gt_sock_send", |p| p.attach_trace())
+        .and_then(|()| load_and_attach("gt_sock_recv", |p| p.attach_trace()));
+    check("sock_tracepoints", f.sock_tracepoints, &truth, f.note("sock_tracepoints"));
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("kernel release");
+    let mut n = release.trim().split(|c: char| !c.is_ascii_digit()).map(|x| x.parse::<u32>().unwrap_or(0));
+    let version = (n.next().unwrap_or(0), n.next().unwrap_or(0));
+    assert!(f.sock_tracepoints || version < (6, 3), "kernel {} has no socket tracepoints", release.trim());
+}
+
 #[test]
 fn root_tracepoints_and_raw_tp_match_libbpf() {
     let f = features();
@@ -329,8 +345,11 @@ fn root_tcx_matches_libbpf() {
 fn root_hook_plan_is_consistent_with_features() {
     let f = features();
     let auto = choose(f, HookMode::Auto).expect("auto plan on a supported kernel");
-    // auto takes the best family this kernel has: fentry, else kprobes, else tracepoints.
-    let best = if f.fentry && f.btf {
+    // auto takes the best family this kernel has: socket, else fentry, else kprobes, else
+    // tracepoints.
+    let best = if f.sock_tracepoints && f.btf && f.get_current_task_btf {
+        HookFamily::Socket
+    } else if f.fentry && f.btf {
         HookFamily::Fentry
     } else if f.kprobes {
         HookFamily::Kprobes
@@ -339,6 +358,7 @@ fn root_hook_plan_is_consistent_with_features() {
     };
     assert_eq!(auto.family, best);
     for (mode, family, available) in [
+        (HookMode::Socket, HookFamily::Socket, f.sock_tracepoints && f.btf && f.get_current_task_btf),
         (HookMode::Kprobes, HookFamily::Kprobes, f.kprobes),
         (HookMode::Fentry, HookFamily::Fentry, f.fentry && f.btf),
         (HookMode::Tracepoints, HookFamily::Tracepoints, true),

@@ -51,7 +51,8 @@ struct sock_event {
 	__u32 tid;
 	__u32 len;      /* bytes the syscall transferred */
 	__u64 ts_ns;    /* CLOCK_MONOTONIC at syscall exit */
-	__u64 start_ns; /* CLOCK_MONOTONIC at syscall entry (= ts_ns when not from a syscall) */
+	__u64 start_ns; /* CLOCK_MONOTONIC at syscall entry (= ts_ns when not from a syscall;
+			 * 0 when the hook does not see the entry: the socket family) */
 	__u64 sock_id;  /* kernel address of struct sock: stable per connection while it lives */
 	struct conn_tuple conn;
 	__u32 captured; /* valid bytes in data */

@@ -47,6 +47,15 @@ static __always_inline void count_lost(void)
  * bpf_probe_read_kernel helper call per field. Both paths read the same fields. */
 #define HAVE_BTF_CAST bpf_ksym_exists(bpf_rdonly_cast)
 
+/* sk (a pointer the verifier knows as a struct sock) is a TCP socket, IPv4 or IPv6. */
+static __always_inline int is_tcp_btf(const struct sock *sk)
+{
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	return sk->sk_type == SOCK_STREAM && sk->sk_protocol == IPPROTO_TCP;
+}
+
 static __always_inline struct sock *tcp_sock_of_fd_btf(int fd)
 {
 	struct task_struct *task = bpf_core_cast((void *)bpf_get_current_task(), struct task_struct);
@@ -62,12 +71,7 @@ static __always_inline struct sock *tcp_sock_of_fd_btf(int fd)
 		return 0;
 	struct socket *sock = bpf_core_cast(file->private_data, struct socket);
 	struct sock *sk = sock->sk;
-	if (!sk)
-		return 0;
-	__u16 family = sk->__sk_common.skc_family;
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
-	if (sk->sk_type != SOCK_STREAM || sk->sk_protocol != IPPROTO_TCP)
+	if (!sk || !is_tcp_btf(sk))
 		return 0;
 	return sk;
 }

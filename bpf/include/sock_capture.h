@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Socket payload capture shared by the syscall-level hook families (tracepoints, kprobes,
- * fentry): each family only decides where the syscall's arguments and return value come
- * from, then calls save_args() on entry, emit_data() on return and emit_close() on close. */
+/* Socket payload capture shared by the hook families. The syscall-level ones (tracepoints,
+ * kprobes, fentry) only decide where the syscall's arguments and return value come from, then
+ * call save_args() on entry, emit_data() on return and emit_close() on close; the socket
+ * family (socket_net.bpf.c) describes each transfer itself and calls emit_transfer() and
+ * send_close(). */
 #ifndef BEYLA_SOCK_CAPTURE_H
 #define BEYLA_SOCK_CAPTURE_H
 
@@ -38,29 +40,26 @@ static __always_inline int save_args(int fd, __u64 buf, __u64 count, __u8 kind, 
 	return 0;
 }
 
-static __always_inline int emit_data(long ret)
+/* Sends the data event of `ret` (> 0) bytes moved on socket a->sk by thread `id`, with as
+ * much of them as the buffer a describes lets the program copy. */
+static __always_inline int emit_transfer(__u64 id, const struct syscall_args *a, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct syscall_args a;
-	if (!args_take(id, &a))
-		return 0;
-	if (ret <= 0)
-		return 0;
-
-	struct sock_event *e = new_event(EVENT_SOCK_DATA, a.direction, id, (struct sock *)a.sk);
+	struct sock_event *e = new_event(EVENT_SOCK_DATA, a->direction, id, (struct sock *)a->sk);
 	if (!e)
 		return 0;
 	e->len = (__u32)ret;
-	e->start_ns = a.start_ns;
+	e->start_ns = a->start_ns;
 
 	__u32 captured = 0;
-	if (a.buf_kind == BUF_PLAIN) {
-		captured = copy_plain(e, a.buf, ret);
+	if (a->buf_kind == BUF_NONE)
+		goto out;
+	if (a->buf_kind == BUF_PLAIN) {
+		captured = copy_plain(e, a->buf, ret);
 	} else {
-		__u64 iov_ptr = a.buf, iov_cnt = a.count;
-		if (a.buf_kind == BUF_MSGHDR) {
+		__u64 iov_ptr = a->buf, iov_cnt = a->count;
+		if (a->buf_kind == BUF_MSGHDR) {
 			struct user_msghdr msg;
-			if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a.buf))
+			if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf))
 				goto out;
 			iov_ptr = (__u64)msg.msg_iov;
 			iov_cnt = msg.msg_iovlen;
@@ -88,6 +87,28 @@ out:
 	return 0;
 }
 
+static __always_inline int emit_data(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct syscall_args a;
+	if (!args_take(id, &a))
+		return 0;
+	if (ret <= 0)
+		return 0;
+	return emit_transfer(id, &a, ret);
+}
+
+/* Sends the close of socket sk by thread `id` of a traced process. */
+static __always_inline int send_close(__u64 id, struct sock *sk)
+{
+	struct sock_event *e = new_event(EVENT_SOCK_CLOSE, 0, id, sk);
+	if (!e)
+		return 0;
+	if (bpf_ringbuf_output(&events, e, offsetof(struct sock_event, data), ringbuf_flags()))
+		count_lost();
+	return 0;
+}
+
 static __always_inline int emit_close(int fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -96,12 +117,7 @@ static __always_inline int emit_close(int fd)
 	struct sock *sk = tcp_sock_of_fd(fd);
 	if (!sk)
 		return 0;
-	struct sock_event *e = new_event(EVENT_SOCK_CLOSE, 0, id, sk);
-	if (!e)
-		return 0;
-	if (bpf_ringbuf_output(&events, e, offsetof(struct sock_event, data), ringbuf_flags()))
-		count_lost();
-	return 0;
+	return send_close(id, sk);
 }
 
 #endif

@@ -15,8 +15,10 @@ static __always_inline __u32 copy_user(struct sock_event *e, __u32 off, __u64 sr
 	barrier_var(off);
 	if (off >= CAPTURE_MAX)
 		return 0;
-	__u32 n = want > CAPTURE_MAX ? CAPTURE_MAX : (__u32)want;
-	__u32 room = CAPTURE_MAX - off;
+	/* 64-bit, so that the bounds checked are those of the register the helper gets (a 32-bit
+	 * n was checked on a zero-extended copy in some programs, which the verifier rejects). */
+	__u64 n = want > CAPTURE_MAX ? CAPTURE_MAX : want;
+	__u64 room = CAPTURE_MAX - off;
 	if (n > room)
 		n = room;
 	barrier_var(n);

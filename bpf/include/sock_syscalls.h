@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The syscalls every socket capture family hooks, in one list: X(name, buffer kind, direction).
- * A family defines how to hook one entry and one return, then expands this list. */
+/* The syscalls every socket capture family understands, in one list:
+ * X(name, x86-64 syscall number, buffer kind, direction). The syscall families hook one entry
+ * and one return per row; the socket family reads the number of the syscall in progress and
+ * looks its buffer up by it. */
 #ifndef BEYLA_SOCK_SYSCALLS_H
 #define BEYLA_SOCK_SYSCALLS_H
 
-#define FOR_EACH_SOCK_SYSCALL(X)              \
-	X(read, BUF_PLAIN, DIR_RECV)          \
-	X(recvfrom, BUF_PLAIN, DIR_RECV)      \
-	X(readv, BUF_IOVEC, DIR_RECV)         \
-	X(recvmsg, BUF_MSGHDR, DIR_RECV)      \
-	X(write, BUF_PLAIN, DIR_SEND)         \
-	X(sendto, BUF_PLAIN, DIR_SEND)        \
-	X(writev, BUF_IOVEC, DIR_SEND)        \
-	X(sendmsg, BUF_MSGHDR, DIR_SEND)
+#define FOR_EACH_SOCK_SYSCALL(X)                 \
+	X(read, 0, BUF_PLAIN, DIR_RECV)          \
+	X(recvfrom, 45, BUF_PLAIN, DIR_RECV)     \
+	X(readv, 19, BUF_IOVEC, DIR_RECV)        \
+	X(recvmsg, 47, BUF_MSGHDR, DIR_RECV)     \
+	X(write, 1, BUF_PLAIN, DIR_SEND)         \
+	X(sendto, 44, BUF_PLAIN, DIR_SEND)       \
+	X(writev, 20, BUF_IOVEC, DIR_SEND)       \
+	X(sendmsg, 46, BUF_MSGHDR, DIR_SEND)
 
 #endif

@@ -29,6 +29,9 @@ pub(crate) mod skel {
     pub mod fentry_net {
         include!(concat!(env!("OUT_DIR"), "/fentry_net.skel.rs"));
     }
+    pub mod socket_net {
+        include!(concat!(env!("OUT_DIR"), "/socket_net.skel.rs"));
+    }
     pub mod go {
         include!(concat!(env!("OUT_DIR"), "/go.skel.rs"));
     }
@@ -38,6 +41,7 @@ use crate::kernel::HookFamily;
 use skel::fentry_net::{FentryNetSkel, FentryNetSkelBuilder};
 use skel::kprobe_net::{KprobeNetSkel, KprobeNetSkelBuilder};
 use skel::process::{ProcessSkel, ProcessSkelBuilder};
+use skel::socket_net::{SocketNetSkel, SocketNetSkelBuilder};
 use skel::tracepoint_net::{TracepointNetSkel, TracepointNetSkelBuilder};
 
 #[derive(Debug, Error)]
@@ -79,7 +83,7 @@ pub struct LoadOptions {
     /// `ebpf.ring_buffer_size`: bytes of the socket events ring buffer.
     pub ring_buffer_size: u32,
     /// Keep in-flight syscall arguments in task storage (the kernel probe's `task_storage`);
-    /// else in an LRU hash.
+    /// else in an LRU hash. The socket family keeps none.
     pub task_storage: bool,
 }
 
@@ -95,6 +99,7 @@ impl LoadOptions {
 /// Held only to keep the programs loaded (their links are in `Probes`).
 #[allow(dead_code)]
 enum NetSkel {
+    Socket(SocketNetSkel<'static>),
     Tracepoints(TracepointNetSkel<'static>),
     Kprobes(KprobeNetSkel<'static>),
     Fentry(FentryNetSkel<'static>),
@@ -105,7 +110,7 @@ pub struct Probes {
     _process: ProcessSkel<'static>,
     _net: NetSkel,
     _attached: Attached,
-    /// Name of the capture family in use (`tracepoints`, `kprobes` or `fentry`).
+    /// Name of the capture family in use (`socket`, `tracepoints`, `kprobes` or `fentry`).
     pub family: &'static str,
     /// Programs attached, for the log and `/internal/metrics`.
     pub programs: usize,
@@ -185,7 +190,7 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
     // The same source of maps and knobs in every family, so one macro opens, wires and
     // attaches whichever was chosen.
     macro_rules! load_net {
-        ($builder:ty, $variant:ident, $name:literal) => {{
+        ($builder:ty, $variant:ident, $name:literal, $keeps_args:literal) => {{
             let mut open =
                 <$builder>::default().open(storage()).map_err(|source| AttachError::Open { family: $name, source })?;
             open.maps
@@ -197,11 +202,12 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
                 rodata.wakeup_bytes = opts.wakeup_bytes();
                 rodata.args_in_task = opts.task_storage;
             }
-            // Only the argument store in use is created (the other's code is dead to the verifier).
+            // Only the argument store in use is created (the other's code is dead to the
+            // verifier); the socket family, which keeps no arguments, creates neither.
             open.maps
                 .syscall_args
-                .set_autocreate(!opts.task_storage)
-                .and_then(|_| open.maps.syscall_args_task.set_autocreate(opts.task_storage))
+                .set_autocreate($keeps_args && !opts.task_storage)
+                .and_then(|_| open.maps.syscall_args_task.set_autocreate($keeps_args && opts.task_storage))
                 .map_err(|source| AttachError::Map { map: "syscall_args", source })?;
             open.maps
                 .events
@@ -215,9 +221,10 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
         }};
     }
     let (net, sock_events, events_lost) = match family {
-        HookFamily::Tracepoints => load_net!(TracepointNetSkelBuilder, Tracepoints, "tracepoints"),
-        HookFamily::Kprobes => load_net!(KprobeNetSkelBuilder, Kprobes, "kprobes"),
-        HookFamily::Fentry => load_net!(FentryNetSkelBuilder, Fentry, "fentry"),
+        HookFamily::Socket => load_net!(SocketNetSkelBuilder, Socket, "socket", false),
+        HookFamily::Tracepoints => load_net!(TracepointNetSkelBuilder, Tracepoints, "tracepoints", true),
+        HookFamily::Kprobes => load_net!(KprobeNetSkelBuilder, Kprobes, "kprobes", true),
+        HookFamily::Fentry => load_net!(FentryNetSkelBuilder, Fentry, "fentry", true),
     };
 
     let handles = MapHandles {

@@ -791,6 +791,34 @@ mod tests {
     }
 
     #[test]
+    fn writes_without_an_entry_time_come_before_held_reads() {
+        // The socket family does not see a write's syscall entry (start_ns 0): a write
+        // reported after reads held for their turn came first, as it does whenever they
+        // answer it; its own return time (35, after the held read's 30) does not decide.
+        let no_entry = |e: SockData| SockData { start_ns: 0, ..e };
+        let out = run(&[
+            ev(1, Recv, 10, b"GET /a HTTP/1.1\r\n\r\n"),
+            ev(1, Recv, 30, b"G"),
+            no_entry(ev(1, Send, 35, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")),
+            ev(1, Recv, 36, b"ET /b HTTP/1.1\r\n\r\n"),
+            no_entry(ev(1, Send, 40, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let got: Vec<_> = out.requests.iter().map(|r| (r.target.as_str(), r.status)).collect();
+        assert_eq!(got, vec![("/a", 200), ("/b", 404)]);
+
+        let out = run(&[
+            ev(2, Recv, 20, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            no_entry(ev(2, Send, 21, b"GET /first HTTP/1.1\r\n\r\n")),
+            no_entry(ev(2, Send, 30, b"GET /second HTTP/1.1\r\n\r\n")),
+            ev(2, Recv, 40, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let got: Vec<_> = out.requests.iter().map(|r| (r.role, r.target.as_str(), r.status)).collect();
+        assert_eq!(got, vec![(Role::Client, "/first", 200), (Role::Client, "/second", 201)]);
+    }
+
+    #[test]
     fn large_chunked_response_ends_by_tail() {
         let mut body = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         body.extend(format!("{:x}\r\n", 5000).as_bytes());

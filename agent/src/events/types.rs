@@ -15,7 +15,9 @@ pub struct SockData {
     pub sock_id: u64,
     pub ts_ns: u64,
     /// When the syscall was entered (`ts_ns` is its return): orders a write against a read
-    /// of another thread reported before it.
+    /// of another thread reported before it. 0 when the hook does not see the entry (the
+    /// socket family): the write is taken to come before such reads, as it does whenever
+    /// they answer it.
     pub start_ns: u64,
     pub direction: Direction,
     /// Bytes the syscall transferred; `data` holds the first of them.

@@ -40,6 +40,9 @@ pub struct Features {
     pub fentry: bool,
     /// `tp_btf` programs load and attach.
     pub tp_btf: bool,
+    /// The socket layer's tracepoints (`sock_send_length`, `sock_recv_length`, Linux 6.3+)
+    /// take `tp_btf` programs: what the socket family hooks.
+    pub sock_tracepoints: bool,
     /// Raw tracepoint programs attach.
     pub raw_tp: bool,
     /// Tracepoint perf events (`sched/sched_process_exec`) accept a BPF program.
@@ -108,6 +111,7 @@ pub fn probe() -> Features {
     let kprobe_multi = set("kprobe_multi", probes::kprobe_multi(&mut keep));
     let fentry = set("fentry", probes::fentry(vmlinux.as_ref(), &mut keep));
     let tp_btf = set("tp_btf", probes::tp_btf(vmlinux.as_ref(), &mut keep));
+    let sock_tracepoints = set("sock_tracepoints", probes::sock_tracepoints(vmlinux.as_ref(), &mut keep));
     drop(vmlinux);
     let raw_tp = set("raw_tp", probes::raw_tp(&mut keep));
     let tracefs = f.tracefs.clone();
@@ -140,6 +144,7 @@ pub fn probe() -> Features {
     f.kprobe_multi = kprobe_multi;
     f.fentry = fentry;
     f.tp_btf = tp_btf;
+    f.sock_tracepoints = sock_tracepoints;
     f.raw_tp = raw_tp;
     f.tracepoints = tracepoints;
     f.syscall_tracepoints = syscall_tracepoints;
@@ -187,7 +192,7 @@ impl Features {
             Err(_) => "none".to_string(),
         };
         format!(
-            "kernel={} btf={} kprobes={} kprobe_multi={} fentry={} tp_btf={} raw_tp={} tracepoints={} \
+            "kernel={} btf={} kprobes={} kprobe_multi={} fentry={} tp_btf={} sock_tracepoints={} raw_tp={} tracepoints={} \
              ringbuf={} tcx={} clsact={} uprobe_multi={} task_btf={} task_storage={} lockdown={} hook={}",
             self.kernel_release,
             yn(self.btf),
@@ -195,6 +200,7 @@ impl Features {
             yn(self.kprobe_multi),
             yn(self.fentry),
             yn(self.tp_btf),
+            yn(self.sock_tracepoints),
             yn(self.raw_tp),
             yn(self.tracepoints && self.syscall_tracepoints),
             yn(self.ringbuf),
@@ -219,6 +225,7 @@ impl Features {
         flag("kprobe_multi", self.kprobe_multi);
         flag("fentry", self.fentry);
         flag("tp_btf", self.tp_btf);
+        flag("sock_tracepoints", self.sock_tracepoints);
         flag("raw_tp", self.raw_tp);
         flag("tracepoints", self.tracepoints);
         flag("syscall_tracepoints", self.syscall_tracepoints);

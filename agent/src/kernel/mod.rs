@@ -37,7 +37,7 @@ pub enum KernelError {
     MountPointMissing { fs: &'static str, target: PathBuf, hint: String },
     #[error("{fs} was mounted at {} but does not show up in /proc/self/mountinfo", target.display())]
     NotMounted { fs: &'static str, target: PathBuf },
-    #[error("ebpf.hook_mode: unknown value {value:?}, expected auto, tracepoints, kprobes or fentry")]
+    #[error("ebpf.hook_mode: unknown value {value:?}, expected auto, socket, tracepoints, kprobes or fentry")]
     UnknownHookMode { value: String },
     #[error("ebpf.hook_mode: {family} requested but this kernel ({kernel_release}) {reason}")]
     HookFamilyUnavailable { family: HookFamily, kernel_release: String, reason: String },

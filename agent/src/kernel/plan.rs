@@ -12,7 +12,11 @@ use super::KernelError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HookFamily {
-    /// Tracepoints (`syscalls/*`, `sched/*`), raw_tp and tp_btf: present on every kernel.
+    /// The socket layer's tracepoints (`sock_send_length`, `sock_recv_length`,
+    /// `inet_sock_set_state`) through tp_btf: one program per socket transfer (Linux 6.3+).
+    Socket,
+    /// Syscall tracepoints (`syscalls/*`): present on every kernel, but they put every task
+    /// on the traced-syscall path.
     Tracepoints,
     /// kprobes/kretprobes on kernel functions (`tcp_sendmsg`, ...).
     Kprobes,
@@ -21,11 +25,14 @@ pub enum HookFamily {
 }
 
 impl HookFamily {
-    /// Best first: what `auto` prefers.
-    pub const PREFERENCE: [HookFamily; 3] = [HookFamily::Fentry, HookFamily::Kprobes, HookFamily::Tracepoints];
+    /// Best first: what `auto` prefers. The socket family runs one program per socket
+    /// transfer; the syscall families an entry and a return per syscall, files included.
+    pub const PREFERENCE: [HookFamily; 4] =
+        [HookFamily::Socket, HookFamily::Fentry, HookFamily::Kprobes, HookFamily::Tracepoints];
 
     pub fn as_str(&self) -> &'static str {
         match self {
+            HookFamily::Socket => "socket",
             HookFamily::Tracepoints => "tracepoints",
             HookFamily::Kprobes => "kprobes",
             HookFamily::Fentry => "fentry",
@@ -35,6 +42,15 @@ impl HookFamily {
     /// `Ok` if `f` can run this family, else why not (completes "this kernel (x) ...").
     pub fn availability(&self, f: &Features) -> Result<(), String> {
         match self {
+            HookFamily::Socket if !f.btf => {
+                Err("has no BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF not set?)".into())
+            }
+            HookFamily::Socket if !f.sock_tracepoints => {
+                Err(format!("cannot attach to the socket tracepoints ({})", f.note("sock_tracepoints")))
+            }
+            HookFamily::Socket if !f.get_current_task_btf => {
+                Err(format!("has no bpf_get_current_task_btf() ({})", f.note("get_current_task_btf")))
+            }
             HookFamily::Fentry if !f.btf => {
                 Err("has no BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF not set?)".into())
             }
@@ -74,9 +90,10 @@ impl fmt::Display for HookFamily {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HookMode {
-    /// Best family the kernel supports (fentry > kprobes > tracepoints).
+    /// Best family the kernel supports (socket > fentry > kprobes > tracepoints).
     #[default]
     Auto,
+    Socket,
     Tracepoints,
     Kprobes,
     Fentry,
@@ -86,6 +103,7 @@ impl HookMode {
     pub fn as_str(&self) -> &'static str {
         match self {
             HookMode::Auto => "auto",
+            HookMode::Socket => "socket",
             HookMode::Tracepoints => "tracepoints",
             HookMode::Kprobes => "kprobes",
             HookMode::Fentry => "fentry",
@@ -96,6 +114,7 @@ impl HookMode {
     pub fn family(&self) -> Option<HookFamily> {
         match self {
             HookMode::Auto => None,
+            HookMode::Socket => Some(HookFamily::Socket),
             HookMode::Tracepoints => Some(HookFamily::Tracepoints),
             HookMode::Kprobes => Some(HookFamily::Kprobes),
             HookMode::Fentry => Some(HookFamily::Fentry),
@@ -115,6 +134,7 @@ impl FromStr for HookMode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(HookMode::Auto),
+            "socket" => Ok(HookMode::Socket),
             "tracepoints" => Ok(HookMode::Tracepoints),
             "kprobes" => Ok(HookMode::Kprobes),
             "fentry" => Ok(HookMode::Fentry),
@@ -193,7 +213,7 @@ pub fn families_to_try(f: &Features, mode: HookMode) -> Result<Vec<HookFamily>, 
 /// Picks the hook family for `mode`.
 ///
 /// * ringbuf and vmlinux BTF are required by every family.
-/// * `auto`: the best family the kernel supports (fentry > kprobes >
+/// * `auto`: the best family the kernel supports (socket > fentry > kprobes >
 ///   tracepoints); `best_available` records the best supported one regardless.
 /// * a forced family must be supported, else [`KernelError::HookFamilyUnavailable`]; it is
 ///   returned.
@@ -259,6 +279,7 @@ mod tests {
             kernel_release: "6.18.44".into(),
             btf: true,
             tp_btf: true,
+            sock_tracepoints: true,
             raw_tp: true,
             tracepoints: true,
             syscall_tracepoints: true,
@@ -276,16 +297,49 @@ mod tests {
         f
     }
 
-    /// Debian 6.1: everything but tcx and uprobe.multi.
+    /// Debian 6.1: everything but tcx, uprobe.multi and the socket tracepoints (6.3+).
     fn debian_6_1() -> Features {
-        Features { kprobes: true, fentry: true, tcx: false, uprobe_multi: false, ..host() }
+        let mut f = Features {
+            kprobes: true,
+            fentry: true,
+            tcx: false,
+            uprobe_multi: false,
+            sock_tracepoints: false,
+            ..host()
+        };
+        f.notes.insert(
+            "sock_tracepoints",
+            "no tracepoint sock_send_length (btf_trace_sock_send_length not in vmlinux BTF)".into(),
+        );
+        f
     }
 
     #[test]
-    fn auto_on_host_is_tracepoints() {
+    fn auto_on_host_is_socket() {
         let p = choose(&host(), HookMode::Auto).expect("plan");
-        assert_eq!((p.family, p.best_available), (HookFamily::Tracepoints, HookFamily::Tracepoints));
+        assert_eq!((p.family, p.best_available), (HookFamily::Socket, HookFamily::Socket));
         assert!(p.use_tcx && p.use_task_btf && p.use_task_storage && p.use_uprobe_multi && !p.use_kprobe_multi);
+        // Without the socket tracepoints a kprobe-less kernel falls back to syscall tracepoints.
+        let f = Features { sock_tracepoints: false, ..host() };
+        let p = choose(&f, HookMode::Auto).expect("plan");
+        assert_eq!((p.family, p.best_available), (HookFamily::Tracepoints, HookFamily::Tracepoints));
+        assert_eq!(
+            families_to_try(&host(), HookMode::Auto).expect("families"),
+            vec![HookFamily::Socket, HookFamily::Tracepoints]
+        );
+    }
+
+    #[test]
+    fn socket_is_preferred_where_the_kernel_has_everything() {
+        // Debian 6.12: kprobes, fentry and the socket tracepoints.
+        let f = Features { kprobes: true, fentry: true, ..host() };
+        assert_eq!(choose(&f, HookMode::Auto).expect("plan").family, HookFamily::Socket);
+        assert_eq!(
+            families_to_try(&f, HookMode::Auto).expect("families"),
+            vec![HookFamily::Socket, HookFamily::Fentry, HookFamily::Kprobes, HookFamily::Tracepoints]
+        );
+        let no_task_btf = Features { get_current_task_btf: false, ..f };
+        assert_eq!(choose(&no_task_btf, HookMode::Auto).expect("plan").family, HookFamily::Fentry);
     }
 
     #[test]
@@ -316,6 +370,16 @@ mod tests {
     }
 
     #[test]
+    fn forcing_socket_without_its_tracepoints_explains_why() {
+        let e = choose(&debian_6_1(), HookMode::Socket).expect_err("no socket tracepoints on 6.1");
+        assert_eq!(
+            e.to_string(),
+            "ebpf.hook_mode: socket requested but this kernel (6.18.44) cannot attach to the socket tracepoints \
+             (no tracepoint sock_send_length (btf_trace_sock_send_length not in vmlinux BTF))"
+        );
+    }
+
+    #[test]
     fn forcing_an_available_family_returns_it() {
         let p = choose(&debian_6_1(), HookMode::Tracepoints).expect("plan");
         assert_eq!((p.family, p.best_available), (HookFamily::Tracepoints, HookFamily::Fentry));
@@ -324,7 +388,10 @@ mod tests {
 
     #[test]
     fn no_tracefs_means_no_tracepoints() {
+        // The socket family attaches through BTF, without tracefs.
         let f = Features { tracefs: None, ..host() };
+        assert_eq!(choose(&f, HookMode::Auto).expect("plan").family, HookFamily::Socket);
+        let f = Features { tracefs: None, sock_tracepoints: false, ..host() };
         let e = choose(&f, HookMode::Auto).expect_err("nothing usable");
         assert!(matches!(e, KernelError::NoHookFamily { .. }));
         assert!(e.to_string().contains("mount -t tracefs"), "{e}");
@@ -342,10 +409,11 @@ mod tests {
     fn hook_mode_parses_and_serializes_lowercase() {
         assert_eq!("Kprobes".parse::<HookMode>().expect("parse"), HookMode::Kprobes);
         assert_eq!("auto".parse::<HookMode>().expect("parse"), HookMode::Auto);
+        assert_eq!("socket".parse::<HookMode>().expect("parse"), HookMode::Socket);
         let e = "uprobes".parse::<HookMode>().expect_err("unknown");
         assert_eq!(
             e.to_string(),
-            "ebpf.hook_mode: unknown value \"uprobes\", expected auto, tracepoints, kprobes or fentry"
+            "ebpf.hook_mode: unknown value \"uprobes\", expected auto, socket, tracepoints, kprobes or fentry"
         );
         assert_eq!(serde_json::to_string(&HookMode::Fentry).expect("json"), "\"fentry\"");
         let m: HookMode = serde_yaml::from_str("tracepoints").expect("yaml");

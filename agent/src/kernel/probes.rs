@@ -6,7 +6,7 @@
 //! the doctor shows. The approach follows libbpf's `features.c`/`libbpf_probes.c` and
 //! cilium/ebpf's `features` package.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -40,8 +40,10 @@ const KPROBE_SYMBOLS: &[&CStr] = &[c"vprintk", c"do_sys_openat2", c"ksys_read"];
 /// then refuses the read), the others only where the wrapper is missing (non-x86).
 const FENTRY_FUNCS: &[&CStr] = &[c"__x64_sys_recvfrom", c"do_sys_openat2", c"vprintk", c"ksys_read"];
 const OP_LDX_DW: u8 = 0x01 | 0x60 | 0x18; // BPF_LDX | BPF_MEM | BPF_DW
-/// `btf_trace_<tp>` typedef used by tp_btf programs.
-const TP_BTF_TYPEDEF: &CStr = c"btf_trace_sched_process_exec";
+/// The tracepoint the tp_btf probe attaches to (its `btf_trace_<tp>` typedef names it).
+const TP_BTF_PROBE: &str = "sched_process_exec";
+/// The socket layer's tracepoints the socket family attaches to (Linux 6.3+).
+pub(crate) const SOCK_TRACEPOINTS: [&str; 2] = ["sock_send_length", "sock_recv_length"];
 const RAW_TP_NAME: &CStr = c"sched_process_exec";
 
 const PROG_NAME: &CStr = c"beyla_feature";
@@ -269,23 +271,41 @@ pub(crate) fn fentry(btf: Option<&VmlinuxBtf>, keep: &mut Vec<OwnedFd>) -> Outco
 /// Loads a `tp_btf` program (BPF_TRACE_RAW_TP against `btf_trace_sched_process_exec`) and
 /// attaches it.
 pub(crate) fn tp_btf(btf: Option<&VmlinuxBtf>, keep: &mut Vec<OwnedFd>) -> Outcome {
+    tp_btf_on(btf, TP_BTF_PROBE, keep)
+}
+
+/// The socket family's tracepoints ([`SOCK_TRACEPOINTS`]) take a `tp_btf` program each.
+pub(crate) fn sock_tracepoints(btf: Option<&VmlinuxBtf>, keep: &mut Vec<OwnedFd>) -> Outcome {
+    for tp in SOCK_TRACEPOINTS {
+        let o = tp_btf_on(btf, tp, keep);
+        if !o.ok {
+            return o;
+        }
+    }
+    Outcome::yes(format!("tp_btf/{} and tp_btf/{}", SOCK_TRACEPOINTS[0], SOCK_TRACEPOINTS[1]))
+}
+
+fn tp_btf_on(btf: Option<&VmlinuxBtf>, tp: &str, keep: &mut Vec<OwnedFd>) -> Outcome {
     let Some(btf) = btf else {
         return Outcome::no("no vmlinux BTF");
     };
-    let Some(id) = btf.find(TP_BTF_TYPEDEF, sys::BTF_KIND_TYPEDEF) else {
-        return Outcome::no("btf_trace_sched_process_exec not in vmlinux BTF");
+    let Ok(typedef) = CString::new(format!("btf_trace_{tp}")) else {
+        return Outcome::no(format!("bad tracepoint name {tp:?}"));
+    };
+    let Some(id) = btf.find(&typedef, sys::BTF_KIND_TYPEDEF) else {
+        return Outcome::no(format!("no tracepoint {tp} (btf_trace_{tp} not in vmlinux BTF)"));
     };
     let prog = match prog_load(sys::BPF_PROG_TYPE_TRACING, &ret_imm(0), sys::BPF_TRACE_RAW_TP, id) {
         Ok(p) => p,
-        Err(e) => return Outcome::no(format!("tp_btf load: {e:?}")),
+        Err(e) => return Outcome::no(format!("tp_btf/{tp} load: {e:?}")),
     };
     // SAFETY: see `fentry`.
     match owned_fd(unsafe { sys::bpf_raw_tracepoint_open(std::ptr::null(), prog.as_raw_fd()) }) {
         Ok(link) => {
             keep.push(link);
-            Outcome::yes("tp_btf/sched_process_exec")
+            Outcome::yes(format!("tp_btf/{tp}"))
         }
-        Err(e) => Outcome::no(format!("tp_btf attach: {e:?}")),
+        Err(e) => Outcome::no(format!("tp_btf/{tp} attach: {e:?}")),
     }
 }
 

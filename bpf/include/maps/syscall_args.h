@@ -11,6 +11,7 @@ enum buf_kind {
 	BUF_PLAIN = 0, /* read/write/recvfrom/sendto: buf, len */
 	BUF_IOVEC = 1, /* readv/writev: iov, iovcnt */
 	BUF_MSGHDR = 2, /* recvmsg/sendmsg: struct user_msghdr * */
+	BUF_NONE = 3, /* bytes the program cannot read (sendfile, splice, io_uring): length only */
 };
 
 struct syscall_args {

@@ -246,8 +246,8 @@ pub struct Ebpf {
     /// Protocol payload extraction and enrichment rules (`http.enrichment`, GraphQL, ...).
     /// Accepted, not implemented yet. Default: unset.
     pub payload_extraction: Option<serde_yaml::Value>,
-    /// beyla-rs extension: kernel hook family: `auto`, `tracepoints`, `kprobes` or `fentry`.
-    /// Default `auto`. Env: `BEYLA_EBPF_HOOK_MODE`.
+    /// beyla-rs extension: kernel hook family: `auto`, `socket`, `tracepoints`, `kprobes` or
+    /// `fentry`. Default `auto`. Env: `BEYLA_EBPF_HOOK_MODE`.
     pub hook_mode: HookMode,
 }
 
