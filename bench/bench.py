@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Overhead benchmarks of the beyla-rs agent (generic syscall-tracepoint capture family).
+"""Overhead benchmarks of the beyla-rs agent (the capture family `auto` picks here, and the
+syscall-tracepoint family beside it).
 
 Run through bench/run, which builds everything first. Writes one JSON object per measurement
 to <out>/raw.jsonl (plus meta.json); bench/report.py turns that into tables and plots.
@@ -46,11 +47,12 @@ def go_probed(app):
 FULL = dict(pairs=3, sat_s=5, wrk_c=32, lat_pairs=2, lat_s=8.0, lat_rate=500, lat_c=32,
             wake_variants=["0", "16", "64"], wake_apps=[], routes=[1, 10, 100, 1000], procs=[1, 10, 50],
             conns=[10, 100, 1000], growth_rate=2000, growth_s=8.0, idle_settle_s=6, idle_s=20,
-            steady_apps=["python", "java", "rust"], steady_settle_s=12, steady_s=20)
+            steady_apps=["python", "java", "rust"], steady_settle_s=12, steady_s=20,
+            family_variants=["tracepoints"], family_apps=["rust", "node", GO_GENERIC])
 SMOKE = dict(pairs=1, sat_s=1, wrk_c=16, lat_pairs=1, lat_s=1.5, lat_rate=300, lat_c=16,
              wake_variants=["0"], wake_apps=["rust"], routes=[1, 100], procs=[1, 3], conns=[10, 100],
              growth_rate=500, growth_s=1.5, idle_settle_s=0, idle_s=3, steady_apps=["rust"], steady_settle_s=1,
-             steady_s=1)
+             steady_s=1, family_variants=["tracepoints"], family_apps=["rust"])
 
 OUT = None
 P = None
@@ -287,7 +289,8 @@ def wait_port(port, timeout=30):
 class Agent:
     """The agent in release mode; RSS is sampled every 0.25 s from a helper thread."""
 
-    def __init__(self, selectors, expect, unmatched="heuristic", wakeup=None, tag="run", go=0, skip_go=False):
+    def __init__(self, selectors, expect, unmatched="heuristic", wakeup=None, tag="run", go=0, skip_go=False,
+                 hook_mode=None):
         self.mport = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"beyla-bench-{tag}-")
         cfg = os.path.join(self.dir, "beyla.yml")
@@ -298,8 +301,12 @@ class Agent:
             for name, ports in selectors:
                 f.write(f"    - open_ports: \"{ports}\"\n" + (f"      name: {name}\n" if name else ""))
             f.write(f"routes:\n  unmatched: {unmatched}\n")
+            if wakeup is not None or hook_mode:
+                f.write("ebpf:\n")
             if wakeup is not None:
-                f.write(f"ebpf:\n  wakeup_len: {wakeup}\n")
+                f.write(f"  wakeup_len: {wakeup}\n")
+            if hook_mode:
+                f.write(f"  hook_mode: {hook_mode}\n")
         self.log = os.path.join(self.dir, "agent.log")
         self.t0 = time.time()
         self.p = subprocess.Popen([AGENT, "--config", cfg], stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
@@ -325,6 +332,9 @@ class Agent:
                 raise RuntimeError(f"Go probes not attached to {go} processes: {open(self.log).read()[-2000:]}")
             time.sleep(0.1)
         self.ready_s = time.time() - self.t0
+        # The capture family the agent loaded (the label of its events counter).
+        m = re.search(r'beyla_internal_build_info\{[^}]*hook_family="([a-z]+)"', self.internal())
+        self.family = m.group(1) if m else None
 
     def _sample(self):
         while not self._stop:
@@ -463,21 +473,26 @@ def throughput(lang):
         (lambda: wrk(port, P["sat_s"], P["wrk_c"]))
     try:
         load()  # warm-up (JIT, caches), not recorded
+        # Each pair: without the agent, with it as configured (auto), then with each other
+        # capture family of family_variants, interleaved so that machine drift cancels.
+        variants = [None] + (P["family_variants"] if lang in P["family_apps"] else [])
         for pair in range(P["pairs"]):
-            for with_agent in (False, True):
-                agent = bench_agent(lang, port=port) if with_agent else None
+            for with_agent, hook_mode in [(False, None)] + [(True, v) for v in variants]:
+                agent = bench_agent(lang, port=port, hook_mode=hook_mode) if with_agent else None
                 try:
                     res, cost = measured_run([app], agent, load)
                     extra = {}
                     if agent:
-                        extra = {"agent_ready_s": agent.ready_s,
+                        extra = {"agent_ready_s": agent.ready_s, "family": agent.family,
                                  "agent_peak_rss_kb": max((s for _, s in agent.samples), default=0)}
                         agent.stop()
                     if not with_agent:
                         SATURATION.setdefault(lang, []).append(res["rps"])
-                    r = record("throughput", app=lang, pair=pair, agent=with_agent, load=res, **cost, **extra)
-                    log(f"throughput {lang} pair {pair} agent={with_agent}: {res['rps']:.0f} req/s",
-                        f"counted={r.get('counted')} lost={r.get('lost')}" if agent else "")
+                    kind = "family" if hook_mode else "throughput"
+                    r = record(kind, app=lang, pair=pair, agent=with_agent, hook_mode=hook_mode, load=res, **cost,
+                               **extra)
+                    log(f"{kind} {lang} pair {pair} agent={with_agent} {agent.family if agent else ''}: "
+                        f"{res['rps']:.0f} req/s", f"counted={r.get('counted')} lost={r.get('lost')}" if agent else "")
                 finally:
                     if agent and agent.p.poll() is None:
                         agent.stop()

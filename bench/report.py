@@ -77,6 +77,24 @@ def throughput_table(rows):
     return table(["app", "req/s without", "req/s with agent", "ratio (median of pairs)", "pairs", ">= 0.97"], out)
 
 
+def family_table(rows):
+    """Throughput with each capture family, against the same pair's run without the agent."""
+    out = []
+    for app in apps_of(rows, "family"):
+        base = {r["pair"]: r["load"]["rps"] for r in rows
+                if r["kind"] == "throughput" and r["app"] == app and not r["agent"]}
+        runs = [r for r in rows if r["kind"] in ("throughput", "family") and r["app"] == app and r["agent"]]
+        for family in sorted({r.get("family") or "?" for r in runs}):
+            rs = [r for r in runs if (r.get("family") or "?") == family]
+            ratios = [r["load"]["rps"] / base[r["pair"]] for r in rs if base.get(r["pair"])]
+            how = "auto" if any(r["kind"] == "throughput" for r in rs) else "ebpf.hook_mode"
+            out.append([app, f"{family} ({how})", f(med([r["load"]["rps"] for r in rs])), f(med(ratios), "{:.3f}"),
+                        " ".join(f"{x:.3f}" for x in ratios), f(med([r.get("bpf_ns_per_req") for r in rs])),
+                        f(med([r.get("agent_cpu_s_per_10k") for r in rs]), "{:.3f}")])
+    return table(["app", "capture family", "req/s with agent", "ratio (median of pairs)", "pairs", "BPF ns / req",
+                  "agent CPU s / 10k req"], out)
+
+
 def latency_table(rows):
     out = []
     for app in apps_of(rows, "latency"):
@@ -177,6 +195,11 @@ def render(rows, meta):
         f"load average {meta['load_start']} at start, {meta['load_end']} at end.",
         "### Throughput at saturation (wrk -t1 -c%d, %gs runs, agent off/on interleaved)"
         % (meta["params"]["wrk_c"], meta["params"]["sat_s"]), throughput_table(rows),
+    ]
+    if any(r["kind"] == "family" for r in rows):
+        parts += ["### Throughput by capture family (the same pairs: each family's run against the pair's run "
+                  "without the agent)", family_table(rows)]
+    parts += [
         "### Latency at a fixed rate (bench loadgen, open loop, %d connections, %gs runs)"
         % (meta["params"]["lat_c"], meta["params"]["lat_s"]), latency_table(rows),
         "### Agent cost", cost_table(rows),
@@ -277,6 +300,8 @@ def check(rows):
                 problems.append(f"{r['kind']} {r.get('app', r.get('dim'))}: load generator completed nothing")
             if not r.get("counted"):
                 problems.append(f"{r['kind']} {r.get('app', r.get('dim'))}: agent counted no requests")
+        if r["kind"] == "family" and r.get("family") != r.get("hook_mode"):
+            problems.append(f"family {r['app']}: asked for {r.get('hook_mode')}, the agent loaded {r.get('family')}")
         if r["kind"] == "steady" and (r["load"]["completed"] <= 0 or not r["agent_cpu_s"] > 0):
             problems.append(f"steady {r['app']}: no load completed or no agent CPU measured")
     return problems
