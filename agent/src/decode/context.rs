@@ -61,9 +61,17 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
 }
 
+thread_local! {
+    /// Span and trace ids need to be unique, not secret: a fast generator seeded from the OS
+    /// (as OpenTelemetry SDKs do), instead of the CSPRNG behind `rand::random` (2% of the
+    /// agent's CPU at saturation).
+    static IDS: std::cell::RefCell<rand::rngs::SmallRng> =
+        std::cell::RefCell::new(rand::SeedableRng::from_os_rng());
+}
+
 fn new_span_id() -> [u8; 8] {
     loop {
-        let id: [u8; 8] = rand::random();
+        let id = IDS.with(|r| rand::RngCore::next_u64(&mut *r.borrow_mut())).to_ne_bytes();
         if id != [0; 8] {
             return id;
         }
@@ -72,7 +80,11 @@ fn new_span_id() -> [u8; 8] {
 
 fn new_trace_id() -> [u8; 16] {
     loop {
-        let id: [u8; 16] = rand::random();
+        let id = IDS.with(|r| {
+            let mut r = r.borrow_mut();
+            (u128::from(rand::RngCore::next_u64(&mut *r)) << 64 | u128::from(rand::RngCore::next_u64(&mut *r)))
+                .to_ne_bytes()
+        });
         if id != [0; 16] {
             return id;
         }
@@ -105,7 +117,9 @@ pub struct ConnRef {
 
 /// One span's place in its trace. Its trace id is resolved when the span ends, by following
 /// `parent` to the root: a link found after a span began (the other end of a connection seen
-/// late, a Go call announced after its bytes) still counts for it and its descendants.
+/// late, a Go call announced after its bytes) still counts for it and its descendants. Kept
+/// small (ended spans stay in the table a while, and every request looks them up): where a
+/// span in flight travels is in `Correlator::live`.
 #[derive(Debug, Clone, Copy)]
 struct Node {
     /// Zero for a root.
@@ -116,7 +130,7 @@ struct Node {
     /// The context came in a header: parent and trace are final, never relinked.
     fixed: bool,
     remote_sampled: Option<bool>,
-    conn: ConnRef,
+    pid: u32,
 }
 
 /// Trace links between the requests the decoder sees:
@@ -130,6 +144,8 @@ struct Node {
 #[derive(Default)]
 pub struct Correlator {
     nodes: HashMap<[u8; 8], Node>,
+    /// Where each span in flight travels (its index keys), until it ends.
+    live: HashMap<[u8; 8], ConnRef>,
     ended: std::collections::VecDeque<[u8; 8]>,
     /// The server request each thread is serving, by (pid, tid) (not used in Go processes).
     by_thread: HashMap<(u32, u32), [u8; 8]>,
@@ -155,7 +171,7 @@ impl Correlator {
             Role::Server => {
                 let node = match incoming {
                     Some((trace_id, parent, sampled)) => {
-                        Node { parent, trace_id, fixed: true, remote_sampled: Some(sampled), conn }
+                        Node { parent, trace_id, fixed: true, remote_sampled: Some(sampled), pid: conn.pid }
                     }
                     None => {
                         let peer = self.by_tuple.get(&(conn.remote, conn.local, conn.stream, Role::Client)).copied();
@@ -186,13 +202,13 @@ impl Correlator {
                             trace_id,
                             fixed: true,
                             remote_sampled: Some(sampled),
-                            conn,
+                            pid: conn.pid,
                         };
                         (span_id, node)
                     }
                     // Announced by the Go probes: the span exists already.
                     _ => match announced.and_then(|a| self.nodes.get(&a).map(|n| (a, *n))) {
-                        Some((id, n)) => (id, Node { conn, ..n }),
+                        Some((id, n)) => (id, Node { pid: conn.pid, ..n }),
                         None => (new_span_id(), self.child_of(serving, conn)),
                     },
                 }
@@ -202,6 +218,7 @@ impl Correlator {
             node.trace_id = new_trace_id();
         }
         self.nodes.insert(span_id, node);
+        self.live.insert(span_id, conn);
         self.by_sock.insert((conn.pid, conn.sock, conn.stream, role), span_id);
         self.by_tuple.insert((conn.local, conn.remote, conn.stream, role), span_id);
         match role {
@@ -218,7 +235,7 @@ impl Correlator {
 
     /// A node whose parent is `parent` (a root when `None`).
     fn child_of(&self, parent: Option<[u8; 8]>, conn: ConnRef) -> Node {
-        let mut node = Node { parent: [0; 8], trace_id: [0; 16], fixed: false, remote_sampled: None, conn };
+        let mut node = Node { parent: [0; 8], trace_id: [0; 16], fixed: false, remote_sampled: None, pid: conn.pid };
         if let Some((id, p)) = parent.and_then(|id| self.nodes.get(&id).map(|p| (id, p))) {
             node.parent = id;
             (node.trace_id, node.remote_sampled) = self.resolve(&id, p);
@@ -274,11 +291,13 @@ impl Correlator {
         if self.hints.len() >= MAX_HINTS {
             for id in self.hints.values() {
                 self.nodes.remove(id);
+                self.live.remove(id);
             }
             self.hints.clear();
         }
         if let Some(stale) = self.hints.remove(&key) {
             self.nodes.remove(&stale);
+            self.live.remove(&stale);
         }
         let id = written.map_or_else(new_span_id, |w| w.1);
         let mut node = self.child_of(parent, client);
@@ -286,6 +305,7 @@ impl Correlator {
             node.trace_id = written.map_or_else(new_trace_id, |w| w.0);
         }
         self.nodes.insert(id, node);
+        self.live.insert(id, client);
         self.hints.insert(key, id);
         self.by_tuple.insert((client.local, client.remote, client.stream, Role::Client), id);
         self.adopt_server(id, client);
@@ -320,28 +340,30 @@ impl Correlator {
     /// after which it parents no new call.
     pub fn finish(&mut self, pid: u32, tid: u32, role: Role, ctx: &TraceContext) -> TraceContext {
         let Some(mut node) = self.nodes.get(&ctx.span_id).copied() else { return *ctx };
-        let c = node.conn;
-        if role == Role::Server && !node.fixed && node.parent == [0; 8] {
-            // Last chance for a call whose bytes were reported after this end's.
-            if let Some(client) = self.by_tuple.get(&(c.remote, c.local, c.stream, Role::Client)).copied() {
-                if let Some(cn) = self.nodes.get(&client) {
-                    node.trace_id = self.resolve(&client, cn).0;
-                    node.parent = client;
-                    self.nodes.insert(ctx.span_id, node);
+        // Not in flight any more (ended already): only its context is wanted.
+        if let Some(c) = self.live.remove(&ctx.span_id) {
+            if role == Role::Server && !node.fixed && node.parent == [0; 8] {
+                // Last chance for a call whose bytes were reported after this end's.
+                if let Some(client) = self.by_tuple.get(&(c.remote, c.local, c.stream, Role::Client)).copied() {
+                    if let Some(cn) = self.nodes.get(&client) {
+                        node.trace_id = self.resolve(&client, cn).0;
+                        node.parent = client;
+                        self.nodes.insert(ctx.span_id, node);
+                    }
                 }
             }
-        }
-        let id = ctx.span_id;
-        // Each index forgets the request unless a newer one took its place.
-        remove_if_is(&mut self.by_sock, (c.pid, c.sock, c.stream, role), id);
-        remove_if_is(&mut self.by_tuple, (c.local, c.remote, c.stream, role), id);
-        if role == Role::Server {
-            remove_if_is(&mut self.by_thread, (pid, tid), id);
-        }
-        self.ended.push_back(ctx.span_id);
-        if self.ended.len() > KEEP_ENDED {
-            if let Some(old) = self.ended.pop_front() {
-                self.nodes.remove(&old);
+            let id = ctx.span_id;
+            // Each index forgets the request unless a newer one took its place.
+            remove_if_is(&mut self.by_sock, (c.pid, c.sock, c.stream, role), id);
+            remove_if_is(&mut self.by_tuple, (c.local, c.remote, c.stream, role), id);
+            if role == Role::Server {
+                remove_if_is(&mut self.by_thread, (pid, tid), id);
+            }
+            self.ended.push_back(ctx.span_id);
+            if self.ended.len() > KEEP_ENDED {
+                if let Some(old) = self.ended.pop_front() {
+                    self.nodes.remove(&old);
+                }
             }
         }
         let (trace_id, remote_sampled) = self.resolve(&ctx.span_id, &node);
@@ -353,13 +375,15 @@ impl Correlator {
         self.by_sock.retain(|k, _| k.0 != pid);
         self.hints.retain(|k, _| k.0 != pid);
         let gone: foldhash::HashSet<[u8; 8]> =
-            self.nodes.iter().filter(|(_, n)| n.conn.pid == pid).map(|(id, _)| *id).collect();
+            self.nodes.iter().filter(|(_, n)| n.pid == pid).map(|(id, _)| *id).collect();
         self.by_tuple.retain(|_, id| !gone.contains(id));
+        self.live.retain(|_, c| c.pid != pid);
         self.go_pids.remove(&pid);
     }
 
     fn clear(&mut self) {
         self.nodes.clear();
+        self.live.clear();
         self.ended.clear();
         self.by_thread.clear();
         self.by_sock.clear();
