@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Where the agent's overhead goes at saturation (evidence for docs/benchmarks.md): the rust test
-# app under wrk with the agent, with ebpf.wakeup_len 0 (a wake-up per event) and 16; per run: CPU samples by
-# process (perf record -a), the agent's hottest symbols, the in-kernel cost of each BPF program
-# (kernel.bpf_stats_enabled) and the app's BPF/tracepoint share. Needs root, perf, bpftool, wrk
-# and a built tree (bench/run builds it).
+# app under wrk with the agent, once per capture family (HOOK_MODES, default "socket tracepoints":
+# ebpf.hook_mode, defaults otherwise); per run: CPU samples by process (perf record -a), the
+# agent's hottest symbols, the in-kernel cost of each BPF program (kernel.bpf_stats_enabled) and
+# the app's BPF/tracepoint share. Needs root, perf, bpftool, wrk and a built tree (bench/run
+# builds it).
 #   sudo bench/profile.sh > docs/benchmarks/profile.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +18,9 @@ agent=
 trap 'rc=$?; kill $app $agent 2>/dev/null; sysctl -qw kernel.bpf_stats_enabled=0; exit $rc' EXIT
 sleep 1
 sysctl -qw kernel.bpf_stats_enabled=1
-for wake in 0 16; do
-  printf 'prometheus_export:\n  port: %s\ndiscovery:\n  min_process_age: 0s\n  instrument:\n    - open_ports: "%s"\nebpf:\n  wakeup_len: %s\n' \
-    "$MPORT" "$PORT" "$wake" >"$tmp/beyla.yml"
+for mode in ${HOOK_MODES:-socket tracepoints}; do
+  printf 'prometheus_export:\n  port: %s\ndiscovery:\n  min_process_age: 0s\n  instrument:\n    - open_ports: "%s"\nebpf:\n  hook_mode: %s\n' \
+    "$MPORT" "$PORT" "$mode" >"$tmp/beyla.yml"
   "$T/release/beyla" --config "$tmp/beyla.yml" >"$tmp/agent.log" 2>&1 &
   agent=$!
   for _ in $(seq 100); do
@@ -35,7 +36,7 @@ for wake in 0 16; do
   wait $w
   bpftool prog show -j >"$tmp/after.json"
   echo
-  echo "## ebpf.wakeup_len=$wake: $(grep Requests/sec "$tmp/wrk.txt")"
+  echo "## ebpf.hook_mode=$mode: $(grep Requests/sec "$tmp/wrk.txt")"
   echo "### CPU samples by process (100% = both vCPUs)"
   perf report -i "$tmp/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null | grep '%' | awk 'NR<=6'
   echo "### agent (beyla, beyla-ringbuf threads): hottest symbols"
@@ -43,7 +44,7 @@ for wake in 0 16; do
     grep '%' | awk 'NR<=14'
   echo "### rust-http: share of its samples in BPF programs, helpers and the syscall tracepoint path"
   perf report -i "$tmp/perf.data" --no-children --comm rust-http --sort sym --stdio -g none 2>/dev/null | grep '%' |
-    awk '{p=$1; sub("%","",p); t+=p} /bpf|perf_syscall|htab|ringbuf|copy_from_kernel_nofault|probe_read|lru|irq_work|syscall_exit_work|syscall_enter|syscall_trace/ {b+=p}
+    awk '{p=$1; sub("%","",p); t+=p} /bpf|perf_syscall|htab|ringbuf|copy_from_kernel_nofault|probe_read|lru|irq_work|syscall_exit_work|syscall_enter|syscall_trace|sk_storage|local_storage|__traceiter|trace_sock/ {b+=p}
          END {printf "rust-http %.1f%% of all samples, of which BPF/tracepoint %.1f%% (%.0f%% of the app)\n", t, b, 100*b/t}'
   echo "### BPF programs of the agent during the run (bpf_stats)"
   python3 - "$tmp/before.json" "$tmp/after.json" "$ids" <<'EOF'
