@@ -179,10 +179,10 @@ impl HookPlan {
             (
                 "use_task_storage".into(),
                 yn(self.use_task_storage),
-                if self.use_task_storage {
-                    "syscall arguments in task storage"
-                } else {
-                    "syscall arguments in an LRU hash"
+                match (self.family, self.use_task_storage) {
+                    (HookFamily::Socket, _) => "socket family: no syscall arguments kept",
+                    (_, true) => "syscall arguments in task storage",
+                    (_, false) => "syscall arguments in an LRU hash",
                 }
                 .into(),
             ),
