@@ -78,21 +78,15 @@ fn start_socket_family() -> Option<Capture> {
     let f = beyla::kernel::probe();
     if !f.sock_tracepoints {
         assert!(
-            kernel_version() < (6, 3),
+            common::kernel_version() < (6, 3),
             "kernel {:?} has no socket tracepoints: {}",
-            kernel_version(),
+            common::kernel_version(),
             f.note("sock_tracepoints")
         );
         return None;
     }
     let ring = beyla::config::Config::default().ebpf.ring_buffer_size;
     Some(start_on(&[beyla::kernel::HookFamily::Socket], 0, ring, f.task_storage, every(Duration::from_millis(20))))
-}
-
-fn kernel_version() -> (u32, u32) {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("kernel release");
-    let mut n = release.trim().split(|c: char| !c.is_ascii_digit()).map(|x| x.parse::<u32>().unwrap_or(0));
-    (n.next().unwrap_or(0), n.next().unwrap_or(0))
 }
 
 fn start_on(
@@ -198,7 +192,7 @@ fn root_capture_both_argument_stores() {
         request_response_both_sides(start_with(0, ring, Some(true)));
     } else {
         // Not a skip: only kernels older than 5.11 may lack it.
-        let version = kernel_version();
+        let version = common::kernel_version();
         assert!(version < (5, 11), "kernel {version:?} lacks task storage for tracing programs, which 5.11+ has");
     }
 }

@@ -5,6 +5,8 @@
 //!
 //! Run with `cargo test -p beyla --test root_kernel -- --nocapture` to see the doctor report.
 
+mod common;
+
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -268,10 +270,8 @@ fn root_sock_tracepoints_match_libbpf() {
     let truth = load_and_attach("gt_sock_send", |p| p.attach_trace())
         .and_then(|()| load_and_attach("gt_sock_recv", |p| p.attach_trace()));
     check("sock_tracepoints", f.sock_tracepoints, &truth, f.note("sock_tracepoints"));
-    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("kernel release");
-    let mut n = release.trim().split(|c: char| !c.is_ascii_digit()).map(|x| x.parse::<u32>().unwrap_or(0));
-    let version = (n.next().unwrap_or(0), n.next().unwrap_or(0));
-    assert!(f.sock_tracepoints || version < (6, 3), "kernel {} has no socket tracepoints", release.trim());
+    let version = common::kernel_version();
+    assert!(f.sock_tracepoints || version < (6, 3), "kernel {version:?} has no socket tracepoints");
 }
 
 #[test]
