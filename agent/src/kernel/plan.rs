@@ -42,7 +42,7 @@ impl HookFamily {
     /// `Ok` if `f` can run this family, else why not (completes "this kernel (x) ...").
     pub fn availability(&self, f: &Features) -> Result<(), String> {
         match self {
-            HookFamily::Socket if !f.btf => {
+            HookFamily::Socket | HookFamily::Fentry if !f.btf => {
                 Err("has no BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF not set?)".into())
             }
             HookFamily::Socket if !f.sock_tracepoints => {
@@ -50,9 +50,6 @@ impl HookFamily {
             }
             HookFamily::Socket if !f.get_current_task_btf => {
                 Err(format!("has no bpf_get_current_task_btf() ({})", f.note("get_current_task_btf")))
-            }
-            HookFamily::Fentry if !f.btf => {
-                Err("has no BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF not set?)".into())
             }
             HookFamily::Fentry if !f.fentry => Err(format!("cannot load fentry programs ({})", f.note("fentry"))),
             HookFamily::Kprobes if !f.kprobes => {
