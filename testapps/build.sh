@@ -37,6 +37,12 @@ if stale "$OUT/go-http" "$HERE/go-http/main.go"; then
   (cd "$HERE/go-http" && GO111MODULE=off GOFLAGS= GOPROXY=off go build -o "$OUT/go-http" main.go)
 fi
 
+# go-stackgrow: an HTTPS client whose writes meet stack growth at crypto/tls.(*Conn).Write.
+if stale "$OUT/go-stackgrow" "$HERE/go-stackgrow/main.go"; then
+  echo "build.sh: building go-stackgrow"
+  (cd "$HERE/go-stackgrow" && GO111MODULE=off GOFLAGS= GOPROXY=off go build -o "$OUT/go-stackgrow" main.go)
+fi
+
 # go-h2c: golang.org/x/net/http2's server, from Debian's golang-golang-x-net-dev (GOPATH).
 if stale "$OUT/go-h2c" "$HERE/go-h2c/main.go"; then
   echo "build.sh: building go-h2c"

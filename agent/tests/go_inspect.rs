@@ -135,6 +135,24 @@ fn check_functions(bin: &GoBinary, expected: &[&str]) {
             assert!(r >= f.file_offset && r < f.file_offset + f.size, "{name}: RET {r:#x} outside the function");
             assert_eq!(data[r as usize], 0xc3, "{name}: byte at file offset {r:#x} is not RET");
         }
+        // Entry probes sit past the stack check (`cmp rsp|r12, [r14+0x10]`, REX 0x49/0x4d 3b
+        // 66 10, then jbe), on the frame's set-up (`push rbp` or `sub rsp, imm`); a function
+        // without the check (runtime.casgstatus is NOSPLIT) is probed at its entry.
+        let code = &data[f.file_offset as usize..(f.file_offset + f.size) as usize];
+        let check = code.windows(4).take(12).position(|w| matches!(w, [0x49 | 0x4d, 0x3b, 0x66, 0x10]));
+        let at = &data[f.probe_offset as usize..];
+        if *name == "runtime.casgstatus" {
+            assert_eq!((check, f.probe_offset), (None, f.file_offset), "{name}: NOSPLIT, probed at its entry");
+        } else {
+            assert!(check.is_some(), "{name}: no stack check in its first bytes");
+            let skip = f.probe_offset - f.file_offset;
+            assert!((6..=24).contains(&skip), "{name}: probed {skip} bytes past the entry");
+            assert!(
+                at[0] == 0x55 || at[..3] == [0x48, 0x83, 0xec] || at[..3] == [0x48, 0x81, 0xec],
+                "{name}: {:x?}",
+                &at[..4]
+            );
+        }
     }
     for f in &bin.functions {
         assert!(PROBED_FUNCTIONS.contains(&f.name));

@@ -148,3 +148,79 @@ fn root_go_tls_go123() {
 fn root_go_tls_without_go_probes_is_opaque() {
     tls("go1.19", true);
 }
+
+/// A Go HTTPS client (`testapps/go-stackgrow`) writes 64 keep-alive requests on one
+/// connection, each from a new goroutine at another stack depth, so that for some of them the
+/// stack grows at `crypto/tls.(*Conn).Write`'s stack check: `morestack` then runs the function
+/// again from its entry. Probed at the entry, such a write was reported twice (67 entry hits
+/// for 64 writes with go1.19): the request's bytes twice, taken for a request with a body.
+/// Probed past the check, each request is seen once, with its own path and no body.
+fn write_at_stack_growth(go: &str) {
+    require_root();
+    const N: usize = 64;
+    let dir = match go {
+        "go1.19" => repo().join("testapps/build"),
+        other => repo().join(format!("testapps/build/{other}")),
+    };
+    let grow_bin = dir.join("go-stackgrow");
+    assert!(grow_bin.exists(), "{} missing: run testapps/build.sh and testapps/build-go.sh 1.23", grow_bin.display());
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (client, server, mport) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{client}\", name: stackgrow }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], &format!("stackgrow-{go}"));
+    // The server is not traced: only the client's view counts.
+    let _server = start_launcher(&go_launcher(go), "go-http", server, &[("GO_HTTP_TLS", "1")]);
+    let _client = start_launcher(&grow_bin, "go-stackgrow", client, &[]);
+    wait_instrumented(mport, 1.0, &log);
+    wait_go_instrumented(mport, 1.0, &log);
+
+    let path = format!("/grow?n={N}&url=https://127.0.0.1:{server}");
+    assert_eq!(http_get(client, &path).as_deref(), Some(format!("ok {N}").as_str()));
+
+    let dump = || format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(&log));
+    let clients = |m: &[Sample]| sum(m, "http_client_request_duration_seconds_count", &[]);
+    let done = wait_for(Duration::from_secs(30), || clients(&scrape(mport, "/metrics")) >= N as f64);
+    std::thread::sleep(Duration::from_secs(2));
+    let m = scrape(mport, "/metrics");
+    assert!(done, "client requests not all counted:\n{}", dump());
+    let https = [("url_scheme", "https"), ("http_response_status_code", "200")];
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &https), N as f64, "{}", dump());
+    assert_eq!(clients(&m), N as f64, "{}", dump());
+    // The one connection's encrypted bytes, under the plaintext the probes give, are `not_http`
+    // once; nothing else may fail to decode.
+    let internal = scrape(mport, "/internal/metrics");
+    let errors = sum(&internal, "beyla_decode_errors_total", &[]);
+    let not_http = sum(&internal, "beyla_decode_errors_total", &[("reason", "not_http")]);
+    assert_eq!((errors, not_http), (1.0, 1.0), "{}", http_get(mport, "/internal/metrics").unwrap_or_default());
+
+    // Each request once, with its own path: a write seen twice shifts every later response.
+    let got = wait_for(Duration::from_secs(20), || receiver.spans().iter().filter(|g| g.span.kind == 3).count() >= N);
+    let spans: Vec<_> = receiver.spans().into_iter().filter(|g| g.span.kind == 3).collect();
+    let mut urls: Vec<String> =
+        spans.iter().map(|g| attr(&g.span.attributes, "url.full").unwrap_or_default()).collect();
+    assert!(got, "{} client spans", urls.len());
+    // The decoder took a request written twice as one request with a body (its own bytes).
+    let bodies: Vec<String> =
+        spans.iter().filter_map(|g| attr(&g.span.attributes, "http.request.body.size")).filter(|b| b != "0").collect();
+    assert!(bodies.is_empty(), "GETs without a body reported with request bodies: {bodies:?}");
+    urls.sort();
+    let mut want: Vec<String> = (0..N).map(|i| format!("https://127.0.0.1:{server}/users/{i}")).collect();
+    want.sort();
+    assert_eq!(urls, want);
+}
+
+#[test]
+fn root_go_tls_write_at_stack_growth_go119() {
+    write_at_stack_growth("go1.19");
+}
+
+#[test]
+fn root_go_tls_write_at_stack_growth_go123() {
+    write_at_stack_growth("go1.23");
+}

@@ -1,6 +1,6 @@
 //! The Go probes (`bpf/go.bpf.c`): attached per process to the Go executables discovery
-//! selects, at the function entries and RET sites `discover::golang` found, with the struct
-//! offsets it resolved written to the `go_offsets` map first.
+//! selects, at the function starts (past the stack check) and RET sites `discover::golang`
+//! found, with the struct offsets it resolved written to the `go_offsets` map first.
 //!
 //! Everything runs on one dedicated thread that owns the skeleton (libbpf objects are not
 //! `Send`); the attach stage sends it commands. A binary the probes cannot serve is logged
@@ -399,7 +399,10 @@ fn attach(
     Ok(Attached { links })
 }
 
-/// Attaches `prog` at the entry of `func` when the binary has it and `needs` holds.
+/// Attaches `prog` at the start of `func` when the binary has it and `needs` holds: past its
+/// stack check, which sends the goroutine back to the entry when the stack grows or the
+/// scheduler preempts it there (an entry probe fired twice for one call, now and then: a
+/// second trace id made up for a request whose incoming one the first had taken).
 fn attach_at(
     links: &mut Vec<Link>,
     prog: &libbpf_rs::ProgramMut<'_>,
@@ -411,7 +414,7 @@ fn attach_at(
 ) -> Result<bool, AttachError> {
     let Some(f) = bin.function(func).filter(|_| needs) else { return Ok(false) };
     let link = prog
-        .attach_uprobe(false, pid as i32, exe, f.file_offset as usize)
+        .attach_uprobe(false, pid as i32, exe, f.probe_offset as usize)
         .map_err(|source| AttachError::Attach { family: "go", program: func.to_string(), source })?;
     links.push(link);
     Ok(true)

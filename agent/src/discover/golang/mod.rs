@@ -132,8 +132,12 @@ pub struct GoFunction {
     pub address: u64,
     /// Size in bytes (from `.symtab`; from the pclntab it runs to the next function).
     pub size: u64,
-    /// File offset of the entry: what a uprobe attaches to.
+    /// File offset of the entry.
     pub file_offset: u64,
+    /// File offset where entry probes attach: the first instruction past the stack check (the
+    /// entry itself runs again when the check sends the goroutine to `morestack`: see
+    /// [`ret::x86_64_body_offset`]); the entry for a function without the check, or off x86-64.
+    pub probe_offset: u64,
     /// File offsets of every `RET` in the function (x86-64 only; empty elsewhere).
     pub returns: Vec<u64>,
 }
@@ -262,13 +266,14 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, GoInspectErro
         let Some(file_offset) = elf::file_offset(&image.segments, address) else {
             return Err(malformed(format!("{name} at {address:#x} is not in a loadable segment")));
         };
-        let returns = match (arch, image.read(address, size)) {
-            (Arch::X86_64, Some(code)) => {
-                ret::x86_64_ret_offsets(code, address).into_iter().map(|o| file_offset + o).collect()
-            }
-            _ => Vec::new(),
+        let (returns, probe_offset) = match (arch, image.read(address, size)) {
+            (Arch::X86_64, Some(code)) => (
+                ret::x86_64_ret_offsets(code, address).into_iter().map(|o| file_offset + o).collect(),
+                file_offset + ret::x86_64_body_offset(code, address).unwrap_or(0),
+            ),
+            _ => (Vec::new(), file_offset),
         };
-        functions.push(GoFunction { name, address, size, file_offset, returns });
+        functions.push(GoFunction { name, address, size, file_offset, probe_offset, returns });
     }
     let mut calls = Vec::new();
     for &(caller, callee) in PROBED_CALLS {
