@@ -141,11 +141,19 @@ fn calls_under_requests(receiver: &Receiver, log: &std::path::Path, n: usize) ->
 }
 
 /// Sorted, the traceparents a downstream got (`seen`) are the exported client spans' (`ids`),
-/// and each [`INCOMING`] trace was passed on once.
-fn assert_written(mut seen: Vec<String>, mut ids: Vec<String>, log: &std::path::Path) {
+/// and each [`INCOMING`] trace was passed on once; the agent (metrics on `mport`) counted no
+/// client span exported in another trace than the one written for it.
+fn assert_written(mut seen: Vec<String>, mut ids: Vec<String>, mport: u16, log: &std::path::Path) {
     seen.sort();
     ids.sort();
-    assert_eq!(seen, ids, "traceparents received vs client spans exported\n{}", agent_log(log));
+    let mismatches = sum(&scrape(mport, "/internal/metrics"), "beyla_propagated_trace_mismatches_total", &[]);
+    assert_eq!(
+        seen,
+        ids,
+        "traceparents received vs client spans exported ({mismatches} mismatches counted)\n{}",
+        agent_log(log)
+    );
+    assert_eq!(mismatches, 0.0, "beyla_propagated_trace_mismatches_total");
     for t in INCOMING {
         assert_eq!(seen.iter().filter(|v| v.contains(t)).count(), 1, "trace {t} not passed on: {seen:?}");
     }
@@ -207,7 +215,7 @@ fn propagation(go: &str, h2: bool) {
     traces.sort();
     traces.dedup();
     assert_eq!(traces.len(), 7, "each request its own trace: {seen:?}");
-    assert_written(seen, client_ids, &log);
+    assert_written(seen, client_ids, mport, &log);
 }
 
 #[test]
@@ -234,6 +242,7 @@ struct GrpcSetup {
     receiver: Receiver,
     log: std::path::PathBuf,
     back: u16,
+    mport: u16,
     wstats: u16,
     _procs: Vec<Proc>,
 }
@@ -274,7 +283,7 @@ fn grpc_setup(go: &str, worker_call: Option<&str>) -> GrpcSetup {
     let n = targets.len() as f64;
     wait_instrumented(mport, n, &log);
     wait_go_instrumented(mport, n, &log);
-    GrpcSetup { receiver, log, back, wstats, _procs: vec![agent, worker, backend] }
+    GrpcSetup { receiver, log, back, mport, wstats, _procs: vec![agent, worker, backend] }
 }
 
 /// Trace ids of requests that come in with a `traceparent`, and the parent span id they name.
@@ -295,7 +304,7 @@ fn factorials(back: u16, plain: usize) {
 /// An instrumented backend's gRPC calls to an untraced worker: each carries one `traceparent`
 /// naming the client span the agent exported, in the trace of the request it serves.
 fn grpc_propagation(go: &str) {
-    let GrpcSetup { receiver, log, back, wstats, _procs } = grpc_setup(go, None);
+    let GrpcSetup { receiver, log, back, mport, wstats, _procs } = grpc_setup(go, None);
     let (lockdown, can_write) = lockdown_of(&log);
     factorials(back, 5);
     let received = demo_group(&demo_stats(wstats), "traceparent");
@@ -322,7 +331,7 @@ fn grpc_propagation(go: &str) {
             k.clone()
         })
         .collect();
-    assert_written(seen, client_ids, &log);
+    assert_written(seen, client_ids, mport, &log);
 }
 
 #[test]
@@ -341,7 +350,7 @@ fn root_go_propagation_grpc_go123() {
 fn grpc_server_propagation(go: &str) {
     let (down, heads) = recording_server();
     let url = format!("http://127.0.0.1:{down}/ping");
-    let GrpcSetup { receiver, log, back, wstats, _procs } = grpc_setup(go, Some(&url));
+    let GrpcSetup { receiver, log, back, mport, wstats, _procs } = grpc_setup(go, Some(&url));
     let (_, can_write) = lockdown_of(&log);
     factorials(back, 3);
     let received = demo_group(&demo_stats(wstats), "traceparent");
@@ -380,6 +389,8 @@ fn grpc_server_propagation(go: &str) {
         })
     });
     assert!(got, "no exported client span for some header: {written:?}\n{}", agent_log(&log));
+    let mismatches = sum(&scrape(mport, "/internal/metrics"), "beyla_propagated_trace_mismatches_total", &[]);
+    assert_eq!(mismatches, 0.0, "beyla_propagated_trace_mismatches_total");
 }
 
 #[test]
@@ -428,7 +439,7 @@ fn h2_client_propagation(go: &str) {
         assert!(lines.iter().all(String::is_empty), "a header was written under lockdown: {lines:?}");
         return;
     }
-    assert_written(lines, client_ids, &log);
+    assert_written(lines, client_ids, mport, &log);
 }
 
 #[test]

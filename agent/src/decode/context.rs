@@ -157,6 +157,11 @@ pub struct Correlator {
     hints: HashMap<(u32, u64, u32), [u8; 8]>,
     /// Processes the Go probes speak for: their threads say nothing about requests.
     go_pids: foldhash::HashSet<u32>,
+    /// Trace ids the Go probes wrote downstream (context propagation), by client span, until
+    /// the span ends and its exported trace id is known.
+    written: HashMap<[u8; 8], [u8; 16]>,
+    /// Client spans that ended in another trace than the one written downstream for them.
+    mismatches: u32,
 }
 
 impl Correlator {
@@ -278,6 +283,9 @@ impl Correlator {
         let parent =
             if server.0 == 0 { None } else { self.by_sock.get(&(pid, server.0, server.1, Role::Server)).copied() };
         if let Some(id) = self.by_sock.get(&(pid, client.sock, client.stream, Role::Client)).copied() {
+            if let Some(w) = written {
+                self.remember_written(id, w.0);
+            }
             let trace = match parent.and_then(|p| self.nodes.get(&p).map(|n| self.resolve(&p, n))) {
                 Some(t) => t,
                 None => (new_trace_id(), None),
@@ -292,12 +300,14 @@ impl Correlator {
             for id in self.hints.values() {
                 self.nodes.remove(id);
                 self.live.remove(id);
+                self.written.remove(id);
             }
             self.hints.clear();
         }
         if let Some(stale) = self.hints.remove(&key) {
             self.nodes.remove(&stale);
             self.live.remove(&stale);
+            self.written.remove(&stale);
         }
         let id = written.map_or_else(new_span_id, |w| w.1);
         let mut node = self.child_of(parent, client);
@@ -307,8 +317,27 @@ impl Correlator {
         self.nodes.insert(id, node);
         self.live.insert(id, client);
         self.hints.insert(key, id);
+        if let Some(w) = written {
+            self.remember_written(id, w.0);
+        }
         self.by_tuple.insert((client.local, client.remote, client.stream, Role::Client), id);
         self.adopt_server(id, client);
+    }
+
+    fn remember_written(&mut self, span: [u8; 8], trace_id: [u8; 16]) {
+        // Bounded like the spans: a span that never ends (its process gone unseen) is dropped
+        // with the rest.
+        if self.written.len() >= MAX_HINTS {
+            self.written.clear();
+        }
+        self.written.insert(span, trace_id);
+    }
+
+    /// Client spans that ended in another trace than the trace id the Go probes wrote into
+    /// their `traceparent` since the last call: the downstream service continues a trace this
+    /// agent does not export (counted, never silent).
+    pub fn take_mismatches(&mut self) -> u32 {
+        std::mem::take(&mut self.mismatches)
     }
 
     /// The Go probes chose `trace_id` for the request on `server_sock` (from its `traceparent`,
@@ -367,6 +396,9 @@ impl Correlator {
             }
         }
         let (trace_id, remote_sampled) = self.resolve(&ctx.span_id, &node);
+        if role == Role::Client && self.written.remove(&ctx.span_id).is_some_and(|w| w != trace_id) {
+            self.mismatches += 1;
+        }
         TraceContext { trace_id, span_id: ctx.span_id, parent_span_id: node.parent, remote_sampled }
     }
 
@@ -377,6 +409,7 @@ impl Correlator {
         let gone: foldhash::HashSet<[u8; 8]> =
             self.nodes.iter().filter(|(_, n)| n.pid == pid).map(|(id, _)| *id).collect();
         self.by_tuple.retain(|_, id| !gone.contains(id));
+        self.written.retain(|id, _| !gone.contains(id));
         self.live.retain(|_, c| c.pid != pid);
         self.go_pids.remove(&pid);
     }
@@ -389,6 +422,7 @@ impl Correlator {
         self.by_sock.clear();
         self.by_tuple.clear();
         self.hints.clear();
+        self.written.clear();
     }
 
     /// Server requests being served per thread (for tests and telemetry).
@@ -596,6 +630,8 @@ mod tests {
         assert_eq!((call.span_id, call.parent_span_id, call.trace_id), (span, root.span_id, t));
         let root = c.finish(1, 1, Role::Server, &root);
         assert_eq!(root.trace_id, t, "the request's trace is the one sent downstream");
+        assert_eq!(c.finish(1, 3, Role::Client, &call).trace_id, t);
+        assert_eq!(c.take_mismatches(), 0);
         // Downstream on this host: its header names the call.
         let served = c.begin(at(2, 5, 8, 0, srv_end, cli_end), Role::Server, Some(&tp));
         assert_eq!((served.trace_id, served.parent_span_id), (t, span));
@@ -623,5 +659,26 @@ mod tests {
             assert_eq!(ctx.trace_id, root.trace_id);
         }
         assert_eq!(next.parent_span_id, [9; 8]);
+        // A next hop on another host continues T: counted when the call ends.
+        assert_eq!(c.take_mismatches(), 0);
+        assert_eq!(c.finish(2, 6, Role::Client, &down).trace_id, root.trace_id);
+        assert_eq!(c.take_mismatches(), 1);
+        assert_eq!(c.take_mismatches(), 0);
+    }
+
+    /// What a Go HTTP/2 server's handler probe firing twice for one request did (issue 25):
+    /// the request kept its incoming trace, the probes wrote a made-up one downstream.
+    #[test]
+    fn a_written_trace_other_than_the_exported_one_is_counted() {
+        let mut c = Correlator::default();
+        let incoming = format!("00-{}-{}-01", hex(&[4; 16]), hex(&[5; 8]));
+        let root = c.begin(srv(1, 1), Role::Server, Some(&incoming));
+        let call_at = at(1, 3, 7, 0, "127.0.0.1:40000", "127.0.0.1:8080");
+        c.go_client((srv(1, 1).sock, 0), call_at, Some(([6; 16], [9; 8])));
+        let written = format!("00-{}-{}-01", hex(&[6; 16]), hex(&[9; 8]));
+        let call = c.begin(call_at, Role::Client, Some(&written));
+        let call = c.finish(1, 3, Role::Client, &call);
+        assert_eq!((call.trace_id, call.parent_span_id), ([4; 16], root.span_id));
+        assert_eq!(c.take_mismatches(), 1);
     }
 }

@@ -128,4 +128,7 @@ pub struct Decoded {
     pub exited: Vec<u32>,
     /// The reader's event-time watermark after this batch (`RawEvent::Drained`).
     pub drained_ns: Option<u64>,
+    /// Client spans of this batch whose `traceparent`, written by the Go probes, carries
+    /// another trace id than the span's exported one.
+    pub trace_mismatches: u32,
 }

@@ -303,6 +303,7 @@ impl Tracker {
         for r in out.requests.get_mut(from..).unwrap_or_default() {
             r.trace = self.correlator.finish(r.pid, r.tid, r.role, &r.trace);
         }
+        out.trace_mismatches += self.correlator.take_mismatches();
     }
 
     fn evict_oldest(&mut self, out: &mut Decoded) {

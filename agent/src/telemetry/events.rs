@@ -16,6 +16,13 @@ impl Internal {
         self.requests.get_or_create(&vec![("side", side.to_string())]).inc();
     }
 
+    pub fn trace_context_mismatched(&self, spans: u32) {
+        if spans > 0 {
+            tracing::debug!(spans, "Client spans exported in another trace than the traceparent written for them.");
+            self.trace_mismatches.inc_by(u64::from(spans));
+        }
+    }
+
     pub fn batch_dropped(&self, channel: &'static str) {
         tracing::warn!(channel, "Pipeline channel full; batch dropped.");
         self.channel_drops.get_or_create(&vec![("channel", channel.to_string())]).inc();

@@ -30,6 +30,8 @@ pub struct Internal {
     /// Processes with the Go probes attached (set by their thread, `attach::GoProbes`).
     pub go_processes: Gauge,
     pub requests: Family<Labels, Counter>,
+    /// Client spans whose written `traceparent` names another trace than the exported one.
+    pub trace_mismatches: Counter,
     pub channel_drops: Family<Labels, Counter>,
     pub export_errors: Family<Labels, Counter>,
     pub otel: OtelStats,
@@ -46,6 +48,7 @@ impl Internal {
             instrumented_processes: Gauge::default(),
             go_processes: Gauge::default(),
             requests: Family::default(),
+            trace_mismatches: Counter::default(),
             channel_drops: Family::default(),
             export_errors: Family::default(),
             otel: OtelStats::default(),
@@ -86,6 +89,11 @@ impl Internal {
             t.go_processes.clone(),
         );
         registry.register("beyla_decoded_requests", "Requests decoded, by side (server or client)", t.requests.clone());
+        registry.register(
+            "beyla_propagated_trace_mismatches",
+            "Client spans exported in another trace than the traceparent the Go probes wrote into the call",
+            t.trace_mismatches.clone(),
+        );
         registry.register(
             "beyla_channel_drops",
             "Batches dropped between pipeline stages, by channel",
