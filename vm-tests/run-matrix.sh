@@ -9,6 +9,8 @@
 #   VM_TEST_BINARIES="root_capture root_e2e"  only these test binaries (default: every root_*)
 #   VM_TEST_FILTER=e2e_python      only tests whose name contains this
 #   VM_TEST_TIMEOUT=900            seconds per test inside the guest
+#   VM_TEST_REPEAT=30              run each selected test this many times in the same boot
+#                                  (intermittent failures; one result row per run)
 #   VM_TIMEOUT=5400                seconds per boot (all tests of one kernel and hook mode)
 #   VM_CGROUP=unified|hybrid       guest cgroup layout (hybrid: v1 controllers + cgroup2 on
 #                                  /sys/fs/cgroup/unified, like the build machine)
@@ -80,7 +82,8 @@ for k in "${kernels[@]}"; do
     set +e
     "$vm" --kernel "$k" --timeout "$boot_timeout" --cwd "$REPO/agent" --cgroup "$cgroup" \
       --env "BEYLA_EBPF_HOOK_MODE=$mode" --env "VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-900}" \
-      --env "VM_TEST_FILTER=${VM_TEST_FILTER:-}" --env RUST_BACKTRACE=1 \
+      --env "VM_TEST_FILTER=${VM_TEST_FILTER:-}" --env "VM_TEST_REPEAT=${VM_TEST_REPEAT:-1}" \
+      --env RUST_BACKTRACE=1 \
       -- bash "$HERE/guest-run-tests.sh" "${exes[@]}" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     set -e
