@@ -417,6 +417,45 @@ fn root_capture_every_syscall_family() {
     assert_eq!(cap.stats.sock_events_read.get(), before);
 }
 
+/// Vectored writes as real servers make them: nginx sends a chunked response in one writev of
+/// five pieces (head, chunk size, data, CRLF, last chunk). The payload is copied in order
+/// across the first pieces and, when the copy stops before the end, the tail holds the
+/// transfer's last 8 bytes, across the pieces they lie in: the chunked terminator the decoder
+/// looks for. (Before, only two pieces were copied and a vectored transfer had no tail.)
+#[test]
+fn root_capture_vectored_writes_keep_order_and_tail() {
+    let mut cap = start(0);
+    let (client, mut server, port) = pair();
+    let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let data = vec![b'g'; 3000];
+    let size = format!("{:x}\r\n", data.len());
+    let pieces: [&[u8]; 5] = [head, size.as_bytes(), &data, b"\r\n", b"0\r\n\r\n"];
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    let iov: Vec<IoSlice> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+    assert_eq!(nix::sys::uio::writev(&client, &iov).unwrap(), total);
+    // sendmsg of four small pieces: all copied, in order, no tail needed.
+    use nix::sys::socket::{sendmsg, MsgFlags};
+    let small =
+        [IoSlice::new(b"GET /a"), IoSlice::new(b" HTTP/1.1\r\n"), IoSlice::new(b"Host: x\r\n"), IoSlice::new(b"\r\n")];
+    assert_eq!(sendmsg::<()>(client.as_raw_fd(), &small, &[], MsgFlags::empty(), None).unwrap(), 28);
+    let mut got = vec![0u8; total + 28];
+    server.read_exact(&mut got).unwrap();
+
+    let events = cap.collect(port, Duration::from_millis(500));
+    let sends: Vec<_> = events.iter().filter(|e| e.direction == Direction::Send).collect();
+    assert_eq!(sends.len(), 2, "{:?}", sends.iter().map(|e| e.len).collect::<Vec<_>>());
+    let (big, small) = (sends[0], sends[1]);
+    assert_eq!(big.len as usize, total);
+    let mut want = Vec::new();
+    for p in pieces {
+        want.extend_from_slice(p);
+    }
+    assert_eq!(big.data, want[..2048], "the first 2048 bytes, across the pieces, in order");
+    assert_eq!(big.tail, b"g\r\n0\r\n\r\n", "the last 8 bytes, from the last three pieces");
+    assert_eq!((small.len, small.data.as_slice()), (28, &b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"[..]));
+    assert!(small.tail.is_empty(), "a transfer copied whole has no tail");
+}
+
 #[test]
 fn root_capture_is_bounded_and_counts_everything() {
     // With batched wake-ups, every event still arrives: seen + lost == sent.

@@ -64,22 +64,7 @@ static __always_inline int emit_transfer(__u64 id, const struct syscall_args *a,
 			iov_ptr = (__u64)msg.msg_iov;
 			iov_cnt = msg.msg_iovlen;
 		}
-		/* The first two iovecs hold the headers for every runtime we know (libuv writes
-		 * headers and body as separate iovecs). */
-		__u64 left = ret;
-		for (int i = 0; i < 2; i++) {
-			if (i >= iov_cnt || left == 0)
-				break;
-			struct iovec iov;
-			if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iov_ptr + i * sizeof(iov))))
-				break;
-			__u64 want = iov.iov_len < left ? iov.iov_len : left;
-			__u32 got = copy_user(e, captured, (__u64)iov.iov_base, want);
-			captured += got;
-			left -= want;
-			if (got < want)
-				break;
-		}
+		captured = copy_iovecs(e, iov_ptr, iov_cnt, ret);
 	}
 out:
 	e->captured = captured;

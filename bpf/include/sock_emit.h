@@ -24,7 +24,11 @@ static __always_inline __u32 copy_user(struct sock_event *e, __u32 off, __u64 sr
 	barrier_var(n);
 	if (n == 0 || n > CAPTURE_MAX)
 		return 0;
-	if (bpf_probe_read_user(&e->data[off], n, (void *)src))
+	/* A no-op (off < CAPTURE_MAX, a power of two) that keeps the verifier's bound on off when
+	 * it comes from a sum over iovecs; the scratch's spare bytes cover off + n. */
+	barrier_var(off);
+	__u64 at = off & (CAPTURE_MAX - 1);
+	if (bpf_probe_read_user(&e->data[at], n, (void *)src))
 		return 0;
 	return n;
 }
@@ -59,6 +63,77 @@ static __always_inline __u32 copy_plain(struct sock_event *e, __u64 buf, __u64 l
 	__u32 captured = copy_user(e, 0, buf, len);
 	if (len > captured && len >= TAIL_LEN && !bpf_probe_read_user(e->tail, TAIL_LEN, (void *)(buf + len - TAIL_LEN)))
 		e->tail_len = TAIL_LEN;
+	return captured;
+}
+
+/* iovecs walked per vectored transfer (writev, sendmsg, readv, recvmsg) for its tail, and
+ * copied in order for its payload. Real servers write a message in pieces: nginx a chunked
+ * response as head, chunk size, data, CRLF and last chunk; grpcio a frame header apart from
+ * its payload; libuv headers apart from the body. The payload copy stops at COPY_IOVECS: each
+ * copy at an offset that depends on the ones before multiplies the verifier's work. */
+#define MAX_IOVECS 16
+#define COPY_IOVECS 4
+
+/* Copies n (<= TAIL_LEN - off) bytes from user address src to e->tail[off..]; 1 on success. */
+static __always_inline int copy_tail(struct sock_event *e, __u32 off, __u64 src, __u64 n)
+{
+	off &= TAIL_LEN - 1;
+	if (n == 0 || n > TAIL_LEN - off)
+		return 0;
+	barrier_var(n);
+	if (n > TAIL_LEN)
+		return 0;
+	return !bpf_probe_read_user(&e->tail[off], n, (void *)src);
+}
+
+/* Fills e->tail with the last TAIL_LEN of the len bytes a vectored transfer moved through the
+ * iov_cnt iovecs at iov_ptr (they may span iovecs), unless its end lies past MAX_IOVECS
+ * iovecs or cannot be read. A loop of its own, whose two ways through (an iovec in the tail or
+ * not) leave the same state, so the verifier's work stays linear in MAX_IOVECS. */
+static __always_inline void copy_iovec_tail(struct sock_event *e, __u64 iov_ptr, __u64 iov_cnt, __u64 len)
+{
+	__u64 pos = 0; /* bytes of the transfer in the iovecs before this one */
+	__u64 tail_from = len - TAIL_LEN;
+	for (int i = 0; i < MAX_IOVECS; i++) {
+		if (i >= iov_cnt || pos >= len)
+			break;
+		struct iovec iov;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iov_ptr + i * sizeof(iov))))
+			return;
+		__u64 n = iov.iov_len < len - pos ? iov.iov_len : len - pos;
+		if (n && pos + n > tail_from) {
+			__u64 start = pos > tail_from ? pos : tail_from;
+			if (!copy_tail(e, start - tail_from, (__u64)iov.iov_base + (start - pos), pos + n - start))
+				return;
+		}
+		pos += n;
+	}
+	if (pos >= len)
+		e->tail_len = TAIL_LEN;
+}
+
+/* Copies the first CAPTURE_MAX of the len bytes a vectored transfer moved through the iov_cnt
+ * iovecs at iov_ptr, in order across them (up to COPY_IOVECS, and up to an unreadable one), and
+ * its tail when the copy does not reach its end; returns the bytes copied. */
+static __always_inline __u32 copy_iovecs(struct sock_event *e, __u64 iov_ptr, __u64 iov_cnt, __u64 len)
+{
+	__u32 captured = 0;
+	__u64 left = len;
+	for (int i = 0; i < COPY_IOVECS; i++) {
+		if (i >= iov_cnt || left == 0 || captured >= CAPTURE_MAX)
+			break;
+		struct iovec iov;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iov_ptr + i * sizeof(iov))))
+			break;
+		__u64 want = iov.iov_len < left ? iov.iov_len : left;
+		__u32 got = copy_user(e, captured, (__u64)iov.iov_base, want);
+		captured += got;
+		left -= want;
+		if (got < want)
+			break;
+	}
+	if (len > captured && len >= TAIL_LEN)
+		copy_iovec_tail(e, iov_ptr, iov_cnt, len);
 	return captured;
 }
 
