@@ -1,0 +1,206 @@
+//! Conformance on a real server nobody here wrote: Debian's nginx (installed by
+//! `scripts/setup.sh`), started by the test on free loopback ports with a config of its own,
+//! driven by a plain HTTP/1.1 client that counts the bytes sent, decoded by the agent on this kernel (needs root). Exact counts per route and
+//! status, and response sizes, for what nginx does differently from the project's test apps:
+//!
+//! - `gzip on`: a compressed response has no length, so nginx sends it chunked, in one writev
+//!   of five pieces (head, chunk size, data, CRLF, last chunk), between plain responses on the
+//!   same keep-alive connection;
+//! - a reverse proxy re-chunking an upstream reply that has no `Content-Length` (the upstream
+//!   closes to end it), again on one keep-alive connection.
+//!
+//! Before the capture copied vectored writes across their pieces and kept their last bytes,
+//! the agent counted 2 of 10 and 2 of 15 here, the first with the sizes of several responses.
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// nginx serving `www` on `port` (gzip on, `/proxy/` to the upstream on `upstream`), master and
+/// one worker, in the foreground; killed with the returned guard.
+fn start_nginx(dir: &Path, port: u16, upstream: u16) -> Proc {
+    let nginx = ["/usr/sbin/nginx", "/sbin/nginx"].iter().map(PathBuf::from).find(|p| p.exists());
+    let nginx = nginx.unwrap_or_else(|| panic!("nginx missing: run scripts/setup.sh (Debian package nginx)"));
+    for sub in ["www", "tmp", "logs"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes 1;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  default_type text/plain;\n  keepalive_requests 1000;\n\
+         \x20 client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
+         \x20 fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
+         \x20 gzip on;\n  gzip_min_length 100;\n  gzip_types text/plain;\n\
+         \x20 server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
+         \x20   location /proxy/ {{ proxy_pass http://127.0.0.1:{upstream}/; }}\n  }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(&nginx)
+        .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf"), "-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", nginx.display()));
+    let up = wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(
+        up,
+        "nginx did not listen on {port}: {}",
+        std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
+    );
+    Proc { child, name: "nginx".into() }
+}
+
+/// An HTTP/1.0 upstream whose replies have no length (they end when it closes): `/n` gets
+/// `n` bytes of text.
+fn close_delimited_upstream() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut line = String::new();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let n: usize = line.split(' ').nth(1).and_then(|p| p.trim_start_matches('/').parse().ok()).unwrap_or(0);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+            let _ = s.write_all(&vec![b'u'; n]);
+        }
+    });
+    port
+}
+
+/// GETs `paths` in order on one keep-alive connection to `port`, with `headers`; returns the
+/// status and the body size as on the wire after the head of each (a chunked body with its
+/// framing: what the agent reports as the body size, since it cannot de-chunk what it did not
+/// copy). A minimal HTTP/1.1 client, so that the test knows the bytes nginx sent.
+fn get_keepalive(port: u16, headers: &str, paths: &[String]) -> Vec<(u16, u64)> {
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut out = Vec::new();
+    for p in paths {
+        write!(w, "GET {p} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: conformance\r\n{headers}\r\n").unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let status: u16 = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+        let (mut length, mut chunked) = (None, false);
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h == "\r\n" {
+                break;
+            }
+            let (name, value) = h.split_once(':').unwrap();
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse::<u64>().ok(),
+                "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
+                _ => {}
+            }
+        }
+        let size = if chunked {
+            let mut wire = 0u64;
+            loop {
+                let mut size_line = String::new();
+                wire += r.read_line(&mut size_line).unwrap() as u64;
+                let n = u64::from_str_radix(size_line.trim(), 16).unwrap();
+                let mut chunk = vec![0u8; n as usize + 2];
+                r.read_exact(&mut chunk).unwrap();
+                wire += chunk.len() as u64;
+                if n == 0 {
+                    break;
+                }
+            }
+            wire
+        } else {
+            let n = length.expect("neither Content-Length nor chunked");
+            std::io::copy(&mut (&mut r).take(n), &mut std::io::sink()).unwrap();
+            n
+        };
+        out.push((status, size));
+    }
+    out
+}
+
+#[test]
+fn root_conformance_nginx_chunked_responses() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("beyla-nginx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (port, mport) = (free_port(), free_port());
+    let upstream = close_delimited_upstream();
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{port}\", name: nginx }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         routes:\n  patterns: [\"/gz/{{file}}\", \"/proxy/{{n}}\"]\n"
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "nginx-chunked");
+    let _nginx = start_nginx(&dir, port, upstream);
+    // Both nginx processes hold the listening socket.
+    wait_instrumented(mport, 2.0, &log);
+
+    // 5 gzip-compressed (chunked) then 5 plain responses of the same 20 kB file, one connection.
+    let text: String = (0..2000).map(|i| format!("line {i:05}\n")).collect();
+    assert_eq!(text.len(), 22_000);
+    std::fs::create_dir_all(dir.join("www/gz")).unwrap();
+    std::fs::write(dir.join("www/gz/big.txt"), &text).unwrap();
+    let paths: Vec<String> = (0..10).map(|_| "/gz/big.txt".to_string()).collect();
+    let mut got = get_keepalive(port, "Accept-Encoding: gzip\r\n", &paths[..5]);
+    got.extend(get_keepalive(port, "", &paths[5..]));
+    let gz_size = got[0].1;
+    assert!(got[..5].iter().all(|g| *g == got[0]) && gz_size < 22_000, "gzip responses: {got:?}");
+    assert!(got[5..].iter().all(|g| *g == (200, 22_000)), "plain responses: {got:?}");
+
+    // 15 proxied replies of 100..1500 bytes, re-chunked by nginx, one connection.
+    let sizes: Vec<u64> = (1..=15).map(|i| i * 100).collect();
+    let paths: Vec<String> = sizes.iter().map(|n| format!("/proxy/{n}")).collect();
+    let proxied = get_keepalive(port, "", &paths);
+    // Chunked by nginx: each body is its n bytes plus the chunk framing.
+    for (g, n) in proxied.iter().zip(&sizes) {
+        assert!(g.0 == 200 && g.1 > *n && g.1 < n + 32, "proxied /{n}: {g:?}");
+    }
+    let proxied_sum: u64 = proxied.iter().map(|g| g.1).sum();
+
+    let route = |r: &'static str| [("service_name", "nginx"), ("http_route", r), ("http_response_status_code", "200")];
+    let count = |m: &[Sample], r| sum(m, "http_server_request_duration_seconds_count", &route(r));
+    let done = wait_for(Duration::from_secs(20), || {
+        let m = scrape(mport, "/metrics");
+        count(&m, "/gz/{file}") >= 10.0 && count(&m, "/proxy/{n}") >= 15.0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let m = scrape(mport, "/metrics");
+    let dump = || {
+        format!(
+            "{}\n{}\n--- agent log:\n{}",
+            http_get(mport, "/metrics").unwrap_or_default(),
+            http_get(mport, "/internal/metrics").unwrap_or_default(),
+            agent_log(&log)
+        )
+    };
+    assert!(done, "not all counted:\n{}", dump());
+    assert_eq!(count(&m, "/gz/{file}"), 10.0, "{}", dump());
+    assert_eq!(count(&m, "/proxy/{n}"), 15.0, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 25.0, "{}", dump());
+    // Response sizes as sent: the compressed, chunked bodies and the plain file; the proxied,
+    // re-chunked bodies.
+    let sizes_sum = |r| sum(&m, "http_server_response_body_size_bytes_sum", &route(r));
+    assert_eq!(sizes_sum("/gz/{file}"), (5 * gz_size + 5 * 22_000) as f64, "{}", dump());
+    assert_eq!(sizes_sum("/proxy/{n}"), proxied_sum as f64, "{}", dump());
+    let internal = scrape(mport, "/internal/metrics");
+    assert_eq!(sum(&internal, "beyla_decode_errors_total", &[]), 0.0, "{}", dump());
+    let _ = std::fs::remove_dir_all(&dir);
+}
