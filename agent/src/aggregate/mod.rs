@@ -143,7 +143,9 @@ impl CachedSeries {
     fn observe(&mut self, r: &crate::decode::Request, now: Instant) {
         self.last = now;
         let values = [r.duration_ns() as f64 / 1e9, r.request_body_size as f64, r.response_body_size as f64];
-        for (h, v) in self.handles.iter().zip(values) {
+        // Body sizes of a message whose head was cut short are unknown: not observed.
+        let known = if r.body_sizes_unknown { 1 } else { values.len() };
+        for (h, v) in self.handles.iter().zip(values).take(known) {
             if let Some(h) = h {
                 h.observe(v);
             }

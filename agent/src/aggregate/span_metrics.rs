@@ -54,7 +54,10 @@ impl SpanMetrics {
         ];
         self.latency.get_or_create(&labels).observe(span.request.duration_ns() as f64 / 1e9);
         self.calls.get_or_create(&labels).inc();
-        self.size.get_or_create(&labels).inc_by(span.request.request_body_size);
+        let size = self.size.get_or_create(&labels);
+        if !span.request.body_sizes_unknown {
+            size.inc_by(span.request.request_body_size);
+        }
         self.seen.touch(labels, Instant::now());
     }
 

@@ -51,6 +51,9 @@ pub struct Request {
     /// Server side, when the Go probes saw it: when the handler started. Before it the request
     /// was "in queue", then "processing" until the response's last byte was written.
     pub handler: Option<u64>,
+    /// A head was cut short (`headers_truncated`): where its body ended is not known, so the
+    /// body sizes are not reported (metrics skip them, spans leave them out).
+    pub body_sizes_unknown: bool,
 }
 
 impl Request {
@@ -80,8 +83,12 @@ pub enum DecodeError {
     NotHttp,
     /// A request or response head that httparse rejects.
     Malformed,
-    /// A head longer than the agent reassembles, or not captured whole.
+    /// A head of which not even the request or status line was captured whole (or longer than
+    /// the agent reassembles): dropped.
     HeadersTooLarge,
+    /// A head longer than what was captured of it: the message is reported with its first
+    /// line and the headers before the cut, without body sizes.
+    HeadersTruncated,
     /// A response whose request the agent did not see (e.g. it started mid-request).
     MissedRequest,
     /// The connection closed before the message was complete.
@@ -94,10 +101,11 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    pub const ALL: [DecodeError; 7] = [
+    pub const ALL: [DecodeError; 8] = [
         DecodeError::NotHttp,
         DecodeError::Malformed,
         DecodeError::HeadersTooLarge,
+        DecodeError::HeadersTruncated,
         DecodeError::MissedRequest,
         DecodeError::ClosedMidMessage,
         DecodeError::Evicted,
@@ -109,6 +117,7 @@ impl DecodeError {
             DecodeError::NotHttp => "not_http",
             DecodeError::Malformed => "malformed",
             DecodeError::HeadersTooLarge => "headers_too_large",
+            DecodeError::HeadersTruncated => "headers_truncated",
             DecodeError::MissedRequest => "missed_request",
             DecodeError::ClosedMidMessage => "closed_mid_message",
             DecodeError::Evicted => "evicted",

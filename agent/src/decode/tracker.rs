@@ -37,6 +37,8 @@ struct ReqMeta {
     body_size: u64,
     /// Handler start, from the Go probes (`Tracker::on_go_handler_start`).
     handler_start: Option<u64>,
+    /// The request's or the response's head was cut short: body sizes unknown.
+    truncated: bool,
 }
 
 #[derive(Debug)]
@@ -401,6 +403,7 @@ fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out
         stream: 0,
         tls: conn.tls,
         handler: req.handler_start.map(|start| start.clamp(req.start_ns, end_ns)),
+        body_sizes_unknown: req.truncated,
     });
 }
 
@@ -427,6 +430,7 @@ fn emit_h2(conn: &Conn, ex: http2::Exchange, out: &mut Decoded) {
         stream: ex.stream,
         tls: conn.tls,
         handler: ex.handler_start,
+        body_sizes_unknown: false,
     });
 }
 
@@ -472,7 +476,9 @@ fn step(conn: &mut Conn, ev: &SockData, out: &mut Decoded) {
         }
         Phase::RespHead { mut req, head } if is_req_dir => {
             // More request bytes before any response: a body we could not delimit.
-            req.body_size += u64::from(ev.len);
+            if !req.truncated {
+                req.body_size += u64::from(ev.len);
+            }
             Phase::RespHead { req, head }
         }
         Phase::RespHead { req, head } => read_response(conn, ev, req, head, out),
@@ -566,6 +572,7 @@ fn read_request_head(
                 start_ns,
                 body_size: 0,
                 handler_start: None,
+                truncated: false,
             };
             conn.window.clear();
             update_window(&mut conn.window, ev, head.get(h.len..).unwrap_or_default(), whole);
@@ -578,10 +585,31 @@ fn read_request_head(
             }
         }
         Err(HeadError::Partial) if whole && head.len() <= MAX_HEAD => Phase::ReqHead { head, start_ns, tid },
-        Err(HeadError::Partial) => {
-            out.errors.push(DecodeError::HeadersTooLarge);
-            Phase::Idle
-        }
+        // More head than was captured (a large Cookie or JWT): the request still counts, with
+        // what was read; its body is not followed (its framing header may be past the cut), the
+        // response ends it.
+        Err(HeadError::Partial) => match http1::parse_truncated_request(&head) {
+            Some(h) => {
+                out.errors.push(DecodeError::HeadersTruncated);
+                let req = ReqMeta {
+                    tid,
+                    method: h.method,
+                    target: h.target,
+                    host: h.host,
+                    traceparent: h.traceparent,
+                    trace: None,
+                    start_ns,
+                    body_size: 0,
+                    handler_start: None,
+                    truncated: true,
+                };
+                Phase::RespHead { req, head: Vec::new() }
+            }
+            None => {
+                out.errors.push(DecodeError::HeadersTooLarge);
+                Phase::Idle
+            }
+        },
         Err(HeadError::Malformed) => {
             out.errors.push(DecodeError::Malformed);
             Phase::Idle
@@ -622,10 +650,19 @@ fn read_response(conn: &mut Conn, ev: &SockData, req: ReqMeta, mut head: Vec<u8>
             }
         }
         Err(HeadError::Partial) if whole && head.len() <= MAX_HEAD => Phase::RespHead { req, head },
-        Err(HeadError::Partial) => {
-            out.errors.push(DecodeError::HeadersTooLarge);
-            Phase::Idle
-        }
+        // A response head longer than was captured: its status counts; its body is taken to end
+        // with the connection or the next request.
+        Err(HeadError::Partial) => match http1::parse_truncated_response(&head, &req.method) {
+            Some(h) => {
+                out.errors.push(DecodeError::HeadersTruncated);
+                let req = ReqMeta { truncated: true, ..req };
+                Phase::RespBody { req, status: h.status, framing: h.framing, seen: 0, last_ns: ev.ts_ns }
+            }
+            None => {
+                out.errors.push(DecodeError::HeadersTooLarge);
+                Phase::Idle
+            }
+        },
         Err(HeadError::Malformed) => {
             out.errors.push(DecodeError::Malformed);
             Phase::Idle
@@ -909,14 +946,57 @@ mod tests {
     }
 
     #[test]
-    fn oversized_head_is_an_error() {
+    fn a_head_longer_than_captured_still_counts() {
+        // A 5 KB Cookie (browsers, JWTs): only the first 2 KiB of the read are captured, and
+        // the rest of the head comes in a second read before the reply.
+        let cookie = "c".repeat(5000);
+        let head = format!("GET /cart HTTP/1.1\r\nHost: shop\r\nCookie: {cookie}\r\nX-After: 1\r\n\r\n");
+        let (first, rest) = head.as_bytes().split_at(4096);
+        let out = run(&[
+            ev(7, Recv, 1, first),
+            ev(7, Recv, 2, rest),
+            ev(7, Send, 3, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            ev(7, Recv, 4, b"GET /next HTTP/1.1\r\n\r\n"),
+            ev(7, Send, 5, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ]);
+        assert_eq!(out.errors, vec![DecodeError::HeadersTruncated]);
+        let got: Vec<_> = out
+            .requests
+            .iter()
+            .map(|r| (r.target.as_str(), r.status, r.host.as_deref(), r.body_sizes_unknown))
+            .collect();
+        assert_eq!(got, vec![("/cart", 200, Some("shop"), true), ("/next", 204, None, false)]);
+        assert_eq!((out.requests[0].start_ns, out.requests[0].end_ns), (1, 3));
+
+        // A 64 KiB header in one read, answered 431: the request the server refused counts.
         let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
         big.extend(vec![b'a'; 64 * 1024]);
         big.extend(b"\r\n\r\n");
         let out = run(&[ev(7, Recv, 1, &big), ev(7, Send, 2, b"HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\n\r\n")]);
-        // One error for the request; its reply is not a second one.
+        assert_eq!(out.errors, vec![DecodeError::HeadersTruncated]);
+        assert_eq!(out.requests.iter().map(|r| r.status).collect::<Vec<_>>(), vec![431]);
+
+        // A request line longer than the capture: nothing to report but the loss.
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "p".repeat(3000));
+        let out = run(&[ev(7, Recv, 1, long.as_bytes()), ev(7, Send, 2, b"HTTP/1.1 414 URI Too Long\r\n\r\n")]);
         assert_eq!(out.errors, vec![DecodeError::HeadersTooLarge]);
         assert!(out.requests.is_empty());
+    }
+
+    #[test]
+    fn a_response_head_longer_than_captured_ends_at_the_next_request() {
+        let cookie = "s".repeat(3000);
+        let resp = format!("HTTP/1.1 302 Found\r\nSet-Cookie: {cookie}\r\nContent-Length: 3\r\n\r\nabc");
+        let out = run(&[
+            ev(8, Recv, 1, b"POST /login HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
+            ev(8, Send, 2, resp.as_bytes()),
+            ev(8, Recv, 3, b"GET /home HTTP/1.1\r\n\r\n"),
+            ev(8, Send, 4, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert_eq!(out.errors, vec![DecodeError::HeadersTruncated]);
+        let got: Vec<_> =
+            out.requests.iter().map(|r| (r.target.as_str(), r.status, r.end_ns, r.body_sizes_unknown)).collect();
+        assert_eq!(got, vec![("/login", 302, 2, true), ("/home", 200, 4, false)]);
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub(crate) fn test_span() -> Span {
             method: "GET".into(),
             target: "/users/7?x=1".into(),
             status: 200,
+            body_sizes_unknown: false,
             start_ns: 1_000,
             end_ns: 1_501_000,
             request_body_size: 0,

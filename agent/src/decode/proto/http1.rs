@@ -3,7 +3,8 @@
 
 /// Heads larger than this are not reassembled: such traffic is counted as an error.
 pub const MAX_HEAD: usize = 16 * 1024;
-const MAX_HEADERS: usize = 64;
+/// Header lines parsed per head (browsers and API gateways send 90-100).
+const MAX_HEADERS: usize = 160;
 
 /// How the body of a message is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +125,32 @@ pub fn parse_response(buf: &[u8], request_method: &str) -> Result<ResponseHead, 
     }
 }
 
+/// The complete lines of a head cut short (by the capture, or past [`MAX_HEAD`]), ended as a
+/// head of their own: `None` unless the first line is whole. What follows the cut (headers,
+/// the blank line, the body's framing) is unknown.
+fn whole_lines(buf: &[u8]) -> Option<Vec<u8>> {
+    let end = buf.windows(2).rposition(|w| w == b"\r\n")? + 2;
+    let mut head = buf[..end].to_vec();
+    head.extend_from_slice(b"\r\n");
+    Some(head)
+}
+
+/// A request head of which only `buf` was captured: the request line and the headers before
+/// the cut. Its `framing` means nothing (the body is not followed), `len` is `buf`'s.
+pub fn parse_truncated_request(buf: &[u8]) -> Option<RequestHead> {
+    let mut h = parse_request(&whole_lines(buf)?).ok()?;
+    (h.framing, h.len) = (Framing::UntilClose, buf.len());
+    Some(h)
+}
+
+/// A response head of which only `buf` was captured: its status line (and headers before the
+/// cut). The body is taken to end when the connection closes or the next request starts.
+pub fn parse_truncated_response(buf: &[u8], request_method: &str) -> Option<ResponseHead> {
+    let mut h = parse_response(&whole_lines(buf)?, request_method).ok()?;
+    (h.framing, h.len) = (Framing::UntilClose, buf.len());
+    Some(h)
+}
+
 /// Whether a chunked body ends in `window` (the last bytes seen of the message).
 pub fn ends_chunked(window: &[u8]) -> bool {
     window.ends_with(b"0\r\n\r\n")
@@ -148,6 +175,29 @@ mod tests {
         assert_eq!(parse_request(b"GET /ping HTTP/1.1\r\nHost: x\r\n"), Err(HeadError::Partial));
         assert_eq!(parse_request(b"GET /ping HTTP/1.1\r\nbad header\r\n\r\n"), Err(HeadError::Malformed));
         assert_eq!(parse_request(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"), Err(HeadError::Malformed));
+    }
+
+    #[test]
+    fn truncated_heads_keep_their_whole_lines() {
+        let cookie = "c".repeat(3000);
+        let head = format!("GET /cart?id=1 HTTP/1.1\r\nHost: shop:80\r\ntraceparent: 00-x\r\nCookie: {cookie}\r\n\r\n");
+        let cut = &head.as_bytes()[..2048];
+        assert_eq!(parse_request(cut), Err(HeadError::Partial));
+        let r = parse_truncated_request(cut).unwrap();
+        assert_eq!((r.method.as_str(), r.target.as_str(), r.host.as_deref()), ("GET", "/cart?id=1", Some("shop:80")));
+        assert_eq!((r.traceparent.as_deref(), r.len), (Some("00-x"), 2048));
+        // Cut inside the request line: nothing to report.
+        assert_eq!(parse_truncated_request(b"GET /very/long/pa"), None);
+        let resp = format!("HTTP/1.1 404 Not Found\r\nSet-Cookie: {cookie}\r\n\r\n");
+        let r = parse_truncated_response(&resp.as_bytes()[..2048], "GET").unwrap();
+        assert_eq!((r.status, r.framing), (404, Framing::UntilClose));
+    }
+
+    #[test]
+    fn a_hundred_headers() {
+        let headers: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+        let r = parse_request(format!("GET / HTTP/1.1\r\n{headers}\r\n").as_bytes()).unwrap();
+        assert_eq!(r.target, "/");
     }
 
     #[test]

@@ -121,7 +121,9 @@ impl OtlpMetrics {
             Role::Client => 3,
         };
         let values = [r.duration_ns() as f64 / 1e9, r.request_body_size as f64, r.response_body_size as f64];
-        for (i, v) in values.into_iter().enumerate() {
+        // Body sizes of a message whose head was cut short are unknown: not reported.
+        let known = if r.body_sizes_unknown { 1 } else { values.len() };
+        for (i, v) in values.into_iter().enumerate().take(known) {
             self.observe(s, base + i, attrs.clone(), v, i);
         }
     }

@@ -242,9 +242,12 @@ fn http_attributes(s: &Span, server_address: &str, server_port: u16) -> Vec<KeyV
         int("http.response.status_code", i64::from(r.status)),
         kv("server.address", server_address),
         int("server.port", i64::from(server_port)),
-        int("http.request.body.size", r.request_body_size as i64),
-        int("http.response.body.size", r.response_body_size as i64),
     ];
+    // Left out where a head was cut short and the body's end is unknown.
+    if !r.body_sizes_unknown {
+        attrs.push(int("http.request.body.size", r.request_body_size as i64));
+        attrs.push(int("http.response.body.size", r.response_body_size as i64));
+    }
     match r.role {
         Role::Server => {
             attrs.push(kv("url.path", r.path()));
