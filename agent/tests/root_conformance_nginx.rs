@@ -60,6 +60,44 @@ fn start_nginx(dir: &Path, port: u16, upstream: u16) -> Proc {
     Proc { child, name: "nginx".into() }
 }
 
+/// nginx on `port` under an agent (metrics on `mport`, log `log`) instrumenting it as service
+/// `nginx` with route `patterns` (a YAML list); `dir` is nginx's prefix.
+struct Setup {
+    dir: PathBuf,
+    port: u16,
+    mport: u16,
+    log: PathBuf,
+    _procs: Vec<Proc>,
+}
+
+fn setup(tag: &str, patterns: &str) -> Setup {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("beyla-nginx-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{port}\", name: nginx }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         routes:\n  patterns: {patterns}\n"
+    );
+    let (agent, log) = start_agent(&yaml, &[], &format!("nginx-{tag}"));
+    let nginx = start_nginx(&dir, port, close_delimited_upstream());
+    // Both nginx processes (master and worker) hold the listening socket.
+    wait_instrumented(mport, 2.0, &log);
+    Setup { dir, port, mport, log, _procs: vec![agent, nginx] }
+}
+
+/// The agent's metrics, internal metrics and log, for a failed assertion.
+fn dump(mport: u16, log: &Path) -> String {
+    format!(
+        "{}\n{}\n--- agent log:\n{}",
+        http_get(mport, "/metrics").unwrap_or_default(),
+        http_get(mport, "/internal/metrics").unwrap_or_default(),
+        agent_log(log)
+    )
+}
+
 /// An HTTP/1.0 upstream whose replies have no length (they end when it closes): `/n` gets
 /// `n` bytes of text.
 fn close_delimited_upstream() -> u16 {
@@ -141,21 +179,7 @@ fn get_keepalive(port: u16, headers: &str, paths: &[String]) -> Vec<(u16, u64)> 
 
 #[test]
 fn root_conformance_nginx_chunked_responses() {
-    require_root();
-    let dir = std::env::temp_dir().join(format!("beyla-nginx-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let (port, mport) = (free_port(), free_port());
-    let upstream = close_delimited_upstream();
-    let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
-         \x20   - {{ open_ports: \"{port}\", name: nginx }}\n\
-         prometheus_export:\n  port: {mport}\n\
-         routes:\n  patterns: [\"/gz/{{file}}\", \"/proxy/{{n}}\"]\n"
-    );
-    let (_agent, log) = start_agent(&yaml, &[], "nginx-chunked");
-    let _nginx = start_nginx(&dir, port, upstream);
-    // Both nginx processes hold the listening socket.
-    wait_instrumented(mport, 2.0, &log);
+    let Setup { dir, port, mport, log, _procs } = setup("chunked", "[\"/gz/{file}\", \"/proxy/{n}\"]");
 
     // 5 gzip-compressed (chunked) then 5 plain responses of the same 20 kB file, one connection.
     let text: String = (0..2000).map(|i| format!("line {i:05}\n")).collect();
@@ -187,14 +211,7 @@ fn root_conformance_nginx_chunked_responses() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let m = scrape(mport, "/metrics");
-    let dump = || {
-        format!(
-            "{}\n{}\n--- agent log:\n{}",
-            http_get(mport, "/metrics").unwrap_or_default(),
-            http_get(mport, "/internal/metrics").unwrap_or_default(),
-            agent_log(&log)
-        )
-    };
+    let dump = || dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
     assert_eq!(count(&m, "/gz/{file}"), 10.0, "{}", dump());
     assert_eq!(count(&m, "/proxy/{n}"), 15.0, "{}", dump());
@@ -211,19 +228,7 @@ fn root_conformance_nginx_chunked_responses() {
 
 #[test]
 fn root_conformance_nginx_large_request_heads() {
-    require_root();
-    let dir = std::env::temp_dir().join(format!("beyla-nginx-heads-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let (port, mport) = (free_port(), free_port());
-    let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
-         \x20   - {{ open_ports: \"{port}\", name: nginx }}\n\
-         prometheus_export:\n  port: {mport}\n\
-         routes:\n  patterns: [\"/page/{{n}}\"]\n"
-    );
-    let (_agent, log) = start_agent(&yaml, &[], "nginx-heads");
-    let _nginx = start_nginx(&dir, port, close_delimited_upstream());
-    wait_instrumented(mport, 2.0, &log);
+    let Setup { dir, port, mport, log, _procs } = setup("heads", "[\"/page/{n}\"]");
     std::fs::create_dir_all(dir.join("www/page")).unwrap();
     for n in 0..8 {
         std::fs::write(dir.join(format!("www/page/{n}")), "x".repeat(50)).unwrap();
@@ -250,14 +255,7 @@ fn root_conformance_nginx_large_request_heads() {
     std::thread::sleep(Duration::from_secs(2));
     let m = scrape(mport, "/metrics");
     let internal = scrape(mport, "/internal/metrics");
-    let dump = || {
-        format!(
-            "{}\n{}\n--- agent log:\n{}",
-            http_get(mport, "/metrics").unwrap_or_default(),
-            http_get(mport, "/internal/metrics").unwrap_or_default(),
-            agent_log(&log)
-        )
-    };
+    let dump = || dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
     assert_eq!(count(&m), 8.0, "{}", dump());
     assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 8.0, "{}", dump());

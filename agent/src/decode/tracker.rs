@@ -41,6 +41,24 @@ struct ReqMeta {
     truncated: bool,
 }
 
+impl ReqMeta {
+    /// A request whose head was read (`truncated`: only its first part).
+    fn new(h: http1::RequestHead, tid: u32, start_ns: u64, truncated: bool) -> Self {
+        ReqMeta {
+            tid,
+            method: h.method,
+            target: h.target,
+            host: h.host,
+            traceparent: h.traceparent,
+            trace: None,
+            start_ns,
+            body_size: 0,
+            handler_start: None,
+            truncated,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Phase {
     Idle,
@@ -562,26 +580,16 @@ fn read_request_head(
         Ok(h) => {
             // Body bytes that arrived in this same event.
             let in_event = u64::from(ev.len).saturating_sub((h.len - before) as u64);
-            let req = ReqMeta {
-                tid,
-                method: h.method,
-                target: h.target,
-                host: h.host,
-                traceparent: h.traceparent,
-                trace: None,
-                start_ns,
-                body_size: 0,
-                handler_start: None,
-                truncated: false,
-            };
+            let (framing, len) = (h.framing, h.len);
+            let req = ReqMeta::new(h, tid, start_ns, false);
             conn.window.clear();
-            update_window(&mut conn.window, ev, head.get(h.len..).unwrap_or_default(), whole);
-            if body_done(h.framing, in_event, &conn.window) {
+            update_window(&mut conn.window, ev, head.get(len..).unwrap_or_default(), whole);
+            if body_done(framing, in_event, &conn.window) {
                 let mut req = req;
-                req.body_size = body_size(h.framing, in_event);
+                req.body_size = body_size(framing, in_event);
                 Phase::RespHead { req, head: Vec::new() }
             } else {
-                Phase::ReqBody { req, framing: h.framing, seen: in_event }
+                Phase::ReqBody { req, framing, seen: in_event }
             }
         }
         Err(HeadError::Partial) if whole && head.len() <= MAX_HEAD => Phase::ReqHead { head, start_ns, tid },
@@ -591,19 +599,7 @@ fn read_request_head(
         Err(HeadError::Partial) => match http1::parse_truncated_request(&head) {
             Some(h) => {
                 out.errors.push(DecodeError::HeadersTruncated);
-                let req = ReqMeta {
-                    tid,
-                    method: h.method,
-                    target: h.target,
-                    host: h.host,
-                    traceparent: h.traceparent,
-                    trace: None,
-                    start_ns,
-                    body_size: 0,
-                    handler_start: None,
-                    truncated: true,
-                };
-                Phase::RespHead { req, head: Vec::new() }
+                Phase::RespHead { req: ReqMeta::new(h, tid, start_ns, true), head: Vec::new() }
             }
             None => {
                 out.errors.push(DecodeError::HeadersTooLarge);
