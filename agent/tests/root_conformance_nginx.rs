@@ -25,9 +25,25 @@ use std::time::Duration;
 
 use common::*;
 
+/// nginx's master process; dropping it stops nginx with SIGTERM, on which the master ends its
+/// workers (a SIGKILL would leave the worker running, and listening).
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let stopped = wait_for(Duration::from_secs(10), || matches!(self.0.try_wait(), Ok(Some(_))));
+        if !stopped {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// nginx serving `www` on `port` (gzip on, `/proxy/` to the upstream on `upstream`), master and
-/// one worker, in the foreground; killed with the returned guard.
-fn start_nginx(dir: &Path, port: u16, upstream: u16) -> Proc {
+/// one worker, in the foreground.
+fn start_nginx(dir: &Path, port: u16, upstream: u16) -> Nginx {
     let nginx = ["/usr/sbin/nginx", "/sbin/nginx"].iter().map(PathBuf::from).find(|p| p.exists());
     let nginx = nginx.unwrap_or_else(|| panic!("nginx missing: run scripts/setup.sh (Debian package nginx)"));
     for sub in ["www", "tmp", "logs"] {
@@ -57,7 +73,7 @@ fn start_nginx(dir: &Path, port: u16, upstream: u16) -> Proc {
         "nginx did not listen on {port}: {}",
         std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
     );
-    Proc { child, name: "nginx".into() }
+    Nginx(child)
 }
 
 /// nginx on `port` under an agent (metrics on `mport`, log `log`) instrumenting it as service
@@ -67,7 +83,8 @@ struct Setup {
     port: u16,
     mport: u16,
     log: PathBuf,
-    _procs: Vec<Proc>,
+    /// nginx first: it stops before the agent.
+    _procs: (Nginx, Proc),
 }
 
 fn setup(tag: &str, patterns: &str) -> Setup {
@@ -85,7 +102,7 @@ fn setup(tag: &str, patterns: &str) -> Setup {
     let nginx = start_nginx(&dir, port, close_delimited_upstream());
     // Both nginx processes (master and worker) hold the listening socket.
     wait_instrumented(mport, 2.0, &log);
-    Setup { dir, port, mport, log, _procs: vec![agent, nginx] }
+    Setup { dir, port, mport, log, _procs: (nginx, agent) }
 }
 
 /// The agent's metrics, internal metrics and log, for a failed assertion.
