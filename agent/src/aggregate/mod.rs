@@ -287,7 +287,7 @@ impl AppMetrics {
             Some(i) => i.last = now,
             None => {
                 let mut labels = base_labels(span);
-                labels.push(("telemetry_sdk_language", "unknown".into()));
+                labels.push(("telemetry_sdk_language", span.process.sdk_language().into()));
                 labels.push(("telemetry_sdk_name", "beyla".into()));
                 labels.push(("process_pid", span.process.pid.to_string()));
                 self.target_info.get_or_create(&labels).set(1);
@@ -570,6 +570,18 @@ mod tests {
         assert!(text.contains(&format!("http_server_response_body_size_bytes_sum{{{labels}}} 6000.0")), "{text}");
         assert!(text.contains(r#"target_info{instance="h:42",job="shop",service_name="shop",service_namespace="",telemetry_sdk_language="unknown",telemetry_sdk_name="beyla",process_pid="42"} 1"#), "{text}");
         assert!(!text.contains("http_client_request_duration_seconds_count{"), "{text}");
+    }
+
+    /// target_info says the runtime, as the OTLP resource does (nginx, a C program: unknown).
+    #[test]
+    fn target_info_names_the_runtime() {
+        let mut s = test_span();
+        std::sync::Arc::make_mut(&mut s.process).exe = "/usr/bin/python3.11".into();
+        let text = render(&[s]);
+        assert!(
+            text.contains(r#"telemetry_sdk_language="python",telemetry_sdk_name="beyla",process_pid="42"} 1"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -23,6 +23,15 @@ pub struct TracedProcess {
     pub k8s: Option<Arc<K8sMeta>>,
 }
 
+impl TracedProcess {
+    /// `telemetry.sdk.language`: the runtime, from the executable's name (as the `languages`
+    /// selector detects it), else `unknown`. The OTLP resource and `target_info` both say it.
+    pub fn sdk_language(&self) -> &'static str {
+        let exe_name = self.exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        crate::discover::selector::language_of(exe_name).unwrap_or("unknown")
+    }
+}
+
 pub struct Traced {
     map: MapHandle,
     procs: RwLock<HashMap<u32, Arc<TracedProcess>>>,

@@ -4,7 +4,6 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, Instrumentatio
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::attach::TracedProcess;
-use crate::discover::selector::language_of;
 
 pub struct ResourceBuilder {
     host: String,
@@ -19,13 +18,12 @@ impl ResourceBuilder {
 
     pub fn resource(&self, p: &TracedProcess) -> Resource {
         let s = &p.service;
-        let exe_name = p.exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let mut attrs = vec![
             kv("service.name", &s.name),
             kv("service.instance.id", &s.instance_id),
             kv("telemetry.sdk.name", "beyla"),
             kv("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
-            kv("telemetry.sdk.language", language_of(exe_name).unwrap_or("unknown")),
+            kv("telemetry.sdk.language", p.sdk_language()),
             kv("host.name", &self.host),
             int("process.pid", i64::from(p.pid)),
             kv("process.executable.path", &p.exe.to_string_lossy()),
