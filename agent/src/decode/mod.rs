@@ -83,8 +83,7 @@ pub enum DecodeError {
     NotHttp,
     /// A request or response head that httparse rejects.
     Malformed,
-    /// A head of which not even the request or status line was captured whole (or longer than
-    /// the agent reassembles): dropped.
+    /// A head of which not even the request or status line was captured whole: dropped.
     HeadersTooLarge,
     /// A head longer than what was captured of it: the message is reported with its first
     /// line and the headers before the cut, without body sizes.
