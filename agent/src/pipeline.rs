@@ -354,6 +354,7 @@ async fn decode_stage(
             tel.request_decoded(r.role);
         }
         tel.trace_context_mismatched(out.trace_mismatches);
+        tel.client_calls_unlinked(out.unlinked_calls);
         // Waiting here (not dropping) pushes back to the ring buffer, where the kernel
         // counts what it cannot hold: loss is never silent.
         let worth_sending = !(out.requests.is_empty() && out.exited.is_empty() && out.drained_ns.is_none());

@@ -3,8 +3,9 @@
 //! serving a request is its child).
 //!
 //! The socket capture layer sees threads, not goroutines or async tasks: the in-process link
-//! holds for thread-per-request servers (and sequential event loops); a call made from another
-//! thread starts its own trace.
+//! holds for thread-per-request servers (and event loops serving one request at a time); a
+//! call made from another thread, or from a thread serving several requests at once (an
+//! event loop under concurrent load), starts its own trace and is counted as unlinked.
 use std::net::SocketAddr;
 
 use foldhash::HashMap;
@@ -100,6 +101,8 @@ const MAX_SPANS: usize = 131_072;
 const KEEP_ENDED: usize = 16_384;
 /// Go calls announced (`RawEvent::GoClient`) but not yet seen on their connection.
 const MAX_HINTS: usize = 16_384;
+/// Server requests remembered per thread (more than one already means no link).
+const MAX_PER_THREAD: usize = 64;
 /// Longest chain of parents followed when resolving a trace (a guard, not a real limit).
 const MAX_DEPTH: usize = 64;
 
@@ -147,8 +150,9 @@ pub struct Correlator {
     /// Where each span in flight travels (its index keys), until it ends.
     live: HashMap<[u8; 8], ConnRef>,
     ended: std::collections::VecDeque<[u8; 8]>,
-    /// The server request each thread is serving, by (pid, tid) (not used in Go processes).
-    by_thread: HashMap<(u32, u32), [u8; 8]>,
+    /// The server requests each thread is serving, by (pid, tid), oldest first (not used in Go
+    /// processes). A client call links to the request only when there is exactly one.
+    by_thread: HashMap<(u32, u32), Vec<[u8; 8]>>,
     /// Requests in flight by (pid, socket, stream).
     by_sock: HashMap<(u32, u64, u32, Role), [u8; 8]>,
     /// Requests in flight by (local, remote, stream), to meet the other end of a connection.
@@ -162,6 +166,8 @@ pub struct Correlator {
     written: HashMap<[u8; 8], [u8; 16]>,
     /// Client spans that ended in another trace than the one written downstream for them.
     mismatches: u32,
+    /// Client calls made by a thread serving several requests at once: not linked.
+    unlinked: u32,
 }
 
 impl Correlator {
@@ -190,7 +196,7 @@ impl Correlator {
                 let serving = match announced.and_then(|a| self.nodes.get(&a)) {
                     Some(a) => Some(a.parent).filter(|p| *p != [0; 8]),
                     None if self.go_pids.contains(&conn.pid) => None,
-                    None => self.by_thread.get(&(conn.pid, conn.tid)).copied(),
+                    None => self.serving(conn.pid, conn.tid),
                 };
                 let serving_node = serving.and_then(|s| self.nodes.get(&s));
                 match incoming {
@@ -227,15 +233,34 @@ impl Correlator {
         self.by_sock.insert((conn.pid, conn.sock, conn.stream, role), span_id);
         self.by_tuple.insert((conn.local, conn.remote, conn.stream, role), span_id);
         match role {
-            Role::Server => {
-                self.by_thread.insert((conn.pid, conn.tid), span_id);
+            Role::Server if !self.go_pids.contains(&conn.pid) => {
+                let serving = self.by_thread.entry((conn.pid, conn.tid)).or_default();
+                if serving.len() >= MAX_PER_THREAD {
+                    serving.remove(0);
+                }
+                serving.push(span_id);
             }
+            Role::Server => {}
             // The other end may have been seen first (its read can be reported before this
             // write): it becomes this call's child.
             Role::Client => self.adopt_server(span_id, conn),
         }
         let (trace_id, remote_sampled) = self.resolve(&span_id, &node);
         TraceContext { trace_id, span_id, parent_span_id: node.parent, remote_sampled }
+    }
+
+    /// The one server request thread `tid` of `pid` is serving. None when it serves none, or
+    /// several at once (an event loop: which of them made the call is unknown, and a wrong
+    /// parent is worse than none; counted).
+    fn serving(&mut self, pid: u32, tid: u32) -> Option<[u8; 8]> {
+        match self.by_thread.get(&(pid, tid)).map(Vec::as_slice) {
+            Some([one]) => Some(*one),
+            Some([]) | None => None,
+            Some(_) => {
+                self.unlinked += 1;
+                None
+            }
+        }
     }
 
     /// A node whose parent is `parent` (a root when `None`).
@@ -333,6 +358,12 @@ impl Correlator {
         self.written.insert(span, trace_id);
     }
 
+    /// Client calls left unlinked since the last call because their thread was serving several
+    /// requests at once.
+    pub fn take_unlinked(&mut self) -> u32 {
+        std::mem::take(&mut self.unlinked)
+    }
+
     /// Client spans that ended in another trace than the trace id the Go probes wrote into
     /// their `traceparent` since the last call: the downstream service continues a trace this
     /// agent does not export (counted, never silent).
@@ -370,7 +401,7 @@ impl Correlator {
     pub fn finish(&mut self, pid: u32, tid: u32, role: Role, ctx: &TraceContext) -> TraceContext {
         let Some(mut node) = self.nodes.get(&ctx.span_id).copied() else { return *ctx };
         // Not in flight any more (ended already): only its context is wanted.
-        if let Some(c) = self.live.remove(&ctx.span_id) {
+        if let Some(c) = self.live.get(&ctx.span_id).copied() {
             if role == Role::Server && !node.fixed && node.parent == [0; 8] {
                 // Last chance for a call whose bytes were reported after this end's.
                 if let Some(client) = self.by_tuple.get(&(c.remote, c.local, c.stream, Role::Client)).copied() {
@@ -381,25 +412,43 @@ impl Correlator {
                     }
                 }
             }
-            let id = ctx.span_id;
-            // Each index forgets the request unless a newer one took its place.
-            remove_if_is(&mut self.by_sock, (c.pid, c.sock, c.stream, role), id);
-            remove_if_is(&mut self.by_tuple, (c.local, c.remote, c.stream, role), id);
-            if role == Role::Server {
-                remove_if_is(&mut self.by_thread, (pid, tid), id);
-            }
-            self.ended.push_back(ctx.span_id);
-            if self.ended.len() > KEEP_ENDED {
-                if let Some(old) = self.ended.pop_front() {
-                    self.nodes.remove(&old);
-                }
-            }
+            self.end(ctx.span_id, ConnRef { tid, pid, ..c }, role);
         }
         let (trace_id, remote_sampled) = self.resolve(&ctx.span_id, &node);
         if role == Role::Client && self.written.remove(&ctx.span_id).is_some_and(|w| w != trace_id) {
             self.mismatches += 1;
         }
         TraceContext { trace_id, span_id: ctx.span_id, parent_span_id: node.parent, remote_sampled }
+    }
+
+    /// A request that will not be reported (its connection closed or lost its place before the
+    /// response): it no longer parents new calls.
+    pub fn abandon(&mut self, role: Role, ctx: &TraceContext) {
+        if let Some(c) = self.live.get(&ctx.span_id).copied() {
+            self.end(ctx.span_id, c, role);
+        }
+    }
+
+    /// Span `id`, in flight at `c`, ended.
+    fn end(&mut self, id: [u8; 8], c: ConnRef, role: Role) {
+        self.live.remove(&id);
+        // Each index forgets the request unless a newer one took its place.
+        remove_if_is(&mut self.by_sock, (c.pid, c.sock, c.stream, role), id);
+        remove_if_is(&mut self.by_tuple, (c.local, c.remote, c.stream, role), id);
+        if role == Role::Server {
+            if let std::collections::hash_map::Entry::Occupied(mut e) = self.by_thread.entry((c.pid, c.tid)) {
+                e.get_mut().retain(|s| *s != id);
+                if e.get().is_empty() {
+                    e.remove();
+                }
+            }
+        }
+        self.ended.push_back(id);
+        if self.ended.len() > KEEP_ENDED {
+            if let Some(old) = self.ended.pop_front() {
+                self.nodes.remove(&old);
+            }
+        }
     }
 
     pub fn forget_process(&mut self, pid: u32) {

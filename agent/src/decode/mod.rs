@@ -94,13 +94,16 @@ pub enum DecodeError {
     ClosedMidMessage,
     /// Connection state evicted to stay within bounds.
     Evicted,
+    /// Messages sent together past what one transfer's copy holds (2 KiB): not seen, counted
+    /// once per transfer.
+    Uncaptured,
     /// HTTP/2 bytes lost where they mattered (a header block not captured whole, or a
     /// connection joined after its start): the connection is not decoded further.
     Http2Desync,
 }
 
 impl DecodeError {
-    pub const ALL: [DecodeError; 8] = [
+    pub const ALL: [DecodeError; 9] = [
         DecodeError::NotHttp,
         DecodeError::Malformed,
         DecodeError::HeadersTooLarge,
@@ -108,6 +111,7 @@ impl DecodeError {
         DecodeError::MissedRequest,
         DecodeError::ClosedMidMessage,
         DecodeError::Evicted,
+        DecodeError::Uncaptured,
         DecodeError::Http2Desync,
     ];
 
@@ -120,6 +124,7 @@ impl DecodeError {
             DecodeError::MissedRequest => "missed_request",
             DecodeError::ClosedMidMessage => "closed_mid_message",
             DecodeError::Evicted => "evicted",
+            DecodeError::Uncaptured => "uncaptured",
             DecodeError::Http2Desync => "http2_desync",
         }
     }
@@ -139,4 +144,7 @@ pub struct Decoded {
     /// Client spans of this batch whose `traceparent`, written by the Go probes, carries
     /// another trace id than the span's exported one.
     pub trace_mismatches: u32,
+    /// Client calls of this batch made by a thread serving several requests at once (an
+    /// event loop): left without a parent.
+    pub unlinked_calls: u32,
 }

@@ -1,11 +1,14 @@
-//! Per-connection HTTP/1.x state machine. State is freed on close, expired when idle, and
-//! bounded in count, so a flood of connections cannot grow memory without limit.
+//! The connection table: each traced connection's decoder (HTTP/1.x or HTTP/2, chosen from its
+//! first bytes), the reads held back until their turn, and the trace context every request
+//! gets when its head is read. State is freed on close, expired when idle, and bounded in
+//! count, so a flood of connections cannot grow memory without limit.
 use std::net::SocketAddr;
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::context::{ConnRef, Correlator, TraceContext};
-use super::proto::http1::{self, Framing, HeadError, MAX_HEAD};
+use super::context::{ConnRef, Correlator};
+use super::proto::http1;
+use super::proto::http1::conn::{self as h1, Exchange, Fed, Http1};
 use super::proto::http2;
 use super::{DecodeError, Decoded, Request, Role};
 use crate::events::{Direction, SockData};
@@ -24,70 +27,12 @@ impl Default for TrackerLimits {
     }
 }
 
-#[derive(Debug, Clone)]
-struct ReqMeta {
-    tid: u32,
-    method: String,
-    target: String,
-    host: Option<String>,
-    traceparent: Option<String>,
-    /// Set right after the head is parsed (see `Tracker::on_data`).
-    trace: Option<TraceContext>,
-    start_ns: u64,
-    body_size: u64,
-    /// Handler start, from the Go probes (`Tracker::on_go_handler_start`).
-    handler_start: Option<u64>,
-    /// The request's or the response's head was cut short: body sizes unknown.
-    truncated: bool,
-}
-
-impl ReqMeta {
-    /// A request whose head was read (`truncated`: only its first part).
-    fn new(h: http1::RequestHead, tid: u32, start_ns: u64, truncated: bool) -> Self {
-        ReqMeta {
-            tid,
-            method: h.method,
-            target: h.target,
-            host: h.host,
-            traceparent: h.traceparent,
-            trace: None,
-            start_ns,
-            body_size: 0,
-            handler_start: None,
-            truncated,
-        }
-    }
-}
-
 #[derive(Debug)]
 enum Phase {
-    Idle,
-    /// Reading a request head; `head` holds the captured bytes so far.
-    ReqHead {
-        head: Vec<u8>,
-        start_ns: u64,
-        tid: u32,
-    },
-    ReqBody {
-        req: ReqMeta,
-        framing: Framing,
-        seen: u64,
-    },
-    /// Request complete, reading the response head.
-    RespHead {
-        req: ReqMeta,
-        head: Vec<u8>,
-    },
-    RespBody {
-        req: ReqMeta,
-        status: u16,
-        framing: Framing,
-        seen: u64,
-        last_ns: u64,
-    },
+    Http1(Http1),
     /// HTTP/2 (from its client preface on): streams followed by the HTTP/2 layer.
     Http2(Box<http2::Connection>),
-    /// Not HTTP: ignore everything until the connection closes.
+    /// Not HTTP (or upgraded away from it): ignore everything until the connection closes.
     Ignored,
 }
 
@@ -98,10 +43,6 @@ struct Conn {
     role: Option<Role>,
     phase: Phase,
     last_ns: u64,
-    /// The last bytes seen of the current message body, to spot a chunked body's end.
-    window: Vec<u8>,
-    /// The last message failed to decode: its reply is expected, not a missed request.
-    failed: bool,
     /// Decoded from the plaintext the Go crypto/tls probes report; the socket's own
     /// (encrypted) bytes are ignored.
     tls: bool,
@@ -116,20 +57,15 @@ impl Conn {
             local: ev.local,
             remote: ev.remote,
             role: None,
-            phase: Phase::Idle,
+            phase: Phase::Http1(Http1::default()),
             last_ns: ev.ts_ns,
-            window: Vec::new(),
-            failed: false,
             tls: ev.tls,
             early: Vec::new(),
         }
     }
 
-    fn request_dir(&self) -> Direction {
-        match self.role {
-            Some(Role::Client) => Direction::Send,
-            _ => Direction::Recv,
-        }
+    fn conn_ref(&self, sock: u64, tid: u32, stream: u32) -> ConnRef {
+        ConnRef { pid: self.pid, tid, sock, stream, local: self.local, remote: self.remote }
     }
 }
 
@@ -154,21 +90,27 @@ impl Tracker {
             self.evict_oldest(out);
         }
         let conn = self.conns.entry(key).or_insert_with(|| Conn::new(ev));
-        if !same_connection(conn, ev) {
+        let reset = if !same_connection(conn, ev) {
             // The kernel reused the socket for another connection whose close we missed.
-            *conn = Conn::new(ev);
-        }
-        conn.last_ns = ev.ts_ns;
-        if ev.tls != conn.tls {
+            true
+        } else if ev.tls != conn.tls {
             if !ev.tls {
                 return; // the encrypted bytes of a connection whose plaintext we have
             }
             // The first plaintext: decode from here (the handshake was counted as not HTTP).
-            *conn = Conn::new(ev);
+            true
+        } else {
+            false
+        };
+        if reset {
+            let old = std::mem::replace(conn, Conn::new(ev));
+            self.let_go(old, out);
         }
+        let conn = self.conns.get_mut(&key).expect("inserted above");
+        conn.last_ns = ev.ts_ns;
         let emitted = out.requests.len();
-        if conn.role.is_none() && matches!(conn.phase, Phase::Idle) {
-            let data = payload(ev).0;
+        if conn.role.is_none() && matches!(conn.phase, Phase::Http1(_)) {
+            let data = payload(ev);
             let h2_role = if http2::is_preface(data) {
                 Some(if ev.direction == Direction::Recv { Role::Server } else { Role::Client })
             } else if http2::is_server_settings(data) {
@@ -182,30 +124,37 @@ impl Tracker {
                 conn.phase = Phase::Http2(Box::default());
             }
         }
-        let request = ev.direction == conn.request_dir();
         let role = conn.role.unwrap_or(Role::Server);
-        let (pid, sock, local, remote) = (conn.pid, ev.sock_id, conn.local, conn.remote);
-        let at = move |tid: u32, stream: u32| ConnRef { pid, tid, sock, stream, local, remote };
+        let cref = conn.conn_ref(ev.sock_id, 0, 0);
         if let Phase::Http2(h2) = &mut conn.phase {
-            let (data, _) = payload(ev);
+            let request = ev.direction == h1::request_direction(conn.role);
+            let data = payload(ev);
             let missing = (ev.len as usize).saturating_sub(data.len());
             let mut progress = http2::Progress::default();
             let fed = h2.feed(request, data, missing, ev.ts_ns, ev.tid, &mut progress);
             for stream in progress.started {
                 if let Some(ex) = h2.exchange_mut(stream) {
-                    ex.trace = Some(self.correlator.begin(at(ex.tid, stream), role, ex.traceparent.as_deref()));
+                    let at = ConnRef { tid: ex.tid, stream, ..cref };
+                    ex.trace = Some(self.correlator.begin(at, role, ex.traceparent.as_deref()));
                 }
             }
-            for mut ex in progress.done {
+            let mut done = progress.done;
+            for ex in &mut done {
                 // Begun and ended in one feed (its response was reported before it).
                 if ex.trace.is_none() {
-                    ex.trace = Some(self.correlator.begin(at(ex.tid, ex.stream), role, ex.traceparent.as_deref()));
+                    let at = ConnRef { tid: ex.tid, stream: ex.stream, ..cref };
+                    ex.trace = Some(self.correlator.begin(at, role, ex.traceparent.as_deref()));
                 }
-                emit_h2(conn, ex, out);
             }
             if fed.is_err() {
                 out.errors.push(DecodeError::Http2Desync);
+                for trace in h2.traces() {
+                    self.correlator.abandon(role, &trace);
+                }
                 conn.phase = Phase::Ignored;
+            }
+            for ex in done {
+                emit_h2(conn, ex, out);
             }
             self.ended(out, emitted);
             return;
@@ -225,9 +174,10 @@ impl Tracker {
             self.replay_early(key, out);
         }
         self.correlator_step(key, ev, out);
-        let ready = self.conns.get(&key).is_some_and(|c| match c.role {
-            Some(Role::Server) => matches!(c.phase, Phase::Idle),
-            _ => !matches!(c.phase, Phase::Idle),
+        let ready = self.conns.get(&key).is_some_and(|c| match (&c.phase, c.role) {
+            (Phase::Http1(h), Some(Role::Server)) => !h.has_waiting(),
+            (Phase::Http1(h), _) => h.has_waiting(),
+            _ => true,
         });
         if ready {
             self.replay_early(key, out);
@@ -243,25 +193,41 @@ impl Tracker {
         }
     }
 
-    /// One HTTP/1.x event through the connection's state machine; a head it completes gets
-    /// its trace context now, in event order, so that a client call the serving thread makes
-    /// next finds its server request.
+    /// One HTTP/1.x event through the connection's decoder; each head it completes gets its
+    /// trace context now, in event order, so that a client call the serving thread makes next
+    /// finds its server request.
     fn correlator_step(&mut self, key: (u32, u64), ev: &SockData, out: &mut Decoded) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
-        step(conn, ev, out);
+        let cref = conn.conn_ref(ev.sock_id, 0, 0);
+        let Phase::Http1(h) = &mut conn.phase else { return };
+        let mut step = h1::Output::default();
+        let fed = h.feed(ev, &mut conn.role, &mut step, &mut out.errors);
         let role = conn.role.unwrap_or(Role::Server);
-        let cref =
-            ConnRef { pid: conn.pid, tid: 0, sock: ev.sock_id, stream: 0, local: conn.local, remote: conn.remote };
-        if let Some(req) = pending_meta(&mut conn.phase).filter(|r| r.trace.is_none()) {
-            let cref = ConnRef { tid: req.tid, ..cref };
-            req.trace = Some(self.correlator.begin(cref, role, req.traceparent.as_deref()));
+        // Answered in this same transfer (pipelined, or held): begun first.
+        for ex in step.done.iter_mut().filter(|ex| ex.req.trace.is_none()) {
+            let at = ConnRef { tid: ex.req.tid, ..cref };
+            ex.req.trace = Some(self.correlator.begin(at, role, ex.req.traceparent.as_deref()));
+        }
+        for req in h.waiting().filter(|r| r.trace.is_none()) {
+            let at = ConnRef { tid: req.tid, ..cref };
+            req.trace = Some(self.correlator.begin(at, role, req.traceparent.as_deref()));
+        }
+        for ex in step.done {
+            emit(conn, ex, out);
+        }
+        for req in step.dropped {
+            self.correlator.abandon(role, &req.trace.unwrap_or_default());
+        }
+        match fed {
+            Fed::Http => {}
+            Fed::NotHttp | Fed::Upgraded => conn.phase = Phase::Ignored,
         }
     }
 
     pub fn on_close(&mut self, pid: u32, sock_id: u64, out: &mut Decoded) {
         let emitted = out.requests.len();
         if let Some(conn) = self.conns.remove(&(pid, sock_id)) {
-            finish_on_close(conn, out);
+            self.let_go(conn, out);
         }
         self.ended(out, emitted);
     }
@@ -272,7 +238,7 @@ impl Tracker {
         let keys: Vec<_> = self.conns.keys().filter(|k| k.0 == pid).copied().collect();
         for k in keys {
             if let Some(conn) = self.conns.remove(&k) {
-                finish_on_close(conn, out);
+                self.let_go(conn, out);
             }
         }
         self.ended(out, emitted);
@@ -286,7 +252,7 @@ impl Tracker {
         let stale: Vec<_> = self.conns.iter().filter(|(_, c)| c.last_ns < deadline).map(|(k, _)| *k).collect();
         for k in stale {
             if let Some(conn) = self.conns.remove(&k) {
-                finish_on_close(conn, out);
+                self.let_go(conn, out);
             }
         }
         self.ended(out, emitted);
@@ -308,12 +274,19 @@ impl Tracker {
         if conn.role != Some(Role::Server) {
             return;
         }
-        if let Phase::Http2(h2) = &mut conn.phase {
-            if let Some(ex) = h2.exchange_mut(server.1).filter(|_| server.1 != 0) {
-                ex.handler_start = Some(ts_ns);
+        match &mut conn.phase {
+            Phase::Http2(h2) => {
+                if let Some(ex) = h2.exchange_mut(server.1).filter(|_| server.1 != 0) {
+                    ex.handler_start = Some(ts_ns);
+                }
             }
-        } else if let Some(req) = pending_meta(&mut conn.phase) {
-            req.handler_start = Some(ts_ns);
+            // Go's server answers a connection's requests in order.
+            Phase::Http1(h) => {
+                if let Some(req) = h.oldest() {
+                    req.handler_start = Some(ts_ns);
+                }
+            }
+            Phase::Ignored => {}
         }
     }
 
@@ -324,15 +297,50 @@ impl Tracker {
             r.trace = self.correlator.finish(r.pid, r.tid, r.role, &r.trace);
         }
         out.trace_mismatches += self.correlator.take_mismatches();
+        out.unlinked_calls += self.correlator.take_unlinked();
+    }
+
+    /// A connection that ended (closed, expired, evicted, its socket reused): what it still
+    /// carried is reported if complete, counted if not, and its requests let go of.
+    fn let_go(&mut self, mut conn: Conn, out: &mut Decoded) {
+        let role = conn.role.unwrap_or(Role::Server);
+        match std::mem::replace(&mut conn.phase, Phase::Ignored) {
+            Phase::Http1(h) => {
+                let mut step = h1::Output::default();
+                h.close(&mut step, &mut out.errors);
+                for ex in step.done {
+                    emit(&conn, ex, out);
+                }
+                for req in step.dropped {
+                    self.correlator.abandon(role, &req.trace.unwrap_or_default());
+                }
+            }
+            Phase::Http2(h2) => {
+                if h2.open_streams() > 0 {
+                    out.errors.push(DecodeError::ClosedMidMessage);
+                }
+                for trace in h2.traces() {
+                    self.correlator.abandon(role, &trace);
+                }
+            }
+            Phase::Ignored => {}
+        }
     }
 
     fn evict_oldest(&mut self, out: &mut Decoded) {
         // Linear scan: only runs when the table is full, which is the pathological case.
         if let Some(k) = self.conns.iter().min_by_key(|(_, c)| c.last_ns).map(|(k, _)| *k) {
             if let Some(conn) = self.conns.remove(&k) {
-                if !matches!(conn.phase, Phase::Idle | Phase::Ignored) {
+                let busy = match &conn.phase {
+                    Phase::Http1(h) => !h.is_idle(),
+                    Phase::Http2(h2) => h2.open_streams() > 0,
+                    Phase::Ignored => false,
+                };
+                if busy {
                     out.errors.push(DecodeError::Evicted);
                 }
+                let mut ignored = Decoded::default();
+                self.let_go(conn, &mut ignored);
             }
         }
     }
@@ -345,7 +353,8 @@ const MAX_EARLY: usize = 8;
 /// and two threads of one process can share a connection (Go reads with one goroutine while
 /// another writes): a read can be reported before the write it follows. A server that reads
 /// the next request before its response to the previous one is reported, or a client that
-/// reads a response before its request is reported, would otherwise lose a request.
+/// reads a response before its request is reported, would otherwise lose a request (or, for a
+/// server, link calls to the wrong one).
 fn early_bytes(conn: &Conn, ev: &SockData) -> bool {
     if ev.direction != Direction::Recv {
         return false;
@@ -354,9 +363,8 @@ fn early_bytes(conn: &Conn, ev: &SockData) -> bool {
         return true; // keep their order
     }
     match (&conn.role, &conn.phase) {
-        (Some(Role::Server), Phase::RespHead { .. }) => true,
-        (Some(Role::Server), Phase::RespBody { framing, .. }) => *framing != Framing::UntilClose,
-        (Some(Role::Client) | None, Phase::Idle) => http1::is_response_start(payload(ev).0),
+        (Some(Role::Server), Phase::Http1(h)) => h.owes_response(),
+        (Some(Role::Client) | None, Phase::Http1(h)) => !h.has_waiting() && http1::is_response_start(payload(ev)),
         _ => false,
     }
 }
@@ -370,48 +378,24 @@ fn same_connection(conn: &Conn, ev: &SockData) -> bool {
         && port_ok(conn.local.port(), ev.local.port())
 }
 
-/// Captured bytes of the event, and whether they are all of it.
-fn payload(ev: &SockData) -> (&[u8], bool) {
-    (&ev.data, ev.data.len() as u64 >= u64::from(ev.len))
+/// Captured bytes of the event.
+fn payload(ev: &SockData) -> &[u8] {
+    &ev.data
 }
 
-/// Keeps the last bytes of the message body seen so far.
-fn update_window(window: &mut Vec<u8>, ev: &SockData, body: &[u8], whole: bool) {
-    const KEEP: usize = 8;
-    if whole {
-        window.extend_from_slice(body);
-    } else if ev.tail.len() >= KEEP.min(ev.len as usize) && !ev.tail.is_empty() {
-        window.clear();
-        window.extend_from_slice(&ev.tail);
-    } else {
-        window.clear();
-    }
-    if window.len() > KEEP {
-        window.drain(..window.len() - KEEP);
-    }
-}
-
-fn body_done(framing: Framing, seen: u64, window: &[u8]) -> bool {
-    match framing {
-        Framing::Empty => true,
-        Framing::Length(n) => seen >= n,
-        Framing::Chunked => http1::ends_chunked(window),
-        Framing::UntilClose => false,
-    }
-}
-
-fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out: &mut Decoded) {
+fn emit(conn: &Conn, ex: Exchange, out: &mut Decoded) {
+    let req = ex.req;
     out.requests.push(Request {
         pid: conn.pid,
         tid: req.tid,
         role: conn.role.unwrap_or(Role::Server),
         method: req.method,
         target: req.target,
-        status,
+        status: ex.status,
         start_ns: req.start_ns,
-        end_ns,
+        end_ns: ex.end_ns,
         request_body_size: req.body_size,
-        response_body_size: resp_size,
+        response_body_size: ex.response_body_size,
         local: conn.local,
         remote: conn.remote,
         host: req.host,
@@ -420,7 +404,7 @@ fn emit(conn: &Conn, req: ReqMeta, status: u16, resp_size: u64, end_ns: u64, out
         grpc_status: None,
         stream: 0,
         tls: conn.tls,
-        handler: req.handler_start.map(|start| start.clamp(req.start_ns, end_ns)),
+        handler: req.handler_start.map(|start| start.clamp(req.start_ns, ex.end_ns)),
         body_sizes_unknown: req.truncated,
     });
 }
@@ -450,238 +434,6 @@ fn emit_h2(conn: &Conn, ex: http2::Exchange, out: &mut Decoded) {
         handler: ex.handler_start,
         body_sizes_unknown: false,
     });
-}
-
-/// The request a connection is in the middle of, if any.
-fn pending_meta(phase: &mut Phase) -> Option<&mut ReqMeta> {
-    match phase {
-        Phase::ReqBody { req, .. } | Phase::RespHead { req, .. } | Phase::RespBody { req, .. } => Some(req),
-        Phase::Idle | Phase::ReqHead { .. } | Phase::Ignored | Phase::Http2(_) => None,
-    }
-}
-
-fn step(conn: &mut Conn, ev: &SockData, out: &mut Decoded) {
-    let phase = std::mem::replace(&mut conn.phase, Phase::Idle);
-    let errors_before = out.errors.len();
-    let is_req_dir = conn.role.is_none() || ev.direction == conn.request_dir();
-    conn.phase = match phase {
-        Phase::Ignored => Phase::Ignored,
-        // Handled before `step` (see `Tracker::on_data`).
-        Phase::Http2(h2) => Phase::Http2(h2),
-        Phase::Idle => start_message(conn, ev, out),
-        Phase::ReqHead { mut head, start_ns, tid } if is_req_dir => {
-            let (data, whole) = payload(ev);
-            let before = head.len();
-            head.extend_from_slice(data);
-            read_request_head(conn, ev, head, before, whole, start_ns, tid, out)
-        }
-        Phase::ReqBody { mut req, framing, seen } if is_req_dir => {
-            let (data, whole) = payload(ev);
-            update_window(&mut conn.window, ev, data, whole);
-            let seen = seen + u64::from(ev.len);
-            if body_done(framing, seen, &conn.window) {
-                req.body_size = body_size(framing, seen);
-                Phase::RespHead { req, head: Vec::new() }
-            } else {
-                Phase::ReqBody { req, framing, seen }
-            }
-        }
-        Phase::ReqBody { mut req, framing, seen } => {
-            // The response started before the whole body arrived (e.g. 413, or a body we
-            // could not delimit): the request part ends here.
-            req.body_size = body_size(framing, seen);
-            read_response(conn, ev, req, Vec::new(), out)
-        }
-        Phase::RespHead { mut req, head } if is_req_dir => {
-            // More request bytes before any response: a body we could not delimit.
-            if !req.truncated {
-                req.body_size += u64::from(ev.len);
-            }
-            Phase::RespHead { req, head }
-        }
-        Phase::RespHead { req, head } => read_response(conn, ev, req, head, out),
-        Phase::RespBody { req, status, framing, seen, .. } if !is_req_dir => {
-            let (data, whole) = payload(ev);
-            update_window(&mut conn.window, ev, data, whole);
-            let seen = seen + u64::from(ev.len);
-            if body_done(framing, seen, &conn.window) {
-                emit(conn, req, status, body_size(framing, seen), ev.ts_ns, out);
-                Phase::Idle
-            } else {
-                Phase::RespBody { req, status, framing, seen, last_ns: ev.ts_ns }
-            }
-        }
-        Phase::RespBody { req, status, framing, seen, last_ns } => {
-            // The next request began: the previous response ended with its last write.
-            emit(conn, req, status, body_size(framing, seen), last_ns, out);
-            start_message(conn, ev, out)
-        }
-        Phase::ReqHead { .. } => {
-            // The peer answered a request whose head never completed.
-            out.errors.push(DecodeError::Malformed);
-            Phase::Idle
-        }
-    };
-    if out.errors.len() > errors_before {
-        conn.failed = true;
-    }
-}
-
-fn body_size(framing: Framing, seen: u64) -> u64 {
-    match framing {
-        Framing::Length(n) => n,
-        _ => seen,
-    }
-}
-
-fn start_message(conn: &mut Conn, ev: &SockData, out: &mut Decoded) -> Phase {
-    let (data, whole) = payload(ev);
-    if http1::is_request_start(data) {
-        conn.failed = false;
-        if conn.role.is_none() {
-            conn.role = Some(if ev.direction == Direction::Recv { Role::Server } else { Role::Client });
-        }
-        if ev.direction != conn.request_dir() {
-            out.errors.push(DecodeError::Malformed);
-            return Phase::Idle;
-        }
-        return read_request_head(conn, ev, data.to_vec(), 0, whole, ev.ts_ns, ev.tid, out);
-    }
-    if http1::is_response_start(data) {
-        // The reply to a request we could not decode is already counted; otherwise we
-        // joined mid-exchange. Either way, wait for the next request.
-        if !conn.failed {
-            out.errors.push(DecodeError::MissedRequest);
-        }
-        return Phase::Idle;
-    }
-    if conn.role.is_none() {
-        // First bytes of the connection are not HTTP/1.x: not ours to decode.
-        out.errors.push(DecodeError::NotHttp);
-        return Phase::Ignored;
-    }
-    // Body bytes of a message we joined in the middle of.
-    Phase::Idle
-}
-
-/// `head` holds captured request bytes; `before` of them came from earlier events.
-#[allow(clippy::too_many_arguments)]
-fn read_request_head(
-    conn: &mut Conn,
-    ev: &SockData,
-    head: Vec<u8>,
-    before: usize,
-    whole: bool,
-    start_ns: u64,
-    tid: u32,
-    out: &mut Decoded,
-) -> Phase {
-    match http1::parse_request(&head) {
-        Ok(h) => {
-            // Body bytes that arrived in this same event.
-            let in_event = u64::from(ev.len).saturating_sub((h.len - before) as u64);
-            let (framing, len) = (h.framing, h.len);
-            let req = ReqMeta::new(h, tid, start_ns, false);
-            conn.window.clear();
-            update_window(&mut conn.window, ev, head.get(len..).unwrap_or_default(), whole);
-            if body_done(framing, in_event, &conn.window) {
-                let mut req = req;
-                req.body_size = body_size(framing, in_event);
-                Phase::RespHead { req, head: Vec::new() }
-            } else {
-                Phase::ReqBody { req, framing, seen: in_event }
-            }
-        }
-        Err(HeadError::Partial) if whole && head.len() <= MAX_HEAD => Phase::ReqHead { head, start_ns, tid },
-        // More head than was captured (a large Cookie or JWT): the request still counts, with
-        // what was read; its body is not followed (its framing header may be past the cut), the
-        // response ends it.
-        Err(HeadError::Partial) => match http1::parse_truncated_request(&head) {
-            Some(h) => {
-                out.errors.push(DecodeError::HeadersTruncated);
-                Phase::RespHead { req: ReqMeta::new(h, tid, start_ns, true), head: Vec::new() }
-            }
-            None => {
-                out.errors.push(DecodeError::HeadersTooLarge);
-                Phase::Idle
-            }
-        },
-        Err(HeadError::Malformed) => {
-            out.errors.push(DecodeError::Malformed);
-            Phase::Idle
-        }
-    }
-}
-
-fn read_response(conn: &mut Conn, ev: &SockData, req: ReqMeta, mut head: Vec<u8>, out: &mut Decoded) -> Phase {
-    let (data, whole) = payload(ev);
-    let before = head.len();
-    if before == 0 && !http1::is_response_start(data) {
-        out.errors.push(DecodeError::Malformed);
-        return Phase::Idle;
-    }
-    head.extend_from_slice(data);
-    match http1::parse_response(&head, &req.method) {
-        Ok(h) if (100..200).contains(&h.status) && h.status != 101 => {
-            // An interim response (100 Continue): the final one follows.
-            let rest = head.split_off(h.len);
-            if rest.is_empty() {
-                Phase::RespHead { req, head: Vec::new() }
-            } else {
-                let mut next = ev.clone();
-                next.len = ev.len.saturating_sub((h.len - before) as u32);
-                next.data = rest;
-                read_response(conn, &next, req, Vec::new(), out)
-            }
-        }
-        Ok(h) => {
-            let in_event = u64::from(ev.len).saturating_sub((h.len - before) as u64);
-            conn.window.clear();
-            update_window(&mut conn.window, ev, head.get(h.len..).unwrap_or_default(), whole);
-            if body_done(h.framing, in_event, &conn.window) {
-                emit(conn, req, h.status, body_size(h.framing, in_event), ev.ts_ns, out);
-                Phase::Idle
-            } else {
-                Phase::RespBody { req, status: h.status, framing: h.framing, seen: in_event, last_ns: ev.ts_ns }
-            }
-        }
-        Err(HeadError::Partial) if whole && head.len() <= MAX_HEAD => Phase::RespHead { req, head },
-        // A response head longer than was captured: its status counts; its body is taken to end
-        // with the connection or the next request.
-        Err(HeadError::Partial) => match http1::parse_truncated_response(&head, &req.method) {
-            Some(h) => {
-                out.errors.push(DecodeError::HeadersTruncated);
-                let req = ReqMeta { truncated: true, ..req };
-                Phase::RespBody { req, status: h.status, framing: h.framing, seen: 0, last_ns: ev.ts_ns }
-            }
-            None => {
-                out.errors.push(DecodeError::HeadersTooLarge);
-                Phase::Idle
-            }
-        },
-        Err(HeadError::Malformed) => {
-            out.errors.push(DecodeError::Malformed);
-            Phase::Idle
-        }
-    }
-}
-
-fn finish_on_close(conn: Conn, out: &mut Decoded) {
-    match conn.phase {
-        Phase::RespBody { ref req, status, framing, seen, last_ns } => {
-            // Only a body delimited by the close itself ends well here.
-            if framing != Framing::UntilClose {
-                out.errors.push(DecodeError::ClosedMidMessage);
-                return;
-            }
-            emit(&conn, req.clone(), status, seen, last_ns, out);
-        }
-        Phase::ReqHead { .. } | Phase::ReqBody { .. } | Phase::RespHead { .. } => {
-            out.errors.push(DecodeError::ClosedMidMessage);
-        }
-        Phase::Http2(ref h2) if h2.open_streams() > 0 => out.errors.push(DecodeError::ClosedMidMessage),
-        Phase::Idle | Phase::Ignored | Phase::Http2(_) => {}
-    }
 }
 
 #[cfg(test)]
@@ -1033,6 +785,150 @@ mod tests {
         assert_eq!(t.connections(), 1);
         t.expire(500, &mut out);
         assert_eq!(t.connections(), 0);
+        assert_eq!(out.errors, vec![DecodeError::ClosedMidMessage]);
+    }
+
+    fn summary(out: &Decoded) -> Vec<(String, u16, u64, u64)> {
+        out.requests.iter().map(|r| (r.target.clone(), r.status, r.request_body_size, r.response_body_size)).collect()
+    }
+
+    fn row(t: &str, status: u16, req: u64, resp: u64) -> (String, u16, u64, u64) {
+        (t.to_string(), status, req, resp)
+    }
+
+    #[test]
+    fn pipelined_requests_in_one_read() {
+        // Three requests in one write; answered one write each, then all in one write.
+        let reqs = b"GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\n\r\n";
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        let out = run(&[
+            ev(1, Recv, 1, reqs),
+            ev(1, Send, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"),
+            ev(1, Send, 3, chunked),
+            ev(1, Send, 4, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(summary(&out), vec![row("/a", 200, 0, 1), row("/b", 200, 3, 12), row("/c", 404, 0, 0)]);
+        let mut all = reqs.to_vec();
+        all.extend_from_slice(reqs);
+        let mut replies = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na".to_vec();
+        replies.extend_from_slice(chunked);
+        replies.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+        replies.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+        replies.extend_from_slice(chunked);
+        replies.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n");
+        let out = run(&[ev(1, Recv, 1, &all), ev(1, Send, 2, &replies)]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let want = [("/a", 200, 0, 1), ("/b", 200, 3, 12), ("/c", 204, 0, 0), ("/a", 200, 0, 2), ("/b", 200, 3, 12)];
+        let mut want: Vec<_> = want.iter().map(|w| row(w.0, w.1, w.2, w.3)).collect();
+        want.push(row("/c", 304, 0, 0));
+        assert_eq!(summary(&out), want);
+    }
+
+    #[test]
+    fn pipelined_past_the_copy_is_counted_not_guessed() {
+        let one = format!("GET /p HTTP/1.1\r\nUser-Agent: {}\r\n\r\n", "u".repeat(100));
+        let all = one.repeat(20);
+        assert!(all.len() > CAP);
+        let mut t = Tracker::new(TrackerLimits::default());
+        let mut out = Decoded::default();
+        t.on_data(&ev(1, Recv, 1, all.as_bytes()), &mut out);
+        // The requests copied whole, and the one the copy cut (reported as truncated).
+        let seen = CAP / one.len() + 1;
+        for i in 0..20 {
+            t.on_data(&ev(1, Send, 2 + i as u64, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), &mut out);
+        }
+        assert_eq!(out.requests.len(), seen);
+        assert_eq!(out.errors, vec![DecodeError::HeadersTruncated, DecodeError::Uncaptured]);
+    }
+
+    #[test]
+    fn expect_continue_body_counts_once() {
+        let out = run(&[
+            ev(1, Recv, 1, b"PUT /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n"),
+            ev(1, Send, 2, b"HTTP/1.1 100 Continue\r\n\r\n"),
+            ev(1, Recv, 3, b"0123456789"),
+            ev(1, Send, 4, b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"),
+            ev(1, Recv, 5, b"PUT /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"),
+            ev(1, Send, 6, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            ev(1, Recv, 7, b"abcd"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        // The second reply came whole before its body: its body size is what had arrived.
+        assert_eq!(summary(&out), vec![row("/up", 201, 10, 2), row("/up", 200, 0, 0)]);
+    }
+
+    #[test]
+    fn answered_before_its_body_then_the_next_request() {
+        let out = run(&[
+            ev(1, Recv, 1, b"POST /big HTTP/1.1\r\nContent-Length: 1000000\r\n\r\nxxxx"),
+            ev(1, Send, 2, b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n"),
+            ev(1, Recv, 3, b"GET /next HTTP/1.1\r\n\r\n"),
+            ev(1, Send, 4, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(summary(&out), vec![row("/big", 413, 4, 0), row("/next", 200, 0, 0)]);
+    }
+
+    #[test]
+    fn upgrade_ends_http_decoding() {
+        let out = run(&[
+            ev(1, Recv, 1, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+            ev(1, Send, 2, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02hi"),
+            ev(1, Recv, 3, b"\x81\x82abcdGET / HTTP/1.1\r\n\r\n"),
+            ev(1, Send, 4, b"\x81\x02hi"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(summary(&out), vec![row("/ws", 101, 0, 0)]);
+    }
+
+    #[test]
+    fn event_loop_serving_several_requests_links_no_call() {
+        // One thread (an asyncio loop) reads two requests, then makes a call: which request
+        // made it is unknown, so it is not linked. Once one request is answered, a call
+        // belongs to the other.
+        let mut t = Tracker::new(TrackerLimits::default());
+        let mut out = Decoded::default();
+        for e in [
+            ev(1, Recv, 1, b"GET /one HTTP/1.1\r\n\r\n"),
+            ev(3, Recv, 2, b"GET /two HTTP/1.1\r\n\r\n"),
+            ev(2, Send, 3, b"GET /down HTTP/1.1\r\n\r\n"),
+            ev(2, Recv, 4, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            ev(1, Send, 5, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            ev(4, Send, 6, b"GET /down HTTP/1.1\r\n\r\n"),
+            ev(4, Recv, 7, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            ev(3, Send, 8, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ] {
+            t.on_data(&e, &mut out);
+        }
+        let [unknown, one, known, two] = &out.requests[..] else { panic!("{:?}", out.requests) };
+        assert_eq!((one.target.as_str(), two.target.as_str()), ("/one", "/two"));
+        assert!(!unknown.trace.has_parent(), "linked to one of two requests in flight");
+        assert_ne!(unknown.trace.trace_id, one.trace.trace_id);
+        assert_ne!(unknown.trace.trace_id, two.trace.trace_id);
+        assert_eq!(out.unlinked_calls, 1);
+        assert_eq!(known.trace.parent_span_id, two.trace.span_id);
+        assert_eq!(known.trace.trace_id, two.trace.trace_id);
+    }
+
+    #[test]
+    fn a_request_lost_with_its_connection_does_not_hold_its_thread() {
+        // A request whose connection closed unanswered no longer counts as being served.
+        let mut t = Tracker::new(TrackerLimits::default());
+        let mut out = Decoded::default();
+        t.on_data(&ev(1, Recv, 1, b"GET /gone HTTP/1.1\r\n\r\n"), &mut out);
+        t.on_close(7, 1, &mut out);
+        for e in [
+            ev(3, Recv, 2, b"GET /live HTTP/1.1\r\n\r\n"),
+            ev(2, Send, 3, b"GET /down HTTP/1.1\r\n\r\n"),
+            ev(2, Recv, 4, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            ev(3, Send, 5, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ] {
+            t.on_data(&e, &mut out);
+        }
+        let [call, live] = &out.requests[..] else { panic!("{:?}", out.requests) };
+        assert_eq!(call.trace.parent_span_id, live.trace.span_id);
+        assert_eq!(out.unlinked_calls, 0);
         assert_eq!(out.errors, vec![DecodeError::ClosedMidMessage]);
     }
 }

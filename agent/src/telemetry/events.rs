@@ -23,6 +23,13 @@ impl Internal {
         }
     }
 
+    pub fn client_calls_unlinked(&self, calls: u32) {
+        if calls > 0 {
+            tracing::trace!(calls, "Client calls made while their thread served several requests: not linked.");
+            self.unlinked_calls.inc_by(u64::from(calls));
+        }
+    }
+
     pub fn batch_dropped(&self, channel: &'static str) {
         tracing::warn!(channel, "Pipeline channel full; batch dropped.");
         self.channel_drops.get_or_create(&vec![("channel", channel.to_string())]).inc();

@@ -32,6 +32,8 @@ pub struct Internal {
     pub requests: Family<Labels, Counter>,
     /// Client spans whose written `traceparent` names another trace than the exported one.
     pub trace_mismatches: Counter,
+    /// Client calls made by a thread serving several requests at once: left unlinked.
+    pub unlinked_calls: Counter,
     pub channel_drops: Family<Labels, Counter>,
     pub export_errors: Family<Labels, Counter>,
     pub otel: OtelStats,
@@ -49,6 +51,7 @@ impl Internal {
             go_processes: Gauge::default(),
             requests: Family::default(),
             trace_mismatches: Counter::default(),
+            unlinked_calls: Counter::default(),
             channel_drops: Family::default(),
             export_errors: Family::default(),
             otel: OtelStats::default(),
@@ -93,6 +96,11 @@ impl Internal {
             "beyla_propagated_trace_mismatches",
             "Client spans exported in another trace than the traceparent the Go probes wrote into the call",
             t.trace_mismatches.clone(),
+        );
+        registry.register(
+            "beyla_unlinked_client_calls",
+            "Client calls made by a thread serving several requests at once (an event loop): not linked to any of them",
+            t.unlinked_calls.clone(),
         );
         registry.register(
             "beyla_channel_drops",

@@ -473,6 +473,11 @@ impl Connection {
         self.streams.len()
     }
 
+    /// The trace contexts of the streams still open.
+    pub fn traces(&self) -> impl Iterator<Item = crate::decode::TraceContext> + '_ {
+        self.streams.values().filter_map(|ex| ex.trace)
+    }
+
     pub fn exchange_mut(&mut self, stream: u32) -> Option<&mut Exchange> {
         self.streams.get_mut(&stream)
     }

@@ -1,6 +1,9 @@
 //! HTTP/1.x message heads, parsed with `httparse`, and the framing rules (RFC 9112 §6) that say
 //! where a message body ends.
 
+pub mod chunked;
+pub mod conn;
+
 /// Heads larger than this are not reassembled: such traffic is counted as an error.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Header lines parsed per head (browsers and API gateways send 90-100).
@@ -151,11 +154,6 @@ pub fn parse_truncated_response(buf: &[u8], request_method: &str) -> Option<Resp
     Some(h)
 }
 
-/// Whether a chunked body ends in `window` (the last bytes seen of the message).
-pub fn ends_chunked(window: &[u8]) -> bool {
-    window.ends_with(b"0\r\n\r\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,7 +234,5 @@ mod tests {
         assert!(!is_request_start(b""));
         assert!(is_response_start(b"HTTP/1.1 200 OK"));
         assert!(!is_response_start(b"HTTP/2"));
-        assert!(ends_chunked(b"abc\r\n0\r\n\r\n"));
-        assert!(!ends_chunked(b"abc\r\n"));
     }
 }
