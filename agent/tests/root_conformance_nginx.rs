@@ -11,10 +11,14 @@
 //!
 //! - request heads larger than what one event copies (2 KiB): a 2.5-8 KB `Cookie`, or 100
 //!   headers, as browsers and API clients send (nginx reads a head 1 KiB first, then the rest).
+//! - pipelined requests (three in one write), and `curl` uploads with `Expect: 100-continue`
+//!   proxied to Python's `http.server` (nginx answers `100 Continue`, reads the body, then
+//!   sends it upstream: a client call of nginx's own).
 //!
 //! Before the capture copied vectored writes across their pieces and kept their last bytes,
 //! the agent counted 2 of 10 and 2 of 15 here, the first with the sizes of several responses;
-//! the large heads were dropped (`headers_too_large`).
+//! the large heads were dropped (`headers_too_large`); 1 of 3 pipelined requests was counted,
+//! and the uploads' body sizes summed to 6.2 MB instead of 3.1 MB.
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -41,9 +45,9 @@ impl Drop for Nginx {
     }
 }
 
-/// nginx serving `www` on `port` (gzip on, `/proxy/` to the upstream on `upstream`), master and
-/// one worker, in the foreground.
-fn start_nginx(dir: &Path, port: u16, upstream: u16) -> Nginx {
+/// nginx serving `www` on `port` (gzip on, `/proxy/` to the upstream on `upstream`, and the
+/// `extra` locations), master and one worker, in the foreground.
+fn start_nginx(dir: &Path, port: u16, upstream: u16, extra: &str) -> Nginx {
     let nginx = ["/usr/sbin/nginx", "/sbin/nginx"].iter().map(PathBuf::from).find(|p| p.exists());
     let nginx = nginx.unwrap_or_else(|| panic!("nginx missing: run scripts/setup.sh (Debian package nginx)"));
     for sub in ["www", "tmp", "logs"] {
@@ -58,7 +62,7 @@ fn start_nginx(dir: &Path, port: u16, upstream: u16) -> Nginx {
          \x20 fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
          \x20 gzip on;\n  gzip_min_length 100;\n  gzip_types text/plain;\n\
          \x20 server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
-         \x20   location /proxy/ {{ proxy_pass http://127.0.0.1:{upstream}/; }}\n  }}\n}}\n"
+         \x20   location /proxy/ {{ proxy_pass http://127.0.0.1:{upstream}/; }}\n    {extra}\n  }}\n}}\n"
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     let child = Command::new(&nginx)
@@ -88,6 +92,11 @@ struct Setup {
 }
 
 fn setup(tag: &str, patterns: &str) -> Setup {
+    setup_with(tag, patterns, "")
+}
+
+/// `setup` with `extra` locations in nginx's server block.
+fn setup_with(tag: &str, patterns: &str, extra: &str) -> Setup {
     require_root();
     let dir = std::env::temp_dir().join(format!("beyla-nginx-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -99,7 +108,7 @@ fn setup(tag: &str, patterns: &str) -> Setup {
          routes:\n  patterns: {patterns}\n"
     );
     let (agent, log) = start_agent(&yaml, &[], &format!("nginx-{tag}"));
-    let nginx = start_nginx(&dir, port, close_delimited_upstream());
+    let nginx = start_nginx(&dir, port, close_delimited_upstream(), extra);
     // Both nginx processes (master and worker) hold the listening socket.
     wait_instrumented(mport, 2.0, &log);
     Setup { dir, port, mport, log, _procs: (nginx, agent) }
@@ -282,5 +291,78 @@ fn root_conformance_nginx_large_request_heads() {
     let truncated = reason("headers_truncated");
     assert!((1.0..=3.0).contains(&truncated), "headers_truncated {truncated}\n{}", dump());
     assert_eq!(sum(&internal, "beyla_decode_errors_total", &[]), truncated, "{}", dump());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn root_conformance_nginx_pipelined_and_uploads() {
+    let upstream = free_port();
+    let _python = {
+        let child = Command::new("python3")
+            .arg(repo().join("agent/tests/conformance/stdlib_server.py"))
+            .arg(upstream.to_string())
+            .spawn()
+            .expect("starting python3");
+        let up = wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", upstream)).is_ok());
+        assert!(up, "python3 http.server did not listen on {upstream}");
+        Proc { child, name: "http.server".into() }
+    };
+    let extra = format!("location = /upload {{ client_max_body_size 8m; proxy_pass http://127.0.0.1:{upstream}; }}");
+    let Setup { dir, port, mport, log, _procs } = setup_with("pipelined", "[\"/item/{n}\", \"/upload\"]", &extra);
+    std::fs::create_dir_all(dir.join("www/item")).unwrap();
+    let mut sizes = 0u64;
+    for n in 1..=15u64 {
+        std::fs::write(dir.join(format!("www/item/{n}")), "p".repeat(n as usize * 10)).unwrap();
+    }
+
+    // Five keep-alive connections, each with three requests in one write.
+    for c in 0..5u64 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let n: Vec<u64> = (1..=3).map(|i| 3 * c + i).collect();
+        let batch: String = n.iter().map(|n| format!("GET /item/{n} HTTP/1.1\r\nHost: nginx\r\n\r\n")).collect();
+        s.write_all(batch.as_bytes()).unwrap();
+        for want in &n {
+            let (status, body) = read_response(&mut s);
+            assert_eq!((status, body.len() as u64), (200, want * 10));
+            sizes += want * 10;
+        }
+    }
+    // Three 1 MiB uploads that wait for `100 Continue`.
+    let file = dir.join("upload.bin");
+    std::fs::write(&file, vec![b'u'; 1 << 20]).unwrap();
+    for _ in 0..3 {
+        let out = Command::new("curl")
+            .args(["-s", "-H", "Expect: 100-continue", "-T"])
+            .arg(&file)
+            .arg(format!("http://127.0.0.1:{port}/upload"))
+            .output()
+            .expect("running curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), (1 << 20).to_string());
+    }
+
+    let server = |route| [("http_route", route)];
+    let count = |m: &[Sample], name: &str, route| sum(m, name, &server(route));
+    let (srv, cli) = ("http_server_request_duration_seconds_count", "http_client_request_duration_seconds_count");
+    let done = wait_for(Duration::from_secs(20), || {
+        let m = scrape(mport, "/metrics");
+        count(&m, srv, "/item/{n}") >= 15.0 && count(&m, srv, "/upload") >= 3.0 && sum(&m, cli, &[]) >= 3.0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let m = scrape(mport, "/metrics");
+    let dump = || dump(mport, &log);
+    assert!(done, "not all counted:\n{}", dump());
+    assert_eq!(count(&m, srv, "/item/{n}"), 15.0, "{}", dump());
+    assert_eq!(sum(&m, srv, &[("http_route", "/upload"), ("http_response_status_code", "201")]), 3.0, "{}", dump());
+    assert_eq!(sum(&m, srv, &[]), 18.0, "{}", dump());
+    assert_eq!(sum(&m, cli, &[("http_response_status_code", "201")]), 3.0, "{}", dump());
+    assert_eq!(sum(&m, cli, &[]), 3.0, "{}", dump());
+    let bytes = |name: &str, want: &[(&str, &str)]| sum(&m, name, want);
+    assert_eq!(bytes("http_server_response_body_size_bytes_sum", &server("/item/{n}")), sizes as f64, "{}", dump());
+    let mib3 = f64::from(3 << 20);
+    assert_eq!(bytes("http_server_request_body_size_bytes_sum", &server("/upload")), mib3, "{}", dump());
+    assert_eq!(bytes("http_client_request_body_size_bytes_sum", &[]), mib3, "{}", dump());
+    let internal = scrape(mport, "/internal/metrics");
+    assert_eq!(sum(&internal, "beyla_decode_errors_total", &[]), 0.0, "{}", dump());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -854,8 +854,8 @@ mod tests {
             ev(1, Recv, 7, b"abcd"),
         ]);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
-        // The second reply came whole before its body: its body size is what had arrived.
-        assert_eq!(summary(&out), vec![row("/up", 201, 10, 2), row("/up", 200, 0, 0)]);
+        // The second reply came whole before its body: reported once the body was read.
+        assert_eq!(summary(&out), vec![row("/up", 201, 10, 2), row("/up", 200, 4, 0)]);
     }
 
     #[test]
@@ -868,6 +868,17 @@ mod tests {
         ]);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(summary(&out), vec![row("/big", 413, 4, 0), row("/next", 200, 0, 0)]);
+        // The client sends the rest of the body anyway: it counts, then the next request.
+        let out = run(&[
+            ev(1, Recv, 1, b"POST /big HTTP/1.1\r\nContent-Length: 10\r\n\r\nxxxx"),
+            ev(1, Send, 2, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+            ev(1, Recv, 3, b"yyyyyy"),
+            ev(1, Recv, 4, b"GET /next HTTP/1.1\r\n\r\n"),
+            ev(1, Send, 5, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(summary(&out), vec![row("/big", 201, 10, 0), row("/next", 200, 0, 0)]);
+        assert_eq!((out.requests[0].start_ns, out.requests[0].end_ns), (1, 2));
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub struct Http1 {
     queue: VecDeque<ReqMeta>,
     /// The last message failed to decode: its reply is expected, not a missed request.
     failed: bool,
+    /// Answered before its body was all read (a `return` in nginx, a 413): reported when the
+    /// body ends, the next request starts or the connection closes, so that its body size
+    /// is the body's.
+    answered_early: Option<Box<Exchange>>,
 }
 
 /// The direction requests travel for a connection in `role` (not yet known: either).
@@ -166,7 +170,10 @@ impl Http1 {
 
     /// Nothing read that is not finished.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty() && matches!(self.req, ReqSide::Idle) && matches!(self.resp, RespSide::Idle)
+        self.queue.is_empty()
+            && self.answered_early.is_none()
+            && matches!(self.req, ReqSide::Idle)
+            && matches!(self.resp, RespSide::Idle)
     }
 
     pub fn has_waiting(&self) -> bool {
@@ -223,16 +230,23 @@ impl Http1 {
             let span = Span { captured, len: len - pos, tail: &ev.tail };
             match std::mem::take(&mut self.req) {
                 // Answered before its body ended, and the client moved on.
-                ReqSide::Body { attached: false, .. } if pos == 0 && super::is_request_start(captured) => {}
+                ReqSide::Body { attached: false, .. } if pos == 0 && super::is_request_start(captured) => {
+                    out.done.extend(self.answered_early.take().map(|b| *b));
+                }
                 ReqSide::Body { mut body, attached } => {
                     let end = body.feed(span);
-                    if attached {
-                        if let Some(r) = self.queue.back_mut() {
-                            r.body_size = body.seen;
-                        }
+                    let owner = match (attached, &mut self.answered_early) {
+                        (true, _) => self.queue.back_mut(),
+                        (false, early) => early.as_mut().map(|ex| &mut ex.req),
+                    };
+                    if let Some(r) = owner {
+                        r.body_size = body.seen;
                     }
                     match end {
-                        Some(used) => pos += used,
+                        Some(used) => {
+                            pos += used;
+                            out.done.extend(self.answered_early.take().map(|b| *b));
+                        }
                         None => {
                             self.req = ReqSide::Body { body, attached };
                             return;
@@ -427,13 +441,21 @@ impl Http1 {
     /// The oldest request got its whole response.
     fn answer(&mut self, status: u16, response_body_size: u64, end_ns: u64, out: &mut Output) {
         let Some(req) = self.queue.pop_front() else { return };
-        out.done.push(Exchange { req, status, response_body_size, end_ns });
-        if self.queue.is_empty() {
-            match &mut self.req {
-                ReqSide::Body { attached, .. } => *attached = false,
-                ReqSide::Unknown => self.req = ReqSide::Idle,
-                _ => {}
+        let ex = Exchange { req, status, response_body_size, end_ns };
+        if !self.queue.is_empty() {
+            out.done.push(ex);
+            return;
+        }
+        match &mut self.req {
+            ReqSide::Body { attached: attached @ true, .. } => {
+                *attached = false;
+                out.done.extend(self.answered_early.replace(Box::new(ex)).map(|b| *b));
             }
+            ReqSide::Unknown => {
+                self.req = ReqSide::Idle;
+                out.done.push(ex);
+            }
+            _ => out.done.push(ex),
         }
     }
 
@@ -459,6 +481,7 @@ impl Http1 {
     /// The connection closed: a response without a length ends here; anything else still
     /// waiting is lost.
     pub fn close(mut self, out: &mut Output, errors: &mut Vec<DecodeError>) {
+        out.done.extend(self.answered_early.take().map(|b| *b));
         if let RespSide::Body { status, body: Body { framing: Framing::UntilClose, seen, .. }, last_ns } = self.resp {
             self.resp = RespSide::Idle;
             self.answer(status, seen, last_ns, out);
