@@ -18,6 +18,7 @@ PKGS=(
   python3-pip                                        # scripts/py-install.sh: PyPI tools (pip --target)
   wrk curl                                           # load and requests
   nginx                                              # root_conformance_nginx: a real server nobody here wrote
+  nghttp2-client                                     #   h2load, its HTTP/2 load generator
   prometheus                                         # real Prometheus server for the e2e test
   iproute2 procps
   qemu-system-x86 busybox-static cpio xz-utils kmod   # vm-tests: Debian kernels under QEMU

@@ -438,12 +438,20 @@ fn root_capture_vectored_writes_keep_order_and_tail() {
     let small =
         [IoSlice::new(b"GET /a"), IoSlice::new(b" HTTP/1.1\r\n"), IoSlice::new(b"Host: x\r\n"), IoSlice::new(b"\r\n")];
     assert_eq!(sendmsg::<()>(client.as_raw_fd(), &small, &[], MsgFlags::empty(), None).unwrap(), 28);
-    let mut got = vec![0u8; total + 28];
+    // Sixteen pieces (nginx writes HTTP/2 frames as a header and a payload each, five pieces
+    // before a response's header block): all copied, in order.
+    let many: Vec<Vec<u8>> = (0..16u8).map(|i| vec![b'a' + i; 1 + usize::from(i) * 9]).collect();
+    let many_iov: Vec<IoSlice> = many.iter().map(|p| IoSlice::new(p)).collect();
+    let many_total: usize = many.iter().map(Vec::len).sum();
+    assert!(many_total < 2048);
+    assert_eq!(nix::sys::uio::writev(&client, &many_iov).unwrap(), many_total);
+    let mut got = vec![0u8; total + 28 + many_total];
     server.read_exact(&mut got).unwrap();
 
     let events = cap.collect(port, Duration::from_millis(500));
     let sends: Vec<_> = events.iter().filter(|e| e.direction == Direction::Send).collect();
-    assert_eq!(sends.len(), 2, "{:?}", sends.iter().map(|e| e.len).collect::<Vec<_>>());
+    assert_eq!(sends.len(), 3, "{:?}", sends.iter().map(|e| e.len).collect::<Vec<_>>());
+    assert_eq!(sends[2].data, many.concat(), "sixteen pieces, in order");
     let (big, small) = (sends[0], sends[1]);
     assert_eq!(big.len as usize, total);
     let mut want = Vec::new();

@@ -11,6 +11,9 @@
 //!
 //! - request heads larger than what one event copies (2 KiB): a 2.5-8 KB `Cookie`, or 100
 //!   headers, as browsers and API clients send (nginx reads a head 1 KiB first, then the rest).
+//! - HTTP/2 over cleartext (`listen ... http2`, prior knowledge) from curl and `h2load` (10
+//!   streams at once per connection): nginx writes its first response's header block as the
+//!   fifth piece of a writev (after SETTINGS, WINDOW_UPDATE, SETTINGS ack and the frame header).
 //! - pipelined requests (three in one write), and `curl` uploads with `Expect: 100-continue`
 //!   proxied to Python's `http.server` (nginx answers `100 Continue`, reads the body, then
 //!   sends it upstream: a client call of nginx's own).
@@ -18,7 +21,9 @@
 //! Before the capture copied vectored writes across their pieces and kept their last bytes,
 //! the agent counted 2 of 10 and 2 of 15 here, the first with the sizes of several responses;
 //! the large heads were dropped (`headers_too_large`); 1 of 3 pipelined requests was counted,
-//! and the uploads' body sizes summed to 6.2 MB instead of 3.1 MB.
+//! and the uploads' body sizes summed to 6.2 MB instead of 3.1 MB. Before vectored transfers
+//! were copied across 16 pieces (4 before), 0 of 40 HTTP/2 requests were counted
+//! (`http2_desync`).
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -362,6 +367,58 @@ fn root_conformance_nginx_pipelined_and_uploads() {
     let mib3 = f64::from(3 << 20);
     assert_eq!(bytes("http_server_request_body_size_bytes_sum", &server("/upload")), mib3, "{}", dump());
     assert_eq!(bytes("http_client_request_body_size_bytes_sum", &[]), mib3, "{}", dump());
+    let internal = scrape(mport, "/internal/metrics");
+    assert_eq!(sum(&internal, "beyla_decode_errors_total", &[]), 0.0, "{}", dump());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `h2load` (Debian's nghttp2-client): `n` requests over `c` connections, `m` streams at once
+/// on each, all answered 2xx.
+fn h2load(url: &str, n: u32, c: u32, m: u32) {
+    let out = Command::new("h2load")
+        .args(["-n", &n.to_string(), "-c", &c.to_string(), "-m", &m.to_string(), url])
+        .output()
+        .unwrap_or_else(|e| panic!("h2load missing: run scripts/setup.sh (nghttp2-client): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("status codes: {n} 2xx")), "h2load {url}:\n{text}");
+}
+
+#[test]
+fn root_conformance_nginx_h2c() {
+    let h2 = free_port();
+    let extra = format!("listen 127.0.0.1:{h2} http2;");
+    let Setup { dir, mport, log, _procs, .. } = setup_with("h2c", "[\"/h2/{file}\"]", &extra);
+    std::fs::create_dir_all(dir.join("www/h2")).unwrap();
+    std::fs::write(dir.join("www/h2/small.txt"), "s".repeat(300)).unwrap();
+    std::fs::write(dir.join("www/h2/other.txt"), "o".repeat(1200)).unwrap();
+
+    for _ in 0..3 {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--http2-prior-knowledge"])
+            .arg(format!("http://127.0.0.1:{h2}/h2/small.txt"))
+            .output()
+            .expect("running curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2");
+    }
+    h2load(&format!("http://127.0.0.1:{h2}/h2/small.txt"), 30, 1, 10);
+    h2load(&format!("http://127.0.0.1:{h2}/h2/other.txt"), 20, 2, 5);
+
+    let count = |m: &[Sample]| sum(m, "http_server_request_duration_seconds_count", &[("http_route", "/h2/{file}")]);
+    let done = wait_for(Duration::from_secs(20), || count(&scrape(mport, "/metrics")) >= 53.0);
+    std::thread::sleep(Duration::from_secs(2));
+    let m = scrape(mport, "/metrics");
+    let dump = || dump(mport, &log);
+    assert!(done, "not all counted:\n{}", dump());
+    assert_eq!(count(&m), 53.0, "{}", dump());
+    assert_eq!(
+        sum(&m, "http_server_request_duration_seconds_count", &[("http_response_status_code", "200")]),
+        53.0,
+        "{}",
+        dump()
+    );
+    // DATA payloads: the files' bytes.
+    let body = sum(&m, "http_server_response_body_size_bytes_sum", &[("http_route", "/h2/{file}")]);
+    assert_eq!(body, f64::from(33 * 300 + 20 * 1200), "{}", dump());
     let internal = scrape(mport, "/internal/metrics");
     assert_eq!(sum(&internal, "beyla_decode_errors_total", &[]), 0.0, "{}", dump());
     let _ = std::fs::remove_dir_all(&dir);

@@ -66,13 +66,12 @@ static __always_inline __u32 copy_plain(struct sock_event *e, __u64 buf, __u64 l
 	return captured;
 }
 
-/* iovecs walked per vectored transfer (writev, sendmsg, readv, recvmsg) for its tail, and
- * copied in order for its payload. Real servers write a message in pieces: nginx a chunked
- * response as head, chunk size, data, CRLF and last chunk; grpcio a frame header apart from
- * its payload; libuv headers apart from the body. The payload copy stops at COPY_IOVECS: each
- * copy at an offset that depends on the ones before multiplies the verifier's work. */
+/* iovecs walked per vectored transfer (writev, sendmsg, readv, recvmsg) for its payload, copied
+ * in order, and for its tail. Real servers write a message in pieces: nginx a chunked response
+ * as head, chunk size, data, CRLF and last chunk, and its HTTP/2 frames as SETTINGS, WINDOW_UPDATE,
+ * SETTINGS ack, HEADERS frame header and header block (five iovecs before the first request's
+ * headers); grpcio a frame header apart from its payload; libuv headers apart from the body. */
 #define MAX_IOVECS 16
-#define COPY_IOVECS 4
 
 /* Copies n (<= TAIL_LEN - off) bytes from user address src to e->tail[off..]; 1 on success. */
 static __always_inline int copy_tail(struct sock_event *e, __u32 off, __u64 src, __u64 n)
@@ -113,13 +112,19 @@ static __always_inline void copy_iovec_tail(struct sock_event *e, __u64 iov_ptr,
 }
 
 /* Copies the first CAPTURE_MAX of the len bytes a vectored transfer moved through the iov_cnt
- * iovecs at iov_ptr, in order across them (up to COPY_IOVECS, and up to an unreadable one), and
- * its tail when the copy does not reach its end; returns the bytes copied. */
+ * iovecs at iov_ptr, in order across them (up to MAX_IOVECS, and up to an unreadable one), and
+ * its tail when the copy does not reach its end; returns the bytes copied.
+ * The running counts live in the event (map memory), not in registers: the verifier does not
+ * track values in map memory, so every way through an iteration reaches the next one in the same
+ * state and is pruned there. Kept in registers, each combination of earlier branches was a state
+ * of its own (4 iovecs loaded; 6 exceeded the verifier's million instructions). */
 static __always_inline __u32 copy_iovecs(struct sock_event *e, __u64 iov_ptr, __u64 iov_cnt, __u64 len)
 {
-	__u32 captured = 0;
-	__u64 left = len;
-	for (int i = 0; i < COPY_IOVECS; i++) {
+	e->captured = 0;
+	e->walk_left = len;
+	for (int i = 0; i < MAX_IOVECS; i++) {
+		__u32 captured = e->captured;
+		__u32 left = e->walk_left;
 		if (i >= iov_cnt || left == 0 || captured >= CAPTURE_MAX)
 			break;
 		struct iovec iov;
@@ -127,11 +132,13 @@ static __always_inline __u32 copy_iovecs(struct sock_event *e, __u64 iov_ptr, __
 			break;
 		__u64 want = iov.iov_len < left ? iov.iov_len : left;
 		__u32 got = copy_user(e, captured, (__u64)iov.iov_base, want);
-		captured += got;
-		left -= want;
+		e->captured = captured + got;
+		e->walk_left = left - want;
 		if (got < want)
 			break;
 	}
+	__u32 captured = e->captured;
+	e->walk_left = 0;
 	if (len > captured && len >= TAIL_LEN)
 		copy_iovec_tail(e, iov_ptr, iov_cnt, len);
 	return captured;
