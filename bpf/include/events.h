@@ -57,7 +57,7 @@ struct sock_event {
 	struct conn_tuple conn;
 	__u32 captured; /* valid bytes in data */
 	__u8 tail[TAIL_LEN];
-	__u32 walk_left; /* BPF-side working value while copying (bytes not walked yet); ignored */
+	__u8 _pad1[4];
 	__u8 data[CAPTURE_MAX];
 };
 

@@ -9,6 +9,9 @@
 #include "maps/events.h"
 #include "helpers.h"
 
+/* A load the compiler cannot replace by a value it kept in a register (see struct iovec_walk). */
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+
 /* Copies up to `want` bytes from user address src to e->data[off..]; returns bytes copied. */
 static __always_inline __u32 copy_user(struct sock_event *e, __u32 off, __u64 src, __u64 want)
 {
@@ -68,10 +71,11 @@ static __always_inline __u32 copy_plain(struct sock_event *e, __u64 buf, __u64 l
 
 /* iovecs walked per vectored transfer (writev, sendmsg, readv, recvmsg) for its payload, copied
  * in order, and for its tail. Real servers write a message in pieces: nginx a chunked response
- * as head, chunk size, data, CRLF and last chunk, and its HTTP/2 frames as SETTINGS, WINDOW_UPDATE,
- * SETTINGS ack, HEADERS frame header and header block (five iovecs before the first request's
- * headers); grpcio a frame header apart from its payload; libuv headers apart from the body. */
-#define MAX_IOVECS 16
+ * as head, chunk size, data, CRLF and last chunk, and its HTTP/2 frames as a header and a
+ * payload each (the first response's header block is the fifth piece); grpcio a gRPC request
+ * in 22 pieces; libuv headers apart from the body. A walk costs the verifier a fixed amount per
+ * iovec (about 480 instructions; see struct iovec_walk). */
+#define MAX_IOVECS 64
 
 /* Copies n (<= TAIL_LEN - off) bytes from user address src to e->tail[off..]; 1 on success. */
 static __always_inline int copy_tail(struct sock_event *e, __u32 off, __u64 src, __u64 n)
@@ -85,62 +89,73 @@ static __always_inline int copy_tail(struct sock_event *e, __u32 off, __u64 src,
 	return !bpf_probe_read_user(&e->tail[off], n, (void *)src);
 }
 
-/* Fills e->tail with the last TAIL_LEN of the len bytes a vectored transfer moved through the
- * iov_cnt iovecs at iov_ptr (they may span iovecs), unless its end lies past MAX_IOVECS
- * iovecs or cannot be read. A loop of its own, whose two ways through (an iovec in the tail or
- * not) leave the same state, so the verifier's work stays linear in MAX_IOVECS. */
-static __always_inline void copy_iovec_tail(struct sock_event *e, __u64 iov_ptr, __u64 iov_cnt, __u64 len)
+/* The scratch's iovec walk state (see struct iovec_walk). */
+static __always_inline struct iovec_walk *iovec_walk(void)
 {
-	__u64 pos = 0; /* bytes of the transfer in the iovecs before this one */
-	__u64 tail_from = len - TAIL_LEN;
+	__u32 zero = 0;
+	struct event_scratch *scratch = bpf_map_lookup_elem(&event_scratch, &zero);
+	return scratch ? &scratch->walk : 0;
+}
+
+/* Fills e->tail with the last TAIL_LEN of the w->len bytes a vectored transfer moved through
+ * its iovecs (they may span iovecs), unless its end lies past MAX_IOVECS iovecs or cannot be
+ * read. */
+static __always_inline void copy_iovec_tail(struct sock_event *e, struct iovec_walk *w)
+{
+	w->pos = 0;
 	for (int i = 0; i < MAX_IOVECS; i++) {
-		if (i >= iov_cnt || pos >= len)
+		__u64 pos = READ_ONCE(w->pos), len = READ_ONCE(w->len);
+		if (i >= READ_ONCE(w->iov_cnt) || pos >= len)
 			break;
 		struct iovec iov;
-		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iov_ptr + i * sizeof(iov))))
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(READ_ONCE(w->iov_ptr) + i * sizeof(iov))))
 			return;
 		__u64 n = iov.iov_len < len - pos ? iov.iov_len : len - pos;
+		__u64 tail_from = len - TAIL_LEN;
 		if (n && pos + n > tail_from) {
 			__u64 start = pos > tail_from ? pos : tail_from;
 			if (!copy_tail(e, start - tail_from, (__u64)iov.iov_base + (start - pos), pos + n - start))
 				return;
 		}
-		pos += n;
+		w->pos = pos + n;
 	}
-	if (pos >= len)
+	if (w->pos >= w->len)
 		e->tail_len = TAIL_LEN;
 }
 
 /* Copies the first CAPTURE_MAX of the len bytes a vectored transfer moved through the iov_cnt
  * iovecs at iov_ptr, in order across them (up to MAX_IOVECS, and up to an unreadable one), and
- * its tail when the copy does not reach its end; returns the bytes copied.
- * The running counts live in the event (map memory), not in registers: the verifier does not
- * track values in map memory, so every way through an iteration reaches the next one in the same
- * state and is pruned there. Kept in registers, each combination of earlier branches was a state
- * of its own (4 iovecs loaded; 6 exceeded the verifier's million instructions). */
+ * its tail when the copy does not reach its end; returns the bytes copied. */
 static __always_inline __u32 copy_iovecs(struct sock_event *e, __u64 iov_ptr, __u64 iov_cnt, __u64 len)
 {
-	e->captured = 0;
-	e->walk_left = len;
+	struct iovec_walk *w = iovec_walk();
+	if (!w)
+		return 0;
+	w->iov_ptr = iov_ptr;
+	w->iov_cnt = iov_cnt;
+	w->len = len;
+	w->pos = 0;
+	w->captured = 0;
 	for (int i = 0; i < MAX_IOVECS; i++) {
-		__u32 captured = e->captured;
-		__u32 left = e->walk_left;
-		if (i >= iov_cnt || left == 0 || captured >= CAPTURE_MAX)
+		__u64 captured = READ_ONCE(w->captured), pos = READ_ONCE(w->pos), len = READ_ONCE(w->len);
+		if (i >= READ_ONCE(w->iov_cnt) || pos >= len || captured >= CAPTURE_MAX)
 			break;
 		struct iovec iov;
-		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iov_ptr + i * sizeof(iov))))
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(READ_ONCE(w->iov_ptr) + i * sizeof(iov))))
 			break;
+		__u64 left = len - pos;
 		__u64 want = iov.iov_len < left ? iov.iov_len : left;
 		__u32 got = copy_user(e, captured, (__u64)iov.iov_base, want);
-		e->captured = captured + got;
-		e->walk_left = left - want;
+		w->captured = captured + got;
+		w->pos = pos + want;
 		if (got < want)
 			break;
 	}
-	__u32 captured = e->captured;
-	e->walk_left = 0;
-	if (len > captured && len >= TAIL_LEN)
-		copy_iovec_tail(e, iov_ptr, iov_cnt, len);
+	__u64 captured = READ_ONCE(w->captured);
+	if (captured > CAPTURE_MAX)
+		return 0;
+	if (READ_ONCE(w->len) > captured && READ_ONCE(w->len) >= TAIL_LEN)
+		copy_iovec_tail(e, w);
 	return captured;
 }
 

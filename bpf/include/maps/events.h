@@ -19,7 +19,21 @@ struct {
 /* Scratch space to build one sock_event (too large for the 512-byte BPF stack). The spare
  * bytes after it let the verifier accept a copy of up to CAPTURE_MAX bytes at any offset
  * below CAPTURE_MAX; what is sent never goes past the event. */
+/* A vectored transfer's walk over its iovecs (sock_emit.h: copy_iovecs), kept in map memory
+ * and read with READ_ONCE: the verifier does not track values there, so every way through one
+ * iteration reaches the next, and the code after the loop, in the same state, and is verified
+ * once (64 iovecs: 31k instructions). Kept in registers, each combination of earlier branches
+ * was a state of its own (4 iovecs: 177k; 6 exceeded the verifier's million). */
+struct iovec_walk {
+	__u64 iov_ptr;
+	__u64 iov_cnt;
+	__u64 len;
+	__u64 pos;      /* bytes of the transfer in the iovecs walked so far */
+	__u64 captured; /* bytes copied so far */
+};
+
 struct event_scratch {
+	struct iovec_walk walk;
 	struct sock_event ev;
 	__u8 spare[CAPTURE_MAX];
 };
