@@ -19,6 +19,7 @@ PKGS=(
   wrk curl                                           # load and requests
   nginx                                              # root_conformance_nginx: a real server nobody here wrote
   nghttp2-client                                     #   h2load, its HTTP/2 load generator
+  php-fpm                                            #   and PHP behind it over FastCGI
   prometheus                                         # real Prometheus server for the e2e test
   iproute2 procps
   qemu-system-x86 busybox-static cpio xz-utils kmod   # vm-tests: Debian kernels under QEMU

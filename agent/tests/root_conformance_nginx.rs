@@ -14,6 +14,9 @@
 //! - HTTP/2 over cleartext (`listen ... http2`, prior knowledge) from curl and `h2load` (10
 //!   streams at once per connection): nginx writes its first response's header block as the
 //!   fifth piece of a writev (after SETTINGS, WINDOW_UPDATE, SETTINGS ack and the frame header).
+//! - PHP behind nginx over FastCGI (php-fpm on a unix socket): nginx's responses are chunked
+//!   (FastCGI replies carry no length). Before, 3 of 35 were counted, with implausible
+//!   durations.
 //! - pipelined requests (three in one write), and `curl` uploads with `Expect: 100-continue`
 //!   proxied to Python's `http.server` (nginx answers `100 Continue`, reads the body, then
 //!   sends it upstream: a client call of nginx's own).
@@ -421,5 +424,78 @@ fn root_conformance_nginx_h2c() {
     assert_eq!(body, f64::from(33 * 300 + 20 * 1200), "{}", dump());
     let internal = scrape(mport, "/internal/metrics");
     assert_eq!(sum(&internal, "beyla_decode_errors_total", &[]), 0.0, "{}", dump());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// php-fpm (Debian's php-fpm package) serving on the unix socket `sock`, in the foreground,
+/// with two workers, as root (`-R`).
+fn start_php_fpm(dir: &Path, sock: &Path) -> Proc {
+    let fpm = std::fs::read_dir("/usr/sbin")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("php-fpm")))
+        .unwrap_or_else(|| panic!("php-fpm missing: run scripts/setup.sh (Debian package php-fpm)"));
+    let conf = dir.join("php-fpm.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nerror_log = {d}/logs/php-fpm.log\ndaemonize = no\n[www]\nlisten = {s}\nlisten.mode = 0666\n\
+             pm = static\npm.max_children = 2\nuser = root\ngroup = root\n",
+            d = dir.display(),
+            s = sock.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(&fpm).arg("-R").arg("-y").arg(&conf).stderr(Stdio::null()).spawn().unwrap();
+    let up = wait_for(Duration::from_secs(20), || std::os::unix::net::UnixStream::connect(sock).is_ok());
+    assert!(up, "{} did not listen on {}", fpm.display(), sock.display());
+    Proc { child, name: "php-fpm".into() }
+}
+
+#[test]
+fn root_conformance_nginx_php_fpm() {
+    let dir = std::env::temp_dir().join(format!("beyla-php-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let sock = dir.join("fpm.sock");
+    let _fpm = start_php_fpm(&dir, &sock);
+    let extra = format!(
+        "location ~ \\.php$ {{ include /etc/nginx/fastcgi_params; \
+         fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name; fastcgi_pass unix:{}; }}",
+        sock.display()
+    );
+    let Setup { dir: ngx, port, mport, log, _procs } = setup_with("php", "[\"/app.php\"]", &extra);
+    // 20 ms of work, then 500 + n bytes.
+    std::fs::write(
+        ngx.join("www/app.php"),
+        "<?php usleep(20000); echo str_repeat('p', 500 + intval($_GET['n'] ?? 0));",
+    )
+    .unwrap();
+
+    // 25 requests on one keep-alive connection, then 10 on connections of their own.
+    let paths: Vec<String> = (0..25).map(|n| format!("/app.php?n={n}")).collect();
+    let mut got = get_keepalive(port, "", &paths);
+    for n in 25..35 {
+        got.extend(get_keepalive(port, "Connection: close\r\n", &[format!("/app.php?n={n}")]));
+    }
+    assert!(got.iter().all(|g| g.0 == 200), "{got:?}");
+    let wire: u64 = got.iter().map(|g| g.1).sum();
+
+    let want = [("http_route", "/app.php"), ("http_response_status_code", "200")];
+    let count = |m: &[Sample]| sum(m, "http_server_request_duration_seconds_count", &want);
+    let done = wait_for(Duration::from_secs(20), || count(&scrape(mport, "/metrics")) >= 35.0);
+    std::thread::sleep(Duration::from_secs(2));
+    let m = scrape(mport, "/metrics");
+    let dump = || dump(mport, &log);
+    assert!(done, "not all counted:\n{}", dump());
+    assert_eq!(count(&m), 35.0, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 35.0, "{}", dump());
+    assert_eq!(sum(&m, "http_server_response_body_size_bytes_sum", &want), wire as f64, "{}", dump());
+    // Each took PHP's 20 ms and less than a second: no response merged into another.
+    let seconds = sum(&m, "http_server_request_duration_seconds_sum", &want);
+    assert!((35.0 * 0.02..35.0).contains(&seconds), "35 requests took {seconds} s in all\n{}", dump());
+    let internal = scrape(mport, "/internal/metrics");
+    assert_eq!(sum(&internal, "beyla_decode_errors_total", &[]), 0.0, "{}", dump());
+    let _ = std::fs::remove_dir_all(&ngx);
     let _ = std::fs::remove_dir_all(&dir);
 }
