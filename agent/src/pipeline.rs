@@ -257,7 +257,16 @@ async fn attach_stage(
                 ProcessEvent::Instrumented(m) | ProcessEvent::Updated(m) => {
                     let pid = m.info.pid;
                     let exe = m.info.exe.clone();
-                    let p = TracedProcess { pid, exe: m.info.exe, service: m.service, parent: None, k8s: m.info.k8s };
+                    // Reads the executable's ELF section headers: microseconds, once per process.
+                    let language = crate::attach::sdk_language_of(&m.info.exe);
+                    let p = TracedProcess {
+                        pid,
+                        exe: m.info.exe,
+                        service: m.service,
+                        parent: None,
+                        k8s: m.info.k8s,
+                        language,
+                    };
                     match traced.add(p) {
                         Ok(()) => {
                             if let Some(go) = &go {

@@ -222,6 +222,9 @@ fn check_dwarf_equals_table(bin: &GoBinary, lib: Lib, version: (u32, u32)) {
 }
 
 fn check_go_http(b: &Built, minor: u32, format: Format) {
+    // `telemetry.sdk.language` of a Go program, from its section headers.
+    assert!(beyla::discover::golang::is_go(&b.http));
+    assert_eq!(beyla::attach::sdk_language_of(&b.http), "go");
     let bin = inspect(&b.http).unwrap();
     println!("{} {} -> {:?}", b.release, b.http.display(), bin.support());
     assert_eq!(bin.build.go_version, b.release);

@@ -124,6 +124,7 @@ fn start_on(
             service: ServiceId::default(),
             parent: None,
             k8s: None,
+            language: "rust",
         })
         .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(1024);

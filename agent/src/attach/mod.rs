@@ -14,7 +14,7 @@ use libbpf_rs::{Link, MapHandle, MapImpl, OpenObject};
 use thiserror::Error;
 
 pub use go::GoProbes;
-pub use traced::{Traced, TracedProcess};
+pub use traced::{sdk_language_of, Traced, TracedProcess};
 
 pub(crate) mod skel {
     pub mod process {

@@ -21,14 +21,25 @@ pub struct TracedProcess {
     pub parent: Option<u32>,
     /// Kubernetes metadata of its container (`attributes.kubernetes`), when known.
     pub k8s: Option<Arc<K8sMeta>>,
+    /// `telemetry.sdk.language` (see [`sdk_language_of`]).
+    pub language: &'static str,
 }
 
 impl TracedProcess {
-    /// `telemetry.sdk.language`: the runtime, from the executable's name (as the `languages`
-    /// selector detects it), else `unknown`. The OTLP resource and `target_info` both say it.
+    /// `telemetry.sdk.language`, which the OTLP resource and `target_info` both say.
     pub fn sdk_language(&self) -> &'static str {
-        let exe_name = self.exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        crate::discover::selector::language_of(exe_name).unwrap_or("unknown")
+        self.language
+    }
+}
+
+/// The runtime of the executable at `exe`: from its name (as the `languages` selector detects
+/// it), else `go` for a Go program (from its ELF section headers), else `unknown`.
+pub fn sdk_language_of(exe: &std::path::Path) -> &'static str {
+    let exe_name = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    match crate::discover::selector::language_of(exe_name) {
+        Some(l) => l,
+        None if crate::discover::golang::is_go(exe) => "go",
+        None => "unknown",
     }
 }
 
@@ -88,6 +99,7 @@ impl Traced {
             },
             parent: Some(ppid),
             k8s: parent.k8s.clone(),
+            language: parent.language,
         });
         self.table().insert(pid, child.clone());
         Some(child)
@@ -105,6 +117,7 @@ impl Traced {
                 service: ServiceId { instance_id: child.service.instance_id.clone(), ..parent.service.clone() },
                 parent: Some(pid),
                 k8s: parent.k8s.clone(),
+                language: child.language,
             });
         }
     }
@@ -158,5 +171,19 @@ fn instance_for_pid(parent_instance: &str, ppid: u32, pid: u32) -> String {
     match parent_instance.strip_suffix(&ppid.to_string()) {
         Some(prefix) => format!("{prefix}{pid}"),
         None => parent_instance.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_language_from_name_then_elf() {
+        assert_eq!(sdk_language_of(std::path::Path::new("/opt/py/bin/python3.11")), "python");
+        assert_eq!(sdk_language_of(std::path::Path::new("/usr/lib/jvm/bin/java")), "java");
+        // This test binary: an ELF file without Go's build info.
+        assert_eq!(sdk_language_of(std::path::Path::new("/proc/self/exe")), "unknown");
+        assert_eq!(sdk_language_of(std::path::Path::new("/nonexistent/server")), "unknown");
     }
 }

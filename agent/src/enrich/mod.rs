@@ -90,7 +90,14 @@ pub(crate) fn test_span() -> Span {
     use crate::discover::ServiceId;
     let service = ServiceId { name: "shop".into(), namespace: "".into(), instance_id: "h:42".into() };
     Span {
-        process: Arc::new(TracedProcess { pid: 42, exe: "/usr/bin/shop".into(), service, parent: None, k8s: None }),
+        process: Arc::new(TracedProcess {
+            pid: 42,
+            exe: "/usr/bin/shop".into(),
+            service,
+            parent: None,
+            k8s: None,
+            language: "unknown",
+        }),
         request: Request {
             pid: 42,
             tid: 42,
