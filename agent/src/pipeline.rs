@@ -292,6 +292,31 @@ async fn attach_stage(
     }
 }
 
+/// `BEYLA_DEBUG_RECORD_EVENTS=<file>`: the socket events decode reads are appended to the
+/// file as decode fixtures (`decode::fixture`). A debugging aid: it writes on the stage's
+/// thread.
+fn recorder() -> Option<std::io::BufWriter<std::fs::File>> {
+    let path = std::env::var_os("BEYLA_DEBUG_RECORD_EVENTS")?;
+    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(f) => {
+            warn!(path = %std::path::Path::new(&path).display(), "Recording socket events (BEYLA_DEBUG_RECORD_EVENTS).");
+            Some(std::io::BufWriter::new(f))
+        }
+        Err(error) => {
+            warn!(path = %std::path::Path::new(&path).display(), %error, "Cannot record socket events.");
+            None
+        }
+    }
+}
+
+fn record_batch(w: &mut std::io::BufWriter<std::fs::File>, batch: &[RawEvent]) {
+    use std::io::Write;
+    for l in batch.iter().filter_map(crate::decode::fixture::line) {
+        let _ = writeln!(w, "{l}");
+    }
+    let _ = w.flush();
+}
+
 async fn decode_stage(
     mut rx: mpsc::Receiver<Vec<RawEvent>>,
     tx: mpsc::Sender<Decoded>,
@@ -303,11 +328,15 @@ async fn decode_stage(
     // Idle connections expire on event time too, so a lagging agent does not drop live ones.
     let mut watermark_ns = 0;
     let mut exits: Vec<(u32, u64)> = Vec::new();
+    let mut record = recorder();
     loop {
         let mut out = Decoded::default();
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { return };
+                if let Some(w) = &mut record {
+                    record_batch(w, &batch);
+                }
                 for ev in batch {
                     match ev {
                         RawEvent::Data(d) => tracker.on_data(&d, &mut out),

@@ -6,6 +6,7 @@
 //! response byte written; a client request from the first request byte written to the last
 //! response byte read.
 pub mod context;
+pub mod fixture;
 pub mod proto;
 mod tracker;
 

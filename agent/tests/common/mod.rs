@@ -119,6 +119,10 @@ pub fn start_agent(yaml: &str, env: &[(&str, &str)], tag: &str) -> (Proc, PathBu
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // Decode fixtures (agent/tests/decode_fixtures.rs): the socket events, one file per agent.
+    if let Some(fixtures) = std::env::var_os("BEYLA_RECORD_FIXTURES") {
+        cmd.env("BEYLA_DEBUG_RECORD_EVENTS", Path::new(&fixtures).join(format!("{tag}.events")));
+    }
     let child = cmd.spawn().expect("starting the agent");
     (Proc { child, name: "beyla".into() }, log)
 }
