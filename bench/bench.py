@@ -21,8 +21,11 @@ import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
-AGENT = os.path.join(TARGET, "release", "beyla")
-LOADGEN = os.path.join(TARGET, "release", "loadgen")
+# bench/run --smoke uses the debug build the tests already made (BENCH_PROFILE=debug): it only
+# checks that the suite runs; figures come from the release build.
+PROFILE = os.environ.get("BENCH_PROFILE", "release")
+AGENT = os.path.join(TARGET, PROFILE, "beyla")
+LOADGEN = os.path.join(TARGET, PROFILE, "loadgen")
 APPS = os.path.join(REPO, "testapps", "build")
 DEMO = os.path.join(APPS, "demo")
 GRPCLOAD = os.path.join(APPS, "bench-grpcload")
