@@ -122,16 +122,6 @@ fn setup_with(tag: &str, patterns: &str, extra: &str) -> Setup {
     Setup { dir, port, mport, log, _procs: (nginx, agent) }
 }
 
-/// The agent's metrics, internal metrics and log, for a failed assertion.
-fn dump(mport: u16, log: &Path) -> String {
-    format!(
-        "{}\n{}\n--- agent log:\n{}",
-        http_get(mport, "/metrics").unwrap_or_default(),
-        http_get(mport, "/internal/metrics").unwrap_or_default(),
-        agent_log(log)
-    )
-}
-
 /// An HTTP/1.0 upstream whose replies have no length (they end when it closes): `/n` gets
 /// `n` bytes of text.
 fn close_delimited_upstream() -> u16 {
@@ -245,7 +235,7 @@ fn root_conformance_nginx_chunked_responses() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let m = scrape(mport, "/metrics");
-    let dump = || dump(mport, &log);
+    let dump = || agent_dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
     assert_eq!(count(&m, "/gz/{file}"), 10.0, "{}", dump());
     assert_eq!(count(&m, "/proxy/{n}"), 15.0, "{}", dump());
@@ -289,7 +279,7 @@ fn root_conformance_nginx_large_request_heads() {
     std::thread::sleep(Duration::from_secs(2));
     let m = scrape(mport, "/metrics");
     let internal = scrape(mport, "/internal/metrics");
-    let dump = || dump(mport, &log);
+    let dump = || agent_dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
     assert_eq!(count(&m), 8.0, "{}", dump());
     assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 8.0, "{}", dump());
@@ -337,17 +327,7 @@ fn root_conformance_nginx_pipelined_and_uploads() {
         }
     }
     // Three 1 MiB uploads that wait for `100 Continue`.
-    let file = dir.join("upload.bin");
-    std::fs::write(&file, vec![b'u'; 1 << 20]).unwrap();
-    for _ in 0..3 {
-        let out = Command::new("curl")
-            .args(["-s", "-H", "Expect: 100-continue", "-T"])
-            .arg(&file)
-            .arg(format!("http://127.0.0.1:{port}/upload"))
-            .output()
-            .expect("running curl");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), (1 << 20).to_string());
-    }
+    curl_uploads_1mib(&format!("http://127.0.0.1:{port}/upload"), 3);
 
     let server = |route| [("http_route", route)];
     let count = |m: &[Sample], name: &str, route| sum(m, name, &server(route));
@@ -358,7 +338,7 @@ fn root_conformance_nginx_pipelined_and_uploads() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let m = scrape(mport, "/metrics");
-    let dump = || dump(mport, &log);
+    let dump = || agent_dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
     assert_eq!(count(&m, srv, "/item/{n}"), 15.0, "{}", dump());
     assert_eq!(sum(&m, srv, &[("http_route", "/upload"), ("http_response_status_code", "201")]), 3.0, "{}", dump());
@@ -410,7 +390,7 @@ fn root_conformance_nginx_h2c() {
     let done = wait_for(Duration::from_secs(20), || count(&scrape(mport, "/metrics")) >= 53.0);
     std::thread::sleep(Duration::from_secs(2));
     let m = scrape(mport, "/metrics");
-    let dump = || dump(mport, &log);
+    let dump = || agent_dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
     assert_eq!(count(&m), 53.0, "{}", dump());
     assert_eq!(
@@ -486,7 +466,7 @@ fn root_conformance_nginx_php_fpm() {
     let done = wait_for(Duration::from_secs(20), || count(&scrape(mport, "/metrics")) >= 35.0);
     std::thread::sleep(Duration::from_secs(2));
     let m = scrape(mport, "/metrics");
-    let dump = || dump(mport, &log);
+    let dump = || agent_dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
     assert_eq!(count(&m), 35.0, "{}", dump());
     assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 35.0, "{}", dump());

@@ -21,7 +21,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -82,15 +82,6 @@ fn agent(services: &[(u16, &str)], mport: u16, otlp: Option<&Receiver>, tag: &st
     start_agent(&yaml, &[], tag)
 }
 
-fn dump(mport: u16, log: &Path) -> String {
-    format!(
-        "{}\n{}\n--- agent log:\n{}",
-        http_get(mport, "/metrics").unwrap_or_default(),
-        http_get(mport, "/internal/metrics").unwrap_or_default(),
-        agent_log(log)
-    )
-}
-
 #[test]
 fn root_conformance_python_pipelining_and_expect_continue() {
     require_root();
@@ -114,18 +105,7 @@ fn root_conformance_python_pipelining_and_expect_continue() {
         }
     }
     // Three 1 MiB uploads that wait for `100 Continue`.
-    let file = std::env::temp_dir().join(format!("beyla-upload-{}", std::process::id()));
-    std::fs::write(&file, vec![b'u'; 1 << 20]).unwrap();
-    for _ in 0..3 {
-        let out = Command::new("curl")
-            .args(["-s", "-H", "Expect: 100-continue", "-T"])
-            .arg(&file)
-            .arg(format!("http://127.0.0.1:{port}/upload"))
-            .output()
-            .expect("running curl");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), (1 << 20).to_string());
-    }
-    let _ = std::fs::remove_file(&file);
+    curl_uploads_1mib(&format!("http://127.0.0.1:{port}/upload"), 3);
 
     let count = |m: &[Sample], route: &str, status: &str| {
         sum(
@@ -140,7 +120,7 @@ fn root_conformance_python_pipelining_and_expect_continue() {
     });
     std::thread::sleep(Duration::from_secs(1));
     let m = scrape(mport, "/metrics");
-    let dump = || dump(mport, &log);
+    let dump = || agent_dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
     assert_eq!(count(&m, "/item/{n}", "200"), 9.0, "{}", dump());
     assert_eq!(count(&m, "/upload", "201"), 3.0, "{}", dump());
@@ -199,7 +179,7 @@ fn root_conformance_uvicorn_links_only_what_it_knows() {
             && spans.iter().filter(|s| kind(client_kind)(s)).count() >= 25
     });
     let spans = receiver.spans();
-    let dump = || dump(mport, &log);
+    let dump = || agent_dump(mport, &log);
     assert!(done, "spans: {} received\n{}", spans.len(), dump());
     let service = |s: &common::otlp::Got| common::otlp::res_attr(Some(&s.resource), "service.name").unwrap_or_default();
     let by_call = |svc: &str, k: i32, key: &str, prefix: &str| {
@@ -282,7 +262,7 @@ fn root_conformance_grpcio_server_and_client() {
     });
     std::thread::sleep(Duration::from_secs(1));
     let m = scrape(mport, "/metrics");
-    let dump = || dump(mport, &log);
+    let dump = || agent_dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
     assert_eq!(sum(&m, srv, &want), 40.0, "{}", dump());
     assert_eq!(sum(&m, cli, &want), 40.0, "{}", dump());

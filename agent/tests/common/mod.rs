@@ -294,3 +294,30 @@ pub fn lockdown_of(log: &Path) -> (String, bool) {
     let can_write = !matches!(lockdown.as_str(), "integrity" | "confidentiality");
     (lockdown, can_write)
 }
+
+/// The agent's metrics, internal metrics and log, for a failed assertion.
+pub fn agent_dump(mport: u16, log: &Path) -> String {
+    format!(
+        "{}\n{}\n--- agent log:\n{}",
+        http_get(mport, "/metrics").unwrap_or_default(),
+        http_get(mport, "/internal/metrics").unwrap_or_default(),
+        agent_log(log)
+    )
+}
+
+/// Uploads `n` files of 1 MiB to `url` with curl, each waiting for `100 Continue`; the server
+/// answers with the size it read.
+pub fn curl_uploads_1mib(url: &str, n: usize) {
+    let file = std::env::temp_dir().join(format!("beyla-upload-{}", std::process::id()));
+    std::fs::write(&file, vec![b'u'; 1 << 20]).unwrap();
+    for _ in 0..n {
+        let out = Command::new("curl")
+            .args(["-s", "-H", "Expect: 100-continue", "-T"])
+            .arg(&file)
+            .arg(url)
+            .output()
+            .expect("running curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), (1 << 20).to_string());
+    }
+    let _ = std::fs::remove_file(&file);
+}
