@@ -7,6 +7,7 @@
 # Env:
 #   HOOK_MODES="auto tracepoints"  ebpf.hook_mode values, one boot each (BEYLA_EBPF_HOOK_MODE)
 #   VM_TEST_BINARIES="root_capture root_e2e"  only these test binaries (default: every root_*)
+#   VM_TEST_SKIP="root_conformance_python"    every root_* binary but these
 #   VM_TEST_FILTER=e2e_python      only tests whose name contains this
 #   VM_TEST_TIMEOUT=900            seconds per test inside the guest
 #   VM_TEST_REPEAT=30              run each selected test this many times in the same boot
@@ -64,6 +65,16 @@ if [[ -n ${VM_TEST_BINARIES:-} ]]; then
   for e in "${exes[@]}"; do
     name=$(basename "$e"); name=${name%-*}
     for want in $VM_TEST_BINARIES; do [[ $name == "$want" ]] && keep+=("$e"); done
+  done
+  exes=("${keep[@]}")
+fi
+if [[ -n ${VM_TEST_SKIP:-} ]]; then
+  keep=()
+  for e in "${exes[@]}"; do
+    name=$(basename "$e"); name=${name%-*}
+    skip=0
+    for not in $VM_TEST_SKIP; do [[ $name == "$not" ]] && skip=1; done
+    ((skip)) || keep+=("$e")
   done
   exes=("${keep[@]}")
 fi

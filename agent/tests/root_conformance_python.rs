@@ -52,7 +52,8 @@ fn python_with_packages() -> (String, PathBuf) {
 fn start_server(name: &str, cmd: &mut Command, port: u16) -> Proc {
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
     let proc = Proc { child, name: name.to_string() };
-    let up = wait_for(Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // Importing FastAPI or grpcio takes a second here, and over 30 s in a TCG guest.
+    let up = wait_for(Duration::from_secs(180), || TcpStream::connect(("127.0.0.1", port)).is_ok());
     assert!(up, "{name} did not listen on {port}");
     proc
 }
