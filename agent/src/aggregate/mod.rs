@@ -576,7 +576,9 @@ mod tests {
     #[test]
     fn target_info_names_the_runtime() {
         let mut s = test_span();
-        std::sync::Arc::make_mut(&mut s.process).exe = "/usr/bin/python3.11".into();
+        let p = std::sync::Arc::make_mut(&mut s.process);
+        p.exe = "/usr/bin/python3.11".into();
+        p.language = crate::attach::sdk_language_of(&p.exe);
         let text = render(&[s]);
         assert!(
             text.contains(r#"telemetry_sdk_language="python",telemetry_sdk_name="beyla",process_pid="42"} 1"#),
