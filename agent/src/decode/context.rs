@@ -103,6 +103,10 @@ const KEEP_ENDED: usize = 16_384;
 const MAX_HINTS: usize = 16_384;
 /// Server requests remembered per thread (more than one already means no link).
 const MAX_PER_THREAD: usize = 64;
+
+/// The server requests one thread serves: one, without an allocation, on the common path (a
+/// thread serving a request at a time).
+type Serving = smallvec::SmallVec<[[u8; 8]; 2]>;
 /// Longest chain of parents followed when resolving a trace (a guard, not a real limit).
 const MAX_DEPTH: usize = 64;
 
@@ -152,7 +156,7 @@ pub struct Correlator {
     ended: std::collections::VecDeque<[u8; 8]>,
     /// The server requests each thread is serving, by (pid, tid), oldest first (not used in Go
     /// processes). A client call links to the request only when there is exactly one.
-    by_thread: HashMap<(u32, u32), Vec<[u8; 8]>>,
+    by_thread: HashMap<(u32, u32), Serving>,
     /// Requests in flight by (pid, socket, stream).
     by_sock: HashMap<(u32, u64, u32, Role), [u8; 8]>,
     /// Requests in flight by (local, remote, stream), to meet the other end of a connection.
@@ -253,7 +257,7 @@ impl Correlator {
     /// several at once (an event loop: which of them made the call is unknown, and a wrong
     /// parent is worse than none; counted).
     fn serving(&mut self, pid: u32, tid: u32) -> Option<[u8; 8]> {
-        match self.by_thread.get(&(pid, tid)).map(Vec::as_slice) {
+        match self.by_thread.get(&(pid, tid)).map(|s| s.as_slice()) {
             Some([one]) => Some(*one),
             Some([]) | None => None,
             Some(_) => {
