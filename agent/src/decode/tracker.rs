@@ -110,7 +110,7 @@ impl Tracker {
         conn.last_ns = ev.ts_ns;
         let emitted = out.requests.len();
         if conn.role.is_none() && matches!(conn.phase, Phase::Http1(_)) {
-            let data = payload(ev);
+            let data = ev.data.as_slice();
             let h2_role = if http2::is_preface(data) {
                 Some(if ev.direction == Direction::Recv { Role::Server } else { Role::Client })
             } else if http2::is_server_settings(data) {
@@ -128,7 +128,7 @@ impl Tracker {
         let cref = conn.conn_ref(ev.sock_id, 0, 0);
         if let Phase::Http2(h2) = &mut conn.phase {
             let request = ev.direction == h1::request_direction(conn.role);
-            let data = payload(ev);
+            let data = ev.data.as_slice();
             let missing = (ev.len as usize).saturating_sub(data.len());
             let mut progress = http2::Progress::default();
             let fed = h2.feed(request, data, missing, ev.ts_ns, ev.tid, &mut progress);
@@ -212,12 +212,7 @@ impl Tracker {
             let at = ConnRef { tid: req.tid, ..cref };
             req.trace = Some(self.correlator.begin(at, role, req.traceparent.as_deref()));
         }
-        for ex in step.done {
-            emit(conn, ex, out);
-        }
-        for req in step.dropped {
-            self.correlator.abandon(role, &req.trace.unwrap_or_default());
-        }
+        settle(&mut self.correlator, conn, step, out);
         match fed {
             Fed::Http => {}
             Fed::NotHttp | Fed::Upgraded => conn.phase = Phase::Ignored,
@@ -308,12 +303,7 @@ impl Tracker {
             Phase::Http1(h) => {
                 let mut step = h1::Output::default();
                 h.close(&mut step, &mut out.errors);
-                for ex in step.done {
-                    emit(&conn, ex, out);
-                }
-                for req in step.dropped {
-                    self.correlator.abandon(role, &req.trace.unwrap_or_default());
-                }
+                settle(&mut self.correlator, &conn, step, out);
             }
             Phase::Http2(h2) => {
                 if h2.open_streams() > 0 {
@@ -364,7 +354,7 @@ fn early_bytes(conn: &Conn, ev: &SockData) -> bool {
     }
     match (&conn.role, &conn.phase) {
         (Some(Role::Server), Phase::Http1(h)) => h.owes_response(),
-        (Some(Role::Client) | None, Phase::Http1(h)) => !h.has_waiting() && http1::is_response_start(payload(ev)),
+        (Some(Role::Client) | None, Phase::Http1(h)) => !h.has_waiting() && http1::is_response_start(&ev.data),
         _ => false,
     }
 }
@@ -378,9 +368,15 @@ fn same_connection(conn: &Conn, ev: &SockData) -> bool {
         && port_ok(conn.local.port(), ev.local.port())
 }
 
-/// Captured bytes of the event.
-fn payload(ev: &SockData) -> &[u8] {
-    &ev.data
+/// What an HTTP/1.x step finished: its exchanges reported, its dropped requests let go of.
+fn settle(correlator: &mut Correlator, conn: &Conn, step: h1::Output, out: &mut Decoded) {
+    let role = conn.role.unwrap_or(Role::Server);
+    for ex in step.done {
+        emit(conn, ex, out);
+    }
+    for req in step.dropped {
+        correlator.abandon(role, &req.trace.unwrap_or_default());
+    }
 }
 
 fn emit(conn: &Conn, ex: Exchange, out: &mut Decoded) {
