@@ -374,6 +374,10 @@ fn root_conformance_nginx_h2c() {
     std::fs::create_dir_all(dir.join("www/h2")).unwrap();
     std::fs::write(dir.join("www/h2/small.txt"), "s".repeat(300)).unwrap();
     std::fs::write(dir.join("www/h2/other.txt"), "o".repeat(1200)).unwrap();
+    // Larger than one event's copy: nginx writes HEADERS and 16 KiB DATA frames in one writev,
+    // and h2load's streams' responses in the same writes.
+    std::fs::write(dir.join("www/h2/big.txt"), "b".repeat(30_000)).unwrap();
+    std::fs::write(dir.join("www/h2/huge.txt"), "h".repeat(300_000)).unwrap();
 
     for _ in 0..3 {
         let out = Command::new("curl")
@@ -385,23 +389,34 @@ fn root_conformance_nginx_h2c() {
     }
     h2load(&format!("http://127.0.0.1:{h2}/h2/small.txt"), 30, 1, 10);
     h2load(&format!("http://127.0.0.1:{h2}/h2/other.txt"), 20, 2, 5);
+    for _ in 0..3 {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "--http2-prior-knowledge"])
+            .arg(format!("http://127.0.0.1:{h2}/h2/big.txt"))
+            .output()
+            .expect("running curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200 30000");
+    }
+    h2load(&format!("http://127.0.0.1:{h2}/h2/big.txt"), 20, 2, 10);
+    h2load(&format!("http://127.0.0.1:{h2}/h2/huge.txt"), 6, 1, 3);
 
     let count = |m: &[Sample]| sum(m, "http_server_request_duration_seconds_count", &[("http_route", "/h2/{file}")]);
-    let done = wait_for(Duration::from_secs(20), || count(&scrape(mport, "/metrics")) >= 53.0);
+    let total = 53.0 + 3.0 + 20.0 + 6.0;
+    let done = wait_for(Duration::from_secs(20), || count(&scrape(mport, "/metrics")) >= total);
     std::thread::sleep(Duration::from_secs(2));
     let m = scrape(mport, "/metrics");
     let dump = || agent_dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
-    assert_eq!(count(&m), 53.0, "{}", dump());
+    assert_eq!(count(&m), total, "{}", dump());
     assert_eq!(
         sum(&m, "http_server_request_duration_seconds_count", &[("http_response_status_code", "200")]),
-        53.0,
+        total,
         "{}",
         dump()
     );
     // DATA payloads: the files' bytes.
     let body = sum(&m, "http_server_response_body_size_bytes_sum", &[("http_route", "/h2/{file}")]);
-    assert_eq!(body, f64::from(33 * 300 + 20 * 1200), "{}", dump());
+    assert_eq!(body, f64::from(33 * 300 + 20 * 1200 + 23 * 30_000 + 6 * 300_000), "{}", dump());
     let internal = scrape(mport, "/internal/metrics");
     assert_eq!(sum(&internal, "beyla_decode_errors_total", &[]), 0.0, "{}", dump());
     let _ = std::fs::remove_dir_all(&dir);

@@ -14,7 +14,9 @@
 //! - grpcio (Python's gRPC, its own HTTP/2 in C) as server and client on one channel, calls one
 //!   after another and ten at once: grpcio writes a request in 22 pieces (one sendmsg), so
 //!   before vectored transfers were copied across 64 pieces (4, then 16) both sides counted 0
-//!   of 40 (`http2_desync`).
+//!   of 40 (`http2_desync`). Five calls carry 200 KB messages each way (16 KiB DATA frames,
+//!   read and written many to a transfer): before the capture followed HTTP/2 frames, the
+//!   frames after the first 2 KiB of a transfer were lost, and the connection with them.
 //!
 //! The PyPI packages (pinned) are installed under `.cache/` by `scripts/py-install.sh`.
 mod common;
@@ -259,26 +261,26 @@ fn root_conformance_grpcio_server_and_client() {
     let (srv, cli) = ("rpc_server_call_duration_seconds_count", "rpc_client_call_duration_seconds_count");
     let done = wait_for(Duration::from_secs(20), || {
         let m = scrape(mport, "/metrics");
-        sum(&m, srv, &want) >= 40.0 && sum(&m, cli, &want) >= 40.0
+        sum(&m, srv, &want) >= 45.0 && sum(&m, cli, &want) >= 45.0
     });
     std::thread::sleep(Duration::from_secs(1));
     let m = scrape(mport, "/metrics");
     let dump = || agent_dump(mport, &log);
     assert!(done, "not all counted:\n{}", dump());
-    assert_eq!(sum(&m, srv, &want), 40.0, "{}", dump());
-    assert_eq!(sum(&m, cli, &want), 40.0, "{}", dump());
-    assert_eq!(sum(&m, srv, &[]) + sum(&m, cli, &[]), 80.0, "{}", dump());
+    assert_eq!(sum(&m, srv, &want), 45.0, "{}", dump());
+    assert_eq!(sum(&m, cli, &want), 45.0, "{}", dump());
+    assert_eq!(sum(&m, srv, &[]) + sum(&m, cli, &[]), 90.0, "{}", dump());
     let internal = scrape(mport, "/internal/metrics");
     assert_eq!(sum(&internal, "beyla_decode_errors_total", &[]), 0.0, "{}", dump());
 
     // Both ends on this host: every server span is the child of its client span.
-    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(|s| s.kind == 2 || s.kind == 3) >= 80);
+    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(|s| s.kind == 2 || s.kind == 3) >= 90);
     let spans = receiver.spans();
     assert!(done, "{} spans received\n{}", spans.len(), dump());
     let clients: std::collections::HashMap<_, _> =
         spans.iter().filter(|s| s.span.kind == 3).map(|s| (s.span.span_id.clone(), s)).collect();
-    assert_eq!(clients.len(), 40);
-    assert_eq!(spans.iter().filter(|s| s.span.kind == 2).count(), 40);
+    assert_eq!(clients.len(), 45);
+    assert_eq!(spans.iter().filter(|s| s.span.kind == 2).count(), 45);
     for s in spans.iter().filter(|s| s.span.kind == 2) {
         let parent = clients.get(&s.span.parent_span_id).unwrap_or_else(|| panic!("server span without its client"));
         assert_eq!(parent.span.trace_id, s.span.trace_id);

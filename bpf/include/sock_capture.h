@@ -13,6 +13,7 @@
 #include "maps/events.h"
 #include "helpers.h"
 #include "sock_emit.h"
+#include "h2_walk.h"
 
 /* Forces the event types into BTF so the skeleton generates Rust types for them. */
 struct sock_event _sock_event = {};
@@ -50,24 +51,28 @@ static __always_inline int emit_transfer(__u64 id, const struct syscall_args *a,
 	e->len = (__u32)ret;
 	e->start_ns = a->start_ns;
 
-	__u32 captured = 0;
-	if (a->buf_kind == BUF_NONE)
-		goto out;
-	if (a->buf_kind == BUF_PLAIN) {
-		captured = copy_plain(e, a->buf, ret);
-	} else {
-		__u64 iov_ptr = a->buf, iov_cnt = a->count;
-		if (a->buf_kind == BUF_MSGHDR) {
-			struct user_msghdr msg;
-			if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf))
-				goto out;
-			iov_ptr = (__u64)msg.msg_iov;
-			iov_cnt = msg.msg_iovlen;
-		}
-		captured = copy_iovecs(e, iov_ptr, iov_cnt, ret);
+	__u8 kind = a->buf_kind;
+	__u64 iov_ptr = a->buf, iov_cnt = a->count;
+	if (kind == BUF_MSGHDR) {
+		struct user_msghdr msg = {};
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a->buf))
+			kind = BUF_NONE;
+		iov_ptr = (__u64)msg.msg_iov;
+		iov_cnt = msg.msg_iovlen;
 	}
-out:
-	e->captured = captured;
+	/* An HTTP/2 connection's transfers are copied frame by frame (h2_walk.h). */
+	struct h2_walk *w = h2_walk_of(e->sock_id);
+	if (!w) {
+		__u32 captured = 0;
+		if (kind == BUF_PLAIN)
+			captured = copy_plain(e, a->buf, ret);
+		else if (kind != BUF_NONE)
+			captured = copy_iovecs(e, iov_ptr, iov_cnt, ret);
+		e->captured = captured;
+		w = h2_start(e);
+	}
+	if (w)
+		h2_follow(e, w, kind, a->buf, iov_ptr, iov_cnt);
 	send_sock_event(e);
 	return 0;
 }
@@ -86,6 +91,7 @@ static __always_inline int emit_data(long ret)
 /* Sends the close of socket sk by thread `id` of a traced process. */
 static __always_inline int send_close(__u64 id, struct sock *sk)
 {
+	h2_forget((__u64)sk);
 	struct sock_event *e = new_event(EVENT_SOCK_CLOSE, 0, id, sk);
 	if (!e)
 		return 0;

@@ -4,17 +4,18 @@
 //! `BEYLA_DEBUG_RECORD_EVENTS=<file>` (appended to, as the decode stage reads them).
 //!
 //! A line is `data <pid> <tid> <sock> <ts> <start> <recv|send> <len> <local> <remote> <tls>
-//! <bytes> <tail>` or `close <pid> <sock> <ts>`; bytes are printable ASCII with `\xHH` for
-//! everything else (and for `\` and space), `-` when empty.
+//! <bytes> <tail> [h2frames|h2lost]` or `close <pid> <sock> <ts>`; bytes are printable ASCII
+//! with `\xHH` for everything else (and for `\` and space), `-` when empty. The last field says
+//! what the bytes are when they are not the transfer's first (`events::Capture`).
 use std::fmt::Write as _;
 
-use crate::events::{Direction, RawEvent, SockData};
+use crate::events::{Capture, Direction, RawEvent, SockData};
 
 /// One recorded event as a line (without its newline); `None` for events fixtures do not keep.
 pub fn line(ev: &RawEvent) -> Option<String> {
     match ev {
         RawEvent::Data(d) => Some(format!(
-            "data {} {} {} {} {} {} {} {} {} {} {} {}",
+            "data {} {} {} {} {} {} {} {} {} {} {} {}{}",
             d.pid,
             d.tid,
             d.sock_id,
@@ -27,6 +28,11 @@ pub fn line(ev: &RawEvent) -> Option<String> {
             u8::from(d.tls),
             escape(&d.data),
             escape(&d.tail),
+            match d.capture {
+                Capture::Prefix => "",
+                Capture::H2Frames => " h2frames",
+                Capture::H2Lost => " h2lost",
+            },
         )),
         RawEvent::Close { pid, sock_id, ts_ns } => Some(format!("close {pid} {sock_id} {ts_ns}")),
         _ => None,
@@ -52,7 +58,13 @@ fn parse_line(l: &str) -> Option<RawEvent> {
         ["close", pid, sock, ts] => {
             Some(RawEvent::Close { pid: pid.parse().ok()?, sock_id: sock.parse().ok()?, ts_ns: ts.parse().ok()? })
         }
-        ["data", pid, tid, sock, ts, start, dir, len, local, remote, tls, data, tail] => {
+        ["data", pid, tid, sock, ts, start, dir, len, local, remote, tls, data, tail, capture @ ..] => {
+            let capture = match capture {
+                [] => Capture::Prefix,
+                ["h2frames"] => Capture::H2Frames,
+                ["h2lost"] => Capture::H2Lost,
+                _ => return None,
+            };
             Some(RawEvent::Data(SockData {
                 pid: pid.parse().ok()?,
                 tid: tid.parse().ok()?,
@@ -70,6 +82,7 @@ fn parse_line(l: &str) -> Option<RawEvent> {
                 tls: *tls == "1",
                 data: unescape(data)?,
                 tail: unescape(tail)?,
+                capture,
             }))
         }
         _ => None,
@@ -133,14 +146,15 @@ mod tests {
             data: b"-HTTP/1.1 200 OK\r\n\\ \x00\xff".to_vec(),
             tail: Vec::new(),
             tls: true,
+            capture: Capture::H2Frames,
         };
         let l = line(&RawEvent::Data(d.clone())).unwrap();
         assert!(!l.contains('\n') && !l.contains('\r'));
         let back = parse(&format!("# comment\n{l}\nclose 1 3 5\n")).unwrap();
         let RawEvent::Data(e) = &back[0] else { panic!() };
         assert_eq!(
-            (e.pid, e.tid, e.sock_id, e.ts_ns, e.len, e.local, e.remote, e.tls),
-            (1, 2, 3, 4, 9000, d.local, d.remote, true)
+            (e.pid, e.tid, e.sock_id, e.ts_ns, e.len, e.local, e.remote, e.tls, e.capture),
+            (1, 2, 3, 4, 9000, d.local, d.remote, true, Capture::H2Frames)
         );
         assert_eq!((e.data.as_slice(), e.tail.as_slice()), (d.data.as_slice(), &b""[..]));
         assert!(matches!(back[1], RawEvent::Close { pid: 1, sock_id: 3, ts_ns: 5 }));

@@ -11,7 +11,7 @@ use super::proto::http1;
 use super::proto::http1::conn::{self as h1, Exchange, Fed, Http1};
 use super::proto::http2;
 use super::{DecodeError, Decoded, Request, Role};
-use crate::events::{Direction, SockData};
+use crate::events::{Capture, Direction, SockData};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerLimits {
@@ -129,9 +129,15 @@ impl Tracker {
         if let Phase::Http2(h2) = &mut conn.phase {
             let request = ev.direction == h1::request_direction(conn.role);
             let data = ev.data.as_slice();
-            let missing = (ev.len as usize).saturating_sub(data.len());
             let mut progress = http2::Progress::default();
-            let fed = h2.feed(request, data, missing, ev.ts_ns, ev.tid, &mut progress);
+            let fed = match ev.capture {
+                Capture::H2Frames => h2.feed_frames(request, data, ev.ts_ns, ev.tid, &mut progress),
+                Capture::Prefix => {
+                    let missing = (ev.len as usize).saturating_sub(data.len());
+                    h2.feed(request, data, missing, ev.ts_ns, ev.tid, &mut progress)
+                }
+                Capture::H2Lost => Err(http2::Desync),
+            };
             for stream in progress.started {
                 if let Some(ex) = h2.exchange_mut(stream) {
                     let at = ConnRef { tid: ex.tid, stream, ..cref };
@@ -458,6 +464,7 @@ mod tests {
             data: bytes[..bytes.len().min(CAP)].to_vec(),
             tail,
             tls: false,
+            capture: Default::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, RingBufferBuilder};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc::Sender;
 
-use super::{Direction, RawEvent, SockData};
+use super::{Capture, Direction, RawEvent, SockData};
 use crate::attach::skel::tracepoint_net::types::{conn_tuple, go_event, process_event, sock_event};
 
 // SAFETY: generated from C structs of plain integers and byte arrays, with explicit padding.
@@ -30,6 +30,8 @@ const EVENT_GO_CLIENT: u8 = 6;
 const EVENT_GO_HANDLER_START: u8 = 7;
 const DIR_SEND: u8 = 1;
 const SOCK_FLAG_TLS: u8 = 1;
+const SOCK_FLAG_H2_FRAMES: u8 = 2;
+const SOCK_FLAG_H2_LOST: u8 = 4;
 const AF_INET: u16 = 2;
 
 /// Counters the reader keeps; `telemetry` registers them.
@@ -138,6 +140,13 @@ pub fn parse_sock_event(bytes: &[u8], scratch: &mut SockScratch) -> Option<RawEv
                 data: e.data[..captured].to_vec(),
                 tail: e.tail[..(e.tail_len as usize).min(e.tail.len())].to_vec(),
                 tls: e.flags & SOCK_FLAG_TLS != 0,
+                capture: if e.flags & SOCK_FLAG_H2_LOST != 0 {
+                    Capture::H2Lost
+                } else if e.flags & SOCK_FLAG_H2_FRAMES != 0 {
+                    Capture::H2Frames
+                } else {
+                    Capture::Prefix
+                },
             }))
         }
         EVENT_SOCK_CLOSE => Some(RawEvent::Close { pid: e.pid, sock_id: e.sock_id, ts_ns: e.ts_ns }),

@@ -29,6 +29,21 @@ pub struct SockData {
     pub tail: Vec<u8>,
     /// The plaintext of a TLS connection (the Go crypto/tls probes), not the socket's bytes.
     pub tls: bool,
+    /// What `data` holds.
+    pub capture: Capture,
+}
+
+/// What the capture copied of a transfer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Capture {
+    /// Its first bytes (and its last, in `tail`).
+    #[default]
+    Prefix,
+    /// An HTTP/2 connection followed frame by frame: its frames without the payloads of
+    /// DATA frames (`bpf/include/h2_walk.h`).
+    H2Frames,
+    /// The frame walk of an HTTP/2 connection lost its place in this transfer.
+    H2Lost,
 }
 
 #[derive(Debug, Clone)]

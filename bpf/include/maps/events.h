@@ -32,8 +32,21 @@ struct iovec_walk {
 	__u64 captured; /* bytes copied so far */
 };
 
+/* An HTTP/2 frame walk's place in one transfer (h2_walk.h), kept like struct iovec_walk. */
+struct h2_cursor {
+	__u64 iov_ptr;  /* the iovecs; 0: a plain buffer, the one piece at seg_base */
+	__u64 iov_cnt;
+	__u64 iov_next; /* the next iovec to read */
+	__u64 seg_base; /* user address of the current piece's bytes not walked yet */
+	__u64 seg_left; /* their count */
+	__u64 len;      /* bytes the transfer moved */
+	__u64 pos;      /* of them, walked */
+	__u64 out;      /* bytes copied to the event */
+};
+
 struct event_scratch {
 	struct iovec_walk walk;
+	struct h2_cursor h2;
 	struct sock_event ev;
 	__u8 spare[CAPTURE_MAX];
 };

@@ -3,8 +3,10 @@
 //! from their request HEADERS to the END_STREAM of their response.
 //!
 //! HPACK is stateful: a connection is only decodable from its start (the client preface), and
-//! a header block that was not captured (a write larger than the capture size) desynchronises
-//! the connection for good. Both cases are reported, not guessed around.
+//! a header block that was not captured desynchronises the connection for good. Both cases are
+//! reported, not guessed around. The capture follows the frames of a connection that began
+//! with the preface and copies all of them but DATA payloads ([`Connection::feed_frames`]), so
+//! header blocks are lost only where it says it lost its place.
 use foldhash::{HashMap, HashMapExt};
 use httlib_hpack as hpack;
 
@@ -54,8 +56,9 @@ struct FrameReader {
 }
 
 impl FrameReader {
-    /// `data` was captured; `missing` more bytes followed it on the wire but were not.
-    fn feed(&mut self, mut data: &[u8], missing: usize, out: &mut Vec<FrameEvent>) -> Result<(), Desync> {
+    /// `data` was captured; `missing` more bytes followed it on the wire but were not. `frames`:
+    /// `data` is the byte stream without DATA payloads (the capture's frame walk).
+    fn feed(&mut self, mut data: &[u8], missing: usize, frames: bool, out: &mut Vec<FrameEvent>) -> Result<(), Desync> {
         while !data.is_empty() {
             match self.frame {
                 None => {
@@ -70,9 +73,10 @@ impl FrameReader {
                         if len > MAX_HEADER_BLOCK && matches!(h[3], HEADERS | CONTINUATION) {
                             return Err(Desync);
                         }
-                        self.frame = Some((h[3], h[4], stream, len));
+                        let on_wire = if frames && h[3] == DATA { 0 } else { len };
+                        self.frame = Some((h[3], h[4], stream, on_wire));
                         self.frame_len = len;
-                        if len == 0 {
+                        if on_wire == 0 {
                             self.end_frame(out)?;
                         }
                     }
@@ -327,6 +331,33 @@ impl Connection {
         tid: u32,
         progress: &mut Progress,
     ) -> Result<(), Desync> {
+        self.feed_as(request, data, missing, false, ts_ns, tid, progress)
+    }
+
+    /// `feed` for a transfer the capture copied frame by frame: its frames without the
+    /// payloads of DATA frames (whose headers still give their length).
+    pub fn feed_frames(
+        &mut self,
+        request: bool,
+        data: &[u8],
+        ts_ns: u64,
+        tid: u32,
+        progress: &mut Progress,
+    ) -> Result<(), Desync> {
+        self.feed_as(request, data, 0, true, ts_ns, tid, progress)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn feed_as(
+        &mut self,
+        request: bool,
+        data: &[u8],
+        missing: usize,
+        frames: bool,
+        ts_ns: u64,
+        tid: u32,
+        progress: &mut Progress,
+    ) -> Result<(), Desync> {
         let mut data = data;
         if request && self.preface_left > 0 {
             let off = PREFACE.len() - self.preface_left;
@@ -337,10 +368,10 @@ impl Connection {
             self.preface_left -= n;
             data = &data[n..];
         }
-        let mut frames = Vec::new();
         let reader = if request { &mut self.requests } else { &mut self.responses };
-        let fed = reader.feed(data, missing, &mut frames);
-        for f in frames {
+        let mut events = Vec::new();
+        let fed = reader.feed(data, missing, frames, &mut events);
+        for f in events {
             self.on_frame(request, f, ts_ns, tid, progress)?;
         }
         fed
@@ -624,6 +655,37 @@ pub(crate) mod tests {
         assert_eq!(p.done.len(), 1);
         assert_eq!((p.done[0].path.as_str(), p.done[0].status, p.done[0].grpc), ("/big", 200, false));
         assert_eq!(p.done[0].response_body_size, 10_000);
+    }
+
+    #[test]
+    fn frames_without_data_payloads_as_the_capture_walks_them() {
+        // nginx answering two streams in one write: HEADERS, a 16 KiB and a 13 KiB DATA frame
+        // each; the capture copies the frames without the DATA payloads, here split at an
+        // arbitrary byte (a frame header across two transfers).
+        let (mut qe, mut re) = (hpack::Encoder::default(), hpack::Encoder::default());
+        let mut conn = Connection::default();
+        let mut p = Progress::default();
+        let mut req = PREFACE.to_vec();
+        for s in [1, 3] {
+            req.extend(headers(&mut qe, s, true, &[(":method", "GET"), (":path", "/30k"), (":authority", "x")]));
+        }
+        conn.feed_frames(true, &req, 1, 1, &mut p).unwrap();
+        let mut resp = Vec::new();
+        for s in [1, 3] {
+            resp.extend(headers(&mut re, s, false, &[(":status", "200")]));
+            // DATA frame headers alone: 16384 and 13616 bytes of payload left out.
+            resp.extend([0, 0x40, 0, DATA, 0, 0, 0, 0, s as u8]);
+            resp.extend([0, 0x35, 0x30, DATA, END_STREAM, 0, 0, 0, s as u8]);
+        }
+        let (a, b) = resp.split_at(resp.len() - 20);
+        conn.feed_frames(false, a, 5, 1, &mut p).unwrap();
+        assert_eq!(p.done.len(), 1);
+        conn.feed_frames(false, b, 6, 1, &mut p).unwrap();
+        assert_eq!(p.done.len(), 2);
+        for (ex, s) in p.done.iter().zip([1, 3]) {
+            assert_eq!((ex.stream, ex.status, ex.path.as_str()), (s, 200, "/30k"));
+            assert_eq!(ex.response_body_size, 16384 + 13616);
+        }
     }
 
     #[test]
