@@ -27,8 +27,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SHUTDOWN_MASK 3 /* RCV_SHUTDOWN | SEND_SHUTDOWN */
 #define PF_IO_WORKER 0x00000010
 #define PF_KTHREAD 0x00200000
-/* Syscalls that move a socket's bytes without a buffer the program can read (x86-64). */
-#define NR_sendfile 40
+/* A syscall that moves a socket's bytes without a buffer the program can read (x86-64), and
+ * that FOR_EACH_SOCK_SYSCALL does not list: the socket may be its input or its output. */
 #define NR_splice 275
 
 /* The saved user registers of the syscall the current thread is in; 0 in an io_uring worker
@@ -42,7 +42,7 @@ static __always_inline struct pt_regs *syscall_regs(void)
 }
 
 /* What the syscall in progress moved `ret` bytes through, for a transfer in direction dir. A
- * syscall that is not in FOR_EACH_SOCK_SYSCALL (sendfile, splice), an io_uring worker or a
+ * syscall without a buffer (sendfile, splice), an io_uring worker or a
  * transfer in the other direction gives BUF_NONE: the length is reported, the bytes are not
  * read. The numbers are x86-64's; a 32-bit process's syscalls are numbered otherwise and
  * mostly come out as BUF_NONE. */
@@ -78,7 +78,6 @@ static __always_inline int in_transfer_syscall(void)
 #define CASE(name, nr, k, d) case nr:
 		FOR_EACH_SOCK_SYSCALL(CASE)
 #undef CASE
-	case NR_sendfile:
 	case NR_splice:
 		return 1;
 	}
