@@ -68,7 +68,8 @@ impl Drop for Server {
     }
 }
 
-/// Starts `cmd` (its output into `dir/<name>.log`) and waits until something listens on `port`.
+/// Starts `cmd` (its output into `dir/<name>.log`) and waits until something listens on `port`;
+/// fails at once, with that output, if it exits first.
 fn start_server(name: &'static str, cmd: &mut Command, dir: &Path, port: u16, timeout: Duration) -> Server {
     let log = dir.join(format!("{name}.log"));
     let out = std::fs::File::create(&log).unwrap();
@@ -76,10 +77,16 @@ fn start_server(name: &'static str, cmd: &mut Command, dir: &Path, port: u16, ti
         .stdout(out.try_clone().unwrap())
         .stderr(out)
         .spawn()
-        .unwrap_or_else(|e| panic!("starting {name} ({:?}): {e}", cmd.get_program()));
-    let server = Server { child, name, log };
-    let up = wait_for(timeout, || TcpStream::connect(("127.0.0.1", port)).is_ok());
-    assert!(up, "{name} did not listen on {port}:\n{}", std::fs::read_to_string(&server.log).unwrap_or_default());
+        .unwrap_or_else(|e| panic!("starting {name} ({:?}): {e} (run scripts/setup.sh)", cmd.get_program()));
+    let mut server = Server { child, name, log };
+    let mut exited = None;
+    let up = wait_for(timeout, || {
+        exited = server.child.try_wait().ok().flatten();
+        exited.is_none() && TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let output = || std::fs::read_to_string(&server.log).unwrap_or_default();
+    assert!(exited.is_none(), "{name} exited ({exited:?}) before listening on {port}:\n{}", output());
+    assert!(up, "{name} did not listen on {port}:\n{}", output());
     server
 }
 
