@@ -20,6 +20,8 @@ PKGS=(
   nginx                                              # root_conformance_nginx: a real server nobody here wrote
   nghttp2-client                                     #   h2load, its HTTP/2 load generator
   php-fpm                                            #   and PHP behind it over FastCGI
+  apache2 apache2-utils tomcat10 puma                # root_conformance_servers: Apache httpd and ab, Tomcat, puma
+  npm                                                # scripts/npm-install.sh: express for root_conformance_servers
   prometheus                                         # real Prometheus server for the e2e test
   iproute2 procps
   qemu-system-x86 busybox-static cpio xz-utils kmod   # vm-tests: Debian kernels under QEMU
@@ -40,6 +42,7 @@ filtered=()
 for p in "${missing[@]}"; do
   case "$p" in
     nodejs) command -v node >/dev/null || filtered+=("$p") ;;
+    npm) command -v npm >/dev/null || filtered+=("$p") ;;
     default-jdk-headless) command -v javac >/dev/null || filtered+=("$p") ;;
     python3) command -v python3 >/dev/null || filtered+=("$p") ;;
     python3-pip) python3 -m pip --version &>/dev/null || filtered+=("$p") ;;
