@@ -62,11 +62,11 @@ stage "root end-to-end tests (real kernel, real BPF)"
 # One at a time: each starts its own agent and apps, and the machine has two cores.
 cargo test -p beyla --test 'root_*' -- --test-threads=1
 
-stage "the capture, end-to-end and nginx conformance tests again with the syscall tracepoint family"
+stage "the capture, end-to-end and conformance tests again with the syscall tracepoint family"
 # auto picks the socket family on this kernel (6.3+); syscall tracepoints are what a kernel
 # without kprobes and without the socket tracepoints (before 6.3) falls back to.
 BEYLA_EBPF_HOOK_MODE=tracepoints cargo test -p beyla --test root_capture --test root_discovery --test root_e2e \
-  --test root_conformance_nginx --test root_conformance_python -- --test-threads=1
+  --test root_conformance_nginx --test root_conformance_python --test root_conformance_servers -- --test-threads=1
 
 stage "benchmark suite, smoke run (bench/run --smoke: a few seconds per app, no timing assertions)"
 # Fails only if the suite breaks (an app, the agent or a load generator fails, or the agent
@@ -80,10 +80,8 @@ else
   # This host has no kprobes: prove the kprobe family on a kernel that has them. The Python
   # conformance servers (uvicorn with FastAPI, grpcio) take over 30 s just to import under
   # TCG: they run on the host in both families above, and in the full matrix.
-  # root_conformance_servers (Tomcat's JVM, gunicorn, Apache, puma, Express) runs on the host
-  # in the socket family only: the syscall families (kprobes here, tracepoints) do not hook
-  # sendfile(2), which Apache and Tomcat send static files with, and then pair requests with
-  # the wrong responses (issue 18).
+  # root_conformance_servers (Tomcat's JVM, gunicorn, Apache, puma, Express) likewise runs on
+  # the host in both families, and in the full matrix.
   VM_TEST_SKIP="root_conformance_python root_conformance_servers" HOOK_MODES=kprobes bash vm-tests/run-matrix.sh 6.1
 fi
 

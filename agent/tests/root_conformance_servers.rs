@@ -23,12 +23,11 @@
 //! - puma (Debian's puma, cluster mode: master and two workers) running a Rack app: a body
 //!   yielded line by line (chunked), a POST body, HEAD, a 404.
 //!
-//! All pass in the socket family (this host's). The syscall families (tracepoints, kprobes,
-//! fentry) hook no sendfile(2), so Apache's and Tomcat's static files go unseen and the
-//! requests after them on a connection are paired with the wrong responses: with
-//! `BEYLA_EBPF_HOOK_MODE=tracepoints` Apache counted 54 of 211 `GET /static/{file}` 200 and
-//! 2 `GET /{static,gz}/... 404` that never happened, Tomcat 18 of 60 and 3 such 404s
-//! (issue 18; both pass with sendfile off).
+//! All pass in the socket family and in the syscall tracepoint family. Before the syscall
+//! families hooked sendfile(2), Apache's and Tomcat's static files went unseen there and the
+//! requests after them on a connection were paired with the wrong responses: Apache counted
+//! 54 of 211 `GET /static/{file}` 200 and 2 `GET /{static,gz}/... 404` that never happened,
+//! Tomcat 18 of 60 and 3 such 404s.
 //!
 //! Packages: `scripts/setup.sh` (apache2, tomcat10, puma), `scripts/py-install.sh` (gunicorn,
 //! Flask) and `scripts/npm-install.sh` (express), the last two into `.cache/`.
