@@ -32,6 +32,16 @@ struct iovec_walk {
 	__u64 captured; /* bytes copied so far */
 };
 
+/* Where one direction of a followed HTTP/2 connection stands between its transfers (map
+ * h2_walks, h2_walk.h). */
+struct h2_dir_walk {
+	__u32 left;   /* bytes of the current frame's payload (or of the preface) still to come */
+	__u8 copy;    /* 1: they are copied (every frame but DATA); 0: skipped */
+	__u8 hdr_have; /* bytes of the next frame header read so far (they end the last transfer) */
+	__u8 _pad[2];
+	__u8 hdr[24]; /* those bytes (9 used; 24 so that any read at hdr[have & 15] is in bounds) */
+};
+
 /* An HTTP/2 frame walk's place in one transfer (h2_walk.h), kept like struct iovec_walk. */
 struct h2_cursor {
 	__u64 iov_ptr;  /* the iovecs; 0: a plain buffer, the one piece at seg_base */
@@ -42,6 +52,7 @@ struct h2_cursor {
 	__u64 len;      /* bytes the transfer moved */
 	__u64 pos;      /* of them, walked */
 	__u64 out;      /* bytes copied to the event */
+	struct h2_dir_walk d; /* the direction's place, copied from h2_walks and back */
 };
 
 struct event_scratch {

@@ -6,13 +6,7 @@
 #ifndef BEYLA_MAP_H2_WALKS_H
 #define BEYLA_MAP_H2_WALKS_H
 
-struct h2_dir_walk {
-	__u32 left;   /* bytes of the current frame's payload (or of the preface) still to come */
-	__u8 copy;    /* 1: they are copied (every frame but DATA); 0: skipped */
-	__u8 hdr_have; /* bytes of the next frame header read so far (they end the last transfer) */
-	__u8 _pad[2];
-	__u8 hdr[24]; /* those bytes (9 used; 24 so that any read at hdr[have & 15] is in bounds) */
-};
+#include "events.h" /* struct h2_dir_walk */
 
 struct h2_walk {
 	struct h2_dir_walk dir[2]; /* by enum direction */
