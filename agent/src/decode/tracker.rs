@@ -480,6 +480,31 @@ mod tests {
     use Direction::{Recv, Send};
 
     #[test]
+    fn http2_frames_as_the_capture_walks_them_and_a_lost_walk() {
+        use crate::decode::proto::http2::{tests::headers, PREFACE};
+        let (mut qe, mut re) = (httlib_hpack::Encoder::default(), httlib_hpack::Encoder::default());
+        let frames = |e: SockData| SockData { capture: Capture::H2Frames, ..e };
+        let mut req = PREFACE.to_vec();
+        req.extend(headers(&mut qe, 1, true, &[(":method", "GET"), (":path", "/a"), (":authority", "x")]));
+        let mut resp = headers(&mut re, 1, false, &[(":status", "200")]);
+        // A 40,000-byte DATA frame, its payload left out of the copy.
+        resp.extend([0, 0x9c, 0x40, 0, 1, 0, 0, 0, 1]);
+        let mut sent = ev(1, Send, 20, &resp);
+        sent.len = 40_000 + resp.len() as u32;
+        let out = run(&[frames(ev(1, Recv, 10, &req)), frames(sent)]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.requests.len(), 1);
+        let r = &out.requests[0];
+        assert_eq!((r.target.as_str(), r.status, r.response_body_size, r.end_ns), ("/a", 200, 40_000, 20));
+
+        // The walk lost its place in the response: nothing is guessed, the loss is counted.
+        let lost = SockData { capture: Capture::H2Lost, data: Vec::new(), ..ev(1, Send, 20, &[0; 100]) };
+        let out = run(&[frames(ev(1, Recv, 10, &req)), lost, frames(ev(1, Recv, 30, &req))]);
+        assert!(out.requests.is_empty());
+        assert_eq!(out.errors, [DecodeError::Http2Desync]);
+    }
+
+    #[test]
     fn keep_alive_server() {
         let out = run(&[
             ev(1, Recv, 100, b"GET /ping HTTP/1.1\r\nHost: h\r\n\r\n"),
