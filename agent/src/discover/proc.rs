@@ -49,6 +49,18 @@ pub struct ProcessInfo {
     pub container: Option<ContainerRef>,
     /// The Kubernetes metadata of that container, as known at the last scan.
     pub k8s: Option<Arc<K8sMeta>>,
+    /// The runtime, detected once when the process is first read (see
+    /// [`detect`](super::selector::detect_language)): from the executable's name, else `go`
+    /// from its ELF sections.
+    pub language: Option<&'static str>,
+}
+
+/// The language of process `pid` whose executable is `exe`: by name, else Go by its
+/// `.go.buildinfo` section (read through `/proc/<pid>/exe`, so in the process's own mount
+/// namespace).
+pub fn read_language(root: &Path, pid: u32, exe: &Path) -> Option<&'static str> {
+    let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    super::selector::language_of(name).or_else(|| super::golang::is_go(&pid_path(root, pid, "exe")).then_some("go"))
 }
 
 /// The fields of `/proc/<pid>/stat` discovery needs.
@@ -332,6 +344,7 @@ pub fn read_process(
     Ok(Some(ProcessInfo {
         pid,
         ppid: stat.ppid,
+        language: read_language(root, pid, &exe),
         exe,
         comm: stat.comm,
         cmdline,

@@ -150,6 +150,7 @@ impl Scanner {
                 ProcessInfo {
                     pid: st.pid,
                     ppid: st.ppid,
+                    language: proc::read_language(root, st.pid, &exe),
                     exe,
                     comm: st.comm.clone(),
                     cmdline,

@@ -217,9 +217,13 @@ impl Selection {
     }
 }
 
-/// Cheap language detection from the executable and command name. Returns `None` when the
-/// name says nothing (compiled Go, Rust and C++ binaries need ELF inspection, not done here).
+/// The process's language: as detected when it was read (`ProcessInfo::language`, which also
+/// knows Go binaries by their ELF sections), else from the executable and command name.
+/// `None` when neither says (Rust and C++ binaries).
 pub fn detect_language(p: &ProcessInfo) -> Option<&'static str> {
+    if p.language.is_some() {
+        return p.language;
+    }
     let exe = p.exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     language_of(if exe.is_empty() { p.comm.as_str() } else { exe })
 }
@@ -248,6 +252,7 @@ pub fn language_of(name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn proc_(pid: u32, exe: &str, cmd: &[&str], ports: &[u16]) -> ProcessInfo {
         ProcessInfo {
@@ -323,7 +328,12 @@ mod tests {
         assert!(Criteria::default().languages(["go", "python"]).matches(&p));
         assert!(!Criteria::default().languages(["java"]).matches(&p));
         let go = proc_(11, "/usr/local/bin/server", &["server"], &[]);
-        assert!(!Criteria::default().languages(["go"]).matches(&go));
+        assert!(!Criteria::default().languages(["go"]).matches(&go), "not known as Go by its name");
+        let go = ProcessInfo { language: Some("go"), ..go };
+        assert!(Criteria::default().languages(["go"]).matches(&go), "known as Go by its sections");
+        // This test's own executable (Rust) has no `.go.buildinfo`.
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(super::super::proc::read_language(Path::new("/proc"), std::process::id(), &me), None);
     }
 
     #[test]
