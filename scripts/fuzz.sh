@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Fuzzes the network-facing parsers (fuzz/, docs/fuzzing.md) with AFL++ through cargo-afl, on the
+# stable toolchain.
+#
+#   scripts/fuzz.sh --short                  CI: ~30 s per target
+#   scripts/fuzz.sh --long [SECONDS] [T...]  SECONDS per target (default 3600), targets T (default all)
+#
+# Installs cargo-afl when missing, builds the targets, runs each from its seed corpus
+# (fuzz/corpus/<target>/) for the duration and prints its executions and execs/s. A crash makes
+# the script exit non-zero; the crashing inputs are copied to fuzz/crashes/<target>/ and their
+# paths printed (reproduce with `fuzz/target/release/<target> < input`).
+set -euo pipefail
+
+CARGO_AFL_VERSION=0.18.2
+TARGETS=(http1_parse http2_frames tracker traceparent)
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+mode=${1:-}
+case "$mode" in
+--short)
+    secs=30
+    shift
+    ;;
+--long)
+    shift
+    secs=3600
+    if [[ ${1:-} =~ ^[0-9]+$ ]]; then
+        secs=$1
+        shift
+    fi
+    ;;
+*)
+    echo "usage: $0 --short | --long [SECONDS] [TARGET...]" >&2
+    exit 2
+    ;;
+esac
+if (($# > 0)); then
+    TARGETS=("$@")
+fi
+
+if ! cargo afl --version 2>/dev/null | grep -q "cargo-afl $CARGO_AFL_VERSION"; then
+    echo "== installing cargo-afl $CARGO_AFL_VERSION"
+    cargo install --locked cargo-afl --version "$CARGO_AFL_VERSION"
+fi
+# cargo-afl builds AFL++ when installed; `config --build` builds it when missing and refuses
+# (harmlessly) when it is there. Its LLVM plugins are optional: Rust code is instrumented by
+# rustc's own sanitizer coverage.
+cargo afl config --build >/dev/null 2>&1 || true
+
+echo "== building the fuzz targets"
+(cd "$root/fuzz" && cargo afl build --release --bins)
+
+export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1
+export AFL_FAST_CAL=1 AFL_NO_STARTUP_CALIBRATION=1 AFL_NO_WARN_INSTABILITY=1
+
+stat() { sed -n "s/^$1 *: *//p" "$2"; }
+
+failed=0
+summary=()
+for t in "${TARGETS[@]}"; do
+    out="$root/fuzz/target/afl/$t"
+    rm -rf "$out"
+    mkdir -p "$out"
+    echo "== fuzzing $t for ${secs}s"
+    start=$(date +%s)
+    if ! cargo afl fuzz -V "$secs" -i "$root/fuzz/corpus/$t" -o "$out" -- "$root/fuzz/target/release/$t" \
+        >"$out/afl.log" 2>&1; then
+        tail -n 30 "$out/afl.log" >&2
+        echo "$t: afl-fuzz failed (log: $out/afl.log)" >&2
+        failed=1
+        continue
+    fi
+    wall=$(($(date +%s) - start))
+    stats="$out/default/fuzzer_stats"
+    execs=$(stat execs_done "$stats")
+    run=$(stat run_time "$stats")
+    rate=$(awk -v e="$execs" -v s="$run" 'BEGIN { printf "%.0f", (s > 0 ? e / s : 0) }')
+    crashes=$(find "$out/default/crashes" -type f -name 'id:*' 2>/dev/null | sort)
+    hangs=$(find "$out/default/hangs" -type f -name 'id:*' 2>/dev/null | wc -l)
+    ncrash=0
+    if [[ -n $crashes ]]; then
+        ncrash=$(wc -l <<<"$crashes")
+        failed=1
+        mkdir -p "$root/fuzz/crashes/$t"
+        while read -r c; do
+            dest="$root/fuzz/crashes/$t/$(basename "$c" | tr ':,' '_-')"
+            cp "$c" "$dest"
+            echo "$t: CRASH $c (copied to $dest)" >&2
+        done <<<"$crashes"
+    fi
+    line=$(printf '%-13s %12s execs %8s execs/s %5ss fuzzing (%ss wall) %3s crashes %3s hangs corpus %s' \
+        "$t" "$execs" "$rate" "$run" "$wall" "$ncrash" "$hangs" "$(stat corpus_count "$stats")")
+    echo "$line"
+    summary+=("$line")
+done
+
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+if ((failed)); then
+    echo "fuzzing found crashes or failed" >&2
+    exit 1
+fi
