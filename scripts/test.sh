@@ -30,7 +30,15 @@ print_stages() {
   echo "== test.sh: time per stage (total $((SECONDS - run_start))s)"
   printf '%s\n' "${STAGES[@]}"
 }
-trap print_stages EXIT
+# A background job still running when a stage fails (the fuzzing beside the VM tests) stops too.
+fuzz_pid=""
+on_exit() {
+  if [ -n "$fuzz_pid" ]; then
+    kill -- "-$fuzz_pid" 2>/dev/null || true
+  fi
+  print_stages
+}
+trap on_exit EXIT
 
 bash scripts/setup.sh
 bash testapps/build.sh
@@ -73,7 +81,14 @@ stage "benchmark suite, smoke run (bench/run --smoke: a few seconds per app, no 
 # counts no requests); the full run (docs/benchmarks.md) is bench/run.
 bash bench/run --smoke
 
-stage "the same tests in Debian kernels under QEMU (vm-tests)"
+stage "the same tests in Debian kernels under QEMU (vm-tests), and the decoders' short fuzzing run beside them"
+# QEMU emulates on one thread: the fuzzing (scripts/fuzz.sh --short: installs cargo-afl, builds
+# the targets on one job, fuzzes each for 30 s) takes the other core meanwhile. Its own process
+# group, so that a failure here stops it too.
+mkdir -p target
+fuzz_log=target/fuzz-short.log
+CARGO_BUILD_JOBS=1 setsid bash scripts/fuzz.sh --short >"$fuzz_log" 2>&1 &
+fuzz_pid=$!
 if [ "${VM_MATRIX:-}" = full ]; then
   HOOK_MODES="${HOOK_MODES:-auto tracepoints kprobes fentry}" bash vm-tests/run-matrix.sh
 else
@@ -84,6 +99,16 @@ else
   # the host in both families, and in the full matrix.
   VM_TEST_SKIP="root_conformance_python root_conformance_servers" HOOK_MODES=kprobes bash vm-tests/run-matrix.sh 6.1
 fi
+
+stage "fuzzing of the decoders, short run (started beside the VM tests; docs/fuzzing.md)"
+if ! wait "$fuzz_pid"; then
+  fuzz_pid=""
+  tail -n 40 "$fuzz_log"
+  echo "test.sh: scripts/fuzz.sh --short failed (log: $fuzz_log)" >&2
+  exit 1
+fi
+fuzz_pid=""
+sed -n '/^== summary/,$p' "$fuzz_log"
 
 stage "deploy/systemd/beyla.service under systemd in a Debian guest (vm-tests --systemd)"
 # ~1 min on 6.1 once the Debian image is cached; its first build (debootstrap) adds ~40 s.
