@@ -178,19 +178,7 @@ fn get_keepalive(port: u16, headers: &str, paths: &[String]) -> Vec<(u16, u64)> 
             }
         }
         let size = if chunked {
-            let mut wire = 0u64;
-            loop {
-                let mut size_line = String::new();
-                wire += r.read_line(&mut size_line).unwrap() as u64;
-                let n = u64::from_str_radix(size_line.trim(), 16).unwrap();
-                let mut chunk = vec![0u8; n as usize + 2];
-                r.read_exact(&mut chunk).unwrap();
-                wire += chunk.len() as u64;
-                if n == 0 {
-                    break;
-                }
-            }
-            wire
+            read_chunked_wire(&mut r)
         } else {
             let n = length.expect("neither Content-Length nor chunked");
             std::io::copy(&mut (&mut r).take(n), &mut std::io::sink()).unwrap();

@@ -38,16 +38,7 @@ fn script(name: &str) -> PathBuf {
 
 /// Python with the pinned PyPI packages on `PYTHONPATH` (installed on first use).
 fn python_with_packages() -> (String, PathBuf) {
-    let dir = repo().join(".cache/conformance-py");
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/py-install.sh"))
-        .arg(&dir)
-        .args(PYPI)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("running scripts/py-install.sh");
-    assert!(out.status.success(), "scripts/py-install.sh failed for {PYPI:?}");
-    (String::from_utf8_lossy(&out.stdout).trim().to_string(), dir)
+    python_with("conformance-py", PYPI)
 }
 
 /// Starts `args` and waits until something listens on `port`.

@@ -208,19 +208,7 @@ fn exchange(port: u16, reqs: &[Req]) -> Vec<Got> {
         let size = if q.method == "HEAD" || status < 200 || status == 204 || status == 304 {
             0
         } else if chunked {
-            let mut wire = 0u64;
-            loop {
-                let mut size_line = String::new();
-                wire += r.read_line(&mut size_line).unwrap() as u64;
-                let n = u64::from_str_radix(size_line.trim(), 16).unwrap_or_else(|_| panic!("chunk {size_line:?}"));
-                let mut chunk = vec![0u8; n as usize + 2];
-                r.read_exact(&mut chunk).unwrap();
-                wire += chunk.len() as u64;
-                if n == 0 {
-                    break;
-                }
-            }
-            wire
+            read_chunked_wire(&mut r)
         } else if let Some(n) = length {
             std::io::copy(&mut (&mut r).take(n), &mut std::io::sink()).unwrap();
             n
@@ -466,16 +454,7 @@ fn root_conformance_servers_apache2() {
 
 /// Python with gunicorn and Flask on `PYTHONPATH` (installed on first use).
 fn python_with_gunicorn() -> (String, PathBuf) {
-    let dir = repo().join(".cache/conformance-gunicorn");
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/py-install.sh"))
-        .arg(&dir)
-        .args(PYPI)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("running scripts/py-install.sh");
-    assert!(out.status.success(), "scripts/py-install.sh failed for {PYPI:?}");
-    (String::from_utf8_lossy(&out.stdout).trim().to_string(), dir)
+    python_with("conformance-gunicorn", PYPI)
 }
 
 /// The requests every app server here gets (its routes `/item/{n}`, `/stream/{n}`, `/echo`),

@@ -321,3 +321,36 @@ pub fn curl_uploads_1mib(url: &str, n: usize) {
     }
     let _ = std::fs::remove_file(&file);
 }
+
+/// Python with the PyPI packages `pkgs` (pinned) on `PYTHONPATH`, installed on first use under
+/// `.cache/<cache>` by `scripts/py-install.sh`: (interpreter, PYTHONPATH).
+pub fn python_with(cache: &str, pkgs: &[&str]) -> (String, PathBuf) {
+    let dir = repo().join(".cache").join(cache);
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/py-install.sh"))
+        .arg(&dir)
+        .args(pkgs)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running scripts/py-install.sh");
+    assert!(out.status.success(), "scripts/py-install.sh failed for {pkgs:?}");
+    (String::from_utf8_lossy(&out.stdout).trim().to_string(), dir)
+}
+
+/// Reads a chunked body to its end (the last chunk and its CRLF; no trailers) and returns its
+/// size on the wire, framing included: what the agent reports, as it cannot de-chunk what it
+/// did not copy.
+pub fn read_chunked_wire(r: &mut impl BufRead) -> u64 {
+    let mut wire = 0u64;
+    loop {
+        let mut size_line = String::new();
+        wire += r.read_line(&mut size_line).unwrap() as u64;
+        let n = u64::from_str_radix(size_line.trim(), 16).unwrap_or_else(|_| panic!("chunk size {size_line:?}"));
+        let mut chunk = vec![0u8; n as usize + 2];
+        r.read_exact(&mut chunk).unwrap();
+        wire += chunk.len() as u64;
+        if n == 0 {
+            return wire;
+        }
+    }
+}
