@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::aggregate::definitions::AttributeSelection;
 use crate::aggregate::service_graph::ServiceGraph;
 use crate::aggregate::span_metrics::SpanMetrics;
 use crate::aggregate::{Aggregates, AppMetrics, Buckets};
@@ -52,6 +53,8 @@ pub struct PipelineConfig {
     pub duration_buckets: Buckets,
     pub request_size_buckets: Buckets,
     pub response_size_buckets: Buckets,
+    /// `attributes.select`: the attributes of each application metric (Prometheus and OTLP).
+    pub attributes: Arc<AttributeSelection>,
     /// `prometheus_export.ttl`: series not updated for this long disappear.
     pub metrics_ttl: Duration,
     /// `prometheus_export.features` holds `application_span`.
@@ -125,13 +128,8 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     let mut tasks = Vec::new();
 
     let mut app_registry = Registry::default();
-    let metrics = AppMetrics::new(
-        &mut app_registry,
-        cfg.duration_buckets.clone(),
-        cfg.request_size_buckets,
-        cfg.response_size_buckets,
-        cfg.metrics_ttl,
-    );
+    let buckets = [cfg.duration_buckets.clone(), cfg.request_size_buckets, cfg.response_size_buckets];
+    let metrics = AppMetrics::new(&mut app_registry, buckets, cfg.attributes.clone(), cfg.metrics_ttl);
     let aggregates = Aggregates {
         spans: cfg
             .span_metrics
@@ -509,6 +507,8 @@ impl PipelineConfig {
             duration_buckets: Buckets(b.duration_histogram.clone()),
             request_size_buckets: Buckets(b.request_size_histogram.clone()),
             response_size_buckets: Buckets(b.response_size_histogram.clone()),
+            // Validated with the rest of the configuration when it was loaded.
+            attributes: Arc::new(AttributeSelection::new(&cfg.attributes.select).unwrap_or_default()),
             metrics_ttl: p.ttl.as_std(),
             span_metrics: p.has_feature(MetricFeature::ApplicationSpan),
             service_graph: p.has_feature(MetricFeature::ApplicationServiceGraph),

@@ -137,7 +137,16 @@ fn export_examples() {
     let l = check("configure_controlling-instrumentation_2.yml");
     assert_eq!(l.config.ebpf.buffer_sizes.http, 8192);
     assert!(warned(&l, "ebpf.payload_extraction", "payload extraction is not implemented yet"));
-    assert!(warned(&l, "attributes.select", "attribute selection is not implemented yet"));
+    assert!(warned(&l, "attributes.select.traces", "selecting span attributes is not implemented yet"));
+
+    // Selection of metric attributes: entries for metrics this agent does not export warn.
+    let l = check("configure_metrics-traces-attributes_0.yml");
+    let unmatched = "matches none of the metrics this agent exports";
+    assert!(warned(&l, "attributes.select.beyla_network_flow_bytes", unmatched));
+    assert!(warned(&l, "attributes.select.db_client_operation_duration", unmatched));
+    assert!(!l.warnings.iter().any(|w| w.key.contains("http_client_request_duration")), "{:?}", l.warnings);
+    let l = check("configure_metrics-traces-attributes_1.yml");
+    assert!(!l.warnings.iter().any(|w| w.key.starts_with("attributes.select")), "{:?}", l.warnings);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Stage `aggregate`: folds spans into the application metrics (RED histograms per service,
 //! method, status and route) with Beyla's names, labels and default buckets.
 use std::hash::BuildHasher;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,14 +9,17 @@ use foldhash::{HashMap, HashMapExt};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 
 use crate::attach::TracedProcess;
 use crate::decode::Role;
 use crate::enrich::Span;
 
+pub mod definitions;
 pub mod service_graph;
 pub mod span_metrics;
+
+use definitions::{AttributeSelection, METRICS};
 
 pub type Labels = Vec<(&'static str, String)>;
 
@@ -70,18 +73,16 @@ pub(crate) fn job(svc: &crate::discover::ServiceId) -> String {
 }
 
 pub struct AppMetrics {
-    server_duration: HistFamily,
-    client_duration: HistFamily,
-    server_request_size: HistFamily,
-    server_response_size: HistFamily,
-    client_request_size: HistFamily,
-    client_response_size: HistFamily,
-    rpc_server_duration: HistFamily,
-    rpc_client_duration: HistFamily,
+    /// By index of [`METRICS`].
+    families: Vec<HistFamily>,
+    selection: Arc<AttributeSelection>,
+    /// The selection reads `url.path` / `client.address`: they decide series too.
+    keyed_by_path: bool,
+    keyed_by_client: bool,
     target_info: Family<Labels, Gauge>,
     /// The series each kind of span was last recorded in, by a hash of what decides its labels:
-    /// a span that hits only hashes a few fields, instead of building its label set and
-    /// hashing it (SipHash) once per family (most of the agent's CPU per request at saturation).
+    /// a span that hits only hashes a few fields, instead of building its label sets and
+    /// hashing them (SipHash) once per family (most of the agent's CPU per request at saturation).
     series: HashMap<u64, Vec<CachedSeries>>,
     /// `target_info` of each process description recorded, by its address.
     info: HashMap<usize, CachedInfo>,
@@ -102,13 +103,16 @@ struct CachedSeries {
     tls: bool,
     host: Option<String>,
     sock: SocketAddr,
-    labels: Labels,
-    /// duration; HTTP: request and response body sizes.
-    handles: [Option<Histogram>; 3],
+    path: Option<String>,
+    client: Option<IpAddr>,
+    /// The metrics this kind of span feeds: index in [`METRICS`], labels, histogram.
+    handles: Vec<(usize, Labels, Histogram)>,
     last: Instant,
 }
 
-/// The span fields that decide a series, borrowed.
+/// The span fields that decide a series, borrowed. Every field an attribute of [`METRICS`]
+/// reads is here (`path` and `client` only when selected, so that they do not split the cache
+/// otherwise).
 #[derive(Hash, PartialEq, Eq)]
 struct SeriesKey<'a> {
     process: *const TracedProcess,
@@ -120,33 +124,15 @@ struct SeriesKey<'a> {
     tls: bool,
     host: Option<&'a str>,
     sock: SocketAddr,
-}
-
-impl<'a> SeriesKey<'a> {
-    fn of(span: &'a Span) -> Self {
-        let r = &span.request;
-        SeriesKey {
-            process: Arc::as_ptr(&span.process),
-            role: r.role,
-            grpc_status: r.grpc_status,
-            method: if r.grpc_status.is_some() { &r.target } else { &r.method },
-            status: r.status,
-            route: span.route.as_deref(),
-            tls: r.tls,
-            host: r.host.as_deref(),
-            sock: series_sock(r),
-        }
-    }
+    path: Option<&'a str>,
+    client: Option<IpAddr>,
 }
 
 impl CachedSeries {
-    fn observe(&mut self, r: &crate::decode::Request, now: Instant) {
+    fn observe(&mut self, span: &Span, now: Instant) {
         self.last = now;
-        let values = [r.duration_ns() as f64 / 1e9, r.request_body_size as f64, r.response_body_size as f64];
-        // Body sizes of a message whose head was cut short are unknown: not observed.
-        let known = if r.body_sizes_unknown { 1 } else { values.len() };
-        for (h, v) in self.handles.iter().zip(values).take(known) {
-            if let Some(h) = h {
+        for (m, _, h) in &self.handles {
+            if let Some(v) = (METRICS[*m].value)(span) {
                 h.observe(v);
             }
         }
@@ -163,6 +149,8 @@ impl CachedSeries {
             tls: self.tls,
             host: self.host.as_deref(),
             sock: self.sock,
+            path: self.path.as_deref(),
+            client: self.client,
         }
     }
 }
@@ -186,7 +174,7 @@ fn series_sock(r: &crate::decode::Request) -> SocketAddr {
 /// series can be shared by several entries, e.g. a process described again).
 fn expire_cached<K: Clone + Eq + std::hash::Hash, E>(
     entries: &mut Vec<E>,
-    key: impl Fn(&E) -> K,
+    keys: impl Fn(&E) -> Vec<K>,
     last: impl Fn(&E) -> Instant,
     now: Instant,
     ttl: Duration,
@@ -194,89 +182,59 @@ fn expire_cached<K: Clone + Eq + std::hash::Hash, E>(
     let fresh = |t: Instant| now.saturating_duration_since(t) <= ttl;
     let mut live: HashMap<K, bool> = HashMap::new();
     for e in entries.iter() {
-        *live.entry(key(e)).or_insert(false) |= fresh(last(e));
+        for k in keys(e) {
+            *live.entry(k).or_insert(false) |= fresh(last(e));
+        }
     }
     entries.retain(|e| fresh(last(e)));
     live.into_iter().filter(|(_, l)| !l).map(|(k, _)| k).collect()
 }
 
 impl AppMetrics {
-    /// Creates the metric families and registers them in `registry`.
+    /// Creates the metric families of [`METRICS`] and registers them in `registry`; `buckets`
+    /// by [`definitions::BucketList`].
     pub fn new(
         registry: &mut Registry,
-        duration: Buckets,
-        request_size: Buckets,
-        response_size: Buckets,
+        buckets: [Buckets; 3],
+        selection: Arc<AttributeSelection>,
         ttl: Duration,
     ) -> Self {
-        let m = AppMetrics {
-            server_duration: Family::new_with_constructor(duration.clone()),
-            client_duration: Family::new_with_constructor(duration.clone()),
-            server_request_size: Family::new_with_constructor(request_size.clone()),
-            server_response_size: Family::new_with_constructor(response_size.clone()),
-            rpc_server_duration: Family::new_with_constructor(duration.clone()),
-            rpc_client_duration: Family::new_with_constructor(duration.clone()),
-            client_request_size: Family::new_with_constructor(request_size),
-            client_response_size: Family::new_with_constructor(response_size),
-            target_info: Family::default(),
+        let families: Vec<HistFamily> =
+            METRICS.iter().map(|d| Family::new_with_constructor(buckets[d.buckets as usize].clone())).collect();
+        for (d, f) in METRICS.iter().zip(&families) {
+            registry.register_with_unit(d.prom, d.help, d.unit.prometheus(), f.clone());
+        }
+        let target_info = Family::default();
+        // prometheus-client appends `_info` to info metrics; target_info is a gauge fixed at 1.
+        registry.register("target_info", "Target metadata", target_info.clone());
+        AppMetrics {
+            families,
+            keyed_by_path: selection.reports("url.path"),
+            keyed_by_client: selection.reports("client.address"),
+            selection,
+            target_info,
             series: HashMap::new(),
             info: HashMap::new(),
             hasher: Default::default(),
             ttl,
-        };
-        let s = Unit::Seconds;
-        let b = Unit::Bytes;
-        registry.register_with_unit(
-            "http_server_request_duration",
-            "Duration of HTTP service calls from the server side",
-            s.clone(),
-            m.server_duration.clone(),
-        );
-        registry.register_with_unit(
-            "http_client_request_duration",
-            "Duration of HTTP service calls from the client side",
-            s,
-            m.client_duration.clone(),
-        );
-        registry.register_with_unit(
-            "http_server_request_body_size",
-            "Size of the HTTP request body as received at the server side",
-            b.clone(),
-            m.server_request_size.clone(),
-        );
-        registry.register_with_unit(
-            "http_server_response_body_size",
-            "Size of the HTTP response body as sent from the server side",
-            b.clone(),
-            m.server_response_size.clone(),
-        );
-        registry.register_with_unit(
-            "http_client_request_body_size",
-            "Size of the HTTP request body as sent from the client side",
-            b.clone(),
-            m.client_request_size.clone(),
-        );
-        registry.register_with_unit(
-            "http_client_response_body_size",
-            "Size of the HTTP response body as received at the client side",
-            b,
-            m.client_response_size.clone(),
-        );
-        registry.register_with_unit(
-            "rpc_server_call_duration",
-            "Duration of RPC service calls from the server side",
-            Unit::Seconds,
-            m.rpc_server_duration.clone(),
-        );
-        registry.register_with_unit(
-            "rpc_client_call_duration",
-            "Duration of RPC service calls from the client side",
-            Unit::Seconds,
-            m.rpc_client_duration.clone(),
-        );
-        // prometheus-client appends `_info` to info metrics; target_info is a gauge fixed at 1.
-        registry.register("target_info", "Target metadata", m.target_info.clone());
-        m
+        }
+    }
+
+    fn key_of<'a>(&self, span: &'a Span) -> SeriesKey<'a> {
+        let r = &span.request;
+        SeriesKey {
+            process: Arc::as_ptr(&span.process),
+            role: r.role,
+            grpc_status: r.grpc_status,
+            method: if r.grpc_status.is_some() { &r.target } else { &r.method },
+            status: r.status,
+            route: span.route.as_deref(),
+            tls: r.tls,
+            host: r.host.as_deref(),
+            sock: series_sock(r),
+            path: self.keyed_by_path.then(|| r.path()),
+            client: self.keyed_by_client.then(|| definitions::client_ip(span)),
+        }
     }
 
     pub fn record(&mut self, span: &Span) {
@@ -286,7 +244,7 @@ impl AppMetrics {
         match self.info.get_mut(&key) {
             Some(i) => i.last = now,
             None => {
-                let mut labels = base_labels(span);
+                let mut labels = base_labels(span, |_| true);
                 labels.push(("telemetry_sdk_language", span.process.sdk_language().into()));
                 labels.push(("telemetry_sdk_name", "beyla".into()));
                 labels.push(("process_pid", span.process.pid.to_string()));
@@ -295,111 +253,74 @@ impl AppMetrics {
             }
         }
 
-        let hash = self.hasher.hash_one(SeriesKey::of(span));
-        if let Some(c) = self.series.get_mut(&hash).and_then(|b| b.iter_mut().find(|c| c.key() == SeriesKey::of(span)))
-        {
-            c.observe(r, now);
+        let skey = self.key_of(span);
+        let hash = self.hasher.hash_one(&skey);
+        if let Some(c) = self.series.get_mut(&hash).and_then(|b| b.iter_mut().find(|c| c.key() == skey)) {
+            c.observe(span, now);
             return;
         }
-        let (labels, handles) = self.create_series(span);
         let mut c = CachedSeries {
             process: span.process.clone(),
             role: r.role,
             grpc_status: r.grpc_status,
-            method: if r.grpc_status.is_some() { r.target.clone() } else { r.method.clone() },
+            method: skey.method.to_string(),
             status: r.status,
             route: span.route.clone(),
             tls: r.tls,
             host: r.host.clone(),
-            sock: series_sock(r),
-            labels,
-            handles,
+            sock: skey.sock,
+            path: skey.path.map(String::from),
+            client: skey.client,
+            handles: self.create_series(span),
             last: now,
         };
-        c.observe(r, now);
+        c.observe(span, now);
         self.series.entry(hash).or_default().push(c);
     }
 
-    /// The labels of the span's series and its histograms (created in the families if new).
-    fn create_series(&self, span: &Span) -> (Labels, [Option<Histogram>; 3]) {
-        let r = &span.request;
-        let (server_addr, server_port) = server_endpoint(span);
-        let mut labels = base_labels(span);
-        if let Some(code) = r.grpc_status {
-            labels.push(("rpc_grpc_status_code", code.to_string()));
-            labels.push(("rpc_method", r.target.clone()));
-            labels.push(("rpc_system", "grpc".into()));
-            labels.push(("server_address", server_addr));
-            labels.push(("server_port", server_port.to_string()));
-            let fam = match r.role {
-                Role::Server => &self.rpc_server_duration,
-                Role::Client => &self.rpc_client_duration,
-            };
-            let h = fam.get_or_create(&labels).clone();
-            return (labels, [Some(h), None, None]);
+    /// The metrics the span feeds, with its labels in each and their histograms (created in
+    /// the families if new).
+    fn create_series(&self, span: &Span) -> Vec<(usize, Labels, Histogram)> {
+        let mut out: Vec<(usize, Labels, Histogram)> = Vec::new();
+        for (m, _) in METRICS.iter().enumerate().filter(|(_, d)| (d.feeds)(span)) {
+            let mut labels = base_labels(span, |prom| self.selection.reports_k8s(m, prom));
+            labels.extend(self.selection.attrs(m).filter_map(|a| (a.value)(span).map(|v| (a.prom, v))));
+            let h = self.families[m].get_or_create(&labels).clone();
+            out.push((m, labels, h));
         }
-        labels.push(("http_request_method", r.method.clone()));
-        labels.push(("http_response_status_code", r.status.to_string()));
-        if let Some(route) = &span.route {
-            labels.push(("http_route", route.clone()));
-        }
-        labels.push(("server_address", server_addr));
-        labels.push(("server_port", server_port.to_string()));
-        labels.push(("url_scheme", r.scheme().into()));
-        let (dur, req, resp) = match r.role {
-            Role::Server => (&self.server_duration, &self.server_request_size, &self.server_response_size),
-            Role::Client => (&self.client_duration, &self.client_request_size, &self.client_response_size),
-        };
-        let handles = [dur, req, resp].map(|f| Some(f.get_or_create(&labels).clone()));
-        (labels, handles)
+        out
     }
 
-    /// Every family a series of this side may be in (HTTP or RPC; removing an absent series is
-    /// a no-op).
-    fn families(&self, role: Role) -> [&HistFamily; 4] {
-        match role {
-            Role::Server => [
-                &self.server_duration,
-                &self.server_request_size,
-                &self.server_response_size,
-                &self.rpc_server_duration,
-            ],
-            Role::Client => [
-                &self.client_duration,
-                &self.client_request_size,
-                &self.client_response_size,
-                &self.rpc_client_duration,
-            ],
-        }
-    }
-
-    /// Removes the series not updated within the TTL; returns how many HTTP/RPC series went.
+    /// Removes the series not updated within the TTL; returns how many label sets went.
     pub fn expire(&mut self, now: Instant) -> usize {
         let ttl = self.ttl;
         let mut entries: Vec<CachedSeries> = self.series.drain().flat_map(|(_, b)| b).collect();
-        let old = expire_cached(&mut entries, |c| (c.role, c.labels.clone()), |c| c.last, now, ttl);
+        let keys = |c: &CachedSeries| c.handles.iter().map(|(m, l, _)| (*m, l.clone())).collect();
+        let old = expire_cached(&mut entries, keys, |c| c.last, now, ttl);
         for c in entries {
             let hash = self.hasher.hash_one(c.key());
             self.series.entry(hash).or_default().push(c);
         }
-        for (role, labels) in &old {
-            for fam in self.families(*role) {
-                fam.remove(labels);
+        let mut gone: Vec<&Labels> = Vec::new();
+        for (m, labels) in &old {
+            self.families[*m].remove(labels);
+            if !gone.contains(&labels) {
+                gone.push(labels);
             }
         }
         let mut infos: Vec<(usize, CachedInfo)> = self.info.drain().collect();
-        let gone = expire_cached(&mut infos, |(_, i)| i.labels.clone(), |(_, i)| i.last, now, ttl);
+        let stale = expire_cached(&mut infos, |(_, i)| vec![i.labels.clone()], |(_, i)| i.last, now, ttl);
         self.info.extend(infos);
-        for labels in gone {
+        for labels in stale {
             self.target_info.remove(&labels);
         }
-        old.len()
+        gone.len()
     }
 }
 
 /// instance, job, service name and namespace, and the non-empty `k8s_*` attributes
-/// (`attributes.kubernetes`).
-fn base_labels(span: &Span) -> Labels {
+/// (`attributes.kubernetes`) that `k8s` keeps.
+fn base_labels(span: &Span, k8s: impl Fn(&str) -> bool) -> Labels {
     let svc = &span.process.service;
     let mut base: Labels = vec![
         ("instance", svc.instance_id.clone()),
@@ -407,8 +328,8 @@ fn base_labels(span: &Span) -> Labels {
         ("service_name", svc.name.clone()),
         ("service_namespace", svc.namespace.clone()),
     ];
-    if let Some(k8s) = &span.process.k8s {
-        base.extend(k8s.attributes().map(|(_, prom, v)| (prom, v.to_string())));
+    if let Some(meta) = &span.process.k8s {
+        base.extend(meta.attributes().filter(|(_, prom, _)| k8s(prom)).map(|(_, prom, v)| (prom, v.to_string())));
     }
     base
 }
@@ -493,7 +414,8 @@ mod tests {
         let mut reg = Registry::default();
         let d = crate::config::DEFAULT_DURATION_BUCKETS.to_vec();
         let s = crate::config::DEFAULT_SIZE_BUCKETS.to_vec();
-        let mut m = AppMetrics::new(&mut reg, Buckets(d), Buckets(s.clone()), Buckets(s), Duration::from_secs(300));
+        let buckets = [Buckets(d), Buckets(s.clone()), Buckets(s)];
+        let mut m = AppMetrics::new(&mut reg, buckets, Default::default(), Duration::from_secs(300));
         for sp in spans {
             m.record(sp);
         }
@@ -506,7 +428,7 @@ mod tests {
     fn series_expire_after_the_ttl() {
         let mut reg = Registry::default();
         let b = || Buckets(vec![1.0]);
-        let mut m = AppMetrics::new(&mut reg, b(), b(), b(), Duration::from_millis(50));
+        let mut m = AppMetrics::new(&mut reg, [b(), b(), b()], Default::default(), Duration::from_millis(50));
         m.record(&span(Role::Server, None));
         let mut client = span(Role::Client, None);
         m.record(&client);
@@ -529,7 +451,7 @@ mod tests {
     fn a_series_shared_by_two_descriptions_lives_while_either_is_updated() {
         let mut reg = Registry::default();
         let b = || Buckets(vec![1.0]);
-        let mut m = AppMetrics::new(&mut reg, b(), b(), b(), Duration::from_millis(50));
+        let mut m = AppMetrics::new(&mut reg, [b(), b(), b()], Default::default(), Duration::from_millis(50));
         let old = span(Role::Server, None);
         m.record(&old);
         std::thread::sleep(Duration::from_millis(80));
@@ -607,6 +529,52 @@ mod tests {
         let series = format!("http_server_request_duration_seconds_count{{{base},{k8s},http_request_method=\"POST\"");
         assert!(text.contains(&series), "{text}");
         assert!(text.contains(&format!("target_info{{{base},{k8s},telemetry_sdk_language=")), "{text}");
+    }
+
+    /// `attributes.select`: per-metric labels, optional ones (`url_path`, `client_address`)
+    /// deciding series, Kubernetes labels selected away.
+    #[test]
+    fn selected_attributes_decide_labels_and_series() {
+        use crate::config::sections::attributes::InclusionLists;
+        let mut select = std::collections::BTreeMap::new();
+        let include = |l: &[&str]| Some(l.iter().map(|s| s.to_string()).collect());
+        select.insert(
+            "http_server_request_duration".to_string(),
+            InclusionLists {
+                include: include(&["http.request.method", "url.path", "k8s.namespace.*"]),
+                exclude: vec![],
+            },
+        );
+        select.insert("*_body_size".to_string(), InclusionLists { include: None, exclude: vec!["k8s_*".into()] });
+        let sel = Arc::new(AttributeSelection::new(&select).unwrap());
+        let mut reg = Registry::default();
+        let b = || Buckets(vec![1.0]);
+        let mut m = AppMetrics::new(&mut reg, [b(), b(), b()], sel, Duration::from_secs(60));
+        let mut s = span(Role::Server, None);
+        let meta = crate::kube::K8sMeta { namespace: "demo".into(), pod_name: "p-1".into(), ..Default::default() };
+        std::sync::Arc::make_mut(&mut s.process).k8s = Some(std::sync::Arc::new(meta));
+        m.record(&s);
+        m.record(&s);
+        s.request.target = "/echo/2?x".into();
+        m.record(&s);
+        let mut text = String::new();
+        encode(&mut text, &reg).unwrap();
+        let base = r#"instance="h:42",job="shop",service_name="shop",service_namespace="""#;
+        let dur = "http_server_request_duration_seconds_count";
+        let k8s = r#"k8s_namespace_name="demo""#;
+        assert!(
+            text.contains(&format!(r#"{dur}{{{base},{k8s},http_request_method="POST",url_path="/echo"}} 2"#)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(r#"{dur}{{{base},{k8s},http_request_method="POST",url_path="/echo/2"}} 1"#)),
+            "{text}"
+        );
+        // The body sizes keep their defaults without the Kubernetes labels, in one series.
+        let size = r#"http_server_request_body_size_bytes_count{instance="h:42",job="shop",service_name="shop",service_namespace="",http_request_method="POST",http_response_status_code="201",http_route="/echo",server_address="127.0.0.1",server_port="8080",url_scheme="http"} 3"#;
+        assert!(text.contains(size), "{text}");
+        assert!(!text.contains("k8s_pod_name=\"p-1\",http"), "{text}");
+        assert!(text.contains(r#"target_info{instance="h:42",job="shop",service_name="shop",service_namespace="",k8s_namespace_name="demo",k8s_pod_name="p-1""#), "{text}");
     }
 
     #[test]

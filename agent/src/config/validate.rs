@@ -6,6 +6,7 @@ use super::load::Provenance;
 use super::sections::discovery::SelectorOf;
 use super::sections::prometheus::{Buckets, InternalMetricsExporter, MetricFeature};
 use super::{Config, ContextPropagation, KubeEnable, TracePrinter};
+use crate::aggregate::definitions::AttributeSelection;
 
 /// Normalises `config`, checks the rules that span keys, and returns the warnings.
 pub(crate) fn finish(config: &mut Config, prov: &Provenance) -> Result<Vec<ConfigWarning>, ConfigError> {
@@ -73,6 +74,9 @@ fn check(config: &Config, prov: &Provenance) -> Result<(), ConfigError> {
             let key = format!("ebpf.buffer_sizes.{name}");
             return Err(invalid(prov, &key, format!("{size} is larger than the maximum, 8192")));
         }
+    }
+    if let Err((key, message)) = AttributeSelection::new(&config.attributes.select) {
+        return Err(invalid(prov, &key, message));
     }
     if let Err((key, message)) = crate::export::otlp::OtlpOptions::from_config(config) {
         return Err(invalid(prov, &key, message));
@@ -190,10 +194,7 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
             }
         }
         ["attributes", "kubernetes"] => None,
-        ["attributes", "select", ..] => Some((
-            "attributes.select".to_string(),
-            "attribute selection is not implemented yet; metrics carry their default attributes".to_string(),
-        )),
+        ["attributes", "select", ..] => None,
         ["attributes", name, ..] if *name != "instance_id" => ignored(&format!("attributes.{name}")),
         ["otel_metrics_export", key, rest @ ..] => {
             let key = key.split('[').next().unwrap_or(key);
@@ -293,6 +294,14 @@ fn warnings(config: &Config, prov: &Provenance) -> Vec<ConfigWarning> {
     selector_warnings("services", &d.services, kube, &mut selector_notes);
     selector_warnings("exclude_services", &d.exclude_services, kube, &mut selector_notes);
     selector_warnings("default_exclude_services", &d.default_exclude_services, kube, &mut selector_notes);
+    for metric in AttributeSelection::unmatched_keys(&config.attributes.select) {
+        let message = if metric == "traces" {
+            "selecting span attributes is not implemented yet; spans carry their default attributes"
+        } else {
+            "matches none of the metrics this agent exports (http_*, rpc_*); the entry is ignored"
+        };
+        selector_notes.push((format!("attributes.select.{metric}"), message.to_string()));
+    }
     for (key, message) in selector_notes {
         let origin = prov.origin_of(&key);
         push(key, message, origin);

@@ -179,8 +179,8 @@ pub struct Attributes {
     pub kubernetes: Kubernetes,
     /// Instance id composition. Implemented.
     pub instance_id: InstanceId,
-    /// Per-metric attribute selection (metric name or glob -> include/exclude lists).
-    /// Accepted, not implemented yet: the default attributes are reported. Default: empty.
+    /// Per-metric attribute selection (metric name or glob -> include/exclude lists), applied
+    /// by `aggregate::definitions::AttributeSelection`. Default: empty.
     #[serde(deserialize_with = "de_null_default")]
     pub select: BTreeMap<String, InclusionLists>,
     /// Host id. Accepted, not implemented yet.

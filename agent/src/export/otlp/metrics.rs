@@ -17,35 +17,25 @@ use tracing::{info, warn};
 use super::resource::{int, kv, scope, ResourceBuilder};
 use super::transport::Transport;
 use super::MetricsOptions;
+use crate::aggregate::definitions::{AttributeSelection, MetricDef, METRICS};
 use crate::attach::TracedProcess;
-use crate::decode::Role;
 use crate::enrich::Span;
 use crate::telemetry::Internal;
-
-/// (name, unit, description) of each exported histogram, in export order.
-const METRICS: [(&str, &str, &str); 8] = [
-    ("http.server.request.duration", "s", "Duration of HTTP service calls from the server side"),
-    ("http.server.request.body.size", "By", "Size of the HTTP request body as received at the server side"),
-    ("http.server.response.body.size", "By", "Size of the HTTP response body as sent from the server side"),
-    ("http.client.request.duration", "s", "Duration of HTTP service calls from the client side"),
-    ("http.client.request.body.size", "By", "Size of the HTTP request body as sent from the client side"),
-    ("http.client.response.body.size", "By", "Size of the HTTP response body as received at the client side"),
-    ("rpc.server.call.duration", "s", "Duration of RPC service calls from the server side"),
-    ("rpc.client.call.duration", "s", "Duration of RPC service calls from the client side"),
-];
 
 type Attrs = Vec<(&'static str, String)>;
 
 pub struct OtlpMetrics {
     procs: HashMap<u32, ProcMetrics>,
+    /// By [`BucketList`](crate::aggregate::definitions::BucketList).
     buckets: [Arc<Vec<f64>>; 3],
+    attributes: Arc<AttributeSelection>,
     exponential: bool,
     ttl: Duration,
 }
 
 struct ProcMetrics {
     process: Arc<TracedProcess>,
-    /// By metric index in `METRICS` and attributes.
+    /// By metric index in [`METRICS`] and attributes.
     points: HashMap<(usize, Attrs), Point>,
 }
 
@@ -86,49 +76,21 @@ impl OtlpMetrics {
                 Arc::new(o.size_buckets.0.clone()),
                 Arc::new(o.size_buckets.1.clone()),
             ],
+            attributes: o.attributes.clone(),
             exponential: o.exponential,
             ttl: o.ttl,
         }
     }
 
     pub fn record(&mut self, s: &Span) {
-        let r = &s.request;
-        let (addr, port) = crate::aggregate::server_endpoint(s);
-        if let Some(code) = r.grpc_status {
-            let attrs: Attrs = vec![
-                ("rpc.grpc.status_code", code.to_string()),
-                ("rpc.method", r.target.clone()),
-                ("rpc.system", "grpc".into()),
-                ("server.address", addr),
-                ("server.port", port.to_string()),
-            ];
-            let idx = if r.role == Role::Server { 6 } else { 7 };
-            self.observe(s, idx, attrs, r.duration_ns() as f64 / 1e9, 0);
-            return;
-        }
-        let mut attrs: Attrs = vec![
-            ("http.request.method", r.method.clone()),
-            ("http.response.status_code", r.status.to_string()),
-            ("server.address", addr),
-            ("server.port", port.to_string()),
-            ("url.scheme", r.scheme().into()),
-        ];
-        if let Some(route) = &s.route {
-            attrs.push(("http.route", route.clone()));
-        }
-        let base = match r.role {
-            Role::Server => 0,
-            Role::Client => 3,
-        };
-        let values = [r.duration_ns() as f64 / 1e9, r.request_body_size as f64, r.response_body_size as f64];
-        // Body sizes of a message whose head was cut short are unknown: not reported.
-        let known = if r.body_sizes_unknown { 1 } else { values.len() };
-        for (i, v) in values.into_iter().enumerate().take(known) {
-            self.observe(s, base + i, attrs.clone(), v, i);
+        for (m, def) in METRICS.iter().enumerate().filter(|(_, d)| (d.feeds)(s)) {
+            let Some(v) = (def.value)(s) else { continue };
+            let attrs: Attrs = self.attributes.attrs(m).filter_map(|a| (a.value)(s).map(|v| (a.otel, v))).collect();
+            self.observe(s, m, attrs, v, def.buckets as usize);
         }
     }
 
-    /// One value into metric `idx` (of `METRICS`) with `buckets[bucket]` as explicit bounds.
+    /// One value into metric `idx` (of [`METRICS`]) with `buckets[bucket]` as explicit bounds.
     fn observe(&mut self, s: &Span, idx: usize, attrs: Attrs, v: f64, bucket: usize) {
         let now = Instant::now();
         let (buckets, exponential) = (&self.buckets, self.exponential);
@@ -167,14 +129,14 @@ impl OtlpMetrics {
         let mut out = Vec::new();
         for p in self.procs.values() {
             let mut metrics: Vec<Metric> = Vec::new();
-            for (idx, (name, unit, description)) in METRICS.iter().enumerate() {
+            for (idx, def) in METRICS.iter().enumerate() {
                 let mut points: Vec<(&Attrs, &Point)> =
                     p.points.iter().filter(|((i, _), _)| *i == idx).map(|((_, a), pt)| (a, pt)).collect();
                 if points.is_empty() {
                     continue;
                 }
                 points.sort_by(|a, b| a.0.cmp(b.0));
-                let attrs = |a: &Attrs| a.iter().map(|(k, v)| attribute(k, v)).collect::<Vec<KeyValue>>();
+                let attrs = |a: &Attrs| a.iter().map(|(k, v)| attribute(def, k, v)).collect::<Vec<KeyValue>>();
                 let cumulative = AggregationTemporality::Cumulative as i32;
                 let data = if self.exponential {
                     Data::ExponentialHistogram(ExponentialHistogram {
@@ -212,9 +174,9 @@ impl OtlpMetrics {
                     })
                 };
                 metrics.push(Metric {
-                    name: name.to_string(),
-                    description: description.to_string(),
-                    unit: unit.to_string(),
+                    name: def.otel.to_string(),
+                    description: def.help.to_string(),
+                    unit: def.unit.otel().to_string(),
                     metadata: Vec::new(),
                     data: Some(data),
                 });
@@ -229,14 +191,14 @@ impl OtlpMetrics {
     }
 }
 
-/// Status code and port are integers in the semantic conventions.
-fn attribute(k: &str, v: &str) -> KeyValue {
-    match k {
-        "http.response.status_code" | "server.port" | "rpc.grpc.status_code" => {
-            v.parse().map(|n| int(k, n)).unwrap_or_else(|_| kv(k, v))
+/// Status codes and ports are integers in the semantic conventions.
+fn attribute(def: &MetricDef, k: &str, v: &str) -> KeyValue {
+    if def.attrs.iter().any(|a| a.otel == k && a.int) {
+        if let Ok(n) = v.parse() {
+            return int(k, n);
         }
-        _ => kv(k, v),
     }
+    kv(k, v)
 }
 
 fn unix_ns() -> u64 {
@@ -433,6 +395,7 @@ mod tests {
             size_buckets: (vec![0.0, 100.0], vec![10.0, 1000.0]),
             exponential,
             ttl: Duration::from_secs(60),
+            attributes: Default::default(),
         }
     }
 
@@ -465,6 +428,32 @@ mod tests {
         let ok =
             resp.data_points.iter().find(|p| p.attributes.contains(&int("http.response.status_code", 200))).unwrap();
         assert_eq!((ok.sum, ok.bucket_counts.clone()), (Some(24.0), vec![0, 2, 0]));
+    }
+
+    /// `attributes.select` picks the data points' attributes as it picks the Prometheus labels.
+    #[test]
+    fn selected_attributes() {
+        let mut select = std::collections::BTreeMap::new();
+        let lists = |include: Option<Vec<String>>, exclude: Vec<String>| {
+            crate::config::sections::attributes::InclusionLists { include, exclude }
+        };
+        select.insert("http_server_request_duration_seconds".into(), lists(Some(vec!["url.*".into()]), vec![]));
+        select.insert("http.server.*.size".into(), lists(None, vec!["server_*".into()]));
+        let mut o = opts(false);
+        o.attributes = Arc::new(AttributeSelection::new(&select).unwrap());
+        let mut m = OtlpMetrics::new(&o);
+        m.record(&test_span());
+        let req = m.request(&ResourceBuilder::new(Vec::new()));
+        let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+        let keys = |i: usize| {
+            let Some(Data::Histogram(h)) = &metrics[i].data else { panic!("histogram") };
+            h.data_points[0].attributes.iter().map(|a| a.key.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(keys(0), ["url.scheme", "url.path"]);
+        let Some(Data::Histogram(h)) = &metrics[0].data else { panic!("histogram") };
+        assert!(h.data_points[0].attributes.contains(&kv("url.path", "/users/7")));
+        assert_eq!(keys(1), ["http.request.method", "http.response.status_code", "http.route", "url.scheme"]);
+        assert_eq!(keys(2), keys(1));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use crate::aggregate::definitions::AttributeSelection;
 use crate::config::{Config, HistogramAggregation, OtlpProtocol};
 use crate::enrich::Span;
 use crate::telemetry::Internal;
@@ -59,6 +60,8 @@ pub struct MetricsOptions {
     pub size_buckets: (Vec<f64>, Vec<f64>),
     pub exponential: bool,
     pub ttl: Duration,
+    /// `attributes.select`.
+    pub attributes: Arc<AttributeSelection>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -125,6 +128,7 @@ impl OtlpOptions {
         let ms = |d: Option<crate::config::Duration>, default: u64| {
             d.map(|d| d.as_std()).unwrap_or(Duration::from_millis(default))
         };
+        let attributes = Arc::new(AttributeSelection::new(&cfg.attributes.select)?);
         let queue_len = t.queue_size.or(t.max_queue_size).unwrap_or(4096).max(1) as usize;
         Ok(OtlpOptions {
             traces: traces.map(|(endpoint, protocol)| TracesOptions {
@@ -156,6 +160,7 @@ impl OtlpOptions {
                 size_buckets: (m.buckets.request_size_histogram.clone(), m.buckets.response_size_histogram.clone()),
                 exponential: m.histogram_aggregation == HistogramAggregation::Base2ExponentialBucketHistogram,
                 ttl: m.ttl.as_std(),
+                attributes,
             }),
             resource_attributes: resource_attributes(cfg.otel_resource_attributes.as_deref()),
         })
