@@ -3,8 +3,8 @@
 //!
 //! Every head parser runs on the message; the chunked walker runs on the message itself and on
 //! what follows a head that parsed, as the connection code feeds it.
-use beyla::decode::proto::http1::chunked::{Chunked, Span};
-use beyla::decode::proto::http1::{
+use beyla::decode::proto::http::h1::chunked::{Chunked, Span};
+use beyla::decode::proto::http::h1::{
     is_request_start, is_response_start, parse_request, parse_response, parse_truncated_request,
     parse_truncated_response,
 };

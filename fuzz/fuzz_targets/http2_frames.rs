@@ -6,7 +6,7 @@
 //! what is left). `flags` bit 0: the request (client-to-server) direction; bit 1: frames mode;
 //! bits 2-7: the thread id. Feeding stops at the first `Desync`, as the tracker stops decoding
 //! such a connection.
-use beyla::decode::proto::http2::{Connection, Progress, PREFACE};
+use beyla::decode::proto::http::h2::{Connection, Progress, PREFACE};
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {

@@ -8,6 +8,7 @@
 pub mod context;
 pub mod fixture;
 pub mod proto;
+mod reorder;
 mod tracker;
 
 use std::net::SocketAddr;

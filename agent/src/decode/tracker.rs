@@ -1,17 +1,14 @@
-//! The connection table: each traced connection's decoder (HTTP/1.x or HTTP/2, chosen from its
-//! first bytes), the reads held back until their turn, and the trace context every request
-//! gets when its head is read. State is freed on close, expired when idle, and bounded in
-//! count, so a flood of connections cannot grow memory without limit.
-use std::net::SocketAddr;
-
+//! The connection table: each traced connection's parser (the protocol that claimed its first
+//! bytes, see [`proto`](super::proto)), the reads held back until their turn, idle expiry and
+//! eviction. State is freed on close, expired when idle, and bounded in count, so a flood of
+//! connections cannot grow memory without limit.
 use foldhash::{HashMap, HashMapExt};
 
 use super::context::{ConnRef, Correlator};
-use super::proto::http1;
-use super::proto::http1::conn::{self as h1, Exchange, Fed, Http1};
-use super::proto::http2;
-use super::{DecodeError, Decoded, Request, Role};
-use crate::events::{Capture, Direction, SockData};
+use super::proto::{ConnInfo, Ctx, Detect, Parser, Protocol, Verdict, PROTOCOLS};
+use super::reorder::Held;
+use super::{DecodeError, Decoded, Role};
+use crate::events::SockData;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerLimits {
@@ -27,45 +24,33 @@ impl Default for TrackerLimits {
     }
 }
 
-#[derive(Debug)]
-enum Phase {
-    Http1(Http1),
-    /// HTTP/2 (from its client preface on): streams followed by the HTTP/2 layer.
-    Http2(Box<http2::Connection>),
-    /// Not HTTP (or upgraded away from it): ignore everything until the connection closes.
+enum State {
+    /// No protocol claimed the connection yet; `rejected`: a bit per protocol that said no.
+    Sniffing {
+        rejected: u64,
+    },
+    Parsing(Box<dyn Parser>),
+    /// No protocol's (or no longer decodable): ignored until the connection closes.
     Ignored,
 }
 
 struct Conn {
-    pid: u32,
-    local: SocketAddr,
-    remote: SocketAddr,
+    info: ConnInfo,
     role: Option<Role>,
-    phase: Phase,
+    state: State,
     last_ns: u64,
-    /// Decoded from the plaintext the Go crypto/tls probes report; the socket's own
-    /// (encrypted) bytes are ignored.
-    tls: bool,
-    /// Bytes read before their turn, held until it comes (see `early_bytes`).
-    early: Vec<SockData>,
+    held: Held,
 }
 
 impl Conn {
     fn new(ev: &SockData) -> Self {
         Conn {
-            pid: ev.pid,
-            local: ev.local,
-            remote: ev.remote,
+            info: ConnInfo { pid: ev.pid, sock: ev.sock_id, local: ev.local, remote: ev.remote, tls: ev.tls },
             role: None,
-            phase: Phase::Http1(Http1::default()),
+            state: State::Sniffing { rejected: 0 },
             last_ns: ev.ts_ns,
-            tls: ev.tls,
-            early: Vec::new(),
+            held: Held::default(),
         }
-    }
-
-    fn conn_ref(&self, sock: u64, tid: u32, stream: u32) -> ConnRef {
-        ConnRef { pid: self.pid, tid, sock, stream, local: self.local, remote: self.remote }
     }
 }
 
@@ -73,11 +58,18 @@ pub struct Tracker {
     conns: HashMap<(u32, u64), Conn>,
     limits: TrackerLimits,
     correlator: Correlator,
+    protocols: &'static [Protocol],
 }
 
 impl Tracker {
     pub fn new(limits: TrackerLimits) -> Self {
-        Tracker { conns: HashMap::new(), limits, correlator: Correlator::default() }
+        Tracker::with_protocols(limits, PROTOCOLS)
+    }
+
+    /// A tracker that knows `protocols` (detection order), instead of [`PROTOCOLS`].
+    pub fn with_protocols(limits: TrackerLimits, protocols: &'static [Protocol]) -> Self {
+        assert!(protocols.len() <= 64, "one rejection bit per protocol");
+        Tracker { conns: HashMap::new(), limits, correlator: Correlator::default(), protocols }
     }
 
     pub fn connections(&self) -> usize {
@@ -93,7 +85,7 @@ impl Tracker {
         let reset = if !same_connection(conn, ev) {
             // The kernel reused the socket for another connection whose close we missed.
             true
-        } else if ev.tls != conn.tls {
+        } else if ev.tls != conn.info.tls {
             if !ev.tls {
                 return; // the encrypted bytes of a connection whose plaintext we have
             }
@@ -106,122 +98,62 @@ impl Tracker {
             let old = std::mem::replace(conn, Conn::new(ev));
             self.let_go(old, out);
         }
+        let protocols = self.protocols;
         let conn = self.conns.get_mut(&key).expect("inserted above");
         conn.last_ns = ev.ts_ns;
         let emitted = out.requests.len();
-        if conn.role.is_none() && matches!(conn.phase, Phase::Http1(_)) {
-            let data = ev.data.as_slice();
-            let h2_role = if http2::is_preface(data) {
-                Some(if ev.direction == Direction::Recv { Role::Server } else { Role::Client })
-            } else if http2::is_server_settings(data) {
-                // The server spoke first: its SETTINGS, sent (we serve) or received (we call).
-                Some(if ev.direction == Direction::Send { Role::Server } else { Role::Client })
-            } else {
-                None
-            };
-            if let Some(role) = h2_role {
-                conn.role = Some(role);
-                conn.phase = Phase::Http2(Box::default());
+        if let State::Sniffing { rejected } = &mut conn.state {
+            match sniff(protocols, rejected, ev) {
+                Some((p, role)) => {
+                    conn.role = conn.role.or(role);
+                    conn.state = State::Parsing((p.parser)());
+                }
+                None if *rejected == all_rejected(protocols) => {
+                    out.errors.push(DecodeError::NotHttp);
+                    conn.state = State::Ignored;
+                }
+                None => {} // asked again at the next transfer
             }
         }
-        let role = conn.role.unwrap_or(Role::Server);
-        let cref = conn.conn_ref(ev.sock_id, 0, 0);
-        if let Phase::Http2(h2) = &mut conn.phase {
-            let request = ev.direction == h1::request_direction(conn.role);
-            let data = ev.data.as_slice();
-            let mut progress = http2::Progress::default();
-            let fed = match ev.capture {
-                Capture::H2Frames => h2.feed_frames(request, data, ev.ts_ns, ev.tid, &mut progress),
-                Capture::Prefix => {
-                    let missing = (ev.len as usize).saturating_sub(data.len());
-                    h2.feed(request, data, missing, ev.ts_ns, ev.tid, &mut progress)
-                }
-                Capture::H2Lost => Err(http2::Desync),
-            };
-            for stream in progress.started {
-                if let Some(ex) = h2.exchange_mut(stream) {
-                    let at = ConnRef { tid: ex.tid, stream, ..cref };
-                    ex.trace = Some(self.correlator.begin(at, role, ex.traceparent.as_deref()));
-                }
-            }
-            let mut done = progress.done;
-            for ex in &mut done {
-                // Begun and ended in one feed (its response was reported before it).
-                if ex.trace.is_none() {
-                    let at = ConnRef { tid: ex.tid, stream: ex.stream, ..cref };
-                    ex.trace = Some(self.correlator.begin(at, role, ex.traceparent.as_deref()));
-                }
-            }
-            if fed.is_err() {
-                out.errors.push(DecodeError::Http2Desync);
-                for trace in h2.traces() {
-                    self.correlator.abandon(role, &trace);
-                }
-                conn.phase = Phase::Ignored;
-            }
-            for ex in done {
-                emit_h2(conn, ex, out);
-            }
-            self.ended(out, emitted);
-            return;
-        }
-        if early_bytes(conn, ev) {
-            if conn.early.len() < MAX_EARLY {
-                conn.early.push(ev.clone());
+        let State::Parsing(parser) = &conn.state else { return };
+        if conn.held.wants(ev, || parser.read_too_early(conn.role, ev)) {
+            if conn.held.hold(ev).is_ok() {
                 return;
             }
             // Too much to be a reordering: decode in arrival order.
-            self.replay_early(key, out);
+            self.replay_held(key, out);
         }
         // An event entered before the held reads returned came first: it goes first, then
         // they follow. Otherwise they really came first.
-        let held_since = self.conns.get(&key).and_then(|c| c.early.first()).map(|e| e.ts_ns);
-        if held_since.is_some_and(|t| ev.start_ns >= t) {
-            self.replay_early(key, out);
+        if self.conns.get(&key).is_some_and(|c| c.held.came_first(ev)) {
+            self.replay_held(key, out);
         }
-        self.correlator_step(key, ev, out);
-        let ready = self.conns.get(&key).is_some_and(|c| match (&c.phase, c.role) {
-            (Phase::Http1(h), Some(Role::Server)) => !h.has_waiting(),
-            (Phase::Http1(h), _) => h.has_waiting(),
+        self.step(key, ev, out);
+        let ready = self.conns.get(&key).is_some_and(|c| match &c.state {
+            State::Parsing(p) => p.takes_held(c.role),
             _ => true,
         });
         if ready {
-            self.replay_early(key, out);
+            self.replay_held(key, out);
         }
         self.ended(out, emitted);
     }
 
     /// Decodes the reads held back on a connection.
-    fn replay_early(&mut self, key: (u32, u64), out: &mut Decoded) {
-        let early = self.conns.get_mut(&key).map(|c| std::mem::take(&mut c.early)).unwrap_or_default();
-        for e in early {
-            self.correlator_step(key, &e, out);
+    fn replay_held(&mut self, key: (u32, u64), out: &mut Decoded) {
+        let held = self.conns.get_mut(&key).map(|c| c.held.take()).unwrap_or_default();
+        for e in held {
+            self.step(key, &e, out);
         }
     }
 
-    /// One HTTP/1.x event through the connection's decoder; each head it completes gets its
-    /// trace context now, in event order, so that a client call the serving thread makes next
-    /// finds its server request.
-    fn correlator_step(&mut self, key: (u32, u64), ev: &SockData, out: &mut Decoded) {
+    /// One event through the connection's parser.
+    fn step(&mut self, key: (u32, u64), ev: &SockData, out: &mut Decoded) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
-        let cref = conn.conn_ref(ev.sock_id, 0, 0);
-        let Phase::Http1(h) = &mut conn.phase else { return };
-        let mut step = h1::Output::default();
-        let fed = h.feed(ev, &mut conn.role, &mut step, &mut out.errors);
-        let role = conn.role.unwrap_or(Role::Server);
-        // Answered in this same transfer (pipelined, or held): begun first.
-        for ex in step.done.iter_mut().filter(|ex| ex.req.trace.is_none()) {
-            let at = ConnRef { tid: ex.req.tid, ..cref };
-            ex.req.trace = Some(self.correlator.begin(at, role, ex.req.traceparent.as_deref()));
-        }
-        for req in h.waiting().filter(|r| r.trace.is_none()) {
-            let at = ConnRef { tid: req.tid, ..cref };
-            req.trace = Some(self.correlator.begin(at, role, req.traceparent.as_deref()));
-        }
-        settle(&mut self.correlator, conn, step, out);
-        match fed {
-            Fed::Http => {}
-            Fed::NotHttp | Fed::Upgraded => conn.phase = Phase::Ignored,
+        let State::Parsing(parser) = &mut conn.state else { return };
+        let mut cx = Ctx { conn: &conn.info, role: &mut conn.role, correlator: &mut self.correlator, out };
+        if parser.feed(ev, &mut cx) == Verdict::Stop {
+            conn.state = State::Ignored;
         }
     }
 
@@ -275,19 +207,8 @@ impl Tracker {
         if conn.role != Some(Role::Server) {
             return;
         }
-        match &mut conn.phase {
-            Phase::Http2(h2) => {
-                if let Some(ex) = h2.exchange_mut(server.1).filter(|_| server.1 != 0) {
-                    ex.handler_start = Some(ts_ns);
-                }
-            }
-            // Go's server answers a connection's requests in order.
-            Phase::Http1(h) => {
-                if let Some(req) = h.oldest() {
-                    req.handler_start = Some(ts_ns);
-                }
-            }
-            Phase::Ignored => {}
+        if let State::Parsing(p) = &mut conn.state {
+            p.handler_started(server.1, ts_ns);
         }
     }
 
@@ -304,22 +225,9 @@ impl Tracker {
     /// A connection that ended (closed, expired, evicted, its socket reused): what it still
     /// carried is reported if complete, counted if not, and its requests let go of.
     fn let_go(&mut self, mut conn: Conn, out: &mut Decoded) {
-        let role = conn.role.unwrap_or(Role::Server);
-        match std::mem::replace(&mut conn.phase, Phase::Ignored) {
-            Phase::Http1(h) => {
-                let mut step = h1::Output::default();
-                h.close(&mut step, &mut out.errors);
-                settle(&mut self.correlator, &conn, step, out);
-            }
-            Phase::Http2(h2) => {
-                if h2.open_streams() > 0 {
-                    out.errors.push(DecodeError::ClosedMidMessage);
-                }
-                for trace in h2.traces() {
-                    self.correlator.abandon(role, &trace);
-                }
-            }
-            Phase::Ignored => {}
+        if let State::Parsing(mut parser) = std::mem::replace(&mut conn.state, State::Ignored) {
+            let mut cx = Ctx { conn: &conn.info, role: &mut conn.role, correlator: &mut self.correlator, out };
+            parser.close(&mut cx);
         }
     }
 
@@ -327,12 +235,7 @@ impl Tracker {
         // Linear scan: only runs when the table is full, which is the pathological case.
         if let Some(k) = self.conns.iter().min_by_key(|(_, c)| c.last_ns).map(|(k, _)| *k) {
             if let Some(conn) = self.conns.remove(&k) {
-                let busy = match &conn.phase {
-                    Phase::Http1(h) => !h.is_idle(),
-                    Phase::Http2(h2) => h2.open_streams() > 0,
-                    Phase::Ignored => false,
-                };
-                if busy {
+                if matches!(&conn.state, State::Parsing(p) if p.busy()) {
                     out.errors.push(DecodeError::Evicted);
                 }
                 let mut ignored = Decoded::default();
@@ -342,26 +245,31 @@ impl Tracker {
     }
 }
 
-/// Events held back per connection at most (see `early_bytes`).
-const MAX_EARLY: usize = 8;
+/// The first protocol (in detection order, skipping those that said no before) that claims
+/// the connection from `ev`'s bytes, and the role it saw; the ones saying no are remembered.
+fn sniff(
+    protocols: &'static [Protocol],
+    rejected: &mut u64,
+    ev: &SockData,
+) -> Option<(&'static Protocol, Option<Role>)> {
+    for (i, p) in protocols.iter().enumerate() {
+        if *rejected & (1 << i) != 0 {
+            continue;
+        }
+        match (p.detect)(ev.direction, &ev.data) {
+            Detect::Claim(role) => return Some((p, role)),
+            Detect::No => *rejected |= 1 << i,
+            Detect::Unsure => {}
+        }
+    }
+    None
+}
 
-/// Whether `ev` was read before its turn. Events arrive in the order their syscalls returned,
-/// and two threads of one process can share a connection (Go reads with one goroutine while
-/// another writes): a read can be reported before the write it follows. A server that reads
-/// the next request before its response to the previous one is reported, or a client that
-/// reads a response before its request is reported, would otherwise lose a request (or, for a
-/// server, link calls to the wrong one).
-fn early_bytes(conn: &Conn, ev: &SockData) -> bool {
-    if ev.direction != Direction::Recv {
-        return false;
-    }
-    if !conn.early.is_empty() {
-        return true; // keep their order
-    }
-    match (&conn.role, &conn.phase) {
-        (Some(Role::Server), Phase::Http1(h)) => h.owes_response(),
-        (Some(Role::Client) | None, Phase::Http1(h)) => !h.has_waiting() && http1::is_response_start(&ev.data),
-        _ => false,
+fn all_rejected(protocols: &[Protocol]) -> u64 {
+    if protocols.len() >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << protocols.len()) - 1
     }
 }
 
@@ -369,78 +277,18 @@ fn early_bytes(conn: &Conn, ev: &SockData) -> bool {
 /// port (the kernel unhashes it), so a zero port matches any.
 fn same_connection(conn: &Conn, ev: &SockData) -> bool {
     let port_ok = |a: u16, b: u16| a == b || a == 0 || b == 0;
-    conn.remote.ip() == ev.remote.ip()
-        && port_ok(conn.remote.port(), ev.remote.port())
-        && port_ok(conn.local.port(), ev.local.port())
-}
-
-/// What an HTTP/1.x step finished: its exchanges reported, its dropped requests let go of.
-fn settle(correlator: &mut Correlator, conn: &Conn, step: h1::Output, out: &mut Decoded) {
-    let role = conn.role.unwrap_or(Role::Server);
-    for ex in step.done {
-        emit(conn, ex, out);
-    }
-    for req in step.dropped {
-        correlator.abandon(role, &req.trace.unwrap_or_default());
-    }
-}
-
-fn emit(conn: &Conn, ex: Exchange, out: &mut Decoded) {
-    let req = ex.req;
-    out.requests.push(Request {
-        pid: conn.pid,
-        tid: req.tid,
-        role: conn.role.unwrap_or(Role::Server),
-        method: req.method,
-        target: req.target,
-        status: ex.status,
-        start_ns: req.start_ns,
-        end_ns: ex.end_ns,
-        request_body_size: req.body_size,
-        response_body_size: ex.response_body_size,
-        local: conn.local,
-        remote: conn.remote,
-        host: req.host,
-        traceparent: req.traceparent,
-        trace: req.trace.unwrap_or_default(),
-        grpc_status: None,
-        stream: 0,
-        tls: conn.tls,
-        handler: req.handler_start.map(|start| start.clamp(req.start_ns, ex.end_ns)),
-        body_sizes_unknown: req.truncated,
-    });
-}
-
-fn emit_h2(conn: &Conn, ex: http2::Exchange, out: &mut Decoded) {
-    out.requests.push(Request {
-        pid: conn.pid,
-        tid: ex.tid,
-        role: conn.role.unwrap_or(Role::Server),
-        method: ex.method,
-        target: ex.path,
-        // A gRPC response without `:status` (trailers only) is still HTTP 200.
-        status: if ex.status == 0 && ex.grpc_status.is_some() { 200 } else { ex.status },
-        start_ns: ex.start_ns,
-        end_ns: ex.end_ns,
-        request_body_size: ex.request_body_size,
-        response_body_size: ex.response_body_size,
-        local: conn.local,
-        remote: conn.remote,
-        host: ex.authority,
-        traceparent: ex.traceparent,
-        trace: ex.trace.unwrap_or_default(),
-        // gRPC without a grpc-status (a broken call) is reported as UNKNOWN (2).
-        grpc_status: ex.grpc.then(|| ex.grpc_status.unwrap_or(2)),
-        stream: ex.stream,
-        tls: conn.tls,
-        handler: ex.handler_start,
-        body_sizes_unknown: false,
-    });
+    let c = &conn.info;
+    c.remote.ip() == ev.remote.ip()
+        && port_ok(c.remote.port(), ev.remote.port())
+        && port_ok(c.local.port(), ev.local.port())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
+    use crate::events::{Capture, Direction};
 
     const CAP: usize = 2048;
 
@@ -481,7 +329,7 @@ mod tests {
 
     #[test]
     fn http2_frames_as_the_capture_walks_them_and_a_lost_walk() {
-        use crate::decode::proto::http2::{tests::headers, PREFACE};
+        use crate::decode::proto::http::h2::{tests::headers, PREFACE};
         let (mut qe, mut re) = (httlib_hpack::Encoder::default(), httlib_hpack::Encoder::default());
         let frames = |e: SockData| SockData { capture: Capture::H2Frames, ..e };
         let mut req = PREFACE.to_vec();

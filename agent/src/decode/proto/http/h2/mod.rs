@@ -10,6 +10,10 @@
 use foldhash::{HashMap, HashMapExt};
 use httlib_hpack as hpack;
 
+mod parser;
+
+pub use parser::PROTOCOL;
+
 /// The client connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

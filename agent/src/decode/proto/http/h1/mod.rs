@@ -3,6 +3,9 @@
 
 pub mod chunked;
 pub mod conn;
+mod parser;
+
+pub use parser::PROTOCOL;
 
 /// Heads larger than this are not reassembled: such traffic is counted as an error.
 pub const MAX_HEAD: usize = 16 * 1024;
