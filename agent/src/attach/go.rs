@@ -129,7 +129,7 @@ fn load(
     open.progs.go_xh2_server_headers.set_autoload(propagate);
     open.progs.go_h2_client_headers_ret.set_autoload(propagate);
     open.progs.go_grpc_write_header.set_autoload(propagate);
-    open.progs.go_grpc_write_header_ret.set_autoload(propagate);
+    open.progs.go_grpc_whdr_ret.set_autoload(propagate);
     open.load().map_err(|source| AttachError::Load { family: "go", source })
 }
 
@@ -373,7 +373,7 @@ fn attach(
     if let (Some(fields), Some(write)) = (fields, write) {
         attach_returns(&mut links, &progs.go_grpc_client_headers, pid, exe, GRPC_HEADER_FIELDS, &fields.returns)?;
         attach_at(&mut links, &progs.go_grpc_write_header, pid, exe, bin, GRPC_WRITE_HEADER, true)?;
-        attach_returns(&mut links, &progs.go_grpc_write_header_ret, pid, exe, GRPC_WRITE_HEADER, &write.returns)?;
+        attach_returns(&mut links, &progs.go_grpc_whdr_ret, pid, exe, GRPC_WRITE_HEADER, &write.returns)?;
     } else if propagate && bin.function(GRPC_CLIENT).is_some() {
         info!(pid, "Go binary lacks what writing traceparent into gRPC calls needs; its gRPC calls carry none.");
     }

@@ -262,3 +262,48 @@ fn raise_memlock() {
         libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::mem::MaybeUninit;
+
+    use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+
+    use super::skel::go::GoSkelBuilder;
+    use super::*;
+
+    /// The kernel keeps 15 characters of a program's name (`bpftool prog`, `bpf_stats`): the
+    /// programs loaded together (the process family, one capture family, the Go probes) must
+    /// stay distinct there. Opening a skeleton parses its object; nothing is loaded.
+    #[test]
+    fn program_names_are_unique_within_the_kernels_15_characters() {
+        fn names<'a>(skel: &impl OpenSkel<'a>) -> Vec<String> {
+            skel.open_object().progs().map(|p| p.name().to_string_lossy().into_owned()).collect()
+        }
+        macro_rules! open {
+            ($builder:ty) => {{
+                let mut storage = MaybeUninit::uninit();
+                let skel = <$builder>::default().open(&mut storage).expect("open skeleton");
+                names(&skel)
+            }};
+        }
+        let shared: Vec<String> = [open!(ProcessSkelBuilder), open!(GoSkelBuilder)].concat();
+        let families = [
+            open!(TracepointNetSkelBuilder),
+            open!(KprobeNetSkelBuilder),
+            open!(FentryNetSkelBuilder),
+            open!(SocketNetSkelBuilder),
+        ];
+        assert!(shared.iter().any(|n| n == "go_grpc_whdr_ret"), "{shared:?}");
+        for family in families {
+            let mut seen: HashMap<String, &str> = HashMap::new();
+            for name in shared.iter().chain(&family) {
+                let short: String = name.chars().take(15).collect();
+                if let Some(other) = seen.insert(short.clone(), name) {
+                    panic!("{other} and {name} are both {short:?} in the kernel");
+                }
+            }
+        }
+    }
+}

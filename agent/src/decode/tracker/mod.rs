@@ -1,0 +1,287 @@
+//! The connection table: each traced connection's parser (the protocol that claimed its first
+//! bytes, see [`proto`](super::proto)), the reads held back until their turn, idle expiry and
+//! eviction. State is freed on close, expired when idle, and bounded in count, so a flood of
+//! connections cannot grow memory without limit.
+use foldhash::{HashMap, HashMapExt};
+
+use super::context::{ConnRef, Correlator};
+use super::proto::{ConnInfo, Ctx, Detect, Parser, Protocol, Verdict, PROTOCOLS};
+use super::reorder::Held;
+use super::{DecodeError, Decoded, Role};
+use crate::events::SockData;
+
+#[derive(Debug, Clone, Copy)]
+pub struct TrackerLimits {
+    /// Connections followed at once; the least recently active is dropped beyond it.
+    pub max_connections: usize,
+    /// A connection idle this long is forgotten (its request, if any, is reported as timed out).
+    pub idle_timeout_ns: u64,
+}
+
+impl Default for TrackerLimits {
+    fn default() -> Self {
+        TrackerLimits { max_connections: 16_384, idle_timeout_ns: 60_000_000_000 }
+    }
+}
+
+enum State {
+    /// No protocol claimed the connection yet; `rejected`: a bit per protocol that said no.
+    Sniffing {
+        rejected: u64,
+    },
+    Parsing(Box<dyn Parser>),
+    /// No protocol's (or no longer decodable): ignored until the connection closes.
+    Ignored,
+}
+
+struct Conn {
+    info: ConnInfo,
+    role: Option<Role>,
+    state: State,
+    last_ns: u64,
+    held: Held,
+}
+
+impl Conn {
+    fn new(ev: &SockData) -> Self {
+        Conn {
+            info: ConnInfo { pid: ev.pid, sock: ev.sock_id, local: ev.local, remote: ev.remote, tls: ev.tls },
+            role: None,
+            state: State::Sniffing { rejected: 0 },
+            last_ns: ev.ts_ns,
+            held: Held::default(),
+        }
+    }
+}
+
+pub struct Tracker {
+    conns: HashMap<(u32, u64), Conn>,
+    limits: TrackerLimits,
+    correlator: Correlator,
+    protocols: &'static [Protocol],
+}
+
+impl Tracker {
+    pub fn new(limits: TrackerLimits) -> Self {
+        Tracker::with_protocols(limits, PROTOCOLS)
+    }
+
+    /// A tracker that knows `protocols` (detection order), instead of [`PROTOCOLS`].
+    pub fn with_protocols(limits: TrackerLimits, protocols: &'static [Protocol]) -> Self {
+        assert!(protocols.len() <= 64, "one rejection bit per protocol");
+        Tracker { conns: HashMap::new(), limits, correlator: Correlator::default(), protocols }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn on_data(&mut self, ev: &SockData, out: &mut Decoded) {
+        let key = (ev.pid, ev.sock_id);
+        if !self.conns.contains_key(&key) && self.conns.len() >= self.limits.max_connections {
+            self.evict_oldest(out);
+        }
+        let conn = self.conns.entry(key).or_insert_with(|| Conn::new(ev));
+        let reset = if !same_connection(conn, ev) {
+            // The kernel reused the socket for another connection whose close we missed.
+            true
+        } else if ev.tls != conn.info.tls {
+            if !ev.tls {
+                return; // the encrypted bytes of a connection whose plaintext we have
+            }
+            // The first plaintext: decode from here (the handshake was counted as not HTTP).
+            true
+        } else {
+            false
+        };
+        if reset {
+            let old = std::mem::replace(conn, Conn::new(ev));
+            self.let_go(old, out);
+        }
+        let protocols = self.protocols;
+        let conn = self.conns.get_mut(&key).expect("inserted above");
+        conn.last_ns = ev.ts_ns;
+        let emitted = out.requests.len();
+        if let State::Sniffing { rejected } = &mut conn.state {
+            match sniff(protocols, rejected, ev) {
+                Some((p, role)) => {
+                    conn.role = conn.role.or(role);
+                    conn.state = State::Parsing((p.parser)());
+                }
+                None if *rejected == all_rejected(protocols) => {
+                    out.errors.push(DecodeError::NotHttp);
+                    conn.state = State::Ignored;
+                }
+                None => {} // asked again at the next transfer
+            }
+        }
+        let State::Parsing(parser) = &conn.state else { return };
+        if conn.held.wants(ev, || parser.read_too_early(conn.role, ev)) {
+            if conn.held.hold(ev).is_ok() {
+                return;
+            }
+            // Too much to be a reordering: decode in arrival order.
+            self.replay_held(key, out);
+        }
+        // An event entered before the held reads returned came first: it goes first, then
+        // they follow. Otherwise they really came first.
+        if self.conns.get(&key).is_some_and(|c| c.held.came_first(ev)) {
+            self.replay_held(key, out);
+        }
+        self.step(key, ev, out);
+        let ready = self.conns.get(&key).is_some_and(|c| match &c.state {
+            State::Parsing(p) => p.takes_held(c.role),
+            _ => true,
+        });
+        if ready {
+            self.replay_held(key, out);
+        }
+        self.ended(out, emitted);
+    }
+
+    /// Decodes the reads held back on a connection.
+    fn replay_held(&mut self, key: (u32, u64), out: &mut Decoded) {
+        let held = self.conns.get_mut(&key).map(|c| c.held.take()).unwrap_or_default();
+        for e in held {
+            self.step(key, &e, out);
+        }
+    }
+
+    /// One event through the connection's parser.
+    fn step(&mut self, key: (u32, u64), ev: &SockData, out: &mut Decoded) {
+        let Some(conn) = self.conns.get_mut(&key) else { return };
+        let State::Parsing(parser) = &mut conn.state else { return };
+        let mut cx = Ctx { conn: &conn.info, role: &mut conn.role, correlator: &mut self.correlator, out };
+        if parser.feed(ev, &mut cx) == Verdict::Stop {
+            conn.state = State::Ignored;
+        }
+    }
+
+    pub fn on_close(&mut self, pid: u32, sock_id: u64, out: &mut Decoded) {
+        let emitted = out.requests.len();
+        if let Some(conn) = self.conns.remove(&(pid, sock_id)) {
+            self.let_go(conn, out);
+        }
+        self.ended(out, emitted);
+    }
+
+    /// Forgets every connection of a process that exited.
+    pub fn on_exit(&mut self, pid: u32, out: &mut Decoded) {
+        let emitted = out.requests.len();
+        let keys: Vec<_> = self.conns.keys().filter(|k| k.0 == pid).copied().collect();
+        for k in keys {
+            if let Some(conn) = self.conns.remove(&k) {
+                self.let_go(conn, out);
+            }
+        }
+        self.ended(out, emitted);
+        self.correlator.forget_process(pid);
+    }
+
+    /// Drops connections idle since before `now_ns - idle_timeout`.
+    pub fn expire(&mut self, now_ns: u64, out: &mut Decoded) {
+        let emitted = out.requests.len();
+        let deadline = now_ns.saturating_sub(self.limits.idle_timeout_ns);
+        let stale: Vec<_> = self.conns.iter().filter(|(_, c)| c.last_ns < deadline).map(|(k, _)| *k).collect();
+        for k in stale {
+            if let Some(conn) = self.conns.remove(&k) {
+                self.let_go(conn, out);
+            }
+        }
+        self.ended(out, emitted);
+    }
+
+    /// A Go client call announced by the Go probes (`RawEvent::GoClient`).
+    pub fn on_go_client(&mut self, server: (u64, u32), client: ConnRef, written: Option<([u8; 16], [u8; 8])>) {
+        self.correlator.go_client(server, client, written);
+    }
+
+    /// The Go handler of the request in flight on `server` (its socket, and HTTP/2 stream for
+    /// gRPC) started (`trace_id`: the trace id the probes propagate for it, with context
+    /// propagation).
+    pub fn on_go_handler_start(&mut self, pid: u32, server: (u64, u32), ts_ns: u64, trace_id: Option<[u8; 16]>) {
+        if let Some(t) = trace_id {
+            self.correlator.go_server_trace(pid, server, t);
+        }
+        let Some(conn) = self.conns.get_mut(&(pid, server.0)) else { return };
+        if conn.role != Some(Role::Server) {
+            return;
+        }
+        if let State::Parsing(p) = &mut conn.state {
+            p.handler_started(server.1, ts_ns);
+        }
+    }
+
+    /// Requests emitted since index `from` get their final trace context (links found while
+    /// they ran count) and no longer parent new calls.
+    fn ended(&mut self, out: &mut Decoded, from: usize) {
+        for r in out.requests.get_mut(from..).unwrap_or_default() {
+            r.trace = self.correlator.finish(r.pid, r.tid, r.role, &r.trace);
+        }
+        out.trace_mismatches += self.correlator.take_mismatches();
+        out.unlinked_calls += self.correlator.take_unlinked();
+    }
+
+    /// A connection that ended (closed, expired, evicted, its socket reused): what it still
+    /// carried is reported if complete, counted if not, and its requests let go of.
+    fn let_go(&mut self, mut conn: Conn, out: &mut Decoded) {
+        if let State::Parsing(mut parser) = std::mem::replace(&mut conn.state, State::Ignored) {
+            let mut cx = Ctx { conn: &conn.info, role: &mut conn.role, correlator: &mut self.correlator, out };
+            parser.close(&mut cx);
+        }
+    }
+
+    fn evict_oldest(&mut self, out: &mut Decoded) {
+        // Linear scan: only runs when the table is full, which is the pathological case.
+        if let Some(k) = self.conns.iter().min_by_key(|(_, c)| c.last_ns).map(|(k, _)| *k) {
+            if let Some(conn) = self.conns.remove(&k) {
+                if matches!(&conn.state, State::Parsing(p) if p.busy()) {
+                    out.errors.push(DecodeError::Evicted);
+                }
+                let mut ignored = Decoded::default();
+                self.let_go(conn, &mut ignored);
+            }
+        }
+    }
+}
+
+/// The first protocol (in detection order, skipping those that said no before) that claims
+/// the connection from `ev`'s bytes, and the role it saw; the ones saying no are remembered.
+fn sniff(
+    protocols: &'static [Protocol],
+    rejected: &mut u64,
+    ev: &SockData,
+) -> Option<(&'static Protocol, Option<Role>)> {
+    for (i, p) in protocols.iter().enumerate() {
+        if *rejected & (1 << i) != 0 {
+            continue;
+        }
+        match (p.detect)(ev.direction, &ev.data) {
+            Detect::Claim(role) => return Some((p, role)),
+            Detect::No => *rejected |= 1 << i,
+            Detect::Unsure => {}
+        }
+    }
+    None
+}
+
+fn all_rejected(protocols: &[Protocol]) -> u64 {
+    if protocols.len() >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << protocols.len()) - 1
+    }
+}
+
+/// Whether `ev` belongs to the connection `conn` follows. A closing socket loses its local
+/// port (the kernel unhashes it), so a zero port matches any.
+fn same_connection(conn: &Conn, ev: &SockData) -> bool {
+    let port_ok = |a: u16, b: u16| a == b || a == 0 || b == 0;
+    let c = &conn.info;
+    c.remote.ip() == ev.remote.ip()
+        && port_ok(c.remote.port(), ev.remote.port())
+        && port_ok(c.local.port(), ev.local.port())
+}
+
+#[cfg(test)]
+mod tests;
