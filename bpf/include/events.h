@@ -40,9 +40,11 @@ struct conn_tuple {
 
 /* One read or write on a TCP socket of a traced process, or its close (len = 0). */
 /* sock_event.flags */
-#define SOCK_FLAG_TLS 1 /* plaintext of a TLS connection (Go crypto/tls probes), not its bytes */
-#define SOCK_FLAG_H2_FRAMES 2 /* data: the transfer's HTTP/2 frames without DATA payloads (h2_walk.h) */
-#define SOCK_FLAG_H2_LOST 4 /* the HTTP/2 frame walk lost its place in this transfer */
+enum sock_flag {
+	SOCK_FLAG_TLS = 1, /* plaintext of a TLS connection (Go crypto/tls probes), not its bytes */
+	SOCK_FLAG_H2_FRAMES = 2, /* data: the transfer's HTTP/2 frames without DATA payloads (h2_walk.h) */
+	SOCK_FLAG_H2_LOST = 4, /* the HTTP/2 frame walk lost its place in this transfer */
+};
 
 struct sock_event {
 	__u8 kind;      /* enum event_kind */

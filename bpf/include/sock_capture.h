@@ -19,6 +19,10 @@
 struct sock_event _sock_event = {};
 struct process_event _process_event = {};
 struct go_event _go_event = {};
+/* And the enums, so that the agent reads their values instead of mirroring them. */
+enum event_kind _event_kind = EVENT_SOCK_DATA;
+enum direction _direction = DIR_RECV;
+enum sock_flag _sock_flag = SOCK_FLAG_TLS;
 
 static __always_inline int save_args(int fd, __u64 buf, __u64 count, __u8 kind, __u8 dir)
 {

@@ -13,25 +13,27 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc::Sender;
 
 use super::{Capture, Direction, RawEvent, SockData};
-use crate::attach::skel::tracepoint_net::types::{conn_tuple, go_event, process_event, sock_event};
+use crate::attach::skel::tracepoint_net::types::{
+    conn_tuple, direction, event_kind, go_event, process_event, sock_event, sock_flag,
+};
 
 // SAFETY: generated from C structs of plain integers and byte arrays, with explicit padding.
 unsafe impl plain::Plain for sock_event {}
 unsafe impl plain::Plain for process_event {}
 unsafe impl plain::Plain for go_event {}
 
-// enum event_kind and enum direction in bpf/include/events.h.
-const EVENT_SOCK_DATA: u8 = 1;
-const EVENT_SOCK_CLOSE: u8 = 2;
-const EVENT_PROC_FORK: u8 = 3;
-const EVENT_PROC_EXEC: u8 = 4;
-const EVENT_PROC_EXIT: u8 = 5;
-const EVENT_GO_CLIENT: u8 = 6;
-const EVENT_GO_HANDLER_START: u8 = 7;
-const DIR_SEND: u8 = 1;
-const SOCK_FLAG_TLS: u8 = 1;
-const SOCK_FLAG_H2_FRAMES: u8 = 2;
-const SOCK_FLAG_H2_LOST: u8 = 4;
+// The enums of bpf/include/events.h, as the skeleton generates them (events carry them in a u8).
+const EVENT_SOCK_DATA: u8 = event_kind::EVENT_SOCK_DATA.0 as u8;
+const EVENT_SOCK_CLOSE: u8 = event_kind::EVENT_SOCK_CLOSE.0 as u8;
+const EVENT_PROC_FORK: u8 = event_kind::EVENT_PROC_FORK.0 as u8;
+const EVENT_PROC_EXEC: u8 = event_kind::EVENT_PROC_EXEC.0 as u8;
+const EVENT_PROC_EXIT: u8 = event_kind::EVENT_PROC_EXIT.0 as u8;
+const EVENT_GO_CLIENT: u8 = event_kind::EVENT_GO_CLIENT.0 as u8;
+const EVENT_GO_HANDLER_START: u8 = event_kind::EVENT_GO_HANDLER_START.0 as u8;
+const DIR_SEND: u8 = direction::DIR_SEND.0 as u8;
+const SOCK_FLAG_TLS: u8 = sock_flag::SOCK_FLAG_TLS.0 as u8;
+const SOCK_FLAG_H2_FRAMES: u8 = sock_flag::SOCK_FLAG_H2_FRAMES.0 as u8;
+const SOCK_FLAG_H2_LOST: u8 = sock_flag::SOCK_FLAG_H2_LOST.0 as u8;
 const AF_INET: u16 = 2;
 
 /// Counters the reader keeps; `telemetry` registers them.
