@@ -14,12 +14,11 @@ use crate::aggregate::definitions::AttributeSelection;
 use crate::aggregate::service_graph::ServiceGraph;
 use crate::aggregate::span_metrics::SpanMetrics;
 use crate::aggregate::{Aggregates, AppMetrics, Buckets};
-use crate::attach::{self, AttachError, GoProbes, Traced, TracedProcess};
-use crate::decode::context::ConnRef;
-use crate::decode::{Decoded, Tracker, TrackerLimits};
+use crate::attach::{self, AttachError, GoProbes, Traced};
+use crate::decode::{self, Decoded};
 use crate::discover::{self, DiscoverOptions, ProcessEvent, Selection};
 use crate::enrich::routes::RouteMatcher;
-use crate::enrich::{Enricher, SpanBatch};
+use crate::enrich::{self, Enricher, SpanBatch};
 use crate::events::{self, RawEvent, ReaderMaps};
 use crate::export::otlp::{Otlp, OtlpOptions};
 use crate::export::{self, Endpoint, PrintFormat, Printer};
@@ -222,14 +221,14 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     }
 
     tasks.push(discover::spawn(cfg.selection, discover_opts, discover_to_attach_tx));
-    tasks.push(tokio::spawn(attach_stage(discover_to_attach, traced.clone(), go, tel.clone())));
-    tasks.push(tokio::spawn(decode_stage(ringbuf_to_decode, decode_to_enrich_tx, traced.clone(), tel.clone())));
-    tasks.push(tokio::spawn(enrich_stage(
+    tasks.push(attach::stage::spawn(discover_to_attach, traced.clone(), go, tel.clone()));
+    tasks.push(decode::stage::spawn(ringbuf_to_decode, decode_to_enrich_tx, traced.clone(), tel.clone()));
+    tasks.push(enrich::stage::spawn(
         decode_to_enrich,
         enrich_to_export_tx,
         Enricher::new(traced, cfg.routes),
         tel.clone(),
-    )));
+    ));
     let printer = cfg.printer.map(Printer::new);
     let otlp = if cfg.otlp.is_enabled() {
         let (otlp, mut otlp_tasks) = Otlp::start(cfg.otlp, tel.clone())?;
@@ -238,222 +237,9 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     } else {
         None
     };
-    tasks.push(tokio::spawn(export_stage(enrich_to_export, aggregates, printer, otlp)));
+    tasks.push(export::stage::spawn(enrich_to_export, aggregates, printer, otlp));
 
     Ok(Running { stop, tasks, _probes: probes })
-}
-
-async fn attach_stage(
-    mut rx: mpsc::Receiver<Vec<ProcessEvent>>,
-    traced: Arc<Traced>,
-    go: Option<GoProbes>,
-    tel: Internal,
-) {
-    while let Some(batch) = rx.recv().await {
-        for ev in batch {
-            match ev {
-                ProcessEvent::Instrumented(m) | ProcessEvent::Updated(m) => {
-                    let pid = m.info.pid;
-                    let exe = m.info.exe.clone();
-                    // Reads the executable's ELF section headers: microseconds, once per process.
-                    let language = crate::attach::sdk_language_of(&m.info.exe);
-                    let p = TracedProcess {
-                        pid,
-                        exe: m.info.exe,
-                        service: m.service,
-                        parent: None,
-                        k8s: m.info.k8s,
-                        language,
-                    };
-                    match traced.add(p) {
-                        Ok(()) => {
-                            if let Some(go) = &go {
-                                go.attach(pid, exe);
-                            }
-                        }
-                        Err(e) => warn!(pid, error = %e, "Process could not be instrumented."),
-                    }
-                    traced.update_children(pid);
-                }
-                ProcessEvent::Gone { pid } => {
-                    // Stop tracing now, but keep the identity for the requests of this
-                    // process still in the pipeline.
-                    traced.retire(pid);
-                    if let Some(go) = &go {
-                        go.detach(pid);
-                    }
-                }
-            }
-        }
-        traced.purge_retired();
-        tel.processes_instrumented(traced.len());
-    }
-}
-
-/// `BEYLA_DEBUG_RECORD_EVENTS=<file>`: the socket events decode reads are appended to the
-/// file as decode fixtures (`decode::fixture`). A debugging aid: it writes on the stage's
-/// thread.
-fn recorder() -> Option<std::io::BufWriter<std::fs::File>> {
-    let path = std::env::var_os("BEYLA_DEBUG_RECORD_EVENTS")?;
-    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
-        Ok(f) => {
-            warn!(path = %std::path::Path::new(&path).display(), "Recording socket events (BEYLA_DEBUG_RECORD_EVENTS).");
-            Some(std::io::BufWriter::new(f))
-        }
-        Err(error) => {
-            warn!(path = %std::path::Path::new(&path).display(), %error, "Cannot record socket events.");
-            None
-        }
-    }
-}
-
-fn record_batch(w: &mut std::io::BufWriter<std::fs::File>, batch: &[RawEvent]) {
-    use std::io::Write;
-    for l in batch.iter().filter_map(crate::decode::fixture::line) {
-        let _ = writeln!(w, "{l}");
-    }
-    let _ = w.flush();
-}
-
-async fn decode_stage(
-    mut rx: mpsc::Receiver<Vec<RawEvent>>,
-    tx: mpsc::Sender<Decoded>,
-    traced: Arc<Traced>,
-    tel: Internal,
-) {
-    let mut tracker = Tracker::new(TrackerLimits::default());
-    let mut expiry = tokio::time::interval(Duration::from_secs(5));
-    // Idle connections expire on event time too, so a lagging agent does not drop live ones.
-    let mut watermark_ns = 0;
-    let mut exits: Vec<(u32, u64)> = Vec::new();
-    let mut record = recorder();
-    loop {
-        let mut out = Decoded::default();
-        tokio::select! {
-            batch = rx.recv() => {
-                let Some(batch) = batch else { return };
-                if let Some(w) = &mut record {
-                    record_batch(w, &batch);
-                }
-                for ev in batch {
-                    match ev {
-                        RawEvent::Data(d) => tracker.on_data(&d, &mut out),
-                        RawEvent::Close { pid, sock_id, .. } => tracker.on_close(pid, sock_id, &mut out),
-                        RawEvent::Fork { pid, ppid } => {
-                            if let Some(p) = traced.inherit(pid, ppid) {
-                                info!(pid, ppid, service = %p.service.name, "Child of an instrumented process instrumented.");
-                            }
-                        }
-                        RawEvent::Exec { pid } => traced.on_exec(pid),
-                        // Process events come on their own ring buffer: the exit can be read
-                        // before the process's last socket events. It is applied once the
-                        // watermark passes it, when all of those have been decoded.
-                        RawEvent::Exit { pid, ts_ns } => exits.push((pid, ts_ns)),
-                        RawEvent::GoClient {
-                            pid,
-                            server_sock,
-                            server_stream,
-                            client_sock,
-                            stream,
-                            local,
-                            remote,
-                            written,
-                        } => {
-                            let client = ConnRef { pid, tid: 0, sock: client_sock, stream, local, remote };
-                            tracker.on_go_client((server_sock, server_stream), client, written)
-                        }
-                        RawEvent::GoHandlerStart { pid, server_sock, server_stream, ts_ns, trace_id } => {
-                            tracker.on_go_handler_start(pid, (server_sock, server_stream), ts_ns, trace_id)
-                        }
-                        RawEvent::Drained { ts_ns } => {
-                            watermark_ns = ts_ns;
-                            out.drained_ns = Some(ts_ns);
-                            exits.retain(|&(pid, exit_ns)| {
-                                if exit_ns > ts_ns {
-                                    return true;
-                                }
-                                tracker.on_exit(pid, &mut out);
-                                out.exited.push(pid);
-                                false
-                            });
-                        }
-                    }
-                }
-                tel.processes_instrumented(traced.len());
-            }
-            _ = expiry.tick() => tracker.expire(watermark_ns, &mut out),
-        }
-        for e in &out.errors {
-            tel.decode_failed(*e);
-        }
-        for r in &out.requests {
-            tel.request_decoded(r.role);
-        }
-        tel.trace_context_mismatched(out.trace_mismatches);
-        tel.client_calls_unlinked(out.unlinked_calls);
-        // Waiting here (not dropping) pushes back to the ring buffer, where the kernel
-        // counts what it cannot hold: loss is never silent.
-        let worth_sending = !(out.requests.is_empty() && out.exited.is_empty() && out.drained_ns.is_none());
-        if worth_sending && tx.send(out).await.is_err() {
-            tel.batch_dropped("decode_to_enrich");
-            return;
-        }
-    }
-}
-
-async fn enrich_stage(
-    mut rx: mpsc::Receiver<Decoded>,
-    tx: mpsc::Sender<SpanBatch>,
-    mut enricher: Enricher,
-    tel: Internal,
-) {
-    while let Some(decoded) = rx.recv().await {
-        let spans = decoded.requests.into_iter().filter_map(|r| enricher.enrich(r)).collect();
-        for pid in decoded.exited {
-            enricher.forget(pid);
-        }
-        let batch = SpanBatch { spans, drained_ns: decoded.drained_ns };
-        let worth_sending = !batch.spans.is_empty() || batch.drained_ns.is_some();
-        if worth_sending && tx.send(batch).await.is_err() {
-            tel.batch_dropped("enrich_to_export");
-            return;
-        }
-    }
-}
-
-async fn export_stage(
-    mut rx: mpsc::Receiver<SpanBatch>,
-    mut metrics: Aggregates,
-    printer: Option<Printer>,
-    otlp: Option<Otlp>,
-) {
-    let mut expiry = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            batch = rx.recv() => {
-                let Some(SpanBatch { spans, drained_ns }) = batch else { return };
-                let now = std::time::Instant::now();
-                for s in &spans {
-                    metrics.record(s, now);
-                }
-                if let Some(ts) = drained_ns {
-                    metrics.advance(ts, now);
-                }
-                if spans.is_empty() {
-                    continue;
-                }
-                if let Some(p) = &printer {
-                    p.print(&spans);
-                }
-                if let Some(o) = &otlp {
-                    o.record(&spans);
-                }
-            }
-            _ = expiry.tick() => {
-                metrics.expire(std::time::Instant::now());
-            }
-        }
-    }
 }
 
 impl PipelineConfig {

@@ -2,7 +2,9 @@
 //! programs, and keeps the kernel's set of traced processes (`traced_pids`) in step with
 //! discovery.
 mod go;
+
 mod kretprobe;
+pub mod stage;
 mod traced;
 
 use std::fmt::Debug;

@@ -9,6 +9,7 @@ pub mod context;
 pub mod fixture;
 pub mod proto;
 mod reorder;
+pub mod stage;
 mod tracker;
 
 use std::net::SocketAddr;

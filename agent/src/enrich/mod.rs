@@ -1,5 +1,6 @@
 //! Stage `enrich`: attaches the service identity and the route to each decoded request.
 pub mod routes;
+pub mod stage;
 
 use std::sync::Arc;
 

@@ -3,6 +3,7 @@
 pub mod otlp;
 pub mod printer;
 pub mod prometheus;
+pub mod stage;
 
 pub use printer::{PrintFormat, Printer};
 pub use prometheus::{bind, serve, Endpoint};

@@ -1,0 +1,130 @@
+//! The decode stage's loop: socket and process events in, decoded requests out, in batches;
+//! the tracker's connections expire on event time.
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::context::ConnRef;
+use super::{Decoded, Tracker, TrackerLimits};
+use crate::attach::Traced;
+use crate::events::RawEvent;
+use crate::telemetry::Internal;
+
+/// Runs the stage on the current runtime until `rx` closes.
+pub fn spawn(
+    rx: mpsc::Receiver<Vec<RawEvent>>,
+    tx: mpsc::Sender<Decoded>,
+    traced: Arc<Traced>,
+    tel: Internal,
+) -> JoinHandle<()> {
+    tokio::spawn(run(rx, tx, traced, tel))
+}
+
+/// `BEYLA_DEBUG_RECORD_EVENTS=<file>`: the socket events decode reads are appended to the
+/// file as decode fixtures (`decode::fixture`). A debugging aid: it writes on the stage's
+/// thread.
+fn recorder() -> Option<std::io::BufWriter<std::fs::File>> {
+    let path = std::env::var_os("BEYLA_DEBUG_RECORD_EVENTS")?;
+    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(f) => {
+            warn!(path = %std::path::Path::new(&path).display(), "Recording socket events (BEYLA_DEBUG_RECORD_EVENTS).");
+            Some(std::io::BufWriter::new(f))
+        }
+        Err(error) => {
+            warn!(path = %std::path::Path::new(&path).display(), %error, "Cannot record socket events.");
+            None
+        }
+    }
+}
+
+fn record_batch(w: &mut std::io::BufWriter<std::fs::File>, batch: &[RawEvent]) {
+    use std::io::Write;
+    for l in batch.iter().filter_map(crate::decode::fixture::line) {
+        let _ = writeln!(w, "{l}");
+    }
+    let _ = w.flush();
+}
+
+async fn run(mut rx: mpsc::Receiver<Vec<RawEvent>>, tx: mpsc::Sender<Decoded>, traced: Arc<Traced>, tel: Internal) {
+    let mut tracker = Tracker::new(TrackerLimits::default());
+    let mut expiry = tokio::time::interval(Duration::from_secs(5));
+    // Idle connections expire on event time too, so a lagging agent does not drop live ones.
+    let mut watermark_ns = 0;
+    let mut exits: Vec<(u32, u64)> = Vec::new();
+    let mut record = recorder();
+    loop {
+        let mut out = Decoded::default();
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(batch) = batch else { return };
+                if let Some(w) = &mut record {
+                    record_batch(w, &batch);
+                }
+                for ev in batch {
+                    match ev {
+                        RawEvent::Data(d) => tracker.on_data(&d, &mut out),
+                        RawEvent::Close { pid, sock_id, .. } => tracker.on_close(pid, sock_id, &mut out),
+                        RawEvent::Fork { pid, ppid } => {
+                            if let Some(p) = traced.inherit(pid, ppid) {
+                                info!(pid, ppid, service = %p.service.name, "Child of an instrumented process instrumented.");
+                            }
+                        }
+                        RawEvent::Exec { pid } => traced.on_exec(pid),
+                        // Process events come on their own ring buffer: the exit can be read
+                        // before the process's last socket events. It is applied once the
+                        // watermark passes it, when all of those have been decoded.
+                        RawEvent::Exit { pid, ts_ns } => exits.push((pid, ts_ns)),
+                        RawEvent::GoClient {
+                            pid,
+                            server_sock,
+                            server_stream,
+                            client_sock,
+                            stream,
+                            local,
+                            remote,
+                            written,
+                        } => {
+                            let client = ConnRef { pid, tid: 0, sock: client_sock, stream, local, remote };
+                            tracker.on_go_client((server_sock, server_stream), client, written)
+                        }
+                        RawEvent::GoHandlerStart { pid, server_sock, server_stream, ts_ns, trace_id } => {
+                            tracker.on_go_handler_start(pid, (server_sock, server_stream), ts_ns, trace_id)
+                        }
+                        RawEvent::Drained { ts_ns } => {
+                            watermark_ns = ts_ns;
+                            out.drained_ns = Some(ts_ns);
+                            exits.retain(|&(pid, exit_ns)| {
+                                if exit_ns > ts_ns {
+                                    return true;
+                                }
+                                tracker.on_exit(pid, &mut out);
+                                out.exited.push(pid);
+                                false
+                            });
+                        }
+                    }
+                }
+                tel.processes_instrumented(traced.len());
+            }
+            _ = expiry.tick() => tracker.expire(watermark_ns, &mut out),
+        }
+        for e in &out.errors {
+            tel.decode_failed(*e);
+        }
+        for r in &out.requests {
+            tel.request_decoded(r.role);
+        }
+        tel.trace_context_mismatched(out.trace_mismatches);
+        tel.client_calls_unlinked(out.unlinked_calls);
+        // Waiting here (not dropping) pushes back to the ring buffer, where the kernel
+        // counts what it cannot hold: loss is never silent.
+        let worth_sending = !(out.requests.is_empty() && out.exited.is_empty() && out.drained_ns.is_none());
+        if worth_sending && tx.send(out).await.is_err() {
+            tel.batch_dropped("decode_to_enrich");
+            return;
+        }
+    }
+}
