@@ -1,13 +1,23 @@
 //! A protocol added from outside the decoder: a line-based echo protocol (`ECHO <word>\n`
 //! answered by `<word>\n`), defined here and registered in the tracker's protocol table beside
 //! HTTP/1.x, with nothing else touched. Its operations come out with their trace contexts, it
-//! shares the connection table with HTTP, and bytes no protocol claims are counted once.
+//! shares the connection table with HTTP, bytes no protocol claims are counted once, and its
+//! operations, reported as a database client's (`Family::Db`), land in the Prometheus metric
+//! the table defines for that family, `db_client_operation_duration_seconds`.
 use std::collections::VecDeque;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use beyla::aggregate::{AppMetrics, Buckets};
+use beyla::attach::TracedProcess;
 use beyla::decode::context::TraceContext;
 use beyla::decode::proto::{http, Ctx, Detect, Parser, Protocol, Verdict};
-use beyla::decode::{DecodeError, Decoded, Request, Role, Tracker, TrackerLimits};
+use beyla::decode::{AttrValue, DecodeError, Decoded, Family, Operation, Request, Role, Tracker, TrackerLimits};
+use beyla::discover::ServiceId;
+use beyla::enrich::Span;
 use beyla::events::{Direction, SockData};
+use prometheus_client::registry::Registry;
 
 #[derive(Default)]
 struct Echo {
@@ -21,7 +31,7 @@ const ECHO: Protocol = Protocol {
     name: "echo",
     detect: |direction, data| {
         if data.starts_with(b"ECHO ") {
-            // A question read: we serve.
+            // A question read: we serve; written: we ask.
             Detect::Claim(Some(if direction == Direction::Recv { Role::Server } else { Role::Client }))
         } else if b"ECHO ".starts_with(data) {
             Detect::Unsure
@@ -51,13 +61,23 @@ impl Parser for Echo {
                 self.asked.push_back((ev.tid, ev.ts_ns, word.to_string(), trace));
             } else if let Some((tid, start_ns, word, trace)) = self.asked.pop_front() {
                 let c = cx.conn;
+                let operation = Operation {
+                    family: Family::Db,
+                    name: "ECHO".into(),
+                    attributes: vec![
+                        ("db.system.name", AttrValue::Str("echo".into())),
+                        ("db.operation.name", AttrValue::Str("ECHO".into())),
+                        ("db.query.text", AttrValue::Str(word.clone())),
+                    ],
+                    error: (line != word).then(|| "mismatch".to_string()),
+                };
                 let r = Request {
                     pid: c.pid,
                     tid,
                     role: cx.role(),
-                    method: "ECHO".into(),
-                    target: word.clone(),
-                    status: if line == word { 0 } else { 1 },
+                    method: String::new(),
+                    target: String::new(),
+                    status: 0,
                     start_ns,
                     end_ns: ev.ts_ns,
                     request_body_size: word.len() as u64,
@@ -72,6 +92,7 @@ impl Parser for Echo {
                     tls: c.tls,
                     handler: None,
                     body_sizes_unknown: false,
+                    operation: Some(Box::new(operation)),
                 };
                 cx.emit(r);
             } else {
@@ -117,12 +138,12 @@ fn a_protocol_defined_outside_the_decoder_is_sniffed_parsed_and_linked() {
     let mut t = Tracker::with_protocols(TrackerLimits::default(), PROTOCOLS);
     let mut out = Decoded::default();
     let events = [
-        // Connection 1: two questions, the first cut after "EC" (unsure, asked again), one
-        // in two reads; the answers in one write.
-        ev(1, Recv, 10, b"EC"),
-        ev(1, Recv, 20, b"ECHO hello\nECHO wor"),
-        ev(1, Recv, 30, b"ld\n"),
-        ev(1, Send, 40, b"hello\nworld\n"),
+        // Connection 1, we ask: three questions, the first cut after "EC" (unsure, asked
+        // again), one in two writes; the answers in one read, the last one wrong.
+        ev(1, Send, 10, b"EC"),
+        ev(1, Send, 20, b"ECHO hello\nECHO wor"),
+        ev(1, Send, 30, b"ld\nECHO again\n"),
+        ev(1, Recv, 40, b"hello\nworld\nagian\n"),
         // Connection 2: HTTP/1.x beside it.
         ev(2, Recv, 50, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"),
         ev(2, Send, 60, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
@@ -137,14 +158,64 @@ fn a_protocol_defined_outside_the_decoder_is_sniffed_parsed_and_linked() {
     }
     t.on_close(7, 4, &mut out);
 
-    let ops: Vec<(&str, &str, u64, u64)> =
-        out.requests.iter().map(|r| (r.method.as_str(), r.target.as_str(), r.start_ns, r.end_ns)).collect();
-    // "EC" was not decoded (unsure); a question starts when its line is read whole.
-    assert_eq!(ops, [("ECHO", "hello", 20, 40), ("ECHO", "world", 30, 40), ("GET", "/x", 50, 60)]);
-    assert!(out.requests.iter().all(|r| r.role == Role::Server && r.status == if r.method == "GET" { 200 } else { 0 }));
+    let ops: Vec<(Role, String, u64, u64)> = out
+        .requests
+        .iter()
+        .map(|r| {
+            let what = match &r.operation {
+                Some(op) => {
+                    format!("{} {}", op.name, r.attribute("db.query.text").map(|v| v.to_string()).unwrap_or_default())
+                }
+                None => format!("{} {} {}", r.method, r.target, r.status),
+            };
+            (r.role, what, r.start_ns, r.end_ns)
+        })
+        .collect();
+    // "EC" was not decoded (unsure); a question starts when its line is written whole.
+    let want = [
+        (Role::Client, "ECHO hello", 20, 40),
+        (Role::Client, "ECHO world", 30, 40),
+        (Role::Client, "ECHO again", 30, 40),
+        (Role::Server, "GET /x 200", 50, 60),
+    ];
+    assert_eq!(ops, want.map(|(r, w, s, e)| (r, w.to_string(), s, e)));
     // Each operation got its own trace context when it began.
     let spans: Vec<[u8; 8]> = out.requests.iter().map(|r| r.trace.span_id).collect();
     assert!(spans.iter().all(|s| *s != [0; 8]) && spans[0] != spans[1], "{spans:?}");
     assert_eq!(out.errors, [DecodeError::NotHttp, DecodeError::ClosedMidMessage]);
     assert_eq!(t.connections(), 3);
+
+    // Exported without the exporters knowing the protocol: its family's metric, its span name.
+    let service = ServiceId { name: "shop".into(), namespace: String::new(), instance_id: "h:7".into() };
+    let process = Arc::new(TracedProcess {
+        pid: 7,
+        exe: "/usr/bin/shop".into(),
+        service,
+        parent: None,
+        k8s: None,
+        language: "go",
+    });
+    let spans: Vec<Span> =
+        out.requests.into_iter().map(|request| Span { process: process.clone(), request, route: None }).collect();
+    assert_eq!(spans[0].name(), "ECHO");
+    assert!(!spans[1].is_error() && spans[2].is_error());
+    let mut reg = Registry::default();
+    let b = || Buckets(vec![0.5]);
+    let mut m = AppMetrics::new(&mut reg, [b(), b(), b()], Default::default(), Duration::from_secs(60));
+    for s in &spans {
+        m.record(s);
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    let base = r#"instance="h:7",job="shop",service_name="shop",service_namespace="",db_operation_name="ECHO",db_system_name="echo""#;
+    let ok = format!("db_client_operation_duration_seconds_count{{{base},server_address=\"127.0.0.1\"}} 2");
+    let failed = format!(
+        "db_client_operation_duration_seconds_count{{{base},error_type=\"mismatch\",server_address=\"127.0.0.1\"}} 1"
+    );
+    assert!(text.contains(&ok) && text.contains(&failed), "{text}");
+    assert!(
+        text.contains("http_server_request_duration_seconds_count{")
+            && !text.contains("http_client_request_duration_seconds_count{"),
+        "{text}"
+    );
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use crate::config::sections::attributes::InclusionLists;
 use crate::config::GlobPattern;
-use crate::decode::Role;
+use crate::decode::{Family, Role};
 use crate::enrich::Span;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,12 +72,13 @@ pub struct MetricDef {
     pub attrs: &'static [Attr],
 }
 
-fn http(s: &Span, role: Role) -> bool {
-    s.request.role == role && s.request.grpc_status.is_none()
+fn fed(s: &Span, family: Family, role: Role) -> bool {
+    s.request.role == role && s.request.family() == family
 }
 
-fn rpc(s: &Span, role: Role) -> bool {
-    s.request.role == role && s.request.grpc_status.is_some()
+/// An attribute the operation's parser set (protocols other than HTTP/gRPC).
+fn reported(s: &Span, otel: &str) -> Option<String> {
+    s.request.attribute(otel).map(|v| v.to_string())
 }
 
 fn duration(s: &Span) -> Option<f64> {
@@ -169,6 +170,39 @@ const RPC_ATTRS: &[Attr] = &[
     Attr { otel: "client.address", prom: "client_address", default: false, int: false, value: client_address },
 ];
 
+const DB_ATTRS: &[Attr] = &[
+    Attr {
+        otel: "db.operation.name",
+        prom: "db_operation_name",
+        default: true,
+        int: false,
+        value: |s| reported(s, "db.operation.name"),
+    },
+    Attr {
+        otel: "db.system.name",
+        prom: "db_system_name",
+        default: true,
+        int: false,
+        value: |s| reported(s, "db.system.name"),
+    },
+    Attr {
+        otel: "error.type",
+        prom: "error_type",
+        default: true,
+        int: false,
+        value: |s| s.request.operation.as_ref().and_then(|op| op.error.clone()),
+    },
+    Attr { otel: "server.address", prom: "server_address", default: true, int: false, value: server_address },
+    Attr { otel: "server.port", prom: "server_port", default: false, int: true, value: server_port },
+    Attr {
+        otel: "db.namespace",
+        prom: "db_namespace",
+        default: false,
+        int: false,
+        value: |s| reported(s, "db.namespace"),
+    },
+];
+
 /// Every application metric, in OTLP export order.
 pub const METRICS: &[MetricDef] = &[
     MetricDef {
@@ -177,7 +211,7 @@ pub const METRICS: &[MetricDef] = &[
         unit: Unit::Seconds,
         help: "Duration of HTTP service calls from the server side",
         buckets: BucketList::Duration,
-        feeds: |s| http(s, Role::Server),
+        feeds: |s| fed(s, Family::Http, Role::Server),
         value: duration,
         attrs: HTTP_ATTRS,
     },
@@ -187,7 +221,7 @@ pub const METRICS: &[MetricDef] = &[
         unit: Unit::Bytes,
         help: "Size of the HTTP request body as received at the server side",
         buckets: BucketList::RequestSize,
-        feeds: |s| http(s, Role::Server),
+        feeds: |s| fed(s, Family::Http, Role::Server),
         value: request_body,
         attrs: HTTP_ATTRS,
     },
@@ -197,7 +231,7 @@ pub const METRICS: &[MetricDef] = &[
         unit: Unit::Bytes,
         help: "Size of the HTTP response body as sent from the server side",
         buckets: BucketList::ResponseSize,
-        feeds: |s| http(s, Role::Server),
+        feeds: |s| fed(s, Family::Http, Role::Server),
         value: response_body,
         attrs: HTTP_ATTRS,
     },
@@ -207,7 +241,7 @@ pub const METRICS: &[MetricDef] = &[
         unit: Unit::Seconds,
         help: "Duration of HTTP service calls from the client side",
         buckets: BucketList::Duration,
-        feeds: |s| http(s, Role::Client),
+        feeds: |s| fed(s, Family::Http, Role::Client),
         value: duration,
         attrs: HTTP_ATTRS,
     },
@@ -217,7 +251,7 @@ pub const METRICS: &[MetricDef] = &[
         unit: Unit::Bytes,
         help: "Size of the HTTP request body as sent from the client side",
         buckets: BucketList::RequestSize,
-        feeds: |s| http(s, Role::Client),
+        feeds: |s| fed(s, Family::Http, Role::Client),
         value: request_body,
         attrs: HTTP_ATTRS,
     },
@@ -227,7 +261,7 @@ pub const METRICS: &[MetricDef] = &[
         unit: Unit::Bytes,
         help: "Size of the HTTP response body as received at the client side",
         buckets: BucketList::ResponseSize,
-        feeds: |s| http(s, Role::Client),
+        feeds: |s| fed(s, Family::Http, Role::Client),
         value: response_body,
         attrs: HTTP_ATTRS,
     },
@@ -237,7 +271,7 @@ pub const METRICS: &[MetricDef] = &[
         unit: Unit::Seconds,
         help: "Duration of RPC service calls from the server side",
         buckets: BucketList::Duration,
-        feeds: |s| rpc(s, Role::Server),
+        feeds: |s| fed(s, Family::Rpc, Role::Server),
         value: duration,
         attrs: RPC_ATTRS,
     },
@@ -247,9 +281,19 @@ pub const METRICS: &[MetricDef] = &[
         unit: Unit::Seconds,
         help: "Duration of RPC service calls from the client side",
         buckets: BucketList::Duration,
-        feeds: |s| rpc(s, Role::Client),
+        feeds: |s| fed(s, Family::Rpc, Role::Client),
         value: duration,
         attrs: RPC_ATTRS,
+    },
+    MetricDef {
+        otel: "db.client.operation.duration",
+        prom: "db_client_operation_duration",
+        unit: Unit::Seconds,
+        help: "Duration of database client operations",
+        buckets: BucketList::Duration,
+        feeds: |s| fed(s, Family::Db, Role::Client),
+        value: duration,
+        attrs: DB_ATTRS,
     },
 ];
 

@@ -12,7 +12,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::attach::TracedProcess;
-use crate::decode::Role;
+use crate::decode::{Operation, Role};
 use crate::enrich::Span;
 
 pub mod definitions;
@@ -105,6 +105,7 @@ struct CachedSeries {
     sock: SocketAddr,
     path: Option<String>,
     client: Option<IpAddr>,
+    operation: Option<Box<Operation>>,
     /// The metrics this kind of span feeds: index in [`METRICS`], labels, histogram.
     handles: Vec<(usize, Labels, Histogram)>,
     last: Instant,
@@ -126,6 +127,8 @@ struct SeriesKey<'a> {
     sock: SocketAddr,
     path: Option<&'a str>,
     client: Option<IpAddr>,
+    /// A non-HTTP operation's attributes decide its labels.
+    operation: Option<&'a Operation>,
 }
 
 impl CachedSeries {
@@ -151,6 +154,7 @@ impl CachedSeries {
             sock: self.sock,
             path: self.path.as_deref(),
             client: self.client,
+            operation: self.operation.as_deref(),
         }
     }
 }
@@ -234,6 +238,7 @@ impl AppMetrics {
             sock: series_sock(r),
             path: self.keyed_by_path.then(|| r.path()),
             client: self.keyed_by_client.then(|| definitions::client_ip(span)),
+            operation: r.operation.as_deref(),
         }
     }
 
@@ -271,6 +276,7 @@ impl AppMetrics {
             sock: skey.sock,
             path: skey.path.map(String::from),
             client: skey.client,
+            operation: r.operation.clone(),
             handles: self.create_series(span),
             last: now,
         };

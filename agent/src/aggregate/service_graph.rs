@@ -109,7 +109,7 @@ impl ServiceGraph {
         };
         match r.role {
             Role::Server => {
-                let key = (r.remote, r.local, r.stream, format!("{} {}", r.method, r.target));
+                let key = (r.remote, r.local, r.stream, pair_name(r));
                 let me = side(r.remote.ip().to_string());
                 match pop(&mut self.clients, &key) {
                     Some(client) => {
@@ -120,7 +120,7 @@ impl ServiceGraph {
                 }
             }
             Role::Client => {
-                let key = (r.local, r.remote, r.stream, format!("{} {}", r.method, r.target));
+                let key = (r.local, r.remote, r.stream, pair_name(r));
                 let host = r.host.as_deref().map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n).to_string());
                 let me = side(host.filter(|h| !h.is_empty()).unwrap_or_else(|| r.remote.ip().to_string()));
                 match pop(&mut self.servers, &key) {
@@ -224,6 +224,15 @@ fn pop(map: &mut HashMap<Key, VecDeque<Side>>, key: &Key) -> Option<Side> {
         map.remove(key);
     }
     s
+}
+
+/// What both ends of one request see alike: the method and target, or a non-HTTP operation's
+/// span name.
+fn pair_name(r: &crate::decode::Request) -> String {
+    match &r.operation {
+        Some(op) => op.name.clone(),
+        None => format!("{} {}", r.method, r.target),
+    }
 }
 
 #[cfg(test)]

@@ -298,7 +298,7 @@ fn warnings(config: &Config, prov: &Provenance) -> Vec<ConfigWarning> {
         let message = if metric == "traces" {
             "selecting span attributes is not implemented yet; spans carry their default attributes"
         } else {
-            "matches none of the metrics this agent exports (http_*, rpc_*); the entry is ignored"
+            "matches none of the metrics this agent exports (http_*, rpc_*, db_client_*); the entry is ignored"
         };
         selector_notes.push((format!("attributes.select.{metric}"), message.to_string()));
     }

@@ -25,7 +25,49 @@ pub enum Role {
     Client,
 }
 
-/// One HTTP request and its response, as seen on a connection.
+/// The protocol family of an operation: which metrics it feeds and which semantic conventions
+/// its attributes follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    Http,
+    Rpc,
+    Db,
+    Messaging,
+}
+
+/// An attribute value of an [`Operation`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+}
+
+impl std::fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttrValue::Str(s) => f.write_str(s),
+            AttrValue::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+/// What a parser of a protocol other than HTTP/gRPC reports about an operation, in the form
+/// every exporter reads without knowing the protocol: its family, its span name and its
+/// semantic-convention attributes (`db.system.name`, `db.operation.name`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Operation {
+    pub family: Family,
+    /// The span name, as the conventions of the family give it (`SELECT orders`, `GET`).
+    pub name: String,
+    /// Semantic-convention attributes, by OTel name.
+    pub attributes: Vec<(&'static str, AttrValue)>,
+    /// `error.type` of a failed operation (an SQLSTATE, a Redis error prefix).
+    pub error: Option<String>,
+}
+
+/// One operation seen on a connection: an HTTP request and its response (with gRPC's
+/// status for a gRPC call), or, with `operation` set, one of another protocol (its fields then
+/// say all; `method`, `target` and `status` are left empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub pid: u32,
@@ -57,6 +99,8 @@ pub struct Request {
     /// A head was cut short (`headers_truncated`): where its body ended is not known, so the
     /// body sizes are not reported (metrics skip them, spans leave them out).
     pub body_sizes_unknown: bool,
+    /// An operation of a protocol other than HTTP/gRPC.
+    pub operation: Option<Box<Operation>>,
 }
 
 impl Request {
@@ -76,6 +120,19 @@ impl Request {
     /// The path without the query string.
     pub fn path(&self) -> &str {
         self.target.split(['?', '#']).next().unwrap_or("")
+    }
+
+    pub fn family(&self) -> Family {
+        match (&self.operation, self.grpc_status) {
+            (Some(op), _) => op.family,
+            (None, Some(_)) => Family::Rpc,
+            (None, None) => Family::Http,
+        }
+    }
+
+    /// An attribute of a non-HTTP operation, by OTel name.
+    pub fn attribute(&self, otel: &str) -> Option<&AttrValue> {
+        self.operation.as_ref()?.attributes.iter().find(|(k, _)| *k == otel).map(|(_, v)| v)
     }
 }
 

@@ -29,6 +29,9 @@ impl Span {
     /// The span name as Beyla gives it: `METHOD route`, or `METHOD` without a route; gRPC
     /// spans by their full method (`/pkg.Service/Method`).
     pub fn name(&self) -> String {
+        if let Some(op) = &self.request.operation {
+            return op.name.clone();
+        }
         if self.request.grpc_status.is_some() {
             return self.request.target.clone();
         }
@@ -42,6 +45,9 @@ impl Span {
     /// a gRPC server span on UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE or
     /// DATA_LOSS, a gRPC client span on any code but OK.
     pub fn is_error(&self) -> bool {
+        if let Some(op) = &self.request.operation {
+            return op.error.is_some();
+        }
         if let Some(code) = self.request.grpc_status {
             return match self.request.role {
                 crate::decode::Role::Server => matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
@@ -74,6 +80,10 @@ impl Enricher {
     /// matches `routes.ignored_patterns`.
     pub fn enrich(&mut self, request: Request) -> Option<Span> {
         let process = self.traced.get(request.pid)?;
+        if request.operation.is_some() {
+            // Routes are HTTP's.
+            return Some(Span { process, request, route: None });
+        }
         let path = request.path();
         if self.routes.ignored(path) {
             return None;
@@ -107,6 +117,7 @@ pub(crate) fn test_span() -> Span {
             target: "/users/7?x=1".into(),
             status: 200,
             body_sizes_unknown: false,
+            operation: None,
             start_ns: 1_000,
             end_ns: 1_501_000,
             request_body_size: 0,

@@ -5,7 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::decode::context::hex;
-use crate::decode::Role;
+use crate::decode::{Family, Role};
 use crate::enrich::Span;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,18 @@ struct Line<'a> {
     /// Kubernetes attributes by OTel name (`k8s.pod.name`, ...); absent outside Kubernetes.
     #[serde(skip_serializing_if = "Option::is_none")]
     k8s: Option<BTreeMap<&'static str, &'a str>>,
+    /// A non-HTTP operation: its family, span name, attributes and error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operation: Option<OperationLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct OperationLine<'a> {
+    family: &'static str,
+    name: &'a str,
+    attributes: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
 }
 
 pub struct Printer {
@@ -74,6 +86,17 @@ impl Printer {
             span_id: hex(&r.trace.span_id),
             parent_span_id: if r.trace.has_parent() { hex(&r.trace.parent_span_id) } else { String::new() },
             k8s: span.process.k8s.as_ref().map(|k| k.attributes().map(|(otel, _, v)| (otel, v)).collect()),
+            operation: r.operation.as_deref().map(|op| OperationLine {
+                family: match op.family {
+                    Family::Http => "http",
+                    Family::Rpc => "rpc",
+                    Family::Db => "db",
+                    Family::Messaging => "messaging",
+                },
+                name: &op.name,
+                attributes: op.attributes.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+                error: op.error.as_deref(),
+            }),
         };
         match self.format {
             PrintFormat::Json => serde_json::to_string(&l).unwrap_or_default(),
@@ -83,8 +106,11 @@ impl Printer {
                 kind = match r.role { Role::Server => "SERVER", Role::Client => "CLIENT" },
                 svc = l.service,
                 pid = l.pid,
-                method = l.method,
-                path = l.path,
+                method = l.operation.as_ref().map_or(l.method, |o| o.name),
+                path = match &l.operation {
+                    Some(o) => o.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                    None => l.path.to_string(),
+                },
                 route = l.route.unwrap_or("-"),
                 status = l.status,
                 dur = l.duration_us,

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use super::resource::{int, kv, scope, ResourceBuilder};
 use super::transport::Transport;
 use super::TracesOptions;
-use crate::decode::Role;
+use crate::decode::{AttrValue, Role};
 use crate::enrich::Span;
 use crate::telemetry::Internal;
 
@@ -167,6 +167,7 @@ pub fn to_otlp(s: &Span, clock_offset_ns: i128) -> opentelemetry_proto::tonic::t
         Role::Client => SpanKind::Client,
     };
     let attrs = match r.grpc_status {
+        _ if r.operation.is_some() => operation_attributes(s, &server_address, server_port),
         Some(code) => {
             let service = r.target.trim_start_matches('/').rsplit_once('/').map_or("", |(svc, _)| svc);
             vec![
@@ -235,6 +236,25 @@ pub fn phase_spans(s: &Span, clock_offset_ns: i128) -> Vec<opentelemetry_proto::
     vec![child("in queue", r.start_ns, handler_start), child("processing", handler_start, r.end_ns)]
 }
 
+/// A non-HTTP operation: its parser's attributes as they are, its error, the server's end.
+fn operation_attributes(s: &Span, server_address: &str, server_port: u16) -> Vec<KeyValue> {
+    let Some(op) = &s.request.operation else { return Vec::new() };
+    let mut attrs: Vec<KeyValue> = op
+        .attributes
+        .iter()
+        .map(|(k, v)| match v {
+            AttrValue::Str(text) => kv(k, text),
+            AttrValue::Int(n) => int(k, *n),
+        })
+        .collect();
+    if let Some(e) = &op.error {
+        attrs.push(kv("error.type", e));
+    }
+    attrs.push(kv("server.address", server_address));
+    attrs.push(int("server.port", i64::from(server_port)));
+    attrs
+}
+
 fn http_attributes(s: &Span, server_address: &str, server_port: u16) -> Vec<KeyValue> {
     let r = &s.request;
     let mut attrs: Vec<KeyValue> = vec![
@@ -293,6 +313,35 @@ mod tests {
         assert_eq!(attr(&o, "http.response.status_code").unwrap(), &int("http.response.status_code", 503));
         assert_eq!(attr(&o, "server.port").unwrap(), &int("server.port", 8080));
         assert_eq!(attr(&o, "client.address").unwrap(), &kv("client.address", "127.0.0.1"));
+    }
+
+    /// An operation of another protocol: its name, its parser's attributes, its error.
+    #[test]
+    fn other_protocols_spans_carry_their_own_attributes() {
+        use crate::decode::{Family, Operation};
+        let mut s = test_span();
+        s.route = None;
+        s.request.role = Role::Client;
+        s.request.remote = "10.0.0.5:5432".parse().unwrap();
+        s.request.operation = Some(Box::new(Operation {
+            family: Family::Db,
+            name: "SELECT orders".into(),
+            attributes: vec![
+                ("db.system.name", AttrValue::Str("postgresql".into())),
+                ("db.response.returned_rows", AttrValue::Int(3)),
+            ],
+            error: Some("42P01".into()),
+        }));
+        let o = to_otlp(&s, 0);
+        assert_eq!((o.name.as_str(), o.kind), ("SELECT orders", SpanKind::Client as i32));
+        assert_eq!(o.status.as_ref().unwrap().code, StatusCode::Error as i32);
+        let keys: Vec<&str> = o.attributes.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["db.system.name", "db.response.returned_rows", "error.type", "server.address", "server.port"]
+        );
+        assert_eq!(attr(&o, "db.response.returned_rows").unwrap(), &int("db.response.returned_rows", 3));
+        assert_eq!(attr(&o, "server.address").unwrap(), &kv("server.address", "10.0.0.5"));
     }
 
     #[test]

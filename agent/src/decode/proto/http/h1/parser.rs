@@ -111,6 +111,7 @@ fn emit(ex: Exchange, cx: &mut Ctx<'_>) {
         tls: c.tls,
         handler: req.handler_start.map(|start| start.clamp(req.start_ns, ex.end_ns)),
         body_sizes_unknown: req.truncated,
+        operation: None,
     };
     cx.emit(r);
 }

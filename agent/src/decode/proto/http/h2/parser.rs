@@ -110,6 +110,7 @@ fn emit(ex: Exchange, cx: &mut Ctx<'_>) {
         tls: c.tls,
         handler: ex.handler_start,
         body_sizes_unknown: false,
+        operation: None,
     };
     cx.emit(r);
 }
