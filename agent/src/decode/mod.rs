@@ -1,4 +1,5 @@
-//! Stage `decode`: turns socket events into HTTP requests by following each connection.
+//! Stage `decode`: turns socket events into operations (HTTP requests, gRPC calls, and the
+//! operations of any protocol in `proto::PROTOCOLS`) by following each connection.
 //!
 //! A connection's role comes from its first message: a request read makes it the server side,
 //! a request written the client side, so connections opened before the agent started are

@@ -9,8 +9,9 @@
 //! (so that calls made while it runs find it), and is emitted when it ends.
 //!
 //! Adding a protocol: a folder `proto/<family>/<proto>` with its parser and a [`Protocol`]
-//! constant, and one row in [`PROTOCOLS`]. (The records it emits are still HTTP-shaped
-//! [`Request`]s; see docs/architecture.md.)
+//! constant, and one row in [`PROTOCOLS`]. Its operations are [`Request`]s whose `operation`
+//! ([`super::Operation`]) says its family, span name and attributes; docs/architecture.md has
+//! the steps.
 pub mod http;
 
 use std::net::SocketAddr;
