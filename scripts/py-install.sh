@@ -3,20 +3,26 @@
 # to run them with (PYTHONPATH=DIR). No venv: venv's ensurepip step failed on a fresh CI
 # machine, and pip --target needs nothing beyond pip itself.
 #   py=$(scripts/py-install.sh .cache/foo foo==1.0) && PYTHONPATH=.cache/foo "$py" -m foo
+# The interpreter printed is the real executable (sys.executable), never a launcher such as a
+# pyenv shim: a shim runs as bash (with the script's arguments) and forks a dozen helpers
+# before it execs Python, which a test that instruments "the process whose arguments match"
+# would catch first.
 set -euo pipefail
 dir=$1
 shift
 want="$*"
 
+real() { "$1" -c 'import sys; print(sys.executable)'; }
+
 if [[ -f $dir/.installed && $(cat "$dir/.installed") == "$want" ]]; then
-  cat "$dir/.python"
+  real "$(cat "$dir/.python")"
   exit 0
 fi
 
 py=""
 for cand in python3 /usr/bin/python3; do
   if command -v "$cand" >/dev/null && "$cand" -m pip --version >/dev/null 2>&1; then
-    py=$(command -v "$cand")
+    py=$(real "$(command -v "$cand")")
     break
   fi
 done

@@ -284,7 +284,7 @@ fn root_conformance_nginx_large_request_heads() {
 fn root_conformance_nginx_pipelined_and_uploads() {
     let upstream = free_port();
     let _python = {
-        let child = Command::new("python3")
+        let child = Command::new(python3())
             .arg(repo().join("agent/tests/conformance/stdlib_server.py"))
             .arg(upstream.to_string())
             .spawn()

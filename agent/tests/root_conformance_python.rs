@@ -52,7 +52,7 @@ fn start_server(name: &str, cmd: &mut Command, port: u16) -> Proc {
 }
 
 fn stdlib_server(port: u16) -> Proc {
-    start_server("http.server", Command::new("python3").arg(script("stdlib_server.py")).arg(port.to_string()), port)
+    start_server("http.server", Command::new(python3()).arg(script("stdlib_server.py")).arg(port.to_string()), port)
 }
 
 /// The agent instrumenting `services` (port, name; port 0: the process whose arguments match
@@ -242,6 +242,7 @@ fn root_conformance_grpcio_server_and_client() {
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line, "ready\n");
     wait_instrumented(mport, 2.0, &log);
+    wait_pid_instrumented(client.id(), &log);
     client.stdin.take().unwrap().write_all(b"go\n").unwrap();
     line.clear();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();

@@ -1,5 +1,6 @@
 //! The attach stage's loop: what discovery found becomes the traced-process table (and the
 //! kernel's `traced_pids`), and Go executables get the Go probes.
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -22,6 +23,15 @@ pub fn spawn(
 
 async fn run(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, go: Option<GoProbes>, tel: Internal) {
     while let Some(batch) = rx.recv().await {
+        // A pid gone and instrumented in one batch ran exec: it stays in the kernel's map
+        // throughout, or a transfer in between (an HTTP/2 preface) would be lost.
+        let execed: HashSet<u32> = batch
+            .iter()
+            .filter_map(|ev| match ev {
+                ProcessEvent::Instrumented(m) => Some(m.info.pid),
+                _ => None,
+            })
+            .collect();
         for ev in batch {
             match ev {
                 ProcessEvent::Instrumented(m) | ProcessEvent::Updated(m) => {
@@ -50,7 +60,9 @@ async fn run(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, go:
                 ProcessEvent::Gone { pid } => {
                     // Stop tracing now, but keep the identity for the requests of this
                     // process still in the pipeline.
-                    traced.retire(pid);
+                    if !execed.contains(&pid) {
+                        traced.retire(pid);
+                    }
                     if let Some(go) = &go {
                         go.detach(pid);
                     }

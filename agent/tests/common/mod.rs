@@ -209,6 +209,22 @@ pub fn wait_instrumented(metrics_port: u16, n: f64, log: &Path) {
     assert!(ok, "agent did not instrument {n} process(es); log:\n{}", agent_log(log));
 }
 
+/// Waits until the agent's log says that `pid` itself is instrumented (its last
+/// "Process instrumented." line comes after any "gone" one): `wait_instrumented` counts
+/// processes, and cannot tell the one a test is about to drive from another that matched.
+pub fn wait_pid_instrumented(pid: u32, log: &Path) {
+    let on = format!("Process instrumented. pid={pid} ");
+    let gone = format!("Instrumented process gone. pid={pid}");
+    let ok = wait_for(Duration::from_secs(60), || {
+        let text = agent_log(log);
+        let last = |f: &dyn Fn(&str) -> bool| text.lines().enumerate().filter(|(_, l)| f(l)).map(|(i, _)| i).last();
+        let last_on = last(&|l| l.contains(&on));
+        let last_gone = last(&|l| l.trim_end().ends_with(&gone));
+        last_on.is_some() && last_on > last_gone
+    });
+    assert!(ok, "agent did not instrument pid {pid}; log:\n{}", agent_log(log));
+}
+
 /// Waits until the Go probes are attached to `n` processes (after `wait_instrumented`: they
 /// attach once the executable is inspected).
 pub fn wait_go_instrumented(metrics_port: u16, n: f64, log: &Path) {
@@ -297,9 +313,17 @@ pub fn lockdown_of(log: &Path) -> (String, bool) {
 
 /// The agent's metrics, internal metrics and log, for a failed assertion.
 pub fn agent_dump(mport: u16, log: &Path) -> String {
+    // Histogram buckets left out: the counts and sums say what was exported, and a CI report
+    // that keeps only the head and the tail of a failure then still shows the agent's log.
+    let metrics: String = http_get(mport, "/metrics")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.contains("_bucket{"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     format!(
         "{}\n{}\n--- agent log:\n{}",
-        http_get(mport, "/metrics").unwrap_or_default(),
+        metrics,
         http_get(mport, "/internal/metrics").unwrap_or_default(),
         agent_log(log)
     )
@@ -320,6 +344,21 @@ pub fn curl_uploads_1mib(url: &str, n: usize) {
         assert_eq!(String::from_utf8_lossy(&out.stdout), (1 << 20).to_string());
     }
     let _ = std::fs::remove_file(&file);
+}
+
+/// The Python interpreter's real executable (`python3` on `PATH` may be a launcher, such as a
+/// pyenv shim, that runs as bash with the script's arguments before it execs Python).
+pub fn python3() -> String {
+    static PY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("running python3 (scripts/setup.sh installs it)");
+        assert!(out.status.success(), "python3 -c 'import sys; ...' failed");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    })
+    .clone()
 }
 
 /// Python with the PyPI packages `pkgs` (pinned) on `PYTHONPATH`, installed on first use under
