@@ -11,6 +11,8 @@ pub mod fixture;
 pub mod proto;
 mod reorder;
 pub mod stage;
+#[cfg(test)]
+pub(crate) mod testing;
 mod tracker;
 
 use std::net::SocketAddr;
@@ -161,10 +163,13 @@ pub enum DecodeError {
     /// HTTP/2 bytes lost where they mattered (a header block not captured whole, or a
     /// connection joined after its start): the connection is not decoded further.
     Http2Desync,
+    /// Another protocol's framing lost (bytes it needed were not captured, or bytes that make
+    /// no sense for it): the connection is not decoded further.
+    Desync,
 }
 
 impl DecodeError {
-    pub const ALL: [DecodeError; 9] = [
+    pub const ALL: [DecodeError; 10] = [
         DecodeError::NotHttp,
         DecodeError::Malformed,
         DecodeError::HeadersTooLarge,
@@ -174,6 +179,7 @@ impl DecodeError {
         DecodeError::Evicted,
         DecodeError::Uncaptured,
         DecodeError::Http2Desync,
+        DecodeError::Desync,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -187,6 +193,7 @@ impl DecodeError {
             DecodeError::Evicted => "evicted",
             DecodeError::Uncaptured => "uncaptured",
             DecodeError::Http2Desync => "http2_desync",
+            DecodeError::Desync => "desync",
         }
     }
 }

@@ -13,11 +13,12 @@
 //! ([`super::Operation`]) says its family, span name and attributes; docs/architecture.md has
 //! the steps.
 pub mod http;
+pub mod kv;
 
 use std::net::SocketAddr;
 
 use super::context::{ConnRef, Correlator, TraceContext};
-use super::{DecodeError, Decoded, Request, Role};
+use super::{DecodeError, Decoded, Operation, Request, Role};
 use crate::events::{Direction, SockData};
 
 /// What a protocol says about a connection's first bytes.
@@ -40,7 +41,8 @@ pub struct Protocol {
 
 /// Detection order: the most specific first (the HTTP/2 preface starts like an HTTP/1.x
 /// request line with method `PRI`).
-pub const PROTOCOLS: &[Protocol] = &[http::h2::PROTOCOL, http::h1::PROTOCOL];
+pub const PROTOCOLS: &[Protocol] =
+    &[http::h2::PROTOCOL, http::h1::PROTOCOL, kv::redis::PROTOCOL, kv::memcached::PROTOCOL];
 
 /// What the parser says after a transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,45 @@ impl Ctx<'_> {
     pub fn abandon(&mut self, trace: &TraceContext) {
         let role = self.role();
         self.correlator.abandon(role, trace);
+    }
+
+    /// Emits an operation of a protocol other than HTTP (`op` says all about it): begun by
+    /// thread `tid` at `start_ns` with `trace`, ended at `end_ns`, `sizes` bytes (request,
+    /// response) on the wire.
+    pub fn emit_operation(
+        &mut self,
+        tid: u32,
+        start_ns: u64,
+        end_ns: u64,
+        sizes: (u64, u64),
+        trace: TraceContext,
+        op: Operation,
+    ) {
+        let c = self.conn;
+        let r = Request {
+            pid: c.pid,
+            tid,
+            role: self.role(),
+            method: String::new(),
+            target: String::new(),
+            status: 0,
+            start_ns,
+            end_ns,
+            request_body_size: sizes.0,
+            response_body_size: sizes.1,
+            local: c.local,
+            remote: c.remote,
+            host: None,
+            traceparent: None,
+            trace,
+            grpc_status: None,
+            stream: 0,
+            tls: c.tls,
+            handler: None,
+            body_sizes_unknown: false,
+            operation: Some(Box::new(op)),
+        };
+        self.emit(r);
     }
 
     pub fn emit(&mut self, r: Request) {

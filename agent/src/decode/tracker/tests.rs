@@ -1,43 +1,7 @@
 //! The tracker driven as the decode stage drives it, event by event.
-use std::net::SocketAddr;
-
 use super::*;
+use crate::decode::testing::{addr, ev, run, CAP};
 use crate::events::{Capture, Direction};
-
-const CAP: usize = 2048;
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-/// An event as the BPF side would send it: the first CAP bytes plus an 8-byte tail.
-fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> SockData {
-    let tail = if bytes.len() > CAP { bytes[bytes.len() - 8..].to_vec() } else { Vec::new() };
-    SockData {
-        pid: 7,
-        tid: 70,
-        sock_id: sock,
-        ts_ns: ts,
-        start_ns: ts,
-        direction: dir,
-        len: bytes.len() as u32,
-        local: addr("127.0.0.1:8080"),
-        remote: addr("127.0.0.1:50000"),
-        data: bytes[..bytes.len().min(CAP)].to_vec(),
-        tail,
-        tls: false,
-        capture: Default::default(),
-    }
-}
-
-fn run(events: &[SockData]) -> Decoded {
-    let mut t = Tracker::new(TrackerLimits::default());
-    let mut out = Decoded::default();
-    for e in events {
-        t.on_data(e, &mut out);
-    }
-    out
-}
 
 use Direction::{Recv, Send};
 

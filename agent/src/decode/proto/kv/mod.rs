@@ -1,0 +1,34 @@
+//! Key-value stores and caches: Redis (`redis`, RESP2 and RESP3) and Memcached (`memcached`,
+//! the text protocol). Their operations are database client (or server) operations
+//! (`Family::Db`, `db.system.name` `redis` or `memcached`).
+pub mod memcached;
+pub mod redis;
+
+use crate::events::SockData;
+
+/// A transfer as the capture saw it: its first bytes, bytes it did not copy, its last bytes.
+pub(crate) struct Transfer<'a> {
+    pub data: &'a [u8],
+    /// Bytes of the transfer after `data` that were not copied.
+    pub missing: u64,
+    /// The transfer's last bytes after the missing ones (the capture's tail, less what
+    /// `data` already holds): a large value's end and what follows it in the same read.
+    pub tail: &'a [u8],
+}
+
+impl<'a> Transfer<'a> {
+    pub fn of(ev: &'a SockData) -> Self {
+        let after = u64::from(ev.len).saturating_sub(ev.data.len() as u64);
+        let tail = &ev.tail[ev.tail.len().saturating_sub(after as usize)..];
+        Transfer { data: &ev.data, missing: after - tail.len() as u64, tail }
+    }
+}
+
+/// The text of `name` as an operation name: ASCII upper case, or `None` if it is not a word
+/// (letters, digits, `_`, `-`, `.`, `|`: what command names are made of).
+pub(crate) fn command_name(name: &[u8]) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'|'));
+    ok.then(|| String::from_utf8_lossy(name).to_ascii_uppercase())
+}
