@@ -67,11 +67,15 @@ fn summary(events: &[RawEvent]) -> String {
         };
         let grpc = r.grpc_status.map(|g| format!(" grpc {g}")).unwrap_or_default();
         let stream = if r.stream > 0 { format!(" stream {}", r.stream) } else { String::new() };
-        let _ = writeln!(
-            s,
-            "#{i} p{process} {side} {} {} {}{grpc}{stream} {sizes} parent {parent}",
-            r.method, r.target, r.status
-        );
+        let what = match &r.operation {
+            Some(op) => {
+                let attrs: Vec<String> = op.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let error = op.error.as_deref().map(|e| format!(" error {e}")).unwrap_or_default();
+                format!("{} [{}]{error}", op.name, attrs.join(" "))
+            }
+            None => format!("{} {} {}", r.method, r.target, r.status),
+        };
+        let _ = writeln!(s, "#{i} p{process} {side} {what}{grpc}{stream} {sizes} parent {parent}");
     }
     let mut errors: HashMap<&str, usize> = HashMap::new();
     for e in &out.errors {

@@ -221,7 +221,10 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
             }
         }
         ["ebpf", "payload_extraction", ..] => section("ebpf.payload_extraction", "payload extraction"),
-        ["ebpf", name @ ("instrument_gpu" | "use_otel_sdk_for_java"), ..] => ignored(&format!("ebpf.{name}")),
+        ["ebpf", name @ ("instrument_gpu" | "use_otel_sdk_for_java" | "redis_db_cache"), ..] => {
+            ignored(&format!("ebpf.{name}"))
+        }
+        ["prometheus_export", "instrumentations", ..] => ignored("prometheus_export.instrumentations"),
         ["ebpf", "enable_context_propagation", ..] => {
             deprecated("ebpf.enable_context_propagation", "ebpf.context_propagation: all")
         }

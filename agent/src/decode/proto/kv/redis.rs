@@ -6,8 +6,9 @@
 //! messages (`>`) are not replies and are skipped. Within `MULTI` each command is reported
 //! when it is queued (its reply is `QUEUED`), and `EXEC` when the transaction ran.
 //!
-//! Connection set-up is not reported: `AUTH`, `HELLO`, `CLIENT SETINFO` and `CLIENT SETNAME`
-//! (whose arguments, passwords among them, are never kept). A RESP2 connection that
+//! Connection set-up is not reported: `AUTH`, `HELLO`, and `CLIENT` `SETINFO`, `SETNAME`,
+//! `MAINT_NOTIFICATIONS`, `TRACKING`, `NO-EVICT`, `NO-TOUCH` (what client libraries send on
+//! connect; arguments, passwords among them, are never reported). A RESP2 connection that
 //! subscribes (`SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE`) carries only messages from then on:
 //! it is not decoded further; on RESP3 the subscriptions' messages are pushes, skipped.
 //!
@@ -374,7 +375,11 @@ impl Redis {
         };
         let sub = m.args.get(1).map(|s| String::from_utf8_lossy(s).to_ascii_uppercase()).unwrap_or_default();
         let setup = matches!(name.as_str(), "AUTH" | "HELLO")
-            || (name == "CLIENT" && matches!(sub.as_str(), "SETINFO" | "SETNAME"));
+            || (name == "CLIENT"
+                && matches!(
+                    sub.as_str(),
+                    "SETINFO" | "SETNAME" | "MAINT_NOTIFICATIONS" | "TRACKING" | "NO-EVICT" | "NO-TOUCH"
+                ));
         if name == "HELLO" && sub == "3" {
             self.resp3 = true;
         }

@@ -1,0 +1,82 @@
+"""A small web app that calls its cache, for root_databases: Python's http.server (one
+request at a time, on one thread), redis-py and pymemcache from PyPI.
+
+  REDIS_PASSWORD=... db_app.py PORT REDIS_PORT MEMCACHED_PORT
+    GET /redis      runs the Redis script below, answers 200 "ok"
+    GET /memcached  runs the Memcached script below, answers 200 "ok"
+
+Each script is a known list of operations; root_databases.rs counts them by name and error."""
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import redis
+from pymemcache.client.base import Client
+from pymemcache.exceptions import MemcacheClientError
+
+PORT, REDIS_PORT, MEMCACHED_PORT = (int(a) for a in sys.argv[1:4])
+PASSWORD = os.environ.get("REDIS_PASSWORD")
+
+
+def redis_script():
+    # RESP2; redis-py sends AUTH and CLIENT MAINT_NOTIFICATIONS|SETINFO on connect (set-up:
+    # not reported).
+    r = redis.Redis(host="127.0.0.1", port=REDIS_PORT, password=PASSWORD)
+    r.set("k", "v")  # SET
+    assert r.get("k") == b"v"  # GET
+    r.incr("n")  # INCRBY (redis-py's incr)
+    r.incr("n")  # INCRBY
+    p = r.pipeline(transaction=False)  # one write: SET, GET, INCRBY
+    p.set("a", "1").get("a").incr("a")
+    assert p.execute() == [True, b"1", 2]
+    t = r.pipeline(transaction=True)  # MULTI, INCRBY, INCRBY, EXEC
+    t.incr("a").incr("a")
+    assert t.execute() == [3, 4]
+    try:
+        r.lpush("k", "x")  # LPUSH: WRONGTYPE
+        raise AssertionError("LPUSH on a string succeeded")
+    except redis.ResponseError:
+        pass
+    r.delete("k", "a", "n")  # DEL
+    r.close()
+    # RESP3 (HELLO 3: set-up, not reported), a value of 100 kB.
+    r3 = redis.Redis(host="127.0.0.1", port=REDIS_PORT, password=PASSWORD, protocol=3)
+    r3.set("big", "x" * 100_000)  # SET
+    assert len(r3.get("big")) == 100_000  # GET
+    r3.close()
+    # SET 3, GET 3, INCRBY 5, MULTI 1, EXEC 1, LPUSH 1 (WRONGTYPE), DEL 1.
+
+
+def memcached_script():
+    c = Client(("127.0.0.1", MEMCACHED_PORT))
+    c.set("k", "hello", noreply=False)  # set
+    assert c.get("k") == b"hello"  # get
+    got = c.get_many(["k", "k2", "k3"])  # get (one operation, three keys)
+    assert got == {"k": b"hello"}
+    try:
+        c.incr("k", 1)  # incr: CLIENT_ERROR (not a number)
+        raise AssertionError("incr of a string succeeded")
+    except MemcacheClientError:
+        pass
+    assert c.add("k", "x", noreply=False) is False  # add: NOT_STORED (not an error)
+    c.set("n", "1", noreply=True)  # set, noreply
+    assert c.delete("k", noreply=False)  # delete
+    c.close()
+    # set 2, get 2, incr 1 (CLIENT_ERROR), add 1, delete 1.
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        {"/redis": redis_script, "/memcached": memcached_script}[self.path]()
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
