@@ -56,6 +56,8 @@ pub struct PipelineConfig {
     pub attributes: Arc<AttributeSelection>,
     /// `prometheus_export.ttl`: series not updated for this long disappear.
     pub metrics_ttl: Duration,
+    /// `prometheus_export.instrumentations`.
+    pub instrumentations: crate::export::Instrumentations,
     /// `prometheus_export.features` holds `application_span`.
     pub span_metrics: bool,
     /// `prometheus_export.features` holds `application_service_graph`.
@@ -130,6 +132,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     let buckets = [cfg.duration_buckets.clone(), cfg.request_size_buckets, cfg.response_size_buckets];
     let metrics = AppMetrics::new(&mut app_registry, buckets, cfg.attributes.clone(), cfg.metrics_ttl);
     let aggregates = Aggregates {
+        instrumentations: cfg.instrumentations.clone(),
         spans: cfg
             .span_metrics
             .then(|| SpanMetrics::new(&mut app_registry, cfg.duration_buckets.clone(), cfg.metrics_ttl)),
@@ -296,6 +299,12 @@ impl PipelineConfig {
             // Validated with the rest of the configuration when it was loaded.
             attributes: Arc::new(AttributeSelection::new(&cfg.attributes.select).unwrap_or_default()),
             metrics_ttl: p.ttl.as_std(),
+            // Validated with the rest of the configuration when it was loaded.
+            instrumentations: crate::export::Instrumentations::new(
+                &p.instrumentations,
+                "prometheus_export.instrumentations",
+            )
+            .unwrap_or_default(),
             span_metrics: p.has_feature(MetricFeature::ApplicationSpan),
             service_graph: p.has_feature(MetricFeature::ApplicationServiceGraph),
             service_graph_self_references: cfg.otel_metrics_export.allow_service_graph_self_references,

@@ -92,7 +92,7 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ exe_path: \"*redis-cli\", name: rediscli }}\n    - {{ open_ports: \"{rport}\", name: redis }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ exe_path: \"*redis-cli\", name: rediscli }}\n    - {{ open_ports: \"{rport}\", name: redis }}\nprometheus_export:\n  port: {mport}\n  instrumentations: [redis, memcached]\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "databases");
@@ -158,6 +158,9 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     }
     let internal = scrape(mport, "/internal/metrics");
     assert_eq!(sum(&internal, "beyla_decode_errors_total", &[("reason", "desync")]), 0.0, "{}", dump());
+    // prometheus_export.instrumentations leaves HTTP out of Prometheus (not out of the OTLP
+    // traces: the two HTTP server spans are checked below).
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 0.0, "{}", dump());
 
     // Spans: each cache call of the app is a child of the HTTP request that made it;
     // redis-server reports each command it served (the app's and redis-cli's) as a SERVER span.

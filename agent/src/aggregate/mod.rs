@@ -343,6 +343,8 @@ fn base_labels(span: &Span, k8s: impl Fn(&str) -> bool) -> Labels {
 /// Everything the Prometheus exporter serves for the applications: the RED metrics, and the
 /// span metrics and service graph when their features are on.
 pub struct Aggregates {
+    /// `prometheus_export.instrumentations`: the spans these metrics count.
+    pub instrumentations: crate::export::Instrumentations,
     pub app: AppMetrics,
     pub spans: Option<span_metrics::SpanMetrics>,
     pub graph: Option<service_graph::ServiceGraph>,
@@ -350,6 +352,9 @@ pub struct Aggregates {
 
 impl Aggregates {
     pub fn record(&mut self, span: &Span, now: Instant) {
+        if !self.instrumentations.selects(span) {
+            return;
+        }
         self.app.record(span);
         if let Some(s) = &mut self.spans {
             s.record(span);

@@ -81,6 +81,10 @@ fn check(config: &Config, prov: &Provenance) -> Result<(), ConfigError> {
     if let Err((key, message)) = crate::export::otlp::OtlpOptions::from_config(config) {
         return Err(invalid(prov, &key, message));
     }
+    let key = "prometheus_export.instrumentations";
+    if let Err((key, message)) = crate::export::Instrumentations::new(&config.prometheus_export.instrumentations, key) {
+        return Err(invalid(prov, &key, message));
+    }
     if config.channel_buffer_len == 0 {
         return Err(invalid(prov, "channel_buffer_len", "must be at least 1"));
     }
@@ -202,7 +206,6 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
             match key {
                 "exponential_histogram"
                 | "extra_span_resource_attributes"
-                | "instrumentations"
                 | "otel_sdk_log_level"
                 | "reporters_cache_len" => ignored(&format!("otel_metrics_export.{key}")),
                 "buckets" if gen_ai => ignored(&format!("otel_metrics_export.buckets.{}", rest.join("."))),
@@ -212,11 +215,9 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
         ["otel_traces_export", key, ..] => {
             let key = key.split('[').next().unwrap_or(key);
             match key {
-                "instrumentations"
-                | "backoff_max_elapsed_time"
-                | "reporters_cache_len"
-                | "compression"
-                | "otel_sdk_log_level" => ignored(&format!("otel_traces_export.{key}")),
+                "backoff_max_elapsed_time" | "reporters_cache_len" | "compression" | "otel_sdk_log_level" => {
+                    ignored(&format!("otel_traces_export.{key}"))
+                }
                 _ => None,
             }
         }
@@ -224,7 +225,6 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
         ["ebpf", name @ ("instrument_gpu" | "use_otel_sdk_for_java" | "redis_db_cache"), ..] => {
             ignored(&format!("ebpf.{name}"))
         }
-        ["prometheus_export", "instrumentations", ..] => ignored("prometheus_export.instrumentations"),
         ["ebpf", "enable_context_propagation", ..] => {
             deprecated("ebpf.enable_context_propagation", "ebpf.context_propagation: all")
         }

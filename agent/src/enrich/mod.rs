@@ -26,6 +26,28 @@ pub struct Span {
 }
 
 impl Span {
+    /// The instrumentation that reported it, by Beyla's name (what the exporters'
+    /// `instrumentations` lists select): `http`, `grpc`, `redis`, `memcached`, `sql`, ...
+    pub fn instrumentation(&self) -> &'static str {
+        use crate::decode::Family;
+        match self.request.family() {
+            Family::Http => "http",
+            Family::Rpc => "grpc",
+            Family::Messaging => match self.request.attribute("messaging.system").map(|v| v.to_string()).as_deref() {
+                Some("mqtt") => "mqtt",
+                Some("nats") => "nats",
+                Some("rabbitmq") => "amqp",
+                _ => "kafka",
+            },
+            Family::Db => match self.request.attribute("db.system.name").map(|v| v.to_string()).as_deref() {
+                Some("redis") => "redis",
+                Some("memcached") => "memcached",
+                Some("mongodb") => "mongo",
+                _ => "sql",
+            },
+        }
+    }
+
     /// The span name as Beyla gives it: `METHOD route`, or `METHOD` without a route; gRPC
     /// spans by their full method (`/pkg.Service/Method`).
     pub fn name(&self) -> String {

@@ -383,6 +383,7 @@ mod tests {
 
     fn opts(exponential: bool) -> MetricsOptions {
         MetricsOptions {
+            instrumentations: Default::default(),
             target: super::super::Target {
                 endpoint: "http://c:4318/v1/metrics".into(),
                 protocol: super::super::Protocol::HttpProtobuf,

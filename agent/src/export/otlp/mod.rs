@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::aggregate::definitions::AttributeSelection;
 use crate::config::{Config, HistogramAggregation, OtlpProtocol};
 use crate::enrich::Span;
+use crate::export::Instrumentations;
 use crate::telemetry::Internal;
 pub use sampler::Sampler;
 
@@ -42,6 +43,8 @@ pub struct Target {
 pub struct TracesOptions {
     pub target: Target,
     pub sampler: Sampler,
+    /// `otel_traces_export.instrumentations`.
+    pub instrumentations: Instrumentations,
     /// Spans held while the collector is slow or down; the oldest go beyond it.
     pub queue_len: usize,
     pub batch_len: usize,
@@ -54,6 +57,8 @@ pub struct TracesOptions {
 #[derive(Debug, Clone)]
 pub struct MetricsOptions {
     pub target: Target,
+    /// `otel_metrics_export.instrumentations`.
+    pub instrumentations: Instrumentations,
     pub interval: Duration,
     pub export_timeout: Duration,
     pub duration_buckets: Vec<f64>,
@@ -129,6 +134,8 @@ impl OtlpOptions {
             d.map(|d| d.as_std()).unwrap_or(Duration::from_millis(default))
         };
         let attributes = Arc::new(AttributeSelection::new(&cfg.attributes.select)?);
+        let traces_instr = Instrumentations::new(&t.instrumentations, "otel_traces_export.instrumentations")?;
+        let metrics_instr = Instrumentations::new(&m.instrumentations, "otel_metrics_export.instrumentations")?;
         let queue_len = t.queue_size.or(t.max_queue_size).unwrap_or(4096).max(1) as usize;
         Ok(OtlpOptions {
             traces: traces.map(|(endpoint, protocol)| TracesOptions {
@@ -139,6 +146,7 @@ impl OtlpOptions {
                     insecure_skip_verify: t.insecure_skip_verify,
                 },
                 sampler,
+                instrumentations: traces_instr,
                 queue_len,
                 batch_len: (t.batch_max_size.or(t.max_export_batch_size).unwrap_or(4096).max(1) as usize)
                     .min(queue_len),
@@ -154,6 +162,7 @@ impl OtlpOptions {
                     headers: m.headers.clone(),
                     insecure_skip_verify: m.insecure_skip_verify,
                 },
+                instrumentations: metrics_instr,
                 interval: m.interval.as_std().max(Duration::from_millis(100)),
                 export_timeout: Duration::from_secs(10),
                 duration_buckets: m.buckets.duration_histogram.clone(),
@@ -173,8 +182,8 @@ impl OtlpOptions {
 
 /// The running OTLP exporters; `record` is called with every batch of spans and never waits.
 pub struct Otlp {
-    traces: Option<(Arc<traces::SpanQueue>, Sampler)>,
-    metrics: Option<Arc<Mutex<metrics::OtlpMetrics>>>,
+    traces: Option<(Arc<traces::SpanQueue>, Sampler, Instrumentations)>,
+    metrics: Option<(Arc<Mutex<metrics::OtlpMetrics>>, Instrumentations)>,
 }
 
 impl Otlp {
@@ -185,9 +194,9 @@ impl Otlp {
             Some(t) => {
                 let tr = transport::Transport::new(&t.target, t.export_timeout)?;
                 let queue = Arc::new(traces::SpanQueue::new(t.queue_len));
-                let sampler = t.sampler.clone();
+                let (sampler, instr) = (t.sampler.clone(), t.instrumentations.clone());
                 tasks.push(tokio::spawn(traces::run(queue.clone(), tr, t, resource.clone(), tel.clone())));
-                Some((queue, sampler))
+                Some((queue, sampler, instr))
             }
             None => None,
         };
@@ -195,8 +204,9 @@ impl Otlp {
             Some(m) => {
                 let tr = transport::Transport::new(&m.target, m.export_timeout)?;
                 let agg = Arc::new(Mutex::new(metrics::OtlpMetrics::new(&m)));
+                let instr = m.instrumentations.clone();
                 tasks.push(tokio::spawn(metrics::run(agg.clone(), tr, m, resource, tel)));
-                Some(agg)
+                Some((agg, instr))
             }
             None => None,
         };
@@ -204,12 +214,12 @@ impl Otlp {
     }
 
     pub fn record(&self, spans: &[Span]) {
-        if let Some((queue, sampler)) = &self.traces {
-            queue.push(spans.iter().filter(|s| sampler.should_sample(&s.request.trace)).cloned());
+        if let Some((queue, sampler, instr)) = &self.traces {
+            queue.push(spans.iter().filter(|s| instr.selects(s) && sampler.should_sample(&s.request.trace)).cloned());
         }
-        if let Some(m) = &self.metrics {
+        if let Some((m, instr)) = &self.metrics {
             let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
-            for s in spans {
+            for s in spans.iter().filter(|s| instr.selects(s)) {
                 m.record(s);
             }
         }
