@@ -24,6 +24,7 @@ PKGS=(
   npm                                                # scripts/npm-install.sh: express for root_conformance_servers
   prometheus                                         # real Prometheus server for the e2e test
   redis-server redis-tools memcached                 # root_databases: real Redis and Memcached (and redis-cli)
+  postgresql                                         #   and PostgreSQL (initdb, postgres, psql, pgbench)
   iproute2 procps
   qemu-system-x86 busybox-static cpio xz-utils kmod   # vm-tests: Debian kernels under QEMU
   debootstrap e2fsprogs                              # vm-tests --systemd: the Debian image

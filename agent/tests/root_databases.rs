@@ -13,13 +13,86 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::otlp::{attr, hex, Proto, Receiver};
 use common::*;
 
-const PYPI: &[&str] = &["redis==8.2.0", "pymemcache==4.0.0"];
+const PYPI: &[&str] = &["redis==8.2.0", "pymemcache==4.0.0", "psycopg==3.3.9", "psycopg-binary==3.3.9"];
+
+/// `databases/db_app.py` on `port`, calling Redis, Memcached and PostgreSQL on the others.
+fn db_app(port: u16, redis: u16, memcached: u16, pg: u16) -> Proc {
+    let (py, path) = python_with("dbs-py", PYPI);
+    let app = Command::new(py)
+        .arg(repo().join("agent/tests/databases/db_app.py"))
+        .args([port, redis, memcached, pg].map(|p| p.to_string()))
+        .env("PYTHONPATH", path)
+        .env("REDIS_PASSWORD", "s3cret-pw-1")
+        .env("PGPASSWORD", "s3cret-app-pw")
+        .spawn()
+        .expect("starting db_app.py");
+    let p = Proc { child: app, name: "db_app.py".into() };
+    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    p
+}
+
+/// The PostgreSQL server's programs (`initdb`, `postgres`, `psql`): Debian's newest.
+fn pg_bin(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("/usr/lib/postgresql (scripts/setup.sh installs postgresql)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("a PostgreSQL version under /usr/lib/postgresql").join(name)
+}
+
+/// A PostgreSQL server of its own (initdb in a temporary directory, run as user `postgres`,
+/// SCRAM authentication), with role `app` (password `s3cret-app-pw`) owning database `shop`.
+fn postgres(port: u16) -> Proc {
+    let dir = std::env::temp_dir().join(format!("beyla-pg-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pw"), "s3cret-admin-pw\n").unwrap();
+    let chown = Command::new("chown").args(["-R", "postgres"]).arg(&dir).status().unwrap();
+    assert!(chown.success());
+    let as_postgres = |prog: PathBuf| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(prog);
+        c
+    };
+    let out = as_postgres(pg_bin("initdb"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-U", "postgres", "--auth=scram-sha-256"])
+        .arg(format!("--pwfile={}", dir.join("pw").display()))
+        .output()
+        .expect("running initdb");
+    assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+    let child = as_postgres(pg_bin("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .arg("-k")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting postgres");
+    let p = Proc { child, name: "postgres".into() };
+    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    for sql in ["CREATE ROLE app LOGIN PASSWORD 's3cret-app-pw'", "CREATE DATABASE shop OWNER app"] {
+        let out = Command::new(pg_bin("psql"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-c", sql])
+            .env("PGPASSWORD", "s3cret-admin-pw")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    p
+}
 
 fn redis_server(port: u16) -> Proc {
     let dir = std::env::temp_dir().join(format!("beyla-redis-{port}"));
@@ -72,7 +145,6 @@ fn count(m: &[Sample], job: &str, op: &str, err: Option<&str>) -> f64 {
 #[test]
 fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     require_root();
-    let py = python_with("dbs-py", PYPI);
     let (rport, mcport, app_port, mport) = (free_port(), free_port(), free_port(), free_port());
     let _redis = redis_server(rport);
     let _memcached = memcached(mcport);
@@ -96,15 +168,7 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "databases");
-    let app = Command::new(&py.0)
-        .arg(repo().join("agent/tests/databases/db_app.py"))
-        .args([app_port, rport, mcport].map(|p| p.to_string()))
-        .env("PYTHONPATH", &py.1)
-        .env("REDIS_PASSWORD", "s3cret-pw-1")
-        .spawn()
-        .expect("starting db_app.py");
-    let _app = Proc { child: app, name: "db_app.py".into() };
-    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", app_port)).is_ok()));
+    let _app = db_app(app_port, rport, mcport, free_port());
     wait_pid_instrumented(_app.pid(), &log);
     wait_pid_instrumented(cli.id(), &log);
     wait_pid_instrumented(_redis.pid(), &log);
@@ -200,4 +264,128 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     }
     drop(cli_in);
     let _ = cli.wait();
+}
+
+#[test]
+fn root_databases_postgresql_from_python_and_psql() {
+    require_root();
+    let (pg, app_port, mport) = (free_port(), free_port(), free_port());
+    let _pg = postgres(pg);
+    // psql (libpq) connects, and authenticates, before the agent traces it.
+    let mut psql = Command::new(pg_bin("psql"))
+        .args(["-h", "127.0.0.1", "-p", &pg.to_string(), "-U", "app", "-d", "shop", "-qAt"])
+        .env("PGPASSWORD", "s3cret-app-pw")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting psql");
+    let mut psql_in = psql.stdin.take().unwrap();
+    let mut psql_out = BufReader::new(psql.stdout.take().unwrap());
+    let mut line = String::new();
+    writeln!(psql_in, "SELECT 'ready';").unwrap();
+    psql_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ exe_path: \"*/bin/psql\", name: psql }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        receiver.endpoint()
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "postgresql");
+    let app = db_app(app_port, free_port(), free_port(), pg);
+    wait_pid_instrumented(app.pid(), &log);
+    wait_pid_instrumented(psql.id(), &log);
+
+    assert_eq!(http_get(app_port, "/postgresql").unwrap_or_default(), "ok");
+    // Two statements in one Query (psql's `\;`), a failing one, then a marker psql prints.
+    let script = "SELECT 1 \\; SELECT 2;\nCREATE TEMP TABLE t (a int);\nINSERT INTO t VALUES (1), (2);\nSELECT count(*) FROM t;\nSELECT * FROM nope;\n\\echo done\n";
+    psql_in.write_all(script.as_bytes()).unwrap();
+    loop {
+        line.clear();
+        assert!(psql_out.read_line(&mut line).unwrap() > 0, "psql ended early");
+        if line.trim() == "done" {
+            break;
+        }
+    }
+
+    let dump = || agent_dump(mport, &log);
+    let want: &[(&str, &str, Option<&str>, f64)] = &[
+        ("dbapp", "CREATE", None, 1.0),
+        ("dbapp", "INSERT", None, 6.0),
+        ("dbapp", "SELECT", None, 6.0),
+        ("dbapp", "SELECT", Some("42P01"), 1.0),
+        ("dbapp", "BEGIN", None, 1.0),
+        ("dbapp", "UPDATE", None, 1.0),
+        ("dbapp", "COMMIT", None, 1.0),
+        ("dbapp", "DELETE", None, 1.0),
+        ("dbapp", "DROP", None, 1.0),
+        // psycopg's own: after a DDL statement (DROP) it deallocates its prepared statements.
+        ("dbapp", "DEALLOCATE", None, 1.0),
+        ("psql", "SELECT", None, 3.0),
+        ("psql", "SELECT", Some("42P01"), 1.0),
+        ("psql", "CREATE", None, 1.0),
+        ("psql", "INSERT", None, 1.0),
+    ];
+    let total: f64 = want.iter().map(|w| w.3).sum();
+    let done = wait_for(Duration::from_secs(20), || {
+        sum(&scrape(mport, "/metrics"), "db_client_operation_duration_seconds_count", &[]) >= total
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    assert!(done, "not all counted:\n{}", dump());
+    for (job, op, err, n) in want {
+        assert_eq!(count(&m, job, op, *err), *n, "{job} {op} {err:?}\n{}", dump());
+    }
+    assert_eq!(sum(&m, "db_client_operation_duration_seconds_count", &[("db_system_name", "postgresql")]), total, "{}", dump());
+    let internal = scrape(mport, "/internal/metrics");
+    for reason in ["desync", "unknown_statement", "uncaptured"] {
+        assert_eq!(sum(&internal, "beyla_decode_errors_total", &[("reason", reason)]), 0.0, "{reason}\n{}", dump());
+    }
+
+    // The app's statements are children of its HTTP request, with their table and namespace.
+    let is_db = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
+        s.kind == 3 && attr(&s.attributes, "db.system.name").is_some()
+    };
+    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db) >= total as usize);
+    let spans = receiver.spans();
+    assert!(done, "{} spans\n{}", spans.len(), dump());
+    let server = spans.iter().find(|g| g.span.kind == 2).expect("the HTTP server span");
+    let app_spans: Vec<_> = spans
+        .iter()
+        .filter(|g| {
+            is_db(&g.span) && common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("dbapp")
+        })
+        .collect();
+    assert_eq!(app_spans.len(), 20);
+    for g in &app_spans {
+        assert_eq!(g.span.parent_span_id, server.span.span_id, "{}", g.span.name);
+        assert_eq!(attr(&g.span.attributes, "db.namespace").as_deref(), Some("shop"), "{}", g.span.name);
+    }
+    let names: std::collections::BTreeSet<_> = app_spans.iter().map(|g| g.span.name.as_str()).collect();
+    for name in [
+        "CREATE items",
+        "INSERT items",
+        "SELECT items",
+        "SELECT missing_table",
+        "UPDATE items",
+        "DELETE items",
+        "DROP items",
+        "BEGIN",
+    ] {
+        assert!(names.contains(name), "{name} not in {names:?}");
+    }
+    let select = app_spans.iter().find(|g| g.span.name == "SELECT items").unwrap();
+    assert_eq!(attr(&select.span.attributes, "db.query.text").as_deref(), Some("SELECT name FROM items WHERE id = $1"));
+    let update = app_spans.iter().find(|g| g.span.name == "UPDATE items").unwrap();
+    assert_eq!(
+        attr(&update.span.attributes, "db.query.text").as_deref(),
+        Some("UPDATE items SET name = ? WHERE id = $1")
+    );
+    let everything = format!("{:?}\n{}", spans, dump());
+    for secret in ["s3cret-app-pw", "s3cret-admin-pw", "secret-1"] {
+        assert!(!everything.contains(secret), "{secret} exported");
+    }
+    drop(psql_in);
+    let _ = psql.wait();
 }

@@ -166,10 +166,14 @@ pub enum DecodeError {
     /// Another protocol's framing lost (bytes it needed were not captured, or bytes that make
     /// no sense for it): the connection is not decoded further.
     Desync,
+    /// An operation reported without its statement's text (a statement prepared before the
+    /// agent saw its connection): the operation is counted in the metrics, without
+    /// `db.query.text` or a table.
+    UnknownStatement,
 }
 
 impl DecodeError {
-    pub const ALL: [DecodeError; 10] = [
+    pub const ALL: [DecodeError; 11] = [
         DecodeError::NotHttp,
         DecodeError::Malformed,
         DecodeError::HeadersTooLarge,
@@ -180,6 +184,7 @@ impl DecodeError {
         DecodeError::Uncaptured,
         DecodeError::Http2Desync,
         DecodeError::Desync,
+        DecodeError::UnknownStatement,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -194,6 +199,7 @@ impl DecodeError {
             DecodeError::Uncaptured => "uncaptured",
             DecodeError::Http2Desync => "http2_desync",
             DecodeError::Desync => "desync",
+            DecodeError::UnknownStatement => "unknown_statement",
         }
     }
 }

@@ -1,20 +1,23 @@
-"""A small web app that calls its cache, for root_databases: Python's http.server (one
-request at a time, on one thread), redis-py and pymemcache from PyPI.
+"""A small web app that calls its database and caches, for root_databases: Python's
+http.server (one request at a time, on one thread), redis-py, pymemcache and psycopg 3 from
+PyPI.
 
-  REDIS_PASSWORD=... db_app.py PORT REDIS_PORT MEMCACHED_PORT
-    GET /redis      runs the Redis script below, answers 200 "ok"
-    GET /memcached  runs the Memcached script below, answers 200 "ok"
+  REDIS_PASSWORD=... PGPASSWORD=... db_app.py PORT REDIS_PORT MEMCACHED_PORT PG_PORT
+    GET /redis       runs the Redis script below, answers 200 "ok"
+    GET /memcached   runs the Memcached script below, answers 200 "ok"
+    GET /postgresql  runs the PostgreSQL script below, answers 200 "ok"
 
 Each script is a known list of operations; root_databases.rs counts them by name and error."""
 import os
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import psycopg
 import redis
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheClientError
 
-PORT, REDIS_PORT, MEMCACHED_PORT = (int(a) for a in sys.argv[1:4])
+PORT, REDIS_PORT, MEMCACHED_PORT, PG_PORT = (int(a) for a in sys.argv[1:5])
 PASSWORD = os.environ.get("REDIS_PASSWORD")
 
 
@@ -65,11 +68,35 @@ def memcached_script():
     # set 2, get 2, incr 1 (CLIENT_ERROR), add 1, delete 1.
 
 
+def postgresql_script():
+    # Extended protocol (psycopg 3 binds parameters on the server); SCRAM authentication.
+    with psycopg.connect(host="127.0.0.1", port=PG_PORT, user="app", dbname="shop", autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, name text)")  # CREATE
+        for i in range(3):
+            conn.execute("INSERT INTO items VALUES (%s, %s)", (i, "secret-%d" % i))  # INSERT x3
+        for i in range(6):  # SELECT x6: prepared (named) from the 5th execution on
+            assert conn.execute("SELECT name FROM items WHERE id = %s", (i % 3,)).fetchone()[0].startswith("secret")
+        with conn.transaction():  # BEGIN, UPDATE, COMMIT
+            conn.execute("UPDATE items SET name = 'x' WHERE id = %s", (1,))
+        try:
+            conn.execute("SELECT * FROM missing_table")  # SELECT: 42P01
+            raise AssertionError("a missing table was found")
+        except psycopg.errors.UndefinedTable:
+            pass
+        with conn.pipeline():  # INSERT x3 in one batch
+            for i in range(3, 6):
+                conn.execute("INSERT INTO items VALUES (%s, %s)", (i, "p"))
+        conn.execute("DELETE FROM items")  # DELETE
+        conn.execute("DROP TABLE items")  # DROP, then psycopg's own DEALLOCATE ALL
+    # CREATE 1, INSERT 6, SELECT 7 (1 failed, 42P01), BEGIN 1, UPDATE 1, COMMIT 1, DELETE 1, DROP 1,
+    # DEALLOCATE 1.
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        {"/redis": redis_script, "/memcached": memcached_script}[self.path]()
+        {"/redis": redis_script, "/memcached": memcached_script, "/postgresql": postgresql_script}[self.path]()
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()

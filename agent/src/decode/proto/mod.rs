@@ -14,6 +14,7 @@
 //! the steps.
 pub mod http;
 pub mod kv;
+pub mod sql;
 
 use std::net::SocketAddr;
 
@@ -42,7 +43,7 @@ pub struct Protocol {
 /// Detection order: the most specific first (the HTTP/2 preface starts like an HTTP/1.x
 /// request line with method `PRI`).
 pub const PROTOCOLS: &[Protocol] =
-    &[http::h2::PROTOCOL, http::h1::PROTOCOL, kv::redis::PROTOCOL, kv::memcached::PROTOCOL];
+    &[http::h2::PROTOCOL, http::h1::PROTOCOL, kv::redis::PROTOCOL, kv::memcached::PROTOCOL, sql::postgres::PROTOCOL];
 
 /// What the parser says after a transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
