@@ -25,6 +25,7 @@ PKGS=(
   prometheus                                         # real Prometheus server for the e2e test
   redis-server redis-tools memcached                 # root_databases: real Redis and Memcached (and redis-cli)
   postgresql                                         #   and PostgreSQL (initdb, postgres, psql, pgbench)
+  mariadb-server mariadb-client                      #   and MariaDB (mariadb-install-db, mariadbd, mariadb)
   iproute2 procps
   qemu-system-x86 busybox-static cpio xz-utils kmod   # vm-tests: Debian kernels under QEMU
   debootstrap e2fsprogs                              # vm-tests --systemd: the Debian image

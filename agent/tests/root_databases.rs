@@ -20,17 +20,26 @@ use std::time::Duration;
 use common::otlp::{attr, hex, Proto, Receiver};
 use common::*;
 
-const PYPI: &[&str] = &["redis==8.2.0", "pymemcache==4.0.0", "psycopg==3.3.9", "psycopg-binary==3.3.9"];
+const PYPI: &[&str] = &[
+    "redis==8.2.0",
+    "pymemcache==4.0.0",
+    "psycopg==3.3.9",
+    "psycopg-binary==3.3.9",
+    "PyMySQL==1.2.4",
+    "mysql-connector-python==26.10.0",
+];
 
-/// `databases/db_app.py` on `port`, calling Redis, Memcached and PostgreSQL on the others.
-fn db_app(port: u16, redis: u16, memcached: u16, pg: u16) -> Proc {
+/// `databases/db_app.py` on `port`, calling Redis, Memcached, PostgreSQL and MariaDB on the
+/// others.
+fn db_app(port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) -> Proc {
     let (py, path) = python_with("dbs-py", PYPI);
     let app = Command::new(py)
         .arg(repo().join("agent/tests/databases/db_app.py"))
-        .args([port, redis, memcached, pg].map(|p| p.to_string()))
+        .args([port, redis, memcached, pg, mysql].map(|p| p.to_string()))
         .env("PYTHONPATH", path)
         .env("REDIS_PASSWORD", "s3cret-pw-1")
         .env("PGPASSWORD", "s3cret-app-pw")
+        .env("MYSQL_PWD", "s3cret-my-pw")
         .spawn()
         .expect("starting db_app.py");
     let p = Proc { child: app, name: "db_app.py".into() };
@@ -168,7 +177,7 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "databases");
-    let _app = db_app(app_port, rport, mcport, free_port());
+    let _app = db_app(app_port, rport, mcport, free_port(), free_port());
     wait_pid_instrumented(_app.pid(), &log);
     wait_pid_instrumented(cli.id(), &log);
     wait_pid_instrumented(_redis.pid(), &log);
@@ -266,6 +275,168 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     let _ = cli.wait();
 }
 
+/// A MariaDB server of its own (`mariadb-install-db` in a temporary directory), with user
+/// `app` (password `s3cret-my-pw`) owning database `shop`.
+fn mariadb(port: u16) -> Proc {
+    let dir = std::env::temp_dir().join(format!("beyla-mariadb-{port}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("mariadb-install-db")
+        .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal"])
+        .arg(format!("--datadir={}", dir.join("data").display()))
+        .output()
+        .expect("running mariadb-install-db (scripts/setup.sh installs mariadb-server)");
+    assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+    let sock = dir.join("sock");
+    let child = Command::new("mariadbd")
+        .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1", "--skip-log-bin"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--datadir={}", dir.join("data").display()))
+        .arg(format!("--socket={}", sock.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting mariadbd");
+    let p = Proc { child, name: "mariadbd".into() };
+    assert!(wait_for(Duration::from_secs(60), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    let sql = "CREATE DATABASE shop; CREATE USER 'app'@'localhost' IDENTIFIED BY 's3cret-my-pw'; \
+               CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY 's3cret-my-pw'; GRANT ALL ON shop.* TO 'app'@'localhost'; \
+               GRANT ALL ON shop.* TO 'app'@'127.0.0.1';";
+    let out = Command::new("mariadb")
+        .args(["--no-defaults", "-u", "root", "-e", sql])
+        .arg(format!("--socket={}", sock.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    p
+}
+
+#[test]
+fn root_databases_mariadb_from_python_and_the_mariadb_client() {
+    require_root();
+    let (my, app_port, mport) = (free_port(), free_port(), free_port());
+    let _my = mariadb(my);
+    // The mariadb client connects before the agent traces it.
+    let mut cli = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &my.to_string(),
+            "-u",
+            "app",
+            "-ps3cret-my-pw",
+            "-N",
+            "--unbuffered",
+            "--force",
+            "-B",
+            "shop",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting mariadb");
+    let mut cli_in = cli.stdin.take().unwrap();
+    let mut cli_out = BufReader::new(cli.stdout.take().unwrap());
+    let mut line = String::new();
+    writeln!(cli_in, "SELECT 'ready';").unwrap();
+    cli_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ exe_path: \"*/bin/mariadb\", name: mariadbcli }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        receiver.endpoint()
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "mariadb");
+    let app = db_app(app_port, free_port(), free_port(), free_port(), my);
+    wait_pid_instrumented(app.pid(), &log);
+    wait_pid_instrumented(cli.id(), &log);
+
+    assert_eq!(http_get(app_port, "/mysql").unwrap_or_default(), "ok");
+    for stmt in [
+        "CREATE TEMPORARY TABLE t (a INT);",
+        "INSERT INTO t VALUES (1), (2);",
+        "SELECT COUNT(*) FROM t;",
+        "SELECT * FROM nope;",
+        "SELECT 'done';",
+    ] {
+        writeln!(cli_in, "{stmt}").unwrap();
+    }
+    loop {
+        line.clear();
+        assert!(cli_out.read_line(&mut line).unwrap() > 0, "the mariadb client ended early");
+        if line.trim() == "done" {
+            break;
+        }
+    }
+
+    let dump = || agent_dump(mport, &log);
+    let want: &[(&str, &str, Option<&str>, f64)] = &[
+        ("dbapp", "CREATE", None, 1.0),
+        ("dbapp", "INSERT", None, 3.0),
+        ("dbapp", "SELECT", None, 5.0),
+        ("dbapp", "SELECT", Some("1146"), 1.0),
+        ("dbapp", "UPDATE", None, 1.0),
+        ("dbapp", "DROP", None, 1.0),
+        // The drivers' own on connect: PyMySQL's SET AUTOCOMMIT, mysql-connector-python's
+        // SET NAMES and SET autocommit.
+        ("dbapp", "SET", None, 3.0),
+        ("mariadbcli", "CREATE", None, 1.0),
+        ("mariadbcli", "INSERT", None, 1.0),
+        ("mariadbcli", "SELECT", None, 2.0),
+        // The client sends an error's statement on, and gets ERR 1146; the batch goes on.
+        ("mariadbcli", "SELECT", Some("1146"), 1.0),
+    ];
+    let total: f64 = want.iter().map(|w| w.3).sum();
+    let done = wait_for(Duration::from_secs(20), || {
+        sum(&scrape(mport, "/metrics"), "db_client_operation_duration_seconds_count", &[]) >= total
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    assert!(done, "not all counted:\n{}", dump());
+    for (job, op, err, n) in want {
+        assert_eq!(count(&m, job, op, *err), *n, "{job} {op} {err:?}\n{}", dump());
+    }
+    assert_eq!(sum(&m, "db_client_operation_duration_seconds_count", &[]), total, "{}", dump());
+    // The app's connections were seen from their greeting (MariaDB's); the client's, joined
+    // after it, are reported as `mysql`.
+    let by = |job, system| {
+        sum(&m, "db_client_operation_duration_seconds_count", &[("job", job), ("db_system_name", system)])
+    };
+    assert_eq!((by("dbapp", "mariadb"), by("mariadbcli", "mysql")), (total - 5.0, 5.0), "{}", dump());
+    let internal = scrape(mport, "/internal/metrics");
+    for reason in ["desync", "unknown_statement", "uncaptured"] {
+        assert_eq!(sum(&internal, "beyla_decode_errors_total", &[("reason", reason)]), 0.0, "{reason}\n{}", dump());
+    }
+    let is_db = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
+        s.kind == 3 && attr(&s.attributes, "db.system.name").is_some()
+    };
+    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db) >= total as usize);
+    let spans = receiver.spans();
+    assert!(done, "{} spans\n{}", spans.len(), dump());
+    let server = spans.iter().find(|g| g.span.kind == 2).expect("the HTTP server span");
+    for g in spans.iter().filter(|g| {
+        is_db(&g.span) && common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("dbapp")
+    }) {
+        assert_eq!(g.span.parent_span_id, server.span.span_id, "{}", g.span.name);
+        assert_eq!(attr(&g.span.attributes, "db.namespace").as_deref(), Some("shop"), "{}", g.span.name);
+    }
+    let prepared = spans
+        .iter()
+        .filter(|g| attr(&g.span.attributes, "db.query.text").as_deref() == Some("SELECT name FROM items WHERE id = ?"))
+        .count();
+    assert_eq!(prepared, 5, "the text protocol's SELECT (its literal hidden) and 4 prepared executions");
+    let everything = format!("{:?}\n{}", spans, dump());
+    for secret in ["s3cret-my-pw", "secret-1"] {
+        assert!(!everything.contains(secret), "{secret} exported");
+    }
+    drop(cli_in);
+    let _ = cli.wait();
+}
+
 #[test]
 fn root_databases_postgresql_from_python_and_psql() {
     require_root();
@@ -293,7 +464,7 @@ fn root_databases_postgresql_from_python_and_psql() {
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "postgresql");
-    let app = db_app(app_port, free_port(), free_port(), pg);
+    let app = db_app(app_port, free_port(), free_port(), pg, free_port());
     wait_pid_instrumented(app.pid(), &log);
     wait_pid_instrumented(psql.id(), &log);
 
@@ -337,7 +508,12 @@ fn root_databases_postgresql_from_python_and_psql() {
     for (job, op, err, n) in want {
         assert_eq!(count(&m, job, op, *err), *n, "{job} {op} {err:?}\n{}", dump());
     }
-    assert_eq!(sum(&m, "db_client_operation_duration_seconds_count", &[("db_system_name", "postgresql")]), total, "{}", dump());
+    assert_eq!(
+        sum(&m, "db_client_operation_duration_seconds_count", &[("db_system_name", "postgresql")]),
+        total,
+        "{}",
+        dump()
+    );
     let internal = scrape(mport, "/internal/metrics");
     for reason in ["desync", "unknown_statement", "uncaptured"] {
         assert_eq!(sum(&internal, "beyla_decode_errors_total", &[("reason", reason)]), 0.0, "{reason}\n{}", dump());

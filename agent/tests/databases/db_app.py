@@ -1,23 +1,26 @@
 """A small web app that calls its database and caches, for root_databases: Python's
-http.server (one request at a time, on one thread), redis-py, pymemcache and psycopg 3 from
-PyPI.
+http.server (one request at a time, on one thread), redis-py, pymemcache, psycopg 3, PyMySQL
+and mysql-connector-python from PyPI.
 
-  REDIS_PASSWORD=... PGPASSWORD=... db_app.py PORT REDIS_PORT MEMCACHED_PORT PG_PORT
+  REDIS_PASSWORD=... PGPASSWORD=... MYSQL_PWD=... db_app.py PORT REDIS_PORT MEMCACHED_PORT PG_PORT MYSQL_PORT
     GET /redis       runs the Redis script below, answers 200 "ok"
     GET /memcached   runs the Memcached script below, answers 200 "ok"
     GET /postgresql  runs the PostgreSQL script below, answers 200 "ok"
+    GET /mysql       runs the MySQL/MariaDB script below, answers 200 "ok"
 
 Each script is a known list of operations; root_databases.rs counts them by name and error."""
 import os
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import mysql.connector
 import psycopg
+import pymysql
 import redis
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheClientError
 
-PORT, REDIS_PORT, MEMCACHED_PORT, PG_PORT = (int(a) for a in sys.argv[1:5])
+PORT, REDIS_PORT, MEMCACHED_PORT, PG_PORT, MYSQL_PORT = (int(a) for a in sys.argv[1:6])
 PASSWORD = os.environ.get("REDIS_PASSWORD")
 
 
@@ -92,11 +95,46 @@ def postgresql_script():
     # DEALLOCATE 1.
 
 
+def mysql_script():
+    # PyMySQL: the text protocol (COM_QUERY, parameters interpolated by the client).
+    pw = os.environ.get("MYSQL_PWD")
+    conn = pymysql.connect(host="127.0.0.1", port=MYSQL_PORT, user="app", password=pw, database="shop", autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS items (id INT PRIMARY KEY, name TEXT)")  # CREATE
+        for i in range(3):
+            cur.execute("INSERT INTO items VALUES (%s, %s)", (i, "secret-%d" % i))  # INSERT x3
+        cur.execute("SELECT name FROM items WHERE id = %s", (1,))  # SELECT
+        assert cur.fetchone()[0] == "secret-1"
+        try:
+            cur.execute("SELECT * FROM missing_table")  # SELECT: 1146
+            raise AssertionError("a missing table was found")
+        except pymysql.err.ProgrammingError:
+            pass
+    conn.close()
+    # mysql-connector-python, prepared: COM_STMT_PREPARE once, COM_STMT_EXECUTE per call.
+    conn = mysql.connector.connect(host="127.0.0.1", port=MYSQL_PORT, user="app", password=pw, database="shop", use_pure=True, autocommit=True)
+    cur = conn.cursor(prepared=True)
+    for i in range(4):  # SELECT x4 (binary rows)
+        cur.execute("SELECT name FROM items WHERE id = %s", (i % 3,))
+        assert cur.fetchone()[0].startswith("secret")
+    cur.execute("UPDATE items SET name = %s WHERE id = %s", ("y", 2))  # UPDATE
+    cur.close()
+    conn.cmd_ping()  # COM_PING: not an operation
+    plain = conn.cursor()
+    plain.execute("DROP TABLE items")  # DROP
+    plain.close()
+    conn.close()
+    # CREATE 1, INSERT 3, SELECT 6 (1 failed, 1146), UPDATE 1, DROP 1, plus what the drivers
+    # send on connect (counted by the test).
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        {"/redis": redis_script, "/memcached": memcached_script, "/postgresql": postgresql_script}[self.path]()
+        {"/redis": redis_script, "/memcached": memcached_script, "/postgresql": postgresql_script, "/mysql": mysql_script}[
+            self.path
+        ]()
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()

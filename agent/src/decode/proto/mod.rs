@@ -42,8 +42,14 @@ pub struct Protocol {
 
 /// Detection order: the most specific first (the HTTP/2 preface starts like an HTTP/1.x
 /// request line with method `PRI`).
-pub const PROTOCOLS: &[Protocol] =
-    &[http::h2::PROTOCOL, http::h1::PROTOCOL, kv::redis::PROTOCOL, kv::memcached::PROTOCOL, sql::postgres::PROTOCOL];
+pub const PROTOCOLS: &[Protocol] = &[
+    http::h2::PROTOCOL,
+    http::h1::PROTOCOL,
+    kv::redis::PROTOCOL,
+    kv::memcached::PROTOCOL,
+    sql::postgres::PROTOCOL,
+    sql::mysql::PROTOCOL,
+];
 
 /// What the parser says after a transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,11 @@ use super::context::{ConnRef, Correlator};
 use super::proto::{ConnInfo, Ctx, Detect, Parser, Protocol, Verdict, PROTOCOLS};
 use super::reorder::Held;
 use super::{DecodeError, Decoded, Role};
-use crate::events::SockData;
+use crate::events::{Direction, SockData};
+
+/// Transfers, and bytes, kept per connection while no protocol can tell what it carries.
+const MAX_SNIFF_TRANSFERS: usize = 8;
+const MAX_SNIFF_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerLimits {
@@ -25,9 +29,12 @@ impl Default for TrackerLimits {
 }
 
 enum State {
-    /// No protocol claimed the connection yet; `rejected`: a bit per protocol that said no.
+    /// No protocol claimed the connection yet; `rejected`: a bit per protocol that said no;
+    /// `unsure`: the transfers a protocol could not tell yet (a header read alone), asked
+    /// again joined with the next ones of their direction.
     Sniffing {
         rejected: u64,
+        unsure: Vec<SockData>,
     },
     Parsing(Box<dyn Parser>),
     /// No protocol's (or no longer decodable): ignored until the connection closes.
@@ -47,7 +54,7 @@ impl Conn {
         Conn {
             info: ConnInfo { pid: ev.pid, sock: ev.sock_id, local: ev.local, remote: ev.remote, tls: ev.tls },
             role: None,
-            state: State::Sniffing { rejected: 0 },
+            state: State::Sniffing { rejected: 0, unsure: Vec::new() },
             last_ns: ev.ts_ns,
             held: Held::default(),
         }
@@ -102,19 +109,44 @@ impl Tracker {
         let conn = self.conns.get_mut(&key).expect("inserted above");
         conn.last_ns = ev.ts_ns;
         let emitted = out.requests.len();
-        if let State::Sniffing { rejected } = &mut conn.state {
-            match sniff(protocols, rejected, ev) {
+        if let State::Sniffing { rejected, unsure } = &mut conn.state {
+            // What this direction sent so far, whole, then this transfer.
+            let earlier: Vec<&SockData> = unsure.iter().filter(|e| e.direction == ev.direction).collect();
+            let joined;
+            let data: &[u8] = if earlier.is_empty() || earlier.iter().any(|e| e.data.len() != e.len as usize) {
+                &ev.data
+            } else {
+                joined = [earlier.iter().flat_map(|e| e.data.iter().copied()).collect::<Vec<u8>>(), ev.data.clone()]
+                    .concat();
+                &joined
+            };
+            match sniff(protocols, rejected, ev.direction, data) {
                 Some((p, role)) => {
+                    // The transfers of this direction it could not tell from go first.
+                    let direction = ev.direction;
+                    let backlog: Vec<SockData> =
+                        std::mem::take(unsure).into_iter().filter(|e| e.direction == direction).collect();
                     conn.role = conn.role.or(role);
                     conn.state = State::Parsing((p.parser)());
+                    for e in &backlog {
+                        self.on_data(e, out);
+                    }
                 }
                 None if *rejected == all_rejected(protocols) => {
                     out.errors.push(DecodeError::NotHttp);
                     conn.state = State::Ignored;
                 }
-                None => {} // asked again at the next transfer
+                None => {
+                    // Asked again at the next transfer, with this one.
+                    let kept: usize = unsure.iter().map(|e| e.data.len()).sum();
+                    if kept + ev.data.len() > MAX_SNIFF_BYTES || unsure.len() >= MAX_SNIFF_TRANSFERS {
+                        unsure.clear();
+                    }
+                    unsure.push(ev.clone());
+                }
             }
         }
+        let Some(conn) = self.conns.get_mut(&key) else { return };
         let State::Parsing(parser) = &conn.state else { return };
         if conn.held.wants(ev, || parser.read_too_early(conn.role, ev)) {
             if conn.held.hold(ev).is_ok() {
@@ -250,13 +282,14 @@ impl Tracker {
 fn sniff(
     protocols: &'static [Protocol],
     rejected: &mut u64,
-    ev: &SockData,
+    direction: Direction,
+    data: &[u8],
 ) -> Option<(&'static Protocol, Option<Role>)> {
     for (i, p) in protocols.iter().enumerate() {
         if *rejected & (1 << i) != 0 {
             continue;
         }
-        match (p.detect)(ev.direction, &ev.data) {
+        match (p.detect)(direction, data) {
             Detect::Claim(role) => return Some((p, role)),
             Detect::No => *rejected |= 1 << i,
             Detect::Unsure => {}

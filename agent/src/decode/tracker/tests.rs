@@ -493,3 +493,25 @@ fn a_request_lost_with_its_connection_does_not_hold_its_thread() {
     assert_eq!(out.unlinked_calls, 0);
     assert_eq!(out.errors, vec![DecodeError::ClosedMidMessage]);
 }
+
+#[test]
+fn a_header_read_alone_is_sniffed_again_with_what_follows_it() {
+    // mysql-connector-python reads a packet's 4-byte header, then its body: the greeting
+    // cannot be told from the header alone.
+    let greeting = b"\x0a5.5.5-10.11.19-MariaDB\x00\x06\x00\x00\x00abcdefgh\x00";
+    let mut header = (greeting.len() as u32).to_le_bytes();
+    header[3] = 0;
+    let query = b"\x0c\x00\x00\x00\x03SELECT 1 + 1";
+    let out = run(&[
+        ev(1, Recv, 10, &header),
+        ev(1, Recv, 11, greeting),
+        ev(1, Send, 20, b"\x20\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x21\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00app\x00"),
+        ev(1, Recv, 30, b"\x07\x00\x00\x02\x00\x00\x00\x02\x00\x00\x00"),
+        ev(1, Send, 40, query),
+        ev(1, Recv, 50, b"\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00"),
+    ]);
+    assert_eq!(out.requests.len(), 1, "{:?}", out.errors);
+    let op = out.requests[0].operation.as_ref().unwrap();
+    assert_eq!((op.name.as_str(), out.requests[0].start_ns), ("SELECT", 40));
+    assert_eq!(out.requests[0].attribute("db.system.name").map(|v| v.to_string()).as_deref(), Some("mariadb"));
+}

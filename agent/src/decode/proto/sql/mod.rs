@@ -1,5 +1,7 @@
-//! SQL databases: PostgreSQL (`postgres.rs`, wire protocol v3). What SQL protocols share is
-//! here: statements split from a query text, their literals hidden, their operation and table.
+//! SQL databases: PostgreSQL (`postgres.rs`, wire protocol v3) and MySQL/MariaDB (`mysql.rs`).
+//! What SQL protocols share is here: statements split from a query text, their literals
+//! hidden, their operation and table.
+pub mod mysql;
 pub mod postgres;
 
 /// Longest `db.query.text` reported, in bytes (longer texts are cut at a character boundary).

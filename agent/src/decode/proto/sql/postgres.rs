@@ -649,9 +649,12 @@ impl Parser for Postgres {
         // A reply read before the event of the write that sent its query.
         // Only what answers a query: the server's own messages after start-up ('R', 'S', 'K',
         // 'Z', notices) come unasked.
+        let server = &self.frames[1];
+        let at_boundary = server.head.is_empty() && server.left == 0 && !server.single;
         role == Some(Role::Client)
             && self.queue.is_empty()
             && self.started
+            && at_boundary
             && ev.data.first().is_some_and(|b| b"TC12In3sD".contains(b))
     }
 
