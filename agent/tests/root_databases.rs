@@ -67,9 +67,11 @@ fn postgres(port: u16) -> Proc {
     std::fs::write(dir.join("pw"), "s3cret-admin-pw\n").unwrap();
     let chown = Command::new("chown").args(["-R", "postgres"]).arg(&dir).status().unwrap();
     assert!(chown.success());
+    // setpriv execs the program (runuser would stay its parent, and killing it would leave
+    // the server running).
     let as_postgres = |prog: PathBuf| {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(prog);
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(prog);
         c
     };
     let out = as_postgres(pg_bin("initdb"))
