@@ -311,11 +311,11 @@ impl Parser for Memcached {
     }
 
     fn read_too_early(&self, role: Option<Role>, ev: &SockData) -> bool {
-        role == Some(Role::Client) && self.pending.is_empty() && !ev.data.is_empty()
+        super::answer_too_early(role, self.pending.is_empty(), ev)
     }
 
     fn takes_held(&self, role: Option<Role>) -> bool {
-        role != Some(Role::Client) || !self.pending.is_empty()
+        super::takes_held_answers(role, self.pending.is_empty())
     }
 }
 

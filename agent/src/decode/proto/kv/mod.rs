@@ -4,7 +4,19 @@
 pub mod memcached;
 pub mod redis;
 
+use crate::decode::Role;
 use crate::events::SockData;
+
+/// For protocols answered in order: a read on the client side while nothing is asked is an
+/// answer that came before the event of its question's write (held, see `decode::reorder`).
+pub(crate) fn answer_too_early(role: Option<Role>, nothing_asked: bool, ev: &SockData) -> bool {
+    role == Some(Role::Client) && nothing_asked && !ev.data.is_empty()
+}
+
+/// The held answers are taken once something is asked.
+pub(crate) fn takes_held_answers(role: Option<Role>, nothing_asked: bool) -> bool {
+    role != Some(Role::Client) || !nothing_asked
+}
 
 /// A transfer as the capture saw it: its first bytes, bytes it did not copy, its last bytes.
 pub(crate) struct Transfer<'a> {

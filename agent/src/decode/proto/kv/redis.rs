@@ -476,12 +476,11 @@ impl Parser for Redis {
     }
 
     fn read_too_early(&self, role: Option<Role>, ev: &SockData) -> bool {
-        // A reply read before the event of the write that sent its command.
-        role == Some(Role::Client) && self.pending.is_empty() && !ev.data.is_empty()
+        super::answer_too_early(role, self.pending.is_empty(), ev)
     }
 
     fn takes_held(&self, role: Option<Role>) -> bool {
-        role != Some(Role::Client) || !self.pending.is_empty()
+        super::takes_held_answers(role, self.pending.is_empty())
     }
 }
 

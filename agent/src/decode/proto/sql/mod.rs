@@ -4,6 +4,58 @@
 pub mod mysql;
 pub mod postgres;
 
+use crate::decode::context::TraceContext;
+use crate::decode::proto::Ctx;
+use crate::decode::{AttrValue, DecodeError, Family, Operation};
+
+/// A statement that ran, as the protocol saw it.
+pub(crate) struct Statement<'a> {
+    /// `db.system.name`.
+    pub system: &'static str,
+    /// Its text, when the agent saw it (else it is counted as `unknown_statement`).
+    pub text: Option<&'a str>,
+    /// The operation the server named on completion, for a statement without text.
+    pub completed_as: Option<&'a str>,
+    /// `db.namespace`, when known.
+    pub namespace: Option<&'a str>,
+    /// `error.type` and `db.response.status_code` of a failed statement.
+    pub error: Option<String>,
+}
+
+/// Emits a statement begun by thread `tid` with `trace`, from `span.0` to `span.1`: named
+/// `<operation> <table>` (or its operation, or the system), its literals hidden.
+pub(crate) fn emit_statement(cx: &mut Ctx<'_>, st: Statement<'_>, tid: u32, span: (u64, u64), trace: TraceContext) {
+    let op = st
+        .text
+        .and_then(operation)
+        .or_else(|| st.completed_as.and_then(|t| t.split(' ').next()).filter(|w| !w.is_empty()).map(str::to_string));
+    let table = st.text.and_then(collection);
+    let mut attributes = vec![("db.system.name", AttrValue::Str(st.system.into()))];
+    if let Some(op) = &op {
+        attributes.push(("db.operation.name", AttrValue::Str(op.clone())));
+    }
+    if let Some(t) = &table {
+        attributes.push(("db.collection.name", AttrValue::Str(t.clone())));
+    }
+    if let Some(db) = st.namespace {
+        attributes.push(("db.namespace", AttrValue::Str(db.to_string())));
+    }
+    match st.text {
+        Some(text) => attributes.push(("db.query.text", AttrValue::Str(obfuscate(text)))),
+        None => cx.error(DecodeError::UnknownStatement),
+    }
+    if let Some(e) = &st.error {
+        attributes.push(("db.response.status_code", AttrValue::Str(e.clone())));
+    }
+    let name = match (&op, &table) {
+        (Some(op), Some(t)) => format!("{op} {t}"),
+        (Some(op), None) => op.clone(),
+        _ => st.system.to_string(),
+    };
+    let op = Operation { family: Family::Db, name, attributes, error: st.error };
+    cx.emit_operation(tid, span.0, span.1, (0, 0), trace, op);
+}
+
 /// Longest `db.query.text` reported, in bytes (longer texts are cut at a character boundary).
 const MAX_TEXT: usize = 1024;
 

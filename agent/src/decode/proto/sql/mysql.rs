@@ -18,11 +18,11 @@
 //! reported without text and counted (`unknown_statement`).
 use std::collections::{HashMap, VecDeque};
 
-use super::{collection, obfuscate, operation, split_statements};
+use super::{emit_statement, operation, split_statements, Statement};
 use crate::decode::context::TraceContext;
 use crate::decode::proto::kv::Transfer;
 use crate::decode::proto::{Ctx, Detect, Parser, Protocol, Verdict};
-use crate::decode::{AttrValue, DecodeError, Family, Operation, Role};
+use crate::decode::{DecodeError, Role};
 use crate::events::{Direction, SockData};
 
 const COM_QUIT: u8 = 0x01;
@@ -373,32 +373,14 @@ impl Mysql {
     }
 
     fn emit(&self, cx: &mut Ctx<'_>, run: Running, tid: u32, span: (u64, u64), error: Option<String>) {
-        let op = run.text.as_deref().and_then(operation);
-        let table = run.text.as_deref().and_then(collection);
-        let mut attributes = vec![("db.system.name", AttrValue::Str(self.system().into()))];
-        if let Some(op) = &op {
-            attributes.push(("db.operation.name", AttrValue::Str(op.clone())));
-        }
-        if let Some(t) = &table {
-            attributes.push(("db.collection.name", AttrValue::Str(t.clone())));
-        }
-        if let Some(db) = &self.database {
-            attributes.push(("db.namespace", AttrValue::Str(db.clone())));
-        }
-        match &run.text {
-            Some(text) => attributes.push(("db.query.text", AttrValue::Str(obfuscate(text)))),
-            None => cx.error(DecodeError::UnknownStatement),
-        }
-        if let Some(e) = &error {
-            attributes.push(("db.response.status_code", AttrValue::Str(e.clone())));
-        }
-        let name = match (&op, &table) {
-            (Some(op), Some(t)) => format!("{op} {t}"),
-            (Some(op), None) => op.clone(),
-            _ => self.system().to_string(),
+        let st = Statement {
+            system: self.system(),
+            text: run.text.as_deref(),
+            completed_as: None,
+            namespace: self.database.as_deref(),
+            error,
         };
-        let op = Operation { family: Family::Db, name, attributes, error };
-        cx.emit_operation(tid, span.0, span.1, (0, 0), run.trace, op);
+        emit_statement(cx, st, tid, span, run.trace);
     }
 
     /// The command at the front got one result (ok or failed); `more`: another follows.

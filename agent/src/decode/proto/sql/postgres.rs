@@ -24,11 +24,11 @@
 //! nothing: they are skipped by length.
 use std::collections::{HashMap, VecDeque};
 
-use super::{collection, obfuscate, operation, split_statements};
+use super::{emit_statement, operation, split_statements, Statement};
 use crate::decode::context::TraceContext;
 use crate::decode::proto::kv::Transfer;
 use crate::decode::proto::{Ctx, Detect, Parser, Protocol, Verdict};
-use crate::decode::{AttrValue, DecodeError, Family, Operation, Role};
+use crate::decode::{DecodeError, Role};
 use crate::events::{Direction, SockData};
 
 const PROTOCOL_3: u32 = 196_608;
@@ -405,35 +405,14 @@ impl Postgres {
         error: Option<String>,
     ) {
         let tag = tag.map(|t| String::from_utf8_lossy(t).into_owned());
-        let op =
-            run.text.as_deref().and_then(operation).or_else(|| {
-                tag.as_deref().and_then(|t| t.split(' ').next()).filter(|w| !w.is_empty()).map(str::to_string)
-            });
-        let table = run.text.as_deref().and_then(collection);
-        let mut attributes = vec![("db.system.name", AttrValue::Str("postgresql".into()))];
-        if let Some(op) = &op {
-            attributes.push(("db.operation.name", AttrValue::Str(op.clone())));
-        }
-        if let Some(t) = &table {
-            attributes.push(("db.collection.name", AttrValue::Str(t.clone())));
-        }
-        if let Some(db) = &self.database {
-            attributes.push(("db.namespace", AttrValue::Str(db.clone())));
-        }
-        match &run.text {
-            Some(text) => attributes.push(("db.query.text", AttrValue::Str(obfuscate(text)))),
-            None => cx.error(DecodeError::UnknownStatement),
-        }
-        if let Some(e) = &error {
-            attributes.push(("db.response.status_code", AttrValue::Str(e.clone())));
-        }
-        let name = match (&op, &table) {
-            (Some(op), Some(t)) => format!("{op} {t}"),
-            (Some(op), None) => op.clone(),
-            _ => "postgresql".to_string(),
+        let st = Statement {
+            system: "postgresql",
+            text: run.text.as_deref(),
+            completed_as: tag.as_deref(),
+            namespace: self.database.as_deref(),
+            error,
         };
-        let op = Operation { family: Family::Db, name, attributes, error };
-        cx.emit_operation(tid, span.0, span.1, (0, 0), run.trace, op);
+        emit_statement(cx, st, tid, span, run.trace);
     }
 
     fn on_server(&mut self, m: Msg, cx: &mut Ctx<'_>) -> Result<Verdict, DecodeError> {
