@@ -1,14 +1,18 @@
 //! Databases and caches nobody here wrote, decoded by the agent on this kernel (needs root):
-//! Debian's `redis-server` and `memcached`, started on free loopback ports, called by
+//! Debian's `redis-server`, `memcached`, PostgreSQL and MariaDB, each started by the test on
+//! free loopback ports in temporary directories, called by
 //!
-//! - a Python web app (`databases/db_app.py`: `http.server`, redis-py and pymemcache from
-//!   PyPI) running a known script of operations per request: pipelines, a transaction, a
-//!   RESP3 connection, a 100 kB value, errors, a multi-key get, `noreply`;
-//! - `redis-cli` (C, hiredis), fed commands on its standard input over a connection it opened
-//!   before the agent traced it.
+//! - a Python web app (`databases/db_app.py`: `http.server` with redis-py, pymemcache,
+//!   psycopg 3, PyMySQL and mysql-connector-python from PyPI) and the same app in Node.js
+//!   (`databases/db_app.js`: `node:http` with ioredis, memcached, pg and mysql2 from npm),
+//!   each running a known script of operations per request: pipelines, transactions, a RESP3
+//!   connection, prepared statements (named, unnamed, server-side), errors, a multi-key get,
+//!   `noreply`, large values;
+//! - the C clients `redis-cli`, `psql` and `mariadb`, fed statements on their standard input
+//!   over connections they opened before the agent traced them.
 //!
 //! Exact counts by `db.operation.name` and `error.type` in `db_client_operation_duration_seconds`,
-//! the cache calls as children of the HTTP request that made them, `redis-server`'s own SERVER
+//! every call of the apps the child of the HTTP request that made it, `redis-server`'s own SERVER
 //! spans, and no password, key or value in anything exported.
 mod common;
 
@@ -29,6 +33,8 @@ const PYPI: &[&str] = &[
     "mysql-connector-python==26.10.0",
 ];
 
+const NPM: &[&str] = &["ioredis@6.1.0", "memcached@2.2.2", "pg@8.23.1", "mysql2@3.26.1"];
+
 /// `databases/db_app.py` on `port`, calling Redis, Memcached, PostgreSQL and MariaDB on the
 /// others.
 fn db_app(port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) -> Proc {
@@ -45,6 +51,57 @@ fn db_app(port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) -> Proc {
     let p = Proc { child: app, name: "db_app.py".into() };
     assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
     p
+}
+
+/// `databases/db_app.js` (Node.js: ioredis, memcached, pg, mysql2) on `port`, likewise.
+fn node_app(port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) -> Proc {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/npm-install.sh"))
+        .arg(repo().join(".cache/dbs-npm"))
+        .args(NPM)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running scripts/npm-install.sh");
+    assert!(out.status.success(), "scripts/npm-install.sh failed for {NPM:?}");
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let app = Command::new("node")
+        .arg(repo().join("agent/tests/databases/db_app.js"))
+        .args([port, redis, memcached, pg, mysql].map(|p| p.to_string()))
+        .env("NODE_PATH", format!("{dir}/node_modules"))
+        .env("REDIS_PASSWORD", "s3cret-pw-1")
+        .env("PGPASSWORD", "s3cret-app-pw")
+        .env("MYSQL_PWD", "s3cret-my-pw")
+        .spawn()
+        .expect("starting db_app.js");
+    let p = Proc { child: app, name: "db_app.js".into() };
+    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    p
+}
+
+/// Every database CLIENT span of the services `apps` is the child of the HTTP request of its
+/// own service that made it (`/redis`, `/memcached`, `/postgresql`, `/mysql`), in its trace;
+/// returns how many there are.
+fn check_parents(spans: &[common::otlp::Got], apps: &[&str], dump: &dyn Fn() -> String) -> usize {
+    let service = |g: &common::otlp::Got| common::otlp::res_attr(Some(&g.resource), "service.name").unwrap_or_default();
+    let mut n = 0;
+    for g in spans.iter().filter(|g| g.span.kind == 3 && attr(&g.span.attributes, "db.system.name").is_some()) {
+        let svc = service(g);
+        if !apps.contains(&svc.as_str()) {
+            continue;
+        }
+        let parent =
+            spans.iter().find(|p| p.span.kind == 2 && p.span.span_id == g.span.parent_span_id && service(p) == svc);
+        let parent = parent.unwrap_or_else(|| panic!("{svc}: {} has no HTTP parent\n{}", g.span.name, dump()));
+        assert_eq!(hex(&parent.span.trace_id), hex(&g.span.trace_id));
+        let route = match attr(&g.span.attributes, "db.system.name").unwrap().as_str() {
+            "mariadb" | "mysql" => "/mysql".to_string(),
+            other => format!("/{other}"),
+        };
+        let path = attr(&parent.span.attributes, "url.path").unwrap_or_default();
+        assert_eq!(route, path, "{svc}: {} under {path}", g.span.name);
+        n += 1;
+    }
+    n
 }
 
 /// The PostgreSQL server's programs (`initdb`, `postgres`, `psql`): Debian's newest.
@@ -156,7 +213,7 @@ fn count(m: &[Sample], job: &str, op: &str, err: Option<&str>) -> f64 {
 #[test]
 fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     require_root();
-    let (rport, mcport, app_port, mport) = (free_port(), free_port(), free_port(), free_port());
+    let (rport, mcport, app_port, node_port, mport) = (free_port(), free_port(), free_port(), free_port(), free_port());
     let _redis = redis_server(rport);
     let _memcached = memcached(mcport);
     // redis-cli connects (and authenticates) before the agent traces it.
@@ -175,19 +232,23 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ exe_path: \"*redis-cli\", name: rediscli }}\n    - {{ open_ports: \"{rport}\", name: redis }}\nprometheus_export:\n  port: {mport}\n  instrumentations: [redis, memcached]\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ exe_path: \"*redis-cli\", name: rediscli }}\n    - {{ open_ports: \"{rport}\", name: redis }}\nprometheus_export:\n  port: {mport}\n  instrumentations: [redis, memcached]\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "databases");
     let _app = db_app(app_port, rport, mcport, free_port(), free_port());
+    let node = node_app(node_port, rport, mcport, free_port(), free_port());
     wait_pid_instrumented(_app.pid(), &log);
+    wait_pid_instrumented(node.pid(), &log);
     wait_pid_instrumented(cli.id(), &log);
     wait_pid_instrumented(_redis.pid(), &log);
 
     // redis-py sends AUTH (RESP2) or HELLO 3 AUTH (RESP3) with the password on connect.
-    for path in ["/redis", "/memcached"] {
-        let body = http_get(app_port, path).unwrap_or_default();
-        assert_eq!(body, "ok", "GET {path}");
+    for (port, path) in
+        [(app_port, "/redis"), (app_port, "/memcached"), (node_port, "/redis"), (node_port, "/memcached")]
+    {
+        let body = http_get(port, path).unwrap_or_default();
+        assert_eq!(body, "ok", "GET {path} on {port}");
     }
     for cmd in ["SET clik v", "GET clik", "HSET h f v", "HGET h f", "DEL clik h"] {
         writeln!(cli_in, "{cmd}").unwrap();
@@ -210,6 +271,15 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
         ("dbapp", "incr", Some("CLIENT_ERROR"), 1.0),
         ("dbapp", "add", None, 1.0),
         ("dbapp", "delete", None, 1.0),
+        ("nodeapp", "SET", None, 1.0),
+        ("nodeapp", "GET", None, 1.0),
+        ("nodeapp", "INCR", None, 2.0),
+        ("nodeapp", "LPUSH", Some("WRONGTYPE"), 1.0),
+        ("nodeapp", "DEL", None, 1.0),
+        ("nodeapp", "set", None, 1.0),
+        ("nodeapp", "get", None, 2.0),
+        ("nodeapp", "incr", None, 1.0),
+        ("nodeapp", "delete", None, 1.0),
         ("rediscli", "SET", None, 1.0),
         ("rediscli", "GET", None, 1.0),
         ("rediscli", "HSET", None, 1.0),
@@ -227,7 +297,7 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
         assert_eq!(count(&m, job, op, *err), *n, "{job} {op} {err:?}\n{}", dump());
     }
     assert_eq!(sum(&m, "db_client_operation_duration_seconds_count", &[]), total, "{}", dump());
-    for (system, ops) in [("redis", 20.0), ("memcached", 7.0)] {
+    for (system, ops) in [("redis", 26.0), ("memcached", 12.0)] {
         let n = sum(&m, "db_client_operation_duration_seconds_count", &[("db_system_name", system)]);
         assert_eq!(n, ops, "{system}\n{}", dump());
     }
@@ -245,29 +315,21 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     let done = wait_for(Duration::from_secs(20), || receiver.count_spans(db_client) >= total as usize);
     let spans = receiver.spans();
     assert!(done, "{} spans\n{}", spans.len(), dump());
-    let servers: Vec<_> = spans
+    let http_served =
+        spans.iter().filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "http.request.method").is_some());
+    assert_eq!(http_served.count(), 4, "{}", dump());
+    assert_eq!(check_parents(&spans, &["dbapp", "nodeapp"], &dump), total as usize - 5);
+    let by_cli: Vec<_> = spans
         .iter()
-        .filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "http.request.method").is_some())
+        .filter(|g| common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("rediscli"))
         .collect();
-    assert_eq!(servers.len(), 2, "{}", dump());
-    for g in spans.iter().filter(|g| db_client(&g.span)) {
-        let job = common::otlp::res_attr(Some(&g.resource), "service.name").unwrap_or_default();
-        if job != "dbapp" {
-            assert!(g.span.parent_span_id.is_empty(), "redis-cli's calls have no parent");
-            continue;
-        }
-        let parent = servers.iter().find(|s| s.span.span_id == g.span.parent_span_id);
-        let parent = parent.unwrap_or_else(|| panic!("{} has no HTTP parent\n{}", g.span.name, dump()));
-        assert_eq!(hex(&parent.span.trace_id), hex(&g.span.trace_id));
-        let system = attr(&g.span.attributes, "db.system.name").unwrap();
-        let path = attr(&parent.span.attributes, "url.path").unwrap_or_default();
-        assert_eq!(format!("/{system}"), path, "{} under {path}", g.span.name);
-    }
+    assert_eq!(by_cli.len(), 5);
+    assert!(by_cli.iter().all(|g| g.span.parent_span_id.is_empty()), "redis-cli's calls have no parent");
     let redis_served = spans
         .iter()
         .filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "db.system.name").as_deref() == Some("redis"))
         .count();
-    assert_eq!(redis_served, 20, "redis-server's SERVER spans\n{}", dump());
+    assert_eq!(redis_served, 26, "redis-server's SERVER spans\n{}", dump());
     // Secrets, keys and values never leave the host.
     let everything = format!("{:?}\n{}", spans, dump());
     for secret in ["s3cret-pw-1", "hello", "clik"] {
@@ -316,7 +378,7 @@ fn mariadb(port: u16) -> Proc {
 #[test]
 fn root_databases_mariadb_from_python_and_the_mariadb_client() {
     require_root();
-    let (my, app_port, mport) = (free_port(), free_port(), free_port());
+    let (my, app_port, node_port, mport) = (free_port(), free_port(), free_port(), free_port());
     let _my = mariadb(my);
     // The mariadb client connects before the agent traces it.
     let mut cli = Command::new("mariadb")
@@ -349,15 +411,18 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ exe_path: \"*/bin/mariadb\", name: mariadbcli }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ exe_path: \"*/bin/mariadb\", name: mariadbcli }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "mariadb");
     let app = db_app(app_port, free_port(), free_port(), free_port(), my);
+    let node = node_app(node_port, free_port(), free_port(), free_port(), my);
     wait_pid_instrumented(app.pid(), &log);
+    wait_pid_instrumented(node.pid(), &log);
     wait_pid_instrumented(cli.id(), &log);
 
     assert_eq!(http_get(app_port, "/mysql").unwrap_or_default(), "ok");
+    assert_eq!(http_get(node_port, "/mysql").unwrap_or_default(), "ok");
     for stmt in [
         "CREATE TEMPORARY TABLE t (a INT);",
         "INSERT INTO t VALUES (1), (2);",
@@ -386,6 +451,9 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
         // The drivers' own on connect: PyMySQL's SET AUTOCOMMIT, mysql-connector-python's
         // SET NAMES and SET autocommit.
         ("dbapp", "SET", None, 3.0),
+        // mysql2: a query, a statement prepared once and executed twice, an error.
+        ("nodeapp", "SELECT", None, 3.0),
+        ("nodeapp", "SELECT", Some("1146"), 1.0),
         ("mariadbcli", "CREATE", None, 1.0),
         ("mariadbcli", "INSERT", None, 1.0),
         ("mariadbcli", "SELECT", None, 2.0),
@@ -408,7 +476,8 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
     let by = |job, system| {
         sum(&m, "db_client_operation_duration_seconds_count", &[("job", job), ("db_system_name", system)])
     };
-    assert_eq!((by("dbapp", "mariadb"), by("mariadbcli", "mysql")), (total - 5.0, 5.0), "{}", dump());
+    let seen = (by("dbapp", "mariadb") + by("nodeapp", "mariadb"), by("mariadbcli", "mysql"));
+    assert_eq!(seen, (total - 5.0, 5.0), "{}", dump());
     let internal = scrape(mport, "/internal/metrics");
     for reason in ["desync", "unknown_statement", "uncaptured"] {
         assert_eq!(sum(&internal, "beyla_decode_errors_total", &[("reason", reason)]), 0.0, "{reason}\n{}", dump());
@@ -419,7 +488,17 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
     let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db) >= total as usize);
     let spans = receiver.spans();
     assert!(done, "{} spans\n{}", spans.len(), dump());
-    let server = spans.iter().find(|g| g.span.kind == 2).expect("the HTTP server span");
+    let server = spans
+        .iter()
+        .find(|g| {
+            g.span.kind == 2 && common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("dbapp")
+        })
+        .expect("the app's HTTP server span");
+    assert_eq!(
+        check_parents(&spans, &["dbapp", "nodeapp"], &dump),
+        total as usize - 5,
+        "the client's 5 have no parent"
+    );
     for g in spans.iter().filter(|g| {
         is_db(&g.span) && common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("dbapp")
     }) {
@@ -442,7 +521,7 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
 #[test]
 fn root_databases_postgresql_from_python_and_psql() {
     require_root();
-    let (pg, app_port, mport) = (free_port(), free_port(), free_port());
+    let (pg, app_port, node_port, mport) = (free_port(), free_port(), free_port(), free_port());
     let _pg = postgres(pg);
     // psql (libpq) connects, and authenticates, before the agent traces it.
     let mut psql = Command::new(pg_bin("psql"))
@@ -462,15 +541,18 @@ fn root_databases_postgresql_from_python_and_psql() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ exe_path: \"*/bin/psql\", name: psql }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ exe_path: \"*/bin/psql\", name: psql }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "postgresql");
     let app = db_app(app_port, free_port(), free_port(), pg, free_port());
+    let node = node_app(node_port, free_port(), free_port(), pg, free_port());
     wait_pid_instrumented(app.pid(), &log);
+    wait_pid_instrumented(node.pid(), &log);
     wait_pid_instrumented(psql.id(), &log);
 
     assert_eq!(http_get(app_port, "/postgresql").unwrap_or_default(), "ok");
+    assert_eq!(http_get(node_port, "/postgresql").unwrap_or_default(), "ok");
     // Two statements in one Query (psql's `\;`), a failing one, then a marker psql prints.
     let script = "SELECT 1 \\; SELECT 2;\nCREATE TEMP TABLE t (a int);\nINSERT INTO t VALUES (1), (2);\nSELECT count(*) FROM t;\nSELECT * FROM nope;\n\\echo done\n";
     psql_in.write_all(script.as_bytes()).unwrap();
@@ -495,6 +577,9 @@ fn root_databases_postgresql_from_python_and_psql() {
         ("dbapp", "DROP", None, 1.0),
         // psycopg's own: after a DDL statement (DROP) it deallocates its prepared statements.
         ("dbapp", "DEALLOCATE", None, 1.0),
+        // pg: a simple query, an unnamed and a named statement (prepared once), an error.
+        ("nodeapp", "SELECT", None, 4.0),
+        ("nodeapp", "SELECT", Some("42P01"), 1.0),
         ("psql", "SELECT", None, 3.0),
         ("psql", "SELECT", Some("42P01"), 1.0),
         ("psql", "CREATE", None, 1.0),
@@ -528,7 +613,13 @@ fn root_databases_postgresql_from_python_and_psql() {
     let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db) >= total as usize);
     let spans = receiver.spans();
     assert!(done, "{} spans\n{}", spans.len(), dump());
-    let server = spans.iter().find(|g| g.span.kind == 2).expect("the HTTP server span");
+    let server = spans
+        .iter()
+        .find(|g| {
+            g.span.kind == 2 && common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("dbapp")
+        })
+        .expect("the app's HTTP server span");
+    assert_eq!(check_parents(&spans, &["dbapp", "nodeapp"], &dump), total as usize - 6, "psql's 6 have no parent");
     let app_spans: Vec<_> = spans
         .iter()
         .filter(|g| {
