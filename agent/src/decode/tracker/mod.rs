@@ -10,9 +10,12 @@ use super::reorder::Held;
 use super::{DecodeError, Decoded, Role};
 use crate::events::{Direction, SockData};
 
-/// Transfers, and bytes, kept per connection while no protocol can tell what it carries.
-const MAX_SNIFF_TRANSFERS: usize = 8;
-const MAX_SNIFF_BYTES: usize = 4096;
+/// While no protocol can tell what a connection carries, its short transfers (a header read
+/// alone) are kept to be asked again joined with the next ones: at most this many bytes each
+/// and in all, so that a connection sniffed for ever (a protocol nobody claims that starts
+/// like one) costs little (the connection table holds up to 16k).
+const MAX_SNIFF_TRANSFER: usize = 64;
+const MAX_SNIFF_BYTES: usize = 256;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerLimits {
@@ -139,10 +142,11 @@ impl Tracker {
                 None => {
                     // Asked again at the next transfer, with this one.
                     let kept: usize = unsure.iter().map(|e| e.data.len()).sum();
-                    if kept + ev.data.len() > MAX_SNIFF_BYTES || unsure.len() >= MAX_SNIFF_TRANSFERS {
+                    if ev.data.len() > MAX_SNIFF_TRANSFER || kept + ev.data.len() > MAX_SNIFF_BYTES {
                         unsure.clear();
+                    } else {
+                        unsure.push(ev.clone());
                     }
-                    unsure.push(ev.clone());
                 }
             }
         }

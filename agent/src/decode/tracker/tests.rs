@@ -515,3 +515,25 @@ fn a_header_read_alone_is_sniffed_again_with_what_follows_it() {
     assert_eq!((op.name.as_str(), out.requests[0].start_ns), ("SELECT", 40));
     assert_eq!(out.requests[0].attribute("db.system.name").map(|v| v.to_string()).as_deref(), Some("mariadb"));
 }
+
+#[test]
+fn a_connection_no_protocol_claims_keeps_little() {
+    // Starts like a Redis reply for ever (a POP3 server's "+OK"): Redis cannot tell, asked again
+    // and again; what is kept meanwhile stays small, and large transfers are not kept at all.
+    let mut t = Tracker::new(TrackerLimits::default());
+    let mut out = Decoded::default();
+    for i in 0..100 {
+        t.on_data(&ev(1, Recv, i, b"+OK POP3 server ready\r\n"), &mut out);
+        t.on_data(&ev(1, Recv, i, &[b'+'; 1500]), &mut out);
+    }
+    let kept: usize = t
+        .conns
+        .values()
+        .map(|c| match &c.state {
+            State::Sniffing { unsure, .. } => unsure.iter().map(|e| e.data.len()).sum(),
+            _ => 0,
+        })
+        .sum();
+    assert!(kept <= MAX_SNIFF_BYTES, "{kept} bytes kept");
+    assert!(out.requests.is_empty());
+}
