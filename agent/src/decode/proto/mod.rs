@@ -22,6 +22,24 @@ use super::context::{ConnRef, Correlator, TraceContext};
 use super::{DecodeError, Decoded, Operation, Request, Role};
 use crate::events::{Direction, SockData};
 
+/// A transfer as the capture saw it: its first bytes, bytes it did not copy, its last bytes.
+pub(crate) struct Transfer<'a> {
+    pub data: &'a [u8],
+    /// Bytes of the transfer after `data` that were not copied.
+    pub missing: u64,
+    /// The transfer's last bytes after the missing ones (the capture's tail, less what
+    /// `data` already holds): a large value's end and what follows it in the same read.
+    pub tail: &'a [u8],
+}
+
+impl<'a> Transfer<'a> {
+    pub fn of(ev: &'a SockData) -> Self {
+        let after = u64::from(ev.len).saturating_sub(ev.data.len() as u64);
+        let tail = &ev.tail[ev.tail.len().saturating_sub(after as usize)..];
+        Transfer { data: &ev.data, missing: after - tail.len() as u64, tail }
+    }
+}
+
 /// What a protocol says about a connection's first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detect {

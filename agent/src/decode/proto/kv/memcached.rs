@@ -10,8 +10,8 @@
 //! `ms`, ...) and the binary protocol are not decoded.
 use std::collections::VecDeque;
 
-use super::Transfer;
 use crate::decode::context::TraceContext;
+use crate::decode::proto::Transfer;
 use crate::decode::proto::{Ctx, Detect, Parser, Protocol, Verdict};
 use crate::decode::{AttrValue, DecodeError, Family, Operation, Role};
 use crate::events::{Direction, SockData};

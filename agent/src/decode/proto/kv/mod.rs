@@ -18,24 +18,6 @@ pub(crate) fn takes_held_answers(role: Option<Role>, nothing_asked: bool) -> boo
     role != Some(Role::Client) || !nothing_asked
 }
 
-/// A transfer as the capture saw it: its first bytes, bytes it did not copy, its last bytes.
-pub(crate) struct Transfer<'a> {
-    pub data: &'a [u8],
-    /// Bytes of the transfer after `data` that were not copied.
-    pub missing: u64,
-    /// The transfer's last bytes after the missing ones (the capture's tail, less what
-    /// `data` already holds): a large value's end and what follows it in the same read.
-    pub tail: &'a [u8],
-}
-
-impl<'a> Transfer<'a> {
-    pub fn of(ev: &'a SockData) -> Self {
-        let after = u64::from(ev.len).saturating_sub(ev.data.len() as u64);
-        let tail = &ev.tail[ev.tail.len().saturating_sub(after as usize)..];
-        Transfer { data: &ev.data, missing: after - tail.len() as u64, tail }
-    }
-}
-
 /// The text of `name` as an operation name: ASCII upper case, or `None` if it is not a word
 /// (letters, digits, `_`, `-`, `.`, `|`: what command names are made of).
 pub(crate) fn command_name(name: &[u8]) -> Option<String> {

@@ -19,8 +19,9 @@
 //! values are fine: their bytes are skipped by their declared length.
 use std::collections::VecDeque;
 
-use super::{command_name, Transfer};
+use super::command_name;
 use crate::decode::context::TraceContext;
+use crate::decode::proto::Transfer;
 use crate::decode::proto::{Ctx, Detect, Parser, Protocol, Verdict};
 use crate::decode::{AttrValue, DecodeError, Family, Operation, Role};
 use crate::events::{Direction, SockData};

@@ -26,8 +26,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::{emit_statement, operation, split_statements, Statement};
 use crate::decode::context::TraceContext;
-use crate::decode::proto::kv::Transfer;
-use crate::decode::proto::{Ctx, Detect, Parser, Protocol, Verdict};
+use crate::decode::proto::{Ctx, Detect, Parser, Protocol, Transfer, Verdict};
 use crate::decode::{DecodeError, Role};
 use crate::events::{Direction, SockData};
 
