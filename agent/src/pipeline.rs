@@ -45,6 +45,8 @@ pub struct PipelineConfig {
     /// `ebpf.batch_length` and `ebpf.batch_timeout`: when the reader forwards what it read.
     pub batching: events::Batching,
     pub routes: RouteMatcher,
+    /// What the decoder reports (`ebpf.db_query_text`).
+    pub decode: crate::decode::DecodeOptions,
     /// `prometheus_export.port` and `.path`.
     pub prometheus: Option<(u16, String)>,
     /// `internal_metrics.prometheus.port` (None: served beside the application metrics) and path.
@@ -225,7 +227,13 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
 
     tasks.push(discover::spawn(cfg.selection, discover_opts, discover_to_attach_tx));
     tasks.push(attach::stage::spawn(discover_to_attach, traced.clone(), go, tel.clone()));
-    tasks.push(decode::stage::spawn(ringbuf_to_decode, decode_to_enrich_tx, traced.clone(), tel.clone()));
+    tasks.push(decode::stage::spawn(
+        ringbuf_to_decode,
+        decode_to_enrich_tx,
+        traced.clone(),
+        cfg.decode,
+        tel.clone(),
+    ));
     tasks.push(enrich::stage::spawn(
         decode_to_enrich,
         enrich_to_export_tx,
@@ -291,6 +299,7 @@ impl PipelineConfig {
                 timeout: cfg.ebpf.batch_timeout.as_std(),
             },
             routes,
+            decode: crate::decode::DecodeOptions { query_text: cfg.ebpf.db_query_text },
             prometheus: p.port.map(|port| (port, p.path.clone())),
             internal: (cfg.internal_metrics.prometheus.port, cfg.internal_metrics.prometheus.path.clone()),
             duration_buckets: Buckets(b.duration_histogram.clone()),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use beyla::config::{
     self, aliases, Config, ContextPropagation, HookMode, IgnoreMode, InternalMetricsExporter, KubeEnable, LogFormat,
-    LogLevel, MetricFeature, Origin, Sources, TcBackend, TracePrinter, Unmatched,
+    LogLevel, MetricFeature, Origin, QueryText, Sources, TcBackend, TracePrinter, Unmatched,
 };
 
 fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
@@ -84,6 +84,7 @@ fn defaults_match_beyla() {
     assert_eq!(e.context_propagation, ContextPropagation::DISABLED);
     assert_eq!(e.traffic_control_backend, TcBackend::Auto);
     assert_eq!(e.hook_mode, HookMode::Auto);
+    assert_eq!(e.db_query_text, QueryText::Obfuscated);
     assert_eq!(e.buffer_sizes.http, 0);
 
     assert_eq!(c.attributes.kubernetes.enable, KubeEnable::False);
@@ -205,6 +206,7 @@ ebpf:
   use_otel_sdk_for_java: true
   payload_extraction: {http: {graphql: {enabled: true}}}
   hook_mode: tracepoints
+  db_query_text: full
 otel_metrics_export:
   endpoint: http://collector:4318/v1/metrics
   protocol: http/protobuf
@@ -320,6 +322,7 @@ fn every_key_is_accepted_and_set() {
     assert_eq!(c.internal_metrics.prometheus.path, "/internal");
     assert_eq!(c.ebpf.buffer_sizes.aerospike, 7);
     assert_eq!(c.ebpf.hook_mode, HookMode::Tracepoints);
+    assert_eq!(c.ebpf.db_query_text, QueryText::Full);
     assert_eq!(c.ebpf.traffic_control_backend, TcBackend::Tc);
     assert_eq!(c.attributes.kubernetes.enable, KubeEnable::Autodetect);
     assert_eq!(c.attributes.instance_id.override_hostname.as_deref(), Some("node-1"));
@@ -356,6 +359,7 @@ fn every_key_is_accepted_and_set() {
         "print_traces",
         "discovery.services",
         "discovery.survey",
+        "ebpf.heuristic_sql_detect",
     ] {
         assert!(keys.contains(&key), "no warning for {key}: {keys:?}");
     }

@@ -117,6 +117,7 @@ static ALIASES: &[EnvAlias] = &[
     v("BEYLA_OVERRIDE_BPF_LOOP_ENABLED", "ebpf.override_bpfloop_enabled", "true"),
     v("BEYLA_BPF_DISABLE_BLACK_BOX_CP", "ebpf.disable_black_box_cp", "true"),
     v("BEYLA_EBPF_HOOK_MODE", "ebpf.hook_mode", "tracepoints"),
+    v("BEYLA_DB_QUERY_TEXT", "ebpf.db_query_text", "full"),
     // prometheus_export
     v("BEYLA_PROMETHEUS_PORT", "prometheus_export.port", "9400"),
     v("BEYLA_PROMETHEUS_PATH", "prometheus_export.path", "/prom"),

@@ -30,7 +30,7 @@ pub use sections::discovery::{
     Discovery, ExportSignal, RegexSelector, Sampler, Selector, SelectorMetrics, SelectorOf, SelectorRoutes,
     DEFAULT_EXCLUDE_EXE_GLOB, DEFAULT_EXCLUDE_K8S_NAMESPACES,
 };
-pub use sections::ebpf::{BufferSizes, ContextPropagation, Ebpf, HookMode, RedisDbCache, TcBackend};
+pub use sections::ebpf::{BufferSizes, ContextPropagation, Ebpf, HookMode, QueryText, RedisDbCache, TcBackend};
 pub use sections::network::{HealthCheck, Network};
 pub use sections::otel::{
     Grafana, GrafanaOtlp, HistogramAggregation, Metrics, OtelMetricsExport, OtelTracesExport, OtlpProtocol,

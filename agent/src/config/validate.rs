@@ -222,7 +222,8 @@ fn rule(config: &Config, path: &str) -> Option<(String, String)> {
             }
         }
         ["ebpf", "payload_extraction", ..] => section("ebpf.payload_extraction", "payload extraction"),
-        ["ebpf", name @ ("instrument_gpu" | "use_otel_sdk_for_java" | "redis_db_cache"), ..] => {
+        ["ebpf", "heuristic_sql_detect"] if !config.ebpf.heuristic_sql_detect => None,
+        ["ebpf", name @ ("instrument_gpu" | "use_otel_sdk_for_java" | "redis_db_cache" | "heuristic_sql_detect"), ..] => {
             ignored(&format!("ebpf.{name}"))
         }
         ["ebpf", "enable_context_propagation", ..] => {

@@ -21,6 +21,13 @@ pub use context::TraceContext;
 
 pub use tracker::{Tracker, TrackerLimits};
 
+/// What the configuration asks of the decoder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// `db.query.text` of SQL statements (`ebpf.db_query_text`).
+    pub query_text: crate::config::QueryText,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

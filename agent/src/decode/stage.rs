@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::context::ConnRef;
-use super::{Decoded, Tracker, TrackerLimits};
+use super::{DecodeOptions, Decoded, Tracker, TrackerLimits};
 use crate::attach::Traced;
 use crate::events::RawEvent;
 use crate::telemetry::Internal;
@@ -18,9 +18,10 @@ pub fn spawn(
     rx: mpsc::Receiver<Vec<RawEvent>>,
     tx: mpsc::Sender<Decoded>,
     traced: Arc<Traced>,
+    options: DecodeOptions,
     tel: Internal,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(rx, tx, traced, tel))
+    tokio::spawn(run(rx, tx, traced, options, tel))
 }
 
 /// `BEYLA_DEBUG_RECORD_EVENTS=<file>`: the socket events decode reads are appended to the
@@ -48,8 +49,14 @@ fn record_batch(w: &mut std::io::BufWriter<std::fs::File>, batch: &[RawEvent]) {
     let _ = w.flush();
 }
 
-async fn run(mut rx: mpsc::Receiver<Vec<RawEvent>>, tx: mpsc::Sender<Decoded>, traced: Arc<Traced>, tel: Internal) {
-    let mut tracker = Tracker::new(TrackerLimits::default());
+async fn run(
+    mut rx: mpsc::Receiver<Vec<RawEvent>>,
+    tx: mpsc::Sender<Decoded>,
+    traced: Arc<Traced>,
+    options: DecodeOptions,
+    tel: Internal,
+) {
+    let mut tracker = Tracker::new(TrackerLimits::default()).with_options(options);
     let mut expiry = tokio::time::interval(Duration::from_secs(5));
     // Idle connections expire on event time too, so a lagging agent does not drop live ones.
     let mut watermark_ns = 0;

@@ -2,7 +2,7 @@
 //! tracker that knows every protocol.
 use std::net::SocketAddr;
 
-use super::{Decoded, Tracker, TrackerLimits};
+use super::{DecodeOptions, Decoded, Tracker, TrackerLimits};
 use crate::events::{Direction, SockData};
 
 /// What one transfer's copy holds (`CAPTURE_MAX` in bpf/include/events.h).
@@ -34,7 +34,12 @@ pub fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> SockData {
 
 /// The events decoded in order by a tracker with the default protocols.
 pub fn run(events: &[SockData]) -> Decoded {
-    let mut t = Tracker::new(TrackerLimits::default());
+    run_with(DecodeOptions::default(), events)
+}
+
+/// [`run`], decoding as `options` say.
+pub fn run_with(options: DecodeOptions, events: &[SockData]) -> Decoded {
+    let mut t = Tracker::new(TrackerLimits::default()).with_options(options);
     let mut out = Decoded::default();
     for e in events {
         t.on_data(e, &mut out);

@@ -97,6 +97,21 @@ pub enum TcBackend {
     Auto,
 }
 
+/// What database spans say of their statement in `db.query.text` (`ebpf.db_query_text`,
+/// beyla-rs extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryText {
+    /// The statement with its literals (numbers, strings) replaced by `?`, comments dropped:
+    /// no value the application sends leaves the host (default).
+    #[default]
+    Obfuscated,
+    /// The statement as sent, literals included (cut at 1024 bytes).
+    Full,
+    /// No `db.query.text` at all.
+    Off,
+}
+
 /// How kernel functions are hooked (`ebpf.hook_mode`, beyla-rs extension): the kernel
 /// module's type, so the configuration and the hook plan cannot disagree.
 pub use crate::kernel::HookMode;
@@ -249,6 +264,9 @@ pub struct Ebpf {
     /// beyla-rs extension: kernel hook family: `auto`, `socket`, `tracepoints`, `kprobes` or
     /// `fentry`. Default `auto`. Env: `BEYLA_EBPF_HOOK_MODE`.
     pub hook_mode: HookMode,
+    /// beyla-rs extension: `db.query.text` of SQL spans: `obfuscated` (literals replaced by
+    /// `?`), `full` or `off`. Default `obfuscated`. Env: `BEYLA_DB_QUERY_TEXT`.
+    pub db_query_text: QueryText,
 }
 
 impl Default for Ebpf {
@@ -284,6 +302,7 @@ impl Default for Ebpf {
             use_otel_sdk_for_java: false,
             payload_extraction: None,
             hook_mode: HookMode::Auto,
+            db_query_text: QueryText::Obfuscated,
         }
     }
 }

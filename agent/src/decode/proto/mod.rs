@@ -19,7 +19,7 @@ pub mod sql;
 use std::net::SocketAddr;
 
 use super::context::{ConnRef, Correlator, TraceContext};
-use super::{DecodeError, Decoded, Operation, Request, Role};
+use super::{DecodeError, DecodeOptions, Decoded, Operation, Request, Role};
 use crate::events::{Direction, SockData};
 
 /// A transfer as the capture saw it: its first bytes, bytes it did not copy, its last bytes.
@@ -119,6 +119,7 @@ pub struct Ctx<'a> {
     pub role: &'a mut Option<Role>,
     pub(crate) correlator: &'a mut Correlator,
     pub out: &'a mut Decoded,
+    pub options: DecodeOptions,
 }
 
 impl Ctx<'_> {

@@ -7,7 +7,7 @@ use foldhash::{HashMap, HashMapExt};
 use super::context::{ConnRef, Correlator};
 use super::proto::{ConnInfo, Ctx, Detect, Parser, Protocol, Verdict, PROTOCOLS};
 use super::reorder::Held;
-use super::{DecodeError, Decoded, Role};
+use super::{DecodeError, DecodeOptions, Decoded, Role};
 use crate::events::{Direction, SockData};
 
 /// While no protocol can tell what a connection carries, its short transfers (a header read
@@ -69,6 +69,7 @@ pub struct Tracker {
     limits: TrackerLimits,
     correlator: Correlator,
     protocols: &'static [Protocol],
+    options: DecodeOptions,
 }
 
 impl Tracker {
@@ -79,7 +80,19 @@ impl Tracker {
     /// A tracker that knows `protocols` (detection order), instead of [`PROTOCOLS`].
     pub fn with_protocols(limits: TrackerLimits, protocols: &'static [Protocol]) -> Self {
         assert!(protocols.len() <= 64, "one rejection bit per protocol");
-        Tracker { conns: HashMap::new(), limits, correlator: Correlator::default(), protocols }
+        Tracker {
+            conns: HashMap::new(),
+            limits,
+            correlator: Correlator::default(),
+            protocols,
+            options: DecodeOptions::default(),
+        }
+    }
+
+    /// The tracker, decoding as `options` say.
+    pub fn with_options(mut self, options: DecodeOptions) -> Self {
+        self.options = options;
+        self
     }
 
     pub fn connections(&self) -> usize {
@@ -187,7 +200,13 @@ impl Tracker {
     fn step(&mut self, key: (u32, u64), ev: &SockData, out: &mut Decoded) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
         let State::Parsing(parser) = &mut conn.state else { return };
-        let mut cx = Ctx { conn: &conn.info, role: &mut conn.role, correlator: &mut self.correlator, out };
+        let mut cx = Ctx {
+            conn: &conn.info,
+            role: &mut conn.role,
+            correlator: &mut self.correlator,
+            out,
+            options: self.options,
+        };
         if parser.feed(ev, &mut cx) == Verdict::Stop {
             conn.state = State::Ignored;
         }
@@ -262,7 +281,13 @@ impl Tracker {
     /// carried is reported if complete, counted if not, and its requests let go of.
     fn let_go(&mut self, mut conn: Conn, out: &mut Decoded) {
         if let State::Parsing(mut parser) = std::mem::replace(&mut conn.state, State::Ignored) {
-            let mut cx = Ctx { conn: &conn.info, role: &mut conn.role, correlator: &mut self.correlator, out };
+            let mut cx = Ctx {
+            conn: &conn.info,
+            role: &mut conn.role,
+            correlator: &mut self.correlator,
+            out,
+            options: self.options,
+        };
             parser.close(&mut cx);
         }
     }

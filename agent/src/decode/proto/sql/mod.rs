@@ -4,6 +4,7 @@
 pub mod mysql;
 pub mod postgres;
 
+use crate::config::QueryText;
 use crate::decode::context::TraceContext;
 use crate::decode::proto::Ctx;
 use crate::decode::{AttrValue, DecodeError, Family, Operation};
@@ -23,7 +24,8 @@ pub(crate) struct Statement<'a> {
 }
 
 /// Emits a statement begun by thread `tid` with `trace`, from `span.0` to `span.1`: named
-/// `<operation> <table>` (or its operation, or the system), its literals hidden.
+/// `<operation> <table>` (or its operation, or the system), its text as `ebpf.db_query_text`
+/// says (literals hidden by default).
 pub(crate) fn emit_statement(cx: &mut Ctx<'_>, st: Statement<'_>, tid: u32, span: (u64, u64), trace: TraceContext) {
     let op = st
         .text
@@ -40,9 +42,11 @@ pub(crate) fn emit_statement(cx: &mut Ctx<'_>, st: Statement<'_>, tid: u32, span
     if let Some(db) = st.namespace {
         attributes.push(("db.namespace", AttrValue::Str(db.to_string())));
     }
-    match st.text {
-        Some(text) => attributes.push(("db.query.text", AttrValue::Str(obfuscate(text)))),
-        None => cx.error(DecodeError::UnknownStatement),
+    match (st.text, cx.options.query_text) {
+        (None, _) => cx.error(DecodeError::UnknownStatement),
+        (Some(_), QueryText::Off) => {}
+        (Some(text), QueryText::Obfuscated) => attributes.push(("db.query.text", AttrValue::Str(obfuscate(text)))),
+        (Some(text), QueryText::Full) => attributes.push(("db.query.text", AttrValue::Str(cut(text.trim())))),
     }
     if let Some(e) = &st.error {
         attributes.push(("db.response.status_code", AttrValue::Str(e.clone())));
@@ -80,6 +84,15 @@ fn push_statement(out: &mut Vec<String>, s: &str, max: usize) {
     if !s.is_empty() && out.len() < max {
         out.push(s.to_string());
     }
+}
+
+/// `text` cut to at most `MAX_TEXT` bytes, at a character boundary.
+fn cut(text: &str) -> String {
+    let mut end = text.len().min(MAX_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// The text with its literals (strings, numbers) replaced by `?` and its comments removed,

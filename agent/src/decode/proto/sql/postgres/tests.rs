@@ -132,6 +132,36 @@ fn startup_ssl_refused_auth_and_a_simple_query_with_several_statements() {
 }
 
 #[test]
+fn db_query_text_keeps_or_drops_the_text_as_configured() {
+    use crate::config::QueryText;
+    use crate::decode::testing::run_with;
+    use crate::decode::DecodeOptions;
+    let mut results = complete("SELECT 1");
+    results.extend(ready());
+    let text = |mode| {
+        let events = [
+            ev(1, Send, 70, &q("SELECT a FROM users WHERE email = 'ann@example.org' -- why\n")),
+            ev(1, Recv, 80, &results),
+        ];
+        let out = run_with(DecodeOptions { query_text: mode }, &events);
+        assert_eq!(out.requests.len(), 1);
+        assert_eq!(out.requests[0].operation.as_ref().unwrap().name, "SELECT users");
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        out.requests[0].attribute("db.query.text").map(|v| v.to_string())
+    };
+    assert_eq!(text(QueryText::Obfuscated).as_deref(), Some("SELECT a FROM users WHERE email = ?"));
+    assert_eq!(text(QueryText::Full).as_deref(), Some("SELECT a FROM users WHERE email = 'ann@example.org' -- why"));
+    assert_eq!(text(QueryText::Off), None);
+    // Cut at 1024 bytes, on a character boundary.
+    let long = format!("SELECT 'x{}'", "é".repeat(600));
+    let events = [ev(1, Send, 70, &q(&long)), ev(1, Recv, 80, &results)];
+    let out = run_with(DecodeOptions { query_text: QueryText::Full }, &events);
+    let got = out.requests[0].attribute("db.query.text").map(|v| v.to_string()).unwrap();
+    assert_eq!(got.len(), 1023);
+    assert!(long.starts_with(&got));
+}
+
+#[test]
 fn an_error_ends_the_text_and_fails_its_statement() {
     let mut answer = complete("SELECT 1");
     answer.extend(error("42P01"));
