@@ -143,13 +143,18 @@ struct Node {
 /// Trace links between the requests the decoder sees:
 /// - a server request honours an incoming `traceparent`;
 /// - a client call made while serving a request is its child: for Go, by the goroutine (the
-///   Go probes announce each call with the request its goroutine serves); otherwise by thread
+///   Go probes announce each call with the request its goroutine serves; a Go call they do not
+///   announce, such as a database call, is left unlinked: goroutines move between threads, so
+///   the thread says nothing); otherwise by thread
 ///   (the socket capture sees threads, not async tasks: this holds for thread-per-request
 ///   servers and sequential event loops);
 /// - a server request whose client the agent also traces (both ends on this host) is the
 ///   child of that client call, matched by the connection's two endpoints and HTTP/2 stream.
 #[derive(Default)]
 pub struct Correlator {
+    /// Whether a process is a Go program (from the traced processes' table), asked for a
+    /// client call the Go probes did not announce.
+    is_go: Option<GoOracle>,
     nodes: HashMap<[u8; 8], Node>,
     /// Where each span in flight travels (its index keys), until it ends.
     live: HashMap<[u8; 8], ConnRef>,
@@ -173,6 +178,9 @@ pub struct Correlator {
     /// Client calls made by a thread serving several requests at once: not linked.
     unlinked: u32,
 }
+
+/// Tells whether process `pid` runs a Go program.
+pub type GoOracle = Box<dyn Fn(u32) -> bool + Send>;
 
 impl Correlator {
     /// The context of a request whose head was just read (server) or written (client). Its
@@ -199,7 +207,8 @@ impl Correlator {
                 let announced = self.hints.remove(&(conn.pid, conn.sock, conn.stream));
                 let serving = match announced.and_then(|a| self.nodes.get(&a)) {
                     Some(a) => Some(a.parent).filter(|p| *p != [0; 8]),
-                    None if self.go_pids.contains(&conn.pid) => None,
+                    // Not counted as unlinked: gRPC calls are announced after their bytes.
+                    None if self.go_pids.contains(&conn.pid) || self.is_go.as_ref().is_some_and(|f| f(conn.pid)) => None,
                     None => self.serving(conn.pid, conn.tid),
                 };
                 let serving_node = serving.and_then(|s| self.nodes.get(&s));
@@ -296,6 +305,11 @@ impl Correlator {
             }
         }
         (n.trace_id, n.remote_sampled)
+    }
+
+    /// Asks `is_go` whether a process is a Go program before linking its calls by thread.
+    pub fn set_go_oracle(&mut self, is_go: GoOracle) {
+        self.is_go = Some(is_go);
     }
 
     /// A Go client call is about to go out on `client` (its socket, stream and endpoints) from

@@ -57,6 +57,8 @@ async fn run(
     tel: Internal,
 ) {
     let mut tracker = Tracker::new(TrackerLimits::default()).with_options(options);
+    let table = traced.clone();
+    tracker.set_go_oracle(Box::new(move |pid| table.get(pid).is_some_and(|p| p.language == "go")));
     let mut expiry = tokio::time::interval(Duration::from_secs(5));
     // Idle connections expire on event time too, so a lagging agent does not drop live ones.
     let mut watermark_ns = 0;

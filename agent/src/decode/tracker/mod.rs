@@ -95,6 +95,12 @@ impl Tracker {
         self
     }
 
+    /// Asks `is_go` whether a process runs a Go program before linking its client calls by
+    /// thread (see [`Correlator`]).
+    pub fn set_go_oracle(&mut self, is_go: super::context::GoOracle) {
+        self.correlator.set_go_oracle(is_go);
+    }
+
     pub fn connections(&self) -> usize {
         self.conns.len()
     }

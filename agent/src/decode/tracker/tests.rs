@@ -537,3 +537,29 @@ fn a_connection_no_protocol_claims_keeps_little() {
     assert!(kept <= MAX_SNIFF_BYTES, "{kept} bytes kept");
     assert!(out.requests.is_empty());
 }
+
+#[test]
+fn a_go_program_s_calls_are_never_linked_by_thread() {
+    // A goroutine serving another request may run on the thread that read this one: without
+    // the Go probes' word a Go program's call has no parent, never a guessed one.
+    let events = [
+        ev(1, Recv, 1, b"GET /one HTTP/1.1\r\n\r\n"),
+        ev(2, Send, 2, b"GET /down HTTP/1.1\r\n\r\n"),
+        ev(2, Recv, 3, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ev(1, Send, 4, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ];
+    for go in [false, true] {
+        let mut t = Tracker::new(TrackerLimits::default());
+        t.set_go_oracle(Box::new(move |pid| go && pid == 7));
+        let mut out = Decoded::default();
+        for e in &events {
+            t.on_data(e, &mut out);
+        }
+        let [call, served] = &out.requests[..] else { panic!("{:?}", out.requests) };
+        assert_eq!(call.trace.has_parent(), !go, "go: {go}");
+        if !go {
+            assert_eq!(call.trace.parent_span_id, served.trace.span_id);
+        }
+        assert_eq!(out.unlinked_calls, 0);
+    }
+}
