@@ -26,6 +26,7 @@ PKGS=(
   redis-server redis-tools memcached                 # root_databases: real Redis and Memcached (and redis-cli)
   postgresql                                         #   and PostgreSQL (initdb, postgres, psql, pgbench)
   mariadb-server mariadb-client                      #   and MariaDB (mariadb-install-db, mariadbd, mariadb)
+  libpostgresql-jdbc-java libmariadb-java libspymemcached-java # and databases/DbApp.java's Java clients
   iproute2 procps
   qemu-system-x86 busybox-static cpio xz-utils kmod   # vm-tests: Debian kernels under QEMU
   debootstrap e2fsprogs                              # vm-tests --systemd: the Debian image

@@ -4,10 +4,11 @@
 //!
 //! - a Python web app (`databases/db_app.py`: `http.server` with redis-py, pymemcache,
 //!   psycopg 3, PyMySQL and mysql-connector-python from PyPI) and the same app in Node.js
-//!   (`databases/db_app.js`: `node:http` with ioredis, memcached, pg and mysql2 from npm),
-//!   each running a known script of operations per request: pipelines, transactions, a RESP3
-//!   connection, prepared statements (named, unnamed, server-side), errors, a multi-key get,
-//!   `noreply`, large values;
+//!   (`databases/db_app.js`: `node:http` with ioredis, memcached, pg and mysql2 from npm) and
+//!   in Java (`databases/DbApp.java`: the JDK's `com.sun.net.httpserver` with Debian's pgjdbc,
+//!   MariaDB Connector/J and spymemcached), each running a known script of operations per
+//!   request: pipelines, transactions, a RESP3 connection, prepared statements (named,
+//!   unnamed, server-side), errors, a multi-key get, `noreply`, large values;
 //! - the C clients `redis-cli`, `psql` and `mariadb`, fed statements on their standard input
 //!   over connections they opened before the agent traced them.
 //!
@@ -74,6 +75,39 @@ fn node_app(port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) -> Proc 
         .spawn()
         .expect("starting db_app.js");
     let p = Proc { child: app, name: "db_app.js".into() };
+    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    p
+}
+
+/// Debian's Java drivers (`libpostgresql-jdbc-java`, `libmariadb-java`, `libspymemcached-java`).
+const JARS: &[&str] =
+    &["/usr/share/java/postgresql.jar", "/usr/share/java/mariadb-java-client.jar", "/usr/share/java/spymemcached.jar"];
+
+/// `databases/DbApp.java` (JDK's `com.sun.net.httpserver`, pgjdbc, MariaDB Connector/J,
+/// spymemcached) on `port`, likewise (Debian packages no Java Redis client).
+fn java_app(port: u16, memcached: u16, pg: u16, mysql: u16) -> Proc {
+    for jar in JARS {
+        assert!(std::path::Path::new(jar).exists(), "{jar} missing (scripts/setup.sh installs it)");
+    }
+    let classes = repo().join(".cache/dbs-java");
+    std::fs::create_dir_all(&classes).unwrap();
+    let cp = JARS.join(":");
+    let out = Command::new("javac")
+        .arg("-d")
+        .arg(&classes)
+        .args(["-cp", &cp])
+        .arg(repo().join("agent/tests/databases/DbApp.java"))
+        .output()
+        .expect("running javac (scripts/setup.sh installs default-jdk-headless)");
+    assert!(out.status.success(), "javac DbApp.java: {}", String::from_utf8_lossy(&out.stderr));
+    let app = Command::new("java")
+        .args(["-cp", &format!("{cp}:{}", classes.display()), "DbApp"])
+        .args([port, 0, memcached, pg, mysql].map(|p| p.to_string()))
+        .env("PGPASSWORD", "s3cret-app-pw")
+        .env("MYSQL_PWD", "s3cret-my-pw")
+        .spawn()
+        .expect("starting DbApp");
+    let p = Proc { child: app, name: "DbApp.java".into() };
     assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
     p
 }
@@ -213,7 +247,8 @@ fn count(m: &[Sample], job: &str, op: &str, err: Option<&str>) -> f64 {
 #[test]
 fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     require_root();
-    let (rport, mcport, app_port, node_port, mport) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (rport, mcport, app_port, node_port, java_port, mport) =
+        (free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
     let _redis = redis_server(rport);
     let _memcached = memcached(mcport);
     // redis-cli connects (and authenticates) before the agent traces it.
@@ -232,21 +267,27 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ exe_path: \"*redis-cli\", name: rediscli }}\n    - {{ open_ports: \"{rport}\", name: redis }}\nprometheus_export:\n  port: {mport}\n  instrumentations: [redis, memcached]\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ exe_path: \"*redis-cli\", name: rediscli }}\n    - {{ open_ports: \"{rport}\", name: redis }}\nprometheus_export:\n  port: {mport}\n  instrumentations: [redis, memcached]\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "databases");
     let _app = db_app(app_port, rport, mcport, free_port(), free_port());
     let node = node_app(node_port, rport, mcport, free_port(), free_port());
+    let java = java_app(java_port, mcport, free_port(), free_port());
     wait_pid_instrumented(_app.pid(), &log);
     wait_pid_instrumented(node.pid(), &log);
+    wait_pid_instrumented(java.pid(), &log);
     wait_pid_instrumented(cli.id(), &log);
     wait_pid_instrumented(_redis.pid(), &log);
 
     // redis-py sends AUTH (RESP2) or HELLO 3 AUTH (RESP3) with the password on connect.
-    for (port, path) in
-        [(app_port, "/redis"), (app_port, "/memcached"), (node_port, "/redis"), (node_port, "/memcached")]
-    {
+    for (port, path) in [
+        (app_port, "/redis"),
+        (app_port, "/memcached"),
+        (node_port, "/redis"),
+        (node_port, "/memcached"),
+        (java_port, "/memcached"),
+    ] {
         let body = http_get(port, path).unwrap_or_default();
         assert_eq!(body, "ok", "GET {path} on {port}");
     }
@@ -280,6 +321,10 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
         ("nodeapp", "get", None, 2.0),
         ("nodeapp", "incr", None, 1.0),
         ("nodeapp", "delete", None, 1.0),
+        // spymemcached: its multi-get is one `get`.
+        ("javaapp", "set", None, 1.0),
+        ("javaapp", "get", None, 2.0),
+        ("javaapp", "delete", None, 1.0),
         ("rediscli", "SET", None, 1.0),
         ("rediscli", "GET", None, 1.0),
         ("rediscli", "HSET", None, 1.0),
@@ -297,7 +342,7 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
         assert_eq!(count(&m, job, op, *err), *n, "{job} {op} {err:?}\n{}", dump());
     }
     assert_eq!(sum(&m, "db_client_operation_duration_seconds_count", &[]), total, "{}", dump());
-    for (system, ops) in [("redis", 26.0), ("memcached", 12.0)] {
+    for (system, ops) in [("redis", 26.0), ("memcached", 16.0)] {
         let n = sum(&m, "db_client_operation_duration_seconds_count", &[("db_system_name", system)]);
         assert_eq!(n, ops, "{system}\n{}", dump());
     }
@@ -317,8 +362,17 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     assert!(done, "{} spans\n{}", spans.len(), dump());
     let http_served =
         spans.iter().filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "http.request.method").is_some());
-    assert_eq!(http_served.count(), 4, "{}", dump());
-    assert_eq!(check_parents(&spans, &["dbapp", "nodeapp"], &dump), total as usize - 5);
+    assert_eq!(http_served.count(), 5, "{}", dump());
+    assert_eq!(check_parents(&spans, &["dbapp", "nodeapp"], &dump), total as usize - 9);
+    // spymemcached writes from its own IO thread, which serves no request: no parent (a
+    // guessed one would be worse).
+    let by_java: Vec<_> = spans
+        .iter()
+        .filter(|g| common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("javaapp"))
+        .filter(|g| db_client(&g.span))
+        .collect();
+    assert_eq!(by_java.len(), 4, "{}", dump());
+    assert!(by_java.iter().all(|g| g.span.parent_span_id.is_empty()), "spymemcached's calls have no parent");
     let by_cli: Vec<_> = spans
         .iter()
         .filter(|g| common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("rediscli"))
@@ -378,7 +432,7 @@ fn mariadb(port: u16) -> Proc {
 #[test]
 fn root_databases_mariadb_from_python_and_the_mariadb_client() {
     require_root();
-    let (my, app_port, node_port, mport) = (free_port(), free_port(), free_port(), free_port());
+    let (my, app_port, node_port, java_port, mport) = (free_port(), free_port(), free_port(), free_port(), free_port());
     let _my = mariadb(my);
     // The mariadb client connects before the agent traces it.
     let mut cli = Command::new("mariadb")
@@ -411,18 +465,21 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ exe_path: \"*/bin/mariadb\", name: mariadbcli }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ exe_path: \"*/bin/mariadb\", name: mariadbcli }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "mariadb");
     let app = db_app(app_port, free_port(), free_port(), free_port(), my);
     let node = node_app(node_port, free_port(), free_port(), free_port(), my);
+    let java = java_app(java_port, free_port(), free_port(), my);
     wait_pid_instrumented(app.pid(), &log);
     wait_pid_instrumented(node.pid(), &log);
+    wait_pid_instrumented(java.pid(), &log);
     wait_pid_instrumented(cli.id(), &log);
 
     assert_eq!(http_get(app_port, "/mysql").unwrap_or_default(), "ok");
     assert_eq!(http_get(node_port, "/mysql").unwrap_or_default(), "ok");
+    assert_eq!(http_get(java_port, "/mysql").unwrap_or_default(), "ok");
     for stmt in [
         "CREATE TEMPORARY TABLE t (a INT);",
         "INSERT INTO t VALUES (1), (2);",
@@ -454,6 +511,15 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
         // mysql2: a query, a statement prepared once and executed twice, an error.
         ("nodeapp", "SELECT", None, 3.0),
         ("nodeapp", "SELECT", Some("1146"), 1.0),
+        // Connector/J: the text protocol, then a connection with server-side prepared
+        // statements; on each connect its `set autocommit=1, sql_mode = ...` and
+        // `SELECT @@max_allowed_packet, ...`.
+        ("javaapp", "SET", None, 2.0),
+        ("javaapp", "CREATE", None, 1.0),
+        ("javaapp", "INSERT", None, 3.0),
+        ("javaapp", "SELECT", None, 6.0),
+        ("javaapp", "SELECT", Some("1146"), 1.0),
+        ("javaapp", "DROP", None, 1.0),
         ("mariadbcli", "CREATE", None, 1.0),
         ("mariadbcli", "INSERT", None, 1.0),
         ("mariadbcli", "SELECT", None, 2.0),
@@ -476,7 +542,8 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
     let by = |job, system| {
         sum(&m, "db_client_operation_duration_seconds_count", &[("job", job), ("db_system_name", system)])
     };
-    let seen = (by("dbapp", "mariadb") + by("nodeapp", "mariadb"), by("mariadbcli", "mysql"));
+    let seen =
+        (by("dbapp", "mariadb") + by("nodeapp", "mariadb") + by("javaapp", "mariadb"), by("mariadbcli", "mysql"));
     assert_eq!(seen, (total - 5.0, 5.0), "{}", dump());
     let internal = scrape(mport, "/internal/metrics");
     for reason in ["desync", "unknown_statement", "uncaptured"] {
@@ -495,7 +562,7 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
         })
         .expect("the app's HTTP server span");
     assert_eq!(
-        check_parents(&spans, &["dbapp", "nodeapp"], &dump),
+        check_parents(&spans, &["dbapp", "nodeapp", "javaapp"], &dump),
         total as usize - 5,
         "the client's 5 have no parent"
     );
@@ -510,8 +577,15 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
         .filter(|g| attr(&g.span.attributes, "db.query.text").as_deref() == Some("SELECT name FROM items WHERE id = ?"))
         .count();
     assert_eq!(prepared, 5, "the text protocol's SELECT (its literal hidden) and 4 prepared executions");
+    let java_prepared = spans
+        .iter()
+        .filter(|g| {
+            attr(&g.span.attributes, "db.query.text").as_deref() == Some("SELECT name FROM jitems WHERE id = ?")
+        })
+        .count();
+    assert_eq!(java_prepared, 4, "Connector/J's client-side prepared SELECT (its literal hidden) and 3 executions");
     let everything = format!("{:?}\n{}", spans, dump());
-    for secret in ["s3cret-my-pw", "secret-1"] {
+    for secret in ["s3cret-my-pw", "secret-1", "secret-j"] {
         assert!(!everything.contains(secret), "{secret} exported");
     }
     drop(cli_in);
@@ -521,7 +595,7 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
 #[test]
 fn root_databases_postgresql_from_python_and_psql() {
     require_root();
-    let (pg, app_port, node_port, mport) = (free_port(), free_port(), free_port(), free_port());
+    let (pg, app_port, node_port, java_port, mport) = (free_port(), free_port(), free_port(), free_port(), free_port());
     let _pg = postgres(pg);
     // psql (libpq) connects, and authenticates, before the agent traces it.
     let mut psql = Command::new(pg_bin("psql"))
@@ -541,18 +615,21 @@ fn root_databases_postgresql_from_python_and_psql() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ exe_path: \"*/bin/psql\", name: psql }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ exe_path: \"*/bin/psql\", name: psql }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "postgresql");
     let app = db_app(app_port, free_port(), free_port(), pg, free_port());
     let node = node_app(node_port, free_port(), free_port(), pg, free_port());
+    let java = java_app(java_port, free_port(), pg, free_port());
     wait_pid_instrumented(app.pid(), &log);
     wait_pid_instrumented(node.pid(), &log);
+    wait_pid_instrumented(java.pid(), &log);
     wait_pid_instrumented(psql.id(), &log);
 
     assert_eq!(http_get(app_port, "/postgresql").unwrap_or_default(), "ok");
     assert_eq!(http_get(node_port, "/postgresql").unwrap_or_default(), "ok");
+    assert_eq!(http_get(java_port, "/postgresql").unwrap_or_default(), "ok");
     // Two statements in one Query (psql's `\;`), a failing one, then a marker psql prints.
     let script = "SELECT 1 \\; SELECT 2;\nCREATE TEMP TABLE t (a int);\nINSERT INTO t VALUES (1), (2);\nSELECT count(*) FROM t;\nSELECT * FROM nope;\n\\echo done\n";
     psql_in.write_all(script.as_bytes()).unwrap();
@@ -580,6 +657,18 @@ fn root_databases_postgresql_from_python_and_psql() {
         // pg: a simple query, an unnamed and a named statement (prepared once), an error.
         ("nodeapp", "SELECT", None, 4.0),
         ("nodeapp", "SELECT", Some("42P01"), 1.0),
+        // pgjdbc: the extended protocol for everything, its two SETs on connect, BEGIN sent
+        // with the UPDATE in one batch, a statement named from its 5th execution, COMMIT named.
+        ("javaapp", "SET", None, 2.0),
+        ("javaapp", "CREATE", None, 1.0),
+        ("javaapp", "INSERT", None, 3.0),
+        ("javaapp", "SELECT", None, 6.0),
+        ("javaapp", "SELECT", Some("42P01"), 1.0),
+        ("javaapp", "BEGIN", None, 1.0),
+        ("javaapp", "UPDATE", None, 1.0),
+        ("javaapp", "COMMIT", None, 1.0),
+        ("javaapp", "DELETE", None, 1.0),
+        ("javaapp", "DROP", None, 1.0),
         ("psql", "SELECT", None, 3.0),
         ("psql", "SELECT", Some("42P01"), 1.0),
         ("psql", "CREATE", None, 1.0),
@@ -619,7 +708,11 @@ fn root_databases_postgresql_from_python_and_psql() {
             g.span.kind == 2 && common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("dbapp")
         })
         .expect("the app's HTTP server span");
-    assert_eq!(check_parents(&spans, &["dbapp", "nodeapp"], &dump), total as usize - 6, "psql's 6 have no parent");
+    assert_eq!(
+        check_parents(&spans, &["dbapp", "nodeapp", "javaapp"], &dump),
+        total as usize - 6,
+        "psql's 6 have no parent"
+    );
     let app_spans: Vec<_> = spans
         .iter()
         .filter(|g| {
@@ -652,7 +745,7 @@ fn root_databases_postgresql_from_python_and_psql() {
         Some("UPDATE items SET name = ? WHERE id = $1")
     );
     let everything = format!("{:?}\n{}", spans, dump());
-    for secret in ["s3cret-app-pw", "s3cret-admin-pw", "secret-1"] {
+    for secret in ["s3cret-app-pw", "s3cret-admin-pw", "secret-1", "secret-j"] {
         assert!(!everything.contains(secret), "{secret} exported");
     }
     drop(psql_in);
