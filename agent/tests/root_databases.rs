@@ -267,7 +267,7 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ exe_path: \"*redis-cli\", name: rediscli }}\n    - {{ open_ports: \"{rport}\", name: redis }}\nprometheus_export:\n  port: {mport}\n  instrumentations: [redis, memcached]\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ exe_path: \"*redis-cli\", name: rediscli }}\n    - {{ open_ports: \"{rport}\", name: redis }}\nprometheus_export:\n  port: {mport}\n  instrumentations: [redis, memcached]\n  features: [application, application_span, application_service_graph]\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "databases");
@@ -351,6 +351,39 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     // prometheus_export.instrumentations leaves HTTP out of Prometheus (not out of the OTLP
     // traces: the two HTTP server spans are checked below).
     assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 0.0, "{}", dump());
+    // Span metrics count the calls by span name and kind, redis-server's SERVER spans too.
+    let calls = |svc: &str, kind: &str, name: &str| {
+        let l = [("service", svc), ("span_kind", kind), ("span_name", name)];
+        sum(&m, "traces_spanmetrics_calls_total", &l)
+    };
+    assert_eq!(calls("dbapp", "SPAN_KIND_CLIENT", "INCRBY"), 5.0, "{}", dump());
+    assert_eq!(calls("javaapp", "SPAN_KIND_CLIENT", "get"), 2.0, "{}", dump());
+    let served = sum(&m, "traces_spanmetrics_calls_total", &[("service", "redis"), ("span_kind", "SPAN_KIND_SERVER")]);
+    assert_eq!(served, 26.0, "{}", dump());
+    // The service graph: each Redis command meets redis-server's SERVER span (both traced);
+    // Memcached, not traced, is a virtual node named by its address once PAIR_WAIT passed.
+    let edges: &[(&str, &str, &str, f64, f64)] = &[
+        ("dbapp", "redis", "", 15.0, 1.0),
+        ("nodeapp", "redis", "", 6.0, 1.0),
+        ("rediscli", "redis", "", 5.0, 0.0),
+        ("dbapp", "127.0.0.1", "virtual_node", 7.0, 1.0),
+        ("nodeapp", "127.0.0.1", "virtual_node", 5.0, 0.0),
+        ("javaapp", "127.0.0.1", "virtual_node", 4.0, 0.0),
+    ];
+    let edge = |m: &[Sample], name: &str, e: &(&str, &str, &str, f64, f64)| {
+        sum(m, name, &[("client", e.0), ("server", e.1), ("connection_type", e.2)])
+    };
+    let all: f64 = edges.iter().map(|e| e.3).sum();
+    let done = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/metrics"), "traces_service_graph_request_total", &[]) >= all
+    });
+    let m = scrape(mport, "/metrics");
+    assert!(done, "service graph edges missing\n{}", dump());
+    for e in edges {
+        assert_eq!(edge(&m, "traces_service_graph_request_total", e), e.3, "{e:?}\n{}", dump());
+        assert_eq!(edge(&m, "traces_service_graph_request_failed_total", e), e.4, "{e:?}\n{}", dump());
+    }
+    assert_eq!(sum(&m, "traces_service_graph_request_total", &[]), all, "{}", dump());
 
     // Spans: each cache call of the app is a child of the HTTP request that made it;
     // redis-server reports each command it served (the app's and redis-cli's) as a SERVER span.
