@@ -227,13 +227,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
 
     tasks.push(discover::spawn(cfg.selection, discover_opts, discover_to_attach_tx));
     tasks.push(attach::stage::spawn(discover_to_attach, traced.clone(), go, tel.clone()));
-    tasks.push(decode::stage::spawn(
-        ringbuf_to_decode,
-        decode_to_enrich_tx,
-        traced.clone(),
-        cfg.decode,
-        tel.clone(),
-    ));
+    tasks.push(decode::stage::spawn(ringbuf_to_decode, decode_to_enrich_tx, traced.clone(), cfg.decode, tel.clone()));
     tasks.push(enrich::stage::spawn(
         decode_to_enrich,
         enrich_to_export_tx,

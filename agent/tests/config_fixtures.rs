@@ -127,7 +127,7 @@ fn export_examples() {
 
     let l = check("configure_export-data_1.yml");
     assert_eq!(l.config.otel_metrics_export.features, vec![MetricFeature::Network, MetricFeature::NetworkInterZone]);
-    assert!(warned(&l, "otel_metrics_export.features", "feature `network` is not implemented yet for OTLP"));
+    assert!(warned(&l, "otel_metrics_export.features", "feature `network` is not implemented yet"));
 
     let l = check("configure_controlling-instrumentation_0.yml");
     let cp = l.config.ebpf.context_propagation;

@@ -212,7 +212,7 @@ otel_metrics_export:
   protocol: http/protobuf
   insecure_skip_verify: true
   interval: 15s
-  features: [application, application_span]
+  features: [application, application_span, network]
   instrumentations: [http]
   buckets: {duration_histogram: [0, 1]}
   histogram_aggregation: base2_exponential_bucket_histogram

@@ -267,8 +267,8 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ exe_path: \"*redis-cli\", name: rediscli }}\n    - {{ open_ports: \"{rport}\", name: redis }}\nprometheus_export:\n  port: {mport}\n  instrumentations: [redis, memcached]\n  features: [application, application_span, application_service_graph]\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
-        receiver.endpoint()
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ exe_path: \"*redis-cli\", name: rediscli }}\n    - {{ open_ports: \"{rport}\", name: redis }}\nprometheus_export:\n  port: {mport}\n  instrumentations: [redis, memcached]\n  features: [application, application_span, application_service_graph]\notel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\notel_metrics_export:\n  endpoint: {ep}\n  protocol: grpc\n  interval: 500ms\n  instrumentations: [redis, memcached]\n  features: [application, application_span, application_service_graph]\n",
+        ep = receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "databases");
     let _app = db_app(app_port, rport, mcport, free_port(), free_port());
@@ -384,6 +384,33 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
         assert_eq!(edge(&m, "traces_service_graph_request_failed_total", e), e.4, "{e:?}\n{}", dump());
     }
     assert_eq!(sum(&m, "traces_service_graph_request_total", &[]), all, "{}", dump());
+    // The same over OTLP: the operations, span metrics and edges (each in its client's
+    // resource).
+    let otlp_edge = |e: &(&str, &str, &str, f64, f64), name| {
+        receiver.histogram_count(e.0, name, &[("client", e.0), ("server", e.1), ("connection_type", e.2)]) as f64
+    };
+    let done = wait_for(Duration::from_secs(20), || {
+        edges.iter().all(|e| otlp_edge(e, "traces_service_graph_request_total") >= e.3)
+    });
+    assert!(done, "OTLP service graph edges missing\n{}", dump());
+    std::thread::sleep(Duration::from_secs(1));
+    for e in edges {
+        assert_eq!(otlp_edge(e, "traces_service_graph_request_total"), e.3, "{e:?}");
+        assert_eq!(otlp_edge(e, "traces_service_graph_request_failed_total"), e.4, "{e:?}");
+        assert_eq!(otlp_edge(e, "traces_service_graph_request_client"), e.3, "{e:?}");
+    }
+    let by_op = |svc, op| receiver.histogram_count(svc, "db.client.operation.duration", &[("db.operation.name", op)]);
+    assert_eq!((by_op("dbapp", "INCRBY"), by_op("javaapp", "get")), (5, 2));
+    let span_calls = |svc, kind, name| {
+        let want = [("span.kind", kind), ("span.name", name)];
+        receiver.histogram_count(svc, "traces_spanmetrics_calls_total", &want)
+    };
+    assert_eq!(span_calls("dbapp", "SPAN_KIND_CLIENT", "INCRBY"), 5);
+    assert_eq!(
+        receiver.histogram_count("redis", "traces_spanmetrics_calls_total", &[("span.kind", "SPAN_KIND_SERVER")]),
+        26
+    );
+    assert_eq!(receiver.histogram_count("redis", "traces_spanmetrics_latency", &[]), 26);
 
     // Spans: each cache call of the app is a child of the HTTP request that made it;
     // redis-server reports each command it served (the app's and redis-cli's) as a SERVER span.

@@ -1,5 +1,6 @@
-//! `prometheus_export.features: [application_service_graph]`: service graph edges
-//! (`traces_service_graph_*`), as Tempo's metrics generator names them.
+//! `features: [application_service_graph]`: service graph edges (`traces_service_graph_*`), as
+//! Tempo's metrics generator names them. [`Pairing`] finds the edges; [`ServiceGraph`] counts
+//! them for Prometheus, and the OTLP exporter (`export/otlp/metrics.rs`) counts the same edges.
 //!
 //! An edge is counted once per request. When both ends are instrumented by this agent, the
 //! client span and the server span of a request are paired by their connection (the client's
@@ -14,6 +15,7 @@
 //! machine under load does, must not declare a side alone while its partner is still queued.
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt};
@@ -22,6 +24,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{Buckets, HistFamily, Labels, LastSeen};
+use crate::attach::TracedProcess;
 use crate::decode::Role;
 use crate::enrich::Span;
 
@@ -42,13 +45,23 @@ struct Side {
     failed: bool,
     /// Event time when this side was recorded.
     at_ns: u64,
+    process: Arc<TracedProcess>,
 }
 
-pub struct ServiceGraph {
-    total: Family<Labels, Counter>,
-    failed: Family<Labels, Counter>,
-    server_seconds: HistFamily,
-    client_seconds: HistFamily,
+/// One request between two services.
+pub struct Edge {
+    /// `client`, `client_service_namespace`, `connection_type`, `server`,
+    /// `server_service_namespace`, `source`.
+    pub labels: Labels,
+    pub client_seconds: Option<f64>,
+    pub server_seconds: Option<f64>,
+    pub failed: bool,
+    /// The traced process the edge is reported for: the client's when traced, else the server's.
+    pub process: Arc<TracedProcess>,
+}
+
+/// Pairs the client and server spans of each request into one [`Edge`].
+pub struct Pairing {
     /// Unpaired sides by `Key`.
     servers: HashMap<Key, VecDeque<Side>>,
     clients: HashMap<Key, VecDeque<Side>>,
@@ -56,21 +69,25 @@ pub struct ServiceGraph {
     /// Event time reached: the newest span end or reader watermark seen.
     clock_ns: u64,
     allow_self_references: bool,
+}
+
+pub struct ServiceGraph {
+    pairing: Pairing,
+    total: Family<Labels, Counter>,
+    failed: Family<Labels, Counter>,
+    server_seconds: HistFamily,
+    client_seconds: HistFamily,
     seen: LastSeen<Labels>,
 }
 
 impl ServiceGraph {
     pub fn new(registry: &mut Registry, duration: Buckets, ttl: Duration, allow_self_references: bool) -> Self {
         let g = ServiceGraph {
+            pairing: Pairing::new(allow_self_references),
             total: Family::default(),
             failed: Family::default(),
             server_seconds: Family::new_with_constructor(duration.clone()),
             client_seconds: Family::new_with_constructor(duration),
-            servers: HashMap::new(),
-            clients: HashMap::new(),
-            pending: 0,
-            clock_ns: 0,
-            allow_self_references,
             seen: LastSeen::new(ttl),
         };
         registry.register("traces_service_graph_request", "Requests between two services", g.total.clone());
@@ -95,6 +112,52 @@ impl ServiceGraph {
     }
 
     pub fn record(&mut self, span: &Span, now: Instant) {
+        let mut edges = Vec::new();
+        self.pairing.record(span, &mut edges);
+        self.count(edges, now);
+    }
+
+    /// Every event before `drained_ns` went through the pipeline: sides that have waited
+    /// `PAIR_WAIT` of event time count alone.
+    pub fn advance(&mut self, drained_ns: u64, now: Instant) {
+        let mut edges = Vec::new();
+        self.pairing.advance(drained_ns, &mut edges);
+        self.count(edges, now);
+    }
+
+    fn count(&mut self, edges: Vec<Edge>, now: Instant) {
+        for e in edges {
+            self.total.get_or_create(&e.labels).inc();
+            if e.failed {
+                self.failed.get_or_create(&e.labels).inc();
+            }
+            if let Some(s) = e.server_seconds {
+                self.server_seconds.get_or_create(&e.labels).observe(s);
+            }
+            if let Some(c) = e.client_seconds {
+                self.client_seconds.get_or_create(&e.labels).observe(c);
+            }
+            self.seen.touch(e.labels, now);
+        }
+    }
+
+    pub fn expire(&mut self, now: Instant) {
+        for l in self.seen.take_stale(now) {
+            self.total.remove(&l);
+            self.failed.remove(&l);
+            self.server_seconds.remove(&l);
+            self.client_seconds.remove(&l);
+        }
+    }
+}
+
+impl Pairing {
+    pub fn new(allow_self_references: bool) -> Self {
+        Pairing { servers: HashMap::new(), clients: HashMap::new(), pending: 0, clock_ns: 0, allow_self_references }
+    }
+
+    /// Pairs `span` with the other side of its request if that was seen; edges found go to `out`.
+    pub fn record(&mut self, span: &Span, out: &mut Vec<Edge>) {
         let r = &span.request;
         self.clock_ns = self.clock_ns.max(r.end_ns);
         let at_ns = self.clock_ns;
@@ -106,6 +169,7 @@ impl ServiceGraph {
             seconds: r.duration_ns() as f64 / 1e9,
             failed: span.is_error(),
             at_ns,
+            process: span.process.clone(),
         };
         match r.role {
             Role::Server => {
@@ -114,9 +178,9 @@ impl ServiceGraph {
                 match pop(&mut self.clients, &key) {
                     Some(client) => {
                         self.pending -= 1;
-                        self.edge(Some(&client), Some(&me), now);
+                        out.extend(self.edge(Some(client), Some(me)));
                     }
-                    None => self.hold(Role::Server, key, me, now),
+                    None => self.hold(Role::Server, key, me, out),
                 }
             }
             Role::Client => {
@@ -126,17 +190,17 @@ impl ServiceGraph {
                 match pop(&mut self.servers, &key) {
                     Some(server) => {
                         self.pending -= 1;
-                        self.edge(Some(&me), Some(&server), now);
+                        out.extend(self.edge(Some(me), Some(server)));
                     }
-                    None => self.hold(Role::Client, key, me, now),
+                    None => self.hold(Role::Client, key, me, out),
                 }
             }
         }
     }
 
-    fn hold(&mut self, role: Role, key: Key, side: Side, now: Instant) {
+    fn hold(&mut self, role: Role, key: Key, side: Side, out: &mut Vec<Edge>) {
         if self.pending >= MAX_PENDING {
-            self.flush(now, true);
+            self.flush(true, out);
         }
         let map = if role == Role::Server { &mut self.servers } else { &mut self.clients };
         map.entry(key).or_default().push_back(side);
@@ -145,14 +209,14 @@ impl ServiceGraph {
 
     /// Every event before `drained_ns` went through the pipeline: sides that have waited
     /// `PAIR_WAIT` of event time count alone.
-    pub fn advance(&mut self, drained_ns: u64, now: Instant) {
+    pub fn advance(&mut self, drained_ns: u64, out: &mut Vec<Edge>) {
         self.clock_ns = self.clock_ns.max(drained_ns);
-        self.flush(now, false);
+        self.flush(false, out);
     }
 
-    /// Counts the sides that waited longer than `PAIR_WAIT` (all of them with `all`) as edges
-    /// to uninstrumented peers.
-    fn flush(&mut self, now: Instant, all: bool) {
+    /// The sides that waited longer than `PAIR_WAIT` (all of them with `all`), as edges to
+    /// uninstrumented peers.
+    fn flush(&mut self, all: bool, out: &mut Vec<Edge>) {
         let wait_ns = PAIR_WAIT.as_nanos() as u64;
         let clock_ns = self.clock_ns;
         let due = |s: &Side| all || clock_ns.saturating_sub(s.at_ns) >= wait_ns;
@@ -167,23 +231,25 @@ impl ServiceGraph {
         }
         self.pending -= lone.len();
         for (role, s) in lone {
-            match role {
-                Role::Server => self.edge(None, Some(&s), now),
-                Role::Client => self.edge(Some(&s), None, now),
-            }
+            out.extend(match role {
+                Role::Server => self.edge(None, Some(s)),
+                Role::Client => self.edge(Some(s), None),
+            });
         }
     }
 
-    fn edge(&mut self, client: Option<&Side>, server: Option<&Side>, now: Instant) {
+    /// The edge between two sides (one may be missing: an uninstrumented peer), unless it is
+    /// a self reference that is not wanted.
+    fn edge(&self, client: Option<Side>, server: Option<Side>) -> Option<Edge> {
         let name = |mine: Option<&Side>, other: Option<&Side>| match (mine, other) {
             (Some(s), _) => (s.service.clone(), s.namespace.clone()),
             (None, Some(o)) => (o.peer_name.clone(), String::new()),
             (None, None) => unreachable!("an edge has a side"),
         };
-        let (client_name, client_ns) = name(client, server);
-        let (server_name, server_ns) = name(server, client);
+        let (client_name, client_ns) = name(client.as_ref(), server.as_ref());
+        let (server_name, server_ns) = name(server.as_ref(), client.as_ref());
         if client_name == server_name && client_ns == server_ns && !self.allow_self_references {
-            return;
+            return None;
         }
         let virtual_node = client.is_none() || server.is_none();
         let labels: Labels = vec![
@@ -194,26 +260,19 @@ impl ServiceGraph {
             ("server_service_namespace", server_ns),
             ("source", "beyla".into()),
         ];
-        self.total.get_or_create(&labels).inc();
-        if client.is_some_and(|s| s.failed) || server.is_some_and(|s| s.failed) {
-            self.failed.get_or_create(&labels).inc();
-        }
-        if let Some(s) = server {
-            self.server_seconds.get_or_create(&labels).observe(s.seconds);
-        }
-        if let Some(c) = client {
-            self.client_seconds.get_or_create(&labels).observe(c.seconds);
-        }
-        self.seen.touch(labels, now);
-    }
-
-    pub fn expire(&mut self, now: Instant) {
-        for l in self.seen.take_stale(now) {
-            self.total.remove(&l);
-            self.failed.remove(&l);
-            self.server_seconds.remove(&l);
-            self.client_seconds.remove(&l);
-        }
+        let failed = client.as_ref().is_some_and(|s| s.failed) || server.as_ref().is_some_and(|s| s.failed);
+        let process = match (&client, &server) {
+            (Some(c), _) => c.process.clone(),
+            (None, Some(s)) => s.process.clone(),
+            (None, None) => unreachable!("an edge has a side"),
+        };
+        Some(Edge {
+            labels,
+            client_seconds: client.map(|c| c.seconds),
+            server_seconds: server.map(|s| s.seconds),
+            failed,
+            process,
+        })
     }
 }
 
@@ -293,7 +352,7 @@ mod tests {
             )),
             "{out}"
         );
-        assert_eq!(g.pending, 0);
+        assert_eq!(g.pairing.pending, 0);
     }
 
     #[test]
@@ -306,9 +365,9 @@ mod tests {
         // stays just short of PAIR_WAIT after the server side: it must keep waiting.
         let late = t0 + Duration::from_secs(120);
         g.advance(END_NS + PAIR_WAIT.as_nanos() as u64 - 1, late);
-        assert_eq!(g.pending, 1);
+        assert_eq!(g.pairing.pending, 1);
         g.record(&span("backend", Role::Client, "10.0.0.1:5000", "10.0.0.2:5001", 200), late);
-        assert_eq!(g.pending, 0);
+        assert_eq!(g.pairing.pending, 0);
         let out = render(&reg);
         assert!(out.contains(r#"traces_service_graph_request_total{client="backend",client_service_namespace="",connection_type="",server="worker""#), "{out}");
         assert!(!out.contains("virtual_node"), "{out}");

@@ -310,25 +310,21 @@ fn warnings(config: &Config, prov: &Provenance) -> Vec<ConfigWarning> {
         let origin = prov.origin_of(&key);
         push(key, message, origin);
     }
-    let prom = &config.prometheus_export.features;
-    for f in prom.iter().filter(|f| !f.is_implemented()) {
-        let message = if *f == MetricFeature::All {
-            "`all` includes features that are not implemented yet; only `application`, `application_span` \
-             and `application_service_graph` metrics are exported"
-                .to_string()
-        } else {
-            format!("feature `{}` is not implemented yet; the others listed are exported", f.as_str())
-        };
-        let key = "prometheus_export.features";
-        push(key.to_string(), message, prov.origin_of(key));
-    }
-    // Over OTLP, the application metrics only (span metrics and the service graph are
-    // Prometheus features).
-    let key = "otel_metrics_export.features";
-    for f in config.otel_metrics_export.features.iter().filter(|f| **f != MetricFeature::Application) {
-        let message =
-            format!("feature `{}` is not implemented yet for OTLP; only `application` is exported", f.as_str());
-        push(key.to_string(), message, prov.origin_of(key));
+    let lists = [
+        ("prometheus_export.features", &config.prometheus_export.features),
+        ("otel_metrics_export.features", &config.otel_metrics_export.features),
+    ];
+    for (key, features) in lists {
+        for f in features.iter().filter(|f| !f.is_implemented()) {
+            let message = if *f == MetricFeature::All {
+                "`all` includes features that are not implemented yet; only `application`, `application_span` \
+                 and `application_service_graph` metrics are exported"
+                    .to_string()
+            } else {
+                format!("feature `{}` is not implemented yet; the others listed are exported", f.as_str())
+            };
+            push(key.to_string(), message, prov.origin_of(key));
+        }
     }
     if config.internal_metrics.exporter == Some(InternalMetricsExporter::Otel) {
         push(

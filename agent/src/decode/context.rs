@@ -208,7 +208,9 @@ impl Correlator {
                 let serving = match announced.and_then(|a| self.nodes.get(&a)) {
                     Some(a) => Some(a.parent).filter(|p| *p != [0; 8]),
                     // Not counted as unlinked: gRPC calls are announced after their bytes.
-                    None if self.go_pids.contains(&conn.pid) || self.is_go.as_ref().is_some_and(|f| f(conn.pid)) => None,
+                    None if self.go_pids.contains(&conn.pid) || self.is_go.as_ref().is_some_and(|f| f(conn.pid)) => {
+                        None
+                    }
                     None => self.serving(conn.pid, conn.tid),
                 };
                 let serving_node = serving.and_then(|s| self.nodes.get(&s));

@@ -32,6 +32,9 @@ async fn run(mut rx: mpsc::Receiver<SpanBatch>, mut metrics: Aggregates, printer
                 }
                 if let Some(ts) = drained_ns {
                     metrics.advance(ts, now);
+                    if let Some(o) = &otlp {
+                        o.advance(ts);
+                    }
                 }
                 if spans.is_empty() {
                     continue;

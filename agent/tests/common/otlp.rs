@@ -126,8 +126,9 @@ impl Receiver {
             .collect()
     }
 
-    /// The newest cumulative count of histogram `name`, summed over the data points whose
-    /// resource has `service.name` = `service` and whose attributes include `want`.
+    /// The newest cumulative count of histogram `name` (or value of sum `name`), summed over
+    /// the data points whose resource has `service.name` = `service` and whose attributes
+    /// include `want`.
     pub fn histogram_count(&self, service: &str, name: &str, want: &[(&str, &str)]) -> u64 {
         let r = self.received.lock().unwrap();
         let Some(last) = r.metrics.iter().rev().find(|m| {
@@ -152,6 +153,17 @@ impl Receiver {
                     Some(Data::ExponentialHistogram(h)) => {
                         h.data_points.iter().filter(|p| matches(&p.attributes)).map(|p| p.count).sum::<u64>()
                     }
+                    Some(Data::Sum(s)) => s
+                        .data_points
+                        .iter()
+                        .filter(|p| matches(&p.attributes))
+                        .map(|p| match p.value {
+                            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(n)) => {
+                                n as u64
+                            }
+                            _ => 0,
+                        })
+                        .sum::<u64>(),
                     _ => 0,
                 };
             }

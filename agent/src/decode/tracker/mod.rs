@@ -288,12 +288,12 @@ impl Tracker {
     fn let_go(&mut self, mut conn: Conn, out: &mut Decoded) {
         if let State::Parsing(mut parser) = std::mem::replace(&mut conn.state, State::Ignored) {
             let mut cx = Ctx {
-            conn: &conn.info,
-            role: &mut conn.role,
-            correlator: &mut self.correlator,
-            out,
-            options: self.options,
-        };
+                conn: &conn.info,
+                role: &mut conn.role,
+                correlator: &mut self.correlator,
+                out,
+                options: self.options,
+            };
             parser.close(&mut cx);
         }
     }

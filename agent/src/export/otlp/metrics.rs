@@ -1,6 +1,8 @@
-//! OTLP metrics: the application histograms (`http.server.request.duration`, ...) aggregated
-//! per process and attribute set, exported cumulatively every `otel_metrics_export.interval`.
-//! A failed export loses nothing: the next one carries the running totals.
+//! OTLP metrics: the application histograms (`http.server.request.duration`, ...), the span
+//! metrics (`application_span`) and the service graph (`application_service_graph`, the edges
+//! [`Pairing`] finds, as the Prometheus exporter counts them), aggregated per process and
+//! attribute set, exported cumulatively every `otel_metrics_export.interval`. A failed export
+//! loses nothing: the next one carries the running totals.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -8,9 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
-    exponential_histogram_data_point::Buckets as ExpBuckets, metric::Data, AggregationTemporality,
-    ExponentialHistogram, ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
-    ScopeMetrics,
+    exponential_histogram_data_point::Buckets as ExpBuckets, metric::Data, number_data_point, AggregationTemporality,
+    ExponentialHistogram, ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
 };
 use tracing::{info, warn};
 
@@ -18,14 +20,77 @@ use super::resource::{int, kv, scope, ResourceBuilder};
 use super::transport::Transport;
 use super::MetricsOptions;
 use crate::aggregate::definitions::{AttributeSelection, MetricDef, METRICS};
+use crate::aggregate::service_graph::{Edge, Pairing};
 use crate::attach::TracedProcess;
 use crate::enrich::Span;
 use crate::telemetry::Internal;
 
 type Attrs = Vec<(&'static str, String)>;
 
+/// A metric of the export: a row of [`METRICS`], or one derived from spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Series {
+    App(usize),
+    Derived(Derived),
+}
+
+/// The span metrics and service graph metrics, under the names Beyla exports over OTLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Derived {
+    SpanLatency,
+    SpanCalls,
+    GraphTotal,
+    GraphFailed,
+    GraphServer,
+    GraphClient,
+}
+
+impl Derived {
+    const ALL: [Derived; 6] = [
+        Derived::SpanLatency,
+        Derived::SpanCalls,
+        Derived::GraphTotal,
+        Derived::GraphFailed,
+        Derived::GraphServer,
+        Derived::GraphClient,
+    ];
+
+    /// (name, unit, description, a counter rather than a histogram).
+    fn meta(self) -> (&'static str, &'static str, &'static str, bool) {
+        match self {
+            // Tempo's names; the latency histogram has no unit (its values are seconds).
+            Derived::SpanLatency => {
+                ("traces_spanmetrics_latency", "", "Span duration, by span name, kind and status", false)
+            }
+            Derived::SpanCalls => ("traces_spanmetrics_calls_total", "", "Spans, by span name, kind and status", true),
+            Derived::GraphTotal => ("traces_service_graph_request_total", "", "Requests between two services", true),
+            Derived::GraphFailed => {
+                ("traces_service_graph_request_failed_total", "", "Failed requests between two services", true)
+            }
+            Derived::GraphServer => (
+                "traces_service_graph_request_server",
+                "s",
+                "Request duration seen by the server side of an edge",
+                false,
+            ),
+            Derived::GraphClient => (
+                "traces_service_graph_request_client",
+                "s",
+                "Request duration seen by the client side of an edge",
+                false,
+            ),
+        }
+    }
+}
+
 pub struct OtlpMetrics {
     procs: HashMap<u32, ProcMetrics>,
+    /// `features: application`: the metrics of [`METRICS`].
+    application: bool,
+    /// `features: application_span`.
+    span_metrics: bool,
+    /// `features: application_service_graph`.
+    graph: Option<Pairing>,
     /// By [`BucketList`](crate::aggregate::definitions::BucketList).
     buckets: [Arc<Vec<f64>>; 3],
     attributes: Arc<AttributeSelection>,
@@ -35,8 +100,8 @@ pub struct OtlpMetrics {
 
 struct ProcMetrics {
     process: Arc<TracedProcess>,
-    /// By metric index in [`METRICS`] and attributes.
-    points: HashMap<(usize, Attrs), Point>,
+    /// By metric and attributes.
+    points: HashMap<(Series, Attrs), Point>,
 }
 
 struct Point {
@@ -46,13 +111,23 @@ struct Point {
 }
 
 enum Hist {
-    Explicit { bounds: Arc<Vec<f64>>, counts: Vec<u64>, count: u64, sum: f64, min: f64, max: f64 },
+    Explicit {
+        bounds: Arc<Vec<f64>>,
+        counts: Vec<u64>,
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+    },
     Exponential(ExpHist),
+    /// A monotonic counter (the value added each time).
+    Counter(u64),
 }
 
 impl Hist {
     fn observe(&mut self, v: f64) {
         match self {
+            Hist::Counter(n) => *n += v as u64,
             Hist::Explicit { bounds, counts, count, sum, min, max } => {
                 // Upper-inclusive buckets, as OTLP and Prometheus define them.
                 let i = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
@@ -71,6 +146,9 @@ impl OtlpMetrics {
     pub fn new(o: &MetricsOptions) -> Self {
         OtlpMetrics {
             procs: HashMap::new(),
+            application: o.application,
+            span_metrics: o.span_metrics,
+            graph: o.service_graph.then(|| Pairing::new(o.service_graph_self_references)),
             buckets: [
                 Arc::new(o.duration_buckets.clone()),
                 Arc::new(o.size_buckets.0.clone()),
@@ -83,26 +161,79 @@ impl OtlpMetrics {
     }
 
     pub fn record(&mut self, s: &Span) {
-        for (m, def) in METRICS.iter().enumerate().filter(|(_, d)| (d.feeds)(s)) {
-            let Some(v) = (def.value)(s) else { continue };
-            let attrs: Attrs = self.attributes.attrs(m).filter_map(|a| (a.value)(s).map(|v| (a.otel, v))).collect();
-            self.observe(s, m, attrs, v, def.buckets as usize);
+        if self.application {
+            for (m, def) in METRICS.iter().enumerate().filter(|(_, d)| (d.feeds)(s)) {
+                let Some(v) = (def.value)(s) else { continue };
+                let attrs: Attrs = self.attributes.attrs(m).filter_map(|a| (a.value)(s).map(|v| (a.otel, v))).collect();
+                self.observe(&s.process, Series::App(m), attrs, v, def.buckets as usize);
+            }
+        }
+        if self.span_metrics {
+            let svc = &s.process.service;
+            let attrs: Attrs = vec![
+                ("service.name", svc.name.clone()),
+                ("service.instance.id", svc.instance_id.clone()),
+                ("service.namespace", svc.namespace.clone()),
+                ("span.kind", crate::aggregate::span_metrics::kind(s.request.role).into()),
+                ("span.name", s.name()),
+                ("status.code", if s.is_error() { "STATUS_CODE_ERROR" } else { "STATUS_CODE_UNSET" }.into()),
+                ("source", "beyla".into()),
+            ];
+            let seconds = s.request.duration_ns() as f64 / 1e9;
+            self.observe(&s.process, Series::Derived(Derived::SpanLatency), attrs.clone(), seconds, 0);
+            self.observe(&s.process, Series::Derived(Derived::SpanCalls), attrs, 1.0, 0);
+        }
+        if let Some(g) = &mut self.graph {
+            let mut edges = Vec::new();
+            g.record(s, &mut edges);
+            self.count_edges(edges);
         }
     }
 
-    /// One value into metric `idx` (of [`METRICS`]) with `buckets[bucket]` as explicit bounds.
-    fn observe(&mut self, s: &Span, idx: usize, attrs: Attrs, v: f64, bucket: usize) {
+    /// Every event before `drained_ns` went through the pipeline: service graph sides that
+    /// waited long enough count alone.
+    pub fn advance(&mut self, drained_ns: u64) {
+        if let Some(g) = &mut self.graph {
+            let mut edges = Vec::new();
+            g.advance(drained_ns, &mut edges);
+            self.count_edges(edges);
+        }
+    }
+
+    fn count_edges(&mut self, edges: Vec<Edge>) {
+        for e in edges {
+            let attrs: Attrs = e.labels.clone();
+            let series = |d| Series::Derived(d);
+            self.observe(&e.process, series(Derived::GraphTotal), attrs.clone(), 1.0, 0);
+            if e.failed {
+                self.observe(&e.process, series(Derived::GraphFailed), attrs.clone(), 1.0, 0);
+            }
+            if let Some(v) = e.server_seconds {
+                self.observe(&e.process, series(Derived::GraphServer), attrs.clone(), v, 0);
+            }
+            if let Some(v) = e.client_seconds {
+                self.observe(&e.process, series(Derived::GraphClient), attrs, v, 0);
+            }
+        }
+    }
+
+    /// One value into `series` of `process` (a histogram with `buckets[bucket]` as explicit
+    /// bounds, or a counter).
+    fn observe(&mut self, process: &Arc<TracedProcess>, series: Series, attrs: Attrs, v: f64, bucket: usize) {
         let now = Instant::now();
         let (buckets, exponential) = (&self.buckets, self.exponential);
         let p = self
             .procs
-            .entry(s.process.pid)
-            .or_insert_with(|| ProcMetrics { process: s.process.clone(), points: HashMap::new() });
-        p.process = s.process.clone();
-        let point = p.points.entry((idx, attrs)).or_insert_with(|| Point {
+            .entry(process.pid)
+            .or_insert_with(|| ProcMetrics { process: process.clone(), points: HashMap::new() });
+        p.process = process.clone();
+        let counter = matches!(series, Series::Derived(d) if d.meta().3);
+        let point = p.points.entry((series, attrs)).or_insert_with(|| Point {
             start_unix_ns: unix_ns(),
             last: now,
-            hist: if exponential {
+            hist: if counter {
+                Hist::Counter(0)
+            } else if exponential {
                 Hist::Exponential(ExpHist::new(MAX_SIZE, MAX_SCALE))
             } else {
                 let bounds = buckets[bucket].clone();
@@ -129,54 +260,59 @@ impl OtlpMetrics {
         let mut out = Vec::new();
         for p in self.procs.values() {
             let mut metrics: Vec<Metric> = Vec::new();
-            for (idx, def) in METRICS.iter().enumerate() {
+            let points_of = |series: Series| {
                 let mut points: Vec<(&Attrs, &Point)> =
-                    p.points.iter().filter(|((i, _), _)| *i == idx).map(|((_, a), pt)| (a, pt)).collect();
+                    p.points.iter().filter(|((s, _), _)| *s == series).map(|((_, a), pt)| (a, pt)).collect();
+                points.sort_by(|a, b| a.0.cmp(b.0));
+                points
+            };
+            for (idx, def) in METRICS.iter().enumerate() {
+                let points = points_of(Series::App(idx));
                 if points.is_empty() {
                     continue;
                 }
-                points.sort_by(|a, b| a.0.cmp(b.0));
                 let attrs = |a: &Attrs| a.iter().map(|(k, v)| attribute(def, k, v)).collect::<Vec<KeyValue>>();
-                let cumulative = AggregationTemporality::Cumulative as i32;
-                let data = if self.exponential {
-                    Data::ExponentialHistogram(ExponentialHistogram {
-                        aggregation_temporality: cumulative,
-                        data_points: points
-                            .iter()
-                            .filter_map(|(a, pt)| match &pt.hist {
-                                Hist::Exponential(e) => Some(e.data_point(attrs(a), pt.start_unix_ns, now)),
-                                Hist::Explicit { .. } => None,
-                            })
-                            .collect(),
-                    })
-                } else {
-                    Data::Histogram(Histogram {
-                        aggregation_temporality: cumulative,
-                        data_points: points
-                            .iter()
-                            .filter_map(|(a, pt)| match &pt.hist {
-                                Hist::Explicit { bounds, counts, count, sum, min, max } => Some(HistogramDataPoint {
-                                    attributes: attrs(a),
-                                    start_time_unix_nano: pt.start_unix_ns,
-                                    time_unix_nano: now,
-                                    count: *count,
-                                    sum: Some(*sum),
-                                    bucket_counts: counts.clone(),
-                                    explicit_bounds: bounds.to_vec(),
-                                    exemplars: Vec::new(),
-                                    flags: 0,
-                                    min: Some(*min),
-                                    max: Some(*max),
-                                }),
-                                Hist::Exponential(_) => None,
-                            })
-                            .collect(),
-                    })
-                };
                 metrics.push(Metric {
                     name: def.otel.to_string(),
                     description: def.help.to_string(),
                     unit: def.unit.otel().to_string(),
+                    metadata: Vec::new(),
+                    data: Some(self.histogram(&points, now, attrs)),
+                });
+            }
+            for d in Derived::ALL {
+                let points = points_of(Series::Derived(d));
+                if points.is_empty() {
+                    continue;
+                }
+                let attrs = |a: &Attrs| a.iter().map(|(k, v)| kv(k, v)).collect::<Vec<KeyValue>>();
+                let (name, unit, help, counter) = d.meta();
+                let data = if counter {
+                    Data::Sum(Sum {
+                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                        is_monotonic: true,
+                        data_points: points
+                            .iter()
+                            .filter_map(|(a, pt)| match pt.hist {
+                                Hist::Counter(n) => Some(NumberDataPoint {
+                                    attributes: attrs(a),
+                                    start_time_unix_nano: pt.start_unix_ns,
+                                    time_unix_nano: now,
+                                    exemplars: Vec::new(),
+                                    flags: 0,
+                                    value: Some(number_data_point::Value::AsInt(n as i64)),
+                                }),
+                                _ => None,
+                            })
+                            .collect(),
+                    })
+                } else {
+                    self.histogram(&points, now, attrs)
+                };
+                metrics.push(Metric {
+                    name: name.to_string(),
+                    description: help.to_string(),
+                    unit: unit.to_string(),
                     metadata: Vec::new(),
                     data: Some(data),
                 });
@@ -188,6 +324,47 @@ impl OtlpMetrics {
             });
         }
         ExportMetricsServiceRequest { resource_metrics: out }
+    }
+}
+
+impl OtlpMetrics {
+    /// The histogram data of `points` (explicit or exponential, as configured).
+    fn histogram(&self, points: &[(&Attrs, &Point)], now: u64, attrs: impl Fn(&Attrs) -> Vec<KeyValue>) -> Data {
+        let cumulative = AggregationTemporality::Cumulative as i32;
+        if self.exponential {
+            return Data::ExponentialHistogram(ExponentialHistogram {
+                aggregation_temporality: cumulative,
+                data_points: points
+                    .iter()
+                    .filter_map(|(a, pt)| match &pt.hist {
+                        Hist::Exponential(e) => Some(e.data_point(attrs(a), pt.start_unix_ns, now)),
+                        _ => None,
+                    })
+                    .collect(),
+            });
+        }
+        Data::Histogram(Histogram {
+            aggregation_temporality: cumulative,
+            data_points: points
+                .iter()
+                .filter_map(|(a, pt)| match &pt.hist {
+                    Hist::Explicit { bounds, counts, count, sum, min, max } => Some(HistogramDataPoint {
+                        attributes: attrs(a),
+                        start_time_unix_nano: pt.start_unix_ns,
+                        time_unix_nano: now,
+                        count: *count,
+                        sum: Some(*sum),
+                        bucket_counts: counts.clone(),
+                        explicit_bounds: bounds.to_vec(),
+                        exemplars: Vec::new(),
+                        flags: 0,
+                        min: Some(*min),
+                        max: Some(*max),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+        })
     }
 }
 
@@ -397,6 +574,10 @@ mod tests {
             exponential,
             ttl: Duration::from_secs(60),
             attributes: Default::default(),
+            application: true,
+            span_metrics: false,
+            service_graph: false,
+            service_graph_self_references: false,
         }
     }
 
@@ -455,6 +636,64 @@ mod tests {
         assert!(h.data_points[0].attributes.contains(&kv("url.path", "/users/7")));
         assert_eq!(keys(1), ["http.request.method", "http.response.status_code", "http.route", "url.scheme"]);
         assert_eq!(keys(2), keys(1));
+    }
+
+    /// `application_span` and `application_service_graph` without `application`: span
+    /// metrics per span, and one edge per request once both ends are seen.
+    #[test]
+    fn span_metrics_and_service_graph_edges() {
+        let mut o = opts(false);
+        (o.application, o.span_metrics, o.service_graph) = (false, true, true);
+        let mut m = OtlpMetrics::new(&o);
+        let server = test_span();
+        let mut client = test_span();
+        std::sync::Arc::make_mut(&mut client.process).service.name = "front".into();
+        std::sync::Arc::make_mut(&mut client.process).pid += 1;
+        client.request.role = crate::decode::Role::Client;
+        (client.request.local, client.request.remote) = (server.request.remote, server.request.local);
+        client.request.status = 503;
+        m.record(&server);
+        m.record(&client);
+        let req = m.request(&ResourceBuilder::new(Vec::new()));
+        let by_service = |svc: &str| {
+            let rm = req
+                .resource_metrics
+                .iter()
+                .find(|r| r.resource.as_ref().unwrap().attributes.contains(&kv("service.name", svc)))
+                .unwrap_or_else(|| panic!("no resource for {svc}"));
+            rm.scope_metrics[0].metrics.clone()
+        };
+        let names = |ms: &[Metric]| ms.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+        let front = by_service("front");
+        assert_eq!(
+            names(&front),
+            [
+                "traces_spanmetrics_latency",
+                "traces_spanmetrics_calls_total",
+                "traces_service_graph_request_total",
+                "traces_service_graph_request_failed_total",
+                "traces_service_graph_request_server",
+                "traces_service_graph_request_client",
+            ]
+        );
+        let server_name = test_span().process.service.name.clone();
+        assert_eq!(names(&by_service(&server_name)), ["traces_spanmetrics_latency", "traces_spanmetrics_calls_total"]);
+        let Some(Data::Sum(calls)) = &front[1].data else { panic!("sum") };
+        assert!(calls.is_monotonic);
+        let p = &calls.data_points[0];
+        assert_eq!(p.value, Some(number_data_point::Value::AsInt(1)));
+        for want in [kv("span.kind", "SPAN_KIND_CLIENT"), kv("status.code", "STATUS_CODE_ERROR"), kv("source", "beyla")]
+        {
+            assert!(p.attributes.contains(&want), "{want:?} not in {:?}", p.attributes);
+        }
+        let Some(Data::Sum(total)) = &front[2].data else { panic!("sum") };
+        let edge = &total.data_points[0];
+        assert_eq!(edge.value, Some(number_data_point::Value::AsInt(1)));
+        assert!(edge.attributes.contains(&kv("client", "front")));
+        assert!(edge.attributes.contains(&kv("server", &server_name)));
+        assert!(edge.attributes.contains(&kv("connection_type", "")));
+        let Some(Data::Histogram(h)) = &front[4].data else { panic!("histogram") };
+        assert_eq!((h.data_points[0].count, front[4].unit.as_str()), (1, "s"));
     }
 
     #[test]

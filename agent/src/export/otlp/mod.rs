@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::aggregate::definitions::AttributeSelection;
-use crate::config::{Config, HistogramAggregation, OtlpProtocol};
+use crate::config::{Config, HistogramAggregation, MetricFeature, OtlpProtocol};
 use crate::enrich::Span;
 use crate::export::Instrumentations;
 use crate::telemetry::Internal;
@@ -67,6 +67,12 @@ pub struct MetricsOptions {
     pub ttl: Duration,
     /// `attributes.select`.
     pub attributes: Arc<AttributeSelection>,
+    /// `features`: `application`, `application_span`, `application_service_graph`.
+    pub application: bool,
+    pub span_metrics: bool,
+    pub service_graph: bool,
+    /// `allow_service_graph_self_references`.
+    pub service_graph_self_references: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,6 +142,7 @@ impl OtlpOptions {
         let attributes = Arc::new(AttributeSelection::new(&cfg.attributes.select)?);
         let traces_instr = Instrumentations::new(&t.instrumentations, "otel_traces_export.instrumentations")?;
         let metrics_instr = Instrumentations::new(&m.instrumentations, "otel_metrics_export.instrumentations")?;
+        let has = |f: MetricFeature| m.features.iter().any(|x| *x == f || *x == MetricFeature::All);
         let queue_len = t.queue_size.or(t.max_queue_size).unwrap_or(4096).max(1) as usize;
         Ok(OtlpOptions {
             traces: traces.map(|(endpoint, protocol)| TracesOptions {
@@ -170,6 +177,10 @@ impl OtlpOptions {
                 exponential: m.histogram_aggregation == HistogramAggregation::Base2ExponentialBucketHistogram,
                 ttl: m.ttl.as_std(),
                 attributes,
+                application: has(MetricFeature::Application),
+                span_metrics: has(MetricFeature::ApplicationSpan),
+                service_graph: has(MetricFeature::ApplicationServiceGraph),
+                service_graph_self_references: m.allow_service_graph_self_references,
             }),
             resource_attributes: resource_attributes(cfg.otel_resource_attributes.as_deref()),
         })
@@ -222,6 +233,13 @@ impl Otlp {
             for s in spans.iter().filter(|s| instr.selects(s)) {
                 m.record(s);
             }
+        }
+    }
+
+    /// Every event before `drained_ns` went through the pipeline (see `Pairing::advance`).
+    pub fn advance(&self, drained_ns: u64) {
+        if let Some((m, _)) = &self.metrics {
+            m.lock().unwrap_or_else(|e| e.into_inner()).advance(drained_ns);
         }
     }
 }
