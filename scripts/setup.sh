@@ -27,6 +27,7 @@ PKGS=(
   postgresql                                         #   and PostgreSQL (initdb, postgres, psql, pgbench)
   mariadb-server mariadb-client                      #   and MariaDB (mariadb-install-db, mariadbd, mariadb)
   libpostgresql-jdbc-java libmariadb-java libspymemcached-java # and databases/DbApp.java's Java clients
+  golang-github-lib-pq-dev golang-github-go-sql-driver-mysql-dev golang-github-gomodule-redigo-dev golang-github-bradfitz-gomemcache-dev # and databases/db_app.go's Go clients (GOPATH)
   iproute2 procps
   qemu-system-x86 busybox-static cpio xz-utils kmod   # vm-tests: Debian kernels under QEMU
   debootstrap e2fsprogs                              # vm-tests --systemd: the Debian image
