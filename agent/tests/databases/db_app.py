@@ -50,7 +50,21 @@ def redis_script():
     r3.set("big", "x" * 100_000)  # SET
     assert len(r3.get("big")) == 100_000  # GET
     r3.close()
-    # SET 3, GET 3, INCRBY 5, MULTI 1, EXEC 1, LPUSH 1 (WRONGTYPE), DEL 1.
+    # Pub/sub (RESP2): the subscribed connection carries only messages from SUBSCRIBE on (not
+    # an operation, and no span left open); the publisher's commands count.
+    sub = redis.Redis(host="127.0.0.1", port=REDIS_PORT, password=PASSWORD)
+    ps = sub.pubsub()
+    ps.subscribe("news")
+    assert ps.get_message(timeout=5)["type"] == "subscribe"
+    pub = redis.Redis(host="127.0.0.1", port=REDIS_PORT, password=PASSWORD)
+    assert pub.publish("news", "extra-extra") == 1  # PUBLISH
+    msg = ps.get_message(timeout=5)
+    assert msg["type"] == "message" and msg["data"] == b"extra-extra"
+    ps.close()
+    assert pub.exists("news") == 0  # EXISTS
+    pub.close()
+    sub.close()
+    # SET 3, GET 3, INCRBY 5, MULTI 1, EXEC 1, LPUSH 1 (WRONGTYPE), DEL 1, PUBLISH 1, EXISTS 1.
 
 
 def memcached_script():
