@@ -516,6 +516,21 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
         .filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "db.system.name").as_deref() == Some("redis"))
         .count();
     assert_eq!(redis_served, 41, "redis-server's SERVER spans\n{}", dump());
+    // Each is the child of the client's span of the same command, except pipelined commands
+    // (several in flight on the connection cannot be paired): no parent, counted.
+    let mut alone = 0;
+    for g in spans.iter().filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "db.system.name").is_some()) {
+        if g.span.parent_span_id.is_empty() {
+            alone += 1;
+            continue;
+        }
+        let client = spans.iter().find(|c| c.span.kind == 3 && c.span.span_id == g.span.parent_span_id);
+        let client = client.unwrap_or_else(|| panic!("SERVER {} without its client span", g.span.name));
+        assert_eq!((&client.span.name, &client.span.trace_id), (&g.span.name, &g.span.trace_id));
+    }
+    let counted = sum(&scrape(mport, "/internal/metrics"), "beyla_unlinked_server_requests_total", &[]);
+    assert_eq!(counted, alone as f64);
+    assert!(alone >= 6, "the pipelines' commands (redis-py's, redigo's) cannot be paired: {alone}");
     // Secrets, keys and values never leave the host.
     let everything = format!("{:?}\n{}", spans, dump());
     for secret in ["s3cret-pw-1", "hello", "clik", "extra-extra"] {
@@ -759,7 +774,7 @@ fn root_databases_postgresql_from_python_and_psql() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ open_ports: \"{go_port}\", name: goapp }}\n    - {{ exe_path: \"*/bin/psql\", name: psql }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ open_ports: \"{go_port}\", name: goapp }}\n    - {{ open_ports: \"{pg}\", name: pgserver }}\n    - {{ exe_path: \"*/bin/psql\", name: psql }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "postgresql");
@@ -904,6 +919,36 @@ fn root_databases_postgresql_from_python_and_psql() {
         attr(&update.span.attributes, "db.query.text").as_deref(),
         Some("UPDATE items SET name = ? WHERE id = $1")
     );
+    // The server's own view: the backends of the postmaster report every statement they ran
+    // as a SERVER span, each the child of the client's span of the same statement (both ends
+    // traced on this host, matched by the connection's endpoints).
+    let served: Vec<_> =
+        spans.iter().filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "db.system.name").is_some()).collect();
+    // Statements pipelined on one connection (several in flight at once) cannot be paired
+    // from the endpoints: those are left without parent, and counted.
+    assert_eq!(served.len(), total as usize, "postgres SERVER spans\n{}", dump());
+    let mut alone = Vec::new();
+    for g in &served {
+        let svc = common::otlp::res_attr(Some(&g.resource), "service.name");
+        assert_eq!(svc.as_deref(), Some("pgserver"));
+        if g.span.parent_span_id.is_empty() {
+            alone.push(g.span.name.as_str());
+            continue;
+        }
+        let client = spans.iter().find(|c| c.span.kind == 3 && c.span.span_id == g.span.parent_span_id);
+        let client = client.unwrap_or_else(|| panic!("SERVER {} without its client span", g.span.name));
+        assert_eq!((&client.span.name, &client.span.trace_id), (&g.span.name, &g.span.trace_id));
+    }
+    let internal = scrape(mport, "/internal/metrics");
+    let counted = sum(&internal, "beyla_unlinked_server_requests_total", &[]);
+    assert_eq!(counted, alone.len() as f64, "{alone:?}");
+    // pgjdbc's BEGIN and UPDATE in one batch, psql's two SELECTs in one Query; psycopg's
+    // pipelined INSERTs as its flushes fall. Nothing else.
+    alone.sort();
+    let inserts = alone.iter().filter(|n| **n == "INSERT items").count();
+    alone.retain(|n| *n != "INSERT items");
+    assert_eq!(alone, ["BEGIN", "SELECT", "SELECT", "UPDATE jitems"], "unlinked SERVER spans");
+    assert!(inserts <= 3, "{inserts} INSERTs unlinked: psycopg pipelines 3");
     let everything = format!("{:?}\n{}", spans, dump());
     for secret in ["s3cret-app-pw", "s3cret-admin-pw", "secret-1", "secret-j"] {
         assert!(!everything.contains(secret), "{secret} exported");

@@ -164,8 +164,10 @@ pub struct Correlator {
     by_thread: HashMap<(u32, u32), Serving>,
     /// Requests in flight by (pid, socket, stream).
     by_sock: HashMap<(u32, u64, u32, Role), [u8; 8]>,
-    /// Requests in flight by (local, remote, stream), to meet the other end of a connection.
-    by_tuple: HashMap<(SocketAddr, SocketAddr, u32, Role), [u8; 8]>,
+    /// Requests in flight by (local, remote, stream), oldest first, to meet the other end of a
+    /// connection: linked only while each end has one in flight (requests pipelined on one
+    /// connection cannot be told apart from their endpoints).
+    by_tuple: HashMap<TupleKey, Vec<[u8; 8]>>,
     /// Go calls announced before their first bytes: (pid, client socket, stream) -> parent.
     hints: HashMap<(u32, u64, u32), [u8; 8]>,
     /// Processes the Go probes speak for: their threads say nothing about requests.
@@ -177,7 +179,15 @@ pub struct Correlator {
     mismatches: u32,
     /// Client calls made by a thread serving several requests at once: not linked.
     unlinked: u32,
+    /// Server requests whose client on this host had several requests in flight on the
+    /// connection (pipelined): not linked.
+    ambiguous: u32,
 }
+
+type TupleKey = (SocketAddr, SocketAddr, u32, Role);
+
+/// Requests in flight on one connection end beyond which the oldest are forgotten.
+const MAX_PER_TUPLE: usize = 64;
 
 /// Tells whether process `pid` runs a Go program.
 pub type GoOracle = Box<dyn Fn(u32) -> bool + Send>;
@@ -197,7 +207,7 @@ impl Correlator {
                         Node { parent, trace_id, fixed: true, remote_sampled: Some(sampled), pid: conn.pid }
                     }
                     None => {
-                        let peer = self.by_tuple.get(&(conn.remote, conn.local, conn.stream, Role::Client)).copied();
+                        let peer = self.peer_of_server(conn);
                         self.child_of(peer, conn)
                     }
                 };
@@ -246,7 +256,7 @@ impl Correlator {
         self.nodes.insert(span_id, node);
         self.live.insert(span_id, conn);
         self.by_sock.insert((conn.pid, conn.sock, conn.stream, role), span_id);
-        self.by_tuple.insert((conn.local, conn.remote, conn.stream, role), span_id);
+        self.tuple_add((conn.local, conn.remote, conn.stream, role), span_id);
         match role {
             Role::Server if !self.go_pids.contains(&conn.pid) => {
                 let serving = self.by_thread.entry((conn.pid, conn.tid)).or_default();
@@ -365,8 +375,41 @@ impl Correlator {
         if let Some(w) = written {
             self.remember_written(id, w.0);
         }
-        self.by_tuple.insert((client.local, client.remote, client.stream, Role::Client), id);
+        self.tuple_add((client.local, client.remote, client.stream, Role::Client), id);
         self.adopt_server(id, client);
+    }
+
+    /// The client call a server request just read answers: the one client span in flight on
+    /// the other end of its connection, while the server has no other request in flight there.
+    /// Several (pipelined requests) cannot be told apart: none, counted.
+    fn peer_of_server(&mut self, conn: ConnRef) -> Option<[u8; 8]> {
+        let server_busy = self.by_tuple.contains_key(&(conn.local, conn.remote, conn.stream, Role::Server));
+        match self.by_tuple.get(&(conn.remote, conn.local, conn.stream, Role::Client)).map(Vec::as_slice) {
+            None | Some([]) => None,
+            Some([one]) if !server_busy => Some(*one),
+            Some(_) => {
+                self.ambiguous += 1;
+                None
+            }
+        }
+    }
+
+    fn tuple_add(&mut self, key: TupleKey, id: [u8; 8]) {
+        let ids = self.by_tuple.entry(key).or_default();
+        if !ids.contains(&id) {
+            if ids.len() >= MAX_PER_TUPLE {
+                ids.remove(0);
+            }
+            ids.push(id);
+        }
+    }
+
+    /// The one request in flight at `key`, if exactly one is.
+    fn tuple_sole(&self, key: &TupleKey) -> Option<[u8; 8]> {
+        match self.by_tuple.get(key).map(Vec::as_slice) {
+            Some([one]) => Some(*one),
+            _ => None,
+        }
     }
 
     fn remember_written(&mut self, span: [u8; 8], trace_id: [u8; 16]) {
@@ -382,6 +425,12 @@ impl Correlator {
     /// requests at once.
     pub fn take_unlinked(&mut self) -> u32 {
         std::mem::take(&mut self.unlinked)
+    }
+
+    /// Server requests left unlinked since the last call because their client had several
+    /// requests in flight on the connection.
+    pub fn take_ambiguous(&mut self) -> u32 {
+        std::mem::take(&mut self.ambiguous)
     }
 
     /// Client spans that ended in another trace than the trace id the Go probes wrote into
@@ -404,8 +453,10 @@ impl Correlator {
     /// The server end of `client`'s connection, if seen first and still a root, becomes the
     /// call's child.
     fn adopt_server(&mut self, client_id: [u8; 8], client: ConnRef) {
-        let Some(server) = self.by_tuple.get(&(client.remote, client.local, client.stream, Role::Server)).copied()
-        else {
+        if self.tuple_sole(&(client.local, client.remote, client.stream, Role::Client)) != Some(client_id) {
+            return;
+        }
+        let Some(server) = self.tuple_sole(&(client.remote, client.local, client.stream, Role::Server)) else {
             return;
         };
         let Some(c) = self.nodes.get(&client_id) else { return };
@@ -424,7 +475,8 @@ impl Correlator {
         if let Some(c) = self.live.get(&ctx.span_id).copied() {
             if role == Role::Server && !node.fixed && node.parent == [0; 8] {
                 // Last chance for a call whose bytes were reported after this end's.
-                if let Some(client) = self.by_tuple.get(&(c.remote, c.local, c.stream, Role::Client)).copied() {
+                let sole = self.tuple_sole(&(c.local, c.remote, c.stream, Role::Server)) == Some(ctx.span_id);
+                if let Some(client) = self.tuple_sole(&(c.remote, c.local, c.stream, Role::Client)).filter(|_| sole) {
                     if let Some(cn) = self.nodes.get(&client) {
                         node.trace_id = self.resolve(&client, cn).0;
                         node.parent = client;
@@ -454,7 +506,14 @@ impl Correlator {
         self.live.remove(&id);
         // Each index forgets the request unless a newer one took its place.
         remove_if_is(&mut self.by_sock, (c.pid, c.sock, c.stream, role), id);
-        remove_if_is(&mut self.by_tuple, (c.local, c.remote, c.stream, role), id);
+        if let std::collections::hash_map::Entry::Occupied(mut e) =
+            self.by_tuple.entry((c.local, c.remote, c.stream, role))
+        {
+            e.get_mut().retain(|s| *s != id);
+            if e.get().is_empty() {
+                e.remove();
+            }
+        }
         if role == Role::Server {
             if let std::collections::hash_map::Entry::Occupied(mut e) = self.by_thread.entry((c.pid, c.tid)) {
                 e.get_mut().retain(|s| *s != id);
@@ -477,7 +536,10 @@ impl Correlator {
         self.hints.retain(|k, _| k.0 != pid);
         let gone: foldhash::HashSet<[u8; 8]> =
             self.nodes.iter().filter(|(_, n)| n.pid == pid).map(|(id, _)| *id).collect();
-        self.by_tuple.retain(|_, id| !gone.contains(id));
+        self.by_tuple.retain(|_, ids| {
+            ids.retain(|id| !gone.contains(id));
+            !ids.is_empty()
+        });
         self.written.retain(|id, _| !gone.contains(id));
         self.live.retain(|_, c| c.pid != pid);
         self.go_pids.remove(&pid);
@@ -681,6 +743,37 @@ mod tests {
         let same = c.begin(at(2, 5, 8, 5, server_end, client_end), Role::Server, None);
         assert!(!other.has_parent());
         assert_eq!(same.parent_span_id, call.span_id);
+    }
+
+    #[test]
+    fn pipelined_requests_on_one_connection_are_not_linked_across_its_ends() {
+        let (client_end, server_end) = ("127.0.0.1:40000", "127.0.0.1:6379");
+        let mut c = Correlator::default();
+        // Two commands written at once (a pipeline), then read at once by the server: which
+        // client span each server span answers cannot be told from the endpoints.
+        let first = c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
+        let second = c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
+        let a = c.begin(at(2, 5, 8, 0, server_end, client_end), Role::Server, None);
+        let b = c.begin(at(2, 5, 8, 0, server_end, client_end), Role::Server, None);
+        assert!(!a.has_parent() && !b.has_parent());
+        assert_eq!(c.take_ambiguous(), 2);
+        let a = c.finish(2, 5, Role::Server, &a);
+        let b = c.finish(2, 5, Role::Server, &b);
+        assert!(!a.has_parent() && !b.has_parent(), "linked at their end");
+        c.finish(1, 1, Role::Client, &first);
+        c.finish(1, 1, Role::Client, &second);
+        // One at a time again on the same connection: linked.
+        let third = c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
+        let c3 = c.begin(at(2, 5, 8, 0, server_end, client_end), Role::Server, None);
+        assert_eq!(c3.parent_span_id, third.span_id);
+        assert_eq!(c.take_ambiguous(), 0);
+        // The server's one request reported first: the client span begun while it is the only
+        // one adopts it; a second one, begun with the first in flight, does not.
+        let mut c = Correlator::default();
+        let served = c.begin(at(2, 5, 8, 0, server_end, client_end), Role::Server, None);
+        let first = c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
+        c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
+        assert_eq!(c.finish(2, 5, Role::Server, &served).parent_span_id, first.span_id);
     }
 
     #[test]

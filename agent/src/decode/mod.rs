@@ -228,4 +228,7 @@ pub struct Decoded {
     /// Client calls of this batch made by a thread serving several requests at once (an
     /// event loop): left without a parent.
     pub unlinked_calls: u32,
+    /// Server requests of this batch whose client on this host had several requests in
+    /// flight on the connection (pipelined): left without that parent.
+    pub unlinked_requests: u32,
 }

@@ -128,6 +128,7 @@ async fn run(
         }
         tel.trace_context_mismatched(out.trace_mismatches);
         tel.client_calls_unlinked(out.unlinked_calls);
+        tel.server_requests_unlinked(out.unlinked_requests);
         // Waiting here (not dropping) pushes back to the ring buffer, where the kernel
         // counts what it cannot hold: loss is never silent.
         let worth_sending = !(out.requests.is_empty() && out.exited.is_empty() && out.drained_ns.is_none());

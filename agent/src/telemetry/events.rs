@@ -30,6 +30,16 @@ impl Internal {
         }
     }
 
+    pub fn server_requests_unlinked(&self, requests: u32) {
+        if requests > 0 {
+            tracing::trace!(
+                requests,
+                "Server requests whose client had several in flight on the connection: not linked."
+            );
+            self.unlinked_requests.inc_by(u64::from(requests));
+        }
+    }
+
     pub fn batch_dropped(&self, channel: &'static str) {
         tracing::warn!(channel, "Pipeline channel full; batch dropped.");
         self.channel_drops.get_or_create(&vec![("channel", channel.to_string())]).inc();

@@ -34,6 +34,9 @@ pub struct Internal {
     pub trace_mismatches: Counter,
     /// Client calls made by a thread serving several requests at once: left unlinked.
     pub unlinked_calls: Counter,
+    /// Server requests whose traced client had several requests in flight on the connection
+    /// (pipelined): not linked to any of them.
+    pub unlinked_requests: Counter,
     pub channel_drops: Family<Labels, Counter>,
     pub export_errors: Family<Labels, Counter>,
     pub otel: OtelStats,
@@ -52,6 +55,7 @@ impl Internal {
             requests: Family::default(),
             trace_mismatches: Counter::default(),
             unlinked_calls: Counter::default(),
+            unlinked_requests: Counter::default(),
             channel_drops: Family::default(),
             export_errors: Family::default(),
             otel: OtelStats::default(),
@@ -101,6 +105,11 @@ impl Internal {
             "beyla_unlinked_client_calls",
             "Client calls made by a thread serving several requests at once (an event loop): not linked to any of them",
             t.unlinked_calls.clone(),
+        );
+        registry.register(
+            "beyla_unlinked_server_requests",
+            "Server requests whose client, traced on this host, had several requests in flight on the connection (pipelined): not linked to any of them",
+            t.unlinked_requests.clone(),
         );
         registry.register(
             "beyla_channel_drops",

@@ -281,6 +281,7 @@ impl Tracker {
         }
         out.trace_mismatches += self.correlator.take_mismatches();
         out.unlinked_calls += self.correlator.take_unlinked();
+        out.unlinked_requests += self.correlator.take_ambiguous();
     }
 
     /// A connection that ended (closed, expired, evicted, its socket reused): what it still
