@@ -16,7 +16,8 @@
 //! Exact counts by `db.operation.name` and `error.type` in `db_client_operation_duration_seconds`,
 //! every call of the apps the child of the HTTP request that made it (except where the agent
 //! cannot know: the Go app's, and spymemcached's, written from its own IO thread, have none),
-//! `redis-server`'s own SERVER spans, span metrics and service graph edges (Prometheus and
+//! the servers' own SERVER spans (`redis-server`, PostgreSQL's backends, `mariadbd`), each the
+//! child of its client's span unless pipelined, span metrics and service graph edges (Prometheus and
 //! OTLP), and no password, key or value in anything exported.
 mod common;
 
@@ -613,7 +614,7 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
 
     let receiver = Receiver::start(Proto::Grpc, free_port());
     let yaml = format!(
-        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ open_ports: \"{go_port}\", name: goapp }}\n    - {{ exe_path: \"*/bin/mariadb\", name: mariadbcli }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: dbapp }}\n    - {{ open_ports: \"{node_port}\", name: nodeapp }}\n    - {{ open_ports: \"{java_port}\", name: javaapp }}\n    - {{ open_ports: \"{go_port}\", name: goapp }}\n    - {{ open_ports: \"{my}\", name: mariadbd }}\n    - {{ exe_path: \"*/bin/mariadb\", name: mariadbcli }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "mariadb");
@@ -732,16 +733,38 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
     }
     let prepared = spans
         .iter()
-        .filter(|g| attr(&g.span.attributes, "db.query.text").as_deref() == Some("SELECT name FROM items WHERE id = ?"))
+        .filter(|g| {
+            g.span.kind == 3
+                && attr(&g.span.attributes, "db.query.text").as_deref() == Some("SELECT name FROM items WHERE id = ?")
+        })
         .count();
     assert_eq!(prepared, 5, "the text protocol's SELECT (its literal hidden) and 4 prepared executions");
     let java_prepared = spans
         .iter()
         .filter(|g| {
-            attr(&g.span.attributes, "db.query.text").as_deref() == Some("SELECT name FROM jitems WHERE id = ?")
+            g.span.kind == 3
+                && attr(&g.span.attributes, "db.query.text").as_deref() == Some("SELECT name FROM jitems WHERE id = ?")
         })
         .count();
     assert_eq!(java_prepared, 4, "Connector/J's client-side prepared SELECT (its literal hidden) and 3 executions");
+    let served: Vec<_> =
+        spans.iter().filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "db.system.name").is_some()).collect();
+    let mut alone = Vec::new();
+    for g in &served {
+        if g.span.parent_span_id.is_empty() {
+            alone.push(g.span.name.as_str());
+            continue;
+        }
+        let client = spans.iter().find(|c| c.span.kind == 3 && c.span.span_id == g.span.parent_span_id);
+        let client = client.unwrap_or_else(|| panic!("SERVER {} without its client span", g.span.name));
+        assert_eq!((&client.span.name, &client.span.trace_id), (&g.span.name, &g.span.trace_id));
+    }
+    // mariadbd reports every statement it ran, each the child of its client's span, except
+    // what a client pipelines: Connector/J sends its two statements on connect without waiting.
+    assert_eq!(served.len(), total as usize, "mariadbd's SERVER spans\n{}", dump());
+    let counted = sum(&scrape(mport, "/internal/metrics"), "beyla_unlinked_server_requests_total", &[]);
+    assert_eq!(counted, alone.len() as f64, "{alone:?}");
+    assert!(alone.len() <= 4 && alone.iter().all(|n| ["SET", "SELECT"].contains(n)), "unlinked: {alone:?}");
     let everything = format!("{:?}\n{}", spans, dump());
     for secret in ["s3cret-my-pw", "secret-1", "secret-j"] {
         assert!(!everything.contains(secret), "{secret} exported");
