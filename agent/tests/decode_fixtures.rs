@@ -87,6 +87,9 @@ fn summary(events: &[RawEvent]) -> String {
         let _ = writeln!(s, "error {reason} {n}");
     }
     let _ = writeln!(s, "unlinked calls {}", out.unlinked_calls);
+    if out.unlinked_requests > 0 {
+        let _ = writeln!(s, "unlinked requests {}", out.unlinked_requests);
+    }
     s
 }
 
