@@ -40,22 +40,28 @@ const PYPI: &[&str] = &[
 
 const NPM: &[&str] = &["ioredis@6.1.0", "memcached@2.2.2", "pg@8.23.1", "mysql2@3.26.1"];
 
-/// `databases/db_app.py` on `port`, calling Redis, Memcached, PostgreSQL and MariaDB on the
-/// others.
-fn db_app(port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) -> Proc {
-    let (py, path) = python_with("dbs-py", PYPI);
-    let app = Command::new(py)
-        .arg(repo().join("agent/tests/databases/db_app.py"))
-        .args([port, redis, memcached, pg, mysql].map(|p| p.to_string()))
-        .env("PYTHONPATH", path)
+/// Starts one of the web apps (`cmd`, given its ports and the databases' passwords) and waits
+/// for it to listen on `ports[0]`.
+fn start_app(mut cmd: Command, name: &str, ports: [u16; 5]) -> Proc {
+    let child = cmd
+        .args(ports.map(|p| p.to_string()))
         .env("REDIS_PASSWORD", "s3cret-pw-1")
         .env("PGPASSWORD", "s3cret-app-pw")
         .env("MYSQL_PWD", "s3cret-my-pw")
         .spawn()
-        .expect("starting db_app.py");
-    let p = Proc { child: app, name: "db_app.py".into() };
-    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    let p = Proc { child, name: name.into() };
+    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", ports[0])).is_ok()));
     p
+}
+
+/// `databases/db_app.py` on `port`, calling Redis, Memcached, PostgreSQL and MariaDB on the
+/// others.
+fn db_app(port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) -> Proc {
+    let (py, path) = python_with("dbs-py", PYPI);
+    let mut cmd = Command::new(py);
+    cmd.arg(repo().join("agent/tests/databases/db_app.py")).env("PYTHONPATH", path);
+    start_app(cmd, "db_app.py", [port, redis, memcached, pg, mysql])
 }
 
 /// `databases/db_app.js` (Node.js: ioredis, memcached, pg, mysql2) on `port`, likewise.
@@ -69,18 +75,9 @@ fn node_app(port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) -> Proc 
         .expect("running scripts/npm-install.sh");
     assert!(out.status.success(), "scripts/npm-install.sh failed for {NPM:?}");
     let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let app = Command::new("node")
-        .arg(repo().join("agent/tests/databases/db_app.js"))
-        .args([port, redis, memcached, pg, mysql].map(|p| p.to_string()))
-        .env("NODE_PATH", format!("{dir}/node_modules"))
-        .env("REDIS_PASSWORD", "s3cret-pw-1")
-        .env("PGPASSWORD", "s3cret-app-pw")
-        .env("MYSQL_PWD", "s3cret-my-pw")
-        .spawn()
-        .expect("starting db_app.js");
-    let p = Proc { child: app, name: "db_app.js".into() };
-    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
-    p
+    let mut cmd = Command::new("node");
+    cmd.arg(repo().join("agent/tests/databases/db_app.js")).env("NODE_PATH", format!("{dir}/node_modules"));
+    start_app(cmd, "db_app.js", [port, redis, memcached, pg, mysql])
 }
 
 /// Debian's Java drivers (`libpostgresql-jdbc-java`, `libmariadb-java`, `libspymemcached-java`).
@@ -104,16 +101,9 @@ fn java_app(port: u16, memcached: u16, pg: u16, mysql: u16) -> Proc {
         .output()
         .expect("running javac (scripts/setup.sh installs default-jdk-headless)");
     assert!(out.status.success(), "javac DbApp.java: {}", String::from_utf8_lossy(&out.stderr));
-    let app = Command::new("java")
-        .args(["-cp", &format!("{cp}:{}", classes.display()), "DbApp"])
-        .args([port, 0, memcached, pg, mysql].map(|p| p.to_string()))
-        .env("PGPASSWORD", "s3cret-app-pw")
-        .env("MYSQL_PWD", "s3cret-my-pw")
-        .spawn()
-        .expect("starting DbApp");
-    let p = Proc { child: app, name: "DbApp.java".into() };
-    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
-    p
+    let mut cmd = Command::new("java");
+    cmd.args(["-cp", &format!("{cp}:{}", classes.display()), "DbApp"]);
+    start_app(cmd, "DbApp.java", [port, 0, memcached, pg, mysql])
 }
 
 /// `databases/db_app.go` (net/http with Debian's lib/pq, go-sql-driver/mysql, redigo and
@@ -135,16 +125,7 @@ fn go_app(port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) -> Proc {
         .output()
         .expect("running go build (scripts/setup.sh installs golang and the golang-*-dev packages)");
     assert!(out.status.success(), "go build db_app.go: {}", String::from_utf8_lossy(&out.stderr));
-    let app = Command::new(&bin)
-        .args([port, redis, memcached, pg, mysql].map(|p| p.to_string()))
-        .env("REDIS_PASSWORD", "s3cret-pw-1")
-        .env("PGPASSWORD", "s3cret-app-pw")
-        .env("MYSQL_PWD", "s3cret-my-pw")
-        .spawn()
-        .expect("starting db_app");
-    let p = Proc { child: app, name: "db_app.go".into() };
-    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
-    p
+    start_app(Command::new(&bin), "db_app.go", [port, redis, memcached, pg, mysql])
 }
 
 /// The database CLIENT spans of service `svc`, asserting that none has a parent.
@@ -158,6 +139,43 @@ fn without_parents(spans: &[common::otlp::Got], svc: &str) -> usize {
         assert!(g.span.parent_span_id.is_empty(), "{svc}: {} has a parent", g.span.name);
     }
     mine.len()
+}
+
+/// Waits until `db_client_operation_duration_seconds` counts all of `want` (job, operation,
+/// error, count), then checks each exactly and the total; returns the scrape and the total.
+fn check_counts(mport: u16, want: &[(&str, &str, Option<&str>, f64)], dump: &dyn Fn() -> String) -> (Vec<Sample>, f64) {
+    let total: f64 = want.iter().map(|w| w.3).sum();
+    let done = wait_for(Duration::from_secs(20), || {
+        sum(&scrape(mport, "/metrics"), "db_client_operation_duration_seconds_count", &[]) >= total
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    assert!(done, "not all counted:\n{}", dump());
+    for (job, op, err, n) in want {
+        assert_eq!(count(&m, job, op, *err), *n, "{job} {op} {err:?}\n{}", dump());
+    }
+    assert_eq!(sum(&m, "db_client_operation_duration_seconds_count", &[]), total, "{}", dump());
+    (m, total)
+}
+
+/// The names of the database SERVER spans without a parent, after checking that every other
+/// one is the child of its client's span of the same operation, and that the agent counted
+/// the unlinked ones (`beyla_unlinked_server_requests_total`).
+fn unlinked_server_spans(spans: &[common::otlp::Got], mport: u16) -> Vec<&str> {
+    let mut alone = Vec::new();
+    for g in spans.iter().filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "db.system.name").is_some()) {
+        if g.span.parent_span_id.is_empty() {
+            alone.push(g.span.name.as_str());
+            continue;
+        }
+        let client = spans.iter().find(|c| c.span.kind == 3 && c.span.span_id == g.span.parent_span_id);
+        let client = client.unwrap_or_else(|| panic!("SERVER {} without its client span", g.span.name));
+        assert_eq!((&client.span.name, &client.span.trace_id), (&g.span.name, &g.span.trace_id));
+    }
+    let counted = sum(&scrape(mport, "/internal/metrics"), "beyla_unlinked_server_requests_total", &[]);
+    assert_eq!(counted, alone.len() as f64, "{alone:?}");
+    alone.sort();
+    alone
 }
 
 /// Every database CLIENT span of the services `apps` is the child of the HTTP request of its
@@ -401,17 +419,7 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
         ("rediscli", "HGET", None, 1.0),
         ("rediscli", "DEL", None, 1.0),
     ];
-    let total: f64 = want.iter().map(|w| w.3).sum();
-    let done = wait_for(Duration::from_secs(20), || {
-        sum(&scrape(mport, "/metrics"), "db_client_operation_duration_seconds_count", &[]) >= total
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    let m = scrape(mport, "/metrics");
-    assert!(done, "not all counted:\n{}", dump());
-    for (job, op, err, n) in want {
-        assert_eq!(count(&m, job, op, *err), *n, "{job} {op} {err:?}\n{}", dump());
-    }
-    assert_eq!(sum(&m, "db_client_operation_duration_seconds_count", &[]), total, "{}", dump());
+    let (m, total) = check_counts(mport, want, &dump);
     for (system, ops) in [("redis", 41.0), ("memcached", 22.0)] {
         let n = sum(&m, "db_client_operation_duration_seconds_count", &[("db_system_name", system)]);
         assert_eq!(n, ops, "{system}\n{}", dump());
@@ -519,18 +527,7 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     assert_eq!(redis_served, 41, "redis-server's SERVER spans\n{}", dump());
     // Each is the child of the client's span of the same command, except pipelined commands
     // (several in flight on the connection cannot be paired): no parent, counted.
-    let mut alone = 0;
-    for g in spans.iter().filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "db.system.name").is_some()) {
-        if g.span.parent_span_id.is_empty() {
-            alone += 1;
-            continue;
-        }
-        let client = spans.iter().find(|c| c.span.kind == 3 && c.span.span_id == g.span.parent_span_id);
-        let client = client.unwrap_or_else(|| panic!("SERVER {} without its client span", g.span.name));
-        assert_eq!((&client.span.name, &client.span.trace_id), (&g.span.name, &g.span.trace_id));
-    }
-    let counted = sum(&scrape(mport, "/internal/metrics"), "beyla_unlinked_server_requests_total", &[]);
-    assert_eq!(counted, alone as f64);
+    let alone = unlinked_server_spans(&spans, mport).len();
     assert!(alone >= 6, "the pipelines' commands (redis-py's, redigo's) cannot be paired: {alone}");
     // Secrets, keys and values never leave the host.
     let everything = format!("{:?}\n{}", spans, dump());
@@ -685,17 +682,7 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
         // The client sends an error's statement on, and gets ERR 1146; the batch goes on.
         ("mariadbcli", "SELECT", Some("1146"), 1.0),
     ];
-    let total: f64 = want.iter().map(|w| w.3).sum();
-    let done = wait_for(Duration::from_secs(20), || {
-        sum(&scrape(mport, "/metrics"), "db_client_operation_duration_seconds_count", &[]) >= total
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    let m = scrape(mport, "/metrics");
-    assert!(done, "not all counted:\n{}", dump());
-    for (job, op, err, n) in want {
-        assert_eq!(count(&m, job, op, *err), *n, "{job} {op} {err:?}\n{}", dump());
-    }
-    assert_eq!(sum(&m, "db_client_operation_duration_seconds_count", &[]), total, "{}", dump());
+    let (m, total) = check_counts(mport, want, &dump);
     // The app's connections were seen from their greeting (MariaDB's); the client's, joined
     // after it, are reported as `mysql`.
     let by = |job, system| {
@@ -749,21 +736,10 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
     assert_eq!(java_prepared, 4, "Connector/J's client-side prepared SELECT (its literal hidden) and 3 executions");
     let served: Vec<_> =
         spans.iter().filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "db.system.name").is_some()).collect();
-    let mut alone = Vec::new();
-    for g in &served {
-        if g.span.parent_span_id.is_empty() {
-            alone.push(g.span.name.as_str());
-            continue;
-        }
-        let client = spans.iter().find(|c| c.span.kind == 3 && c.span.span_id == g.span.parent_span_id);
-        let client = client.unwrap_or_else(|| panic!("SERVER {} without its client span", g.span.name));
-        assert_eq!((&client.span.name, &client.span.trace_id), (&g.span.name, &g.span.trace_id));
-    }
     // mariadbd reports every statement it ran, each the child of its client's span, except
     // what a client pipelines: Connector/J sends its two statements on connect without waiting.
     assert_eq!(served.len(), total as usize, "mariadbd's SERVER spans\n{}", dump());
-    let counted = sum(&scrape(mport, "/internal/metrics"), "beyla_unlinked_server_requests_total", &[]);
-    assert_eq!(counted, alone.len() as f64, "{alone:?}");
+    let alone = unlinked_server_spans(&spans, mport);
     assert!(alone.len() <= 4 && alone.iter().all(|n| ["SET", "SELECT"].contains(n)), "unlinked: {alone:?}");
     let everything = format!("{:?}\n{}", spans, dump());
     for secret in ["s3cret-my-pw", "secret-1", "secret-j"] {
@@ -872,16 +848,7 @@ fn root_databases_postgresql_from_python_and_psql() {
         ("psql", "INSERT", None, 1.0),
         ("psql", "COPY", None, 2.0),
     ];
-    let total: f64 = want.iter().map(|w| w.3).sum();
-    let done = wait_for(Duration::from_secs(20), || {
-        sum(&scrape(mport, "/metrics"), "db_client_operation_duration_seconds_count", &[]) >= total
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    let m = scrape(mport, "/metrics");
-    assert!(done, "not all counted:\n{}", dump());
-    for (job, op, err, n) in want {
-        assert_eq!(count(&m, job, op, *err), *n, "{job} {op} {err:?}\n{}", dump());
-    }
+    let (m, total) = check_counts(mport, want, &dump);
     assert_eq!(
         sum(&m, "db_client_operation_duration_seconds_count", &[("db_system_name", "postgresql")]),
         total,
@@ -950,24 +917,13 @@ fn root_databases_postgresql_from_python_and_psql() {
     // Statements pipelined on one connection (several in flight at once) cannot be paired
     // from the endpoints: those are left without parent, and counted.
     assert_eq!(served.len(), total as usize, "postgres SERVER spans\n{}", dump());
-    let mut alone = Vec::new();
     for g in &served {
         let svc = common::otlp::res_attr(Some(&g.resource), "service.name");
         assert_eq!(svc.as_deref(), Some("pgserver"));
-        if g.span.parent_span_id.is_empty() {
-            alone.push(g.span.name.as_str());
-            continue;
-        }
-        let client = spans.iter().find(|c| c.span.kind == 3 && c.span.span_id == g.span.parent_span_id);
-        let client = client.unwrap_or_else(|| panic!("SERVER {} without its client span", g.span.name));
-        assert_eq!((&client.span.name, &client.span.trace_id), (&g.span.name, &g.span.trace_id));
     }
-    let internal = scrape(mport, "/internal/metrics");
-    let counted = sum(&internal, "beyla_unlinked_server_requests_total", &[]);
-    assert_eq!(counted, alone.len() as f64, "{alone:?}");
     // pgjdbc's BEGIN and UPDATE in one batch, psql's two SELECTs in one Query; psycopg's
     // pipelined INSERTs as its flushes fall. Nothing else.
-    alone.sort();
+    let mut alone = unlinked_server_spans(&spans, mport);
     let inserts = alone.iter().filter(|n| **n == "INSERT items").count();
     alone.retain(|n| *n != "INSERT items");
     assert_eq!(alone, ["BEGIN", "SELECT", "SELECT", "UPDATE jitems"], "unlinked SERVER spans");
