@@ -122,7 +122,17 @@ pub struct Ctx<'a> {
     pub options: DecodeOptions,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(
+        conn: &'a ConnInfo,
+        role: &'a mut Option<Role>,
+        correlator: &'a mut Correlator,
+        out: &'a mut Decoded,
+        options: DecodeOptions,
+    ) -> Self {
+        Ctx { conn, role, correlator, out, options }
+    }
+
     /// The role, the server side while unknown.
     pub fn role(&self) -> Role {
         self.role.unwrap_or(Role::Server)

@@ -206,13 +206,7 @@ impl Tracker {
     fn step(&mut self, key: (u32, u64), ev: &SockData, out: &mut Decoded) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
         let State::Parsing(parser) = &mut conn.state else { return };
-        let mut cx = Ctx {
-            conn: &conn.info,
-            role: &mut conn.role,
-            correlator: &mut self.correlator,
-            out,
-            options: self.options,
-        };
+        let mut cx = Ctx::new(&conn.info, &mut conn.role, &mut self.correlator, out, self.options);
         if parser.feed(ev, &mut cx) == Verdict::Stop {
             conn.state = State::Ignored;
         }
@@ -288,13 +282,7 @@ impl Tracker {
     /// carried is reported if complete, counted if not, and its requests let go of.
     fn let_go(&mut self, mut conn: Conn, out: &mut Decoded) {
         if let State::Parsing(mut parser) = std::mem::replace(&mut conn.state, State::Ignored) {
-            let mut cx = Ctx {
-                conn: &conn.info,
-                role: &mut conn.role,
-                correlator: &mut self.correlator,
-                out,
-                options: self.options,
-            };
+            let mut cx = Ctx::new(&conn.info, &mut conn.role, &mut self.correlator, out, self.options);
             parser.close(&mut cx);
         }
     }
