@@ -921,6 +921,10 @@ fn root_databases_postgresql_from_python_and_psql() {
         let svc = common::otlp::res_attr(Some(&g.resource), "service.name");
         assert_eq!(svc.as_deref(), Some("pgserver"));
     }
+    // Connections recognised: the five clients' and the backends' ends.
+    let internal = scrape(mport, "/internal/metrics");
+    let pg_conns = sum(&internal, "beyla_decoded_connections_total", &[("protocol", "postgresql")]);
+    assert!(pg_conns >= 10.0, "{pg_conns} PostgreSQL connections recognised");
     // pgjdbc's BEGIN and UPDATE in one batch, psql's two SELECTs in one Query; psycopg's
     // pipelined INSERTs as its flushes fall. Nothing else.
     let mut alone = unlinked_server_spans(&spans, mport);

@@ -231,4 +231,6 @@ pub struct Decoded {
     /// Server requests of this batch whose client on this host had several requests in
     /// flight on the connection (pipelined): left without that parent.
     pub unlinked_requests: u32,
+    /// The protocol (`Protocol::name`) of each connection a parser claimed in this batch.
+    pub claimed: Vec<&'static str>,
 }

@@ -126,6 +126,9 @@ async fn run(
         for r in &out.requests {
             tel.request_decoded(r.role);
         }
+        for p in out.claimed.drain(..) {
+            tel.connection_claimed(p);
+        }
         tel.trace_context_mismatched(out.trace_mismatches);
         tel.client_calls_unlinked(out.unlinked_calls);
         tel.server_requests_unlinked(out.unlinked_requests);

@@ -16,6 +16,10 @@ impl Internal {
         self.requests.get_or_create(&vec![("side", side.to_string())]).inc();
     }
 
+    pub fn connection_claimed(&self, protocol: &'static str) {
+        self.connections.get_or_create(&vec![("protocol", protocol.to_string())]).inc();
+    }
+
     pub fn trace_context_mismatched(&self, spans: u32) {
         if spans > 0 {
             tracing::debug!(spans, "Client spans exported in another trace than the traceparent written for them.");

@@ -30,6 +30,8 @@ pub struct Internal {
     /// Processes with the Go probes attached (set by their thread, `attach::GoProbes`).
     pub go_processes: Gauge,
     pub requests: Family<Labels, Counter>,
+    /// Connections a protocol's decoder claimed, by protocol.
+    pub connections: Family<Labels, Counter>,
     /// Client spans whose written `traceparent` names another trace than the exported one.
     pub trace_mismatches: Counter,
     /// Client calls made by a thread serving several requests at once: left unlinked.
@@ -53,6 +55,7 @@ impl Internal {
             instrumented_processes: Gauge::default(),
             go_processes: Gauge::default(),
             requests: Family::default(),
+            connections: Family::default(),
             trace_mismatches: Counter::default(),
             unlinked_calls: Counter::default(),
             unlinked_requests: Counter::default(),
@@ -96,6 +99,11 @@ impl Internal {
             t.go_processes.clone(),
         );
         registry.register("beyla_decoded_requests", "Requests decoded, by side (server or client)", t.requests.clone());
+        registry.register(
+            "beyla_decoded_connections",
+            "Connections whose protocol was recognised, by protocol (http1, http2, redis, memcached, postgresql, mysql)",
+            t.connections.clone(),
+        );
         registry.register(
             "beyla_propagated_trace_mismatches",
             "Client spans exported in another trace than the traceparent the Go probes wrote into the call",

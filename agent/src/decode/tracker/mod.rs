@@ -150,6 +150,7 @@ impl Tracker {
                         std::mem::take(unsure).into_iter().filter(|e| e.direction == direction).collect();
                     conn.role = conn.role.or(role);
                     conn.state = State::Parsing((p.parser)());
+                    out.claimed.push(p.name);
                     for e in &backlog {
                         self.on_data(e, out);
                     }

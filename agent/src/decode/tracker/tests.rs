@@ -563,3 +563,19 @@ fn a_go_program_s_calls_are_never_linked_by_thread() {
         assert_eq!(out.unlinked_calls, 0);
     }
 }
+
+#[test]
+fn each_claimed_connection_is_reported_once_with_its_protocol() {
+    let mut t = Tracker::new(TrackerLimits::default());
+    let mut out = Decoded::default();
+    for e in [
+        ev(1, Recv, 1, b"GET /a HTTP/1.1\r\n\r\n"),
+        ev(1, Send, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ev(1, Recv, 3, b"GET /b HTTP/1.1\r\n\r\n"),
+        ev(2, Send, 4, b"*1\r\n$4\r\nPING\r\n"),
+        ev(3, Recv, 5, b"\x00\x01 definitely nothing known"),
+    ] {
+        t.on_data(&e, &mut out);
+    }
+    assert_eq!(out.claimed, ["http1", "redis"]);
+}
