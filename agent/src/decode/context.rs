@@ -138,6 +138,9 @@ struct Node {
     fixed: bool,
     remote_sampled: Option<bool>,
     pid: u32,
+    /// A server request whose client on this host had several requests in flight on the
+    /// connection: never linked to one of them (counted when it ends).
+    ambiguous: bool,
 }
 
 /// Trace links between the requests the decoder sees:
@@ -203,13 +206,21 @@ impl Correlator {
         let (span_id, mut node) = match role {
             Role::Server => {
                 let node = match incoming {
-                    Some((trace_id, parent, sampled)) => {
-                        Node { parent, trace_id, fixed: true, remote_sampled: Some(sampled), pid: conn.pid }
-                    }
-                    None => {
-                        let peer = self.peer_of_server(conn);
-                        self.child_of(peer, conn)
-                    }
+                    Some((trace_id, parent, sampled)) => Node {
+                        parent,
+                        trace_id,
+                        fixed: true,
+                        remote_sampled: Some(sampled),
+                        pid: conn.pid,
+                        ambiguous: false,
+                    },
+                    None => match self.peer_of_server(conn) {
+                        Ok(peer) => self.child_of(peer, conn),
+                        // Final: a root of its own, never relinked to one of them later.
+                        Err(()) => {
+                            Node { fixed: true, trace_id: new_trace_id(), ambiguous: true, ..self.child_of(None, conn) }
+                        }
+                    },
                 };
                 (new_span_id(), node)
             }
@@ -239,6 +250,7 @@ impl Correlator {
                             fixed: true,
                             remote_sampled: Some(sampled),
                             pid: conn.pid,
+                            ambiguous: false,
                         };
                         (span_id, node)
                     }
@@ -290,7 +302,14 @@ impl Correlator {
 
     /// A node whose parent is `parent` (a root when `None`).
     fn child_of(&self, parent: Option<[u8; 8]>, conn: ConnRef) -> Node {
-        let mut node = Node { parent: [0; 8], trace_id: [0; 16], fixed: false, remote_sampled: None, pid: conn.pid };
+        let mut node = Node {
+            parent: [0; 8],
+            trace_id: [0; 16],
+            fixed: false,
+            remote_sampled: None,
+            pid: conn.pid,
+            ambiguous: false,
+        };
         if let Some((id, p)) = parent.and_then(|id| self.nodes.get(&id).map(|p| (id, p))) {
             node.parent = id;
             (node.trace_id, node.remote_sampled) = self.resolve(&id, p);
@@ -380,17 +399,15 @@ impl Correlator {
     }
 
     /// The client call a server request just read answers: the one client span in flight on
-    /// the other end of its connection, while the server has no other request in flight there.
-    /// Several (pipelined requests) cannot be told apart: none, counted.
-    fn peer_of_server(&mut self, conn: ConnRef) -> Option<[u8; 8]> {
+    /// the other end of its connection (none when that end is not traced), while the server
+    /// has no other request in flight there. Several (pipelined requests) cannot be told
+    /// apart: `Err`.
+    fn peer_of_server(&self, conn: ConnRef) -> Result<Option<[u8; 8]>, ()> {
         let server_busy = self.by_tuple.contains_key(&(conn.local, conn.remote, conn.stream, Role::Server));
         match self.by_tuple.get(&(conn.remote, conn.local, conn.stream, Role::Client)).map(Vec::as_slice) {
-            None | Some([]) => None,
-            Some([one]) if !server_busy => Some(*one),
-            Some(_) => {
-                self.ambiguous += 1;
-                None
-            }
+            None | Some([]) => Ok(None),
+            Some([one]) if !server_busy => Ok(Some(*one)),
+            Some(_) => Err(()),
         }
     }
 
@@ -483,6 +500,9 @@ impl Correlator {
                         self.nodes.insert(ctx.span_id, node);
                     }
                 }
+            }
+            if node.ambiguous {
+                self.ambiguous += 1;
             }
             self.end(ctx.span_id, ConnRef { tid, pid, ..c }, role);
         }
@@ -756,11 +776,15 @@ mod tests {
         let a = c.begin(at(2, 5, 8, 0, server_end, client_end), Role::Server, None);
         let b = c.begin(at(2, 5, 8, 0, server_end, client_end), Role::Server, None);
         assert!(!a.has_parent() && !b.has_parent());
-        assert_eq!(c.take_ambiguous(), 2);
+        assert_eq!(c.take_ambiguous(), 0, "counted when reported");
+        // The first call's answer read before the server's end is reported: one client span
+        // is left in flight, yet the server spans stay unlinked.
+        c.finish(1, 1, Role::Client, &first);
         let a = c.finish(2, 5, Role::Server, &a);
         let b = c.finish(2, 5, Role::Server, &b);
         assert!(!a.has_parent() && !b.has_parent(), "linked at their end");
-        c.finish(1, 1, Role::Client, &first);
+        assert_ne!(a.trace_id, b.trace_id);
+        assert_eq!(c.take_ambiguous(), 2);
         c.finish(1, 1, Role::Client, &second);
         // One at a time again on the same connection: linked.
         let third = c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
