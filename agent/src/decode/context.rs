@@ -371,17 +371,13 @@ impl Correlator {
             return;
         }
         if self.hints.len() >= MAX_HINTS {
-            for id in self.hints.values() {
-                self.nodes.remove(id);
-                self.live.remove(id);
-                self.written.remove(id);
+            let stale: Vec<[u8; 8]> = self.hints.drain().map(|(_, id)| id).collect();
+            for id in stale {
+                self.forget_hint(id);
             }
-            self.hints.clear();
         }
         if let Some(stale) = self.hints.remove(&key) {
-            self.nodes.remove(&stale);
-            self.live.remove(&stale);
-            self.written.remove(&stale);
+            self.forget_hint(stale);
         }
         let id = written.map_or_else(new_span_id, |w| w.1);
         let mut node = self.child_of(parent, client);
@@ -522,18 +518,30 @@ impl Correlator {
     }
 
     /// Span `id`, in flight at `c`, ended.
-    fn end(&mut self, id: [u8; 8], c: ConnRef, role: Role) {
-        self.live.remove(&id);
-        // Each index forgets the request unless a newer one took its place.
-        remove_if_is(&mut self.by_sock, (c.pid, c.sock, c.stream, role), id);
-        if let std::collections::hash_map::Entry::Occupied(mut e) =
-            self.by_tuple.entry((c.local, c.remote, c.stream, role))
-        {
+    /// A call the Go probes announced whose bytes never came: gone from every index (left in
+    /// `by_tuple`, it would make its connection look pipelined).
+    fn forget_hint(&mut self, id: [u8; 8]) {
+        self.nodes.remove(&id);
+        self.written.remove(&id);
+        if let Some(c) = self.live.remove(&id) {
+            self.tuple_remove((c.local, c.remote, c.stream, Role::Client), id);
+        }
+    }
+
+    fn tuple_remove(&mut self, key: TupleKey, id: [u8; 8]) {
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.by_tuple.entry(key) {
             e.get_mut().retain(|s| *s != id);
             if e.get().is_empty() {
                 e.remove();
             }
         }
+    }
+
+    fn end(&mut self, id: [u8; 8], c: ConnRef, role: Role) {
+        self.live.remove(&id);
+        // Each index forgets the request unless a newer one took its place.
+        remove_if_is(&mut self.by_sock, (c.pid, c.sock, c.stream, role), id);
+        self.tuple_remove((c.local, c.remote, c.stream, role), id);
         if role == Role::Server {
             if let std::collections::hash_map::Entry::Occupied(mut e) = self.by_thread.entry((c.pid, c.tid)) {
                 e.get_mut().retain(|s| *s != id);
@@ -798,6 +806,21 @@ mod tests {
         let first = c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
         c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
         assert_eq!(c.finish(2, 5, Role::Server, &served).parent_span_id, first.span_id);
+    }
+
+    #[test]
+    fn an_announced_call_that_never_went_out_does_not_make_its_connection_ambiguous() {
+        let (cli_end, srv_end) = ("127.0.0.1:40000", "127.0.0.1:8080");
+        let mut c = Correlator::default();
+        let root = c.begin(srv(1, 1), Role::Server, None);
+        let call_at = at(1, 3, 7, 0, cli_end, srv_end);
+        // Announced twice on the same socket: the first call's bytes never came.
+        c.go_client((srv(1, 1).sock, 0), call_at, None);
+        c.go_client((srv(1, 1).sock, 0), call_at, None);
+        let call = c.begin(call_at, Role::Client, None);
+        assert_eq!(call.parent_span_id, root.span_id);
+        let served = c.begin(at(2, 5, 8, 0, srv_end, cli_end), Role::Server, None);
+        assert_eq!(served.parent_span_id, call.span_id);
     }
 
     #[test]
