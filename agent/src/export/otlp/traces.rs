@@ -212,12 +212,7 @@ pub fn phase_spans(s: &Span, clock_offset_ns: i128) -> Vec<opentelemetry_proto::
     let unix = |mono: u64| (mono as i128 + clock_offset_ns).max(0) as u64;
     let child = |name: &str, start: u64, end: u64| opentelemetry_proto::tonic::trace::v1::Span {
         trace_id: r.trace.trace_id.to_vec(),
-        span_id: loop {
-            let id: [u8; 8] = rand::random();
-            if id != [0; 8] {
-                break id.to_vec();
-            }
-        },
+        span_id: phase_span_id(&r.trace.span_id, name).to_vec(),
         trace_state: String::new(),
         parent_span_id: r.trace.span_id.to_vec(),
         flags: 1,
@@ -234,6 +229,19 @@ pub fn phase_spans(s: &Span, clock_offset_ns: i128) -> Vec<opentelemetry_proto::
         status: Some(Status { message: String::new(), code: StatusCode::Unset as i32 }),
     };
     vec![child("in queue", r.start_ns, handler_start), child("processing", handler_start, r.end_ns)]
+}
+
+/// A phase child's span id, derived from its parent's and its name: an export that is retried
+/// (delivery is at least once) sends the same ids again, so the receiver can tell repeats.
+fn phase_span_id(parent: &[u8; 8], name: &str) -> [u8; 8] {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same on every call.
+    let mut h = std::hash::DefaultHasher::new();
+    (parent, name).hash(&mut h);
+    match h.finish() {
+        0 => [1; 8],
+        v => v.to_be_bytes(),
+    }
 }
 
 /// A non-HTTP operation: its parser's attributes as they are, its error, the server's end.
@@ -353,6 +361,11 @@ mod tests {
         s.request.handler = Some(1_200_000);
         let [queue, work] = &phase_spans(&s, 5)[..] else { panic!("two children") };
         assert_eq!((queue.name.as_str(), work.name.as_str()), ("in queue", "processing"));
+        // The same ids each time the span is exported (an export retried), distinct ones.
+        let again = phase_spans(&s, 5);
+        assert_eq!((&again[0].span_id, &again[1].span_id), (&queue.span_id, &work.span_id));
+        assert_ne!(queue.span_id, work.span_id);
+        assert_ne!(queue.span_id, s.request.trace.span_id.to_vec());
         for c in [queue, work] {
             assert_eq!((c.trace_id.clone(), c.parent_span_id.clone()), (vec![7; 16], vec![8; 8]));
             assert_eq!(c.kind, SpanKind::Internal as i32);
