@@ -139,8 +139,11 @@ struct Node {
     remote_sampled: Option<bool>,
     pid: u32,
     /// A server request whose client on this host had several requests in flight on the
-    /// connection: never linked to one of them (counted when it ends).
+    /// connection: never linked to one of them.
     ambiguous: bool,
+    /// A server request whose client end was seen in flight (traced on this host): if it ends
+    /// without a parent, it could not be paired, and is counted.
+    peer_seen: bool,
 }
 
 /// Trace links between the requests the decoder sees:
@@ -213,13 +216,18 @@ impl Correlator {
                         remote_sampled: Some(sampled),
                         pid: conn.pid,
                         ambiguous: false,
+                        peer_seen: false,
                     },
                     None => match self.peer_of_server(conn) {
-                        Ok(peer) => self.child_of(peer, conn),
+                        Ok(peer) => Node { peer_seen: peer.is_some(), ..self.child_of(peer, conn) },
                         // Final: a root of its own, never relinked to one of them later.
-                        Err(()) => {
-                            Node { fixed: true, trace_id: new_trace_id(), ambiguous: true, ..self.child_of(None, conn) }
-                        }
+                        Err(()) => Node {
+                            fixed: true,
+                            trace_id: new_trace_id(),
+                            ambiguous: true,
+                            peer_seen: true,
+                            ..self.child_of(None, conn)
+                        },
                     },
                 };
                 (new_span_id(), node)
@@ -251,6 +259,7 @@ impl Correlator {
                             remote_sampled: Some(sampled),
                             pid: conn.pid,
                             ambiguous: false,
+                            peer_seen: false,
                         };
                         (span_id, node)
                     }
@@ -309,6 +318,7 @@ impl Correlator {
             remote_sampled: None,
             pid: conn.pid,
             ambiguous: false,
+            peer_seen: false,
         };
         if let Some((id, p)) = parent.and_then(|id| self.nodes.get(&id).map(|p| (id, p))) {
             node.parent = id;
@@ -408,6 +418,16 @@ impl Correlator {
     }
 
     fn tuple_add(&mut self, key: TupleKey, id: [u8; 8]) {
+        if key.3 == Role::Client {
+            // The server spans in flight at the other end have a traced client.
+            if let Some(servers) = self.by_tuple.get(&(key.1, key.0, key.2, Role::Server)) {
+                for s in servers {
+                    if let Some(n) = self.nodes.get_mut(s) {
+                        n.peer_seen = true;
+                    }
+                }
+            }
+        }
         let ids = self.by_tuple.entry(key).or_default();
         if !ids.contains(&id) {
             if ids.len() >= MAX_PER_TUPLE {
@@ -497,7 +517,7 @@ impl Correlator {
                     }
                 }
             }
-            if node.ambiguous {
+            if node.peer_seen && node.parent == [0; 8] {
                 self.ambiguous += 1;
             }
             self.end(ctx.span_id, ConnRef { tid, pid, ..c }, role);
@@ -806,6 +826,17 @@ mod tests {
         let first = c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
         c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
         assert_eq!(c.finish(2, 5, Role::Server, &served).parent_span_id, first.span_id);
+        assert_eq!(c.take_ambiguous(), 0);
+        // The server read two pipelined requests before the client's write was reported:
+        // neither client span adopts either, and both server spans are counted at their end.
+        let mut c = Correlator::default();
+        let a = c.begin(at(2, 5, 8, 0, server_end, client_end), Role::Server, None);
+        let b = c.begin(at(2, 5, 8, 0, server_end, client_end), Role::Server, None);
+        c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
+        c.begin(at(1, 1, 7, 0, client_end, server_end), Role::Client, None);
+        assert!(!c.finish(2, 5, Role::Server, &a).has_parent());
+        assert!(!c.finish(2, 5, Role::Server, &b).has_parent());
+        assert_eq!(c.take_ambiguous(), 2);
     }
 
     #[test]
