@@ -138,9 +138,6 @@ struct Node {
     fixed: bool,
     remote_sampled: Option<bool>,
     pid: u32,
-    /// A server request whose client on this host had several requests in flight on the
-    /// connection: never linked to one of them.
-    ambiguous: bool,
     /// A server request whose client end was seen in flight (traced on this host): if it ends
     /// without a parent, it could not be paired, and is counted.
     peer_seen: bool,
@@ -215,19 +212,15 @@ impl Correlator {
                         fixed: true,
                         remote_sampled: Some(sampled),
                         pid: conn.pid,
-                        ambiguous: false,
                         peer_seen: false,
                     },
                     None => match self.peer_of_server(conn) {
                         Ok(peer) => Node { peer_seen: peer.is_some(), ..self.child_of(peer, conn) },
-                        // Final: a root of its own, never relinked to one of them later.
-                        Err(()) => Node {
-                            fixed: true,
-                            trace_id: new_trace_id(),
-                            ambiguous: true,
-                            peer_seen: true,
-                            ..self.child_of(None, conn)
-                        },
+                        // Several in flight: a root of its own for good (`fixed`), never relinked
+                        // to one of them later.
+                        Err(()) => {
+                            Node { fixed: true, trace_id: new_trace_id(), peer_seen: true, ..self.child_of(None, conn) }
+                        }
                     },
                 };
                 (new_span_id(), node)
@@ -258,7 +251,6 @@ impl Correlator {
                             fixed: true,
                             remote_sampled: Some(sampled),
                             pid: conn.pid,
-                            ambiguous: false,
                             peer_seen: false,
                         };
                         (span_id, node)
@@ -317,7 +309,6 @@ impl Correlator {
             fixed: false,
             remote_sampled: None,
             pid: conn.pid,
-            ambiguous: false,
             peer_seen: false,
         };
         if let Some((id, p)) = parent.and_then(|id| self.nodes.get(&id).map(|p| (id, p))) {
