@@ -157,24 +157,9 @@ func postgresqlScript() error {
 	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS gitems (id int PRIMARY KEY, name text)"); err != nil { // CREATE
 		return err
 	}
-	for i := 0; i < 3; i++ { // INSERT x3 (unnamed)
-		if _, err := db.Exec("INSERT INTO gitems VALUES ($1, $2)", i, fmt.Sprintf("secret-g%d", i)); err != nil {
-			return err
-		}
-	}
-	// A named statement ("1"): Parse once, Bind + Execute per call, Close at the end.
-	st, err := db.Prepare("SELECT name FROM gitems WHERE id = $1")
-	if err != nil {
-		return err
-	}
-	for i := 0; i < 3; i++ { // SELECT x3
-		var name string
-		if err := st.QueryRow(i).Scan(&name); err != nil || name != fmt.Sprintf("secret-g%d", i) {
-			st.Close()
-			return fmt.Errorf("SELECT %d: %q %v", i, name, err)
-		}
-	}
-	if err := st.Close(); err != nil {
+	// INSERT x3 (lib/pq: unnamed statements), then a named statement ("1"): Parse once,
+	// Bind + Execute per call, Close at the end.
+	if err := insertAndSelect(db, "$1", "$2"); err != nil {
 		return err
 	}
 	var n int
@@ -234,24 +219,9 @@ func mysqlScript() error {
 	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS gitems (id INT PRIMARY KEY, name TEXT)"); err != nil { // CREATE
 		return err
 	}
-	for i := 0; i < 3; i++ { // INSERT x3 (prepare, execute, close each)
-		if _, err := db.Exec("INSERT INTO gitems VALUES (?, ?)", i, fmt.Sprintf("secret-g%d", i)); err != nil {
-			return err
-		}
-	}
-	// Prepared once, executed 3 times (binary rows), closed.
-	st, err := db.Prepare("SELECT name FROM gitems WHERE id = ?")
-	if err != nil {
-		return err
-	}
-	for i := 0; i < 3; i++ { // SELECT x3
-		var name string
-		if err := st.QueryRow(i).Scan(&name); err != nil || name != fmt.Sprintf("secret-g%d", i) {
-			st.Close()
-			return fmt.Errorf("SELECT %d: %q %v", i, name, err)
-		}
-	}
-	if err := st.Close(); err != nil {
+	// INSERT x3 (go-sql-driver: prepare, execute, close each), then SELECT x3 prepared once
+	// (binary rows), closed.
+	if err := insertAndSelect(db, "?", "?"); err != nil {
 		return err
 	}
 	rows, err := db.Query("SELECT * FROM missing_table") // SELECT: 1146
@@ -268,6 +238,28 @@ func mysqlScript() error {
 	return nil
 	// CREATE 1, INSERT 3, SELECT 4 (1 failed, 1146), DROP 1: 9. COM_QUERY 3 (CREATE, the failed
 	// SELECT, DROP), COM_STMT_PREPARE 4, COM_STMT_EXECUTE 6, COM_STMT_CLOSE 4.
+}
+
+// insertAndSelect inserts rows 0..2 into gitems, then selects each through one prepared
+// statement; p1 and p2 are the driver's placeholders. INSERT 3, SELECT 3.
+func insertAndSelect(db *sql.DB, p1, p2 string) error {
+	for i := 0; i < 3; i++ {
+		if _, err := db.Exec("INSERT INTO gitems VALUES ("+p1+", "+p2+")", i, fmt.Sprintf("secret-g%d", i)); err != nil {
+			return err
+		}
+	}
+	st, err := db.Prepare("SELECT name FROM gitems WHERE id = " + p1)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for i := 0; i < 3; i++ {
+		var name string
+		if err := st.QueryRow(i).Scan(&name); err != nil || name != fmt.Sprintf("secret-g%d", i) {
+			return fmt.Errorf("SELECT %d: %q %v", i, name, err)
+		}
+	}
+	return st.Close()
 }
 
 func main() {
