@@ -25,8 +25,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define MSG_PEEK 2
 #define SHUTDOWN_MASK 3 /* RCV_SHUTDOWN | SEND_SHUTDOWN */
-#define PF_IO_WORKER 0x00000010
-#define PF_KTHREAD 0x00200000
 /* A syscall that moves a socket's bytes without a buffer the program can read (x86-64), and
  * that FOR_EACH_SOCK_SYSCALL does not list: the socket may be its input or its output. */
 #define NR_splice 275

@@ -14,7 +14,7 @@ use crate::aggregate::definitions::AttributeSelection;
 use crate::aggregate::service_graph::ServiceGraph;
 use crate::aggregate::span_metrics::SpanMetrics;
 use crate::aggregate::{Aggregates, AppMetrics, Buckets};
-use crate::attach::{self, AttachError, GoProbes, Traced};
+use crate::attach::{self, AttachError, GoProbes, SharedMaps, Traced};
 use crate::decode::{self, Decoded};
 use crate::discover::{self, DiscoverOptions, ProcessEvent, Selection};
 use crate::enrich::routes::RouteMatcher;
@@ -154,15 +154,18 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
         info!("discovery.skip_go_specific_tracers is set: Go programs are served by the generic probes alone.");
         None
     } else {
-        let fds = maps
-            .sock_events
-            .as_fd()
-            .try_clone_to_owned()
-            .and_then(|ev| Ok((ev, maps.events_lost.as_fd().try_clone_to_owned()?)));
+        let fds = (|| {
+            let shared = SharedMaps {
+                go_offsets: maps.go_offsets.as_fd().try_clone_to_owned()?,
+                go_serving: maps.go_serving.as_fd().try_clone_to_owned()?,
+            };
+            Ok((maps.sock_events.as_fd().try_clone_to_owned()?, maps.events_lost.as_fd().try_clone_to_owned()?, shared))
+        })();
         match fds
-            .map_err(|e| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) })
-            .and_then(|(ev, lost)| GoProbes::start(ev, lost, load, cfg.propagate_headers, tel.go_processes.clone()))
-        {
+            .map_err(|e: std::io::Error| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) })
+            .and_then(|(ev, lost, shared)| {
+                GoProbes::start(ev, lost, shared, load, cfg.propagate_headers, tel.go_processes.clone())
+            }) {
             Ok(g) => Some(g),
             Err(e) => {
                 warn!(error = %e, "Go probes unavailable; Go programs are served by the generic probes alone (no goroutine-aware trace links).");

@@ -129,6 +129,7 @@ fn ev(sock: u64, direction: Direction, ts: u64, bytes: &[u8]) -> SockData {
         tail: Vec::new(),
         tls: false,
         capture: Default::default(),
+        goroutine: None,
     }
 }
 

@@ -44,6 +44,7 @@ enum sock_flag {
 	SOCK_FLAG_TLS = 1, /* plaintext of a TLS connection (Go crypto/tls probes), not its bytes */
 	SOCK_FLAG_H2_FRAMES = 2, /* data: the transfer's HTTP/2 frames without DATA payloads (h2_walk.h) */
 	SOCK_FLAG_H2_LOST = 4, /* the HTTP/2 frame walk lost its place in this transfer */
+	SOCK_FLAG_GOROUTINE = 8, /* a write of a Go thread whose goroutine is known (go_server_*) */
 };
 
 struct sock_event {
@@ -59,9 +60,13 @@ struct sock_event {
 			 * 0 when the hook does not see the entry: the socket family) */
 	__u64 sock_id;  /* kernel address of struct sock: stable per connection while it lives */
 	struct conn_tuple conn;
+	/* SOCK_FLAG_GOROUTINE: the request the writing goroutine serves (goroutine.h): its
+	 * server connection (0: none), its handler's start and its HTTP/2 stream. */
+	__u64 go_server_sock;
+	__u64 go_handler_ns;
+	__u32 go_server_stream;
 	__u32 captured; /* valid bytes in data */
 	__u8 tail[TAIL_LEN];
-	__u8 _pad1[4];
 	__u8 data[CAPTURE_MAX];
 };
 

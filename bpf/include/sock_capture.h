@@ -14,6 +14,7 @@
 #include "helpers.h"
 #include "sock_emit.h"
 #include "h2_walk.h"
+#include "goroutine.h"
 
 /* Forces the event types into BTF so the skeleton generates Rust types for them. */
 struct sock_event _sock_event = {};
@@ -54,6 +55,8 @@ static __always_inline int emit_transfer(__u64 id, const struct syscall_args *a,
 		return 0;
 	e->len = (__u32)ret;
 	e->start_ns = a->start_ns;
+	if (a->direction == DIR_SEND)
+		note_writer_goroutine(e);
 
 	__u8 kind = a->buf_kind;
 	__u64 iov_ptr = a->buf, iov_cnt = a->count;

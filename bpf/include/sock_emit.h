@@ -55,6 +55,9 @@ static __always_inline struct sock_event *new_event(__u8 kind, __u8 dir, __u64 p
 	e->ts_ns = bpf_ktime_get_ns();
 	e->start_ns = e->ts_ns;
 	e->sock_id = (__u64)sk;
+	e->go_server_sock = 0;
+	e->go_handler_ns = 0;
+	e->go_server_stream = 0;
 	read_conn_tuple(sk, &e->conn);
 	return e;
 }

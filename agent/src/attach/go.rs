@@ -55,13 +55,15 @@ pub struct GoProbes {
 impl GoProbes {
     /// Loads `bpf/go.bpf.c` on its own thread, sharing the capture family's ring buffer
     /// (`events`, `events_lost`, loaded with `ring`) so that Go events and socket events
-    /// arrive in one order.
+    /// arrive in one order, and its `go_offsets` and `go_serving` maps (`shared`), which the
+    /// capture reads to tell which request a Go write serves.
     /// `propagate`: write `traceparent` headers into outgoing HTTP/1.x requests (the caller
     /// checked that the kernel allows `bpf_probe_write_user`; the program using it is not even
     /// loaded otherwise).
     pub fn start(
         events: OwnedFd,
         events_lost: OwnedFd,
+        shared: SharedMaps,
         ring: super::LoadOptions,
         propagate: bool,
         attached: Gauge,
@@ -71,7 +73,7 @@ impl GoProbes {
         std::thread::Builder::new()
             .name("beyla-go-probes".into())
             .spawn(move || {
-                let skel = match load(&events, &events_lost, ring, propagate) {
+                let skel = match load(&events, &events_lost, &shared, ring, propagate) {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
                         s
@@ -102,9 +104,16 @@ impl GoProbes {
     }
 }
 
+/// The capture family's maps the Go probes reuse (see [`GoProbes::start`]).
+pub struct SharedMaps {
+    pub go_offsets: OwnedFd,
+    pub go_serving: OwnedFd,
+}
+
 fn load(
     events: &OwnedFd,
     events_lost: &OwnedFd,
+    shared: &SharedMaps,
     ring: super::LoadOptions,
     propagate: bool,
 ) -> Result<GoSkel<'static>, AttachError> {
@@ -116,6 +125,14 @@ fn load(
         .events_lost
         .reuse_fd(events_lost.as_fd())
         .map_err(|source| AttachError::Map { map: "events_lost", source })?;
+    open.maps
+        .go_offsets
+        .reuse_fd(shared.go_offsets.as_fd())
+        .map_err(|source| AttachError::Map { map: "go_offsets", source })?;
+    open.maps
+        .go_serving
+        .reuse_fd(shared.go_serving.as_fd())
+        .map_err(|source| AttachError::Map { map: "go_serving", source })?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         // The same wake-up rule as the capture family's, on the same ring.
         rodata.wakeup_len = ring.wakeup_len;

@@ -15,7 +15,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapHandle, MapImpl, OpenObject};
 use thiserror::Error;
 
-pub use go::GoProbes;
+pub use go::{GoProbes, SharedMaps};
 pub use traced::{sdk_language_of, Traced, TracedProcess};
 
 pub(crate) mod skel {
@@ -126,6 +126,10 @@ pub struct MapHandles {
     pub events_lost: MapHandle,
     /// What discovery's change counter reads ([`read_proc_changes`]).
     pub proc_changes: MapHandle,
+    /// The Go probes' maps, created with the capture family, which reads them at every write
+    /// of a Go process (`bpf/include/goroutine.h`); the Go probes reuse them.
+    pub go_offsets: MapHandle,
+    pub go_serving: MapHandle,
 }
 
 /// The process family's count of forks, execs, exits and listening-socket changes.
@@ -219,10 +223,11 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
             attach_all($name, net.object(), &mut att)?;
             let sock_events = handle(&net.maps.events, "events")?;
             let events_lost = handle(&net.maps.events_lost, "events_lost")?;
-            (NetSkel::$variant(net), sock_events, events_lost)
+            let go = (handle(&net.maps.go_offsets, "go_offsets")?, handle(&net.maps.go_serving, "go_serving")?);
+            (NetSkel::$variant(net), sock_events, events_lost, go)
         }};
     }
-    let (net, sock_events, events_lost) = match family {
+    let (net, sock_events, events_lost, (go_offsets, go_serving)) = match family {
         HookFamily::Socket => load_net!(SocketNetSkelBuilder, Socket, "socket", false),
         HookFamily::Tracepoints => load_net!(TracepointNetSkelBuilder, Tracepoints, "tracepoints", true),
         HookFamily::Kprobes => load_net!(KprobeNetSkelBuilder, Kprobes, "kprobes", true),
@@ -235,6 +240,8 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
         process_events: handle(&process.maps.process_events, "process_events")?,
         events_lost,
         proc_changes: handle(&process.maps.proc_changes, "proc_changes")?,
+        go_offsets,
+        go_serving,
     };
     let programs = att.links.len();
     Ok((Probes { _process: process, _net: net, _attached: att, family: family.as_str(), programs }, handles))

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use foldhash::HashMap;
 
 use super::Role;
+use crate::events::Goroutine;
 
 /// W3C trace context of one span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -141,14 +142,18 @@ struct Node {
     /// A server request whose client end was seen in flight (traced on this host): if it ends
     /// without a parent, it could not be paired, and is counted.
     peer_seen: bool,
+    /// A Go server request: when its handler started (the Go probes), which the writes of
+    /// the goroutines serving it carry (`events::Goroutine`); 0: not seen.
+    handler_ns: u64,
 }
 
 /// Trace links between the requests the decoder sees:
 /// - a server request honours an incoming `traceparent`;
 /// - a client call made while serving a request is its child: for Go, by the goroutine (the
-///   Go probes announce each call with the request its goroutine serves; a Go call they do not
-///   announce, such as a database call, is left unlinked: goroutines move between threads, so
-///   the thread says nothing); otherwise by thread
+///   Go probes announce HTTP and gRPC calls with the request their goroutine serves; for any
+///   other call the capture names the request the writing goroutine serves, which counts
+///   while that very request, told by its handler's start, is in flight; goroutines move
+///   between threads, so the thread says nothing); otherwise by thread
 ///   (the socket capture sees threads, not async tasks: this holds for thread-per-request
 ///   servers and sequential event loops);
 /// - a server request whose client the agent also traces (both ends on this host) is the
@@ -199,6 +204,18 @@ impl Correlator {
     /// The context of a request whose head was just read (server) or written (client). Its
     /// trace id and parent may still change until [`Correlator::finish`].
     pub fn begin(&mut self, conn: ConnRef, role: Role, traceparent: Option<&str>) -> TraceContext {
+        self.begin_from(conn, role, traceparent, None)
+    }
+
+    /// [`Correlator::begin`] for a request written by a Go goroutine the capture identified
+    /// (`goroutine`: the request it serves).
+    pub fn begin_from(
+        &mut self,
+        conn: ConnRef,
+        role: Role,
+        traceparent: Option<&str>,
+        goroutine: Option<Goroutine>,
+    ) -> TraceContext {
         if self.nodes.len() >= MAX_SPANS {
             self.clear();
         }
@@ -213,6 +230,7 @@ impl Correlator {
                         remote_sampled: Some(sampled),
                         pid: conn.pid,
                         peer_seen: false,
+                        handler_ns: 0,
                     },
                     None => match self.peer_of_server(conn) {
                         Ok(peer) => Node { peer_seen: peer.is_some(), ..self.child_of(peer, conn) },
@@ -229,6 +247,7 @@ impl Correlator {
                 let announced = self.hints.remove(&(conn.pid, conn.sock, conn.stream));
                 let serving = match announced.and_then(|a| self.nodes.get(&a)) {
                     Some(a) => Some(a.parent).filter(|p| *p != [0; 8]),
+                    None if goroutine.is_some() => goroutine.and_then(|g| self.served_by(conn.pid, g)),
                     // Not counted as unlinked: gRPC calls are announced after their bytes.
                     None if self.go_pids.contains(&conn.pid) || self.is_go.as_ref().is_some_and(|f| f(conn.pid)) => {
                         None
@@ -252,6 +271,7 @@ impl Correlator {
                             remote_sampled: Some(sampled),
                             pid: conn.pid,
                             peer_seen: false,
+                            handler_ns: 0,
                         };
                         (span_id, node)
                     }
@@ -301,6 +321,32 @@ impl Correlator {
         }
     }
 
+    /// The server request in flight that goroutine `g` of Go process `pid` serves: the one on
+    /// its connection and stream whose handler started when the goroutine's did. Another one
+    /// there (the goroutine outlived its request, or was started by an earlier one) or none
+    /// in flight: no link, counted.
+    fn served_by(&mut self, pid: u32, g: Goroutine) -> Option<[u8; 8]> {
+        if g.server_sock == 0 {
+            return None;
+        }
+        let id = self.by_sock.get(&(pid, g.server_sock, g.server_stream, Role::Server)).copied();
+        let id = id.filter(|id| self.nodes.get(id).is_some_and(|n| n.handler_ns == g.handler_ns));
+        if id.is_none() {
+            self.unlinked += 1;
+        }
+        id
+    }
+
+    /// The Go handler of the server request in flight on `server` (socket, stream) of `pid`
+    /// started at `ts_ns`: what its goroutines' writes will carry.
+    pub fn go_handler_started(&mut self, pid: u32, server: (u64, u32), ts_ns: u64) {
+        if let Some(id) = self.by_sock.get(&(pid, server.0, server.1, Role::Server)) {
+            if let Some(n) = self.nodes.get_mut(id) {
+                n.handler_ns = ts_ns;
+            }
+        }
+    }
+
     /// A node whose parent is `parent` (a root when `None`).
     fn child_of(&self, parent: Option<[u8; 8]>, conn: ConnRef) -> Node {
         let mut node = Node {
@@ -310,6 +356,7 @@ impl Correlator {
             remote_sampled: None,
             pid: conn.pid,
             peer_seen: false,
+            handler_ns: 0,
         };
         if let Some((id, p)) = parent.and_then(|id| self.nodes.get(&id).map(|p| (id, p))) {
             node.parent = id;
@@ -694,6 +741,41 @@ mod tests {
         let client = c.begin(cli(1, 10), Role::Client, Some(TP));
         assert_eq!(client.parent_span_id, server.span_id);
         assert_ne!(hex(&client.span_id), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn a_go_write_follows_the_request_its_goroutine_serves() {
+        let mut c = Correlator::default();
+        let (s1, s2) = (srv(1, 10), at(1, 11, 150, 0, "127.0.0.1:80", "10.0.0.2:5001"));
+        let a = c.begin(s1, Role::Server, None);
+        let b = c.begin(s2, Role::Server, None);
+        c.go_handler_started(1, (s1.sock, 0), 1000);
+        c.go_handler_started(1, (s2.sock, 0), 2000);
+        let g = |sock: u64, handler_ns: u64| Some(Goroutine { server_sock: sock, server_stream: 0, handler_ns });
+        // A database call written on thread 10 (which read `a`) by a goroutine serving `b`.
+        let db = at(1, 10, 301, 0, "127.0.0.1:7000", "127.0.0.1:5432");
+        let call = c.begin_from(db, Role::Client, None, g(s2.sock, 2000));
+        assert_eq!((call.trace_id, call.parent_span_id), (b.trace_id, b.span_id));
+        assert_eq!(c.take_unlinked(), 0);
+        // A goroutine serving nothing: a root, nothing to count.
+        let bg = at(1, 10, 302, 0, "127.0.0.1:7001", "127.0.0.1:5432");
+        assert!(!c.begin_from(bg, Role::Client, None, g(0, 0)).has_parent());
+        assert_eq!(c.take_unlinked(), 0);
+        // A goroutine that an earlier request on `a`'s connection started (its handler started
+        // at 500): not `a`'s child, counted.
+        let stale = at(1, 10, 303, 0, "127.0.0.1:7002", "127.0.0.1:5432");
+        assert!(!c.begin_from(stale, Role::Client, None, g(s1.sock, 500)).has_parent());
+        assert_eq!(c.take_unlinked(), 1);
+        // After `b` ended, its goroutine's writes have no parent either.
+        c.finish(1, 11, Role::Server, &b);
+        let late = at(1, 10, 304, 0, "127.0.0.1:7003", "127.0.0.1:5432");
+        assert!(!c.begin_from(late, Role::Client, None, g(s2.sock, 2000)).has_parent());
+        assert_eq!(c.take_unlinked(), 1);
+        // An announced call (the Go HTTP client probes) keeps its announcement.
+        let http = at(1, 10, 305, 0, "127.0.0.1:7004", "10.9.9.9:443");
+        c.go_client((s1.sock, 0), http, None);
+        let call = c.begin_from(http, Role::Client, None, g(0, 0));
+        assert_eq!(call.parent_span_id, a.span_id);
     }
 
     #[test]

@@ -4,18 +4,20 @@
 //! `BEYLA_DEBUG_RECORD_EVENTS=<file>` (appended to, as the decode stage reads them).
 //!
 //! A line is `data <pid> <tid> <sock> <ts> <start> <recv|send> <len> <local> <remote> <tls>
-//! <bytes> <tail> [h2frames|h2lost]` or `close <pid> <sock> <ts>`; bytes are printable ASCII
-//! with `\xHH` for everything else (and for `\` and space), `-` when empty. The last field says
-//! what the bytes are when they are not the transfer's first (`events::Capture`).
+//! <bytes> <tail> [h2frames|h2lost] [go=<server sock>:<stream>:<handler ns>]` or
+//! `close <pid> <sock> <ts>`; bytes are printable ASCII with `\xHH` for everything else (and for
+//! `\` and space), `-` when empty. The optional fields say what the bytes are when they are not
+//! the transfer's first (`events::Capture`) and which request the writing goroutine of a Go
+//! program serves (`events::Goroutine`).
 use std::fmt::Write as _;
 
-use crate::events::{Capture, Direction, RawEvent, SockData};
+use crate::events::{Capture, Direction, Goroutine, RawEvent, SockData};
 
 /// One recorded event as a line (without its newline); `None` for events fixtures do not keep.
 pub fn line(ev: &RawEvent) -> Option<String> {
     match ev {
         RawEvent::Data(d) => Some(format!(
-            "data {} {} {} {} {} {} {} {} {} {} {} {}{}",
+            "data {} {} {} {} {} {} {} {} {} {} {} {}{}{}",
             d.pid,
             d.tid,
             d.sock_id,
@@ -33,6 +35,8 @@ pub fn line(ev: &RawEvent) -> Option<String> {
                 Capture::H2Frames => " h2frames",
                 Capture::H2Lost => " h2lost",
             },
+            d.goroutine
+                .map_or(String::new(), |g| format!(" go={}:{}:{}", g.server_sock, g.server_stream, g.handler_ns)),
         )),
         RawEvent::Close { pid, sock_id, ts_ns } => Some(format!("close {pid} {sock_id} {ts_ns}")),
         _ => None,
@@ -58,8 +62,12 @@ fn parse_line(l: &str) -> Option<RawEvent> {
         ["close", pid, sock, ts] => {
             Some(RawEvent::Close { pid: pid.parse().ok()?, sock_id: sock.parse().ok()?, ts_ns: ts.parse().ok()? })
         }
-        ["data", pid, tid, sock, ts, start, dir, len, local, remote, tls, data, tail, capture @ ..] => {
-            let capture = match capture {
+        ["data", pid, tid, sock, ts, start, dir, len, local, remote, tls, data, tail, rest @ ..] => {
+            let (goroutine, rest) = match rest.split_last() {
+                Some((g, rest)) if g.starts_with("go=") => (Some(parse_goroutine(&g[3..])?), rest),
+                _ => (None, rest),
+            };
+            let capture = match rest {
                 [] => Capture::Prefix,
                 ["h2frames"] => Capture::H2Frames,
                 ["h2lost"] => Capture::H2Lost,
@@ -83,10 +91,22 @@ fn parse_line(l: &str) -> Option<RawEvent> {
                 data: unescape(data)?,
                 tail: unescape(tail)?,
                 capture,
+                goroutine,
             }))
         }
         _ => None,
     }
+}
+
+/// `<server sock>:<stream>:<handler start>` (see [`Goroutine`]).
+fn parse_goroutine(s: &str) -> Option<Goroutine> {
+    let mut f = s.split(':');
+    let g = Goroutine {
+        server_sock: f.next()?.parse().ok()?,
+        server_stream: f.next()?.parse().ok()?,
+        handler_ns: f.next()?.parse().ok()?,
+    };
+    f.next().is_none().then_some(g)
 }
 
 fn escape(bytes: &[u8]) -> String {
@@ -147,6 +167,7 @@ mod tests {
             tail: Vec::new(),
             tls: true,
             capture: Capture::H2Frames,
+            goroutine: Some(Goroutine { server_sock: 7, server_stream: 3, handler_ns: 11 }),
         };
         let l = line(&RawEvent::Data(d.clone())).unwrap();
         assert!(!l.contains('\n') && !l.contains('\r'));
@@ -156,6 +177,7 @@ mod tests {
             (e.pid, e.tid, e.sock_id, e.ts_ns, e.len, e.local, e.remote, e.tls, e.capture),
             (1, 2, 3, 4, 9000, d.local, d.remote, true, Capture::H2Frames)
         );
+        assert_eq!(e.goroutine, d.goroutine);
         assert_eq!((e.data.as_slice(), e.tail.as_slice()), (d.data.as_slice(), &b""[..]));
         assert!(matches!(back[1], RawEvent::Close { pid: 1, sock_id: 3, ts_ns: 5 }));
         assert!(parse("data 1 2").unwrap_err().contains("line 1"));

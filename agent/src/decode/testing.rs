@@ -29,6 +29,7 @@ pub fn ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> SockData {
         tail,
         tls: false,
         capture: Default::default(),
+        goroutine: None,
     }
 }
 

@@ -12,7 +12,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, RingBufferBuilder};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc::Sender;
 
-use super::{Capture, Direction, RawEvent, SockData};
+use super::{Capture, Direction, Goroutine, RawEvent, SockData};
 use crate::attach::skel::tracepoint_net::types::{
     conn_tuple, direction, event_kind, go_event, process_event, sock_event, sock_flag,
 };
@@ -34,6 +34,7 @@ const DIR_SEND: u8 = direction::DIR_SEND.0 as u8;
 const SOCK_FLAG_TLS: u8 = sock_flag::SOCK_FLAG_TLS.0 as u8;
 const SOCK_FLAG_H2_FRAMES: u8 = sock_flag::SOCK_FLAG_H2_FRAMES.0 as u8;
 const SOCK_FLAG_H2_LOST: u8 = sock_flag::SOCK_FLAG_H2_LOST.0 as u8;
+const SOCK_FLAG_GOROUTINE: u8 = sock_flag::SOCK_FLAG_GOROUTINE.0 as u8;
 const AF_INET: u16 = 2;
 
 /// Counters the reader keeps; `telemetry` registers them.
@@ -149,6 +150,11 @@ pub fn parse_sock_event(bytes: &[u8], scratch: &mut SockScratch) -> Option<RawEv
                 } else {
                     Capture::Prefix
                 },
+                goroutine: (e.flags & SOCK_FLAG_GOROUTINE != 0).then_some(Goroutine {
+                    server_sock: e.go_server_sock,
+                    server_stream: e.go_server_stream,
+                    handler_ns: e.go_handler_ns,
+                }),
             }))
         }
         EVENT_SOCK_CLOSE => Some(RawEvent::Close { pid: e.pid, sock_id: e.sock_id, ts_ns: e.ts_ns }),

@@ -31,6 +31,20 @@ pub struct SockData {
     pub tls: bool,
     /// What `data` holds.
     pub capture: Capture,
+    /// A write of a Go program whose goroutine the capture identified: the request that
+    /// goroutine serves (`bpf/include/goroutine.h`).
+    pub goroutine: Option<Goroutine>,
+}
+
+/// The request the goroutine behind a Go write serves, as the Go probes recorded it when its
+/// handler started: the server connection (0: it serves none), the HTTP/2 stream on it (0 for
+/// HTTP/1.x) and the handler's start, which tells that request from a later one on the same
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Goroutine {
+    pub server_sock: u64,
+    pub server_stream: u32,
+    pub handler_ns: u64,
 }
 
 /// What the capture copied of a transfer.

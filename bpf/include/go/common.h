@@ -1,45 +1,14 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Go probes, shared: the per-process struct offsets, the request each goroutine serves and
- * how it is inherited, the events sent to the agent. */
+ * how it is inherited (goroutine.h, shared with the socket capture), the events sent to the
+ * agent. */
 #ifndef __GO_COMMON_H
 #define __GO_COMMON_H
 
+#include "goroutine.h"
+
 /* Forces the type into BTF so the skeleton generates a Rust type for the agent to fill. */
 struct go_offsets _go_offsets = {};
-
-/* tgid -> offsets; only processes the agent instrumented with the Go probes are present. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct go_offsets);
-} go_offsets SEC(".maps");
-
-struct goroutine_key {
-	__u32 tgid;
-	__u32 _pad;
-	__u64 goid;
-};
-
-/* The request a goroutine serves: its server connection (struct sock) and, with context
- * propagation on, its trace id and W3C flags. */
-struct go_request {
-	__u64 sock;
-	__u8 trace_id[16];
-	__u32 stream; /* HTTP/2 stream id (gRPC servers); 0 for HTTP/1.x */
-	__u8 flags;
-	__u8 traced; /* trace_id and flags are set */
-	__u8 _pad[2];
-};
-
-/* (tgid, goid) -> the request the goroutine serves: set when its net/http handler starts,
- * inherited by the goroutines it starts. LRU: goroutines end without a probe telling us. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct goroutine_key);
-	__type(value, struct go_request);
-} go_serving SEC(".maps");
 
 /* Set by the agent before load: ebpf.context_propagation includes headers and the kernel
  * lets programs write user memory (no lockdown). */
@@ -67,14 +36,6 @@ struct {
 	__type(key, struct inject_key);
 	__type(value, struct inject);
 } go_injects SEC(".maps");
-
-static __always_inline __u64 goid_of(const struct go_offsets *o, __u64 g)
-{
-	__u64 goid = 0;
-	if (g)
-		bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + o->g_goid));
-	return goid;
-}
 
 /* The TCP socket behind a net.Conn interface value at user address iface holding a
  * *net.TCPConn: TCPConn.conn.fd -> netFD.pfd.Sysfd -> the fd's struct sock (0 if anything
@@ -109,24 +70,6 @@ static __always_inline __u64 sock_of_conn(const struct go_offsets *o, __u64 ifac
 	return sock_of_net_conn(o, data + o->tls_conn_conn);
 }
 
-static __always_inline struct go_request *serving(__u32 tgid, __u64 goid)
-{
-	struct goroutine_key k = { .tgid = tgid, .goid = goid };
-	return bpf_map_lookup_elem(&go_serving, &k);
-}
-
-/* What the goroutine g serves, or failing that (go1.21+, which records it) its creator. */
-static __always_inline struct go_request *serving_of(const struct go_offsets *o, __u32 tgid, __u64 g, __u64 goid)
-{
-	struct go_request *r = serving(tgid, goid);
-	if (r || !o->g_parent_goid || !g)
-		return r;
-	__u64 parent = 0;
-	if (bpf_probe_read_user(&parent, sizeof(parent), (void *)(g + o->g_parent_goid)) || !parent)
-		return 0;
-	return serving(tgid, parent);
-}
-
 /* Sends a go_event of `kind` for goroutine goid (serving `req`, 0: nothing) with the trace
  * context `tp` (0: none). */
 static __always_inline void emit_go(__u8 kind, __u64 goid, const struct go_request *req, __u64 client_sock,
@@ -141,7 +84,7 @@ static __always_inline void emit_go(__u8 kind, __u64 goid, const struct go_reque
 		.server_sock = req ? req->sock : 0,
 		.server_stream = req ? req->stream : 0,
 		.client_sock = client_sock,
-		.ts_ns = bpf_ktime_get_ns(),
+		.ts_ns = kind == EVENT_GO_HANDLER_START && req ? req->handler_ns : bpf_ktime_get_ns(),
 	};
 	if (client_sock)
 		read_conn_tuple((struct sock *)client_sock, &e.conn);
@@ -159,8 +102,10 @@ static __always_inline void start_serving(const struct go_offsets *o, struct pt_
 					  const struct go_request *req, const struct inject *tp)
 {
 	struct goroutine_key k = { .tgid = tgid, .goid = goid_of(o, ctx->r14) };
-	bpf_map_update_elem(&go_serving, &k, req, BPF_ANY);
-	emit_go(EVENT_GO_HANDLER_START, k.goid, req, 0, 0, tp);
+	struct go_request r = *req;
+	r.handler_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&go_serving, &k, &r, BPF_ANY);
+	emit_go(EVENT_GO_HANDLER_START, k.goid, &r, 0, 0, tp);
 }
 
 #endif /* __GO_COMMON_H */

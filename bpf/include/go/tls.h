@@ -16,10 +16,10 @@ struct {
 	__type(value, struct tls_read);
 } go_tls_reads SEC(".maps");
 
-/* Reports len bytes of plaintext at buf, read or written on the crypto/tls.Conn c, as data of
- * the TCP socket under it (flagged SOCK_FLAG_TLS: the agent decodes these instead of the
- * socket's encrypted bytes). */
-static __always_inline void emit_tls(const struct go_offsets *o, __u64 c, __u64 buf, __s64 len, __u8 dir)
+/* Reports len bytes of plaintext at buf, read or written on the crypto/tls.Conn c by goroutine
+ * g, as data of the TCP socket under it (flagged SOCK_FLAG_TLS: the agent decodes these
+ * instead of the socket's encrypted bytes). */
+static __always_inline void emit_tls(const struct go_offsets *o, __u64 g, __u64 c, __u64 buf, __s64 len, __u8 dir)
 {
 	if (len <= 0)
 		return;
@@ -32,6 +32,8 @@ static __always_inline void emit_tls(const struct go_offsets *o, __u64 c, __u64 
 	e->flags = SOCK_FLAG_TLS;
 	e->len = (__u32)len;
 	e->captured = copy_plain(e, buf, (__u64)len);
+	if (dir == DIR_SEND)
+		note_goroutine(e, o, g);
 	send_sock_event(e);
 }
 
@@ -43,7 +45,7 @@ int go_tls_write(struct pt_regs *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct go_offsets *o = bpf_map_lookup_elem(&go_offsets, &tgid);
 	if (o)
-		emit_tls(o, ctx->ax, ctx->bx, (__s64)ctx->cx, DIR_SEND);
+		emit_tls(o, ctx->r14, ctx->ax, ctx->bx, (__s64)ctx->cx, DIR_SEND);
 	return 0;
 }
 
@@ -75,7 +77,7 @@ int go_tls_read_ret(struct pt_regs *ctx)
 		return 0;
 	struct tls_read saved = *r;
 	bpf_map_delete_elem(&go_tls_reads, &k);
-	emit_tls(o, saved.conn, saved.buf, (__s64)ctx->ax, DIR_RECV);
+	emit_tls(o, ctx->r14, saved.conn, saved.buf, (__s64)ctx->ax, DIR_RECV);
 	return 0;
 }
 

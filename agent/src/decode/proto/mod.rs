@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use super::context::{ConnRef, Correlator, TraceContext};
 use super::{DecodeError, DecodeOptions, Decoded, Operation, Request, Role};
-use crate::events::{Direction, SockData};
+use crate::events::{Direction, Goroutine, SockData};
 
 /// A transfer as the capture saw it: its first bytes, bytes it did not copy, its last bytes.
 pub(crate) struct Transfer<'a> {
@@ -120,6 +120,9 @@ pub struct Ctx<'a> {
     pub(crate) correlator: &'a mut Correlator,
     pub out: &'a mut Decoded,
     pub options: DecodeOptions,
+    /// Go programs: the request the goroutine that last wrote on the connection serves (see
+    /// [`Goroutine`]), for the operations that write begins.
+    pub(crate) goroutine: Option<Goroutine>,
 }
 
 impl<'a> Ctx<'a> {
@@ -130,7 +133,7 @@ impl<'a> Ctx<'a> {
         out: &'a mut Decoded,
         options: DecodeOptions,
     ) -> Self {
-        Ctx { conn, role, correlator, out, options }
+        Ctx { conn, role, correlator, out, options, goroutine: None }
     }
 
     /// The role, the server side while unknown.
@@ -144,7 +147,7 @@ impl<'a> Ctx<'a> {
         let c = self.conn;
         let at = ConnRef { pid: c.pid, tid, sock: c.sock, stream, local: c.local, remote: c.remote };
         let role = self.role();
-        self.correlator.begin(at, role, traceparent)
+        self.correlator.begin_from(at, role, traceparent, self.goroutine)
     }
 
     /// An operation that will not be reported: its trace context is let go.

@@ -8,7 +8,7 @@ use super::context::{ConnRef, Correlator};
 use super::proto::{ConnInfo, Ctx, Detect, Parser, Protocol, Verdict, PROTOCOLS};
 use super::reorder::Held;
 use super::{DecodeError, DecodeOptions, Decoded, Role};
-use crate::events::{Direction, SockData};
+use crate::events::{Direction, Goroutine, SockData};
 
 /// While no protocol can tell what a connection carries, its short transfers (a header read
 /// alone) are kept to be asked again joined with the next ones: at most this many bytes each
@@ -50,6 +50,8 @@ struct Conn {
     state: State,
     last_ns: u64,
     held: Held,
+    /// Go programs: the request the goroutine of the last write serves.
+    goroutine: Option<Goroutine>,
 }
 
 impl Conn {
@@ -60,6 +62,7 @@ impl Conn {
             state: State::Sniffing { rejected: 0, unsure: Vec::new() },
             last_ns: ev.ts_ns,
             held: Held::default(),
+            goroutine: None,
         }
     }
 }
@@ -207,7 +210,11 @@ impl Tracker {
     fn step(&mut self, key: (u32, u64), ev: &SockData, out: &mut Decoded) {
         let Some(conn) = self.conns.get_mut(&key) else { return };
         let State::Parsing(parser) = &mut conn.state else { return };
+        if ev.direction == Direction::Send {
+            conn.goroutine = ev.goroutine;
+        }
         let mut cx = Ctx::new(&conn.info, &mut conn.role, &mut self.correlator, out, self.options);
+        cx.goroutine = conn.goroutine;
         if parser.feed(ev, &mut cx) == Verdict::Stop {
             conn.state = State::Ignored;
         }
@@ -259,6 +266,7 @@ impl Tracker {
         if let Some(t) = trace_id {
             self.correlator.go_server_trace(pid, server, t);
         }
+        self.correlator.go_handler_started(pid, server, ts_ns);
         let Some(conn) = self.conns.get_mut(&(pid, server.0)) else { return };
         if conn.role != Some(Role::Server) {
             return;
