@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the HTTP test services into testapps/build/ and writes one launcher per language:
 #   testapps/build/run-{python,node,java,go,go-h2c,rust} <port>
+# plus testapps/build/rust-db (the Rust app of agent/tests/root_databases.rs)
 # and the demo system (testapps/demo/build.sh) into testapps/build/demo/. All Go builds use
 # the go on PATH (Debian's go1.19); testapps/build-go.sh 1.23 builds the Go apps with go1.23.
 # Idempotent: only rebuilds what changed. Toolchains come from scripts/setup.sh.
@@ -58,17 +59,20 @@ if stale "$OUT/java/App.class" "$HERE/java-http/App.java"; then
   javac -d "$OUT/java" "$HERE/java-http/App.java"
 fi
 
-# Rust: workspace member `rust-http` (std only).
-rust_inputs=("$HERE/rust-http/Cargo.toml" "$REPO/Cargo.toml" "$HERE"/rust-http/src/*.rs)
-if stale "$OUT/rust-http" "${rust_inputs[@]}"; then
-  echo "build.sh: building rust-http"
-  (cd "$REPO" && cargo build -q -p rust-http --release)
-  target_dir="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
-    "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-  bin="$target_dir/release/rust-http"
-  [[ -x "$bin" ]] || { echo "build.sh: cargo did not produce $bin" >&2; exit 1; }
-  cp -f "$bin" "$OUT/rust-http.tmp" && mv -f "$OUT/rust-http.tmp" "$OUT/rust-http"
-fi
+# Rust: workspace members `rust-http` (std only) and `rust-db` (axum, redis-rs and
+# tokio-postgres: the Rust app of agent/tests/root_databases.rs).
+for app in rust-http rust-db; do
+  rust_inputs=("$HERE/$app/Cargo.toml" "$REPO/Cargo.toml" "$REPO/Cargo.lock" "$HERE/$app"/src/*.rs)
+  if stale "$OUT/$app" "${rust_inputs[@]}"; then
+    echo "build.sh: building $app"
+    (cd "$REPO" && cargo build -q -p "$app" --release)
+    target_dir="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+      "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+    bin="$target_dir/release/$app"
+    [[ -x "$bin" ]] || { echo "build.sh: cargo did not produce $bin" >&2; exit 1; }
+    cp -f "$bin" "$OUT/$app.tmp" && mv -f "$OUT/$app.tmp" "$OUT/$app"
+  fi
+done
 
 # launcher NAME COMMAND...: writes $OUT/run-NAME, which execs COMMAND with the port argument
 # (exec => the launcher's PID is the server's PID). Rewritten only when its content changes.

@@ -7,7 +7,8 @@
 //!   (`databases/db_app.js`: `node:http` with ioredis, memcached, pg and mysql2 from npm) and
 //!   in Java (`databases/DbApp.java`: the JDK's `com.sun.net.httpserver` with Debian's pgjdbc,
 //!   MariaDB Connector/J and spymemcached) and in Go (`databases/db_app.go`: `net/http` with
-//!   Debian's lib/pq, go-sql-driver/mysql, redigo and gomemcache), each running a known script
+//!   Debian's lib/pq, go-sql-driver/mysql, redigo and gomemcache) and in Rust
+//!   (`testapps/rust-db`: axum with redis-rs and tokio-postgres), each running a known script
 //!   of operations per request: pipelines, transactions, a RESP3 connection, prepared
 //!   statements (named, unnamed, server-side), errors, a multi-key get, `noreply`, large values;
 //! - the C clients `redis-cli`, `psql` and `mariadb`, fed statements on their standard input
@@ -141,6 +142,14 @@ fn go_app(go: &str, port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) 
         .expect("running go build (scripts/setup.sh installs golang and the golang-*-dev packages)");
     assert!(out.status.success(), "{go} build db_app.go: {}", String::from_utf8_lossy(&out.stderr));
     start_app(Command::new(&bin), "db_app.go", [port, redis, memcached, pg, mysql])
+}
+
+/// `testapps/rust-db` (axum on a single-threaded tokio runtime with redis-rs and
+/// tokio-postgres; built by `testapps/build.sh`) on `port`, likewise.
+fn rust_app(port: u16, redis: u16, pg: u16) -> Proc {
+    let bin = repo().join("testapps/build/rust-db");
+    assert!(bin.exists(), "{} missing: run testapps/build.sh first", bin.display());
+    start_app(Command::new(&bin), "rust-db", [port, redis, 0, pg, 0])
 }
 
 /// Waits until `db_client_operation_duration_seconds` counts all of `want` (job, operation,
@@ -962,4 +971,68 @@ fn root_databases_postgresql_from_python_and_psql() {
     }
     drop(psql_in);
     let _ = psql.wait();
+}
+
+/// The Rust clients: redis-rs (a multiplexed connection, whose IO runs in a task of its own)
+/// and tokio-postgres (likewise), from an axum app on a single-threaded tokio runtime: every
+/// call the child of the HTTP request that made it (the runtime's one thread serves one
+/// request at a time here).
+#[test]
+fn root_databases_rust_clients() {
+    require_root();
+    let (rport, pg, app_port, mport) = (free_port(), free_port(), free_port(), free_port());
+    let _redis = redis_server(rport);
+    let _pg = postgres(pg);
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: rustapp }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        receiver.endpoint()
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "rust-clients");
+    let app = rust_app(app_port, rport, pg);
+    wait_pid_instrumented(app.pid(), &log);
+    for path in ["/redis", "/postgresql"] {
+        assert_eq!(http_get(app_port, path).unwrap_or_default(), "ok", "GET {path}");
+    }
+
+    let dump = || agent_dump(mport, &log);
+    let want: &[(&str, &str, Option<&str>, f64)] = &[
+        // redis-rs: AUTH on connect (not reported), a pipeline, MULTI/EXEC in one write.
+        ("rustapp", "SET", None, 2.0),
+        ("rustapp", "GET", None, 2.0),
+        ("rustapp", "INCR", None, 5.0),
+        ("rustapp", "MULTI", None, 1.0),
+        ("rustapp", "EXEC", None, 1.0),
+        ("rustapp", "LPUSH", Some("WRONGTYPE"), 1.0),
+        ("rustapp", "DEL", None, 1.0),
+        // tokio-postgres: every statement with parameters is prepared (a Parse-only round
+        // trip, not an operation) and executed by Bind/Execute; batch_execute is a simple Query.
+        ("rustapp", "CREATE", None, 1.0),
+        ("rustapp", "INSERT", None, 3.0),
+        ("rustapp", "SELECT", None, 1.0),
+        ("rustapp", "SELECT", Some("42P01"), 1.0),
+        // transaction() sends START TRANSACTION: the statement's first keyword names it.
+        ("rustapp", "START", None, 1.0),
+        ("rustapp", "UPDATE", None, 1.0),
+        ("rustapp", "COMMIT", None, 1.0),
+        ("rustapp", "DELETE", None, 1.0),
+        ("rustapp", "DROP", None, 1.0),
+    ];
+    let (m, total) = check_counts(mport, want, &dump);
+    for (system, ops) in [("redis", 13.0), ("postgresql", 11.0)] {
+        let n = sum(&m, "db_client_operation_duration_seconds_count", &[("db_system_name", system)]);
+        assert_eq!(n, ops, "{system}\n{}", dump());
+    }
+    let is_db = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
+        s.kind == 3 && attr(&s.attributes, "db.system.name").is_some()
+    };
+    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db) >= total as usize);
+    let spans = receiver.spans();
+    assert!(done, "{} spans\n{}", spans.len(), dump());
+    assert_eq!(check_parents(&spans, &["rustapp"], &dump), total as usize);
+    assert_eq!(sum(&scrape(mport, "/internal/metrics"), "beyla_unlinked_client_calls_total", &[]), 0.0);
+    let everything = format!("{:?}\n{}", spans, dump());
+    for secret in ["s3cret-pw-1", "s3cret-app-pw"] {
+        assert!(!everything.contains(secret), "{secret} exported");
+    }
 }
