@@ -146,10 +146,13 @@ fn go_app(go: &str, port: u16, redis: u16, memcached: u16, pg: u16, mysql: u16) 
 
 /// `testapps/rust-db` (axum on a single-threaded tokio runtime with redis-rs and
 /// tokio-postgres; built by `testapps/build.sh`) on `port`, likewise.
-fn rust_app(port: u16, redis: u16, pg: u16) -> Proc {
+/// `workers`: 0 for the single-threaded runtime, else the multi-threaded one with that many.
+fn rust_app(port: u16, redis: u16, pg: u16, workers: usize) -> Proc {
     let bin = repo().join("testapps/build/rust-db");
     assert!(bin.exists(), "{} missing: run testapps/build.sh first", bin.display());
-    start_app(Command::new(&bin), "rust-db", [port, redis, 0, pg, 0])
+    let mut cmd = Command::new(&bin);
+    cmd.env("RUST_DB_WORKERS", workers.to_string());
+    start_app(cmd, "rust-db", [port, redis, 0, pg, 0])
 }
 
 /// Waits until `db_client_operation_duration_seconds` counts all of `want` (job, operation,
@@ -989,7 +992,7 @@ fn root_databases_rust_clients() {
         receiver.endpoint()
     );
     let (_agent, log) = start_agent(&yaml, &[], "rust-clients");
-    let app = rust_app(app_port, rport, pg);
+    let app = rust_app(app_port, rport, pg, 0);
     wait_pid_instrumented(app.pid(), &log);
     for path in ["/redis", "/postgresql"] {
         assert_eq!(http_get(app_port, path).unwrap_or_default(), "ok", "GET {path}");
@@ -1035,4 +1038,73 @@ fn root_databases_rust_clients() {
     for secret in ["s3cret-pw-1", "s3cret-app-pw"] {
         assert!(!everything.contains(secret), "{secret} exported");
     }
+}
+
+/// The same Redis script from tokio's multi-threaded runtime under concurrent requests: a
+/// task may resume on another worker, one that is serving another request by then, so the
+/// thread that writes a call does not tell which request made it. No request's span may get
+/// another's calls (before the agent knew tokio's workers by name, it did, now and then).
+#[test]
+fn root_databases_rust_multithreaded_runtime_never_misattributes() {
+    require_root();
+    let (rport, app_port, mport) = (free_port(), free_port(), free_port());
+    let _redis = redis_server(rport);
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n    - {{ open_ports: \"{app_port}\", name: rustapp }}\nprometheus_export:\n  port: {mport}\notel_traces_export:\n  endpoint: {}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        receiver.endpoint()
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "rust-multithreaded");
+    let app = rust_app(app_port, rport, 0, 2);
+    wait_pid_instrumented(app.pid(), &log);
+    let (clients, each) = (4, 10);
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..each {
+                    assert_eq!(http_get(app_port, "/redis").unwrap_or_default(), "ok");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let dump = || agent_dump(mport, &log);
+    let requests = clients * each;
+    let total = 13 * requests;
+    let ok = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/metrics"), "db_client_operation_duration_seconds_count", &[]) >= total as f64
+    });
+    assert!(ok, "{}", dump());
+    let is_db = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
+        s.kind == 3 && attr(&s.attributes, "db.system.name").is_some()
+    };
+    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db) >= total);
+    let spans = receiver.spans();
+    assert!(done, "{} spans\n{}", spans.len(), dump());
+    let servers: Vec<_> = spans.iter().filter(|g| g.span.kind == 2).collect();
+    assert_eq!(servers.len(), requests, "{}", dump());
+    let mut linked = 0;
+    for server in &servers {
+        let children: Vec<_> =
+            spans.iter().filter(|g| is_db(&g.span) && g.span.parent_span_id == server.span.span_id).collect();
+        // Another request's call under this one would show: more than its 13, or one outside
+        // its time.
+        assert!(children.len() <= 13, "{} calls under one request", children.len());
+        for c in &children {
+            assert!(
+                c.span.start_time_unix_nano >= server.span.start_time_unix_nano
+                    && c.span.end_time_unix_nano <= server.span.end_time_unix_nano,
+                "{} outside its parent",
+                c.span.name
+            );
+        }
+        linked += children.len();
+    }
+    // tokio's workers are known by name: no call is linked by thread there, and the links
+    // refused are counted.
+    assert_eq!(linked, 0, "{}", dump());
+    let refused = sum(&scrape(mport, "/internal/metrics"), "beyla_unlinked_client_calls_total", &[]);
+    assert!(refused >= 1.0, "{}", dump());
 }

@@ -163,6 +163,9 @@ pub struct Correlator {
     /// Whether a process is a Go program (from the traced processes' table), asked for a
     /// client call the Go probes did not announce.
     is_go: Option<GoOracle>,
+    /// Whether a thread belongs to a work-stealing pool, asked before a call is linked by
+    /// thread.
+    is_pooled: Option<PoolOracle>,
     nodes: HashMap<[u8; 8], Node>,
     /// Where each span in flight travels (its index keys), until it ends.
     live: HashMap<[u8; 8], ConnRef>,
@@ -180,6 +183,10 @@ pub struct Correlator {
     hints: HashMap<(u32, u64, u32), [u8; 8]>,
     /// Processes the Go probes speak for: their threads say nothing about requests.
     go_pids: foldhash::HashSet<u32>,
+    /// Processes that answered a request from another thread than the one that read it: they
+    /// hand requests between threads (a work-stealing async runtime such as tokio's, a pool
+    /// behind a reactor), so there a thread says nothing about which request a call serves.
+    handoff_pids: foldhash::HashSet<u32>,
     /// Trace ids the Go probes wrote downstream (context propagation), by client span, until
     /// the span ends and its exported trace id is known.
     written: HashMap<[u8; 8], [u8; 16]>,
@@ -199,6 +206,10 @@ const MAX_PER_TUPLE: usize = 64;
 
 /// Tells whether process `pid` runs a Go program.
 pub type GoOracle = Box<dyn Fn(u32) -> bool + Send>;
+
+/// Tells whether thread `tid` of `pid` is a worker of a work-stealing pool (its tasks move
+/// between threads).
+pub type PoolOracle = Box<dyn FnMut(u32, u32) -> bool + Send>;
 
 impl Correlator {
     /// The context of a request whose head was just read (server) or written (client). Its
@@ -250,6 +261,12 @@ impl Correlator {
                     None if goroutine.is_some() => goroutine.and_then(|g| self.served_by(conn.pid, g)),
                     // Not counted as unlinked: gRPC calls are announced after their bytes.
                     None if self.go_pids.contains(&conn.pid) || self.is_go.as_ref().is_some_and(|f| f(conn.pid)) => {
+                        None
+                    }
+                    None if self.handoff_pids.contains(&conn.pid) => {
+                        if self.by_thread.contains_key(&(conn.pid, conn.tid)) {
+                            self.unlinked += 1;
+                        }
                         None
                     }
                     None => self.serving(conn.pid, conn.tid),
@@ -307,11 +324,28 @@ impl Correlator {
         TraceContext { trace_id, span_id, parent_span_id: node.parent, remote_sampled }
     }
 
+    /// Thread `tid` of `pid` wrote on server socket `sock`: if another thread read the
+    /// request in flight there, the process hands requests between threads, and its calls are
+    /// no longer linked by thread (from now on: the calls before could not tell).
+    pub fn server_wrote(&mut self, pid: u32, sock: u64, tid: u32) {
+        let Some(id) = self.by_sock.get(&(pid, sock, 0, Role::Server)) else { return };
+        if self.live.get(id).is_some_and(|c| c.tid != tid) && !self.go_pids.contains(&pid) {
+            self.handoff_pids.insert(pid);
+        }
+    }
+
     /// The one server request thread `tid` of `pid` is serving. None when it serves none, or
     /// several at once (an event loop: which of them made the call is unknown, and a wrong
     /// parent is worse than none; counted).
     fn serving(&mut self, pid: u32, tid: u32) -> Option<[u8; 8]> {
         match self.by_thread.get(&(pid, tid)).map(|s| s.as_slice()) {
+            // A pool worker may be running another request's task: the process hands requests
+            // between threads.
+            Some([_]) if self.is_pooled.as_mut().is_some_and(|f| f(pid, tid)) => {
+                self.handoff_pids.insert(pid);
+                self.unlinked += 1;
+                None
+            }
             Some([one]) => Some(*one),
             Some([]) | None => None,
             Some(_) => {
@@ -389,6 +423,12 @@ impl Correlator {
     /// Asks `is_go` whether a process is a Go program before linking its calls by thread.
     pub fn set_go_oracle(&mut self, is_go: GoOracle) {
         self.is_go = Some(is_go);
+    }
+
+    /// Asks `is_pooled` whether a thread is a work-stealing pool's worker before linking a
+    /// call it writes by thread.
+    pub fn set_pool_oracle(&mut self, is_pooled: PoolOracle) {
+        self.is_pooled = Some(is_pooled);
     }
 
     /// A Go client call is about to go out on `client` (its socket, stream and endpoints) from
@@ -629,6 +669,7 @@ impl Correlator {
         self.written.retain(|id, _| !gone.contains(id));
         self.live.retain(|_, c| c.pid != pid);
         self.go_pids.remove(&pid);
+        self.handoff_pids.remove(&pid);
     }
 
     fn clear(&mut self) {
@@ -741,6 +782,33 @@ mod tests {
         let client = c.begin(cli(1, 10), Role::Client, Some(TP));
         assert_eq!(client.parent_span_id, server.span_id);
         assert_ne!(hex(&client.span_id), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn a_process_that_hands_requests_between_threads_is_not_linked_by_thread() {
+        let mut c = Correlator::default();
+        let a = c.begin(srv(1, 10), Role::Server, None);
+        assert_eq!(c.begin(cli(1, 10), Role::Client, None).parent_span_id, a.span_id);
+        // The response of a request thread 10 read is written by thread 11: from now on a
+        // thread says nothing in this process.
+        c.server_wrote(1, srv(1, 10).sock, 10);
+        let b = at(1, 12, 150, 0, "127.0.0.1:80", "10.0.0.2:5001");
+        c.begin(b, Role::Server, None);
+        c.server_wrote(1, b.sock, 11);
+        let call = c.begin(at(1, 12, 301, 0, "127.0.0.1:7000", "10.9.9.9:443"), Role::Client, None);
+        assert!(!call.has_parent());
+        assert_eq!(c.take_unlinked(), 1);
+        // Other processes keep their links.
+        let other = c.begin(srv(2, 20), Role::Server, None);
+        assert_eq!(c.begin(cli(2, 20), Role::Client, None).parent_span_id, other.span_id);
+        // A pool worker (by its name) is not trusted either, from the first call on.
+        let mut c = Correlator::default();
+        c.set_pool_oracle(Box::new(|_, tid| tid == 30));
+        c.begin(srv(3, 30), Role::Server, None);
+        assert!(!c.begin(cli(3, 30), Role::Client, None).has_parent());
+        assert_eq!(c.take_unlinked(), 1);
+        let d = c.begin(srv(4, 40), Role::Server, None);
+        assert_eq!(c.begin(cli(4, 40), Role::Client, None).parent_span_id, d.span_id);
     }
 
     #[test]

@@ -59,6 +59,7 @@ async fn run(
     let mut tracker = Tracker::new(TrackerLimits::default()).with_options(options);
     let table = traced.clone();
     tracker.set_go_oracle(Box::new(move |pid| table.get(pid).is_some_and(|p| p.language == "go")));
+    tracker.set_pool_oracle(pool_oracle());
     let mut expiry = tokio::time::interval(Duration::from_secs(5));
     // Idle connections expire on event time too, so a lagging agent does not drop live ones.
     let mut watermark_ns = 0;
@@ -139,5 +140,51 @@ async fn run(
             tel.batch_dropped("decode_to_enrich");
             return;
         }
+    }
+}
+
+/// Threads named by a runtime whose workers steal each other's tasks: a task (and the request
+/// it serves) may resume on any of them, so the thread that writes a call says nothing about
+/// which request made it. tokio's multi-threaded runtime (`tokio-rt-worker`, before tokio
+/// 1.44 `tokio-runtime-worker`), Java's
+/// ForkJoinPool (virtual threads' carriers, the common pool) and .NET's thread pool.
+/// The kernel keeps 15 bytes of a thread's name.
+const POOL_THREAD_PREFIXES: &[&str] =
+    &["tokio-rt-worker", "tokio-runtime-w", "ForkJoinPool", ".NET TP Worker", ".NET ThreadPool"];
+
+fn is_pool_thread_name(comm: &str) -> bool {
+    POOL_THREAD_PREFIXES.iter().any(|p| comm.starts_with(p))
+}
+
+/// Tells pool workers by their name (`/proc/<pid>/task/<tid>/comm`), read once per thread
+/// (asked only when a call would be linked by thread).
+fn pool_oracle() -> super::context::PoolOracle {
+    let mut seen: foldhash::HashMap<(u32, u32), bool> = Default::default();
+    Box::new(move |pid, tid| {
+        if seen.len() >= 65_536 {
+            seen.clear();
+        }
+        *seen.entry((pid, tid)).or_insert_with(|| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|c| is_pool_thread_name(c.trim_end()))
+        })
+    })
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[test]
+    fn pool_workers_are_told_by_name() {
+        for name in ["tokio-rt-worker", "tokio-runtime-w", "ForkJoinPool-1-", "ForkJoinPool.co", ".NET TP Worker"] {
+            assert!(is_pool_thread_name(name), "{name}");
+        }
+        for name in ["python3", "http-nio-8080-e", "node", "tokio-rt", "pool-1-thread-1"] {
+            assert!(!is_pool_thread_name(name), "{name}");
+        }
+        // This test's own thread is not one.
+        let tid = unsafe { libc::gettid() } as u32;
+        assert!(!pool_oracle()(std::process::id(), tid));
     }
 }

@@ -11,6 +11,7 @@
 //! drops it before answering; each script is a known list of operations that the test counts
 //! by name and error.
 use std::env;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -34,37 +35,33 @@ fn check(ok: bool, what: &str) -> Result<(), Error> {
 }
 
 async fn redis_script(port: u16) -> Result<(), Error> {
+    // Keys of this request's own, so that concurrent requests do not meet.
+    static REQUESTS: AtomicU64 = AtomicU64::new(0);
+    let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let (rk, rn, ra) = (format!("rk{n}"), format!("rn{n}"), format!("ra{n}"));
     let pw = env::var("REDIS_PASSWORD").unwrap_or_default();
     let client = redis::Client::open(format!("redis://:{pw}@127.0.0.1:{port}/"))?;
     // AUTH (and the library's own set-up) on connect: not reported.
     let mut c = client.get_multiplexed_async_connection().await?;
-    let () = redis::cmd("SET").arg("rk").arg("v").query_async(&mut c).await?; // SET
-    let v: String = redis::cmd("GET").arg("rk").query_async(&mut c).await?; // GET
-    check(v == "v", "GET rk")?;
+    let () = redis::cmd("SET").arg(&rk).arg("v").query_async(&mut c).await?; // SET
+    let v: String = redis::cmd("GET").arg(&rk).query_async(&mut c).await?; // GET
+    check(v == "v", "GET")?;
     for want in 1..=2 {
-        let n: i64 = redis::cmd("INCR").arg("rn").query_async(&mut c).await?; // INCR x2
-        check(n == want, "INCR rn")?;
+        let n: i64 = redis::cmd("INCR").arg(&rn).query_async(&mut c).await?; // INCR x2
+        check(n == want, "INCR")?;
     }
     // A pipeline: three commands in one write, three operations.
-    let (ok, one, two): (String, String, i64) = redis::pipe()
-        .cmd("SET")
-        .arg("ra")
-        .arg("1")
-        .cmd("GET")
-        .arg("ra")
-        .cmd("INCR")
-        .arg("ra")
-        .query_async(&mut c)
-        .await?;
+    let (ok, one, two): (String, String, i64) =
+        redis::pipe().cmd("SET").arg(&ra).arg("1").cmd("GET").arg(&ra).cmd("INCR").arg(&ra).query_async(&mut c).await?;
     check(ok == "OK" && one == "1" && two == 2, "pipeline")?;
     // A transaction: MULTI, INCR, INCR, EXEC in one write.
     let (a, b): (i64, i64) =
-        redis::pipe().atomic().cmd("INCR").arg("ra").cmd("INCR").arg("ra").query_async(&mut c).await?;
+        redis::pipe().atomic().cmd("INCR").arg(&ra).cmd("INCR").arg(&ra).query_async(&mut c).await?;
     check((a, b) == (3, 4), "MULTI/EXEC")?;
     // LPUSH on a string: WRONGTYPE.
-    let err = redis::cmd("LPUSH").arg("rk").arg("x").query_async::<i64>(&mut c).await.err();
+    let err = redis::cmd("LPUSH").arg(&rk).arg("x").query_async::<i64>(&mut c).await.err();
     check(err.is_some_and(|e| e.code() == Some("WRONGTYPE")), "LPUSH on a string")?;
-    let n: i64 = redis::cmd("DEL").arg("rk").arg("ra").arg("rn").query_async(&mut c).await?; // DEL
+    let n: i64 = redis::cmd("DEL").arg(&rk).arg(&ra).arg(&rn).query_async(&mut c).await?; // DEL
     check(n == 3, "DEL")?;
     Ok(())
     // SET 2, GET 2, INCR 5 (2 alone, 1 pipelined, 2 in the transaction), MULTI 1, EXEC 1,
@@ -110,17 +107,26 @@ fn answer(r: Result<(), Error>) -> (StatusCode, String) {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
     let args: Vec<u16> = env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
     let [port, redis, _memcached, pg, _mysql] = args[..] else {
         return Err("usage: rust-db PORT REDIS_PORT MEMCACHED_PORT PG_PORT MYSQL_PORT".into());
     };
-    let app = Router::new()
-        .route("/redis", get(|State(p): State<Ports>| async move { answer(redis_script(p.redis).await) }))
-        .route("/postgresql", get(|State(p): State<Ports>| async move { answer(postgresql_script(p.pg).await) }))
-        .with_state(Ports { redis, pg });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    axum::serve(listener, app).await?;
-    Ok(())
+    // RUST_DB_WORKERS=N: tokio's multi-threaded runtime with N workers (tasks move between
+    // them) instead of the single-threaded one.
+    let workers: usize = env::var("RUST_DB_WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let rt = if workers > 0 {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    };
+    rt.block_on(async move {
+        let app = Router::new()
+            .route("/redis", get(|State(p): State<Ports>| async move { answer(redis_script(p.redis).await) }))
+            .route("/postgresql", get(|State(p): State<Ports>| async move { answer(postgresql_script(p.pg).await) }))
+            .with_state(Ports { redis, pg });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
 }

@@ -104,6 +104,12 @@ impl Tracker {
         self.correlator.set_go_oracle(is_go);
     }
 
+    /// Asks `is_pooled` whether a thread is a work-stealing pool's worker before linking a
+    /// call by thread (see [`Correlator`]).
+    pub fn set_pool_oracle(&mut self, is_pooled: super::context::PoolOracle) {
+        self.correlator.set_pool_oracle(is_pooled);
+    }
+
     pub fn connections(&self) -> usize {
         self.conns.len()
     }
@@ -212,6 +218,9 @@ impl Tracker {
         let State::Parsing(parser) = &mut conn.state else { return };
         if ev.direction == Direction::Send {
             conn.goroutine = ev.goroutine;
+            if conn.role == Some(Role::Server) {
+                self.correlator.server_wrote(ev.pid, ev.sock_id, ev.tid);
+            }
         }
         let mut cx = Ctx::new(&conn.info, &mut conn.role, &mut self.correlator, out, self.options);
         cx.goroutine = conn.goroutine;
