@@ -155,6 +155,19 @@ fn rust_app(port: u16, redis: u16, pg: u16, workers: usize) -> Proc {
     start_app(cmd, "rust-db", [port, redis, 0, pg, 0])
 }
 
+/// A database CLIENT span.
+fn is_db_client(s: &opentelemetry_proto::tonic::trace::v1::Span) -> bool {
+    s.kind == 3 && attr(&s.attributes, "db.system.name").is_some()
+}
+
+/// Every span received, once `n` database CLIENT spans have arrived (within 20 s).
+fn spans_once_db_clients(receiver: &Receiver, n: usize, dump: &dyn Fn() -> String) -> Vec<common::otlp::Got> {
+    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db_client) >= n);
+    let spans = receiver.spans();
+    assert!(done, "{} spans\n{}", spans.len(), dump());
+    spans
+}
+
 /// Waits until `db_client_operation_duration_seconds` counts all of `want` (job, operation,
 /// error, count), then checks each exactly and the total; returns the scrape and the total.
 fn check_counts(mport: u16, want: &[(&str, &str, Option<&str>, f64)], dump: &dyn Fn() -> String) -> (Vec<Sample>, f64) {
@@ -198,7 +211,7 @@ fn unlinked_server_spans(spans: &[common::otlp::Got], mport: u16) -> Vec<&str> {
 fn check_parents(spans: &[common::otlp::Got], apps: &[&str], dump: &dyn Fn() -> String) -> usize {
     let service = |g: &common::otlp::Got| common::otlp::res_attr(Some(&g.resource), "service.name").unwrap_or_default();
     let mut n = 0;
-    for g in spans.iter().filter(|g| g.span.kind == 3 && attr(&g.span.attributes, "db.system.name").is_some()) {
+    for g in spans.iter().filter(|g| is_db_client(&g.span)) {
         let svc = service(g);
         if !apps.contains(&svc.as_str()) {
             continue;
@@ -525,12 +538,7 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
 
     // Spans: each cache call of the app is a child of the HTTP request that made it;
     // redis-server reports each command it served (the app's and redis-cli's) as a SERVER span.
-    let db_client = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
-        s.kind == 3 && attr(&s.attributes, "db.system.name").is_some()
-    };
-    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(db_client) >= total as usize);
-    let spans = receiver.spans();
-    assert!(done, "{} spans\n{}", spans.len(), dump());
+    let spans = spans_once_db_clients(&receiver, total as usize, &dump);
     let http_served =
         spans.iter().filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "http.request.method").is_some());
     assert_eq!(http_served.count(), 7, "{}", dump());
@@ -541,7 +549,7 @@ fn root_databases_redis_and_memcached_from_python_and_redis_cli() {
     let by_java: Vec<_> = spans
         .iter()
         .filter(|g| common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("javaapp"))
-        .filter(|g| db_client(&g.span))
+        .filter(|g| is_db_client(&g.span))
         .collect();
     assert_eq!(by_java.len(), 4, "{}", dump());
     assert!(by_java.iter().all(|g| g.span.parent_span_id.is_empty()), "spymemcached's calls have no parent");
@@ -728,12 +736,7 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
     for reason in ["desync", "unknown_statement", "uncaptured"] {
         assert_eq!(sum(&internal, "beyla_decode_errors_total", &[("reason", reason)]), 0.0, "{reason}\n{}", dump());
     }
-    let is_db = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
-        s.kind == 3 && attr(&s.attributes, "db.system.name").is_some()
-    };
-    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db) >= total as usize);
-    let spans = receiver.spans();
-    assert!(done, "{} spans\n{}", spans.len(), dump());
+    let spans = spans_once_db_clients(&receiver, total as usize, &dump);
     let server = spans
         .iter()
         .find(|g| {
@@ -746,7 +749,7 @@ fn root_databases_mariadb_from_python_and_the_mariadb_client() {
         "the client's 5 have no parent"
     );
     for g in spans.iter().filter(|g| {
-        is_db(&g.span) && common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("dbapp")
+        is_db_client(&g.span) && common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("dbapp")
     }) {
         assert_eq!(g.span.parent_span_id, server.span.span_id, "{}", g.span.name);
         assert_eq!(attr(&g.span.attributes, "db.namespace").as_deref(), Some("shop"), "{}", g.span.name);
@@ -897,12 +900,7 @@ fn root_databases_postgresql_from_python_and_psql() {
     }
 
     // The app's statements are children of its HTTP request, with their table and namespace.
-    let is_db = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
-        s.kind == 3 && attr(&s.attributes, "db.system.name").is_some()
-    };
-    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db) >= total as usize);
-    let spans = receiver.spans();
-    assert!(done, "{} spans\n{}", spans.len(), dump());
+    let spans = spans_once_db_clients(&receiver, total as usize, &dump);
     let server = spans
         .iter()
         .find(|g| {
@@ -917,7 +915,8 @@ fn root_databases_postgresql_from_python_and_psql() {
     let app_spans: Vec<_> = spans
         .iter()
         .filter(|g| {
-            is_db(&g.span) && common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("dbapp")
+            is_db_client(&g.span)
+                && common::otlp::res_attr(Some(&g.resource), "service.name").as_deref() == Some("dbapp")
         })
         .collect();
     assert_eq!(app_spans.len(), 20);
@@ -1026,12 +1025,7 @@ fn root_databases_rust_clients() {
         let n = sum(&m, "db_client_operation_duration_seconds_count", &[("db_system_name", system)]);
         assert_eq!(n, ops, "{system}\n{}", dump());
     }
-    let is_db = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
-        s.kind == 3 && attr(&s.attributes, "db.system.name").is_some()
-    };
-    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db) >= total as usize);
-    let spans = receiver.spans();
-    assert!(done, "{} spans\n{}", spans.len(), dump());
+    let spans = spans_once_db_clients(&receiver, total as usize, &dump);
     assert_eq!(check_parents(&spans, &["rustapp"], &dump), total as usize);
     assert_eq!(sum(&scrape(mport, "/internal/metrics"), "beyla_unlinked_client_calls_total", &[]), 0.0);
     let everything = format!("{:?}\n{}", spans, dump());
@@ -1077,18 +1071,13 @@ fn root_databases_rust_multithreaded_runtime_never_misattributes() {
         sum(&scrape(mport, "/metrics"), "db_client_operation_duration_seconds_count", &[]) >= total as f64
     });
     assert!(ok, "{}", dump());
-    let is_db = |s: &opentelemetry_proto::tonic::trace::v1::Span| {
-        s.kind == 3 && attr(&s.attributes, "db.system.name").is_some()
-    };
-    let done = wait_for(Duration::from_secs(20), || receiver.count_spans(is_db) >= total);
-    let spans = receiver.spans();
-    assert!(done, "{} spans\n{}", spans.len(), dump());
+    let spans = spans_once_db_clients(&receiver, total, &dump);
     let servers: Vec<_> = spans.iter().filter(|g| g.span.kind == 2).collect();
     assert_eq!(servers.len(), requests, "{}", dump());
     let mut linked = 0;
     for server in &servers {
         let children: Vec<_> =
-            spans.iter().filter(|g| is_db(&g.span) && g.span.parent_span_id == server.span.span_id).collect();
+            spans.iter().filter(|g| is_db_client(&g.span) && g.span.parent_span_id == server.span.span_id).collect();
         // Another request's call under this one would show: more than its 13, or one outside
         // its time.
         assert!(children.len() <= 13, "{} calls under one request", children.len());
