@@ -13,11 +13,13 @@
 //!   length plus this; >= 0x80 counts in 256-byte units).
 //! - `misc` bits 0-3: tail length (at most 8, as the capture keeps); bit 4: the socket's peer
 //!   port changes (a reused socket); bits 5-7: time since the previous event.
-//! - `tid` bits 0-1: the thread; bit 7: expire idle connections first.
+//! - `tid` bits 0-1: the thread; bit 2: a Go write that names the request its goroutine serves
+//!   (the capture's `Goroutine`): on socket bits 3-4 of the process, its handler started at
+//!   bits 5-6; bit 7: expire idle connections first.
 use std::net::SocketAddr;
 
 use beyla::decode::{Decoded, Tracker, TrackerLimits};
-use beyla::events::{Capture, Direction, SockData};
+use beyla::events::{Capture, Direction, Goroutine, SockData};
 
 const PIDS: [u32; 2] = [100, 200];
 
@@ -75,6 +77,11 @@ fn main() {
                     1 => Capture::H2Frames,
                     _ => Capture::H2Lost,
                 },
+                goroutine: (tid & 4 != 0).then(|| Goroutine {
+                    server_sock: 0xffff_0000_0000_0000 | (u64::from(pid) << 8) | u64::from((tid >> 3) & 3),
+                    server_stream: 0,
+                    handler_ns: u64::from((tid >> 5) & 3),
+                }),
             };
             t.on_data(&ev, &mut out);
         }
