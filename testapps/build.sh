@@ -59,16 +59,22 @@ if stale "$OUT/java/App.class" "$HERE/java-http/App.java"; then
   javac -d "$OUT/java" "$HERE/java-http/App.java"
 fi
 
-# Rust: workspace members `rust-http` (std only) and `rust-db` (axum, redis-rs and
-# tokio-postgres: the Rust app of agent/tests/root_databases.rs).
-for app in rust-http rust-db; do
+# Rust: workspace members `rust-http` (std only, release: the benchmarks run it) and
+# `rust-db` (axum, redis-rs and tokio-postgres: the Rust app of
+# agent/tests/root_databases.rs; the dev profile builds its dependencies faster).
+for app in rust-http:release rust-db:debug; do
+  profile="${app#*:}" app="${app%%:*}"
   rust_inputs=("$HERE/$app/Cargo.toml" "$REPO/Cargo.toml" "$REPO/Cargo.lock" "$HERE/$app"/src/*.rs)
   if stale "$OUT/$app" "${rust_inputs[@]}"; then
     echo "build.sh: building $app"
-    (cd "$REPO" && cargo build -q -p "$app" --release)
+    if [[ $profile == release ]]; then
+      (cd "$REPO" && cargo build -q -p "$app" --release)
+    else
+      (cd "$REPO" && cargo build -q -p "$app")
+    fi
     target_dir="$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
       "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-    bin="$target_dir/release/$app"
+    bin="$target_dir/$profile/$app"
     [[ -x "$bin" ]] || { echo "build.sh: cargo did not produce $bin" >&2; exit 1; }
     cp -f "$bin" "$OUT/$app.tmp" && mv -f "$OUT/$app.tmp" "$OUT/$app"
   fi
