@@ -2,11 +2,13 @@
 # Runs INSIDE a vm-tests guest (started by run-matrix.sh): each test of each given libtest
 # binary on its own, with --test-threads=1, printing one line per test for the host to parse:
 #   VM-MATRIX-RESULT <binary> <test> <pass|fail|timeout|ignored> <seconds>
-# Env: VM_TEST_FILTER (substring a test name must contain), VM_TEST_TIMEOUT (s per test, 900),
+# Env: VM_TEST_FILTER (substring a test name must contain), VM_TEST_SKIP_TESTS (comma-separated
+# test names not to run), VM_TEST_TIMEOUT (s per test, 900),
 # VM_TEST_REPEAT (runs of each test, 1: for intermittent failures, one result line per run).
 set -uo pipefail
 per_test=${VM_TEST_TIMEOUT:-900}
 filter=${VM_TEST_FILTER:-}
+skip_tests=${VM_TEST_SKIP_TESTS:-}
 repeat=${VM_TEST_REPEAT:-1}
 log=$(mktemp)
 failed=0
@@ -22,6 +24,7 @@ for exe in "$@"; do
   fi
   for t in $(printf '%s\n' "$list" | sed -n 's/: test$//p'); do
     [[ -n $filter && $t != *"$filter"* ]] && continue
+    [[ ",$skip_tests," == *",$t,"* ]] && continue
     for run in $(seq "$repeat"); do
       echo "=== $bin $t (run $run of $repeat)"
       start=$(date +%s.%N)

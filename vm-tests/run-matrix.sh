@@ -9,6 +9,7 @@
 #   VM_TEST_BINARIES="root_capture root_e2e"  only these test binaries (default: every root_*)
 #   VM_TEST_SKIP="root_conformance_python"    every root_* binary but these
 #   VM_TEST_FILTER=e2e_python      only tests whose name contains this
+#   VM_TEST_SKIP_TESTS=a,b         not the tests with these exact names (comma-separated)
 #   VM_TEST_TIMEOUT=900            seconds per test inside the guest
 #   VM_TEST_REPEAT=30              run each selected test this many times in the same boot
 #                                  (intermittent failures; one result row per run)
@@ -93,7 +94,8 @@ for k in "${kernels[@]}"; do
     set +e
     "$vm" --kernel "$k" --timeout "$boot_timeout" --cwd "$REPO/agent" --cgroup "$cgroup" \
       --env "BEYLA_EBPF_HOOK_MODE=$mode" --env "VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-900}" \
-      --env "VM_TEST_FILTER=${VM_TEST_FILTER:-}" --env "VM_TEST_REPEAT=${VM_TEST_REPEAT:-1}" \
+      --env "VM_TEST_FILTER=${VM_TEST_FILTER:-}" --env "VM_TEST_SKIP_TESTS=${VM_TEST_SKIP_TESTS:-}" \
+      --env "VM_TEST_REPEAT=${VM_TEST_REPEAT:-1}" \
       --env RUST_BACKTRACE=1 \
       -- bash "$HERE/guest-run-tests.sh" "${exes[@]}" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
