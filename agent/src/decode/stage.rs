@@ -146,9 +146,8 @@ async fn run(
 /// Threads named by a runtime whose workers steal each other's tasks: a task (and the request
 /// it serves) may resume on any of them, so the thread that writes a call says nothing about
 /// which request made it. tokio's multi-threaded runtime (`tokio-rt-worker`, before tokio
-/// 1.44 `tokio-runtime-worker`), Java's
-/// ForkJoinPool (virtual threads' carriers, the common pool) and .NET's thread pool.
-/// The kernel keeps 15 bytes of a thread's name.
+/// 1.44 `tokio-runtime-worker`), Java's ForkJoinPool (virtual threads' carriers, the common
+/// pool) and .NET's thread pool. The kernel keeps 15 bytes of a thread's name.
 const POOL_THREAD_PREFIXES: &[&str] =
     &["tokio-rt-worker", "tokio-runtime-w", "ForkJoinPool", ".NET TP Worker", ".NET ThreadPool"];
 
