@@ -5,7 +5,7 @@ use std::{env, path::PathBuf};
 
 use libbpf_cargo::SkeletonBuilder;
 
-const FAMILIES: &[&str] = &["process", "socket_net", "tracepoint_net", "kprobe_net", "fentry_net", "go"];
+const FAMILIES: &[&str] = &["process", "socket_net", "tracepoint_net", "kprobe_net", "fentry_net", "go", "openssl"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));

@@ -101,11 +101,17 @@ static __always_inline int on_transfer(struct sock *sk, int ret, __u8 dir)
 		return 0;
 	struct sock_mark init = { .pid_tgid = id };
 	struct sock_mark *m = bpf_sk_storage_get(&traced_socks, sk, &init, ret > 0 ? BPF_SK_STORAGE_GET_F_CREATE : 0);
-	if (ret > 0) {
-		/* start_ns 0: the syscall's entry is not seen here (see struct sock_event). */
-		struct syscall_args a = { .sk = (__u64)sk, .direction = dir };
-		describe_buffer(&a, dir);
-		emit_transfer(id, &a, ret);
+	/* start_ns 0: the syscall's entry is not seen here (see struct sock_event). */
+	struct syscall_args a = { .sk = (__u64)sk, .direction = dir };
+	long n = ret;
+	__u8 flags = 0;
+	/* Inside an OpenSSL call, even a failed read (EAGAIN) ties its SSL object to sk. */
+	if (ssl_claim(id, &a, &n, &flags))
+		n = 0;
+	if (n > 0) {
+		if (!flags)
+			describe_buffer(&a, dir);
+		emit_transfer(id, &a, n, flags);
 	}
 	if (m && m->ended)
 		send_end(sk, m);

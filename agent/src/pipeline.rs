@@ -14,7 +14,7 @@ use crate::aggregate::definitions::AttributeSelection;
 use crate::aggregate::service_graph::ServiceGraph;
 use crate::aggregate::span_metrics::SpanMetrics;
 use crate::aggregate::{Aggregates, AppMetrics, Buckets};
-use crate::attach::{self, AttachError, GoProbes, SharedMaps, Traced};
+use crate::attach::{self, AttachError, GoProbes, SharedMaps, TlsMaps, TlsProbes, TlsStats, Traced};
 use crate::decode::{self, Decoded};
 use crate::discover::{self, DiscoverOptions, ProcessEvent, Selection};
 use crate::enrich::routes::RouteMatcher;
@@ -174,6 +174,29 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
         }
     };
 
+    // TLS plaintext of OpenSSL users, whatever the capture family.
+    let tls = (|| {
+        Ok(TlsMaps {
+            events: maps.sock_events.as_fd().try_clone_to_owned()?,
+            events_lost: maps.events_lost.as_fd().try_clone_to_owned()?,
+            traced_pids: maps.traced_pids.as_fd().try_clone_to_owned()?,
+            ssl_calls: maps.ssl_calls.as_fd().try_clone_to_owned()?,
+            h2_walks: maps.h2_walks.as_fd().try_clone_to_owned()?,
+        })
+    })()
+    .map_err(|e: std::io::Error| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) })
+    .and_then(|m| {
+        let stats = TlsStats { processes: tel.tls_processes.clone(), unlinked: tel.tls_unlinked.clone() };
+        TlsProbes::start(m, load, stats)
+    });
+    let tls = match tls {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warn!(error = %e, "OpenSSL probes unavailable; TLS traffic of programs using OpenSSL stays opaque.");
+            None
+        }
+    };
+
     if let Some((k, _)) = &kube {
         k.stats.register(&mut internal_registry);
     }
@@ -229,7 +252,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     }
 
     tasks.push(discover::spawn(cfg.selection, discover_opts, discover_to_attach_tx));
-    tasks.push(attach::stage::spawn(discover_to_attach, traced.clone(), go, tel.clone()));
+    tasks.push(attach::stage::spawn(discover_to_attach, traced.clone(), go, tls, tel.clone()));
     tasks.push(decode::stage::spawn(ringbuf_to_decode, decode_to_enrich_tx, traced.clone(), cfg.decode, tel.clone()));
     tasks.push(enrich::stage::spawn(
         decode_to_enrich,

@@ -10,6 +10,7 @@
 #include "events.h"
 #include "maps/traced_pids.h"
 #include "maps/syscall_args.h"
+#include "maps/ssl_calls.h"
 #include "maps/events.h"
 #include "helpers.h"
 #include "sock_emit.h"
@@ -48,11 +49,12 @@ static __always_inline int save_args(int fd, __u64 buf, __u64 count, __u8 kind, 
 
 /* Sends the data event of `ret` (> 0) bytes moved on socket a->sk by thread `id`, with as
  * much of them as the buffer a describes lets the program copy. */
-static __always_inline int emit_transfer(__u64 id, const struct syscall_args *a, long ret)
+static __always_inline int emit_transfer(__u64 id, const struct syscall_args *a, long ret, __u8 flags)
 {
 	struct sock_event *e = new_event(EVENT_SOCK_DATA, a->direction, id, (struct sock *)a->sk);
 	if (!e)
 		return 0;
+	e->flags = flags;
 	e->len = (__u32)ret;
 	e->start_ns = a->start_ns;
 	if (a->direction == DIR_SEND)
@@ -84,15 +86,39 @@ static __always_inline int emit_transfer(__u64 id, const struct syscall_args *a,
 	return 0;
 }
 
+/* Thread `id` moved `*ret` encrypted bytes (or tried to) as `a` describes: if it is inside an
+ * OpenSSL call (maps/ssl_calls.h), that call's SSL object is a->sk's, and the bytes are not
+ * worth sending (returns 1). But the first transfer that carries a write's bytes out stands for
+ * the call's plaintext: `a`, `*ret` and `*flags` are made to describe that instead (returns 0).
+ * Sent at its return, it could come after the peer had read it and answered (a server span
+ * finished before its client began). */
+static __always_inline int ssl_claim(__u64 id, struct syscall_args *a, long *ret, __u8 *flags)
+{
+	struct ssl_call *c = bpf_map_lookup_elem(&ssl_calls, &id);
+	if (!c)
+		return 0;
+	c->sk = a->sk;
+	if (c->direction != DIR_SEND || a->direction != DIR_SEND || c->emitted || *ret <= 0)
+		return 1;
+	c->emitted = 1;
+	a->buf = c->buf;
+	a->count = c->len;
+	a->buf_kind = BUF_PLAIN;
+	*ret = c->len;
+	*flags = SOCK_FLAG_TLS;
+	return 0;
+}
+
 static __always_inline int emit_data(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct syscall_args a;
 	if (!args_take(id, &a))
 		return 0;
-	if (ret <= 0)
+	__u8 flags = 0;
+	if (ssl_claim(id, &a, &ret, &flags) || ret <= 0)
 		return 0;
-	return emit_transfer(id, &a, ret);
+	return emit_transfer(id, &a, ret, flags);
 }
 
 /* Sends the close of socket sk by thread `id` of a traced process. */

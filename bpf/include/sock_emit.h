@@ -9,6 +9,14 @@
 #include "maps/events.h"
 #include "helpers.h"
 
+/* How a transfer's bytes are laid out in the caller's memory. */
+enum buf_kind {
+	BUF_PLAIN = 0, /* read/write/recvfrom/sendto: buf, len */
+	BUF_IOVEC = 1, /* readv/writev: iov, iovcnt */
+	BUF_MSGHDR = 2, /* recvmsg/sendmsg: struct user_msghdr * */
+	BUF_NONE = 3, /* bytes the program cannot read (sendfile, splice, io_uring): length only */
+};
+
 /* A load the compiler cannot replace by a value it kept in a register (see struct iovec_walk). */
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 

@@ -4,6 +4,7 @@
 mod go;
 
 mod kretprobe;
+mod openssl;
 pub mod stage;
 mod traced;
 
@@ -16,6 +17,7 @@ use libbpf_rs::{Link, MapHandle, MapImpl, OpenObject};
 use thiserror::Error;
 
 pub use go::{GoProbes, SharedMaps};
+pub use openssl::{TlsMaps, TlsProbes, TlsStats};
 pub use traced::{sdk_language_of, Traced, TracedProcess};
 
 pub(crate) mod skel {
@@ -36,6 +38,9 @@ pub(crate) mod skel {
     }
     pub mod go {
         include!(concat!(env!("OUT_DIR"), "/go.skel.rs"));
+    }
+    pub mod openssl {
+        include!(concat!(env!("OUT_DIR"), "/openssl.skel.rs"));
     }
 }
 
@@ -130,6 +135,10 @@ pub struct MapHandles {
     /// of a Go process (`bpf/include/goroutine.h`); the Go probes reuse them.
     pub go_offsets: MapHandle,
     pub go_serving: MapHandle,
+    /// The OpenSSL probes' calls in progress, in which the capture names their sockets
+    /// (`bpf/include/maps/ssl_calls.h`), and the HTTP/2 frame walks they continue.
+    pub ssl_calls: MapHandle,
+    pub h2_walks: MapHandle,
 }
 
 /// The process family's count of forks, execs, exits and listening-socket changes.
@@ -224,10 +233,11 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
             let sock_events = handle(&net.maps.events, "events")?;
             let events_lost = handle(&net.maps.events_lost, "events_lost")?;
             let go = (handle(&net.maps.go_offsets, "go_offsets")?, handle(&net.maps.go_serving, "go_serving")?);
-            (NetSkel::$variant(net), sock_events, events_lost, go)
+            let tls = (handle(&net.maps.ssl_calls, "ssl_calls")?, handle(&net.maps.h2_walks, "h2_walks")?);
+            (NetSkel::$variant(net), sock_events, events_lost, go, tls)
         }};
     }
-    let (net, sock_events, events_lost, (go_offsets, go_serving)) = match family {
+    let (net, sock_events, events_lost, (go_offsets, go_serving), (ssl_calls, h2_walks)) = match family {
         HookFamily::Socket => load_net!(SocketNetSkelBuilder, Socket, "socket", false),
         HookFamily::Tracepoints => load_net!(TracepointNetSkelBuilder, Tracepoints, "tracepoints", true),
         HookFamily::Kprobes => load_net!(KprobeNetSkelBuilder, Kprobes, "kprobes", true),
@@ -242,6 +252,8 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
         proc_changes: handle(&process.maps.proc_changes, "proc_changes")?,
         go_offsets,
         go_serving,
+        ssl_calls,
+        h2_walks,
     };
     let programs = att.links.len();
     Ok((Probes { _process: process, _net: net, _attached: att, family: family.as_str(), programs }, handles))
@@ -280,6 +292,7 @@ mod tests {
     use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
     use super::skel::go::GoSkelBuilder;
+    use super::skel::openssl::OpensslSkelBuilder;
     use super::*;
 
     /// The kernel keeps 15 characters of a program's name (`bpftool prog`, `bpf_stats`): the
@@ -297,7 +310,8 @@ mod tests {
                 names(&skel)
             }};
         }
-        let shared: Vec<String> = [open!(ProcessSkelBuilder), open!(GoSkelBuilder)].concat();
+        let shared: Vec<String> =
+            [open!(ProcessSkelBuilder), open!(GoSkelBuilder), open!(OpensslSkelBuilder)].concat();
         let families = [
             open!(TracepointNetSkelBuilder),
             open!(KprobeNetSkelBuilder),

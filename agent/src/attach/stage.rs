@@ -1,5 +1,6 @@
 //! The attach stage's loop: what discovery found becomes the traced-process table (and the
-//! kernel's `traced_pids`), and Go executables get the Go probes.
+//! kernel's `traced_pids`), Go executables get the Go probes and OpenSSL users the OpenSSL
+//! probes.
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::{GoProbes, Traced, TracedProcess};
+use super::{GoProbes, TlsProbes, Traced, TracedProcess};
 use crate::discover::ProcessEvent;
 use crate::telemetry::Internal;
 
@@ -16,12 +17,19 @@ pub fn spawn(
     rx: mpsc::Receiver<Vec<ProcessEvent>>,
     traced: Arc<Traced>,
     go: Option<GoProbes>,
+    tls: Option<TlsProbes>,
     tel: Internal,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(rx, traced, go, tel))
+    tokio::spawn(run(rx, traced, go, tls, tel))
 }
 
-async fn run(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, go: Option<GoProbes>, tel: Internal) {
+async fn run(
+    mut rx: mpsc::Receiver<Vec<ProcessEvent>>,
+    traced: Arc<Traced>,
+    go: Option<GoProbes>,
+    tls: Option<TlsProbes>,
+    tel: Internal,
+) {
     while let Some(batch) = rx.recv().await {
         // A pid gone and instrumented in one batch ran exec: it stays in the kernel's map
         // throughout, or a transfer in between (an HTTP/2 preface) would be lost.
@@ -52,6 +60,9 @@ async fn run(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, go:
                             if let Some(go) = &go {
                                 go.attach(pid, exe);
                             }
+                            if let Some(tls) = &tls {
+                                tls.attach(pid);
+                            }
                         }
                         Err(e) => warn!(pid, error = %e, "Process could not be instrumented."),
                     }
@@ -65,6 +76,9 @@ async fn run(mut rx: mpsc::Receiver<Vec<ProcessEvent>>, traced: Arc<Traced>, go:
                     }
                     if let Some(go) = &go {
                         go.detach(pid);
+                    }
+                    if let Some(tls) = &tls {
+                        tls.detach(pid);
                     }
                 }
             }

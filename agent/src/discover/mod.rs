@@ -23,6 +23,7 @@ pub mod scan;
 pub mod selector;
 pub mod service;
 pub mod sockdiag;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io;

@@ -29,6 +29,10 @@ pub struct Internal {
     pub instrumented_processes: Gauge,
     /// Processes with the Go probes attached (set by their thread, `attach::GoProbes`).
     pub go_processes: Gauge,
+    /// Processes with the OpenSSL probes attached (set by their thread, `attach::TlsProbes`).
+    pub tls_processes: Gauge,
+    /// OpenSSL plaintext transfers whose socket was never seen (memory BIOs): not decoded.
+    pub tls_unlinked: Counter,
     pub requests: Family<Labels, Counter>,
     /// Connections a protocol's decoder claimed, by protocol.
     pub connections: Family<Labels, Counter>,
@@ -54,6 +58,8 @@ impl Internal {
             decode_errors: Family::default(),
             instrumented_processes: Gauge::default(),
             go_processes: Gauge::default(),
+            tls_processes: Gauge::default(),
+            tls_unlinked: Counter::default(),
             requests: Family::default(),
             connections: Family::default(),
             trace_mismatches: Counter::default(),
@@ -97,6 +103,16 @@ impl Internal {
             "beyla_instrumented_go_processes",
             "Instrumented processes with the Go probes attached (goroutine-aware trace links)",
             t.go_processes.clone(),
+        );
+        registry.register(
+            "beyla_instrumented_tls_processes",
+            "Instrumented processes with the OpenSSL probes attached (TLS plaintext)",
+            t.tls_processes.clone(),
+        );
+        registry.register(
+            "beyla_tls_unlinked_transfers",
+            "OpenSSL reads and writes whose socket the agent never saw (a memory BIO, as in Node or asyncio): not decoded",
+            t.tls_unlinked.clone(),
         );
         registry.register("beyla_decoded_requests", "Requests decoded, by side (server or client)", t.requests.clone());
         registry.register(

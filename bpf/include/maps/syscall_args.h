@@ -7,20 +7,13 @@
 #ifndef BEYLA_MAP_SYSCALL_ARGS_H
 #define BEYLA_MAP_SYSCALL_ARGS_H
 
-enum buf_kind {
-	BUF_PLAIN = 0, /* read/write/recvfrom/sendto: buf, len */
-	BUF_IOVEC = 1, /* readv/writev: iov, iovcnt */
-	BUF_MSGHDR = 2, /* recvmsg/sendmsg: struct user_msghdr * */
-	BUF_NONE = 3, /* bytes the program cannot read (sendfile, splice, io_uring): length only */
-};
-
 struct syscall_args {
 	__u64 buf;  /* user pointer: buffer, iovec array or msghdr */
 	__u64 count;
 	__u64 sk;   /* struct sock * of fd, resolved at enter */
 	__u64 start_ns; /* CLOCK_MONOTONIC at sys_enter */
 	__s32 fd;
-	__u8 buf_kind;
+	__u8 buf_kind; /* enum buf_kind (sock_emit.h) */
 	__u8 direction;
 	__u8 valid; /* task storage only: set at enter, cleared when taken at exit */
 	__u8 _pad;

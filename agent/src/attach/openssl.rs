@@ -1,0 +1,225 @@
+//! The OpenSSL probes (`bpf/openssl.bpf.c`): attached per process to the files that define
+//! `SSL_read` and `SSL_write` among those it maps (`discover::tls`), they report TLS plaintext
+//! as data of the connection's socket.
+//!
+//! Runs on one dedicated thread that owns the skeleton (libbpf objects are not `Send`), like
+//! the Go probes. A process that maps no libssl yet (Python imports `ssl` on first use) is
+//! looked at again every few seconds while it is traced.
+use std::collections::{HashMap, HashSet};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tracing::{debug, info, warn};
+
+use super::skel::openssl::{OpensslSkel, OpensslSkelBuilder};
+use super::AttachError;
+use crate::discover::tls::{self, SslFunctions};
+
+/// How often processes without OpenSSL are looked at again, and the unlinked count read.
+const RECHECK: Duration = Duration::from_secs(2);
+
+enum Command {
+    Attach { pid: u32 },
+    Detach { pid: u32 },
+}
+
+/// Handle to the OpenSSL probes' thread.
+#[derive(Clone)]
+pub struct TlsProbes {
+    tx: mpsc::Sender<Command>,
+}
+
+/// The capture family's maps the OpenSSL probes share: its ring buffer and loss count, the
+/// traced processes, the calls in progress it names sockets in, and its HTTP/2 frame walks
+/// (a TLS connection's plaintext is walked like a cleartext one's, and forgotten at close).
+pub struct TlsMaps {
+    pub events: OwnedFd,
+    pub events_lost: OwnedFd,
+    pub traced_pids: OwnedFd,
+    pub ssl_calls: OwnedFd,
+    pub h2_walks: OwnedFd,
+}
+
+/// What the thread reports: processes probed, and plaintext transfers without a socket.
+pub struct TlsStats {
+    pub processes: Gauge,
+    pub unlinked: Counter,
+}
+
+impl TlsProbes {
+    /// Loads `bpf/openssl.bpf.c` on its own thread, on the capture family's maps.
+    pub fn start(maps: TlsMaps, ring: super::LoadOptions, stats: TlsStats) -> Result<TlsProbes, AttachError> {
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("beyla-tls-probes".into())
+            .spawn(move || match load(&maps, ring) {
+                Ok(skel) => {
+                    let _ = ready_tx.send(Ok(()));
+                    run(skel, rx, stats);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .expect("spawning the OpenSSL probes thread");
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(TlsProbes { tx }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(AttachError::NoFamily),
+        }
+    }
+
+    /// Probes `pid`'s OpenSSL, now or once it maps one.
+    pub fn attach(&self, pid: u32) {
+        let _ = self.tx.send(Command::Attach { pid });
+    }
+
+    /// Removes the probes of a process that is gone.
+    pub fn detach(&self, pid: u32) {
+        let _ = self.tx.send(Command::Detach { pid });
+    }
+}
+
+fn load(maps: &TlsMaps, ring: super::LoadOptions) -> Result<OpensslSkel<'static>, AttachError> {
+    let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = OpensslSkelBuilder::default()
+        .open(storage)
+        .map_err(|source| AttachError::Open { family: "openssl", source })?;
+    let m = &mut open.maps;
+    let shared = [
+        (&mut m.events, &maps.events, "events"),
+        (&mut m.events_lost, &maps.events_lost, "events_lost"),
+        (&mut m.traced_pids, &maps.traced_pids, "traced_pids"),
+        (&mut m.ssl_calls, &maps.ssl_calls, "ssl_calls"),
+        (&mut m.h2_walks, &maps.h2_walks, "h2_walks"),
+    ];
+    for (map, fd, name) in shared {
+        map.reuse_fd(fd.as_fd()).map_err(|source| AttachError::Map { map: name, source })?;
+    }
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        // The same wake-up rule as the capture family's, on the same ring.
+        rodata.wakeup_len = ring.wakeup_len;
+        rodata.wakeup_bytes = ring.wakeup_bytes();
+    }
+    open.load().map_err(|source| AttachError::Load { family: "openssl", source })
+}
+
+/// A file with OpenSSL, by device and inode: inspected once however many processes map it.
+type FileKey = (u64, u64);
+
+fn run(mut skel: OpensslSkel<'static>, rx: mpsc::Receiver<Command>, stats: TlsStats) {
+    let mut procs: HashMap<u32, Vec<Link>> = HashMap::new();
+    let mut waiting: HashSet<u32> = HashSet::new();
+    let mut inspected: HashMap<FileKey, Option<SslFunctions>> = HashMap::new();
+    let mut unlinked_seen = 0u64;
+    loop {
+        match rx.recv_timeout(RECHECK) {
+            Ok(Command::Attach { pid }) => {
+                if !procs.contains_key(&pid) && !try_attach(&mut skel, pid, &mut inspected, &mut procs) {
+                    waiting.insert(pid);
+                }
+            }
+            Ok(Command::Detach { pid }) => {
+                waiting.remove(&pid);
+                if procs.remove(&pid).is_some() {
+                    debug!(pid, "OpenSSL probes detached.");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                waiting.retain(|&pid| {
+                    std::path::Path::new(&format!("/proc/{pid}")).exists()
+                        && !try_attach(&mut skel, pid, &mut inspected, &mut procs)
+                });
+                let total = read_unlinked(&skel);
+                stats.unlinked.inc_by(total.saturating_sub(unlinked_seen));
+                unlinked_seen = unlinked_seen.max(total);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        stats.processes.set(procs.len() as i64);
+    }
+}
+
+/// The per-CPU count of plaintext transfers without a socket, summed.
+fn read_unlinked(skel: &OpensslSkel<'static>) -> u64 {
+    let Ok(Some(values)) = skel.maps.ssl_stats.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY) else { return 0 };
+    values.iter().filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?))).sum()
+}
+
+/// Attaches to every OpenSSL `pid` maps; false if it maps none (yet).
+fn try_attach(
+    skel: &mut OpensslSkel<'static>,
+    pid: u32,
+    inspected: &mut HashMap<FileKey, Option<SslFunctions>>,
+    procs: &mut HashMap<u32, Vec<Link>>,
+) -> bool {
+    let Ok(candidates) = tls::candidates(pid) else { return false };
+    let mut links = Vec::new();
+    for c in candidates {
+        let Ok(meta) = std::fs::metadata(&c.path) else { continue };
+        let key = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
+        let found = *inspected.entry(key).or_insert_with(|| match tls::inspect(&c.path) {
+            Ok(f) => f,
+            Err(e) => {
+                debug!(file = %c.shown, error = %e, "Cannot read a candidate TLS library.");
+                None
+            }
+        });
+        let Some(f) = found else { continue };
+        match attach(skel, pid, &c.path, &f) {
+            Ok(l) => {
+                info!(pid, library = %c.shown, probes = l.len(), "OpenSSL probes attached.");
+                links.extend(l);
+            }
+            Err(e) => warn!(pid, library = %c.shown, error = %e, "OpenSSL probes failed to attach; this process's TLS traffic stays opaque."),
+        }
+    }
+    if links.is_empty() {
+        return false;
+    }
+    procs.insert(pid, links);
+    true
+}
+
+fn attach(
+    skel: &mut OpensslSkel<'static>,
+    pid: u32,
+    path: &std::path::Path,
+    f: &SslFunctions,
+) -> Result<Vec<Link>, AttachError> {
+    let p = &mut skel.progs;
+    let mut links = Vec::new();
+    let mut at = |prog: &libbpf_rs::ProgramMut<'_>, func: &str, offset: u64, ret: bool| {
+        let link = prog.attach_uprobe(ret, pid as i32, path, offset as usize).map_err(|source| {
+            AttachError::Attach { family: "openssl", program: format!("{func}{}", if ret { " return" } else { "" }), source }
+        })?;
+        links.push(link);
+        Ok::<(), AttachError>(())
+    };
+    // Entries and returns of the same function go together: a return without its entry
+    // finds no call, an entry without its return leaves one in the LRU map.
+    for (prog, func, offset) in [
+        (&p.ssl_read, "SSL_read", Some(f.read)),
+        (&p.ssl_write, "SSL_write", Some(f.write)),
+        (&p.ssl_read_ex, "SSL_read_ex", f.read_ex),
+        (&p.ssl_write_ex, "SSL_write_ex", f.write_ex),
+    ] {
+        let Some(offset) = offset else { continue };
+        at(prog, func, offset, false)?;
+        at(&p.ssl_ret, func, offset, true)?;
+    }
+    if let Some(offset) = f.free {
+        at(&p.ssl_free, "SSL_free", offset, false)?;
+    }
+    Ok(links)
+}

@@ -1,0 +1,132 @@
+//! The TLS libraries of a process: which of its mapped files define OpenSSL's `SSL_read` and
+//! `SSL_write` (a shared libssl 1.1 or 3.x, or a copy linked into the executable, as in Node's
+//! official binaries), and where, for the OpenSSL probes (`attach::TlsProbes`).
+use std::path::{Path, PathBuf};
+
+use object::{Object, ObjectSymbol};
+
+use super::golang::elf::{file_offset, Image};
+
+/// File offsets of the OpenSSL functions the probes use (what `attach_uprobe` takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SslFunctions {
+    pub read: u64,
+    pub write: u64,
+    /// `SSL_read_ex`, `SSL_write_ex`: OpenSSL 1.1.1+ (Python uses them).
+    pub read_ex: Option<u64>,
+    pub write_ex: Option<u64>,
+    /// `SSL_free`: forgets an SSL object's socket, whose address the next connection may reuse.
+    pub free: Option<u64>,
+}
+
+/// A file mapped by a process that may hold OpenSSL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The path as the process sees it (for logs and `beyla doctor`).
+    pub shown: String,
+    /// The same file as the agent opens it (through `/proc/<pid>/root`, for containers).
+    pub path: PathBuf,
+}
+
+/// Files of `pid` worth a look: the mapped `libssl*` libraries and the executable.
+pub fn candidates(pid: u32) -> std::io::Result<Vec<Candidate>> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    Ok(candidates_in(pid, &maps, exe.as_deref()))
+}
+
+fn candidates_in(pid: u32, maps: &str, exe: Option<&Path>) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let mut add = |shown: &str| {
+        if out.iter().all(|c| c.shown != shown) {
+            out.push(Candidate { shown: shown.to_string(), path: root.join(shown.trim_start_matches('/')) });
+        }
+    };
+    for line in maps.lines() {
+        // address perms offset dev inode path; only executable mappings of files hold code.
+        let mut fields = line.split_whitespace();
+        let perms = fields.nth(1).unwrap_or("");
+        let Some(path) = fields.nth(3) else { continue };
+        if !perms.contains('x') || !path.starts_with('/') || line.ends_with(" (deleted)") {
+            continue;
+        }
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let is_exe = exe.is_some_and(|e| e == Path::new(path));
+        if name.starts_with("libssl.so") || is_exe {
+            add(path);
+        }
+    }
+    out
+}
+
+/// Where `data` (an ELF file) defines the OpenSSL functions, or `None` if it does not define
+/// both `SSL_read` and `SSL_write` (an executable that imports them from libssl does not).
+pub fn ssl_functions(data: &[u8]) -> Option<SslFunctions> {
+    let img = Image::parse(data)?;
+    let find = |name: &str| {
+        let defined = |s: &object::read::elf::ElfSymbol64<'_, '_, object::Endianness>| {
+            s.is_definition() && s.name() == Ok(name) && s.address() != 0
+        };
+        let sym = img.file.dynamic_symbols().find(defined).or_else(|| img.file.symbols().find(defined))?;
+        file_offset(&img.segments, sym.address())
+    };
+    Some(SslFunctions {
+        read: find("SSL_read")?,
+        write: find("SSL_write")?,
+        read_ex: find("SSL_read_ex"),
+        write_ex: find("SSL_write_ex"),
+        free: find("SSL_free"),
+    })
+}
+
+/// [`ssl_functions`] of the file at `path`, mapped rather than read (an executable with
+/// OpenSSL inside, such as Node's, is ~100 MB).
+pub fn inspect(path: &Path) -> std::io::Result<Option<SslFunctions>> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: read-only mapping of a file the agent does not write; a program's files do not
+    // change while it runs them.
+    let data = unsafe { memmap2::Mmap::map(&file) }?;
+    Ok(ssl_functions(&data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_executable_libssl_mappings_and_the_executable() {
+        let maps = "\
+55d0c0000000-55d0c0010000 r--p 00000000 08:01 100 /usr/sbin/nginx
+55d0c0010000-55d0c0100000 r-xp 00010000 08:01 100 /usr/sbin/nginx
+7f0000000000-7f0000020000 r--p 00000000 08:01 200 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f0000020000-7f0000090000 r-xp 00020000 08:01 200 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f0000100000-7f0000300000 r-xp 00040000 08:01 300 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+7f0000400000-7f0000410000 r-xp 00000000 08:01 400 /tmp/libssl.so.1.1 (deleted)
+7f0000500000-7f0000510000 rw-p 00000000 00:00 0
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+";
+        let got = candidates_in(42, maps, Some(Path::new("/usr/sbin/nginx")));
+        let shown: Vec<&str> = got.iter().map(|c| c.shown.as_str()).collect();
+        assert_eq!(shown, ["/usr/sbin/nginx", "/usr/lib/x86_64-linux-gnu/libssl.so.3"]);
+        assert_eq!(got[1].path, Path::new("/proc/42/root/usr/lib/x86_64-linux-gnu/libssl.so.3"));
+    }
+
+    /// The machine's own libssl (installed with nginx, Python and curl by scripts/setup.sh)
+    /// defines all five; an executable that imports them (nginx) defines none.
+    #[test]
+    fn libssl_defines_the_functions_and_an_importer_does_not() {
+        let lib = ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/lib/x86_64-linux-gnu/libssl.so.3"]
+            .iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .expect("libssl.so.3 missing: run scripts/setup.sh");
+        let f = inspect(lib).unwrap().expect("SSL_read/SSL_write in libssl");
+        assert!(f.read_ex.is_some() && f.write_ex.is_some() && f.free.is_some(), "{f:?}");
+        assert_ne!(f.read, f.write);
+        let importer = ["/usr/sbin/nginx", "/usr/bin/curl"].iter().map(Path::new).find(|p| p.exists());
+        let importer = importer.expect("nginx or curl missing: run scripts/setup.sh");
+        assert_eq!(inspect(importer).unwrap(), None);
+        assert_eq!(ssl_functions(b"not an ELF file"), None);
+    }
+}

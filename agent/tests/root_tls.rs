@@ -1,0 +1,238 @@
+//! TLS through the OpenSSL probes (`bpf/openssl.bpf.c`) on real servers and clients nobody
+//! here wrote, on the real kernel (needs root; nginx, curl, h2load and Python from
+//! `scripts/setup.sh`); certificates are self-signed, made by the test with `openssl req`.
+//!
+//! - Debian's nginx (libssl 3, socket BIO) over HTTPS: HTTP/1.1 keep-alive (several URLs in
+//!   one curl), one-shot connections (`Connection: close`), HTTP/2 negotiated by ALPN from curl,
+//!   and h2load with 10 streams at once on each of 2 connections, whose responses nginx writes
+//!   several frames to an `SSL_write` (the plaintext's HTTP/2 frames are walked like cleartext).
+//! - Python's `ssl` (`SSL_read_ex`/`SSL_write_ex`): an `http.server` wrapped in TLS whose
+//!   handler calls nginx over HTTPS with urllib: client spans with `url.scheme=https`, each the
+//!   child of its server span, and nginx's server span the child of that client span.
+//!
+//! Exact counts per route, status and `url_scheme`; the encrypted bytes are never decoded
+//! (each TLS connection's handshake is `not_http` once, nothing else fails).
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::otlp::{attr, res_attr, Proto, Receiver};
+use common::*;
+
+/// A self-signed certificate and its key in `dir`.
+fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("running openssl (Debian package openssl)");
+    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+/// nginx's master process; dropping it stops nginx (SIGTERM: the master ends its worker).
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        if !wait_for(Duration::from_secs(10), || matches!(self.0.try_wait(), Ok(Some(_)))) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// nginx serving `dir/www` over HTTPS (HTTP/1.1 and h2 by ALPN) on `port`; `/missing/` is 404.
+fn start_nginx(dir: &Path, port: u16, cert: &Path, key: &Path) -> Nginx {
+    let nginx = ["/usr/sbin/nginx", "/sbin/nginx"].iter().map(PathBuf::from).find(|p| p.exists());
+    let nginx = nginx.unwrap_or_else(|| panic!("nginx missing: run scripts/setup.sh (Debian package nginx)"));
+    for sub in ["www/ok", "tmp", "logs"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    for i in 0..10 {
+        std::fs::write(dir.join(format!("www/ok/{i}")), format!("ok {i}\n").repeat(50 * (i + 1))).unwrap();
+    }
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes 1;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  default_type text/plain;\n  keepalive_requests 1000;\n\
+         \x20 client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
+         \x20 fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
+         \x20 server {{\n    listen 127.0.0.1:{port} ssl http2;\n    root {d}/www;\n\
+         \x20   ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+         \x20   location /missing/ {{ return 404; }}\n  }}\n}}\n",
+        cert = cert.display(),
+        key = key.display(),
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(&nginx)
+        .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf"), "-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", nginx.display()));
+    let up = wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(up, "nginx did not listen on {port}: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default());
+    Nginx(child)
+}
+
+/// `curl -k` with `args`; returns one `<status> <version>` line per URL.
+fn curl(args: &[&str], urls: &[String]) -> Vec<String> {
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "20", "-w", "%{http_code} %{http_version}\n"])
+        .args(args)
+        .args(urls.iter().flat_map(|u| ["-o", "/dev/null", u.as_str()]))
+        .output()
+        .expect("running curl");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// The Python HTTPS app (`conformance/tls_app.py`) on `port`, calling `downstream`.
+fn start_python(port: u16, cert: &Path, key: &Path, downstream: &str) -> Proc {
+    let script = repo().join("agent/tests/conformance/tls_app.py");
+    let child = Command::new(python3())
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(cert)
+        .arg(key)
+        .arg(downstream)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting python3");
+    let p = Proc { child, name: "tls_app.py".into() };
+    let up = wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(up, "tls_app.py did not listen on {port}");
+    p
+}
+
+#[test]
+fn root_tls_openssl_nginx_and_python() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("beyla-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = make_cert(&dir);
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (port, py, mport) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{port}\", name: nginx }}\n\
+         \x20   - {{ open_ports: \"{py}\", name: pytls }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n\
+         routes:\n  patterns: [\"/ok/{{n}}\", \"/missing/{{n}}\", \"/call/{{n}}\", \"/hello/{{n}}\"]\n",
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "tls-openssl");
+    let _nginx = start_nginx(&dir, port, &cert, &key);
+    let base = format!("https://127.0.0.1:{port}");
+    let _py = start_python(py, &cert, &key, &base);
+    // nginx's master and worker, and Python; the probes attach to all three (libssl.so.3).
+    wait_instrumented(mport, 3.0, &log);
+    let probed = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 3.0
+    });
+    assert!(probed, "OpenSSL probes not attached to 3 processes:\n{}", agent_log(&log));
+
+    // nginx: 6 keep-alive HTTP/1.1 requests on one connection, 3 one-shot 404s, 4 HTTP/2
+    // requests on one connection, then h2load: 40 requests, 2 connections, 10 streams at once.
+    let urls = |path: &str, n: usize| (1..=n).map(|i| format!("{base}{path}{i}")).collect::<Vec<_>>();
+    assert_eq!(curl(&["--http1.1"], &urls("/ok/", 6)), vec!["200 1.1"; 6]);
+    for u in urls("/missing/", 3) {
+        assert_eq!(curl(&["--http1.1", "-H", "Connection: close"], &[u]), ["404 1.1"]);
+    }
+    assert_eq!(curl(&["--http2"], &urls("/ok/", 4)), vec!["200 2"; 4]);
+    let h2load = Command::new("h2load")
+        .args(["-n", "40", "-c", "2", "-m", "10"])
+        .arg(format!("{base}/ok/9"))
+        .output()
+        .expect("running h2load (Debian package nghttp2-client)");
+    let h2text = String::from_utf8_lossy(&h2load.stdout);
+    assert!(h2text.contains("40 succeeded") && h2text.contains("TLS Protocol"), "h2load:\n{h2text}");
+
+    // Python: 5 requests to its own routes, 2 misses, 3 calls to nginx over HTTPS.
+    let py_base = format!("https://127.0.0.1:{py}");
+    let py_urls = |path: &str, n: usize| (1..=n).map(|i| format!("{py_base}{path}{i}")).collect::<Vec<_>>();
+    assert_eq!(curl(&[], &py_urls("/hello/", 5)), vec!["200 1.1"; 5]);
+    assert_eq!(curl(&[], &py_urls("/missing/", 2)), vec!["404 1.1"; 2]);
+    for u in py_urls("/call/", 3) {
+        assert_eq!(curl(&[], &[u]), ["200 1.1"]);
+    }
+
+    let server = |m: &[Sample], svc: &str, route: &str, status: &str| {
+        let l = [("service_name", svc), ("http_route", route), ("http_response_status_code", status), ("url_scheme", "https")];
+        sum(m, "http_server_request_duration_seconds_count", &l) as u64
+    };
+    let total = 6 + 3 + 4 + 40 + 3 + 5 + 2 + 3;
+    let done = wait_for(Duration::from_secs(30), || {
+        let m = scrape(mport, "/metrics");
+        sum(&m, "http_server_request_duration_seconds_count", &[]) >= total as f64
+            && sum(&m, "http_client_request_duration_seconds_count", &[]) >= 3.0
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    let dump = || format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(&log));
+    assert!(done, "requests not all counted:\n{}", dump());
+    assert_eq!(server(&m, "nginx", "/ok/{n}", "200"), 6 + 4 + 40 + 3, "{}", dump());
+    assert_eq!(server(&m, "nginx", "/missing/{n}", "404"), 3, "{}", dump());
+    assert_eq!(server(&m, "pytls", "/hello/{n}", "200"), 5, "{}", dump());
+    assert_eq!(server(&m, "pytls", "/missing/{n}", "404"), 2, "{}", dump());
+    assert_eq!(server(&m, "pytls", "/call/{n}", "200"), 3, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), total as f64, "{}", dump());
+    let client = [("service_name", "pytls"), ("http_response_status_code", "200"), ("url_scheme", "https")];
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &client), 3.0, "{}", dump());
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &[]), 3.0, "{}", dump());
+    // Response sizes are the plaintext's: /ok/9 is 50 * 10 lines of "ok 9\n".
+    let sizes = [("service_name", "nginx"), ("http_route", "/ok/{n}")];
+    let body = sum(&m, "http_server_response_body_size_bytes_sum", &sizes);
+    let want: u64 = (1..=6).chain(1..=4).chain(1..=3).map(|i| 250 * (i + 1)).sum::<u64>() + 40 * 2500;
+    assert_eq!(body as u64, want, "{}", dump());
+
+    // Only the TLS handshakes fail to decode (one per connection at most), never plaintext.
+    let internal = scrape(mport, "/internal/metrics");
+    let errors = sum(&internal, "beyla_decode_errors_total", &[]);
+    let not_http = sum(&internal, "beyla_decode_errors_total", &[("reason", "not_http")]);
+    assert_eq!(errors, not_http, "{}", http_get(mport, "/internal/metrics").unwrap_or_default());
+    assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
+
+    // Traces: each /call's client span is its child, and nginx's span the client span's child.
+    let got = wait_for(Duration::from_secs(20), || receiver.spans().iter().filter(|g| g.span.kind != 1).count() >= total + 3);
+    let spans: Vec<_> = receiver.spans().into_iter().filter(|g| g.span.kind != 1).collect();
+    assert!(got, "{} spans", spans.len());
+    let svc = |g: &common::otlp::Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();
+    let calls: Vec<_> = spans.iter().filter(|g| svc(g) == "pytls" && g.span.name == "GET /call/{n}").collect();
+    assert_eq!(calls.len(), 3);
+    for call in calls {
+        assert_eq!(attr(&call.span.attributes, "url.scheme").as_deref(), Some("https"));
+        let client = spans
+            .iter()
+            .find(|g| g.span.kind == 3 && g.span.parent_span_id == call.span.span_id)
+            .unwrap_or_else(|| panic!("no client span under a /call"));
+        assert_eq!(client.span.trace_id, call.span.trace_id);
+        let full = attr(&client.span.attributes, "url.full").unwrap_or_default();
+        assert!(full.starts_with(&format!("{base}/ok/")), "{full}");
+        let back = spans
+            .iter()
+            .find(|g| svc(g) == "nginx" && g.span.parent_span_id == client.span.span_id)
+            .unwrap_or_else(|| {
+                let nginx: Vec<String> = spans
+                    .iter()
+                    .filter(|g| svc(g) == "nginx" && g.span.parent_span_id.len() == 8)
+                    .map(|g| format!("{} parent {} trace {}", g.span.name, common::otlp::hex(&g.span.parent_span_id), common::otlp::hex(&g.span.trace_id)))
+                    .collect();
+                panic!("no nginx span under the call {} (trace {}); nginx spans with a parent: {nginx:?}", common::otlp::hex(&client.span.span_id), common::otlp::hex(&client.span.trace_id))
+            });
+        assert_eq!(back.span.trace_id, call.span.trace_id);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
