@@ -76,7 +76,8 @@ stage "the capture, end-to-end and conformance tests again with the syscall trac
 # auto picks the socket family on this kernel (6.3+); syscall tracepoints are what a kernel
 # without kprobes and without the socket tracepoints (before 6.3) falls back to.
 BEYLA_EBPF_HOOK_MODE=tracepoints cargo test -p beyla --test root_capture --test root_discovery --test root_e2e \
-  --test root_conformance_nginx --test root_conformance_python --test root_conformance_servers --test root_databases -- --test-threads=1
+  --test root_conformance_nginx --test root_conformance_python --test root_conformance_servers --test root_databases \
+  --test root_tls -- --test-threads=1
 
 stage "benchmark suite, smoke run (bench/run --smoke: a few seconds per app, no timing assertions)"
 # Fails only if the suite breaks (an app, the agent or a load generator fails, or the agent

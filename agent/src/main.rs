@@ -95,10 +95,8 @@ fn load_config(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<(Config
 }
 
 fn doctor(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
-    let mode = match load_config(file, set) {
-        Ok((cfg, _)) => cfg.ebpf.hook_mode,
-        Err(_) => HookMode::Auto,
-    };
+    let cfg = load_config(file, set).ok().map(|(cfg, _)| cfg);
+    let mode = cfg.as_ref().map_or(HookMode::Auto, |c| c.ebpf.hook_mode);
     let mounts = kernel::ensure_mounts();
     if let Err(e) = &mounts {
         println!("mounts: {e}");
@@ -106,7 +104,25 @@ fn doctor(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
     let features = kernel::probe();
     let plan = kernel::choose(&features, mode);
     print!("{}", kernel::doctor_report(&features, &plan));
+    if let Some(cfg) = &cfg {
+        print!("\n{}", tls_report(cfg));
+    }
     Ok(if plan.is_ok() && mounts.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The processes the configuration selects now, and their TLS libraries.
+fn tls_report(cfg: &beyla::config::Config) -> String {
+    let opts = beyla::discover::DiscoverOptions { min_process_age: std::time::Duration::ZERO, ..Default::default() };
+    let found = beyla::discover::selection(cfg, false)
+        .map_err(anyhow::Error::from)
+        .and_then(|sel| beyla::discover::scan_once(&sel, &opts).map_err(anyhow::Error::from));
+    match found {
+        Ok(procs) => {
+            let procs: Vec<(u32, String)> = procs.iter().map(|p| (p.info.pid, p.service.name.clone())).collect();
+            beyla::discover::tls::doctor_report(&procs)
+        }
+        Err(e) => format!("TLS libraries: cannot select processes: {e:#}\n"),
+    }
 }
 
 fn init_logging(level: LogLevel) {

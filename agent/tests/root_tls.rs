@@ -81,7 +81,11 @@ fn start_nginx(dir: &Path, port: u16, cert: &Path, key: &Path) -> Nginx {
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", nginx.display()));
     let up = wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    assert!(up, "nginx did not listen on {port}: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default());
+    assert!(
+        up,
+        "nginx did not listen on {port}: {}",
+        std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
+    );
     Nginx(child)
 }
 
@@ -134,9 +138,9 @@ fn root_tls_openssl_nginx_and_python() {
         ep = receiver.endpoint(),
     );
     let (_agent, log) = start_agent(&yaml, &[], "tls-openssl");
-    let _nginx = start_nginx(&dir, port, &cert, &key);
+    let nginx = start_nginx(&dir, port, &cert, &key);
     let base = format!("https://127.0.0.1:{port}");
-    let _py = start_python(py, &cert, &key, &base);
+    let python = start_python(py, &cert, &key, &base);
     // nginx's master and worker, and Python; the probes attach to all three (libssl.so.3).
     wait_instrumented(mport, 3.0, &log);
     let probed = wait_for(Duration::from_secs(30), || {
@@ -160,6 +164,22 @@ fn root_tls_openssl_nginx_and_python() {
     let h2text = String::from_utf8_lossy(&h2load.stdout);
     assert!(h2text.contains("40 succeeded") && h2text.contains("TLS Protocol"), "h2load:\n{h2text}");
 
+    // What is not TLS on the HTTPS port: a plain HTTP request, which nginx answers in the clear
+    // (400, "The plain HTTP request was sent to HTTPS port", counted as such with scheme http),
+    // and a client that gives up in the handshake (TLS 1.0, which nginx refuses): no request.
+    let plain = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/ok/1"))
+        .output()
+        .expect("running curl");
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "400");
+    let refused = Command::new("curl")
+        .args(["-sk", "--max-time", "10", "--tlsv1.0", "--tls-max", "1.0", "-o", "/dev/null"])
+        .arg(format!("{base}/ok/1"))
+        .status()
+        .expect("running curl");
+    assert!(!refused.success(), "nginx accepted TLS 1.0?");
+
     // Python: 5 requests to its own routes, 2 misses, 3 calls to nginx over HTTPS.
     let py_base = format!("https://127.0.0.1:{py}");
     let py_urls = |path: &str, n: usize| (1..=n).map(|i| format!("{py_base}{path}{i}")).collect::<Vec<_>>();
@@ -170,10 +190,15 @@ fn root_tls_openssl_nginx_and_python() {
     }
 
     let server = |m: &[Sample], svc: &str, route: &str, status: &str| {
-        let l = [("service_name", svc), ("http_route", route), ("http_response_status_code", status), ("url_scheme", "https")];
+        let l = [
+            ("service_name", svc),
+            ("http_route", route),
+            ("http_response_status_code", status),
+            ("url_scheme", "https"),
+        ];
         sum(m, "http_server_request_duration_seconds_count", &l) as u64
     };
-    let total = 6 + 3 + 4 + 40 + 3 + 5 + 2 + 3;
+    let total = 6 + 3 + 4 + 40 + 1 + 3 + 5 + 2 + 3;
     let done = wait_for(Duration::from_secs(30), || {
         let m = scrape(mport, "/metrics");
         sum(&m, "http_server_request_duration_seconds_count", &[]) >= total as f64
@@ -185,6 +210,8 @@ fn root_tls_openssl_nginx_and_python() {
     assert!(done, "requests not all counted:\n{}", dump());
     assert_eq!(server(&m, "nginx", "/ok/{n}", "200"), 6 + 4 + 40 + 3, "{}", dump());
     assert_eq!(server(&m, "nginx", "/missing/{n}", "404"), 3, "{}", dump());
+    let plain = [("service_name", "nginx"), ("http_response_status_code", "400"), ("url_scheme", "http")];
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &plain), 1.0, "{}", dump());
     assert_eq!(server(&m, "pytls", "/hello/{n}", "200"), 5, "{}", dump());
     assert_eq!(server(&m, "pytls", "/missing/{n}", "404"), 2, "{}", dump());
     assert_eq!(server(&m, "pytls", "/call/{n}", "200"), 3, "{}", dump());
@@ -193,7 +220,7 @@ fn root_tls_openssl_nginx_and_python() {
     assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &client), 3.0, "{}", dump());
     assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &[]), 3.0, "{}", dump());
     // Response sizes are the plaintext's: /ok/9 is 50 * 10 lines of "ok 9\n".
-    let sizes = [("service_name", "nginx"), ("http_route", "/ok/{n}")];
+    let sizes = [("service_name", "nginx"), ("http_route", "/ok/{n}"), ("http_response_status_code", "200")];
     let body = sum(&m, "http_server_response_body_size_bytes_sum", &sizes);
     let want: u64 = (1..=6).chain(1..=4).chain(1..=3).map(|i| 250 * (i + 1)).sum::<u64>() + 40 * 2500;
     assert_eq!(body as u64, want, "{}", dump());
@@ -206,7 +233,8 @@ fn root_tls_openssl_nginx_and_python() {
     assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
 
     // Traces: each /call's client span is its child, and nginx's span the client span's child.
-    let got = wait_for(Duration::from_secs(20), || receiver.spans().iter().filter(|g| g.span.kind != 1).count() >= total + 3);
+    let got =
+        wait_for(Duration::from_secs(20), || receiver.spans().iter().filter(|g| g.span.kind != 1).count() >= total + 3);
     let spans: Vec<_> = receiver.spans().into_iter().filter(|g| g.span.kind != 1).collect();
     assert!(got, "{} spans", spans.len());
     let svc = |g: &common::otlp::Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();
@@ -228,11 +256,35 @@ fn root_tls_openssl_nginx_and_python() {
                 let nginx: Vec<String> = spans
                     .iter()
                     .filter(|g| svc(g) == "nginx" && g.span.parent_span_id.len() == 8)
-                    .map(|g| format!("{} parent {} trace {}", g.span.name, common::otlp::hex(&g.span.parent_span_id), common::otlp::hex(&g.span.trace_id)))
+                    .map(|g| {
+                        format!(
+                            "{} parent {} trace {}",
+                            g.span.name,
+                            common::otlp::hex(&g.span.parent_span_id),
+                            common::otlp::hex(&g.span.trace_id)
+                        )
+                    })
                     .collect();
-                panic!("no nginx span under the call {} (trace {}); nginx spans with a parent: {nginx:?}", common::otlp::hex(&client.span.span_id), common::otlp::hex(&client.span.trace_id))
+                panic!(
+                    "no nginx span under the call {} (trace {}); nginx spans with a parent: {nginx:?}",
+                    common::otlp::hex(&client.span.span_id),
+                    common::otlp::hex(&client.span.trace_id)
+                )
             });
         assert_eq!(back.span.trace_id, call.span.trace_id);
+    }
+
+    // `beyla doctor` lists each selected process's OpenSSL and says it is probed.
+    let cfg = dir.join("doctor.yml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let out = Command::new(agent_bin()).arg("doctor").arg("--config").arg(&cfg).output().expect("beyla doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (pid, service) in [(nginx.0.id(), "nginx"), (python.pid(), "pytls")] {
+        let row = text.lines().find(|l| l.split_whitespace().next() == Some(&pid.to_string()));
+        let row = row.unwrap_or_else(|| panic!("no doctor row for {service} ({pid}):\n{text}"));
+        let words: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(words[1], service, "{row}");
+        assert!(words[2].ends_with("/libssl.so.3") && words[3] == "yes", "{row}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

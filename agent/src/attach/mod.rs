@@ -310,8 +310,7 @@ mod tests {
                 names(&skel)
             }};
         }
-        let shared: Vec<String> =
-            [open!(ProcessSkelBuilder), open!(GoSkelBuilder), open!(OpensslSkelBuilder)].concat();
+        let shared: Vec<String> = [open!(ProcessSkelBuilder), open!(GoSkelBuilder), open!(OpensslSkelBuilder)].concat();
         let families = [
             open!(TracepointNetSkelBuilder),
             open!(KprobeNetSkelBuilder),

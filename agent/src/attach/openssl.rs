@@ -181,7 +181,9 @@ fn try_attach(
                 info!(pid, library = %c.shown, probes = l.len(), "OpenSSL probes attached.");
                 links.extend(l);
             }
-            Err(e) => warn!(pid, library = %c.shown, error = %e, "OpenSSL probes failed to attach; this process's TLS traffic stays opaque."),
+            Err(e) => {
+                warn!(pid, library = %c.shown, error = %e, "OpenSSL probes failed to attach; this process's TLS traffic stays opaque.")
+            }
         }
     }
     if links.is_empty() {
@@ -200,9 +202,12 @@ fn attach(
     let p = &mut skel.progs;
     let mut links = Vec::new();
     let mut at = |prog: &libbpf_rs::ProgramMut<'_>, func: &str, offset: u64, ret: bool| {
-        let link = prog.attach_uprobe(ret, pid as i32, path, offset as usize).map_err(|source| {
-            AttachError::Attach { family: "openssl", program: format!("{func}{}", if ret { " return" } else { "" }), source }
-        })?;
+        let link =
+            prog.attach_uprobe(ret, pid as i32, path, offset as usize).map_err(|source| AttachError::Attach {
+                family: "openssl",
+                program: format!("{func}{}", if ret { " return" } else { "" }),
+                source,
+            })?;
         links.push(link);
         Ok::<(), AttachError>(())
     };

@@ -90,6 +90,51 @@ pub fn inspect(path: &Path) -> std::io::Result<Option<SslFunctions>> {
     Ok(ssl_functions(&data))
 }
 
+/// The `beyla doctor` section: for each process the configuration selects (pid, service),
+/// the files that may hold OpenSSL and whether the OpenSSL probes would attach there.
+pub fn doctor_report(procs: &[(u32, String)]) -> String {
+    let mut rows = vec![["PID".to_string(), "SERVICE".into(), "TLS LIBRARY".into(), "OPENSSL PROBES".into()]];
+    for (pid, service) in procs {
+        let candidates = candidates(*pid).unwrap_or_default();
+        let mut any = false;
+        for c in candidates {
+            let probed = match inspect(&c.path) {
+                Ok(Some(f)) => {
+                    any = true;
+                    let ex = if f.read_ex.is_some() && f.write_ex.is_some() { ", _ex forms" } else { "" };
+                    format!("yes (SSL_read, SSL_write{ex})")
+                }
+                Ok(None) if c.shown.rsplit('/').next().is_some_and(|n| n.starts_with("libssl")) => {
+                    "no: SSL_read/SSL_write not found".into()
+                }
+                Ok(None) => continue, // an executable without OpenSSL inside
+                Err(e) => format!("no: {e}"),
+            };
+            rows.push([pid.to_string(), service.clone(), c.shown, probed]);
+        }
+        if !any {
+            rows.push([
+                pid.to_string(),
+                service.clone(),
+                "-".into(),
+                "no OpenSSL mapped (yet): TLS stays opaque".into(),
+            ]);
+        }
+    }
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    let mut out = String::new();
+    for r in &rows {
+        out.push_str(&format!("{:w0$}  {:w1$}  {:w2$}  {}\n", r[0], r[1], r[2], r[3]));
+    }
+    out.push_str(
+        "(OpenSSL with a memory BIO, as in Node and Python's asyncio, moves its encrypted bytes outside the call: \
+         counted in beyla_tls_unlinked_transfers_total, not decoded. Go's crypto/tls has its own probes; \
+         Java's JSSE and rustls are not read.)\n",
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
