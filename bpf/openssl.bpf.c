@@ -31,32 +31,13 @@
 #include "maps/events.h"
 #include "maps/traced_pids.h"
 #include "maps/ssl_calls.h"
+#include "maps/ssl_socks.h"
+#include "maps/ssl_ciphers.h"
 #include "helpers.h"
 #include "sock_emit.h"
 #include "h2_walk.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-struct ssl_key {
-	__u32 tgid;
-	__u32 _pad;
-	__u64 ssl;
-};
-
-struct ssl_sock {
-	__u64 sk;          /* the struct sock its encrypted bytes last went through */
-	__u8 write_retry;  /* its last write failed after its plaintext was sent */
-	__u8 _pad[7];
-};
-
-/* (tgid, SSL *) -> its socket. Removed at SSL_free (its address is reused for the next
- * connection); LRU for a process that never frees. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct ssl_key);
-	__type(value, struct ssl_sock);
-} ssl_socks SEC(".maps");
 
 enum ssl_stat {
 	SSL_STAT_UNLINKED = 0, /* plaintext transfers of an SSL no socket was seen for */
@@ -129,7 +110,7 @@ static __always_inline void leave(long ret)
 		if (known && c.emitted && ret <= 0)
 			known->write_retry = 1;
 	}
-	if (c.emitted)
+	if (c.emitted || c.direction == SSL_CALL_HANDSHAKE)
 		return;
 
 	__u64 len = 0;
@@ -188,6 +169,36 @@ SEC("uretprobe")
 int BPF_URETPROBE(ssl_ret, long ret)
 {
 	leave((long)(int)ret);
+	return 0;
+}
+
+/* int SSL_do_handshake(SSL *s) (SSL_connect and SSL_accept call it): a call without plaintext,
+ * whose encrypted bytes name the SSL's socket before any request goes through it. */
+SEC("uprobe")
+int BPF_UPROBE(ssl_handshake, void *ssl)
+{
+	enter((__u64)ssl, 0, 0, 0, SSL_CALL_HANDSHAKE);
+	return 0;
+}
+
+/* int BIO_write(BIO *b, const void *data, int dlen), inside an OpenSSL call of an SSL whose
+ * socket is not known: the record's first bytes are kept, for the capture to recognise when a
+ * memory BIO's owner writes them to the socket (maps/ssl_ciphers.h). */
+SEC("uprobe")
+int BPF_UPROBE(ssl_bio_write, void *bio, const void *data, int dlen)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *c = bpf_map_lookup_elem(&ssl_calls, &id);
+	if (!c || c->sk || dlen < SSL_CIPHER_HEAD)
+		return 0;
+	struct ssl_key k = { .tgid = id >> 32, .ssl = c->ssl };
+	if (bpf_map_lookup_elem(&ssl_socks, &k))
+		return 0;
+	struct cipher_key ck = { .tgid = id >> 32 };
+	if (bpf_probe_read_user(ck.head, SSL_CIPHER_HEAD, data))
+		return 0;
+	__u64 ssl = c->ssl;
+	bpf_map_update_elem(&ssl_ciphers, &ck, &ssl, BPF_ANY);
 	return 0;
 }
 

@@ -181,6 +181,8 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
             events_lost: maps.events_lost.as_fd().try_clone_to_owned()?,
             traced_pids: maps.traced_pids.as_fd().try_clone_to_owned()?,
             ssl_calls: maps.ssl_calls.as_fd().try_clone_to_owned()?,
+            ssl_socks: maps.ssl_socks.as_fd().try_clone_to_owned()?,
+            ssl_ciphers: maps.ssl_ciphers.as_fd().try_clone_to_owned()?,
             h2_walks: maps.h2_walks.as_fd().try_clone_to_owned()?,
         })
     })()

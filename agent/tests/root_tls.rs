@@ -100,11 +100,11 @@ fn curl(args: &[&str], urls: &[String]) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
 
-/// The Python HTTPS app (`conformance/tls_app.py`) on `port`, calling `downstream`.
-fn start_python(port: u16, cert: &Path, key: &Path, downstream: &str) -> Proc {
-    let script = repo().join("agent/tests/conformance/tls_app.py");
-    let child = Command::new(python3())
-        .arg(&script)
+/// A conformance app (`conformance/<script>`, run by `interpreter`) serving HTTPS on `port` with
+/// the certificate, calling `downstream`.
+fn start_script(interpreter: &str, script: &str, port: u16, cert: &Path, key: &Path, downstream: &str) -> Proc {
+    let child = Command::new(interpreter)
+        .arg(repo().join("agent/tests/conformance").join(script))
         .arg(port.to_string())
         .arg(cert)
         .arg(key)
@@ -112,11 +112,16 @@ fn start_python(port: u16, cert: &Path, key: &Path, downstream: &str) -> Proc {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("starting python3");
-    let p = Proc { child, name: "tls_app.py".into() };
+        .unwrap_or_else(|e| panic!("starting {interpreter} {script}: {e}"));
+    let p = Proc { child, name: script.into() };
     let up = wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    assert!(up, "tls_app.py did not listen on {port}");
+    assert!(up, "{script} did not listen on {port}");
     p
+}
+
+/// The Python HTTPS app (`conformance/tls_app.py`) on `port`, calling `downstream`.
+fn start_python(port: u16, cert: &Path, key: &Path, downstream: &str) -> Proc {
+    start_script(&python3(), "tls_app.py", port, cert, key, downstream)
 }
 
 #[test]
@@ -280,11 +285,118 @@ fn root_tls_openssl_nginx_and_python() {
     let out = Command::new(agent_bin()).arg("doctor").arg("--config").arg(&cfg).output().expect("beyla doctor");
     let text = String::from_utf8_lossy(&out.stdout);
     for (pid, service) in [(nginx.0.id(), "nginx"), (python.pid(), "pytls")] {
-        let row = text.lines().find(|l| l.split_whitespace().next() == Some(&pid.to_string()));
+        let row = text.lines().find(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.first() == Some(&pid.to_string().as_str()) && w.get(2).is_some_and(|l| l.ends_with("/libssl.so.3"))
+        });
         let row = row.unwrap_or_else(|| panic!("no doctor row for {service} ({pid}):\n{text}"));
         let words: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(words[1], service, "{row}");
-        assert!(words[2].ends_with("/libssl.so.3") && words[3] == "yes", "{row}");
+        assert_eq!(words[3], "yes", "{row}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// TLS through memory BIOs, where the program encrypts into memory and writes the records to
+/// the socket itself, outside any OpenSSL call: Node's https (the official node binary, with
+/// OpenSSL linked in and its own BIO) and Python's asyncio (`ssl.SSLObject` on `MemoryBIO`s),
+/// each as a server and as a client of nginx over HTTPS. Their sockets are named by the records'
+/// first bytes (`bpf/include/maps/ssl_ciphers.h`); before, all of it was encrypted bytes.
+#[test]
+fn root_tls_memory_bios_node_and_asyncio() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("beyla-tls-membio-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = make_cert(&dir);
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (port, node, aio, mport) = (free_port(), free_port(), free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{port}\", name: nginx }}\n\
+         \x20   - {{ open_ports: \"{node}\", name: nodetls }}\n\
+         \x20   - {{ open_ports: \"{aio}\", name: aiotls }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n\
+         routes:\n  patterns: [\"/ok/{{n}}\", \"/missing/{{n}}\", \"/call/{{n}}\", \"/hello/{{n}}\"]\n",
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "tls-membio");
+    let _nginx = start_nginx(&dir, port, &cert, &key);
+    let base = format!("https://127.0.0.1:{port}");
+    let _node = start_script("node", "tls_app.js", node, &cert, &key, &base);
+    let _aio = start_script(&python3(), "tls_asyncio.py", aio, &cert, &key, &base);
+    wait_instrumented(mport, 4.0, &log);
+    let probed = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 4.0
+    });
+    assert!(probed, "OpenSSL probes not attached to 4 processes:\n{}", agent_log(&log));
+
+    for app in [node, aio] {
+        let b = format!("https://127.0.0.1:{app}");
+        let urls = |path: &str, n: usize| (1..=n).map(|i| format!("{b}{path}{i}")).collect::<Vec<_>>();
+        assert_eq!(curl(&[], &urls("/hello/", 5)), vec!["200 1.1"; 5]);
+        assert_eq!(curl(&[], &urls("/missing/", 2)), vec!["404 1.1"; 2]);
+        for u in urls("/call/", 3) {
+            assert_eq!(curl(&[], &[u]), ["200 1.1"]);
+        }
+    }
+
+    let server = |m: &[Sample], svc: &str, route: &str, status: &str| {
+        let l = [
+            ("service_name", svc),
+            ("http_route", route),
+            ("http_response_status_code", status),
+            ("url_scheme", "https"),
+        ];
+        sum(m, "http_server_request_duration_seconds_count", &l) as u64
+    };
+    let total = 2 * (5 + 2 + 3) + 6;
+    let done = wait_for(Duration::from_secs(30), || {
+        let m = scrape(mport, "/metrics");
+        sum(&m, "http_server_request_duration_seconds_count", &[]) >= total as f64
+            && sum(&m, "http_client_request_duration_seconds_count", &[]) >= 6.0
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    let dump = || format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(&log));
+    assert!(done, "requests not all counted:\n{}", dump());
+    for svc in ["nodetls", "aiotls"] {
+        assert_eq!(server(&m, svc, "/hello/{n}", "200"), 5, "{svc}\n{}", dump());
+        assert_eq!(server(&m, svc, "/missing/{n}", "404"), 2, "{svc}\n{}", dump());
+        assert_eq!(server(&m, svc, "/call/{n}", "200"), 3, "{svc}\n{}", dump());
+        let client = [("service_name", svc), ("http_response_status_code", "200"), ("url_scheme", "https")];
+        assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &client), 3.0, "{svc}\n{}", dump());
+    }
+    assert_eq!(server(&m, "nginx", "/ok/{n}", "200"), 6, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), total as f64, "{}", dump());
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &[]), 6.0, "{}", dump());
+    let internal = scrape(mport, "/internal/metrics");
+    let errors = sum(&internal, "beyla_decode_errors_total", &[]);
+    let not_http = sum(&internal, "beyla_decode_errors_total", &[("reason", "not_http")]);
+    assert_eq!(errors, not_http, "{}", http_get(mport, "/internal/metrics").unwrap_or_default());
+    assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
+
+    // Each /call's client span is its child, and nginx's span the client span's child.
+    let got =
+        wait_for(Duration::from_secs(20), || receiver.spans().iter().filter(|g| g.span.kind != 1).count() >= total + 6);
+    let spans: Vec<_> = receiver.spans().into_iter().filter(|g| g.span.kind != 1).collect();
+    assert!(got, "{} spans", spans.len());
+    let svc = |g: &common::otlp::Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();
+    for app in ["nodetls", "aiotls"] {
+        let calls: Vec<_> = spans.iter().filter(|g| svc(g) == app && g.span.name == "GET /call/{n}").collect();
+        assert_eq!(calls.len(), 3, "{app}");
+        for call in calls {
+            let client = spans
+                .iter()
+                .find(|g| g.span.kind == 3 && g.span.parent_span_id == call.span.span_id)
+                .unwrap_or_else(|| panic!("{app}: no client span under a /call"));
+            assert_eq!(client.span.trace_id, call.span.trace_id);
+            let full = attr(&client.span.attributes, "url.full").unwrap_or_default();
+            assert!(full.starts_with(&format!("{base}/ok/")), "{app}: {full}");
+            let back = spans.iter().find(|g| svc(g) == "nginx" && g.span.parent_span_id == client.span.span_id);
+            assert!(back.is_some_and(|b| b.span.trace_id == call.span.trace_id), "{app}: no nginx span under the call");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,6 +11,8 @@
 #include "maps/traced_pids.h"
 #include "maps/syscall_args.h"
 #include "maps/ssl_calls.h"
+#include "maps/ssl_socks.h"
+#include "maps/ssl_ciphers.h"
 #include "maps/events.h"
 #include "helpers.h"
 #include "sock_emit.h"
@@ -47,6 +49,25 @@ static __always_inline int save_args(int fd, __u64 buf, __u64 count, __u8 kind, 
 	return 0;
 }
 
+/* The event is a write of TLS records an SSL with a memory BIO encrypted earlier (its first
+ * bytes are in ssl_ciphers): that SSL's socket is the event's, and its bytes are not worth
+ * sending (the SSL's plaintext stands for them). Returns 1 then. */
+static __always_inline int ssl_cipher_sent(__u64 id, struct sock_event *e)
+{
+	if (e->direction != DIR_SEND || e->captured < SSL_CIPHER_HEAD)
+		return 0;
+	struct cipher_key k = { .tgid = id >> 32 };
+	__builtin_memcpy(k.head, e->data, SSL_CIPHER_HEAD);
+	__u64 *ssl = bpf_map_lookup_elem(&ssl_ciphers, &k);
+	if (!ssl)
+		return 0;
+	struct ssl_key sk = { .tgid = id >> 32, .ssl = *ssl };
+	struct ssl_sock v = { .sk = e->sock_id };
+	bpf_map_update_elem(&ssl_socks, &sk, &v, BPF_ANY);
+	bpf_map_delete_elem(&ssl_ciphers, &k);
+	return 1;
+}
+
 /* Sends the data event of `ret` (> 0) bytes moved on socket a->sk by thread `id`, with as
  * much of them as the buffer a describes lets the program copy. */
 static __always_inline int emit_transfer(__u64 id, const struct syscall_args *a, long ret, __u8 flags)
@@ -78,6 +99,8 @@ static __always_inline int emit_transfer(__u64 id, const struct syscall_args *a,
 		else if (kind != BUF_NONE)
 			captured = copy_iovecs(e, iov_ptr, iov_cnt, ret);
 		e->captured = captured;
+		if (!flags && ssl_cipher_sent(id, e))
+			return 0;
 		w = h2_start(e);
 	}
 	if (w)

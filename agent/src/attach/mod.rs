@@ -138,6 +138,8 @@ pub struct MapHandles {
     /// The OpenSSL probes' calls in progress, in which the capture names their sockets
     /// (`bpf/include/maps/ssl_calls.h`), and the HTTP/2 frame walks they continue.
     pub ssl_calls: MapHandle,
+    pub ssl_socks: MapHandle,
+    pub ssl_ciphers: MapHandle,
     pub h2_walks: MapHandle,
 }
 
@@ -233,16 +235,22 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
             let sock_events = handle(&net.maps.events, "events")?;
             let events_lost = handle(&net.maps.events_lost, "events_lost")?;
             let go = (handle(&net.maps.go_offsets, "go_offsets")?, handle(&net.maps.go_serving, "go_serving")?);
-            let tls = (handle(&net.maps.ssl_calls, "ssl_calls")?, handle(&net.maps.h2_walks, "h2_walks")?);
+            let tls = (
+                handle(&net.maps.ssl_calls, "ssl_calls")?,
+                handle(&net.maps.ssl_socks, "ssl_socks")?,
+                handle(&net.maps.ssl_ciphers, "ssl_ciphers")?,
+                handle(&net.maps.h2_walks, "h2_walks")?,
+            );
             (NetSkel::$variant(net), sock_events, events_lost, go, tls)
         }};
     }
-    let (net, sock_events, events_lost, (go_offsets, go_serving), (ssl_calls, h2_walks)) = match family {
-        HookFamily::Socket => load_net!(SocketNetSkelBuilder, Socket, "socket", false),
-        HookFamily::Tracepoints => load_net!(TracepointNetSkelBuilder, Tracepoints, "tracepoints", true),
-        HookFamily::Kprobes => load_net!(KprobeNetSkelBuilder, Kprobes, "kprobes", true),
-        HookFamily::Fentry => load_net!(FentryNetSkelBuilder, Fentry, "fentry", true),
-    };
+    let (net, sock_events, events_lost, (go_offsets, go_serving), (ssl_calls, ssl_socks, ssl_ciphers, h2_walks)) =
+        match family {
+            HookFamily::Socket => load_net!(SocketNetSkelBuilder, Socket, "socket", false),
+            HookFamily::Tracepoints => load_net!(TracepointNetSkelBuilder, Tracepoints, "tracepoints", true),
+            HookFamily::Kprobes => load_net!(KprobeNetSkelBuilder, Kprobes, "kprobes", true),
+            HookFamily::Fentry => load_net!(FentryNetSkelBuilder, Fentry, "fentry", true),
+        };
 
     let handles = MapHandles {
         traced_pids: handle(&process.maps.traced_pids, "traced_pids")?,
@@ -253,6 +261,8 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
         go_offsets,
         go_serving,
         ssl_calls,
+        ssl_socks,
+        ssl_ciphers,
         h2_walks,
     };
     let programs = att.links.len();

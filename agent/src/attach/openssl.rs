@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::skel::openssl::{OpensslSkel, OpensslSkelBuilder};
 use super::AttachError;
-use crate::discover::tls::{self, SslFunctions};
+use crate::discover::tls::{self, FileFunctions, SslFunctions};
 
 /// How often processes without OpenSSL are looked at again, and the unlinked count read.
 const RECHECK: Duration = Duration::from_secs(2);
@@ -36,13 +36,16 @@ pub struct TlsProbes {
 }
 
 /// The capture family's maps the OpenSSL probes share: its ring buffer and loss count, the
-/// traced processes, the calls in progress it names sockets in, and its HTTP/2 frame walks
-/// (a TLS connection's plaintext is walked like a cleartext one's, and forgotten at close).
+/// traced processes, the calls in progress and memory-BIO records it names sockets from, the
+/// sockets it named, and its HTTP/2 frame walks (a TLS connection's plaintext is walked like a
+/// cleartext one's, and forgotten at close).
 pub struct TlsMaps {
     pub events: OwnedFd,
     pub events_lost: OwnedFd,
     pub traced_pids: OwnedFd,
     pub ssl_calls: OwnedFd,
+    pub ssl_socks: OwnedFd,
+    pub ssl_ciphers: OwnedFd,
     pub h2_walks: OwnedFd,
 }
 
@@ -98,6 +101,8 @@ fn load(maps: &TlsMaps, ring: super::LoadOptions) -> Result<OpensslSkel<'static>
         (&mut m.events_lost, &maps.events_lost, "events_lost"),
         (&mut m.traced_pids, &maps.traced_pids, "traced_pids"),
         (&mut m.ssl_calls, &maps.ssl_calls, "ssl_calls"),
+        (&mut m.ssl_socks, &maps.ssl_socks, "ssl_socks"),
+        (&mut m.ssl_ciphers, &maps.ssl_ciphers, "ssl_ciphers"),
         (&mut m.h2_walks, &maps.h2_walks, "h2_walks"),
     ];
     for (map, fd, name) in shared {
@@ -113,11 +118,12 @@ fn load(maps: &TlsMaps, ring: super::LoadOptions) -> Result<OpensslSkel<'static>
 
 /// A file with OpenSSL, by device and inode: inspected once however many processes map it.
 type FileKey = (u64, u64);
+type Inspected = HashMap<FileKey, FileFunctions>;
 
 fn run(mut skel: OpensslSkel<'static>, rx: mpsc::Receiver<Command>, stats: TlsStats) {
     let mut procs: HashMap<u32, Vec<Link>> = HashMap::new();
     let mut waiting: HashSet<u32> = HashSet::new();
-    let mut inspected: HashMap<FileKey, Option<SslFunctions>> = HashMap::new();
+    let mut inspected: Inspected = HashMap::new();
     let mut unlinked_seen = 0u64;
     loop {
         match rx.recv_timeout(RECHECK) {
@@ -157,26 +163,34 @@ fn read_unlinked(skel: &OpensslSkel<'static>) -> u64 {
 fn try_attach(
     skel: &mut OpensslSkel<'static>,
     pid: u32,
-    inspected: &mut HashMap<FileKey, Option<SslFunctions>>,
+    inspected: &mut Inspected,
     procs: &mut HashMap<u32, Vec<Link>>,
 ) -> bool {
     let Ok(candidates) = tls::candidates(pid) else { return false };
-    let mut links = Vec::new();
+    let mut ssl = Vec::new();
+    let mut bio_write = None;
     for c in candidates {
         let Ok(meta) = std::fs::metadata(&c.path) else { continue };
         let key = {
             use std::os::unix::fs::MetadataExt;
             (meta.dev(), meta.ino())
         };
-        let found = *inspected.entry(key).or_insert_with(|| match tls::inspect(&c.path) {
-            Ok(f) => f,
-            Err(e) => {
+        let found = *inspected.entry(key).or_insert_with(|| {
+            tls::inspect(&c.path).unwrap_or_else(|e| {
                 debug!(file = %c.shown, error = %e, "Cannot read a candidate TLS library.");
-                None
-            }
+                FileFunctions::default()
+            })
         });
-        let Some(f) = found else { continue };
-        match attach(skel, pid, &c.path, &f) {
+        if let Some(f) = found.ssl {
+            ssl.push((c.clone(), f));
+        }
+        if let (None, Some(offset)) = (&bio_write, found.bio_write) {
+            bio_write = Some((c, offset));
+        }
+    }
+    let mut links = Vec::new();
+    for (c, f) in &ssl {
+        match attach(skel, pid, &c.path, f) {
             Ok(l) => {
                 info!(pid, library = %c.shown, probes = l.len(), "OpenSSL probes attached.");
                 links.extend(l);
@@ -188,6 +202,15 @@ fn try_attach(
     }
     if links.is_empty() {
         return false;
+    }
+    // Memory BIOs hand their records over through BIO_write (libcrypto's, or the executable's).
+    if let Some((c, offset)) = bio_write {
+        match skel.progs.ssl_bio_write.attach_uprobe(false, pid as i32, &c.path, offset as usize) {
+            Ok(l) => links.push(l),
+            Err(e) => {
+                warn!(pid, library = %c.shown, error = %e, "BIO_write probe failed to attach; TLS through memory BIOs stays opaque.")
+            }
+        }
     }
     procs.insert(pid, links);
     true
@@ -225,6 +248,10 @@ fn attach(
     }
     if let Some(offset) = f.free {
         at(&p.ssl_free, "SSL_free", offset, false)?;
+    }
+    if let Some(offset) = f.handshake {
+        at(&p.ssl_handshake, "SSL_do_handshake", offset, false)?;
+        at(&p.ssl_ret, "SSL_do_handshake", offset, true)?;
     }
     Ok(links)
 }

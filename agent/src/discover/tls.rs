@@ -7,7 +7,7 @@ use object::{Object, ObjectSymbol};
 
 use super::golang::elf::{file_offset, Image};
 
-/// File offsets of the OpenSSL functions the probes use (what `attach_uprobe` takes).
+/// File offsets of the libssl functions the probes use (what `attach_uprobe` takes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SslFunctions {
     pub read: u64,
@@ -17,6 +17,17 @@ pub struct SslFunctions {
     pub write_ex: Option<u64>,
     /// `SSL_free`: forgets an SSL object's socket, whose address the next connection may reuse.
     pub free: Option<u64>,
+    /// `SSL_do_handshake`: names the socket before the first request.
+    pub handshake: Option<u64>,
+}
+
+/// What one file defines: libssl's functions, and libcrypto's `BIO_write` (through which an
+/// SSL with a memory BIO hands over its records; in libcrypto, or in the executable with the
+/// rest of a static OpenSSL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileFunctions {
+    pub ssl: Option<SslFunctions>,
+    pub bio_write: Option<u64>,
 }
 
 /// A file mapped by a process that may hold OpenSSL.
@@ -28,7 +39,8 @@ pub struct Candidate {
     pub path: PathBuf,
 }
 
-/// Files of `pid` worth a look: the mapped `libssl*` libraries and the executable.
+/// Files of `pid` worth a look: the mapped `libssl*` and `libcrypto*` libraries and the
+/// executable.
 pub fn candidates(pid: u32) -> std::io::Result<Vec<Candidate>> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
@@ -53,17 +65,17 @@ fn candidates_in(pid: u32, maps: &str, exe: Option<&Path>) -> Vec<Candidate> {
         }
         let name = path.rsplit('/').next().unwrap_or(path);
         let is_exe = exe.is_some_and(|e| e == Path::new(path));
-        if name.starts_with("libssl.so") || is_exe {
+        if name.starts_with("libssl.so") || name.starts_with("libcrypto.so") || is_exe {
             add(path);
         }
     }
     out
 }
 
-/// Where `data` (an ELF file) defines the OpenSSL functions, or `None` if it does not define
-/// both `SSL_read` and `SSL_write` (an executable that imports them from libssl does not).
-pub fn ssl_functions(data: &[u8]) -> Option<SslFunctions> {
-    let img = Image::parse(data)?;
+/// Where `data` (an ELF file) defines the OpenSSL functions: libssl's only if it defines both
+/// `SSL_read` and `SSL_write` (an executable that imports them from libssl does not).
+pub fn file_functions(data: &[u8]) -> FileFunctions {
+    let Some(img) = Image::parse(data) else { return FileFunctions::default() };
     let find = |name: &str| {
         let defined = |s: &object::read::elf::ElfSymbol64<'_, '_, object::Endianness>| {
             s.is_definition() && s.name() == Ok(name) && s.address() != 0
@@ -71,23 +83,25 @@ pub fn ssl_functions(data: &[u8]) -> Option<SslFunctions> {
         let sym = img.file.dynamic_symbols().find(defined).or_else(|| img.file.symbols().find(defined))?;
         file_offset(&img.segments, sym.address())
     };
-    Some(SslFunctions {
-        read: find("SSL_read")?,
-        write: find("SSL_write")?,
+    let ssl = find("SSL_read").zip(find("SSL_write")).map(|(read, write)| SslFunctions {
+        read,
+        write,
         read_ex: find("SSL_read_ex"),
         write_ex: find("SSL_write_ex"),
         free: find("SSL_free"),
-    })
+        handshake: find("SSL_do_handshake"),
+    });
+    FileFunctions { ssl, bio_write: find("BIO_write") }
 }
 
-/// [`ssl_functions`] of the file at `path`, mapped rather than read (an executable with
+/// [`file_functions`] of the file at `path`, mapped rather than read (an executable with
 /// OpenSSL inside, such as Node's, is ~100 MB).
-pub fn inspect(path: &Path) -> std::io::Result<Option<SslFunctions>> {
+pub fn inspect(path: &Path) -> std::io::Result<FileFunctions> {
     let file = std::fs::File::open(path)?;
     // SAFETY: read-only mapping of a file the agent does not write; a program's files do not
     // change while it runs them.
     let data = unsafe { memmap2::Mmap::map(&file) }?;
-    Ok(ssl_functions(&data))
+    Ok(file_functions(&data))
 }
 
 /// The `beyla doctor` section: for each process the configuration selects (pid, service),
@@ -98,16 +112,17 @@ pub fn doctor_report(procs: &[(u32, String)]) -> String {
         let candidates = candidates(*pid).unwrap_or_default();
         let mut any = false;
         for c in candidates {
+            let name = c.shown.rsplit('/').next().unwrap_or_default();
             let probed = match inspect(&c.path) {
-                Ok(Some(f)) => {
+                Ok(FileFunctions { ssl: Some(f), bio_write }) => {
                     any = true;
                     let ex = if f.read_ex.is_some() && f.write_ex.is_some() { ", _ex forms" } else { "" };
-                    format!("yes (SSL_read, SSL_write{ex})")
+                    let bio = if bio_write.is_some() { ", BIO_write" } else { "" };
+                    format!("yes (SSL_read, SSL_write{ex}{bio})")
                 }
-                Ok(None) if c.shown.rsplit('/').next().is_some_and(|n| n.starts_with("libssl")) => {
-                    "no: SSL_read/SSL_write not found".into()
-                }
-                Ok(None) => continue, // an executable without OpenSSL inside
+                Ok(FileFunctions { ssl: None, bio_write: Some(_) }) => "yes (BIO_write: memory BIOs)".into(),
+                Ok(_) if name.starts_with("libssl") => "no: SSL_read/SSL_write not found".into(),
+                Ok(_) => continue, // an executable or libcrypto without what the probes use
                 Err(e) => format!("no: {e}"),
             };
             rows.push([pid.to_string(), service.clone(), c.shown, probed]);
@@ -128,9 +143,8 @@ pub fn doctor_report(procs: &[(u32, String)]) -> String {
         out.push_str(&format!("{:w0$}  {:w1$}  {:w2$}  {}\n", r[0], r[1], r[2], r[3]));
     }
     out.push_str(
-        "(OpenSSL with a memory BIO, as in Node and Python's asyncio, moves its encrypted bytes outside the call: \
-         counted in beyla_tls_unlinked_transfers_total, not decoded. Go's crypto/tls has its own probes; \
-         Java's JSSE and rustls are not read.)\n",
+        "(Go's crypto/tls has its own probes; Java's JSSE and rustls are not read. Plaintext whose socket \
+         the agent cannot name is counted in beyla_tls_unlinked_transfers_total, not decoded.)\n",
     );
     out
 }
@@ -153,25 +167,35 @@ mod tests {
 ";
         let got = candidates_in(42, maps, Some(Path::new("/usr/sbin/nginx")));
         let shown: Vec<&str> = got.iter().map(|c| c.shown.as_str()).collect();
-        assert_eq!(shown, ["/usr/sbin/nginx", "/usr/lib/x86_64-linux-gnu/libssl.so.3"]);
+        let want =
+            ["/usr/sbin/nginx", "/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/x86_64-linux-gnu/libcrypto.so.3"];
+        assert_eq!(shown, want);
         assert_eq!(got[1].path, Path::new("/proc/42/root/usr/lib/x86_64-linux-gnu/libssl.so.3"));
     }
 
-    /// The machine's own libssl (installed with nginx, Python and curl by scripts/setup.sh)
-    /// defines all five; an executable that imports them (nginx) defines none.
+    fn lib(name: &str) -> PathBuf {
+        ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"]
+            .iter()
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{name} missing: run scripts/setup.sh"))
+    }
+
+    /// The machine's own libssl and libcrypto (installed with nginx, Python and curl by
+    /// scripts/setup.sh) define what the probes use; an executable that imports them (nginx)
+    /// defines none.
     #[test]
     fn libssl_defines_the_functions_and_an_importer_does_not() {
-        let lib = ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/lib/x86_64-linux-gnu/libssl.so.3"]
-            .iter()
-            .map(Path::new)
-            .find(|p| p.exists())
-            .expect("libssl.so.3 missing: run scripts/setup.sh");
-        let f = inspect(lib).unwrap().expect("SSL_read/SSL_write in libssl");
-        assert!(f.read_ex.is_some() && f.write_ex.is_some() && f.free.is_some(), "{f:?}");
+        let ssl = inspect(&lib("libssl.so.3")).unwrap();
+        let f = ssl.ssl.expect("SSL_read/SSL_write in libssl");
+        assert!(f.read_ex.is_some() && f.write_ex.is_some() && f.free.is_some() && f.handshake.is_some(), "{f:?}");
         assert_ne!(f.read, f.write);
+        assert_eq!(ssl.bio_write, None, "BIO_write is libcrypto's");
+        let crypto = inspect(&lib("libcrypto.so.3")).unwrap();
+        assert!(crypto.ssl.is_none() && crypto.bio_write.is_some(), "{crypto:?}");
         let importer = ["/usr/sbin/nginx", "/usr/bin/curl"].iter().map(Path::new).find(|p| p.exists());
         let importer = importer.expect("nginx or curl missing: run scripts/setup.sh");
-        assert_eq!(inspect(importer).unwrap(), None);
-        assert_eq!(ssl_functions(b"not an ELF file"), None);
+        assert_eq!(inspect(importer).unwrap(), FileFunctions::default());
+        assert_eq!(file_functions(b"not an ELF file"), FileFunctions::default());
     }
 }

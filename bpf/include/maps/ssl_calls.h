@@ -10,13 +10,16 @@
 #ifndef BEYLA_MAP_SSL_CALLS_H
 #define BEYLA_MAP_SSL_CALLS_H
 
+/* ssl_call.direction of a handshake (SSL_do_handshake): no plaintext, only its socket. */
+#define SSL_CALL_HANDSHAKE 2
+
 struct ssl_call {
 	__u64 ssl;     /* SSL * */
 	__u64 buf;     /* the caller's plaintext buffer */
 	__u64 len_out; /* SSL_read_ex/SSL_write_ex: where the byte count goes; 0: the return value is it */
 	__u64 len;     /* a write's plaintext length (its num argument) */
 	__u64 sk;      /* struct sock * the call moved encrypted bytes through; 0: none (yet) */
-	__u8 direction;
+	__u8 direction; /* enum direction, or SSL_CALL_HANDSHAKE */
 	__u8 emitted;  /* a write whose plaintext was sent (or must not be: a retry) */
 	__u8 _pad[6];
 };
