@@ -400,3 +400,82 @@ fn root_tls_memory_bios_node_and_asyncio() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Debian's puma (Ruby) over TLS: its MiniSSL engine runs OpenSSL on memory BIOs, injecting
+/// what Ruby read from the socket and extracting what Ruby writes to it. Lengths, chunked
+/// streams and 404s on keep-alive and one-shot connections, exact counts and sizes.
+#[test]
+fn root_tls_puma() {
+    require_root();
+    let puma = ["/usr/bin/puma"].iter().map(PathBuf::from).find(|p| p.exists());
+    let puma = puma.unwrap_or_else(|| panic!("puma missing: run scripts/setup.sh (Debian package puma)"));
+    let dir = std::env::temp_dir().join(format!("beyla-tls-puma-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = make_cert(&dir);
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{port}\", name: puma }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         routes:\n  patterns: [\"/item/{{n}}\", \"/stream/{{n}}\", \"/missing/{{n}}\"]\n",
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "tls-puma");
+    let bind = format!("ssl://127.0.0.1:{port}?key={}&cert={}&verify_mode=none", key.display(), cert.display());
+    let child = Command::new(&puma)
+        .args(["-e", "production", "-t", "1:4", "-b", &bind])
+        .arg(repo().join("agent/tests/conformance/puma_app.ru"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting puma");
+    let _puma = Proc { child, name: "puma".into() };
+    let up = wait_for(Duration::from_secs(60), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(up, "puma did not listen on {port}");
+    wait_instrumented(mport, 1.0, &log);
+    let probed = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 1.0
+    });
+    assert!(probed, "OpenSSL probes not attached to puma:\n{}", agent_log(&log));
+
+    let base = format!("https://127.0.0.1:{port}");
+    let items: Vec<String> = [10, 3000, 20000, 7].iter().map(|n| format!("{base}/item/{n}")).collect();
+    let streams: Vec<String> = [5, 300].iter().map(|n| format!("{base}/stream/{n}")).collect();
+    // One keep-alive connection, then one-shot ones.
+    let keepalive: Vec<String> = items.iter().chain(&streams).cloned().chain([format!("{base}/missing/1")]).collect();
+    let want: Vec<&str> = ["200 1.1"; 6].into_iter().chain(["404 1.1"]).collect();
+    assert_eq!(curl(&[], &keepalive), want);
+    for u in items.iter().take(2) {
+        assert_eq!(curl(&["-H", "Connection: close"], std::slice::from_ref(u)), ["200 1.1"]);
+    }
+
+    let count = |m: &[Sample], route: &str, status: &str| {
+        let l = [
+            ("service_name", "puma"),
+            ("http_route", route),
+            ("http_response_status_code", status),
+            ("url_scheme", "https"),
+        ];
+        sum(m, "http_server_request_duration_seconds_count", &l) as u64
+    };
+    let done = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/metrics"), "http_server_request_duration_seconds_count", &[]) >= 9.0
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    let dump = || format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(&log));
+    assert!(done, "requests not all counted:\n{}", dump());
+    assert_eq!(count(&m, "/item/{n}", "200"), 6, "{}", dump());
+    assert_eq!(count(&m, "/stream/{n}", "200"), 2, "{}", dump());
+    assert_eq!(count(&m, "/missing/{n}", "404"), 1, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 9.0, "{}", dump());
+    let item_sizes = [("service_name", "puma"), ("http_route", "/item/{n}")];
+    let sizes = sum(&m, "http_server_response_body_size_bytes_sum", &item_sizes) as u64;
+    assert_eq!(sizes, 10 + 3000 + 20000 + 7 + 10 + 3000, "{}", dump());
+    let internal = scrape(mport, "/internal/metrics");
+    let errors = sum(&internal, "beyla_decode_errors_total", &[]);
+    let not_http = sum(&internal, "beyla_decode_errors_total", &[("reason", "not_http")]);
+    assert_eq!(errors, not_http, "{}", http_get(mport, "/internal/metrics").unwrap_or_default());
+    assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
