@@ -479,3 +479,104 @@ fn root_tls_puma() {
     assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A keep-alive client (`conformance/tls_client.py`) that connected and made a request before
+/// the agent started, then makes `n` more on the same connection.
+struct EarlyClient {
+    proc: Proc,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl EarlyClient {
+    fn start(port: u16, prefix: &str) -> EarlyClient {
+        let mut child = Command::new(python3())
+            .arg(repo().join("agent/tests/conformance/tls_client.py"))
+            .args(["127.0.0.1", &port.to_string(), prefix])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting tls_client.py");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        EarlyClient { proc: Proc { child, name: "tls_client.py".into() }, out }
+    }
+
+    /// Statuses of `n` more requests on the connection.
+    fn more(&mut self, n: usize) -> String {
+        use std::io::Write;
+        writeln!(self.proc.child.stdin.as_mut().unwrap(), "{n}").unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.out, &mut line).unwrap();
+        line.trim().to_string()
+    }
+}
+
+/// The agent attaches while TLS connections are open. nginx (socket BIO): the next read on the
+/// connection goes through the socket inside SSL_read, which names it, and every later request
+/// is counted exactly. Node (memory BIO): the connection's handshake is over, so the first
+/// request read after the agent attached has no socket (its plaintext is counted as unlinked,
+/// not guessed at), nor has its response (written to memory); that response's records, sent
+/// to the socket, name it, and every later request is counted exactly. A connection opened
+/// after the agent is decoded from its first request.
+#[test]
+fn root_tls_attach_mid_connection() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("beyla-tls-mid-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = make_cert(&dir);
+    let (port, node, mport) = (free_port(), free_port(), free_port());
+    let _nginx = start_nginx(&dir, port, &cert, &key);
+    let base = format!("https://127.0.0.1:{port}");
+    let _node = start_script("node", "tls_app.js", node, &cert, &key, &base);
+    let mut to_nginx = EarlyClient::start(port, "/ok/");
+    let mut to_node = EarlyClient::start(node, "/hello/");
+
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{port}\", name: nginx }}\n\
+         \x20   - {{ open_ports: \"{node}\", name: nodetls }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         routes:\n  patterns: [\"/ok/{{n}}\", \"/hello/{{n}}\"]\n",
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "tls-mid");
+    wait_instrumented(mport, 3.0, &log);
+    let probed = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 3.0
+    });
+    assert!(probed, "OpenSSL probes not attached to 3 processes:\n{}", agent_log(&log));
+
+    assert_eq!(to_nginx.more(5), "200 200 200 200 200");
+    assert_eq!(to_node.more(4), "200 200 200 200");
+    // A connection to Node opened now: decoded.
+    let fresh: Vec<String> = (1..=3).map(|i| format!("https://127.0.0.1:{node}/hello/{i}")).collect();
+    assert_eq!(curl(&[], &fresh), vec!["200 1.1"; 3]);
+
+    let count = |m: &[Sample], svc: &str, route: &str| {
+        let l = [
+            ("service_name", svc),
+            ("http_route", route),
+            ("http_response_status_code", "200"),
+            ("url_scheme", "https"),
+        ];
+        sum(m, "http_server_request_duration_seconds_count", &l) as u64
+    };
+    let unlinked = || sum(&scrape(mport, "/internal/metrics"), "beyla_tls_unlinked_transfers_total", &[]);
+    let done = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/metrics"), "http_server_request_duration_seconds_count", &[]) >= 11.0 && unlinked() >= 2.0
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let m = scrape(mport, "/metrics");
+    let dump =
+        || format!("{}\n--- agent log:\n{}", http_get(mport, "/internal/metrics").unwrap_or_default(), agent_log(&log));
+    assert!(done, "requests not all counted:\n{}", dump());
+    assert_eq!(count(&m, "nginx", "/ok/{n}"), 5, "{}", dump());
+    assert_eq!(count(&m, "nodetls", "/hello/{n}"), 3 + 3, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 11.0, "{}", dump());
+    // The early Node connection's first request and response after the agent attached.
+    assert_eq!(unlinked(), 2.0, "{}", dump());
+    let _ = std::fs::remove_dir_all(&dir);
+}
