@@ -90,6 +90,7 @@ def main():
     bench.OUT = tempfile.mkdtemp(prefix="beyla-tls-")
     https, http = bench.free_port(), bench.free_port()
     d = tempfile.mkdtemp(prefix="beyla-tls-nginx-")
+    os.chmod(d, 0o755)  # nginx's worker runs as another user
     nginx = start_nginx(d, https, http)
     subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"], check=True)
     urls = {"https": f"https://127.0.0.1:{https}/ping", "http": f"http://127.0.0.1:{http}/ping"}

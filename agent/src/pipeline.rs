@@ -218,6 +218,9 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     }
 
     let traced = Arc::new(Traced::new(maps.traced_pids));
+    if let Some(t) = &tls {
+        traced.set_tls_probes(t.clone());
+    }
     let n = cfg.channel_buffer_len.max(1);
     let (discover_to_attach_tx, discover_to_attach) = mpsc::channel::<Vec<ProcessEvent>>(n);
     let (ringbuf_to_decode_tx, ringbuf_to_decode) = mpsc::channel::<Vec<RawEvent>>(n);

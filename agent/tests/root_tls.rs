@@ -580,3 +580,147 @@ fn root_tls_attach_mid_connection() {
     assert_eq!(unlinked(), 2.0, "{}", dump());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The PostgreSQL server's programs (`initdb`, `postgres`, `psql`): Debian's newest.
+fn pg_bin(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("/usr/lib/postgresql (scripts/setup.sh installs postgresql)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("a PostgreSQL version under /usr/lib/postgresql").join(name)
+}
+
+/// PostgreSQL over TLS (`ssl = on`, libpq's `sslmode=require`): psql and the server's backends
+/// both use OpenSSL with a BIO of their own that reads and writes the socket inside the call.
+/// The backends are forked per connection by the traced postmaster and get the probes when the
+/// agent learns of the fork. Exact counts per statement on the client, and the server's SERVER
+/// span of each, the child of the client's.
+#[test]
+fn root_tls_postgresql() {
+    use std::io::{BufRead, Write};
+    require_root();
+    let dir = std::env::temp_dir().join(format!("beyla-tls-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = make_cert(&dir);
+    std::fs::write(dir.join("pw"), "s3cret-admin-pw\n").unwrap();
+    let chown = Command::new("chown").args(["-R", "postgres"]).arg(&dir).status().unwrap();
+    assert!(chown.success());
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let as_postgres = |prog: PathBuf| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(prog);
+        c
+    };
+    let out = as_postgres(pg_bin("initdb"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-U", "postgres", "--auth=scram-sha-256"])
+        .arg(format!("--pwfile={}", dir.join("pw").display()))
+        .output()
+        .expect("running initdb");
+    assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+    let (pg, mport) = (free_port(), free_port());
+    let child = as_postgres(pg_bin("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &pg.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "ssl=on"])
+        .arg("-c")
+        .arg(format!("ssl_cert_file={}", cert.display()))
+        .arg("-c")
+        .arg(format!("ssl_key_file={}", key.display()))
+        .arg("-k")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting postgres");
+    let _pg = Proc { child, name: "postgres".into() };
+    assert!(wait_for(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", pg)).is_ok()));
+
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{pg}\", name: pgserver }}\n\
+         \x20   - {{ exe_path: \"*/bin/psql\", name: psql }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n",
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "tls-pg");
+    wait_instrumented(mport, 1.0, &log);
+    let mut psql = Command::new(pg_bin("psql"))
+        .args(["-h", "127.0.0.1", "-p", &pg.to_string(), "-U", "postgres", "-qAt"])
+        .env("PGPASSWORD", "s3cret-admin-pw")
+        .env("PGSSLMODE", "require")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting psql");
+    let mut psql_in = psql.stdin.take().unwrap();
+    let mut psql_out = std::io::BufReader::new(psql.stdout.take().unwrap());
+    wait_pid_instrumented(psql.id(), &log);
+    // The postmaster, the backend it forked for psql, and psql.
+    let probed = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 3.0
+    });
+    assert!(probed, "OpenSSL probes not attached to 3 processes:\n{}", agent_log(&log));
+    let mut line = String::new();
+    writeln!(psql_in, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid();").unwrap();
+    psql_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "t", "psql's connection is not TLS");
+
+    let script = "SELECT 1;\nCREATE TEMP TABLE t (a int);\nINSERT INTO t VALUES (1), (2);\nSELECT count(*) FROM t;\nSELECT * FROM nope;\n\\echo done\n";
+    psql_in.write_all(script.as_bytes()).unwrap();
+    loop {
+        line.clear();
+        assert!(psql_out.read_line(&mut line).unwrap() > 0, "psql ended early");
+        if line.trim() == "done" {
+            break;
+        }
+    }
+    let name = "db_client_operation_duration_seconds_count";
+    let count = |m: &[Sample], op: &str, err: Option<&str>| {
+        let mut l = vec![("job", "psql"), ("db_operation_name", op)];
+        if let Some(e) = err {
+            l.push(("error_type", e));
+        }
+        sum(m, name, &l)
+    };
+    // The first SELECT (pg_stat_ssl) and the 5 of the script.
+    let done = wait_for(Duration::from_secs(30), || sum(&scrape(mport, "/metrics"), name, &[]) >= 6.0);
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    let dump = || agent_dump(mport, &log);
+    assert!(done, "statements not all counted:\n{}", dump());
+    assert_eq!(count(&m, "SELECT", None) - count(&m, "SELECT", Some("42P01")), 3.0, "{}", dump());
+    assert_eq!(count(&m, "SELECT", Some("42P01")), 1.0, "{}", dump());
+    assert_eq!(count(&m, "CREATE", None), 1.0, "{}", dump());
+    assert_eq!(count(&m, "INSERT", None), 1.0, "{}", dump());
+    assert_eq!(sum(&m, name, &[]), 6.0, "{}", dump());
+
+    // The backend's SERVER spans: one per statement, each the child of psql's.
+    let got = wait_for(Duration::from_secs(20), || {
+        receiver
+            .spans()
+            .iter()
+            .filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "db.system.name").is_some())
+            .count()
+            >= 6
+    });
+    let spans = receiver.spans();
+    let served: Vec<_> =
+        spans.iter().filter(|g| g.span.kind == 2 && attr(&g.span.attributes, "db.system.name").is_some()).collect();
+    assert!(got && served.len() == 6, "{} SERVER spans\n{}", served.len(), dump());
+    for s in served {
+        assert_eq!(res_attr(Some(&s.resource), "service.name").as_deref(), Some("pgserver"));
+        let client = spans.iter().find(|c| c.span.kind == 3 && c.span.span_id == s.span.parent_span_id);
+        assert!(client.is_some_and(|c| c.span.name == s.span.name), "{} has no psql parent", s.span.name);
+    }
+    drop(psql_in);
+    let _ = psql.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,7 +4,10 @@
 //!
 //! Runs on one dedicated thread that owns the skeleton (libbpf objects are not `Send`), like
 //! the Go probes. A process that maps no libssl yet (Python imports `ssl` on first use) is
-//! looked at again every few seconds while it is traced.
+//! looked at again every few seconds while it is traced. Children a traced process forks are
+//! attached as the agent learns of the fork (`Traced::inherit`): uprobes do not follow a fork,
+//! so what such a child does in the first milliseconds is not read (a socket-BIO connection is
+//! named by its next read or write after that).
 use std::collections::{HashMap, HashSet};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
@@ -139,10 +142,10 @@ fn run(mut skel: OpensslSkel<'static>, rx: mpsc::Receiver<Command>, stats: TlsSt
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                waiting.retain(|&pid| {
-                    std::path::Path::new(&format!("/proc/{pid}")).exists()
-                        && !try_attach(&mut skel, pid, &mut inspected, &mut procs)
-                });
+                let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+                // Inherited children are not reported gone by discovery: their links go here.
+                procs.retain(|&pid, _| alive(pid));
+                waiting.retain(|&pid| alive(pid) && !try_attach(&mut skel, pid, &mut inspected, &mut procs));
                 let total = read_unlinked(&skel);
                 stats.unlinked.inc_by(total.saturating_sub(unlinked_seen));
                 unlinked_seen = unlinked_seen.max(total);

@@ -1,7 +1,7 @@
 //! The processes the agent traces, and the kernel's `traced_pids` map that mirrors them.
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
@@ -49,6 +49,9 @@ pub struct Traced {
     /// Processes discovery found gone, kept (with the time) so that their requests still in
     /// the pipeline get reported; purged after `RETIRED_FOR`.
     retired: RwLock<HashMap<u32, (Arc<TracedProcess>, std::time::Instant)>>,
+    /// The OpenSSL probes, told of each inherited child: uprobes are per process, and a child
+    /// forked with them (an nginx worker, a PostgreSQL backend) is not probed by its parent's.
+    tls: OnceLock<super::TlsProbes>,
 }
 
 /// How long a retired process's identity is kept: far longer than any pipeline backlog.
@@ -56,7 +59,12 @@ const RETIRED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Traced {
     pub fn new(map: MapHandle) -> Self {
-        Traced { map, procs: RwLock::new(HashMap::new()), retired: RwLock::new(HashMap::new()) }
+        Traced { map, procs: RwLock::new(HashMap::new()), retired: RwLock::new(HashMap::new()), tls: OnceLock::new() }
+    }
+
+    /// Children inherited from now on get the OpenSSL probes too.
+    pub fn set_tls_probes(&self, tls: super::TlsProbes) {
+        let _ = self.tls.set(tls);
     }
 
     fn retired(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, (Arc<TracedProcess>, std::time::Instant)>> {
@@ -102,6 +110,9 @@ impl Traced {
             language: parent.language,
         });
         self.table().insert(pid, child.clone());
+        if let Some(tls) = self.tls.get() {
+            tls.attach(pid);
+        }
         Some(child)
     }
 
