@@ -724,3 +724,136 @@ fn root_tls_postgresql() {
     let _ = psql.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Debian's Apache httpd with mod_ssl (`mpm_event`, master and one child running as www-data):
+/// mod_ssl's BIOs hand OpenSSL's records to Apache's filter chain, which writes them to the
+/// socket inside the call or later. Keep-alive and one-shot connections from curl, then
+/// ApacheBench over HTTPS (`ab -k`, 4 connections); exact counts, checked against Apache's own
+/// access log, and sizes.
+#[test]
+fn root_tls_apache2_mod_ssl() {
+    require_root();
+    let apache = PathBuf::from("/usr/sbin/apache2");
+    assert!(apache.exists(), "apache2 missing: run scripts/setup.sh (Debian package apache2)");
+    let modules = Path::new("/usr/lib/apache2/modules");
+    let dir = std::env::temp_dir().join(format!("beyla-tls-apache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("www/static")).unwrap();
+    let (cert, key) = make_cert(&dir);
+    let small = "s".repeat(600);
+    let large: String = (0..20_000).map(|i| format!("{i:09}\n")).collect();
+    std::fs::write(dir.join("www/static/small.txt"), &small).unwrap();
+    std::fs::write(dir.join("www/static/large.txt"), &large).unwrap();
+    // The child runs as www-data: it reads the files through the test's directory.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (port, mport) = (free_port(), free_port());
+    let d = dir.display();
+    let load = |m: &str| format!("LoadModule {m}_module {}/mod_{m}.so\n", modules.display());
+    let conf = [
+        load("mpm_event"),
+        load("authz_core"),
+        load("mime"),
+        load("socache_shmcb"),
+        load("ssl"),
+        format!(
+            "ServerRoot {d}\nServerName 127.0.0.1\nListen 127.0.0.1:{port}\nPidFile {d}/httpd.pid\n\
+             ErrorLog {d}/error.log\nLogFormat \"%m %U %>s %B\" short\nCustomLog {d}/access.log short\n\
+             User www-data\nGroup www-data\n\
+             StartServers 1\nServerLimit 1\nThreadsPerChild 8\nMaxRequestWorkers 8\n\
+             MinSpareThreads 1\nMaxSpareThreads 16\n\
+             KeepAlive On\nMaxKeepAliveRequests 1000\nTypesConfig /etc/mime.types\n\
+             SSLSessionCache shmcb:{d}/ssl_scache(512000)\n\
+             SSLEngine on\nSSLCertificateFile {cert}\nSSLCertificateKeyFile {key}\n\
+             DocumentRoot {d}/www\n<Directory />\n  Require all granted\n</Directory>\n",
+            cert = cert.display(),
+            key = key.display(),
+        ),
+    ]
+    .concat();
+    std::fs::write(dir.join("httpd.conf"), conf).unwrap();
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{port}\", name: apache }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         routes:\n  patterns: [\"/static/{{file}}\", \"/missing/{{n}}\"]\n",
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "tls-apache");
+    let child = Command::new(&apache)
+        .arg("-f")
+        .arg(dir.join("httpd.conf"))
+        .arg("-DFOREGROUND")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting apache2");
+    struct Apache(std::process::Child);
+    impl Drop for Apache {
+        fn drop(&mut self) {
+            // SIGTERM: the master stops its child (a SIGKILL would leave it running).
+            let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            if !wait_for(Duration::from_secs(10), || matches!(self.0.try_wait(), Ok(Some(_)))) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let _apache = Apache(child);
+    let up = wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(up, "apache2 did not listen: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default());
+    wait_instrumented(mport, 2.0, &log);
+    let probed = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 2.0
+    });
+    assert!(probed, "OpenSSL probes not attached to Apache's 2 processes:\n{}", agent_log(&log));
+
+    let base = format!("https://127.0.0.1:{port}");
+    let keepalive: Vec<String> =
+        ["small.txt", "large.txt", "small.txt", "large.txt"].iter().map(|f| format!("{base}/static/{f}")).collect();
+    let keepalive: Vec<String> = keepalive.into_iter().chain([format!("{base}/missing/1")]).collect();
+    let want: Vec<&str> = ["200 1.1"; 4].into_iter().chain(["404 1.1"]).collect();
+    assert_eq!(curl(&["--http1.1"], &keepalive), want);
+    for f in ["small.txt", "large.txt"] {
+        assert_eq!(curl(&["--http1.1", "-H", "Connection: close"], &[format!("{base}/static/{f}")]), ["200 1.1"]);
+    }
+    let ab = Command::new("ab")
+        .args(["-q", "-k", "-n", "100", "-c", "4"])
+        .arg(format!("{base}/static/small.txt"))
+        .output()
+        .expect("ab missing: run scripts/setup.sh (Debian package apache2-utils)");
+    let ab_out = String::from_utf8_lossy(&ab.stdout);
+    assert!(ab_out.contains("Complete requests:      100") && ab_out.contains("Failed requests:        0"), "{ab_out}");
+
+    let count = |m: &[Sample], route: &str, status: &str| {
+        let l = [
+            ("service_name", "apache"),
+            ("http_route", route),
+            ("http_response_status_code", status),
+            ("url_scheme", "https"),
+        ];
+        sum(m, "http_server_request_duration_seconds_count", &l) as u64
+    };
+    let total = 5 + 2 + 100;
+    let done = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/metrics"), "http_server_request_duration_seconds_count", &[]) >= total as f64
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    let dump = || format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(&log));
+    assert!(done, "requests not all counted:\n{}", dump());
+    assert_eq!(count(&m, "/static/{file}", "200"), 4 + 2 + 100, "{}", dump());
+    assert_eq!(count(&m, "/missing/{n}", "404"), 1, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), total as f64, "{}", dump());
+    // Apache's own count of what it served.
+    let access = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+    assert_eq!(access.lines().count(), total, "{access}");
+    let sizes = [("service_name", "apache"), ("http_route", "/static/{file}")];
+    let body = sum(&m, "http_server_response_body_size_bytes_sum", &sizes) as usize;
+    assert_eq!(body, 3 * large.len() + 103 * small.len(), "{}", dump());
+    let internal = scrape(mport, "/internal/metrics");
+    let errors = sum(&internal, "beyla_decode_errors_total", &[]);
+    let not_http = sum(&internal, "beyla_decode_errors_total", &[("reason", "not_http")]);
+    assert_eq!(errors, not_http, "{}", http_get(mport, "/internal/metrics").unwrap_or_default());
+    assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
