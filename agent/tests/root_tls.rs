@@ -36,10 +36,11 @@ fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-/// nginx's master process; dropping it stops nginx (SIGTERM: the master ends its worker).
-struct Nginx(std::process::Child);
+/// A server's master process, stopped with SIGTERM when dropped: nginx's and Apache's end their
+/// workers then (a SIGKILL would leave them running, and listening).
+struct Master(std::process::Child);
 
-impl Drop for Nginx {
+impl Drop for Master {
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -51,7 +52,7 @@ impl Drop for Nginx {
 }
 
 /// nginx serving `dir/www` over HTTPS (HTTP/1.1 and h2 by ALPN) on `port`; `/missing/` is 404.
-fn start_nginx(dir: &Path, port: u16, cert: &Path, key: &Path) -> Nginx {
+fn start_nginx(dir: &Path, port: u16, cert: &Path, key: &Path) -> Master {
     let nginx = ["/usr/sbin/nginx", "/sbin/nginx"].iter().map(PathBuf::from).find(|p| p.exists());
     let nginx = nginx.unwrap_or_else(|| panic!("nginx missing: run scripts/setup.sh (Debian package nginx)"));
     for sub in ["www/ok", "tmp", "logs"] {
@@ -86,7 +87,7 @@ fn start_nginx(dir: &Path, port: u16, cert: &Path, key: &Path) -> Nginx {
         "nginx did not listen on {port}: {}",
         std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
     );
-    Nginx(child)
+    Master(child)
 }
 
 /// `curl -k` with `args`; returns one `<status> <version>` line per URL.
@@ -98,6 +99,36 @@ fn curl(args: &[&str], urls: &[String]) -> Vec<String> {
         .output()
         .expect("running curl");
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Waits until the OpenSSL probes are attached to `n` processes.
+fn wait_tls_probed(mport: u16, n: f64, log: &Path) {
+    let probed = wait_for(Duration::from_secs(30), || {
+        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= n
+    });
+    assert!(probed, "OpenSSL probes not attached to {n} process(es):\n{}", agent_log(log));
+}
+
+/// Server requests of `svc` counted with `route`, `status` and scheme https.
+fn https_served(m: &[Sample], svc: &str, route: &str, status: &str) -> u64 {
+    let l =
+        [("service_name", svc), ("http_route", route), ("http_response_status_code", status), ("url_scheme", "https")];
+    sum(m, "http_server_request_duration_seconds_count", &l) as u64
+}
+
+/// The agent's metrics and log, for assertion messages.
+fn metrics_dump(mport: u16, log: &Path) -> String {
+    format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(log))
+}
+
+/// Only TLS handshakes failed to decode (`not_http`, once per connection at most), never
+/// plaintext, and every plaintext transfer had its socket.
+fn assert_plaintext_all_decoded(mport: u16) {
+    let internal = scrape(mport, "/internal/metrics");
+    let errors = sum(&internal, "beyla_decode_errors_total", &[]);
+    let not_http = sum(&internal, "beyla_decode_errors_total", &[("reason", "not_http")]);
+    assert_eq!(errors, not_http, "{}", http_get(mport, "/internal/metrics").unwrap_or_default());
+    assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
 }
 
 /// A conformance app (`conformance/<script>`, run by `interpreter`) serving HTTPS on `port` with
@@ -148,10 +179,7 @@ fn root_tls_openssl_nginx_and_python() {
     let python = start_python(py, &cert, &key, &base);
     // nginx's master and worker, and Python; the probes attach to all three (libssl.so.3).
     wait_instrumented(mport, 3.0, &log);
-    let probed = wait_for(Duration::from_secs(30), || {
-        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 3.0
-    });
-    assert!(probed, "OpenSSL probes not attached to 3 processes:\n{}", agent_log(&log));
+    wait_tls_probed(mport, 3.0, &log);
 
     // nginx: 6 keep-alive HTTP/1.1 requests on one connection, 3 one-shot 404s, 4 HTTP/2
     // requests on one connection, then h2load: 40 requests, 2 connections, 10 streams at once.
@@ -194,15 +222,6 @@ fn root_tls_openssl_nginx_and_python() {
         assert_eq!(curl(&[], &[u]), ["200 1.1"]);
     }
 
-    let server = |m: &[Sample], svc: &str, route: &str, status: &str| {
-        let l = [
-            ("service_name", svc),
-            ("http_route", route),
-            ("http_response_status_code", status),
-            ("url_scheme", "https"),
-        ];
-        sum(m, "http_server_request_duration_seconds_count", &l) as u64
-    };
     let total = 6 + 3 + 4 + 40 + 1 + 3 + 5 + 2 + 3;
     let done = wait_for(Duration::from_secs(30), || {
         let m = scrape(mport, "/metrics");
@@ -211,15 +230,15 @@ fn root_tls_openssl_nginx_and_python() {
     });
     std::thread::sleep(Duration::from_secs(1));
     let m = scrape(mport, "/metrics");
-    let dump = || format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(&log));
+    let dump = || metrics_dump(mport, &log);
     assert!(done, "requests not all counted:\n{}", dump());
-    assert_eq!(server(&m, "nginx", "/ok/{n}", "200"), 6 + 4 + 40 + 3, "{}", dump());
-    assert_eq!(server(&m, "nginx", "/missing/{n}", "404"), 3, "{}", dump());
+    assert_eq!(https_served(&m, "nginx", "/ok/{n}", "200"), 6 + 4 + 40 + 3, "{}", dump());
+    assert_eq!(https_served(&m, "nginx", "/missing/{n}", "404"), 3, "{}", dump());
     let plain = [("service_name", "nginx"), ("http_response_status_code", "400"), ("url_scheme", "http")];
     assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &plain), 1.0, "{}", dump());
-    assert_eq!(server(&m, "pytls", "/hello/{n}", "200"), 5, "{}", dump());
-    assert_eq!(server(&m, "pytls", "/missing/{n}", "404"), 2, "{}", dump());
-    assert_eq!(server(&m, "pytls", "/call/{n}", "200"), 3, "{}", dump());
+    assert_eq!(https_served(&m, "pytls", "/hello/{n}", "200"), 5, "{}", dump());
+    assert_eq!(https_served(&m, "pytls", "/missing/{n}", "404"), 2, "{}", dump());
+    assert_eq!(https_served(&m, "pytls", "/call/{n}", "200"), 3, "{}", dump());
     assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), total as f64, "{}", dump());
     let client = [("service_name", "pytls"), ("http_response_status_code", "200"), ("url_scheme", "https")];
     assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &client), 3.0, "{}", dump());
@@ -230,12 +249,7 @@ fn root_tls_openssl_nginx_and_python() {
     let want: u64 = (1..=6).chain(1..=4).chain(1..=3).map(|i| 250 * (i + 1)).sum::<u64>() + 40 * 2500;
     assert_eq!(body as u64, want, "{}", dump());
 
-    // Only the TLS handshakes fail to decode (one per connection at most), never plaintext.
-    let internal = scrape(mport, "/internal/metrics");
-    let errors = sum(&internal, "beyla_decode_errors_total", &[]);
-    let not_http = sum(&internal, "beyla_decode_errors_total", &[("reason", "not_http")]);
-    assert_eq!(errors, not_http, "{}", http_get(mport, "/internal/metrics").unwrap_or_default());
-    assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
+    assert_plaintext_all_decoded(mport);
 
     // Traces: each /call's client span is its child, and nginx's span the client span's child.
     let got =
@@ -327,10 +341,7 @@ fn root_tls_memory_bios_node_and_asyncio() {
     let _node = start_script("node", "tls_app.js", node, &cert, &key, &base);
     let _aio = start_script(&python3(), "tls_asyncio.py", aio, &cert, &key, &base);
     wait_instrumented(mport, 4.0, &log);
-    let probed = wait_for(Duration::from_secs(30), || {
-        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 4.0
-    });
-    assert!(probed, "OpenSSL probes not attached to 4 processes:\n{}", agent_log(&log));
+    wait_tls_probed(mport, 4.0, &log);
 
     for app in [node, aio] {
         let b = format!("https://127.0.0.1:{app}");
@@ -342,15 +353,6 @@ fn root_tls_memory_bios_node_and_asyncio() {
         }
     }
 
-    let server = |m: &[Sample], svc: &str, route: &str, status: &str| {
-        let l = [
-            ("service_name", svc),
-            ("http_route", route),
-            ("http_response_status_code", status),
-            ("url_scheme", "https"),
-        ];
-        sum(m, "http_server_request_duration_seconds_count", &l) as u64
-    };
     let total = 2 * (5 + 2 + 3) + 6;
     let done = wait_for(Duration::from_secs(30), || {
         let m = scrape(mport, "/metrics");
@@ -359,23 +361,19 @@ fn root_tls_memory_bios_node_and_asyncio() {
     });
     std::thread::sleep(Duration::from_secs(1));
     let m = scrape(mport, "/metrics");
-    let dump = || format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(&log));
+    let dump = || metrics_dump(mport, &log);
     assert!(done, "requests not all counted:\n{}", dump());
     for svc in ["nodetls", "aiotls"] {
-        assert_eq!(server(&m, svc, "/hello/{n}", "200"), 5, "{svc}\n{}", dump());
-        assert_eq!(server(&m, svc, "/missing/{n}", "404"), 2, "{svc}\n{}", dump());
-        assert_eq!(server(&m, svc, "/call/{n}", "200"), 3, "{svc}\n{}", dump());
+        assert_eq!(https_served(&m, svc, "/hello/{n}", "200"), 5, "{svc}\n{}", dump());
+        assert_eq!(https_served(&m, svc, "/missing/{n}", "404"), 2, "{svc}\n{}", dump());
+        assert_eq!(https_served(&m, svc, "/call/{n}", "200"), 3, "{svc}\n{}", dump());
         let client = [("service_name", svc), ("http_response_status_code", "200"), ("url_scheme", "https")];
         assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &client), 3.0, "{svc}\n{}", dump());
     }
-    assert_eq!(server(&m, "nginx", "/ok/{n}", "200"), 6, "{}", dump());
+    assert_eq!(https_served(&m, "nginx", "/ok/{n}", "200"), 6, "{}", dump());
     assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), total as f64, "{}", dump());
     assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &[]), 6.0, "{}", dump());
-    let internal = scrape(mport, "/internal/metrics");
-    let errors = sum(&internal, "beyla_decode_errors_total", &[]);
-    let not_http = sum(&internal, "beyla_decode_errors_total", &[("reason", "not_http")]);
-    assert_eq!(errors, not_http, "{}", http_get(mport, "/internal/metrics").unwrap_or_default());
-    assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
+    assert_plaintext_all_decoded(mport);
 
     // Each /call's client span is its child, and nginx's span the client span's child.
     let got =
@@ -433,10 +431,7 @@ fn root_tls_puma() {
     let up = wait_for(Duration::from_secs(60), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     assert!(up, "puma did not listen on {port}");
     wait_instrumented(mport, 1.0, &log);
-    let probed = wait_for(Duration::from_secs(30), || {
-        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 1.0
-    });
-    assert!(probed, "OpenSSL probes not attached to puma:\n{}", agent_log(&log));
+    wait_tls_probed(mport, 1.0, &log);
 
     let base = format!("https://127.0.0.1:{port}");
     let items: Vec<String> = [10, 3000, 20000, 7].iter().map(|n| format!("{base}/item/{n}")).collect();
@@ -449,21 +444,13 @@ fn root_tls_puma() {
         assert_eq!(curl(&["-H", "Connection: close"], std::slice::from_ref(u)), ["200 1.1"]);
     }
 
-    let count = |m: &[Sample], route: &str, status: &str| {
-        let l = [
-            ("service_name", "puma"),
-            ("http_route", route),
-            ("http_response_status_code", status),
-            ("url_scheme", "https"),
-        ];
-        sum(m, "http_server_request_duration_seconds_count", &l) as u64
-    };
+    let count = |m: &[Sample], route: &str, status: &str| https_served(m, "puma", route, status);
     let done = wait_for(Duration::from_secs(30), || {
         sum(&scrape(mport, "/metrics"), "http_server_request_duration_seconds_count", &[]) >= 9.0
     });
     std::thread::sleep(Duration::from_secs(1));
     let m = scrape(mport, "/metrics");
-    let dump = || format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(&log));
+    let dump = || metrics_dump(mport, &log);
     assert!(done, "requests not all counted:\n{}", dump());
     assert_eq!(count(&m, "/item/{n}", "200"), 6, "{}", dump());
     assert_eq!(count(&m, "/stream/{n}", "200"), 2, "{}", dump());
@@ -472,11 +459,7 @@ fn root_tls_puma() {
     let item_sizes = [("service_name", "puma"), ("http_route", "/item/{n}")];
     let sizes = sum(&m, "http_server_response_body_size_bytes_sum", &item_sizes) as u64;
     assert_eq!(sizes, 10 + 3000 + 20000 + 7 + 10 + 3000, "{}", dump());
-    let internal = scrape(mport, "/internal/metrics");
-    let errors = sum(&internal, "beyla_decode_errors_total", &[]);
-    let not_http = sum(&internal, "beyla_decode_errors_total", &[("reason", "not_http")]);
-    assert_eq!(errors, not_http, "{}", http_get(mport, "/internal/metrics").unwrap_or_default());
-    assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
+    assert_plaintext_all_decoded(mport);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -544,10 +527,7 @@ fn root_tls_attach_mid_connection() {
     );
     let (_agent, log) = start_agent(&yaml, &[], "tls-mid");
     wait_instrumented(mport, 3.0, &log);
-    let probed = wait_for(Duration::from_secs(30), || {
-        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 3.0
-    });
-    assert!(probed, "OpenSSL probes not attached to 3 processes:\n{}", agent_log(&log));
+    wait_tls_probed(mport, 3.0, &log);
 
     assert_eq!(to_nginx.more(5), "200 200 200 200 200");
     assert_eq!(to_node.more(4), "200 200 200 200");
@@ -555,15 +535,7 @@ fn root_tls_attach_mid_connection() {
     let fresh: Vec<String> = (1..=3).map(|i| format!("https://127.0.0.1:{node}/hello/{i}")).collect();
     assert_eq!(curl(&[], &fresh), vec!["200 1.1"; 3]);
 
-    let count = |m: &[Sample], svc: &str, route: &str| {
-        let l = [
-            ("service_name", svc),
-            ("http_route", route),
-            ("http_response_status_code", "200"),
-            ("url_scheme", "https"),
-        ];
-        sum(m, "http_server_request_duration_seconds_count", &l) as u64
-    };
+    let count = |m: &[Sample], svc: &str, route: &str| https_served(m, svc, route, "200");
     let unlinked = || sum(&scrape(mport, "/internal/metrics"), "beyla_tls_unlinked_transfers_total", &[]);
     let done = wait_for(Duration::from_secs(30), || {
         sum(&scrape(mport, "/metrics"), "http_server_request_duration_seconds_count", &[]) >= 11.0 && unlinked() >= 2.0
@@ -664,10 +636,7 @@ fn root_tls_postgresql() {
     let mut psql_out = std::io::BufReader::new(psql.stdout.take().unwrap());
     wait_pid_instrumented(psql.id(), &log);
     // The postmaster, the backend it forked for psql, and psql.
-    let probed = wait_for(Duration::from_secs(30), || {
-        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 3.0
-    });
-    assert!(probed, "OpenSSL probes not attached to 3 processes:\n{}", agent_log(&log));
+    wait_tls_probed(mport, 3.0, &log);
     let mut line = String::new();
     writeln!(psql_in, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid();").unwrap();
     psql_out.read_line(&mut line).unwrap();
@@ -786,26 +755,11 @@ fn root_tls_apache2_mod_ssl() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting apache2");
-    struct Apache(std::process::Child);
-    impl Drop for Apache {
-        fn drop(&mut self) {
-            // SIGTERM: the master stops its child (a SIGKILL would leave it running).
-            let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            if !wait_for(Duration::from_secs(10), || matches!(self.0.try_wait(), Ok(Some(_)))) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-    }
-    let _apache = Apache(child);
+    let _apache = Master(child);
     let up = wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     assert!(up, "apache2 did not listen: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default());
     wait_instrumented(mport, 2.0, &log);
-    let probed = wait_for(Duration::from_secs(30), || {
-        sum(&scrape(mport, "/internal/metrics"), "beyla_instrumented_tls_processes", &[]) >= 2.0
-    });
-    assert!(probed, "OpenSSL probes not attached to Apache's 2 processes:\n{}", agent_log(&log));
+    wait_tls_probed(mport, 2.0, &log);
 
     let base = format!("https://127.0.0.1:{port}");
     let keepalive: Vec<String> =
@@ -824,22 +778,14 @@ fn root_tls_apache2_mod_ssl() {
     let ab_out = String::from_utf8_lossy(&ab.stdout);
     assert!(ab_out.contains("Complete requests:      100") && ab_out.contains("Failed requests:        0"), "{ab_out}");
 
-    let count = |m: &[Sample], route: &str, status: &str| {
-        let l = [
-            ("service_name", "apache"),
-            ("http_route", route),
-            ("http_response_status_code", status),
-            ("url_scheme", "https"),
-        ];
-        sum(m, "http_server_request_duration_seconds_count", &l) as u64
-    };
+    let count = |m: &[Sample], route: &str, status: &str| https_served(m, "apache", route, status);
     let total = 5 + 2 + 100;
     let done = wait_for(Duration::from_secs(30), || {
         sum(&scrape(mport, "/metrics"), "http_server_request_duration_seconds_count", &[]) >= total as f64
     });
     std::thread::sleep(Duration::from_secs(1));
     let m = scrape(mport, "/metrics");
-    let dump = || format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(&log));
+    let dump = || metrics_dump(mport, &log);
     assert!(done, "requests not all counted:\n{}", dump());
     assert_eq!(count(&m, "/static/{file}", "200"), 4 + 2 + 100, "{}", dump());
     assert_eq!(count(&m, "/missing/{n}", "404"), 1, "{}", dump());
@@ -850,10 +796,6 @@ fn root_tls_apache2_mod_ssl() {
     let sizes = [("service_name", "apache"), ("http_route", "/static/{file}")];
     let body = sum(&m, "http_server_response_body_size_bytes_sum", &sizes) as usize;
     assert_eq!(body, 3 * large.len() + 103 * small.len(), "{}", dump());
-    let internal = scrape(mport, "/internal/metrics");
-    let errors = sum(&internal, "beyla_decode_errors_total", &[]);
-    let not_http = sum(&internal, "beyla_decode_errors_total", &[("reason", "not_http")]);
-    assert_eq!(errors, not_http, "{}", http_get(mport, "/internal/metrics").unwrap_or_default());
-    assert_eq!(sum(&internal, "beyla_tls_unlinked_transfers_total", &[]), 0.0);
+    assert_plaintext_all_decoded(mport);
     let _ = std::fs::remove_dir_all(&dir);
 }
