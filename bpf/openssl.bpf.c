@@ -2,14 +2,15 @@
 /* Hook family "openssl": uprobes on OpenSSL's SSL_read, SSL_write and their _ex forms (libssl
  * 1.1 and 3.x, shared or linked into the executable), which report the plaintext of a TLS
  * connection as data of its TCP socket, flagged SOCK_FLAG_TLS: the agent decodes it instead
- * of the encrypted bytes.
+ * of the encrypted bytes. SSL_do_handshake, SSL_free and BIO_write help name the socket.
  *
  * The SSL object is tied to its socket by what the capture family sees inside the call: the
  * call is entered in ssl_calls at its entry, and the read or write of encrypted bytes that the
  * same thread makes before the call returns names the socket (ssl_claim, maps/ssl_calls.h).
- * That holds for every SSL whose BIO does its I/O inside the call (socket and fd BIOs, curl's
- * own BIO); one with a memory BIO (Node's TLS, Python's asyncio) moves its encrypted bytes
- * later, so no socket is ever named and its plaintext is counted, not guessed at. A call that
+ * That holds for every SSL whose BIO does its I/O inside the call (socket and fd BIOs, libpq's
+ * and the PostgreSQL server's own). One with a memory BIO (Node's TLS, Python's asyncio, puma)
+ * moves its encrypted bytes later, outside the call: its socket is named by its records' first
+ * bytes instead (ssl_bio_write below, ssl_cipher_sent in sock_capture.h). A call that
  * moves no encrypted bytes (a read served from OpenSSL's buffer) uses the socket an earlier
  * call of the same SSL named (ssl_socks).
  *
