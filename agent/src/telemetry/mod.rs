@@ -111,7 +111,7 @@ impl Internal {
         );
         registry.register(
             "beyla_tls_unlinked_transfers",
-            "OpenSSL reads and writes whose socket the agent never saw (a memory BIO, as in Node or asyncio): not decoded",
+            "OpenSSL reads and writes whose socket the agent could not name (a memory-BIO connection whose handshake came before the agent): not decoded",
             t.tls_unlinked.clone(),
         );
         registry.register("beyla_decoded_requests", "Requests decoded, by side (server or client)", t.requests.clone());
