@@ -35,8 +35,7 @@
 #include "maps/ssl_socks.h"
 #include "maps/ssl_ciphers.h"
 #include "helpers.h"
-#include "sock_emit.h"
-#include "h2_walk.h"
+#include "tls_plaintext.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -67,25 +66,6 @@ static __always_inline void enter(__u64 ssl, __u64 buf, __u64 len, __u64 len_out
 		}
 	}
 	bpf_map_update_elem(&ssl_calls, &id, &c, BPF_ANY);
-}
-
-/* Reports `len` bytes of plaintext at buf as data of socket sk, copied as the capture copies
- * a plain buffer (an HTTP/2 connection's frames followed across transfers, h2_walk.h). */
-static __always_inline void emit_plaintext(__u64 id, __u64 sk, __u64 buf, __u64 len, __u8 dir)
-{
-	struct sock_event *e = new_event(EVENT_SOCK_DATA, dir, id, (struct sock *)sk);
-	if (!e)
-		return;
-	e->flags = SOCK_FLAG_TLS;
-	e->len = (__u32)len;
-	struct h2_walk *w = h2_walk_of(sk);
-	if (!w) {
-		e->captured = copy_plain(e, buf, len);
-		w = h2_start(e);
-	}
-	if (w)
-		h2_follow(e, w, BUF_PLAIN, buf, 0, 0);
-	send_sock_event(e);
 }
 
 /* The return of a call entered by enter(): ret is SSL_read/SSL_write's byte count, or the _ex
