@@ -5,7 +5,8 @@ use std::{env, path::PathBuf};
 
 use libbpf_cargo::SkeletonBuilder;
 
-const FAMILIES: &[&str] = &["process", "socket_net", "tracepoint_net", "kprobe_net", "fentry_net", "go", "openssl"];
+const FAMILIES: &[&str] =
+    &["process", "socket_net", "tracepoint_net", "kprobe_net", "fentry_net", "go", "openssl", "rustls"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));

@@ -109,6 +109,29 @@ static __always_inline int emit_transfer(__u64 id, const struct syscall_args *a,
 	return 0;
 }
 
+/* ssl_claim() for a thread in a rustls state (maps/ssl_calls.h): the reads inside
+ * DeframerVecBuffer::read are records, which name the socket of the thread's next plaintext
+ * read and are not worth sending (returns 1); the thread's first send after Writer::write
+ * carries that write's records, and stands for its plaintext, as a write inside an OpenSSL
+ * call does (even if it failed: the plaintext is known, and still in the caller's buffer). */
+static __always_inline int rustls_claim(__u64 id, struct ssl_call *c, struct syscall_args *a, long *ret,
+					__u8 *flags)
+{
+	if (c->direction == RUSTLS_FILL) {
+		c->sk = a->sk;
+		return 1;
+	}
+	if (c->direction != RUSTLS_WRITTEN || a->direction != DIR_SEND)
+		return 0;
+	a->buf = c->buf;
+	a->buf_kind = c->buf_kind;
+	a->count = c->buf_kind == BUF_IOVEC ? c->len_out : c->len;
+	*ret = c->len;
+	*flags = SOCK_FLAG_TLS;
+	bpf_map_delete_elem(&ssl_calls, &id);
+	return 0;
+}
+
 /* Thread `id` moved `*ret` encrypted bytes (or tried to) as `a` describes: if it is inside an
  * OpenSSL call (maps/ssl_calls.h), that call's SSL object is a->sk's, and the bytes are not
  * worth sending (returns 1). But the first transfer that carries a write's bytes out stands for
@@ -120,6 +143,8 @@ static __always_inline int ssl_claim(__u64 id, struct syscall_args *a, long *ret
 	struct ssl_call *c = bpf_map_lookup_elem(&ssl_calls, &id);
 	if (!c)
 		return 0;
+	if (c->direction >= RUSTLS_FILL)
+		return rustls_claim(id, c, a, ret, flags);
 	c->sk = a->sk;
 	if (c->direction != DIR_SEND || a->direction != DIR_SEND || c->emitted || *ret <= 0)
 		return 1;

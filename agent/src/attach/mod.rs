@@ -42,6 +42,9 @@ pub(crate) mod skel {
     pub mod openssl {
         include!(concat!(env!("OUT_DIR"), "/openssl.skel.rs"));
     }
+    pub mod rustls {
+        include!(concat!(env!("OUT_DIR"), "/rustls.skel.rs"));
+    }
 }
 
 use crate::kernel::HookFamily;
@@ -303,6 +306,7 @@ mod tests {
 
     use super::skel::go::GoSkelBuilder;
     use super::skel::openssl::OpensslSkelBuilder;
+    use super::skel::rustls::RustlsSkelBuilder;
     use super::*;
 
     /// The kernel keeps 15 characters of a program's name (`bpftool prog`, `bpf_stats`): the
@@ -320,7 +324,9 @@ mod tests {
                 names(&skel)
             }};
         }
-        let shared: Vec<String> = [open!(ProcessSkelBuilder), open!(GoSkelBuilder), open!(OpensslSkelBuilder)].concat();
+        let shared: Vec<String> =
+            [open!(ProcessSkelBuilder), open!(GoSkelBuilder), open!(OpensslSkelBuilder), open!(RustlsSkelBuilder)]
+                .concat();
         let families = [
             open!(TracepointNetSkelBuilder),
             open!(KprobeNetSkelBuilder),

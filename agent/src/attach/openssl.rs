@@ -1,6 +1,7 @@
-//! The OpenSSL probes (`bpf/openssl.bpf.c`): attached per process to the files that define
-//! `SSL_read` and `SSL_write` among those it maps (`discover::tls`), they report TLS plaintext
-//! as data of the connection's socket.
+//! The TLS probes: OpenSSL's (`bpf/openssl.bpf.c`), attached per process to the files that
+//! define `SSL_read` and `SSL_write` among those it maps, and rustls's (`bpf/rustls.bpf.c`),
+//! attached to a Rust executable whose symbols name rustls's plaintext reader and writer
+//! (`discover::tls`). They report TLS plaintext as data of the connection's socket.
 //!
 //! Runs on one dedicated thread that owns the skeleton (libbpf objects are not `Send`), like
 //! the Go probes. A process that maps no libssl yet (Python imports `ssl` on first use) is
@@ -21,8 +22,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use tracing::{debug, info, warn};
 
 use super::skel::openssl::{OpensslSkel, OpensslSkelBuilder};
+use super::skel::rustls::{RustlsSkel, RustlsSkelBuilder};
 use super::AttachError;
-use crate::discover::tls::{self, FileFunctions, SslFunctions};
+use crate::discover::tls::{self, FileFunctions, RustlsFunctions, SslFunctions};
 
 /// How often processes without OpenSSL are looked at again, and the unlinked count read.
 const RECHECK: Duration = Duration::from_secs(2);
@@ -59,19 +61,22 @@ pub struct TlsStats {
 }
 
 impl TlsProbes {
-    /// Loads `bpf/openssl.bpf.c` on its own thread, on the capture family's maps.
+    /// Loads `bpf/openssl.bpf.c` and `bpf/rustls.bpf.c` on their own thread, on the capture
+    /// family's maps.
     pub fn start(maps: TlsMaps, ring: super::LoadOptions, stats: TlsStats) -> Result<TlsProbes, AttachError> {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("beyla-tls-probes".into())
-            .spawn(move || match load(&maps, ring) {
-                Ok(skel) => {
-                    let _ = ready_tx.send(Ok(()));
-                    run(skel, rx, stats);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+            .spawn(move || {
+                match load(&maps, ring).and_then(|o| Ok(Skels { openssl: o, rustls: load_rustls(&maps, ring)? })) {
+                    Ok(skels) => {
+                        let _ = ready_tx.send(Ok(()));
+                        run(skels, rx, stats);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
                 }
             })
             .expect("spawning the OpenSSL probes thread");
@@ -119,11 +124,40 @@ fn load(maps: &TlsMaps, ring: super::LoadOptions) -> Result<OpensslSkel<'static>
     open.load().map_err(|source| AttachError::Load { family: "openssl", source })
 }
 
+fn load_rustls(maps: &TlsMaps, ring: super::LoadOptions) -> Result<RustlsSkel<'static>, AttachError> {
+    let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open =
+        RustlsSkelBuilder::default().open(storage).map_err(|source| AttachError::Open { family: "rustls", source })?;
+    let m = &mut open.maps;
+    let shared = [
+        (&mut m.events, &maps.events, "events"),
+        (&mut m.events_lost, &maps.events_lost, "events_lost"),
+        (&mut m.traced_pids, &maps.traced_pids, "traced_pids"),
+        (&mut m.ssl_calls, &maps.ssl_calls, "ssl_calls"),
+        (&mut m.ssl_socks, &maps.ssl_socks, "ssl_socks"),
+        (&mut m.h2_walks, &maps.h2_walks, "h2_walks"),
+    ];
+    for (map, fd, name) in shared {
+        map.reuse_fd(fd.as_fd()).map_err(|source| AttachError::Map { map: name, source })?;
+    }
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.wakeup_len = ring.wakeup_len;
+        rodata.wakeup_bytes = ring.wakeup_bytes();
+    }
+    open.load().map_err(|source| AttachError::Load { family: "rustls", source })
+}
+
+/// The two libraries' probes, owned by the thread.
+struct Skels {
+    openssl: OpensslSkel<'static>,
+    rustls: RustlsSkel<'static>,
+}
+
 /// A file with OpenSSL, by device and inode: inspected once however many processes map it.
 type FileKey = (u64, u64);
 type Inspected = HashMap<FileKey, FileFunctions>;
 
-fn run(mut skel: OpensslSkel<'static>, rx: mpsc::Receiver<Command>, stats: TlsStats) {
+fn run(mut skel: Skels, rx: mpsc::Receiver<Command>, stats: TlsStats) {
     let mut procs: HashMap<u32, Vec<Link>> = HashMap::new();
     let mut waiting: HashSet<u32> = HashSet::new();
     let mut inspected: Inspected = HashMap::new();
@@ -156,21 +190,21 @@ fn run(mut skel: OpensslSkel<'static>, rx: mpsc::Receiver<Command>, stats: TlsSt
     }
 }
 
-/// The per-CPU count of plaintext transfers without a socket, summed.
-fn read_unlinked(skel: &OpensslSkel<'static>) -> u64 {
-    let Ok(Some(values)) = skel.maps.ssl_stats.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY) else { return 0 };
-    values.iter().filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?))).sum()
+/// The per-CPU counts of plaintext transfers without a socket, summed over both libraries.
+fn read_unlinked(skel: &Skels) -> u64 {
+    let sum = |map: &dyn MapCore| {
+        let Ok(Some(values)) = map.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY) else { return 0 };
+        values.iter().filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?))).sum::<u64>()
+    };
+    sum(&skel.openssl.maps.ssl_stats) + sum(&skel.rustls.maps.rustls_stats)
 }
 
-/// Attaches to every OpenSSL `pid` maps; false if it maps none (yet).
-fn try_attach(
-    skel: &mut OpensslSkel<'static>,
-    pid: u32,
-    inspected: &mut Inspected,
-    procs: &mut HashMap<u32, Vec<Link>>,
-) -> bool {
+/// Attaches to every OpenSSL `pid` maps, and to its executable's rustls; false if it has
+/// neither (yet).
+fn try_attach(skels: &mut Skels, pid: u32, inspected: &mut Inspected, procs: &mut HashMap<u32, Vec<Link>>) -> bool {
     let Ok(candidates) = tls::candidates(pid) else { return false };
     let mut ssl = Vec::new();
+    let mut rustls = None;
     let mut bio_write = None;
     for c in candidates {
         let Ok(meta) = std::fs::metadata(&c.path) else { continue };
@@ -178,7 +212,7 @@ fn try_attach(
             use std::os::unix::fs::MetadataExt;
             (meta.dev(), meta.ino())
         };
-        let found = *inspected.entry(key).or_insert_with(|| {
+        let found = inspected.entry(key).or_insert_with(|| {
             tls::inspect(&c.path).unwrap_or_else(|e| {
                 debug!(file = %c.shown, error = %e, "Cannot read a candidate TLS library.");
                 FileFunctions::default()
@@ -187,11 +221,26 @@ fn try_attach(
         if let Some(f) = found.ssl {
             ssl.push((c.clone(), f));
         }
+        if let (None, Some(f)) = (&rustls, &found.rustls) {
+            rustls = Some((c.clone(), f.clone()));
+        }
         if let (None, Some(offset)) = (&bio_write, found.bio_write) {
             bio_write = Some((c, offset));
         }
     }
+    let skel = &mut skels.openssl;
     let mut links = Vec::new();
+    if let Some((c, f)) = &rustls {
+        match attach_rustls(&mut skels.rustls, pid, &c.path, f) {
+            Ok(l) => {
+                info!(pid, executable = %c.shown, probes = l.len(), "rustls probes attached.");
+                links.extend(l);
+            }
+            Err(e) => {
+                warn!(pid, executable = %c.shown, error = %e, "rustls probes failed to attach; this process's TLS traffic stays opaque.")
+            }
+        }
+    }
     for (c, f) in &ssl {
         match attach(skel, pid, &c.path, f) {
             Ok(l) => {
@@ -207,7 +256,7 @@ fn try_attach(
         return false;
     }
     // Memory BIOs hand their records over through BIO_write (libcrypto's, or the executable's).
-    if let Some((c, offset)) = bio_write {
+    if let (false, Some((c, offset))) = (ssl.is_empty(), bio_write) {
         match skel.progs.ssl_bio_write.attach_uprobe(false, pid as i32, &c.path, offset as usize) {
             Ok(l) => links.push(l),
             Err(e) => {
@@ -255,6 +304,37 @@ fn attach(
     if let Some(offset) = f.handshake {
         at(&p.ssl_handshake, "SSL_do_handshake", offset, false)?;
         at(&p.ssl_ret, "SSL_do_handshake", offset, true)?;
+    }
+    Ok(links)
+}
+
+fn attach_rustls(
+    skel: &mut RustlsSkel<'static>,
+    pid: u32,
+    path: &std::path::Path,
+    f: &RustlsFunctions,
+) -> Result<Vec<Link>, AttachError> {
+    let p = &mut skel.progs;
+    let mut links = Vec::new();
+    let reads = f.reader_read.map(|o| (&p.rtls_read, &p.rtls_read_ret, "Reader::read", o));
+    let polls = f.poll_reads.iter().map(|&o| (&p.rtls_poll_read, &p.rtls_poll_read_ret, "TlsStream::poll_read", o));
+    let always = [
+        (&p.rtls_fill, &p.rtls_fill_ret, "DeframerVecBuffer::read", f.deframer_read),
+        (&p.rtls_write, &p.rtls_write_ret, "CommonState::buffer_plaintext", f.buffer_plaintext),
+    ];
+    let writevs =
+        f.write_vectoreds.iter().map(|&o| (&p.rtls_writev, &p.rtls_writev_ret, "PlaintextSink::write_vectored", o));
+    for (entry, ret, func, offset) in always.into_iter().chain(reads).chain(polls).chain(writevs) {
+        for (prog, is_ret) in [(entry, false), (ret, true)] {
+            let link = prog.attach_uprobe(is_ret, pid as i32, path, offset as usize).map_err(|source| {
+                AttachError::Attach {
+                    family: "rustls",
+                    program: format!("{func}{}", if is_ret { " return" } else { "" }),
+                    source,
+                }
+            })?;
+            links.push(link);
+        }
     }
     Ok(links)
 }

@@ -1,6 +1,7 @@
 //! The TLS libraries of a process: which of its mapped files define OpenSSL's `SSL_read` and
 //! `SSL_write` (a shared libssl 1.1 or 3.x, or a copy linked into the executable, as in Node's
-//! official binaries), and where, for the OpenSSL probes (`attach::TlsProbes`).
+//! official binaries), or rustls's plaintext reader and writer (a Rust executable), and where,
+//! for the TLS probes (`attach::TlsProbes`).
 use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectSymbol};
@@ -21,14 +22,46 @@ pub struct SslFunctions {
     pub handshake: Option<u64>,
 }
 
-/// What one file defines: libssl's functions, and libcrypto's `BIO_write` (through which an
-/// SSL with a memory BIO hands over its records; in libcrypto, or in the executable with the
-/// rest of a static OpenSSL).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// File offsets of the rustls (0.23) functions `bpf/rustls.bpf.c` uses, found by their
+/// demangled names in the symbol table of a Rust executable (not in a stripped one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RustlsFunctions {
+    /// `<rustls::conn::connection::Reader as std::io::Read>::read`: plaintext out (blocking
+    /// API; inlined into tokio-rustls's read).
+    pub reader_read: Option<u64>,
+    /// `<tokio_rustls::{server,client}::TlsStream<IO> as AsyncRead>::poll_read`, each copy
+    /// (one per IO type): plaintext out, async.
+    pub poll_reads: Vec<u64>,
+    /// `<rustls::conn::ConnectionCommon<T> as PlaintextSink>::write_vectored`, each copy (one
+    /// per side): where a vectored write's slices are read from (without it, vectored writes
+    /// are not read).
+    pub write_vectoreds: Vec<u64>,
+    /// `rustls::common_state::CommonState::buffer_plaintext`: plaintext in (`Writer::write`
+    /// calls it; the Writer itself is inlined by LTO).
+    pub buffer_plaintext: u64,
+    /// `rustls::msgs::deframer::buffers::DeframerVecBuffer::read`: records in from the socket.
+    pub deframer_read: u64,
+}
+
+/// What one file defines: libssl's functions, libcrypto's `BIO_write` (through which an SSL
+/// with a memory BIO hands over its records; in libcrypto, or in the executable with the rest
+/// of a static OpenSSL), and rustls's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FileFunctions {
     pub ssl: Option<SslFunctions>,
     pub bio_write: Option<u64>,
+    pub rustls: Option<RustlsFunctions>,
 }
+
+const RUSTLS_READER_READ: &str = "<rustls::conn::connection::Reader as std::io::Read>::read";
+const RUSTLS_BUFFER_PLAINTEXT: &str = "rustls::common_state::CommonState::buffer_plaintext";
+const RUSTLS_DEFRAMER_READ: &str = "rustls::msgs::deframer::buffers::DeframerVecBuffer::read";
+const RUSTLS_WRITE_VECTORED: &str =
+    "<rustls::conn::ConnectionCommon<T> as rustls::conn::connection::PlaintextSink>::write_vectored";
+const TOKIO_RUSTLS_POLL_READS: [&str; 2] = [
+    "<tokio_rustls::server::TlsStream<IO> as tokio::io::async_read::AsyncRead>::poll_read",
+    "<tokio_rustls::client::TlsStream<IO> as tokio::io::async_read::AsyncRead>::poll_read",
+];
 
 /// A file mapped by a process that may hold OpenSSL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +124,52 @@ pub fn file_functions(data: &[u8]) -> FileFunctions {
         free: find("SSL_free"),
         handshake: find("SSL_do_handshake"),
     });
-    FileFunctions { ssl, bio_write: find("BIO_write") }
+    FileFunctions { ssl, bio_write: find("BIO_write"), rustls: rustls_functions(&img) }
+}
+
+/// rustls's functions in `img`'s symbol table, if it has what the probes need: the write
+/// (`buffer_plaintext`), the records' read (`DeframerVecBuffer::read`) and a plaintext read
+/// (the blocking `Reader::read` or tokio-rustls's `poll_read`), each of the first three once.
+/// Inlined functions leave no symbol, and a build that inlined one cannot be read; a function
+/// found at two addresses (generic code instantiated twice) would be half probed: none then.
+fn rustls_functions(img: &Image<'_>) -> Option<RustlsFunctions> {
+    let once = [RUSTLS_READER_READ, RUSTLS_BUFFER_PLAINTEXT, RUSTLS_DEFRAMER_READ];
+    let mut found: [Vec<u64>; 3] = Default::default();
+    let (mut poll_reads, mut write_vectoreds) = (Vec::new(), Vec::new());
+    for sym in img.file.symbols() {
+        // Demangling every symbol of a large executable is slow: rustls's contain its name.
+        let Ok(name) = sym.name() else { continue };
+        if !sym.is_definition() || sym.address() == 0 || !name.contains("rustls") {
+            continue;
+        }
+        let name = format!("{:#}", rustc_demangle::demangle(name));
+        let list = match once.iter().position(|f| *f == name) {
+            Some(slot) => &mut found[slot],
+            None if TOKIO_RUSTLS_POLL_READS.contains(&name.as_str()) => &mut poll_reads,
+            None if name == RUSTLS_WRITE_VECTORED => &mut write_vectoreds,
+            None => continue,
+        };
+        if !list.contains(&sym.address()) {
+            list.push(sym.address());
+        }
+    }
+    let one = |v: &[u64]| match v {
+        [address] => file_offset(&img.segments, *address),
+        _ => None,
+    };
+    let offsets = |v: Vec<u64>| v.iter().filter_map(|a| file_offset(&img.segments, *a)).collect::<Vec<u64>>();
+    let (poll_reads, write_vectoreds) = (offsets(poll_reads), offsets(write_vectoreds));
+    let reader_read = one(&found[0]);
+    if reader_read.is_none() && (poll_reads.is_empty() || found[0].len() > 1) {
+        return None;
+    }
+    Some(RustlsFunctions {
+        reader_read,
+        poll_reads,
+        write_vectoreds,
+        buffer_plaintext: one(&found[1])?,
+        deframer_read: one(&found[2])?,
+    })
 }
 
 /// [`file_functions`] of the file at `path`, mapped rather than read (an executable with
@@ -107,20 +185,29 @@ pub fn inspect(path: &Path) -> std::io::Result<FileFunctions> {
 /// The `beyla doctor` section: for each process the configuration selects (pid, service),
 /// the files that may hold OpenSSL and whether the OpenSSL probes would attach there.
 pub fn doctor_report(procs: &[(u32, String)]) -> String {
-    let mut rows = vec![["PID".to_string(), "SERVICE".into(), "TLS LIBRARY".into(), "OPENSSL PROBES".into()]];
+    let mut rows = vec![["PID".to_string(), "SERVICE".into(), "TLS LIBRARY".into(), "TLS PROBES".into()]];
     for (pid, service) in procs {
         let candidates = candidates(*pid).unwrap_or_default();
         let mut any = false;
         for c in candidates {
             let name = c.shown.rsplit('/').next().unwrap_or_default();
             let probed = match inspect(&c.path) {
-                Ok(FileFunctions { ssl: Some(f), bio_write }) => {
+                Ok(FileFunctions { rustls: Some(f), .. }) => {
+                    any = true;
+                    let reads = match (f.reader_read, f.poll_reads.len()) {
+                        (Some(_), 0) => "Reader::read".to_string(),
+                        (None, n) => format!("tokio-rustls poll_read x{n}"),
+                        (Some(_), n) => format!("Reader::read, tokio-rustls poll_read x{n}"),
+                    };
+                    format!("yes (rustls: {reads}, buffer_plaintext, DeframerVecBuffer::read)")
+                }
+                Ok(FileFunctions { ssl: Some(f), bio_write, .. }) => {
                     any = true;
                     let ex = if f.read_ex.is_some() && f.write_ex.is_some() { ", _ex forms" } else { "" };
                     let bio = if bio_write.is_some() { ", BIO_write" } else { "" };
                     format!("yes (SSL_read, SSL_write{ex}{bio})")
                 }
-                Ok(FileFunctions { ssl: None, bio_write: Some(_) }) => "yes (BIO_write: memory BIOs)".into(),
+                Ok(FileFunctions { ssl: None, bio_write: Some(_), .. }) => "yes (BIO_write: memory BIOs)".into(),
                 Ok(_) if name.starts_with("libssl") => "no: SSL_read/SSL_write not found".into(),
                 Ok(_) => continue, // an executable or libcrypto without what the probes use
                 Err(e) => format!("no: {e}"),
@@ -132,7 +219,7 @@ pub fn doctor_report(procs: &[(u32, String)]) -> String {
                 pid.to_string(),
                 service.clone(),
                 "-".into(),
-                "no OpenSSL mapped (yet): TLS stays opaque".into(),
+                "no OpenSSL or rustls found (yet): TLS stays opaque".into(),
             ]);
         }
     }
@@ -143,8 +230,9 @@ pub fn doctor_report(procs: &[(u32, String)]) -> String {
         out.push_str(&format!("{:w0$}  {:w1$}  {:w2$}  {}\n", r[0], r[1], r[2], r[3]));
     }
     out.push_str(
-        "(Go's crypto/tls has its own probes; Java's JSSE and rustls are not read. Plaintext whose socket \
-         the agent cannot name is counted in beyla_tls_unlinked_transfers_total, not decoded.)\n",
+        "(Go's crypto/tls has its own probes; Java's JSSE is not read, nor rustls where the plaintext read is \
+         inlined (tokio-rustls) or the executable stripped. Plaintext whose socket the agent cannot name is \
+         counted in beyla_tls_unlinked_transfers_total, not decoded.)\n",
     );
     out
 }
