@@ -59,10 +59,12 @@ if stale "$OUT/java/App.class" "$HERE/java-http/App.java"; then
   javac -d "$OUT/java" "$HERE/java-http/App.java"
 fi
 
-# Rust: workspace members `rust-http` (std only, release: the benchmarks run it) and
-# `rust-db` (axum, redis-rs and tokio-postgres: the Rust app of
-# agent/tests/root_databases.rs; the dev profile builds its dependencies faster).
-for app in rust-http:release rust-db:debug; do
+# Rust: workspace members `rust-http` (std and rustls's blocking API, release: the benchmarks
+# run it), `rust-https` (hyper, tokio-rustls; release, with the workspace's LTO, as services
+# ship: the rustls probes must find what such a build keeps) and `rust-db` (axum, redis-rs and
+# tokio-postgres: the Rust app of agent/tests/root_databases.rs; the dev profile builds its
+# dependencies faster).
+for app in rust-http:release rust-https:release rust-db:debug; do
   profile="${app#*:}" app="${app%%:*}"
   rust_inputs=("$HERE/$app/Cargo.toml" "$REPO/Cargo.toml" "$REPO/Cargo.lock" "$HERE/$app"/src/*.rs)
   if stale "$OUT/$app" "${rust_inputs[@]}"; then
@@ -97,3 +99,4 @@ launcher java "$JAVA" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$OUT/java" A
 launcher go "$OUT/go-http"
 launcher go-h2c "$OUT/go-h2c"
 launcher rust "$OUT/rust-http"
+launcher rust-https "$OUT/rust-https"

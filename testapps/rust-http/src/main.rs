@@ -1,7 +1,8 @@
-//! Minimal HTTP/1.1 test service (std only, thread per connection, hand-rolled parser with keep-alive)
-//! used to exercise beyla-rs instrumentation.
+//! Minimal HTTP/1.1 test service (std and rustls only, thread per connection, hand-rolled parser with
+//! keep-alive) used to exercise beyla-rs instrumentation.
 //! Routes: GET /ping, GET /users/{id}, POST /echo, GET /error, GET /call (-> $DOWNSTREAM_URL), else 404.
-//! Usage: rust-http <port>
+//! Usage: rust-http <port>. With TLS_CERT and TLS_KEY (PEM files) it serves HTTPS through rustls's
+//! blocking API; a `https://` DOWNSTREAM_URL is called through it too (any certificate accepted).
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
@@ -26,7 +27,7 @@ fn bad(msg: &str) -> io::Error {
 }
 
 /// Reads one request (headers + Content-Length or chunked body); Err on EOF or malformed input.
-fn read_request(r: &mut BufReader<TcpStream>, out: &mut TcpStream) -> io::Result<Request> {
+fn read_request<S: Read + Write>(r: &mut BufReader<S>) -> io::Result<Request> {
     let line = read_line(r)?;
     let parts: Vec<&str> = line.split(' ').collect();
     let [method, target, version] = parts[..] else {
@@ -47,7 +48,7 @@ fn read_request(r: &mut BufReader<TcpStream>, out: &mut TcpStream) -> io::Result
         }
     }
     if expect_continue {
-        out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        r.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
     let mut body = Vec::new();
     if chunked {
@@ -72,20 +73,45 @@ fn read_request(r: &mut BufReader<TcpStream>, out: &mut TcpStream) -> io::Result
     Ok(Request { method, path, keep_alive, body })
 }
 
-/// GET `url` (http://host[:port]/path) on a new TCP connection; returns the status code.
+/// GET `url` (http[s]://host[:port]/path) on a new TCP connection; returns the status code.
 fn call_downstream(url: &str) -> io::Result<u16> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// supported"))?;
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err(bad("only http:// and https:// supported")),
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let port = if hostport.contains(':') { "" } else { ":80" };
-    let mut s = TcpStream::connect(format!("{hostport}{port}"))?;
+    let port = match (hostport.contains(':'), tls) {
+        (true, _) => "",
+        (false, false) => ":80",
+        (false, true) => ":443",
+    };
+    let s = TcpStream::connect(format!("{hostport}{port}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes())?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?; // Connection: close => server closes after the response
+    // Connection: close => server closes after the response
+    if tls {
+        let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h).to_string();
+        let name = rustls_pki_types::ServerName::try_from(host).map_err(|_| bad("bad host name"))?;
+        let conn = rustls::ClientConnection::new(tls::client_config(), name).map_err(io::Error::other)?;
+        let mut s = rustls::StreamOwned::new(conn, s);
+        s.write_all(req.as_bytes())?;
+        match s.read_to_end(&mut resp) {
+            // A server that closes without close_notify (nginx does not always send it).
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !resp.is_empty() => {}
+            r => {
+                r?;
+            }
+        }
+    } else {
+        let mut s = s;
+        s.write_all(req.as_bytes())?;
+        s.read_to_end(&mut resp)?;
+    }
     let text = String::from_utf8_lossy(&resp);
     let status = text.split(' ').nth(1).and_then(|c| c.parse().ok());
     status.ok_or_else(|| bad("bad downstream response"))
@@ -112,12 +138,11 @@ fn route(req: &Request) -> (u16, &'static str, Vec<u8>) {
     }
 }
 
-fn serve(stream: TcpStream) -> io::Result<()> {
-    let mut out = stream.try_clone()?;
+fn serve<S: Read + Write>(stream: S) -> io::Result<()> {
     let mut reader = BufReader::new(stream);
     loop {
         // Malformed request or peer closed: just drop the connection.
-        let req = read_request(&mut reader, &mut out)?;
+        let req = read_request(&mut reader)?;
         let (status, ctype, body) = route(&req);
         let reason = match status {
             200 => "OK",
@@ -132,7 +157,8 @@ fn serve(stream: TcpStream) -> io::Result<()> {
         )
         .into_bytes();
         msg.extend_from_slice(&body);
-        out.write_all(&msg)?;
+        reader.get_mut().write_all(&msg)?;
+        reader.get_mut().flush()?;
         if !req.keep_alive {
             return Ok(());
         }
@@ -151,11 +177,103 @@ fn main() {
         eprintln!("bind 127.0.0.1:{port}: {e}");
         std::process::exit(1);
     });
+    let server_tls = tls::server_config();
     println!("listening on {port}");
     io::stdout().flush().ok();
     for stream in listener.incoming().flatten() {
+        let server_tls = server_tls.clone();
         std::thread::spawn(move || {
-            let _ = serve(stream);
+            let _ = match server_tls {
+                Some(config) => match rustls::ServerConnection::new(config) {
+                    Ok(conn) => serve(rustls::StreamOwned::new(conn, stream)),
+                    Err(e) => Err(io::Error::other(e)),
+                },
+                None => serve(stream),
+            };
         });
+    }
+}
+
+/// rustls configurations: ring as the crypto provider, TLS 1.2 and 1.3.
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{ring, CryptoProvider};
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(ring::default_provider())
+    }
+
+    /// From TLS_CERT and TLS_KEY (PEM), if both are set; exits on a bad file.
+    pub fn server_config() -> Option<Arc<rustls::ServerConfig>> {
+        let (cert, key) = (std::env::var("TLS_CERT").ok()?, std::env::var("TLS_KEY").ok()?);
+        let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+            eprintln!("{what}: {e}");
+            std::process::exit(1)
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+            .unwrap_or_else(|e| fail(&cert, &e))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| fail(&cert, &e));
+        let key = PrivateKeyDer::from_pem_file(&key).unwrap_or_else(|e| fail(&key, &e));
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+            .unwrap_or_else(|e| fail("TLS configuration", &e));
+        Some(Arc::new(config))
+    }
+
+    /// For calls to the tests' servers, whose certificates are self-signed: any is accepted
+    /// (the handshake's signatures are still checked).
+    pub fn client_config() -> Arc<rustls::ClientConfig> {
+        let verifier = Arc::new(AcceptAny(provider()));
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    #[derive(Debug)]
+    struct AcceptAny(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
     }
 }
