@@ -78,10 +78,12 @@ stage "the capture, end-to-end and conformance tests again with the syscall trac
 BEYLA_EBPF_HOOK_MODE=tracepoints cargo test -p beyla --test root_capture --test root_discovery --test root_e2e \
   --test root_conformance_nginx --test root_conformance_python --test root_conformance_servers --test root_databases \
   -- --test-threads=1
-# The OpenSSL probes' link to the capture family (ssl_claim, ssl_cipher_sent): a socket BIO and
-# memory BIOs; the other root_tls tests exercise the probes, which no family changes.
+# The TLS probes' link to the capture family (ssl_claim, ssl_cipher_sent, rustls_claim): an
+# OpenSSL socket BIO, memory BIOs, rustls blocking and async; the other root_tls tests exercise
+# the probes, which no family changes.
 BEYLA_EBPF_HOOK_MODE=tracepoints cargo test -p beyla --test root_tls -- --test-threads=1 \
-  root_tls_openssl_nginx_and_python root_tls_memory_bios_node_and_asyncio
+  root_tls_openssl_nginx_and_python root_tls_memory_bios_node_and_asyncio root_tls_rustls_blocking \
+  root_tls_rustls_tokio
 
 stage "benchmark suite, smoke run (bench/run --smoke: a few seconds per app, no timing assertions)"
 # Fails only if the suite breaks (an app, the agent or a load generator fails, or the agent
@@ -107,7 +109,7 @@ else
   # host in both families, and in the full matrix.
   # The demo's go1.23 and stripped-binary variants test the Go binaries, not the capture
   # family: the host runs them (socket family), the full matrix in every guest. So do the
-  # root_tls tests beyond the two that link the OpenSSL probes to the capture family.
+  # root_tls tests beyond those that link the TLS probes to the capture family.
   VM_TEST_SKIP="root_conformance_python root_conformance_servers root_databases" \
     VM_TEST_SKIP_TESTS=root_demo_go123,root_demo_stripped_binaries,root_tls_puma,root_tls_apache2_mod_ssl,root_tls_postgresql,root_tls_attach_mid_connection \
     HOOK_MODES=kprobes \

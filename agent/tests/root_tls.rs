@@ -799,3 +799,143 @@ fn root_tls_apache2_mod_ssl() {
     assert_plaintext_all_decoded(mport);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Our Rust app (testapps/rust-http) serving HTTPS through rustls's blocking API (thread per
+/// connection, `StreamOwned`) and calling a second one over HTTPS with rustls's client.
+#[test]
+fn root_tls_rustls_blocking() {
+    require_root();
+    rustls_front_and_back("rust", "/rust-http", true);
+}
+
+/// The same on hyper, tokio and tokio-rustls (testapps/rust-https, a release build with LTO):
+/// async reads (`poll_read`, rustls's reader inlined into it), hyper's vectored writes, many
+/// connections per thread. tokio's workers hand tasks between threads, so a call is not tied to
+/// the request it serves (decode/context.rs): no in-process links, the rest as above.
+#[test]
+fn root_tls_rustls_tokio() {
+    require_root();
+    rustls_front_and_back("rust-https", "/rust-https", false);
+}
+
+/// Two instances of a Rust HTTPS test app (`launcher`, whose executable ends with `exe`), the
+/// front calling the back: exact counts on keep-alive and one-shot connections, a 40 KB body
+/// each way (many records, reads served from rustls's buffer), client spans and the trace
+/// links across both (from the front's request to its call only if `in_process`), and
+/// `beyla doctor`'s rows.
+fn rustls_front_and_back(launcher: &str, exe: &str, in_process: bool) {
+    let dir = std::env::temp_dir().join(format!("beyla-tls-{launcher}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = make_cert(&dir);
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (front, back, mport) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{front}\", name: rustfront }}\n\
+         \x20   - {{ open_ports: \"{back}\", name: rustback }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n\
+         routes:\n  patterns: [\"/users/{{id}}\"]\n",
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], &format!("tls-{launcher}"));
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let tls = [("TLS_CERT", cert_s), ("TLS_KEY", key_s)];
+    let back_app = start_app(launcher, back, &tls);
+    let downstream = format!("https://127.0.0.1:{back}/users/42");
+    let front_app = start_app(launcher, front, &[tls[0], tls[1], ("DOWNSTREAM_URL", downstream.as_str())]);
+    wait_instrumented(mport, 2.0, &log);
+    wait_tls_probed(mport, 2.0, &log);
+
+    let b = format!("https://127.0.0.1:{front}");
+    let users: Vec<String> = (1..=5).map(|i| format!("{b}/users/{i}")).collect();
+    assert_eq!(curl(&[], &users), vec!["200 1.1"; 5]);
+    let body = dir.join("body");
+    std::fs::write(&body, vec![b'x'; 40_000]).unwrap();
+    let data = format!("@{}", body.display());
+    let echo = curl(
+        &["-X", "POST", "--data-binary", &data, "-H", "Content-Type: application/octet-stream"],
+        &[format!("{b}/echo")],
+    );
+    assert_eq!(echo, ["200 1.1"]);
+    for path in ["/error", "/error", "/nope", "/call", "/call", "/call"] {
+        let want = match path {
+            "/error" => "500 1.1",
+            "/nope" => "404 1.1",
+            _ => "200 1.1",
+        };
+        assert_eq!(curl(&[], &[format!("{b}{path}")]), [want], "{path}");
+    }
+    // Many connections at once: 200 requests over 10 keep-alive connections.
+    let h2load = Command::new("h2load")
+        .args(["--h1", "-n", "200", "-c", "10"])
+        .arg(format!("{b}/users/9"))
+        .output()
+        .expect("running h2load (Debian package nghttp2-client)");
+    let h2text = String::from_utf8_lossy(&h2load.stdout);
+    assert!(h2text.contains("200 succeeded") && h2text.contains("TLS Protocol"), "h2load:\n{h2text}");
+
+    let done = wait_for(Duration::from_secs(30), || {
+        let m = scrape(mport, "/metrics");
+        sum(&m, "http_server_request_duration_seconds_count", &[]) >= 215.0
+            && sum(&m, "http_client_request_duration_seconds_count", &[]) >= 3.0
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    let dump = || metrics_dump(mport, &log);
+    assert!(done, "requests not all counted:\n{}", dump());
+    assert_eq!(https_served(&m, "rustfront", "/users/{id}", "200"), 205, "{}", dump());
+    assert_eq!(https_served(&m, "rustfront", "/echo", "200"), 1, "{}", dump());
+    assert_eq!(https_served(&m, "rustfront", "/error", "500"), 2, "{}", dump());
+    assert_eq!(https_served(&m, "rustfront", "/call", "200"), 3, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[("http_response_status_code", "404")]), 1.0);
+    assert_eq!(https_served(&m, "rustback", "/users/{id}", "200"), 3, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 215.0, "{}", dump());
+    let client = [("service_name", "rustfront"), ("http_response_status_code", "200"), ("url_scheme", "https")];
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &client), 3.0, "{}", dump());
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &[]), 3.0, "{}", dump());
+    // The 40 KB both ways, as the plaintext's sizes.
+    let echo = [("service_name", "rustfront"), ("http_route", "/echo")];
+    assert_eq!(sum(&m, "http_server_request_body_size_bytes_sum", &echo), 40_000.0, "{}", dump());
+    assert_eq!(sum(&m, "http_server_response_body_size_bytes_sum", &echo), 40_000.0, "{}", dump());
+    assert_plaintext_all_decoded(mport);
+
+    // Each /call's client span is its child (in_process), and rustback's span the client
+    // span's child.
+    let got = wait_for(Duration::from_secs(20), || receiver.spans().iter().filter(|g| g.span.kind != 1).count() >= 18);
+    let spans: Vec<_> = receiver.spans().into_iter().filter(|g| g.span.kind != 1).collect();
+    assert!(got, "{} spans", spans.len());
+    let svc = |g: &common::otlp::Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();
+    let calls: Vec<_> = spans.iter().filter(|g| svc(g) == "rustfront" && g.span.name == "GET /call").collect();
+    assert_eq!(calls.len(), 3);
+    let clients: Vec<_> = spans.iter().filter(|g| svc(g) == "rustfront" && g.span.kind == 3).collect();
+    assert_eq!(clients.len(), 3);
+    for client in clients {
+        assert_eq!(attr(&client.span.attributes, "url.full").as_deref(), Some(downstream.as_str()));
+        let parent = calls.iter().find(|c| c.span.span_id == client.span.parent_span_id);
+        if in_process {
+            assert!(parent.is_some_and(|c| c.span.trace_id == client.span.trace_id), "a client span not under a /call");
+        } else {
+            assert!(parent.is_none(), "a tokio worker's call linked to a request");
+        }
+        let back = spans.iter().find(|g| svc(g) == "rustback" && g.span.parent_span_id == client.span.span_id);
+        assert!(back.is_some_and(|b| b.span.trace_id == client.span.trace_id), "no rustback span under the call");
+    }
+
+    // `beyla doctor` says where the executables' rustls is probed.
+    let cfg = dir.join("doctor.yml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let out = Command::new(agent_bin()).arg("doctor").arg("--config").arg(&cfg).output().expect("beyla doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (pid, service) in [(front_app.pid(), "rustfront"), (back_app.pid(), "rustback")] {
+        let row = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()) && l.contains("rustls"));
+        let row = row.unwrap_or_else(|| panic!("no rustls doctor row for {service} ({pid}):\n{text}"));
+        let words: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(words[1..4], [service, words[2], "yes"], "{row}");
+        assert!(words[2].ends_with(exe), "{row}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
