@@ -174,7 +174,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
         }
     };
 
-    // TLS plaintext of OpenSSL users, whatever the capture family.
+    // TLS plaintext of OpenSSL and rustls users, whatever the capture family.
     let tls = (|| {
         Ok(TlsMaps {
             events: maps.sock_events.as_fd().try_clone_to_owned()?,
@@ -194,7 +194,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     let tls = match tls {
         Ok(t) => Some(t),
         Err(e) => {
-            warn!(error = %e, "OpenSSL probes unavailable; TLS traffic of programs using OpenSSL stays opaque.");
+            warn!(error = %e, "TLS probes unavailable; TLS traffic of programs using OpenSSL or rustls stays opaque.");
             None
         }
     };

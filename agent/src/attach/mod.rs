@@ -138,8 +138,8 @@ pub struct MapHandles {
     /// of a Go process (`bpf/include/goroutine.h`); the Go probes reuse them.
     pub go_offsets: MapHandle,
     pub go_serving: MapHandle,
-    /// The OpenSSL probes' calls in progress, in which the capture names their sockets
-    /// (`bpf/include/maps/ssl_calls.h`), and the HTTP/2 frame walks they continue.
+    /// The TLS probes' calls in progress (OpenSSL's and rustls's), in which the capture names
+    /// their sockets (`bpf/include/maps/ssl_calls.h`), and the HTTP/2 frame walks they continue.
     pub ssl_calls: MapHandle,
     pub ssl_socks: MapHandle,
     pub ssl_ciphers: MapHandle,

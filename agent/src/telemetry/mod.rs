@@ -29,9 +29,10 @@ pub struct Internal {
     pub instrumented_processes: Gauge,
     /// Processes with the Go probes attached (set by their thread, `attach::GoProbes`).
     pub go_processes: Gauge,
-    /// Processes with the OpenSSL probes attached (set by their thread, `attach::TlsProbes`).
+    /// Processes with the OpenSSL or rustls probes attached (set by their thread,
+    /// `attach::TlsProbes`).
     pub tls_processes: Gauge,
-    /// OpenSSL plaintext transfers whose socket was never seen (memory BIOs): not decoded.
+    /// OpenSSL and rustls plaintext transfers whose socket was never seen: not decoded.
     pub tls_unlinked: Counter,
     pub requests: Family<Labels, Counter>,
     /// Connections a protocol's decoder claimed, by protocol.
@@ -106,12 +107,12 @@ impl Internal {
         );
         registry.register(
             "beyla_instrumented_tls_processes",
-            "Instrumented processes with the OpenSSL probes attached (TLS plaintext)",
+            "Instrumented processes with the OpenSSL or rustls probes attached (TLS plaintext)",
             t.tls_processes.clone(),
         );
         registry.register(
             "beyla_tls_unlinked_transfers",
-            "OpenSSL reads and writes whose socket the agent could not name (a memory-BIO connection whose handshake came before the agent): not decoded",
+            "OpenSSL and rustls reads and writes whose socket the agent could not name (a memory-BIO connection whose handshake came before the agent; a rustls write taken in parts): not decoded",
             t.tls_unlinked.clone(),
         );
         registry.register("beyla_decoded_requests", "Requests decoded, by side (server or client)", t.requests.clone());
