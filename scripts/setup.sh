@@ -14,6 +14,7 @@ PKGS=(
   debian-archive-keyring                             # testapps/fetch-go.sh (go1.23, bookworm-backports)
   default-jdk-headless                               # Java test app
   nodejs                                             # Node test app
+  libuv1 libc-ares2 node-cjs-module-lexer node-acorn node-undici # testapps/fetch-debian-node.sh: Debian's node runs beside another
   python3                                            # Python test app
   python3-pip                                        # scripts/py-install.sh: PyPI tools (pip --target)
   wrk curl                                           # load and requests

@@ -111,7 +111,7 @@ else
   # family: the host runs them (socket family), the full matrix in every guest. So do the
   # root_tls tests beyond those that link the TLS probes to the capture family.
   VM_TEST_SKIP="root_conformance_python root_conformance_servers root_databases" \
-    VM_TEST_SKIP_TESTS=root_demo_go123,root_demo_stripped_binaries,root_tls_puma,root_tls_apache2_mod_ssl,root_tls_postgresql,root_tls_attach_mid_connection \
+    VM_TEST_SKIP_TESTS=root_demo_go123,root_demo_stripped_binaries,root_tls_puma,root_tls_apache2_mod_ssl,root_tls_postgresql,root_tls_attach_mid_connection,root_tls_debian_node_shared_libssl \
     HOOK_MODES=kprobes \
     bash vm-tests/run-matrix.sh 6.1
 fi

@@ -98,5 +98,8 @@ launcher node "$NODE" "$HERE/node-http/app.js"
 launcher java "$JAVA" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp "$OUT/java" App
 launcher go "$OUT/go-http"
 launcher go-h2c "$OUT/go-h2c"
+# Debian's own node (shared libssl), beside the node on PATH: agent/tests/root_tls.rs.
+"$HERE/fetch-debian-node.sh" >/dev/null
+
 launcher rust "$OUT/rust-http"
 launcher rust-https "$OUT/rust-https"

@@ -116,9 +116,16 @@ fn https_served(m: &[Sample], svc: &str, route: &str, status: &str) -> u64 {
     sum(m, "http_server_request_duration_seconds_count", &l) as u64
 }
 
-/// The agent's metrics and log, for assertion messages.
+/// The agent's metrics, its own counters that are not 0, and its log, for assertion messages.
 fn metrics_dump(mport: u16, log: &Path) -> String {
-    format!("{}\n--- agent log:\n{}", http_get(mport, "/metrics").unwrap_or_default(), agent_log(log))
+    let internal = http_get(mport, "/internal/metrics").unwrap_or_default();
+    let internal: Vec<&str> = internal.lines().filter(|l| !l.starts_with('#') && !l.ends_with(" 0")).collect();
+    format!(
+        "{}\n--- internal metrics (not 0):\n{}\n--- agent log:\n{}",
+        http_get(mport, "/metrics").unwrap_or_default(),
+        internal.join("\n"),
+        agent_log(log)
+    )
 }
 
 /// Only TLS handshakes failed to decode (`not_http`, once per connection at most), never
@@ -396,6 +403,96 @@ fn root_tls_memory_bios_node_and_asyncio() {
             assert!(back.is_some_and(|b| b.span.trace_id == call.span.trace_id), "{app}: no nginx span under the call");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Debian's own Node.js (18, `testapps/fetch-debian-node.sh`), which uses the system's shared
+/// libssl where the official binaries link OpenSSL in: its https server and client (memory
+/// BIOs, here libcrypto's `BIO_write`) against nginx, exact counts and links, and `beyla doctor`
+/// naming the shared libssl.
+#[test]
+fn root_tls_debian_node_shared_libssl() {
+    require_root();
+    let node = repo().join("testapps/build/debian-node/node");
+    assert!(node.exists(), "{} missing: run testapps/build.sh", node.display());
+    let dir = std::env::temp_dir().join(format!("beyla-tls-debnode-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = make_cert(&dir);
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (port, app, mport) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{port}\", name: nginx }}\n\
+         \x20   - {{ open_ports: \"{app}\", name: debnode }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n\
+         routes:\n  patterns: [\"/ok/{{n}}\", \"/missing/{{n}}\", \"/call/{{n}}\", \"/hello/{{n}}\"]\n",
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "tls-debnode");
+    let _nginx = start_nginx(&dir, port, &cert, &key);
+    let base = format!("https://127.0.0.1:{port}");
+    let node_app = start_script(node.to_str().unwrap(), "tls_app.js", app, &cert, &key, &base);
+    wait_instrumented(mport, 2.0, &log);
+    wait_tls_probed(mport, 2.0, &log);
+
+    let b = format!("https://127.0.0.1:{app}");
+    let urls = |path: &str, n: usize| (1..=n).map(|i| format!("{b}{path}{i}")).collect::<Vec<_>>();
+    assert_eq!(curl(&[], &urls("/hello/", 5)), vec!["200 1.1"; 5]);
+    assert_eq!(curl(&[], &urls("/missing/", 2)), vec!["404 1.1"; 2]);
+    for u in urls("/call/", 3) {
+        assert_eq!(curl(&[], &[u]), ["200 1.1"]);
+    }
+
+    let done = wait_for(Duration::from_secs(30), || {
+        let m = scrape(mport, "/metrics");
+        sum(&m, "http_server_request_duration_seconds_count", &[]) >= 13.0
+            && sum(&m, "http_client_request_duration_seconds_count", &[]) >= 3.0
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let m = scrape(mport, "/metrics");
+    let dump = || metrics_dump(mport, &log);
+    assert!(done, "requests not all counted:\n{}", dump());
+    assert_eq!(https_served(&m, "debnode", "/hello/{n}", "200"), 5, "{}", dump());
+    assert_eq!(https_served(&m, "debnode", "/missing/{n}", "404"), 2, "{}", dump());
+    assert_eq!(https_served(&m, "debnode", "/call/{n}", "200"), 3, "{}", dump());
+    assert_eq!(https_served(&m, "nginx", "/ok/{n}", "200"), 3, "{}", dump());
+    assert_eq!(sum(&m, "http_server_request_duration_seconds_count", &[]), 13.0, "{}", dump());
+    let client = [("service_name", "debnode"), ("http_response_status_code", "200"), ("url_scheme", "https")];
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &client), 3.0, "{}", dump());
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &[]), 3.0, "{}", dump());
+    assert_plaintext_all_decoded(mport);
+
+    // Each /call's client span is its child, and nginx's span the client span's child.
+    let got = wait_for(Duration::from_secs(20), || receiver.spans().iter().filter(|g| g.span.kind != 1).count() >= 16);
+    let spans: Vec<_> = receiver.spans().into_iter().filter(|g| g.span.kind != 1).collect();
+    assert!(got, "{} spans", spans.len());
+    let svc = |g: &common::otlp::Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();
+    let calls: Vec<_> = spans.iter().filter(|g| svc(g) == "debnode" && g.span.name == "GET /call/{n}").collect();
+    assert_eq!(calls.len(), 3);
+    for call in calls {
+        let client = spans
+            .iter()
+            .find(|g| g.span.kind == 3 && g.span.parent_span_id == call.span.span_id)
+            .expect("no client span under a /call");
+        assert_eq!(client.span.trace_id, call.span.trace_id);
+        let back = spans.iter().find(|g| svc(g) == "nginx" && g.span.parent_span_id == client.span.span_id);
+        assert!(back.is_some_and(|b| b.span.trace_id == call.span.trace_id), "no nginx span under the call");
+    }
+
+    // `beyla doctor`: this node's OpenSSL is the shared libssl, probed there.
+    let cfg = dir.join("doctor.yml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let out = Command::new(agent_bin()).arg("doctor").arg("--config").arg(&cfg).output().expect("beyla doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pid = node_app.pid().to_string();
+    let rows: Vec<&str> = text.lines().filter(|l| l.split_whitespace().next() == Some(pid.as_str())).collect();
+    assert!(
+        rows.iter().any(|r| r.contains("/libssl.so.3") && r.split_whitespace().nth(3) == Some("yes")),
+        "no probed libssl row for debnode ({pid}):\n{text}"
+    );
+    assert!(!rows.iter().any(|r| r.contains("/usr/bin/node")), "its executable has no OpenSSL:\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
