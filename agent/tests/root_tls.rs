@@ -406,6 +406,72 @@ fn root_tls_memory_bios_node_and_asyncio() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// curl (libcurl on the shared libssl) as a traced client of nginx over HTTPS. curl is found by
+/// its executable once it runs (discovery polls), so what it sends in its first milliseconds
+/// is not read: it reads a local file first, then five URLs at one a second on one connection,
+/// which are all counted, as client spans with `url.scheme` https, each the parent of nginx's.
+#[test]
+fn root_tls_curl_client() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("beyla-tls-curl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = make_cert(&dir);
+    let receiver = Receiver::start(Proto::Grpc, free_port());
+    let (port, mport) = (free_port(), free_port());
+    let yaml = format!(
+        "discovery:\n  poll_interval: 200ms\n  min_process_age: 0s\n  instrument:\n\
+         \x20   - {{ open_ports: \"{port}\", name: nginx }}\n\
+         \x20   - {{ exe_path: \"*/curl\", name: curlclient }}\n\
+         prometheus_export:\n  port: {mport}\n\
+         otel_traces_export:\n  endpoint: {ep}\n  protocol: grpc\n  batch_timeout: 200ms\n\
+         routes:\n  patterns: [\"/ok/{{n}}\", \"/missing/{{n}}\"]\n",
+        ep = receiver.endpoint(),
+    );
+    let (_agent, log) = start_agent(&yaml, &[], "tls-curl");
+    let _nginx = start_nginx(&dir, port, &cert, &key);
+    wait_instrumented(mport, 1.0, &log);
+    wait_tls_probed(mport, 1.0, &log);
+
+    let base = format!("https://127.0.0.1:{port}");
+    let urls: Vec<String> =
+        std::iter::once("file:///dev/null".to_string()).chain((1..=5).map(|i| format!("{base}/ok/{i}"))).collect();
+    let got = curl(&["--http1.1", "--rate", "1/s"], &urls);
+    assert_eq!(got, [vec!["000 0"], vec!["200 1.1"; 5]].concat());
+
+    let client = |route: &str| {
+        let m = scrape(mport, "/metrics");
+        let l = [("service_name", "curlclient"), ("http_route", route), ("url_scheme", "https")];
+        sum(&m, "http_client_request_duration_seconds_count", &l)
+    };
+    let done = wait_for(Duration::from_secs(30), || client("/ok/{n}") >= 5.0);
+    std::thread::sleep(Duration::from_secs(1));
+    let dump = || metrics_dump(mport, &log);
+    assert!(done, "curl's requests not counted:\n{}", dump());
+    assert_eq!(client("/ok/{n}"), 5.0, "{}", dump());
+    let m = scrape(mport, "/metrics");
+    assert_eq!(sum(&m, "http_client_request_duration_seconds_count", &[]), 5.0, "{}", dump());
+    assert_eq!(https_served(&m, "nginx", "/ok/{n}", "200"), 5, "{}", dump());
+    assert_plaintext_all_decoded(mport);
+
+    // Each of curl's /ok requests is the parent of nginx's.
+    let spans_of = |kind: i32| -> Vec<common::otlp::Got> {
+        let svc = |g: &common::otlp::Got| res_attr(Some(&g.resource), "service.name").unwrap_or_default();
+        receiver.spans().into_iter().filter(|g| g.span.kind == kind && (kind != 3 || svc(g) == "curlclient")).collect()
+    };
+    let got = wait_for(Duration::from_secs(20), || spans_of(3).len() >= 5 && spans_of(2).len() >= 5);
+    assert!(got, "{} client and {} server spans", spans_of(3).len(), spans_of(2).len());
+    let servers = spans_of(2);
+    let oks: Vec<_> = spans_of(3).into_iter().filter(|g| g.span.name == "GET /ok/{n}").collect();
+    assert_eq!(oks.len(), 5);
+    for c in oks {
+        assert!(attr(&c.span.attributes, "url.full").is_some_and(|u| u.starts_with(&format!("{base}/ok/"))));
+        let served = servers.iter().find(|s| s.span.parent_span_id == c.span.span_id);
+        assert!(served.is_some_and(|s| s.span.trace_id == c.span.trace_id), "no nginx span under a curl request");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Debian's own Node.js (18, `testapps/fetch-debian-node.sh`), which uses the system's shared
 /// libssl where the official binaries link OpenSSL in: its https server and client (memory
 /// BIOs, here libcrypto's `BIO_write`) against nginx, exact counts and links, and `beyla doctor`
