@@ -98,53 +98,44 @@ impl TlsProbes {
     }
 }
 
+/// Opens a TLS probes' skeleton (`$builder`) on the capture family's maps it names, with the
+/// capture's ring wake-up rule, and loads it.
+macro_rules! load_on_shared_maps {
+    ($builder:ty, $family:literal, $maps:expr, $ring:expr, [$($map:ident),*]) => {{
+        let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open =
+            <$builder>::default().open(storage).map_err(|source| AttachError::Open { family: $family, source })?;
+        $(
+            open.maps.$map.reuse_fd($maps.$map.as_fd())
+                .map_err(|source| AttachError::Map { map: stringify!($map), source })?;
+        )*
+        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+            // The same wake-up rule as the capture family's, on the same ring.
+            rodata.wakeup_len = $ring.wakeup_len;
+            rodata.wakeup_bytes = $ring.wakeup_bytes();
+        }
+        open.load().map_err(|source| AttachError::Load { family: $family, source })
+    }};
+}
+
 fn load(maps: &TlsMaps, ring: super::LoadOptions) -> Result<OpensslSkel<'static>, AttachError> {
-    let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-    let mut open = OpensslSkelBuilder::default()
-        .open(storage)
-        .map_err(|source| AttachError::Open { family: "openssl", source })?;
-    let m = &mut open.maps;
-    let shared = [
-        (&mut m.events, &maps.events, "events"),
-        (&mut m.events_lost, &maps.events_lost, "events_lost"),
-        (&mut m.traced_pids, &maps.traced_pids, "traced_pids"),
-        (&mut m.ssl_calls, &maps.ssl_calls, "ssl_calls"),
-        (&mut m.ssl_socks, &maps.ssl_socks, "ssl_socks"),
-        (&mut m.ssl_ciphers, &maps.ssl_ciphers, "ssl_ciphers"),
-        (&mut m.h2_walks, &maps.h2_walks, "h2_walks"),
-    ];
-    for (map, fd, name) in shared {
-        map.reuse_fd(fd.as_fd()).map_err(|source| AttachError::Map { map: name, source })?;
-    }
-    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        // The same wake-up rule as the capture family's, on the same ring.
-        rodata.wakeup_len = ring.wakeup_len;
-        rodata.wakeup_bytes = ring.wakeup_bytes();
-    }
-    open.load().map_err(|source| AttachError::Load { family: "openssl", source })
+    load_on_shared_maps!(
+        OpensslSkelBuilder,
+        "openssl",
+        maps,
+        ring,
+        [events, events_lost, traced_pids, ssl_calls, ssl_socks, ssl_ciphers, h2_walks]
+    )
 }
 
 fn load_rustls(maps: &TlsMaps, ring: super::LoadOptions) -> Result<RustlsSkel<'static>, AttachError> {
-    let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-    let mut open =
-        RustlsSkelBuilder::default().open(storage).map_err(|source| AttachError::Open { family: "rustls", source })?;
-    let m = &mut open.maps;
-    let shared = [
-        (&mut m.events, &maps.events, "events"),
-        (&mut m.events_lost, &maps.events_lost, "events_lost"),
-        (&mut m.traced_pids, &maps.traced_pids, "traced_pids"),
-        (&mut m.ssl_calls, &maps.ssl_calls, "ssl_calls"),
-        (&mut m.ssl_socks, &maps.ssl_socks, "ssl_socks"),
-        (&mut m.h2_walks, &maps.h2_walks, "h2_walks"),
-    ];
-    for (map, fd, name) in shared {
-        map.reuse_fd(fd.as_fd()).map_err(|source| AttachError::Map { map: name, source })?;
-    }
-    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.wakeup_len = ring.wakeup_len;
-        rodata.wakeup_bytes = ring.wakeup_bytes();
-    }
-    open.load().map_err(|source| AttachError::Load { family: "rustls", source })
+    load_on_shared_maps!(
+        RustlsSkelBuilder,
+        "rustls",
+        maps,
+        ring,
+        [events, events_lost, traced_pids, ssl_calls, ssl_socks, h2_walks]
+    )
 }
 
 /// The two libraries' probes, owned by the thread.
