@@ -33,6 +33,7 @@
 #include "maps/traced_pids.h"
 #include "maps/ssl_calls.h"
 #include "maps/ssl_socks.h"
+#include "maps/tls_conns.h"
 #include "helpers.h"
 #include "tls_plaintext.h"
 
@@ -114,19 +115,25 @@ int rtls_fill_ret(struct pt_regs *ctx)
 }
 
 /* The socket of a plaintext read of the connection `conn` (a Reader's buffer, a TlsStream) by
- * thread `id`: `filled`, the socket the thread last read records from (inside the read, or
- * just before it: a handshake that read the first request with its last records), which
- * `conn` is then known by; else the one an earlier read of `conn` named. */
-static __always_inline __u64 read_socket(__u64 id, __u64 conn, __u64 filled)
+ * thread `id`: `inner`, the socket that the thread read records from in the same call, which
+ * `conn` is then known by (and forgotten at the socket's close: tls_conns); else the one an
+ * earlier read of `conn` named; else `before`, the socket of the thread's last records before
+ * the call (a handshake that read the first request with its last records). */
+static __always_inline __u64 read_socket(__u64 id, __u64 conn, __u64 inner, __u64 before)
 {
 	struct ssl_key k = { .tgid = id >> 32, .ssl = conn };
-	if (filled) {
-		struct ssl_sock v = { .sk = filled };
-		bpf_map_update_elem(&ssl_socks, &k, &v, BPF_ANY);
-		return filled;
+	if (!inner) {
+		struct ssl_sock *known = bpf_map_lookup_elem(&ssl_socks, &k);
+		if (known)
+			return known->sk;
+		inner = before;
 	}
-	struct ssl_sock *known = bpf_map_lookup_elem(&ssl_socks, &k);
-	return known ? known->sk : 0;
+	if (inner) {
+		struct ssl_sock v = { .sk = inner };
+		bpf_map_update_elem(&ssl_socks, &k, &v, BPF_ANY);
+		bpf_map_update_elem(&tls_conns, &inner, &k, BPF_ANY);
+	}
+	return inner;
 }
 
 /* Takes the thread's RUSTLS_FILLED state: the socket its last records were read from. */
@@ -167,7 +174,9 @@ int rtls_read_ret(struct pt_regs *ctx)
 	__u64 len = ok_count(ctx);
 	if (len == 0)
 		return 0;
-	__u64 sk = read_socket(id, c.ssl, c.sk);
+	/* rustls::Stream reads the records and the plaintext in one call: the fill just before
+	 * is this read's. */
+	__u64 sk = read_socket(id, c.ssl, c.sk, 0);
 	if (!sk) {
 		count_unlinked();
 		return 0;
@@ -233,9 +242,7 @@ int rtls_poll_read_ret(struct pt_regs *ctx)
 		return 0;
 	struct poll_read p = *pp;
 	bpf_map_delete_elem(&rustls_polls, &id);
-	/* Records read inside the call name the socket first. */
-	__u64 filled = take_filled(id);
-	__u64 sk = read_socket(id, p.stream, filled ? filled : p.sk);
+	__u64 sk = read_socket(id, p.stream, take_filled(id), p.sk);
 	__u64 now = 0;
 	if (bpf_probe_read_user(&now, sizeof(now), (void *)(p.read_buf + offsetof(struct read_buf, filled))))
 		return 0;

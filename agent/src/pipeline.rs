@@ -183,6 +183,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
             ssl_calls: maps.ssl_calls.as_fd().try_clone_to_owned()?,
             ssl_socks: maps.ssl_socks.as_fd().try_clone_to_owned()?,
             ssl_ciphers: maps.ssl_ciphers.as_fd().try_clone_to_owned()?,
+            tls_conns: maps.tls_conns.as_fd().try_clone_to_owned()?,
             h2_walks: maps.h2_walks.as_fd().try_clone_to_owned()?,
         })
     })()

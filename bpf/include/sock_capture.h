@@ -13,6 +13,7 @@
 #include "maps/ssl_calls.h"
 #include "maps/ssl_socks.h"
 #include "maps/ssl_ciphers.h"
+#include "maps/tls_conns.h"
 #include "maps/events.h"
 #include "helpers.h"
 #include "sock_emit.h"
@@ -173,6 +174,12 @@ static __always_inline int emit_data(long ret)
 static __always_inline int send_close(__u64 id, struct sock *sk)
 {
 	h2_forget((__u64)sk);
+	__u64 key = (__u64)sk;
+	struct ssl_key *conn = bpf_map_lookup_elem(&tls_conns, &key);
+	if (conn) {
+		bpf_map_delete_elem(&ssl_socks, conn);
+		bpf_map_delete_elem(&tls_conns, &key);
+	}
 	struct sock_event *e = new_event(EVENT_SOCK_CLOSE, 0, id, sk);
 	if (!e)
 		return 0;

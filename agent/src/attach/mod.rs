@@ -143,6 +143,7 @@ pub struct MapHandles {
     pub ssl_calls: MapHandle,
     pub ssl_socks: MapHandle,
     pub ssl_ciphers: MapHandle,
+    pub tls_conns: MapHandle,
     pub h2_walks: MapHandle,
 }
 
@@ -242,18 +243,24 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
                 handle(&net.maps.ssl_calls, "ssl_calls")?,
                 handle(&net.maps.ssl_socks, "ssl_socks")?,
                 handle(&net.maps.ssl_ciphers, "ssl_ciphers")?,
+                handle(&net.maps.tls_conns, "tls_conns")?,
                 handle(&net.maps.h2_walks, "h2_walks")?,
             );
             (NetSkel::$variant(net), sock_events, events_lost, go, tls)
         }};
     }
-    let (net, sock_events, events_lost, (go_offsets, go_serving), (ssl_calls, ssl_socks, ssl_ciphers, h2_walks)) =
-        match family {
-            HookFamily::Socket => load_net!(SocketNetSkelBuilder, Socket, "socket", false),
-            HookFamily::Tracepoints => load_net!(TracepointNetSkelBuilder, Tracepoints, "tracepoints", true),
-            HookFamily::Kprobes => load_net!(KprobeNetSkelBuilder, Kprobes, "kprobes", true),
-            HookFamily::Fentry => load_net!(FentryNetSkelBuilder, Fentry, "fentry", true),
-        };
+    let (
+        net,
+        sock_events,
+        events_lost,
+        (go_offsets, go_serving),
+        (ssl_calls, ssl_socks, ssl_ciphers, tls_conns, h2_walks),
+    ) = match family {
+        HookFamily::Socket => load_net!(SocketNetSkelBuilder, Socket, "socket", false),
+        HookFamily::Tracepoints => load_net!(TracepointNetSkelBuilder, Tracepoints, "tracepoints", true),
+        HookFamily::Kprobes => load_net!(KprobeNetSkelBuilder, Kprobes, "kprobes", true),
+        HookFamily::Fentry => load_net!(FentryNetSkelBuilder, Fentry, "fentry", true),
+    };
 
     let handles = MapHandles {
         traced_pids: handle(&process.maps.traced_pids, "traced_pids")?,
@@ -266,6 +273,7 @@ pub fn load(family: HookFamily, opts: LoadOptions) -> Result<(Probes, MapHandles
         ssl_calls,
         ssl_socks,
         ssl_ciphers,
+        tls_conns,
         h2_walks,
     };
     let programs = att.links.len();

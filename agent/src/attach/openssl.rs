@@ -3,17 +3,18 @@
 //! attached to a Rust executable whose symbols name rustls's plaintext reader and writer
 //! (`discover::tls`). They report TLS plaintext as data of the connection's socket.
 //!
-//! Runs on one dedicated thread that owns the skeleton (libbpf objects are not `Send`), like
+//! Runs on one dedicated thread that owns the skeletons (libbpf objects are not `Send`), like
 //! the Go probes. A process that maps no libssl yet (Python imports `ssl` on first use) is
-//! looked at again every few seconds while it is traced. Children a traced process forks are
+//! looked at again every few seconds while it is traced, every 50 ms in its first 2 s (one
+//! found as it starts has not mapped its libraries yet). Children a traced process forks are
 //! attached as the agent learns of the fork (`Traced::inherit`): uprobes do not follow a fork,
 //! so what such a child does in the first milliseconds is not read (a socket-BIO connection is
 //! named by its next read or write after that).
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags};
@@ -28,6 +29,11 @@ use crate::discover::tls::{self, FileFunctions, RustlsFunctions, SslFunctions};
 
 /// How often processes without OpenSSL are looked at again, and the unlinked count read.
 const RECHECK: Duration = Duration::from_secs(2);
+/// A process found as it starts maps its libraries in its first milliseconds, and a short-lived
+/// client (curl) makes its requests soon after: during its first FRESH it is looked at again
+/// every FRESH_RECHECK.
+const FRESH: Duration = Duration::from_secs(2);
+const FRESH_RECHECK: Duration = Duration::from_millis(50);
 
 enum Command {
     Attach { pid: u32 },
@@ -40,10 +46,11 @@ pub struct TlsProbes {
     tx: mpsc::Sender<Command>,
 }
 
-/// The capture family's maps the OpenSSL probes share: its ring buffer and loss count, the
-/// traced processes, the calls in progress and memory-BIO records it names sockets from, the
-/// sockets it named, and its HTTP/2 frame walks (a TLS connection's plaintext is walked like a
-/// cleartext one's, and forgotten at close).
+/// The capture family's maps the TLS probes share: its ring buffer and loss count, the traced
+/// processes, the calls in progress and memory-BIO records it names sockets from, the sockets
+/// it named (and, for rustls's connections, forgets at close: `tls_conns`), and its HTTP/2
+/// frame walks (a TLS connection's plaintext is walked like a cleartext one's, and forgotten at
+/// close).
 pub struct TlsMaps {
     pub events: OwnedFd,
     pub events_lost: OwnedFd,
@@ -51,6 +58,7 @@ pub struct TlsMaps {
     pub ssl_calls: OwnedFd,
     pub ssl_socks: OwnedFd,
     pub ssl_ciphers: OwnedFd,
+    pub tls_conns: OwnedFd,
     pub h2_walks: OwnedFd,
 }
 
@@ -134,7 +142,7 @@ fn load_rustls(maps: &TlsMaps, ring: super::LoadOptions) -> Result<RustlsSkel<'s
         "rustls",
         maps,
         ring,
-        [events, events_lost, traced_pids, ssl_calls, ssl_socks, h2_walks]
+        [events, events_lost, traced_pids, ssl_calls, ssl_socks, tls_conns, h2_walks]
     )
 }
 
@@ -150,32 +158,45 @@ type Inspected = HashMap<FileKey, FileFunctions>;
 
 fn run(mut skel: Skels, rx: mpsc::Receiver<Command>, stats: TlsStats) {
     let mut procs: HashMap<u32, Vec<Link>> = HashMap::new();
-    let mut waiting: HashSet<u32> = HashSet::new();
+    // Processes without TLS probes yet, since when.
+    let mut waiting: HashMap<u32, Instant> = HashMap::new();
     let mut inspected: Inspected = HashMap::new();
     let mut unlinked_seen = 0u64;
+    let mut next_full = Instant::now() + RECHECK;
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
     loop {
-        match rx.recv_timeout(RECHECK) {
+        let now = Instant::now();
+        let fresh = waiting.values().any(|since| now.duration_since(*since) < FRESH);
+        let due = if fresh { next_full.min(now + FRESH_RECHECK) } else { next_full };
+        match rx.recv_timeout(due.saturating_duration_since(now)) {
             Ok(Command::Attach { pid }) => {
                 if !procs.contains_key(&pid) && !try_attach(&mut skel, pid, &mut inspected, &mut procs) {
-                    waiting.insert(pid);
+                    waiting.entry(pid).or_insert(now);
                 }
             }
             Ok(Command::Detach { pid }) => {
                 waiting.remove(&pid);
                 if procs.remove(&pid).is_some() {
-                    debug!(pid, "OpenSSL probes detached.");
+                    debug!(pid, "TLS probes detached.");
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
-                // Inherited children are not reported gone by discovery: their links go here.
-                procs.retain(|&pid, _| alive(pid));
-                waiting.retain(|&pid| alive(pid) && !try_attach(&mut skel, pid, &mut inspected, &mut procs));
-                let total = read_unlinked(&skel);
-                stats.unlinked.inc_by(total.saturating_sub(unlinked_seen));
-                unlinked_seen = unlinked_seen.max(total);
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        if now >= next_full {
+            next_full = now + RECHECK;
+            // Inherited children are not reported gone by discovery: their links go here.
+            procs.retain(|&pid, _| alive(pid));
+            waiting.retain(|&pid, _| alive(pid) && !try_attach(&mut skel, pid, &mut inspected, &mut procs));
+            let total = read_unlinked(&skel);
+            stats.unlinked.inc_by(total.saturating_sub(unlinked_seen));
+            unlinked_seen = unlinked_seen.max(total);
+        } else if fresh {
+            waiting.retain(|&pid, since| {
+                now.duration_since(*since) >= FRESH
+                    || (alive(pid) && !try_attach(&mut skel, pid, &mut inspected, &mut procs))
+            });
         }
         stats.processes.set(procs.len() as i64);
     }
