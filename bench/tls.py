@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Overhead of the agent on HTTPS: Debian's nginx (one worker) serving a 1 KiB file over HTTPS
-and, for comparison, over cleartext HTTP, loaded by wrk (keep-alive), runs without and with the
+and, for comparison, over cleartext HTTP, and our hyper-on-tokio-rustls app (testapps/rust-https,
+2 workers) answering /ping over HTTPS, loaded by wrk (keep-alive), runs without and with the
 agent alternated (A B A B ...) so that machine drift cancels. With the agent, the OpenSSL probes
-read nginx's plaintext (docs/architecture.md, OpenSSL probes).
+read nginx's plaintext and the rustls probes the Rust app's (docs/architecture.md).
 
   sudo python3 bench/tls.py [--pairs 3] [--secs 8] [--conns 16]
 
 Prints each run, then per scheme the median throughput without and with the agent and their
 ratio, p99 latency with and without, requests the agent decoded per request served (1.00: none
-lost), and from bpf_stats the BPF programs' runs per request: the OpenSSL uprobes (`ssl_*`, each
-run is a trap into the kernel) and all programs, with their nanoseconds per request. Uses
+lost), and from bpf_stats the BPF programs' runs per request: the TLS uprobes (`ssl_*`, `rtls_*`,
+each run is a trap into the kernel) and all programs, with their nanoseconds per request. Uses
 bench.py's agent helper and the release build (cargo build --release -p beyla).
 """
 import argparse
@@ -92,8 +93,14 @@ def main():
     d = tempfile.mkdtemp(prefix="beyla-tls-nginx-")
     os.chmod(d, 0o755)  # nginx's worker runs as another user
     nginx = start_nginx(d, https, http)
+    rport = bench.free_port()
+    rust_env = dict(os.environ, TLS_CERT=os.path.join(d, "cert.pem"), TLS_KEY=os.path.join(d, "key.pem"))
+    rust = subprocess.Popen([os.path.join(bench.REPO, "testapps/build/rust-https"), str(rport)], env=rust_env,
+                            stdout=subprocess.DEVNULL)
+    bench.wait_port(rport)
     subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"], check=True)
-    urls = {"https": f"https://127.0.0.1:{https}/ping", "http": f"http://127.0.0.1:{http}/ping"}
+    urls = {"https": f"https://127.0.0.1:{https}/ping", "http": f"http://127.0.0.1:{http}/ping",
+            "rustls": f"https://127.0.0.1:{rport}/ping"}
     rows = {(s, w): [] for s in urls for w in (False, True)}
     per_req = {s: [] for s in urls}
     try:
@@ -104,11 +111,11 @@ def main():
                 for with_agent in (False, True):
                     agent = None
                     if with_agent:
-                        agent = bench.Agent([("nginx", f"{https},{http}")], 2, tag="tls")
+                        agent = bench.Agent([("nginx", f"{https},{http}"), ("rusttls", f"{rport}")], 3, tag="tls")
                         end = time.time() + 30
-                        while bench.metric_sum(agent.internal(), "beyla_instrumented_tls_processes") < 2:
+                        while bench.metric_sum(agent.internal(), "beyla_instrumented_tls_processes") < 3:
                             if time.time() > end:
-                                raise RuntimeError("OpenSSL probes not attached to nginx's 2 processes")
+                                raise RuntimeError("TLS probes not attached to nginx's 2 processes and rust-https")
                             time.sleep(0.2)
                     try:
                         if agent:
@@ -118,7 +125,7 @@ def main():
                             time.sleep(2)
                             ns1, _, per1 = bench.bpf_stats(agent.pid)
                             ssl_runs = sum(c - per0.get(k, (0, 0))[1] for k, (_, c) in per1.items()
-                                           if k.startswith("ssl_"))
+                                           if k.startswith(("ssl_", "rtls_")))
                             all_runs = sum(c - per0.get(k, (0, 0))[1] for k, (_, c) in per1.items())
                             per_req[scheme].append(((decoded(agent) - before) / n, ssl_runs / n, all_runs / n,
                                                     (ns1 - ns0) / n))
@@ -130,6 +137,8 @@ def main():
     finally:
         nginx.terminate()
         nginx.wait()
+        rust.terminate()
+        rust.wait()
         subprocess.run(["sysctl", "-qw", "kernel.bpf_stats_enabled=0"], check=False)
     for scheme in urls:
         base = statistics.median(r[0] for r in rows[(scheme, False)])
@@ -139,7 +148,7 @@ def main():
         cols = [statistics.median(x[i] for x in per_req[scheme]) for i in range(4)]
         print(f"{scheme}: median {base:.0f} req/s without, {wa:.0f} with the agent: ratio {wa / base:.3f}; "
               f"p99 {p99b:.0f} -> {p99a:.0f} us; decoded per request {cols[0]:.2f}; "
-              f"OpenSSL probe runs per request {cols[1]:.2f}; BPF runs per request {cols[2]:.2f}, "
+              f"TLS probe runs per request {cols[1]:.2f}; BPF runs per request {cols[2]:.2f}, "
               f"{cols[3]:.0f} ns", flush=True)
 
 
