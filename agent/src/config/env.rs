@@ -3,7 +3,7 @@
 use serde_yaml::Value;
 
 use super::error::{ConfigError, ConfigWarning, Origin};
-use super::load::{probe, ProbeError};
+use super::keys::{probe, ProbeError};
 use super::Config;
 
 /// How a variable's text becomes a configuration value.

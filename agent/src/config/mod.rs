@@ -11,8 +11,10 @@
 
 mod env;
 mod error;
+mod keys;
 mod load;
 mod locate;
+mod provenance;
 pub mod sections;
 mod types;
 mod validate;

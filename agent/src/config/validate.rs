@@ -2,7 +2,7 @@
 //! features that are accepted but not built yet.
 
 use super::error::{ConfigError, ConfigWarning, Origin};
-use super::load::Provenance;
+use super::provenance::Provenance;
 use super::sections::discovery::SelectorOf;
 use super::sections::prometheus::{Buckets, InternalMetricsExporter, MetricFeature};
 use super::{Config, ContextPropagation, KubeEnable, TracePrinter};

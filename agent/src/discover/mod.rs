@@ -169,21 +169,12 @@ impl Default for DiscoverOptions {
             min_process_age: Duration::from_secs(5),
             global_name: None,
             global_namespace: None,
-            hostname: local_hostname(),
+            hostname: crate::kernel::local_hostname(),
             self_pid: std::process::id(),
             kube: None,
             changes: None,
         }
     }
-}
-
-/// The kernel host name (`/proc/sys/kernel/hostname`), or `localhost`.
-pub fn local_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// One full, stateless scan.

@@ -1,14 +1,12 @@
 //! What this kernel can do, probed for real at start-up (and by `beyla doctor`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::host;
 use super::mounts::{find_mounts, CgroupLayout};
-use super::plan::{choose, HookMode};
 use super::probes::{self, Outcome, VmlinuxBtf};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -163,14 +161,6 @@ pub fn probe() -> Features {
     f
 }
 
-fn yn(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
 impl Features {
     /// The note recorded for `feature` (a field name), or "".
     pub fn note(&self, feature: &str) -> &str {
@@ -183,110 +173,5 @@ impl Features {
             return Vec::new();
         };
         AGENT_CAPS.iter().filter(|(_, bit)| eff & (1u64 << bit) == 0).map(|(name, _)| *name).collect()
-    }
-
-    /// One line for the start-up log, with the hook family `auto` picks.
-    pub fn summary_line(&self) -> String {
-        let hook = match choose(self, HookMode::Auto) {
-            Ok(p) => p.family.to_string(),
-            Err(_) => "none".to_string(),
-        };
-        format!(
-            "kernel={} btf={} kprobes={} kprobe_multi={} fentry={} tp_btf={} sock_tracepoints={} raw_tp={} tracepoints={} \
-             ringbuf={} tcx={} clsact={} uprobe_multi={} task_btf={} task_storage={} lockdown={} hook={}",
-            self.kernel_release,
-            yn(self.btf),
-            yn(self.kprobes),
-            yn(self.kprobe_multi),
-            yn(self.fentry),
-            yn(self.tp_btf),
-            yn(self.sock_tracepoints),
-            yn(self.raw_tp),
-            yn(self.tracepoints && self.syscall_tracepoints),
-            yn(self.ringbuf),
-            yn(self.tcx),
-            yn(self.clsact),
-            yn(self.uprobe_multi),
-            yn(self.get_current_task_btf),
-            yn(self.task_storage),
-            self.lockdown.as_deref().unwrap_or("unknown"),
-            hook,
-        )
-    }
-
-    /// (feature, value, note) rows of the doctor table.
-    pub(crate) fn rows(&self) -> Vec<(String, String, String)> {
-        let mut rows = Vec::new();
-        let mut flag = |name: &'static str, v: bool| {
-            rows.push((name.to_string(), yn(v).to_string(), self.note(name).to_string()));
-        };
-        flag("btf", self.btf);
-        flag("kprobes", self.kprobes);
-        flag("kprobe_multi", self.kprobe_multi);
-        flag("fentry", self.fentry);
-        flag("tp_btf", self.tp_btf);
-        flag("sock_tracepoints", self.sock_tracepoints);
-        flag("raw_tp", self.raw_tp);
-        flag("tracepoints", self.tracepoints);
-        flag("syscall_tracepoints", self.syscall_tracepoints);
-        flag("ringbuf", self.ringbuf);
-        flag("tcx", self.tcx);
-        flag("clsact", self.clsact);
-        flag("uprobe_multi", self.uprobe_multi);
-        flag("get_current_task_btf", self.get_current_task_btf);
-        flag("task_storage", self.task_storage);
-        flag("probe_write_user", self.probe_write_user);
-        let path = |p: &Option<PathBuf>, missing: &str| match p {
-            Some(p) => (p.display().to_string(), String::new()),
-            None => ("-".to_string(), missing.to_string()),
-        };
-        rows.push((
-            "lockdown".into(),
-            self.lockdown.clone().unwrap_or_else(|| "unknown".into()),
-            self.note("lockdown").to_string(),
-        ));
-        let (v, n) = path(&self.bpffs, "not mounted (ensure_mounts mounts it at /sys/fs/bpf)");
-        rows.push(("bpffs".into(), v, n));
-        let (v, n) = path(&self.tracefs, "not mounted (ensure_mounts mounts it at /sys/kernel/tracing)");
-        rows.push(("tracefs".into(), v, n));
-        let (v, _) = path(&self.cgroup2, "");
-        rows.push(("cgroup2".into(), v, format!("cgroups {}", self.cgroup_layout)));
-        let missing = self.missing_caps();
-        let caps = match (self.cap_eff, missing.is_empty()) {
-            (None, _) => ("unknown".to_string(), String::new()),
-            (Some(eff), true) => ("all".to_string(), format!("CapEff={eff:016x}")),
-            (Some(eff), false) => ("missing".to_string(), format!("{} (CapEff={eff:016x})", missing.join(" "))),
-        };
-        rows.push(("capabilities".into(), caps.0, format!("euid={} {}", self.euid, caps.1)));
-        rows.push((
-            "perf_event_paranoid".into(),
-            self.perf_event_paranoid.map_or("unknown".into(), |p| p.to_string()),
-            String::new(),
-        ));
-        rows
-    }
-}
-
-/// Formats rows as an aligned table with a header.
-pub(crate) fn table(header: (&str, &str, &str), rows: &[(String, String, String)]) -> String {
-    let w0 = rows.iter().map(|r| r.0.len()).chain([header.0.len()]).max().unwrap_or(0);
-    let w1 = rows.iter().map(|r| r.1.len()).chain([header.1.len()]).max().unwrap_or(0);
-    let mut out = String::new();
-    let lines = std::iter::once((header.0, header.1, header.2))
-        .chain(rows.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())));
-    for (a, b, c) in lines {
-        let line = format!("{a:<w0$}  {b:<w1$}  {c}");
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// The doctor's feature table.
-impl fmt::Display for Features {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "kernel {} (probed in {} ms)", self.kernel_release, self.probe_duration.as_millis())?;
-        writeln!(f)?;
-        f.write_str(&table(("FEATURE", "RESULT", "NOTE"), &self.rows()))
     }
 }

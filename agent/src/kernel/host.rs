@@ -79,6 +79,15 @@ pub(crate) fn kernel_release() -> String {
     read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_default()
 }
 
+/// The kernel host name (`/proc/sys/kernel/hostname`), or `localhost`.
+pub fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! Start-up order: [`ensure_mounts`] → [`probe`] → [`choose`]; log
 //! [`Features::summary_line`]. `beyla doctor` prints [`doctor_report`].
 
+mod doctor;
 pub mod features;
 mod host;
 pub mod mounts;
@@ -12,7 +13,9 @@ mod probes;
 
 use std::path::PathBuf;
 
+pub use doctor::doctor_report;
 pub use features::{probe, Features};
+pub use host::local_hostname;
 pub use mounts::{ensure_mounts, find_mounts, CgroupLayout, FoundMounts, Mounts};
 pub use plan::{choose, families_to_try, HookFamily, HookMode, HookPlan};
 
@@ -45,56 +48,4 @@ pub enum KernelError {
     NoHookFamily { kernel_release: String, reason: String },
     #[error("this kernel ({kernel_release}) lacks {feature}, which beyla requires: {reason}")]
     RequiredFeatureMissing { feature: &'static str, kernel_release: String, reason: String },
-}
-
-/// The `beyla doctor` report: the feature table, then the hook plan (or why there is none).
-pub fn doctor_report(f: &Features, plan: &Result<HookPlan, KernelError>) -> String {
-    let mut out = f.to_string();
-    out.push('\n');
-    match plan {
-        Ok(p) => out.push_str(&p.to_string()),
-        Err(e) => {
-            out.push_str("PLAN  none\n");
-            out.push_str(&format!("error: {e}\n"));
-        }
-    }
-    out.push_str(&format!("\nsummary: {}\n", f.summary_line()));
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn doctor_report_has_table_and_plan() {
-        let mut f = Features {
-            kernel_release: "6.18.44".into(),
-            btf: true,
-            ringbuf: true,
-            tracepoints: true,
-            syscall_tracepoints: true,
-            raw_tp: true,
-            tracefs: Some("/sys/kernel/tracing".into()),
-            ..Default::default()
-        };
-        f.notes.insert("kprobes", "no kprobe PMU".into());
-        let report = doctor_report(&f, &choose(&f, HookMode::Auto));
-        assert!(report.contains("FEATURE"), "{report}");
-        let words = |key: &str| {
-            let line = report.lines().find(|l| l.starts_with(&format!("{key} "))).unwrap_or_default();
-            line.split_whitespace().map(str::to_string).collect::<Vec<_>>()
-        };
-        assert_eq!(words("kprobes"), ["kprobes", "no", "no", "kprobe", "PMU"], "{report}");
-        assert_eq!(words("family"), ["family", "tracepoints"], "{report}");
-        // Columns are aligned: every feature row has its value at the same offset.
-        let col = |l: &str| l.find("  ").map(|i| i + l[i..].find(|c: char| c != ' ').unwrap_or(0));
-        let offsets: Vec<_> = report.lines().skip(2).take_while(|l| !l.is_empty()).map(col).collect();
-        assert!(offsets.windows(2).all(|w| w[0] == w[1]), "{report}");
-        let err = choose(&f, HookMode::Kprobes);
-        let report = doctor_report(&f, &err);
-        assert!(report.contains("error: ebpf.hook_mode: kprobes requested"), "{report}");
-        assert!(f.summary_line().starts_with("kernel=6.18.44 btf=yes kprobes=no"), "{}", f.summary_line());
-        assert!(f.summary_line().ends_with("hook=tracepoints"), "{}", f.summary_line());
-    }
 }

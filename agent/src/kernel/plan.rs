@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::features::{table, Features};
+use super::features::Features;
 use super::KernelError;
 
 /// A family of kernel hooks the agent's BPF programs are written for.
@@ -161,39 +161,6 @@ pub struct HookPlan {
     pub use_uprobe_multi: bool,
     /// Attach kprobes with kprobe.multi links (kprobes family only).
     pub use_kprobe_multi: bool,
-}
-
-impl HookPlan {
-    pub(crate) fn rows(&self) -> Vec<(String, String, String)> {
-        let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
-        let best_note = if self.best_available == self.family { "" } else { "not selected (ebpf.hook_mode)" };
-        vec![
-            ("hook_mode".into(), self.mode.to_string(), "ebpf.hook_mode".into()),
-            ("family".into(), self.family.to_string(), String::new()),
-            ("best_available".into(), self.best_available.to_string(), best_note.into()),
-            ("use_tcx".into(), yn(self.use_tcx), if self.use_tcx { "tcx links" } else { "clsact qdisc" }.into()),
-            ("use_task_btf".into(), yn(self.use_task_btf), String::new()),
-            (
-                "use_task_storage".into(),
-                yn(self.use_task_storage),
-                match (self.family, self.use_task_storage) {
-                    (HookFamily::Socket, _) => "socket family: no syscall arguments kept",
-                    (_, true) => "syscall arguments in task storage",
-                    (_, false) => "syscall arguments in an LRU hash",
-                }
-                .into(),
-            ),
-            ("use_tp_btf".into(), yn(self.use_tp_btf), String::new()),
-            ("use_uprobe_multi".into(), yn(self.use_uprobe_multi), String::new()),
-            ("use_kprobe_multi".into(), yn(self.use_kprobe_multi), String::new()),
-        ]
-    }
-}
-
-impl fmt::Display for HookPlan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&table(("PLAN", "VALUE", "NOTE"), &self.rows()))
-    }
 }
 
 /// The capture families to try, best first: with `auto` every family this kernel offers (the

@@ -70,7 +70,7 @@ pub struct KubeOptions {
 /// The node this agent runs on: `NODE_NAME` (the DaemonSet sets it from `spec.nodeName`),
 /// else the host name.
 pub fn local_node_name() -> String {
-    std::env::var("NODE_NAME").ok().filter(|n| !n.trim().is_empty()).unwrap_or_else(crate::discover::local_hostname)
+    std::env::var("NODE_NAME").ok().filter(|n| !n.trim().is_empty()).unwrap_or_else(crate::kernel::local_hostname)
 }
 
 type Labels = Vec<(&'static str, String)>;

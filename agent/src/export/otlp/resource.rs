@@ -12,7 +12,7 @@ pub struct ResourceBuilder {
 
 impl ResourceBuilder {
     pub fn new(extra: Vec<(String, String)>) -> Self {
-        let host = crate::discover::local_hostname();
+        let host = crate::kernel::local_hostname();
         ResourceBuilder { host, extra }
     }
 
