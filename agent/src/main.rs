@@ -154,14 +154,7 @@ fn agent(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
     let features = kernel::probe();
     let plan = kernel::choose(&features, cfg.ebpf.hook_mode)?;
     info!(summary = %features.summary_line(), family = %plan.family, "Kernel probed.");
-    let families = kernel::families_to_try(&features, cfg.ebpf.hook_mode)?;
-    let mut pcfg = PipelineConfig::from_config(&cfg, families).context("building process selectors")?;
-    pcfg.task_storage = plan.use_task_storage;
-    pcfg.propagate_headers = beyla::pipeline::context_propagation(
-        cfg.ebpf.context_propagation,
-        &features,
-        cfg.discovery.skip_go_specific_tracers,
-    );
+    let pcfg = PipelineConfig::from_config(&cfg, &plan, &features).context("building process selectors")?;
     if pcfg.selection.include.is_empty() {
         warn!("No process selector configured (open_port, auto_target_exe, discovery.instrument): nothing will be instrumented.");
     }

@@ -1,5 +1,6 @@
 //! Wires the stages together, one named bounded channel per edge:
-//! `discover_to_attach`, `ringbuf_to_decode`, `decode_to_enrich`, `enrich_to_export`.
+//! `discover_to_attach`, `ringbuf_to_decode`, `decode_to_enrich`, `enrich_to_export`, and
+//! `lifecycle_to_attach` (fork/exec/exit for the traced-process table's owner).
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -218,15 +219,15 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
         tasks.push(tokio::spawn(export::serve(l, vec![internal_ep])));
     }
 
-    let traced = Arc::new(Traced::new(maps.traced_pids));
-    if let Some(t) = &tls {
-        traced.set_tls_probes(t.clone());
-    }
+    let traced = Traced::new(maps.traced_pids, tls.clone());
+    let view = traced.view();
     let n = cfg.channel_buffer_len.max(1);
     let (discover_to_attach_tx, discover_to_attach) = mpsc::channel::<Vec<ProcessEvent>>(n);
     let (ringbuf_to_decode_tx, ringbuf_to_decode) = mpsc::channel::<Vec<RawEvent>>(n);
     let (decode_to_enrich_tx, decode_to_enrich) = mpsc::channel::<Decoded>(n);
     let (enrich_to_export_tx, enrich_to_export) = mpsc::channel::<SpanBatch>(n);
+    // Fork, exec and exit, from the stages that see them in order, to the table's owner.
+    let (lifecycle_tx, lifecycle_to_attach) = mpsc::channel::<attach::stage::Lifecycle>(n);
 
     let stop = Arc::new(AtomicBool::new(false));
     // Not joined at shutdown: the reader sleeps up to `ebpf.batch_timeout` and ends when it
@@ -258,12 +259,20 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     }
 
     tasks.push(discover::spawn(cfg.selection, discover_opts, discover_to_attach_tx));
-    tasks.push(attach::stage::spawn(discover_to_attach, traced.clone(), go, tls, tel.clone()));
-    tasks.push(decode::stage::spawn(ringbuf_to_decode, decode_to_enrich_tx, traced.clone(), cfg.decode, tel.clone()));
+    tasks.push(attach::stage::spawn(discover_to_attach, lifecycle_to_attach, traced, go, tls, tel.clone()));
+    tasks.push(decode::stage::spawn(
+        ringbuf_to_decode,
+        decode_to_enrich_tx,
+        lifecycle_tx.clone(),
+        view.clone(),
+        cfg.decode,
+        tel.clone(),
+    ));
     tasks.push(enrich::stage::spawn(
         decode_to_enrich,
         enrich_to_export_tx,
-        Enricher::new(traced, cfg.routes),
+        lifecycle_tx,
+        Enricher::new(view, cfg.routes),
         tel.clone(),
     ));
     let printer = cfg.printer.map(Printer::new);
@@ -281,9 +290,11 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
 
 impl PipelineConfig {
     /// Maps the validated configuration onto the stages.
+    /// `plan` and `features`: the start-up decisions about this kernel, taken once.
     pub fn from_config(
         cfg: &crate::config::Config,
-        families: Vec<crate::kernel::HookFamily>,
+        plan: &crate::kernel::HookPlan,
+        features: &crate::kernel::Features,
     ) -> Result<Self, discover::DiscoverError> {
         use crate::config::{MetricFeature, TracePrinter};
         use crate::enrich::routes::DEFAULT_MAX_ROUTES;
@@ -311,15 +322,19 @@ impl PipelineConfig {
         let env_in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty());
         let kube = kube_options(&cfg.attributes.kubernetes, env_in_cluster);
         Ok(PipelineConfig {
-            families,
+            families: plan.families(),
             selection: discover::selection(cfg, kube.is_some())?,
             kube,
             discover,
             wakeup_len: cfg.ebpf.wakeup_len,
             ring_buffer_size: cfg.ebpf.ring_buffer_size,
-            task_storage: false,
+            task_storage: plan.use_task_storage,
             skip_go_specific_tracers: cfg.discovery.skip_go_specific_tracers,
-            propagate_headers: false,
+            propagate_headers: context_propagation(
+                cfg.ebpf.context_propagation,
+                features,
+                cfg.discovery.skip_go_specific_tracers,
+            ),
             batching: events::Batching {
                 length: cfg.ebpf.batch_length as usize,
                 timeout: cfg.ebpf.batch_timeout.as_std(),

@@ -19,12 +19,12 @@ use beyla::events::{spawn_reader, Batching, Direction, RawEvent, ReaderMaps, Rea
 /// `BEYLA_EBPF_HOOK_MODE` (the VM matrix runs these tests once per family); and whether the
 /// kernel has task storage (the argument store the agent would pick).
 fn families() -> (Vec<beyla::kernel::HookFamily>, bool) {
-    use beyla::kernel::{ensure_mounts, families_to_try, probe, HookMode};
+    use beyla::kernel::{choose, ensure_mounts, probe, HookMode};
     let mode: HookMode =
         std::env::var("BEYLA_EBPF_HOOK_MODE").map(|m| m.parse().expect("BEYLA_EBPF_HOOK_MODE")).unwrap_or_default();
     ensure_mounts().expect("mounting bpffs and tracefs");
     let f = probe();
-    (families_to_try(&f, mode).expect("a hook family for this kernel"), f.task_storage)
+    (choose(&f, mode).expect("a hook family for this kernel").families(), f.task_storage)
 }
 
 /// (type, name) of the BPF maps in the kernel whose ids are not in `before`.
@@ -115,7 +115,7 @@ fn start_on(
     };
     assert_eq!(stores, want, "argument store of family {} with task_storage={}", probes.family, opts.task_storage);
     let ring_size = libbpf_rs::MapCore::info(&maps.sock_events).expect("events map info").info.max_entries;
-    let traced = Traced::new(maps.traced_pids);
+    let mut traced = Traced::new(maps.traced_pids, None);
     let pid = std::process::id();
     traced
         .add(TracedProcess {

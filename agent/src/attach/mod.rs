@@ -18,7 +18,7 @@ use thiserror::Error;
 
 pub use go::{GoProbes, SharedMaps};
 pub use openssl::{TlsMaps, TlsProbes, TlsStats};
-pub use traced::{sdk_language_of, Traced, TracedProcess};
+pub use traced::{sdk_language_of, Traced, TracedProcess, TracedView};
 
 pub(crate) mod skel {
     pub mod process {
@@ -77,6 +77,8 @@ pub enum AttachError {
     },
     #[error("no BPF hook family to load on this kernel")]
     NoFamily,
+    #[error("BPF family {family} has no program {program}")]
+    MissingProgram { family: &'static str, program: &'static str },
     #[error("accessing BPF map {map}")]
     Map {
         map: &'static str,

@@ -1,7 +1,8 @@
 //! The processes the agent traces, and the kernel's `traced_pids` map that mirrors them.
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
@@ -43,60 +44,93 @@ pub fn sdk_language_of(exe: &std::path::Path) -> &'static str {
     }
 }
 
-pub struct Traced {
-    map: MapHandle,
-    procs: RwLock<HashMap<u32, Arc<TracedProcess>>>,
+/// What the table holds, behind one lock: the attach stage writes, the others read.
+#[derive(Default)]
+struct Table {
+    procs: HashMap<u32, Arc<TracedProcess>>,
     /// Processes discovery found gone, kept (with the time) so that their requests still in
     /// the pipeline get reported; purged after `RETIRED_FOR`.
-    retired: RwLock<HashMap<u32, (Arc<TracedProcess>, std::time::Instant)>>,
-    /// The OpenSSL probes, told of each inherited child: uprobes are per process, and a child
+    retired: HashMap<u32, (Arc<TracedProcess>, Instant)>,
+}
+
+impl Table {
+    fn get(&self, pid: u32) -> Option<Arc<TracedProcess>> {
+        self.procs.get(&pid).or_else(|| self.retired.get(&pid).map(|(p, _)| p)).cloned()
+    }
+}
+
+/// The traced-process table and the kernel's `traced_pids` map that mirrors it. It has one
+/// owner, the attach stage ([`super::stage`]), which applies what discovery finds and the
+/// kernel's fork, exec and exit events (sent to it as [`super::stage::Lifecycle`]); the
+/// other stages look processes up through a [`TracedView`].
+pub struct Traced {
+    map: MapHandle,
+    table: Arc<RwLock<Table>>,
+    /// The TLS probes, told of each inherited child: uprobes are per process, and a child
     /// forked with them (an nginx worker, a PostgreSQL backend) is not probed by its parent's.
-    tls: OnceLock<super::TlsProbes>,
+    tls: Option<super::TlsProbes>,
+}
+
+/// A read-only handle on the traced-process table.
+#[derive(Clone)]
+pub struct TracedView(Arc<RwLock<Table>>);
+
+impl TracedView {
+    pub fn get(&self, pid: u32) -> Option<Arc<TracedProcess>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).get(pid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).procs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// How long a retired process's identity is kept: far longer than any pipeline backlog.
 const RETIRED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Traced {
-    pub fn new(map: MapHandle) -> Self {
-        Traced { map, procs: RwLock::new(HashMap::new()), retired: RwLock::new(HashMap::new()), tls: OnceLock::new() }
+    pub fn new(map: MapHandle, tls: Option<super::TlsProbes>) -> Self {
+        Traced { map, table: Arc::new(RwLock::new(Table::default())), tls }
     }
 
-    /// Children inherited from now on get the OpenSSL probes too.
-    pub fn set_tls_probes(&self, tls: super::TlsProbes) {
-        let _ = self.tls.set(tls);
+    /// A read-only handle for the stages that look processes up.
+    pub fn view(&self) -> TracedView {
+        TracedView(self.table.clone())
     }
 
-    fn retired(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, (Arc<TracedProcess>, std::time::Instant)>> {
-        self.retired.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn table(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, Arc<TracedProcess>>> {
-        self.procs.write().unwrap_or_else(|e| e.into_inner())
+    fn table(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts tracing a process selected by discovery.
-    pub fn add(&self, p: TracedProcess) -> Result<(), AttachError> {
+    pub fn add(&mut self, p: TracedProcess) -> Result<(), AttachError> {
         let pid = p.pid;
         // Table first: the kernel sends events as soon as the map has the pid.
-        self.retired().remove(&pid);
-        self.table().insert(pid, Arc::new(p));
+        {
+            let mut t = self.table();
+            t.retired.remove(&pid);
+            t.procs.insert(pid, Arc::new(p));
+        }
         if let Err(source) = self.map.update(&pid.to_ne_bytes(), &TRACED_BY_AGENT.to_ne_bytes(), MapFlags::ANY) {
-            self.table().remove(&pid);
+            self.table().procs.remove(&pid);
             return Err(AttachError::Map { map: "traced_pids", source });
         }
         Ok(())
     }
 
     /// Stops tracing `pid`.
-    pub fn remove(&self, pid: u32) -> Option<Arc<TracedProcess>> {
+    pub fn remove(&mut self, pid: u32) -> Option<Arc<TracedProcess>> {
         // The entry may already be gone (the kernel deletes it at exit).
         let _ = self.map.delete(&pid.to_ne_bytes());
-        self.table().remove(&pid)
+        self.table().procs.remove(&pid)
     }
 
     /// The kernel traced a child of `ppid`: it serves as its parent's service.
-    pub fn inherit(&self, pid: u32, ppid: u32) -> Option<Arc<TracedProcess>> {
+    pub fn inherit(&mut self, pid: u32, ppid: u32) -> Option<Arc<TracedProcess>> {
         let parent = self.get(ppid)?;
         let child = Arc::new(TracedProcess {
             pid,
@@ -109,8 +143,8 @@ impl Traced {
             k8s: parent.k8s.clone(),
             language: parent.language,
         });
-        self.table().insert(pid, child.clone());
-        if let Some(tls) = self.tls.get() {
+        self.table().procs.insert(pid, child.clone());
+        if let Some(tls) = &self.tls {
             tls.attach(pid);
         }
         Some(child)
@@ -118,10 +152,10 @@ impl Traced {
 
     /// `pid`'s service or Kubernetes metadata changed: the children it passed them on to
     /// (traced by the kernel at fork) follow.
-    pub fn update_children(&self, pid: u32) {
+    pub fn update_children(&mut self, pid: u32) {
         let Some(parent) = self.get(pid) else { return };
         let mut table = self.table();
-        for child in table.values_mut().filter(|c| c.parent == Some(pid)) {
+        for child in table.procs.values_mut().filter(|c| c.parent == Some(pid)) {
             *child = Arc::new(TracedProcess {
                 pid: child.pid,
                 exe: child.exe.clone(),
@@ -135,41 +169,40 @@ impl Traced {
 
     /// An inherited child that runs another program is no longer its parent's service;
     /// discovery decides afresh on its next scan.
-    pub fn on_exec(&self, pid: u32) {
+    pub fn on_exec(&mut self, pid: u32) {
         if self.get(pid).is_some_and(|p| p.parent.is_some()) {
             self.remove(pid);
         }
     }
 
     /// Discovery found `pid` gone: stop tracing it, but keep its identity (see `retired`).
-    pub fn retire(&self, pid: u32) {
+    pub fn retire(&mut self, pid: u32) {
         let _ = self.map.delete(&pid.to_ne_bytes());
-        if let Some(p) = self.table().remove(&pid) {
-            self.retired().insert(pid, (p, std::time::Instant::now()));
+        let mut t = self.table();
+        if let Some(p) = t.procs.remove(&pid) {
+            t.retired.insert(pid, (p, Instant::now()));
         }
     }
 
     /// Drops retired identities older than `RETIRED_FOR`.
-    pub fn purge_retired(&self) {
-        self.retired().retain(|_, (_, at)| at.elapsed() < RETIRED_FOR);
+    pub fn purge_retired(&mut self) {
+        self.table().retired.retain(|_, (_, at)| at.elapsed() < RETIRED_FOR);
     }
 
     /// The process exited (the kernel already dropped it from traced_pids), and the requests
     /// decoded before its exit went through.
-    pub fn on_exit(&self, pid: u32) -> Option<Arc<TracedProcess>> {
-        self.retired().remove(&pid);
-        self.table().remove(&pid)
+    pub fn on_exit(&mut self, pid: u32) -> Option<Arc<TracedProcess>> {
+        let mut t = self.table();
+        t.retired.remove(&pid);
+        t.procs.remove(&pid)
     }
 
     pub fn get(&self, pid: u32) -> Option<Arc<TracedProcess>> {
-        if let Some(p) = self.procs.read().unwrap_or_else(|e| e.into_inner()).get(&pid) {
-            return Some(p.clone());
-        }
-        self.retired.read().unwrap_or_else(|e| e.into_inner()).get(&pid).map(|(p, _)| p.clone())
+        self.table.read().unwrap_or_else(|e| e.into_inner()).get(pid)
     }
 
     pub fn len(&self) -> usize {
-        self.procs.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.table.read().unwrap_or_else(|e| e.into_inner()).procs.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,15 +1,15 @@
 //! The decode stage's loop: socket and process events in, decoded requests out, in batches;
 //! the tracker's connections expire on event time.
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::context::ConnRef;
 use super::{DecodeOptions, Decoded, Tracker, TrackerLimits};
-use crate::attach::Traced;
+use crate::attach::stage::{Lifecycle, ProcessChange};
+use crate::attach::TracedView;
 use crate::events::RawEvent;
 use crate::telemetry::Internal;
 
@@ -17,11 +17,12 @@ use crate::telemetry::Internal;
 pub fn spawn(
     rx: mpsc::Receiver<Vec<RawEvent>>,
     tx: mpsc::Sender<Decoded>,
-    traced: Arc<Traced>,
+    lifecycle: mpsc::Sender<Lifecycle>,
+    traced: TracedView,
     options: DecodeOptions,
     tel: Internal,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(rx, tx, traced, options, tel))
+    tokio::spawn(run(rx, tx, lifecycle, traced, options, tel))
 }
 
 /// `BEYLA_DEBUG_RECORD_EVENTS=<file>`: the socket events decode reads are appended to the
@@ -52,7 +53,8 @@ fn record_batch(w: &mut std::io::BufWriter<std::fs::File>, batch: &[RawEvent]) {
 async fn run(
     mut rx: mpsc::Receiver<Vec<RawEvent>>,
     tx: mpsc::Sender<Decoded>,
-    traced: Arc<Traced>,
+    lifecycle: mpsc::Sender<Lifecycle>,
+    traced: TracedView,
     options: DecodeOptions,
     tel: Internal,
 ) {
@@ -67,6 +69,7 @@ async fn run(
     let mut record = recorder();
     loop {
         let mut out = Decoded::default();
+        let mut changes = Vec::new();
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { return };
@@ -77,12 +80,8 @@ async fn run(
                     match ev {
                         RawEvent::Data(d) => tracker.on_data(&d, &mut out),
                         RawEvent::Close { pid, sock_id, .. } => tracker.on_close(pid, sock_id, &mut out),
-                        RawEvent::Fork { pid, ppid } => {
-                            if let Some(p) = traced.inherit(pid, ppid) {
-                                info!(pid, ppid, service = %p.service.name, "Child of an instrumented process instrumented.");
-                            }
-                        }
-                        RawEvent::Exec { pid } => traced.on_exec(pid),
+                        RawEvent::Fork { pid, ppid } => changes.push(ProcessChange::Fork { pid, ppid }),
+                        RawEvent::Exec { pid } => changes.push(ProcessChange::Exec { pid }),
                         // Process events come on their own ring buffer: the exit can be read
                         // before the process's last socket events. It is applied once the
                         // watermark passes it, when all of those have been decoded.
@@ -117,7 +116,6 @@ async fn run(
                         }
                     }
                 }
-                tel.processes_instrumented(traced.len());
             }
             _ = expiry.tick() => tracker.expire(watermark_ns, &mut out),
         }
@@ -133,6 +131,14 @@ async fn run(
         tel.trace_context_mismatched(out.trace_mismatches);
         tel.client_calls_unlinked(out.unlinked_calls);
         tel.server_requests_unlinked(out.unlinked_requests);
+        // The table's owner applies forks and execs before these requests go on: a child's
+        // first requests must find the identity it inherited.
+        if !changes.is_empty() {
+            let (applied, done) = tokio::sync::oneshot::channel();
+            if lifecycle.send(Lifecycle { changes, applied: Some(applied) }).await.is_ok() {
+                let _ = done.await;
+            }
+        }
         // Waiting here (not dropping) pushes back to the ring buffer, where the kernel
         // counts what it cannot hold: loss is never silent.
         let worth_sending = !(out.requests.is_empty() && out.exited.is_empty() && out.drained_ns.is_none());

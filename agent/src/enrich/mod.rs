@@ -4,7 +4,7 @@ pub mod stage;
 
 use std::sync::Arc;
 
-use crate::attach::{Traced, TracedProcess};
+use crate::attach::{TracedProcess, TracedView};
 use crate::decode::Request;
 use routes::RouteMatcher;
 
@@ -84,18 +84,13 @@ impl Span {
 }
 
 pub struct Enricher {
-    traced: Arc<Traced>,
+    traced: TracedView,
     routes: RouteMatcher,
 }
 
 impl Enricher {
-    pub fn new(traced: Arc<Traced>, routes: RouteMatcher) -> Self {
+    pub fn new(traced: TracedView, routes: RouteMatcher) -> Self {
         Enricher { traced, routes }
-    }
-
-    /// The process exited and its earlier requests went through: forget it.
-    pub fn forget(&mut self, pid: u32) {
-        self.traced.on_exit(pid);
     }
 
     /// `None` when the request is to be dropped: its process is no longer known, or its path

@@ -3,6 +3,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Enricher, SpanBatch};
+use crate::attach::stage::{Lifecycle, ProcessChange};
 use crate::decode::Decoded;
 use crate::telemetry::Internal;
 
@@ -10,17 +11,26 @@ use crate::telemetry::Internal;
 pub fn spawn(
     rx: mpsc::Receiver<Decoded>,
     tx: mpsc::Sender<SpanBatch>,
+    lifecycle: mpsc::Sender<Lifecycle>,
     enricher: Enricher,
     tel: Internal,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(rx, tx, enricher, tel))
+    tokio::spawn(run(rx, tx, lifecycle, enricher, tel))
 }
 
-async fn run(mut rx: mpsc::Receiver<Decoded>, tx: mpsc::Sender<SpanBatch>, mut enricher: Enricher, tel: Internal) {
+async fn run(
+    mut rx: mpsc::Receiver<Decoded>,
+    tx: mpsc::Sender<SpanBatch>,
+    lifecycle: mpsc::Sender<Lifecycle>,
+    mut enricher: Enricher,
+    tel: Internal,
+) {
     while let Some(decoded) = rx.recv().await {
         let spans = decoded.requests.into_iter().filter_map(|r| enricher.enrich(r)).collect();
-        for pid in decoded.exited {
-            enricher.forget(pid);
+        // The requests decoded before these exits are enriched: the table's owner may forget them.
+        if !decoded.exited.is_empty() {
+            let changes = decoded.exited.iter().map(|&pid| ProcessChange::Exit { pid }).collect();
+            let _ = lifecycle.send(Lifecycle { changes, applied: None }).await;
         }
         let batch = SpanBatch { spans, drained_ns: decoded.drained_ns };
         let worth_sending = !batch.spans.is_empty() || batch.drained_ns.is_some();

@@ -146,6 +146,15 @@ impl HookPlan {
             ("hook_mode".into(), self.mode.to_string(), "ebpf.hook_mode".into()),
             ("family".into(), self.family.to_string(), String::new()),
             ("best_available".into(), self.best_available.to_string(), best_note.into()),
+            (
+                "fallbacks".into(),
+                if self.fallbacks.is_empty() {
+                    "-".to_string()
+                } else {
+                    self.fallbacks.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(",")
+                },
+                "tried in turn if a verifier rejects the family".into(),
+            ),
             ("use_tcx".into(), yn(self.use_tcx), if self.use_tcx { "tcx links" } else { "clsact qdisc" }.into()),
             ("use_task_btf".into(), yn(self.use_task_btf), String::new()),
             (
@@ -196,6 +205,15 @@ mod tests {
         };
         assert_eq!(words("kprobes"), ["kprobes", "no", "no", "kprobe", "PMU"], "{report}");
         assert_eq!(words("family"), ["family", "tracepoints"], "{report}");
+        assert_eq!(words("fallbacks")[..2], ["fallbacks", "-"], "{report}");
+        f.kprobes = true;
+        let report = doctor_report(&f, &choose(&f, HookMode::Auto));
+        let words = |key: &str| {
+            let line = report.lines().find(|l| l.starts_with(&format!("{key} "))).unwrap_or_default();
+            line.split_whitespace().map(str::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!(words("fallbacks")[..2], ["fallbacks", "tracepoints"], "{report}");
+        f.kprobes = false;
         // Columns are aligned: every feature row has its value at the same offset.
         let col = |l: &str| l.find("  ").map(|i| i + l[i..].find(|c: char| c != ' ').unwrap_or(0));
         let offsets: Vec<_> = report.lines().skip(2).take_while(|l| !l.is_empty()).map(col).collect();

@@ -17,7 +17,7 @@ pub use doctor::doctor_report;
 pub use features::{probe, Features};
 pub use host::local_hostname;
 pub use mounts::{ensure_mounts, find_mounts, CgroupLayout, FoundMounts, Mounts};
-pub use plan::{choose, families_to_try, HookFamily, HookMode, HookPlan};
+pub use plan::{choose, HookFamily, HookMode, HookPlan};
 
 /// Errors of the `kernel` stage.
 #[derive(Debug, thiserror::Error)]

@@ -140,13 +140,18 @@ impl FromStr for HookMode {
     }
 }
 
-/// What the agent will use on this kernel.
+/// What the agent will use on this kernel, decided once at start-up and handed to the
+/// pipeline as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookPlan {
     /// The configured mode.
     pub mode: HookMode,
     /// The family to load.
     pub family: HookFamily,
+    /// With `auto`, the other families this kernel offers, best first: tried in turn if a
+    /// verifier rejects `family` (the probe cannot see everything a verifier will reject, e.g.
+    /// fentry on 5.10's syscall wrappers). Empty when a family is forced.
+    pub fallbacks: Vec<HookFamily>,
     /// The best family this kernel supports (differs from `family` when one is forced).
     pub best_available: HookFamily,
     /// Attach TC programs with tcx links (else clsact).
@@ -163,15 +168,11 @@ pub struct HookPlan {
     pub use_kprobe_multi: bool,
 }
 
-/// The capture families to try, best first: with `auto` every family this kernel offers (the
-/// probe cannot see everything a verifier will reject, e.g. fentry on 5.10's syscall
-/// wrappers), else the forced one. Errors as [`choose`].
-pub fn families_to_try(f: &Features, mode: HookMode) -> Result<Vec<HookFamily>, KernelError> {
-    let plan = choose(f, mode)?;
-    Ok(match mode {
-        HookMode::Auto => HookFamily::PREFERENCE.into_iter().filter(|fam| fam.availability(f).is_ok()).collect(),
-        _ => vec![plan.family],
-    })
+impl HookPlan {
+    /// The capture families to try, best first: `family`, then the fallbacks.
+    pub fn families(&self) -> Vec<HookFamily> {
+        std::iter::once(self.family).chain(self.fallbacks.iter().copied()).collect()
+    }
 }
 
 /// Picks the hook family for `mode`.
@@ -219,9 +220,14 @@ pub fn choose(f: &Features, mode: HookMode) -> Result<HookPlan, KernelError> {
             }
         },
     };
+    let fallbacks = match mode {
+        HookMode::Auto => available.iter().copied().filter(|fam| *fam != family).collect(),
+        _ => Vec::new(),
+    };
     Ok(HookPlan {
         mode,
         family,
+        fallbacks,
         best_available: available.first().copied().unwrap_or(family),
         use_tcx: f.tcx,
         use_task_btf: f.get_current_task_btf,
@@ -288,7 +294,7 @@ mod tests {
         let p = choose(&f, HookMode::Auto).expect("plan");
         assert_eq!((p.family, p.best_available), (HookFamily::Tracepoints, HookFamily::Tracepoints));
         assert_eq!(
-            families_to_try(&host(), HookMode::Auto).expect("families"),
+            choose(&host(), HookMode::Auto).expect("plan").families(),
             vec![HookFamily::Socket, HookFamily::Tracepoints]
         );
     }
@@ -299,9 +305,12 @@ mod tests {
         let f = Features { kprobes: true, fentry: true, ..host() };
         assert_eq!(choose(&f, HookMode::Auto).expect("plan").family, HookFamily::Socket);
         assert_eq!(
-            families_to_try(&f, HookMode::Auto).expect("families"),
+            choose(&f, HookMode::Auto).expect("plan").families(),
             vec![HookFamily::Socket, HookFamily::Fentry, HookFamily::Kprobes, HookFamily::Tracepoints]
         );
+        // A forced family has no fallbacks: a verifier's refusal is the error.
+        assert!(choose(&f, HookMode::Kprobes).expect("plan").fallbacks.is_empty());
+        assert_eq!(choose(&f, HookMode::Kprobes).expect("plan").families(), vec![HookFamily::Kprobes]);
         let no_task_btf = Features { get_current_task_btf: false, ..f };
         assert_eq!(choose(&no_task_btf, HookMode::Auto).expect("plan").family, HookFamily::Fentry);
     }
