@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags};
 use prometheus_client::metrics::gauge::Gauge;
 use tracing::{debug, info, warn};
@@ -22,24 +22,167 @@ use super::skel::go::{GoSkel, GoSkelBuilder};
 use super::AttachError;
 use crate::discover::golang::{self, GoBinary, GoSupport};
 
+/// Where a probe goes in its function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Site {
+    /// The function's start, past its stack check, which sends the goroutine back to the
+    /// entry when the stack grows or the scheduler preempts it there (an entry probe fired
+    /// twice for one call, now and then: a second trace id made up for a request whose
+    /// incoming one the first had taken).
+    Entry,
+    /// Every RET instruction (never a uretprobe: Go moves stacks).
+    Returns,
+    /// The call of `callee` inside the function.
+    CallOf(&'static str),
+}
+
+/// A struct offset a probe reads: the name of a `golang::Offsets` field.
+type Need = &'static str;
+
+macro_rules! needs {
+    ($($field:ident),* $(,)?) => { &[$(stringify!($field)),*] };
+}
+
+/// One Go probe. [`PROBES`] is the whole list; `attach` walks it in order.
+struct Probe {
+    /// The program in `bpf/go.bpf.c` (names are unique within the kernel's 15 characters).
+    program: &'static str,
+    function: &'static str,
+    site: Site,
+    /// Offsets that must all be known in the binary.
+    needs: &'static [Need],
+    /// Offsets that must be unknown (a fallback for older Go versions).
+    unless: &'static [Need],
+    /// Only with `ebpf.context_propagation: headers`: the program writes user memory and is
+    /// not even loaded otherwise.
+    propagation: bool,
+    /// Only when one of these programs (earlier rows) was attached to the process.
+    after_any: &'static [&'static str],
+    /// Rows of one group are attached all together or not at all.
+    group: Option<&'static str>,
+}
+
+const fn probe(program: &'static str, function: &'static str, site: Site, needs: &'static [Need]) -> Probe {
+    Probe { program, function, site, needs, unless: &[], propagation: false, after_any: &[], group: None }
+}
+
+impl Probe {
+    const fn propagation(self) -> Probe {
+        Probe { propagation: true, ..self }
+    }
+    const fn after_any(self, programs: &'static [&'static str]) -> Probe {
+        Probe { after_any: programs, ..self }
+    }
+    const fn group(self, group: &'static str) -> Probe {
+        Probe { group: Some(group), ..self }
+    }
+    const fn unless(self, unless: &'static [Need]) -> Probe {
+        Probe { unless, ..self }
+    }
+}
+
 const SERVE_HTTP: &str = "net/http.serverHandler.ServeHTTP";
-const NEWPROC1: &str = "runtime.newproc1";
 const HTTP_CLIENT: &str = "net/http.(*persistConn).roundTrip";
-const H2_SERVER: &str = "net/http.(*http2serverConn).runHandler";
 const H2_CLIENT: &str = "net/http.(*http2ClientConn).writeHeaders";
-const H2_FRAMER_WRITE_HEADERS: &str = "net/http.(*http2Framer).WriteHeaders";
-const H2_SERVER_HEADERS: &str = "net/http.(*http2serverConn).processHeaders";
-const XH2_SERVER_HEADERS: &str = "golang.org/x/net/http2.(*serverConn).processHeaders";
-const XH2_SERVER: &str = "golang.org/x/net/http2.(*serverConn).runHandler";
-const GRPC_SERVER: &str = "google.golang.org/grpc.(*Server).handleStream";
 const GRPC_CLIENT: &str = "google.golang.org/grpc/internal/transport.(*http2Client).Write";
-const GRPC_SERVER_HEADERS: &str = "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders";
 const GRPC_HEADER_FIELDS: &str = "google.golang.org/grpc/internal/transport.(*http2Client).createHeaderFields";
 const GRPC_WRITE_HEADER: &str = "google.golang.org/grpc/internal/transport.(*loopyWriter).writeHeader";
 const TLS_READ: &str = "crypto/tls.(*Conn).Read";
-const TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
-const REQUEST_WRITE: &str = "net/http.(*Request).write";
-const WRITE_SUBSET: &str = "net/http.Header.writeSubset";
+const SERVERS: &[&str] = &["go_serve_http", "go_grpc_server", "go_h2_serve", "go_xh2_serve"];
+
+/// Every Go probe, in attach order. A uprobe hit costs microseconds: the per-request ones are
+/// the handler starts and the client calls; the rest serve propagation or older Go versions.
+const PROBES: &[Probe] = &[
+    // The handler's start: the goroutine serves that connection's request, which was "in
+    // queue" until then.
+    probe("go_serve_http", SERVE_HTTP, Site::Entry, needs!(http_conn_rwc, http_response_req, http_response_conn)),
+    probe("go_http_client", HTTP_CLIENT, Site::Entry, needs!(http_persist_conn_conn)),
+    probe("go_grpc_client", GRPC_CLIENT, Site::Entry, needs!(grpc_stream_id, grpc_http2_client_conn)),
+    // A gRPC handler's start (the goroutine grpc starts per stream): as ServeHTTP for HTTP/1.x.
+    probe(
+        "go_grpc_server",
+        "google.golang.org/grpc.(*Server).handleStream",
+        Site::Entry,
+        needs!(grpc_stream_id, grpc_http2_server_conn),
+    ),
+    // Its incoming traceparent, from the decoded header fields.
+    probe(
+        "go_xh2_server_headers",
+        "google.golang.org/grpc/internal/transport.(*http2Server).operateHeaders",
+        Site::Entry,
+        needs!(xh2_meta_headers_frame, xh2_meta_fields, xh2_frame_header, xh2_frame_stream_id),
+    )
+    .propagation()
+    .after_any(&["go_grpc_server"]),
+    // The same for net/http's bundled HTTP/2 server (HTTPS with h2): a goroutine per stream.
+    probe(
+        "go_h2_serve",
+        "net/http.(*http2serverConn).runHandler",
+        Site::Entry,
+        needs!(h2_server_conn_conn, h2_response_writer_rws, h2_rws_stream, h2_stream_id),
+    ),
+    // And for golang.org/x/net/http2's server (h2c, or an explicitly configured http2.Server).
+    probe(
+        "go_xh2_serve",
+        "golang.org/x/net/http2.(*serverConn).runHandler",
+        Site::Entry,
+        needs!(xh2_server_conn_conn, xh2_response_writer_rws, xh2_rws_stream, xh2_stream_id),
+    ),
+    // Their incoming traceparent, from the decoded header frames.
+    probe(
+        "go_h2_server_headers",
+        "net/http.(*http2serverConn).processHeaders",
+        Site::Entry,
+        needs!(h2_meta_headers_frame, h2_meta_fields, h2_frame_header, h2_frame_stream_id),
+    )
+    .propagation()
+    .after_any(&["go_h2_serve"]),
+    probe(
+        "go_xh2_server_headers",
+        "golang.org/x/net/http2.(*serverConn).processHeaders",
+        Site::Entry,
+        needs!(xh2_meta_headers_frame, xh2_meta_fields, xh2_frame_header, xh2_frame_stream_id),
+    )
+    .propagation()
+    .after_any(&["go_xh2_serve"]),
+    // The outgoing header goes in where Request.write calls Header.writeSubset.
+    probe(
+        "go_inject_traceparent",
+        "net/http.(*Request).write",
+        Site::CallOf("net/http.Header.writeSubset"),
+        needs!(http_persist_conn_bw, bufio_writer_buf, bufio_writer_n),
+    )
+    .propagation(),
+    // net/http's HTTP/2 client: each call announced at writeHeaders; with propagation its
+    // traceparent follows the HEADERS frame (Framer.WriteHeaders' return, before the flush).
+    probe("go_h2_client", H2_CLIENT, Site::Entry, needs!(h2_client_conn_tconn)),
+    probe(
+        "go_h2_client_headers_ret",
+        "net/http.(*http2Framer).WriteHeaders",
+        Site::Returns,
+        needs!(h2_client_conn_tconn, h2_client_conn_bw, bufio_writer_buf, bufio_writer_n),
+    )
+    .propagation()
+    .after_any(&["go_h2_client"]),
+    // gRPC client calls: the caller's header fields carry the context to the loopy goroutine,
+    // which announces the call and writes the header after its HEADERS frame.
+    probe("go_grpc_client_headers", GRPC_HEADER_FIELDS, Site::Returns, GRPC_WRITES).propagation().group("grpc_inject"),
+    probe("go_grpc_write_header", GRPC_WRITE_HEADER, Site::Entry, GRPC_WRITES).propagation().group("grpc_inject"),
+    probe("go_grpc_whdr_ret", GRPC_WRITE_HEADER, Site::Returns, GRPC_WRITES).propagation().group("grpc_inject"),
+    // HTTPS: the plaintext of crypto/tls reads and writes, as data of the socket under them.
+    probe("go_tls_write", "crypto/tls.(*Conn).Write", Site::Entry, needs!(tls_conn_conn)).group("tls"),
+    probe("go_tls_read", TLS_READ, Site::Entry, needs!(tls_conn_conn)).group("tls"),
+    probe("go_tls_read_ret", TLS_READ, Site::Returns, needs!(tls_conn_conn)).group("tls"),
+    // Goroutines a handler starts serve its request too. go1.21+ records a goroutine's creator
+    // (g.parentGoid); before, the returns of runtime.newproc1 are probed (a hit per goroutine
+    // started: the server starts one per request to watch the connection).
+    probe("go_newproc1_ret", "runtime.newproc1", Site::Returns, needs!(runtime_g_m, runtime_m_curg))
+        .unless(needs!(runtime_g_parent_goid))
+        .after_any(SERVERS),
+];
+
+const GRPC_WRITES: &[Need] =
+    needs!(grpc_loopy_framer, grpc_framer_writer, grpc_buf_writer_buf, grpc_buf_writer_offset, grpc_buf_writer_conn);
 
 enum Command {
     Attach { pid: u32, exe: PathBuf },
@@ -140,13 +283,12 @@ fn load(
         rodata.propagate_headers = u8::from(propagate);
     }
     // Under kernel lockdown the verifier rejects any program calling bpf_probe_write_user.
-    open.progs.go_inject_traceparent.set_autoload(propagate);
-    open.progs.go_grpc_client_headers.set_autoload(propagate);
-    open.progs.go_h2_server_headers.set_autoload(propagate);
-    open.progs.go_xh2_server_headers.set_autoload(propagate);
-    open.progs.go_h2_client_headers_ret.set_autoload(propagate);
-    open.progs.go_grpc_write_header.set_autoload(propagate);
-    open.progs.go_grpc_whdr_ret.set_autoload(propagate);
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy();
+        if PROBES.iter().any(|p| p.propagation && p.program == name) {
+            prog.set_autoload(propagate);
+        }
+    }
     open.load().map_err(|source| AttachError::Load { family: "go", source })
 }
 
@@ -281,6 +423,40 @@ fn run(mut skel: GoSkel<'static>, rx: mpsc::Receiver<Command>, propagate: bool, 
     }
 }
 
+/// Where each probe of [`PROBES`] goes in `bin`: (row, file offsets). A pure function of
+/// the binary and the propagation setting.
+fn plan(bin: &GoBinary, propagate: bool) -> Vec<(&'static Probe, Vec<u64>)> {
+    let known = |needs: &[Need]| needs.iter().all(|n| bin.offsets.get(n).is_some());
+    let mut planned: Vec<(&'static Probe, Vec<u64>)> = Vec::new();
+    for p in PROBES {
+        let after = p.after_any.is_empty() || planned.iter().any(|(q, _)| p.after_any.contains(&q.program));
+        if (p.propagation && !propagate)
+            || !after
+            || !known(p.needs)
+            || p.unless.iter().any(|n| bin.offsets.get(n).is_some())
+        {
+            continue;
+        }
+        let sites = match p.site {
+            Site::Entry => bin.function(p.function).map(|f| vec![f.probe_offset]),
+            Site::Returns => bin.function(p.function).map(|f| f.returns.clone()).filter(|r| !r.is_empty()),
+            Site::CallOf(callee) => bin.call_site(p.function, callee).map(|s| vec![s.file_offset]),
+        };
+        if let Some(sites) = sites {
+            planned.push((p, sites));
+        }
+    }
+    // A group is attached whole or not at all.
+    let count = |g: &str, rows: &mut dyn Iterator<Item = &Probe>| rows.filter(|p| p.group == Some(g)).count();
+    let partial: Vec<&str> = PROBES
+        .iter()
+        .filter_map(|p| p.group)
+        .filter(|g| count(g, &mut PROBES.iter()) != count(g, &mut planned.iter().map(|(p, _)| *p)))
+        .collect();
+    planned.retain(|(p, _)| p.group.is_none_or(|g| !partial.contains(&g)));
+    planned
+}
+
 fn attach(
     skel: &mut GoSkel<'static>,
     pid: u32,
@@ -293,29 +469,29 @@ fn attach(
         info!(pid, missing = %missing.join(","), "Go probes need offsets this binary lacks; the generic probes serve it.");
         return Ok(Attached { links: Vec::new() });
     }
-    // Context propagation: the outgoing header goes in where Request.write calls
-    // Header.writeSubset; the incoming one is read from the server connection's buffer.
-    let o = &bin.offsets;
-    let bufio_writes = o.bufio_writer_buf.is_some() && o.bufio_writer_n.is_some();
-    let writes = o.http_persist_conn_bw.is_some() && bufio_writes;
-    let inject = bin.call_site(REQUEST_WRITE, WRITE_SUBSET).filter(|_| propagate && writes);
-    if propagate && inject.is_none() && bin.function(HTTP_CLIENT).is_some() {
+    let planned = plan(bin, propagate);
+    let has = |program: &str| planned.iter().any(|(p, _)| p.program == program);
+    if propagate && !has("go_inject_traceparent") && bin.function(HTTP_CLIENT).is_some() {
         info!(pid, "Go binary lacks what writing traceparent headers needs; its outgoing requests carry none.");
     }
-    if inject.is_none() {
+    if propagate && !has("go_grpc_write_header") && bin.function(GRPC_CLIENT).is_some() {
+        info!(pid, "Go binary lacks what writing traceparent into gRPC calls needs; its gRPC calls carry none.");
+    }
+    // The probes that write headers find their buffers through these; 0 tells the others
+    // (and the capture) that no header is written.
+    if !has("go_inject_traceparent") {
         offsets.persist_conn_bw = 0;
     }
-    // net/http's HTTP/2 client: after the HEADERS frame is buffered (Framer.WriteHeaders).
-    let h2_client = o.h2_client_conn_tconn.is_some();
-    let h2_inject = bin
-        .function(H2_FRAMER_WRITE_HEADERS)
-        .filter(|f| propagate && h2_client && o.h2_client_conn_bw.is_some() && bufio_writes && !f.returns.is_empty());
-    if h2_inject.is_none() {
+    if !has("go_h2_client_headers_ret") {
         offsets.h2_client_conn_bw = 0;
     }
-    if o.http_conn_bufr.is_none() || o.bufio_reader_buf.is_none() || o.bufio_reader_r.is_none() {
+    if bin.offsets.http_conn_bufr.is_none()
+        || bin.offsets.bufio_reader_buf.is_none()
+        || bin.offsets.bufio_reader_r.is_none()
+    {
         offsets.http_conn_bufr = 0;
     }
+    // The offsets go in before any probe can fire.
     // SAFETY: go_offsets is plain integers.
     let bytes = unsafe {
         std::slice::from_raw_parts(&offsets as *const go_offsets as *const u8, std::mem::size_of::<go_offsets>())
@@ -325,134 +501,138 @@ fn attach(
         .update(&pid.to_ne_bytes(), bytes, MapFlags::ANY)
         .map_err(|source| AttachError::Map { map: "go_offsets", source })?;
 
-    let progs = &mut skel.progs;
     let mut links = Vec::new();
-    // The handler's start: the goroutine serves that connection's request, which was "in
-    // queue" until then. One probe per request (a uprobe hit costs microseconds).
-    let server_offsets = o.http_conn_rwc.is_some() && o.http_response_req.is_some() && o.http_response_conn.is_some();
-    let server = attach_at(&mut links, &progs.go_serve_http, pid, exe, bin, SERVE_HTTP, server_offsets)?;
-    attach_at(&mut links, &progs.go_http_client, pid, exe, bin, HTTP_CLIENT, o.http_persist_conn_conn.is_some())?;
-    let grpc = o.grpc_stream_id.is_some() && o.grpc_http2_client_conn.is_some();
-    attach_at(&mut links, &progs.go_grpc_client, pid, exe, bin, GRPC_CLIENT, grpc)?;
-    // A gRPC handler's start (the goroutine grpc starts per stream): as ServeHTTP for HTTP/1.x.
-    let grpc_server = o.grpc_stream_id.is_some() && o.grpc_http2_server_conn.is_some();
-    let grpc_served = attach_at(&mut links, &progs.go_grpc_server, pid, exe, bin, GRPC_SERVER, grpc_server)?;
-    // Its incoming traceparent (context propagation), from the decoded header fields.
-    let xnet_meta = [o.xh2_meta_headers_frame, o.xh2_meta_fields, o.xh2_frame_header, o.xh2_frame_stream_id];
-    let xnet_meta = xnet_meta.iter().all(Option::is_some);
-    let grpc_incoming = propagate && grpc_served && xnet_meta;
-    attach_at(&mut links, &progs.go_xh2_server_headers, pid, exe, bin, GRPC_SERVER_HEADERS, grpc_incoming)?;
-    // The same for net/http's bundled HTTP/2 server (HTTPS with h2): a goroutine per stream.
-    let h2 = [o.h2_server_conn_conn, o.h2_response_writer_rws, o.h2_rws_stream, o.h2_stream_id];
-    let h2_served =
-        attach_at(&mut links, &progs.go_h2_serve, pid, exe, bin, H2_SERVER, h2.iter().all(Option::is_some))?;
-    // And for golang.org/x/net/http2's server (h2c, or an explicitly configured http2.Server).
-    let xh2 = [o.xh2_server_conn_conn, o.xh2_response_writer_rws, o.xh2_rws_stream, o.xh2_stream_id];
-    let xh2_served =
-        attach_at(&mut links, &progs.go_xh2_serve, pid, exe, bin, XH2_SERVER, xh2.iter().all(Option::is_some))?;
-    // Their incoming traceparent (context propagation), from the decoded header frames.
-    let bundled_meta = [o.h2_meta_headers_frame, o.h2_meta_fields, o.h2_frame_header, o.h2_frame_stream_id];
-    let bundled_meta = bundled_meta.iter().all(Option::is_some);
-    let h2_in = propagate && h2_served && bundled_meta;
-    attach_at(&mut links, &progs.go_h2_server_headers, pid, exe, bin, H2_SERVER_HEADERS, h2_in)?;
-    let xh2_in = propagate && xh2_served && xnet_meta;
-    attach_at(&mut links, &progs.go_xh2_server_headers, pid, exe, bin, XH2_SERVER_HEADERS, xh2_in)?;
-    let h2_served = h2_served || xh2_served;
-    if let Some(site) = inject {
-        let link = progs
-            .go_inject_traceparent
-            .attach_uprobe(false, pid as i32, exe, site.file_offset as usize)
-            .map_err(|source| AttachError::Attach {
-                family: "go",
-                program: format!("{REQUEST_WRITE} call of {WRITE_SUBSET}"),
-                source,
+    for (p, sites) in planned {
+        let prog = skel
+            .object()
+            .progs_mut()
+            .find(|prog| prog.name() == p.program)
+            .ok_or_else(|| AttachError::MissingProgram { family: "go", program: p.program })?;
+        for site in sites {
+            let link = prog.attach_uprobe(false, pid as i32, exe, site as usize).map_err(|source| {
+                AttachError::Attach { family: "go", program: format!("{} ({:?})", p.function, p.site), source }
             })?;
-        links.push(link);
-    }
-    // net/http's HTTP/2 client: each call announced at writeHeaders; with propagation its
-    // traceparent follows the HEADERS frame (Framer.WriteHeaders' return, before the flush).
-    attach_at(&mut links, &progs.go_h2_client, pid, exe, bin, H2_CLIENT, h2_client)?;
-    if let (Some(f), true) = (h2_inject, bin.function(H2_CLIENT).is_some()) {
-        attach_returns(&mut links, &progs.go_h2_client_headers_ret, pid, exe, H2_FRAMER_WRITE_HEADERS, &f.returns)?;
-    }
-    // gRPC client calls: the caller's header fields carry the context to the loopy goroutine,
-    // which announces the call and writes the header after its HEADERS frame.
-    let grpc_writes = [
-        o.grpc_loopy_framer,
-        o.grpc_framer_writer,
-        o.grpc_buf_writer_buf,
-        o.grpc_buf_writer_offset,
-        o.grpc_buf_writer_conn,
-    ];
-    let grpc_inject = propagate && grpc_writes.iter().all(Option::is_some);
-    let fields = bin.function(GRPC_HEADER_FIELDS).filter(|f| grpc_inject && !f.returns.is_empty());
-    let write = bin.function(GRPC_WRITE_HEADER).filter(|f| grpc_inject && !f.returns.is_empty());
-    if let (Some(fields), Some(write)) = (fields, write) {
-        attach_returns(&mut links, &progs.go_grpc_client_headers, pid, exe, GRPC_HEADER_FIELDS, &fields.returns)?;
-        attach_at(&mut links, &progs.go_grpc_write_header, pid, exe, bin, GRPC_WRITE_HEADER, true)?;
-        attach_returns(&mut links, &progs.go_grpc_whdr_ret, pid, exe, GRPC_WRITE_HEADER, &write.returns)?;
-    } else if propagate && bin.function(GRPC_CLIENT).is_some() {
-        info!(pid, "Go binary lacks what writing traceparent into gRPC calls needs; its gRPC calls carry none.");
-    }
-    // HTTPS: the plaintext of crypto/tls reads and writes, as data of the socket under them.
-    if o.tls_conn_conn.is_some() {
-        if let Some(f) = bin.function(TLS_READ).filter(|f| !f.returns.is_empty()) {
-            attach_at(&mut links, &progs.go_tls_write, pid, exe, bin, TLS_WRITE, true)?;
-            attach_at(&mut links, &progs.go_tls_read, pid, exe, bin, TLS_READ, true)?;
-            attach_returns(&mut links, &progs.go_tls_read_ret, pid, exe, TLS_READ, &f.returns)?;
-        }
-    }
-    // Goroutines a handler starts serve its request too. go1.21+ records a goroutine's creator
-    // (g.parentGoid); before, the returns of runtime.newproc1 are probed (a hit per goroutine
-    // started: the server starts one per request to watch the connection).
-    let creator = o.runtime_g_m.is_some() && o.runtime_m_curg.is_some();
-    if o.runtime_g_parent_goid.is_none() && creator {
-        if let Some(f) =
-            bin.function(NEWPROC1).filter(|f| (server || grpc_served || h2_served) && !f.returns.is_empty())
-        {
-            attach_returns(&mut links, &progs.go_newproc1_ret, pid, exe, NEWPROC1, &f.returns)?;
+            links.push(link);
         }
     }
     Ok(Attached { links })
 }
 
-/// Attaches `prog` at the start of `func` when the binary has it and `needs` holds: past its
-/// stack check, which sends the goroutine back to the entry when the stack grows or the
-/// scheduler preempts it there (an entry probe fired twice for one call, now and then: a
-/// second trace id made up for a request whose incoming one the first had taken).
-fn attach_at(
-    links: &mut Vec<Link>,
-    prog: &libbpf_rs::ProgramMut<'_>,
-    pid: u32,
-    exe: &std::path::Path,
-    bin: &GoBinary,
-    func: &str,
-    needs: bool,
-) -> Result<bool, AttachError> {
-    let Some(f) = bin.function(func).filter(|_| needs) else { return Ok(false) };
-    let link = prog
-        .attach_uprobe(false, pid as i32, exe, f.probe_offset as usize)
-        .map_err(|source| AttachError::Attach { family: "go", program: func.to_string(), source })?;
-    links.push(link);
-    Ok(true)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discover::golang::offsets::FIELDS;
+    use crate::discover::golang::{Arch, BuildInfo, GoFunction, Offsets, PROBED_CALLS, PROBED_FUNCTIONS};
 
-/// Attaches `prog` at every RET site of `func` (never a uretprobe: Go moves stacks).
-fn attach_returns(
-    links: &mut Vec<Link>,
-    prog: &libbpf_rs::ProgramMut<'_>,
-    pid: u32,
-    exe: &std::path::Path,
-    func: &str,
-    returns: &[u64],
-) -> Result<(), AttachError> {
-    for &ret in returns {
-        let link = prog.attach_uprobe(false, pid as i32, exe, ret as usize).map_err(|source| AttachError::Attach {
-            family: "go",
-            program: format!("{func} return"),
-            source,
-        })?;
-        links.push(link);
+    #[test]
+    fn every_probe_names_a_program_of_the_skeleton_and_every_program_is_probed() {
+        let mut storage = MaybeUninit::uninit();
+        let open = GoSkelBuilder::default().open(&mut storage).expect("opening the go skeleton");
+        let programs: Vec<String> =
+            open.open_object().progs().map(|p| p.name().to_string_lossy().into_owned()).collect();
+        for p in PROBES {
+            assert!(programs.iter().any(|n| n == p.program), "{} is not a program of bpf/go.bpf.c", p.program);
+            assert!(PROBED_FUNCTIONS.contains(&p.function), "discovery does not look for {}", p.function);
+            if let Site::CallOf(callee) = p.site {
+                assert!(PROBED_CALLS.contains(&(p.function, callee)), "discovery does not look for {callee} calls");
+            }
+            for n in p.needs.iter().chain(p.unless) {
+                assert!(FIELDS.iter().any(|f| f.name == *n), "{} needs unknown offset {n}", p.program);
+            }
+            for a in p.after_any {
+                assert!(PROBES.iter().any(|q| q.program == *a), "{} follows unknown {a}", p.program);
+            }
+        }
+        for name in &programs {
+            assert!(PROBES.iter().any(|p| p.program == name), "program {name} is in no row of PROBES");
+        }
+        // The kernel keeps 15 characters of a name: bpftool and the stats must tell them apart.
+        let mut short: Vec<&str> = programs.iter().map(|n| &n[..n.len().min(15)]).collect();
+        short.sort();
+        let before = short.len();
+        short.dedup();
+        assert_eq!(short.len(), before, "program names alike in their first 15 characters: {programs:?}");
     }
-    Ok(())
+
+    fn binary(offsets: Offsets, returns: bool) -> GoBinary {
+        let functions = PROBES
+            .iter()
+            .map(|p| GoFunction {
+                name: p.function,
+                address: 0x1000,
+                size: 16,
+                file_offset: 0x1000,
+                probe_offset: 0x1004,
+                returns: if returns { vec![0x100c] } else { Vec::new() },
+            })
+            .collect();
+        GoBinary {
+            path: "/x".into(),
+            build: BuildInfo::default(),
+            version: None,
+            arch: Arch::X86_64,
+            pie: false,
+            segments: Vec::new(),
+            symbol_source: None,
+            functions,
+            calls: Vec::new(),
+            has_dwarf: true,
+            offsets,
+            offset_sources: Vec::new(),
+        }
+    }
+
+    fn all_offsets() -> Offsets {
+        let mut o = Offsets::default();
+        // Every field known, then the ones a test takes away.
+        for p in PROBES {
+            for name in p.needs.iter().chain(p.unless) {
+                o.set(name, 8);
+            }
+        }
+        o
+    }
+
+    fn programs(bin: &GoBinary, propagate: bool) -> Vec<&'static str> {
+        plan(bin, propagate).into_iter().map(|(p, _)| p.program).collect()
+    }
+
+    #[test]
+    fn plan_follows_offsets_versions_and_propagation() {
+        let bin = binary(all_offsets(), true);
+        let with = programs(&bin, true);
+        let without = programs(&bin, false);
+        // go1.21+ (parentGoid known): no newproc1 probe.
+        assert!(!with.contains(&"go_newproc1_ret"), "{with:?}");
+        for p in ["go_serve_http", "go_http_client", "go_grpc_server", "go_h2_serve", "go_tls_read_ret"] {
+            assert!(without.contains(&p), "{p} missing from {without:?}");
+        }
+        for p in PROBES.iter().filter(|p| p.propagation) {
+            assert!(!without.contains(&p.program), "{} attached without propagation", p.program);
+        }
+        for p in ["go_grpc_client_headers", "go_grpc_write_header", "go_grpc_whdr_ret", "go_h2_client_headers_ret"] {
+            assert!(with.contains(&p), "{p} missing from {with:?}");
+        }
+        // The call site is not in this binary: no header written into HTTP/1.x requests.
+        assert!(!with.contains(&"go_inject_traceparent"));
+
+        // Before go1.21: goroutine creators from runtime.newproc1's returns.
+        let mut o = all_offsets();
+        o.runtime_g_parent_goid = None;
+        assert!(programs(&binary(o.clone(), true), false).contains(&"go_newproc1_ret"));
+        // ... only where a server probe is attached.
+        o.http_response_req = None;
+        o.grpc_stream_id = None;
+        o.h2_stream_id = None;
+        o.xh2_stream_id = None;
+        let none = programs(&binary(o, true), true);
+        assert!(!none.contains(&"go_newproc1_ret") && !none.contains(&"go_xh2_server_headers"), "{none:?}");
+
+        // Without return sites, whole groups stay off (no TLS write probe without its reads).
+        let no_returns = programs(&binary(all_offsets(), false), true);
+        for p in ["go_tls_write", "go_tls_read", "go_grpc_client_headers", "go_grpc_write_header"] {
+            assert!(!no_returns.contains(&p), "{p} in {no_returns:?}");
+        }
+        assert!(no_returns.contains(&"go_serve_http"));
+    }
 }
