@@ -1,21 +1,16 @@
 //! Wires the stages together, one named bounded channel per edge:
 //! `discover_to_attach`, `ringbuf_to_decode`, `decode_to_enrich`, `enrich_to_export`, and
 //! `lifecycle_to_attach` (fork/exec/exit for the traced-process table's owner).
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::aggregate::definitions::AttributeSelection;
-use crate::aggregate::service_graph::ServiceGraph;
-use crate::aggregate::span_metrics::SpanMetrics;
-use crate::aggregate::{Aggregates, AppMetrics, Buckets};
-use crate::attach::{self, AttachError, GoProbes, SharedMaps, TlsMaps, TlsProbes, TlsStats, Traced};
+use crate::aggregate::{AggregateOptions, Aggregates};
+use crate::attach::{self, AttachError, Traced};
 use crate::decode::{self, Decoded};
 use crate::discover::{self, DiscoverOptions, ProcessEvent, Selection};
 use crate::enrich::routes::RouteMatcher;
@@ -38,11 +33,9 @@ pub struct PipelineConfig {
     pub ring_buffer_size: u32,
     /// The kernel has task storage for tracing programs (the probe's `task_storage`).
     pub task_storage: bool,
-    /// `discovery.skip_go_specific_tracers`: no Go probes, the generic ones serve Go too.
-    pub skip_go_specific_tracers: bool,
-    /// `ebpf.context_propagation` has `headers` and the kernel allows writing user memory
-    /// (decided by [`context_propagation`]): the Go probes write `traceparent` headers.
-    pub propagate_headers: bool,
+    /// `discovery.skip_go_specific_tracers` and whether the Go probes write `traceparent`
+    /// headers (`ebpf.context_propagation` where the kernel allows it).
+    pub uprobes: attach::UprobeOptions,
     /// `ebpf.batch_length` and `ebpf.batch_timeout`: when the reader forwards what it read.
     pub batching: events::Batching,
     pub routes: RouteMatcher,
@@ -52,21 +45,8 @@ pub struct PipelineConfig {
     pub prometheus: Option<(u16, String)>,
     /// `internal_metrics.prometheus.port` (None: served beside the application metrics) and path.
     pub internal: (Option<u16>, String),
-    pub duration_buckets: Buckets,
-    pub request_size_buckets: Buckets,
-    pub response_size_buckets: Buckets,
-    /// `attributes.select`: the attributes of each application metric (Prometheus and OTLP).
-    pub attributes: Arc<AttributeSelection>,
-    /// `prometheus_export.ttl`: series not updated for this long disappear.
-    pub metrics_ttl: Duration,
-    /// `prometheus_export.instrumentations`.
-    pub instrumentations: crate::export::Instrumentations,
-    /// `prometheus_export.features` holds `application_span`.
-    pub span_metrics: bool,
-    /// `prometheus_export.features` holds `application_service_graph`.
-    pub service_graph: bool,
-    /// `otel_metrics_export.allow_service_graph_self_references`.
-    pub service_graph_self_references: bool,
+    /// The application metrics, span metrics and service graph.
+    pub aggregate: AggregateOptions,
     pub printer: Option<PrintFormat>,
     pub channel_buffer_len: usize,
     /// Kubernetes metadata (`attributes.kubernetes`), when enabled.
@@ -126,80 +106,16 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     };
     let (probes, maps) = attach::load_first(&cfg.families, load)?;
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
-    let mut discover_opts = cfg.discover;
-    let proc_changes = maps.proc_changes;
-    discover_opts.changes = Some(discover::ChangeCounter::new(move || attach::read_proc_changes(&proc_changes)));
     let mut tasks = Vec::new();
 
     let mut app_registry = Registry::default();
-    let buckets = [cfg.duration_buckets.clone(), cfg.request_size_buckets, cfg.response_size_buckets];
-    let metrics = AppMetrics::new(&mut app_registry, buckets, cfg.attributes.clone(), cfg.metrics_ttl);
-    let aggregates = Aggregates {
-        instrumentations: cfg.instrumentations.clone(),
-        spans: cfg
-            .span_metrics
-            .then(|| SpanMetrics::new(&mut app_registry, cfg.duration_buckets.clone(), cfg.metrics_ttl)),
-        graph: cfg.service_graph.then(|| {
-            ServiceGraph::new(
-                &mut app_registry,
-                cfg.duration_buckets.clone(),
-                cfg.metrics_ttl,
-                cfg.service_graph_self_references,
-            )
-        }),
-        app: metrics,
-    };
+    let aggregates = Aggregates::new(&mut app_registry, &cfg.aggregate);
     let mut internal_registry = Registry::default();
     let tel = Internal::new(&mut internal_registry, probes.family);
-    let go = if cfg.skip_go_specific_tracers {
-        info!("discovery.skip_go_specific_tracers is set: Go programs are served by the generic probes alone.");
-        None
-    } else {
-        let fds = (|| {
-            let shared = SharedMaps {
-                go_offsets: maps.go_offsets.as_fd().try_clone_to_owned()?,
-                go_serving: maps.go_serving.as_fd().try_clone_to_owned()?,
-            };
-            Ok((maps.sock_events.as_fd().try_clone_to_owned()?, maps.events_lost.as_fd().try_clone_to_owned()?, shared))
-        })();
-        match fds
-            .map_err(|e: std::io::Error| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) })
-            .and_then(|(ev, lost, shared)| {
-                GoProbes::start(ev, lost, shared, load, cfg.propagate_headers, tel.go_processes.clone())
-            }) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                warn!(error = %e, "Go probes unavailable; Go programs are served by the generic probes alone (no goroutine-aware trace links).");
-                None
-            }
-        }
-    };
-
-    // TLS plaintext of OpenSSL and rustls users, whatever the capture family.
-    let tls = (|| {
-        Ok(TlsMaps {
-            events: maps.sock_events.as_fd().try_clone_to_owned()?,
-            events_lost: maps.events_lost.as_fd().try_clone_to_owned()?,
-            traced_pids: maps.traced_pids.as_fd().try_clone_to_owned()?,
-            ssl_calls: maps.ssl_calls.as_fd().try_clone_to_owned()?,
-            ssl_socks: maps.ssl_socks.as_fd().try_clone_to_owned()?,
-            ssl_ciphers: maps.ssl_ciphers.as_fd().try_clone_to_owned()?,
-            tls_conns: maps.tls_conns.as_fd().try_clone_to_owned()?,
-            h2_walks: maps.h2_walks.as_fd().try_clone_to_owned()?,
-        })
-    })()
-    .map_err(|e: std::io::Error| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) })
-    .and_then(|m| {
-        let stats = TlsStats { processes: tel.tls_processes.clone(), unlinked: tel.tls_unlinked.clone() };
-        TlsProbes::start(m, load, stats)
-    });
-    let tls = match tls {
-        Ok(t) => Some(t),
-        Err(e) => {
-            warn!(error = %e, "TLS probes unavailable; TLS traffic of programs using OpenSSL or rustls stays opaque.");
-            None
-        }
-    };
+    let (go, tls) = attach::start_uprobes(&maps, load, cfg.uprobes, &tel);
+    let mut discover_opts = cfg.discover;
+    let proc_changes = maps.proc_changes;
+    discover_opts.changes = Some(discover::ChangeCounter::new(move || attach::read_proc_changes(&proc_changes)));
 
     if let Some((k, _)) = &kube {
         k.stats.register(&mut internal_registry);
@@ -296,7 +212,7 @@ impl PipelineConfig {
         plan: &crate::kernel::HookPlan,
         features: &crate::kernel::Features,
     ) -> Result<Self, discover::DiscoverError> {
-        use crate::config::{MetricFeature, TracePrinter};
+        use crate::config::TracePrinter;
         use crate::enrich::routes::DEFAULT_MAX_ROUTES;
 
         let r = &cfg.routes;
@@ -318,9 +234,8 @@ impl PipelineConfig {
             ..DiscoverOptions::default()
         };
         let p = &cfg.prometheus_export;
-        let b = &p.buckets;
         let env_in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty());
-        let kube = kube_options(&cfg.attributes.kubernetes, env_in_cluster);
+        let kube = KubeOptions::from_config(&cfg.attributes.kubernetes, env_in_cluster);
         Ok(PipelineConfig {
             families: plan.families(),
             selection: discover::selection(cfg, kube.is_some())?,
@@ -329,12 +244,7 @@ impl PipelineConfig {
             wakeup_len: cfg.ebpf.wakeup_len,
             ring_buffer_size: cfg.ebpf.ring_buffer_size,
             task_storage: plan.use_task_storage,
-            skip_go_specific_tracers: cfg.discovery.skip_go_specific_tracers,
-            propagate_headers: context_propagation(
-                cfg.ebpf.context_propagation,
-                features,
-                cfg.discovery.skip_go_specific_tracers,
-            ),
+            uprobes: attach::UprobeOptions::from_config(cfg, features),
             batching: events::Batching {
                 length: cfg.ebpf.batch_length as usize,
                 timeout: cfg.ebpf.batch_timeout.as_std(),
@@ -343,21 +253,7 @@ impl PipelineConfig {
             decode: crate::decode::DecodeOptions { query_text: cfg.ebpf.db_query_text },
             prometheus: p.port.map(|port| (port, p.path.clone())),
             internal: (cfg.internal_metrics.prometheus.port, cfg.internal_metrics.prometheus.path.clone()),
-            duration_buckets: Buckets(b.duration_histogram.clone()),
-            request_size_buckets: Buckets(b.request_size_histogram.clone()),
-            response_size_buckets: Buckets(b.response_size_histogram.clone()),
-            // Validated with the rest of the configuration when it was loaded.
-            attributes: Arc::new(AttributeSelection::new(&cfg.attributes.select).unwrap_or_default()),
-            metrics_ttl: p.ttl.as_std(),
-            // Validated with the rest of the configuration when it was loaded.
-            instrumentations: crate::export::Instrumentations::new(
-                &p.instrumentations,
-                "prometheus_export.instrumentations",
-            )
-            .unwrap_or_default(),
-            span_metrics: p.has_feature(MetricFeature::ApplicationSpan),
-            service_graph: p.has_feature(MetricFeature::ApplicationServiceGraph),
-            service_graph_self_references: cfg.otel_metrics_export.allow_service_graph_self_references,
+            aggregate: AggregateOptions::from_config(cfg),
             printer: match cfg.trace_printer {
                 TracePrinter::Disabled => None,
                 TracePrinter::Text => Some(PrintFormat::Text),
@@ -368,93 +264,5 @@ impl PipelineConfig {
             // Validated with the rest of the configuration when it was loaded.
             otlp: OtlpOptions::from_config(cfg).unwrap_or_default(),
         })
-    }
-}
-
-/// Whether `ebpf.context_propagation` (`cp`) can write `traceparent` headers here, said once
-/// in the log either way: it takes the Go probes and a kernel that lets BPF programs write
-/// user memory (`bpf_probe_write_user`, refused under lockdown).
-pub fn context_propagation(
-    cp: crate::config::ContextPropagation,
-    features: &crate::kernel::Features,
-    skip_go_specific_tracers: bool,
-) -> bool {
-    if cp.tcp || cp.ip {
-        warn!(
-            context_propagation = %cp,
-            "ebpf.context_propagation: `tcp` and `ip` are not implemented; only `headers` is (Go net/http and gRPC clients)."
-        );
-    }
-    if !cp.headers {
-        return false;
-    }
-    if skip_go_specific_tracers {
-        warn!("ebpf.context_propagation: headers needs the Go probes, and discovery.skip_go_specific_tracers is set: no traceparent is written.");
-        return false;
-    }
-    if !features.probe_write_user {
-        let why = match features.lockdown.as_deref() {
-            Some(l @ ("integrity" | "confidentiality")) => format!("kernel lockdown={l} forbids bpf_probe_write_user"),
-            _ => "this kernel does not let BPF programs write user memory (bpf_probe_write_user)".to_string(),
-        };
-        warn!(
-            "ebpf.context_propagation: headers is unavailable: {why}. Outgoing requests carry no traceparent; spans are still linked between processes on this host."
-        );
-        return false;
-    }
-    info!("Context propagation: traceparent headers are written into outgoing Go net/http requests and gRPC calls.");
-    true
-}
-
-/// The Kubernetes options of `attributes.kubernetes`, or `None` when metadata is off:
-/// `enable: false`, or `autodetect` outside a cluster (no `KUBERNETES_SERVICE_HOST` in the
-/// environment and no `kubeconfig_path`).
-pub fn kube_options(k: &crate::config::Kubernetes, in_cluster: bool) -> Option<KubeOptions> {
-    use crate::config::KubeEnable;
-    let on = match k.enable {
-        KubeEnable::False => false,
-        KubeEnable::True => true,
-        KubeEnable::Autodetect => in_cluster || k.kubeconfig_path.is_some(),
-    };
-    if !on {
-        return None;
-    }
-    let labels = |key: &str| k.resource_labels.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default();
-    Some(KubeOptions {
-        kubeconfig_path: k.kubeconfig_path.as_ref().map(std::path::PathBuf::from),
-        cluster_name: k.cluster_name.clone().filter(|c| !c.is_empty()),
-        sync_timeout: k.informers_sync_timeout.as_std(),
-        local_node: k.meta_restrict_local_node.then(kube::local_node_name),
-        name_labels: labels("service.name"),
-        namespace_labels: labels("service.namespace"),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{KubeEnable, Kubernetes};
-
-    #[test]
-    fn kube_enable_and_autodetect() {
-        let mut k = Kubernetes::default();
-        assert!(kube_options(&k, true).is_none());
-        k.enable = KubeEnable::True;
-        assert!(kube_options(&k, false).is_some());
-        k.enable = KubeEnable::Autodetect;
-        assert!(kube_options(&k, false).is_none());
-        assert!(kube_options(&k, true).is_some());
-        k.kubeconfig_path = Some("/k".into());
-        k.cluster_name = Some("prod".into());
-        k.resource_labels = Some([("service.name".to_string(), vec!["app".to_string()])].into_iter().collect());
-        let o = kube_options(&k, false).unwrap();
-        assert_eq!(o.kubeconfig_path.as_deref(), Some(std::path::Path::new("/k")));
-        assert_eq!(o.cluster_name.as_deref(), Some("prod"));
-        assert_eq!(o.name_labels, ["app"]);
-        assert!(o.namespace_labels.is_empty());
-        assert_eq!(o.sync_timeout, Duration::from_secs(30));
-        assert!(o.local_node.is_none());
-        k.meta_restrict_local_node = true;
-        assert!(kube_options(&k, false).unwrap().local_node.is_some());
     }
 }

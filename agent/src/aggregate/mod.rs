@@ -340,6 +340,51 @@ fn base_labels(span: &Span, k8s: impl Fn(&str) -> bool) -> Labels {
     base
 }
 
+/// The aggregate stage's options (`prometheus_export`, `attributes.select`).
+#[derive(Debug, Clone)]
+pub struct AggregateOptions {
+    /// `prometheus_export.buckets`: duration, request size, response size.
+    pub buckets: [Buckets; 3],
+    /// `attributes.select`: the attributes of each application metric (Prometheus and OTLP).
+    pub attributes: Arc<AttributeSelection>,
+    /// `prometheus_export.ttl`: series not updated for this long disappear.
+    pub ttl: Duration,
+    /// `prometheus_export.instrumentations`.
+    pub instrumentations: crate::export::Instrumentations,
+    /// `prometheus_export.features` holds `application_span`.
+    pub span_metrics: bool,
+    /// `prometheus_export.features` holds `application_service_graph`.
+    pub service_graph: bool,
+    /// `otel_metrics_export.allow_service_graph_self_references`.
+    pub service_graph_self_references: bool,
+}
+
+impl AggregateOptions {
+    /// From the validated configuration (what could fail was checked when it was loaded).
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        use crate::config::MetricFeature;
+        let p = &cfg.prometheus_export;
+        let b = &p.buckets;
+        AggregateOptions {
+            buckets: [
+                Buckets(b.duration_histogram.clone()),
+                Buckets(b.request_size_histogram.clone()),
+                Buckets(b.response_size_histogram.clone()),
+            ],
+            attributes: Arc::new(AttributeSelection::new(&cfg.attributes.select).unwrap_or_default()),
+            ttl: p.ttl.as_std(),
+            instrumentations: crate::export::Instrumentations::new(
+                &p.instrumentations,
+                "prometheus_export.instrumentations",
+            )
+            .unwrap_or_default(),
+            span_metrics: p.has_feature(MetricFeature::ApplicationSpan),
+            service_graph: p.has_feature(MetricFeature::ApplicationServiceGraph),
+            service_graph_self_references: cfg.otel_metrics_export.allow_service_graph_self_references,
+        }
+    }
+}
+
 /// Everything the Prometheus exporter serves for the applications: the RED metrics, and the
 /// span metrics and service graph when their features are on.
 pub struct Aggregates {
@@ -351,6 +396,19 @@ pub struct Aggregates {
 }
 
 impl Aggregates {
+    /// Creates the metric families `o` asks for and registers them in `registry`.
+    pub fn new(registry: &mut Registry, o: &AggregateOptions) -> Self {
+        let duration = o.buckets[0].clone();
+        Aggregates {
+            instrumentations: o.instrumentations.clone(),
+            spans: o.span_metrics.then(|| span_metrics::SpanMetrics::new(registry, duration.clone(), o.ttl)),
+            graph: o.service_graph.then(|| {
+                service_graph::ServiceGraph::new(registry, duration.clone(), o.ttl, o.service_graph_self_references)
+            }),
+            app: AppMetrics::new(registry, o.buckets.clone(), o.attributes.clone(), o.ttl),
+        }
+    }
+
     pub fn record(&mut self, span: &Span, now: Instant) {
         if !self.instrumentations.selects(span) {
             return;

@@ -149,6 +149,125 @@ pub struct MapHandles {
     pub h2_walks: MapHandle,
 }
 
+/// What the per-process uprobes (Go and TLS libraries) are started with.
+#[derive(Debug, Clone, Copy)]
+pub struct UprobeOptions {
+    /// `discovery.skip_go_specific_tracers`: no Go probes, the generic ones serve Go too.
+    pub skip_go_specific_tracers: bool,
+    /// The Go probes write `traceparent` headers (`ebpf.context_propagation` decided it).
+    pub propagate_headers: bool,
+}
+
+impl UprobeOptions {
+    pub fn from_config(cfg: &crate::config::Config, features: &crate::kernel::Features) -> Self {
+        let skip = cfg.discovery.skip_go_specific_tracers;
+        UprobeOptions {
+            skip_go_specific_tracers: skip,
+            propagate_headers: context_propagation(cfg.ebpf.context_propagation, features, skip),
+        }
+    }
+}
+
+/// Whether `ebpf.context_propagation` (`cp`) can write `traceparent` headers here, said once
+/// in the log either way: it takes the Go probes and a kernel that lets BPF programs write
+/// user memory (`bpf_probe_write_user`, refused under lockdown).
+fn context_propagation(
+    cp: crate::config::ContextPropagation,
+    features: &crate::kernel::Features,
+    skip_go_specific_tracers: bool,
+) -> bool {
+    if cp.tcp || cp.ip {
+        tracing::warn!(
+            context_propagation = %cp,
+            "ebpf.context_propagation: `tcp` and `ip` are not implemented; only `headers` is (Go net/http and gRPC clients)."
+        );
+    }
+    if !cp.headers {
+        return false;
+    }
+    if skip_go_specific_tracers {
+        tracing::warn!("ebpf.context_propagation: headers needs the Go probes, and discovery.skip_go_specific_tracers is set: no traceparent is written.");
+        return false;
+    }
+    if !features.probe_write_user {
+        let why = match features.lockdown.as_deref() {
+            Some(l @ ("integrity" | "confidentiality")) => format!("kernel lockdown={l} forbids bpf_probe_write_user"),
+            _ => "this kernel does not let BPF programs write user memory (bpf_probe_write_user)".to_string(),
+        };
+        tracing::warn!(
+            "ebpf.context_propagation: headers is unavailable: {why}. Outgoing requests carry no traceparent; spans are still linked between processes on this host."
+        );
+        return false;
+    }
+    tracing::info!(
+        "Context propagation: traceparent headers are written into outgoing Go net/http requests and gRPC calls."
+    );
+    true
+}
+
+/// Starts the Go probes and the TLS probes on the capture family's ring buffer and maps, each
+/// on its own thread. Either may be unavailable: the agent says why and goes on without it
+/// (the generic probes still serve those processes).
+pub fn start_uprobes(
+    maps: &MapHandles,
+    load: LoadOptions,
+    o: UprobeOptions,
+    tel: &crate::telemetry::Internal,
+) -> (Option<GoProbes>, Option<TlsProbes>) {
+    use std::os::fd::AsFd;
+    let map_error = |e: std::io::Error| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) };
+    let go = if o.skip_go_specific_tracers {
+        tracing::info!(
+            "discovery.skip_go_specific_tracers is set: Go programs are served by the generic probes alone."
+        );
+        None
+    } else {
+        let fds = (|| {
+            let shared = SharedMaps {
+                go_offsets: maps.go_offsets.as_fd().try_clone_to_owned()?,
+                go_serving: maps.go_serving.as_fd().try_clone_to_owned()?,
+            };
+            Ok((maps.sock_events.as_fd().try_clone_to_owned()?, maps.events_lost.as_fd().try_clone_to_owned()?, shared))
+        })();
+        match fds.map_err(map_error).and_then(|(ev, lost, shared)| {
+            GoProbes::start(ev, lost, shared, load, o.propagate_headers, tel.go_processes.clone())
+        }) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(error = %e, "Go probes unavailable; Go programs are served by the generic probes alone (no goroutine-aware trace links).");
+                None
+            }
+        }
+    };
+
+    // TLS plaintext of OpenSSL and rustls users, whatever the capture family.
+    let tls = (|| {
+        Ok(TlsMaps {
+            events: maps.sock_events.as_fd().try_clone_to_owned()?,
+            events_lost: maps.events_lost.as_fd().try_clone_to_owned()?,
+            traced_pids: maps.traced_pids.as_fd().try_clone_to_owned()?,
+            ssl_calls: maps.ssl_calls.as_fd().try_clone_to_owned()?,
+            ssl_socks: maps.ssl_socks.as_fd().try_clone_to_owned()?,
+            ssl_ciphers: maps.ssl_ciphers.as_fd().try_clone_to_owned()?,
+            tls_conns: maps.tls_conns.as_fd().try_clone_to_owned()?,
+            h2_walks: maps.h2_walks.as_fd().try_clone_to_owned()?,
+        })
+    })()
+    .map_err(map_error)
+    .and_then(|m| {
+        let stats = TlsStats { processes: tel.tls_processes.clone(), unlinked: tel.tls_unlinked.clone() };
+        TlsProbes::start(m, load, stats)
+    });
+    let tls = match tls {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "TLS probes unavailable; TLS traffic of programs using OpenSSL or rustls stays opaque.");
+            None
+        }
+    };
+    (go, tls)
+}
+
 /// The process family's count of forks, execs, exits and listening-socket changes.
 pub fn read_proc_changes(map: &MapHandle) -> Option<u64> {
     let value = libbpf_rs::MapCore::lookup(map, &0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY).ok()??;

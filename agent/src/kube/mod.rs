@@ -67,6 +67,32 @@ pub struct KubeOptions {
     pub namespace_labels: Vec<String>,
 }
 
+impl KubeOptions {
+    /// The Kubernetes options of `attributes.kubernetes`, or `None` when metadata is off:
+    /// `enable: false`, or `autodetect` outside a cluster (no `KUBERNETES_SERVICE_HOST` in the
+    /// environment and no `kubeconfig_path`).
+    pub fn from_config(k: &crate::config::Kubernetes, in_cluster: bool) -> Option<KubeOptions> {
+        use crate::config::KubeEnable;
+        let on = match k.enable {
+            KubeEnable::False => false,
+            KubeEnable::True => true,
+            KubeEnable::Autodetect => in_cluster || k.kubeconfig_path.is_some(),
+        };
+        if !on {
+            return None;
+        }
+        let labels = |key: &str| k.resource_labels.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default();
+        Some(KubeOptions {
+            kubeconfig_path: k.kubeconfig_path.as_ref().map(std::path::PathBuf::from),
+            cluster_name: k.cluster_name.clone().filter(|c| !c.is_empty()),
+            sync_timeout: k.informers_sync_timeout.as_std(),
+            local_node: k.meta_restrict_local_node.then(local_node_name),
+            name_labels: labels("service.name"),
+            namespace_labels: labels("service.namespace"),
+        })
+    }
+}
+
 /// The node this agent runs on: `NODE_NAME` (the DaemonSet sets it from `spec.nodeName`),
 /// else the host name.
 pub fn local_node_name() -> String {
@@ -336,5 +362,35 @@ mod tests {
         for task in &k.tasks {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod options_tests {
+    use super::*;
+    use crate::config::{KubeEnable, Kubernetes};
+    use std::time::Duration;
+
+    #[test]
+    fn kube_enable_and_autodetect() {
+        let mut k = Kubernetes::default();
+        assert!(KubeOptions::from_config(&k, true).is_none());
+        k.enable = KubeEnable::True;
+        assert!(KubeOptions::from_config(&k, false).is_some());
+        k.enable = KubeEnable::Autodetect;
+        assert!(KubeOptions::from_config(&k, false).is_none());
+        assert!(KubeOptions::from_config(&k, true).is_some());
+        k.kubeconfig_path = Some("/k".into());
+        k.cluster_name = Some("prod".into());
+        k.resource_labels = Some([("service.name".to_string(), vec!["app".to_string()])].into_iter().collect());
+        let o = KubeOptions::from_config(&k, false).unwrap();
+        assert_eq!(o.kubeconfig_path.as_deref(), Some(std::path::Path::new("/k")));
+        assert_eq!(o.cluster_name.as_deref(), Some("prod"));
+        assert_eq!(o.name_labels, ["app"]);
+        assert!(o.namespace_labels.is_empty());
+        assert_eq!(o.sync_timeout, Duration::from_secs(30));
+        assert!(o.local_node.is_none());
+        k.meta_restrict_local_node = true;
+        assert!(KubeOptions::from_config(&k, false).unwrap().local_node.is_some());
     }
 }
