@@ -104,8 +104,10 @@ pub async fn run(
         if batch.is_empty() {
             continue;
         }
-        let n = batch.len();
-        match transport.export_traces(request(&batch, &res)).await {
+        let req = request(&batch, &res);
+        // What the receiver gets: a request's `in queue` and `processing` phases are spans too.
+        let n = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        match transport.export_traces(req).await {
             Ok(()) => {
                 tel.otel_trace_exported(n);
                 if failing {
