@@ -500,8 +500,9 @@ fn root_tls_debian_node_shared_libssl() {
     let _nginx = start_nginx(&dir, port, &cert, &key);
     let base = format!("https://127.0.0.1:{port}");
     let node_app = start_script(node.to_str().unwrap(), "tls_app.js", app, &cert, &key, &base);
-    wait_instrumented(mport, 2.0, &log);
-    wait_tls_probed(mport, 2.0, &log);
+    // nginx's master and worker, and node: waiting for two let the requests beat node's probes.
+    wait_instrumented(mport, 3.0, &log);
+    wait_tls_probed(mport, 3.0, &log);
 
     let b = format!("https://127.0.0.1:{app}");
     let urls = |path: &str, n: usize| (1..=n).map(|i| format!("{b}{path}{i}")).collect::<Vec<_>>();
