@@ -146,12 +146,12 @@ fn agent(file: &Option<PathBuf>, set: &[String]) -> anyhow::Result<ExitCode> {
     for w in &warnings {
         warn!("{w}");
     }
-    if !nix::unistd::geteuid().is_root() {
-        warn!("Not running as root: the agent needs CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_CHECKPOINT_RESTORE, with LimitMEMLOCK=infinity (see docs/nixos.md).");
-    }
     let mounts = kernel::ensure_mounts().context("preparing bpffs and tracefs")?;
     let _ = mounts;
     let features = kernel::probe();
+    for lost in features.capability_check().map_err(anyhow::Error::msg)? {
+        warn!("{lost}");
+    }
     let plan = kernel::choose(&features, cfg.ebpf.hook_mode)?;
     info!(summary = %features.summary_line(), family = %plan.family, "Kernel probed.");
     let pcfg = PipelineConfig::from_config(&cfg, &plan, &features).context("building process selectors")?;

@@ -156,6 +156,8 @@ pub struct UprobeOptions {
     pub skip_go_specific_tracers: bool,
     /// The Go probes write `traceparent` headers (`ebpf.context_propagation` decided it).
     pub propagate_headers: bool,
+    /// The kernel creates uprobes for the agent (the start-up check said why not otherwise).
+    pub available: bool,
 }
 
 impl UprobeOptions {
@@ -164,6 +166,7 @@ impl UprobeOptions {
         UprobeOptions {
             skip_go_specific_tracers: skip,
             propagate_headers: context_propagation(cfg.ebpf.context_propagation, features, skip),
+            available: features.uprobes,
         }
     }
 }
@@ -215,6 +218,9 @@ pub fn start_uprobes(
     tel: &crate::telemetry::Internal,
 ) -> (Option<GoProbes>, Option<TlsProbes>) {
     use std::os::fd::AsFd;
+    if !o.available {
+        return (None, None);
+    }
     let map_error = |e: std::io::Error| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) };
     let go = if o.skip_go_specific_tracers {
         tracing::info!(

@@ -40,7 +40,7 @@ impl Features {
         };
         format!(
             "kernel={} btf={} kprobes={} kprobe_multi={} fentry={} tp_btf={} sock_tracepoints={} raw_tp={} tracepoints={} \
-             ringbuf={} tcx={} clsact={} uprobe_multi={} task_btf={} task_storage={} lockdown={} hook={}",
+             ringbuf={} tcx={} clsact={} uprobes={} uprobe_multi={} task_btf={} task_storage={} lockdown={} hook={}",
             self.kernel_release,
             yn(self.btf),
             yn(self.kprobes),
@@ -53,6 +53,7 @@ impl Features {
             yn(self.ringbuf),
             yn(self.tcx),
             yn(self.clsact),
+            yn(self.uprobes),
             yn(self.uprobe_multi),
             yn(self.get_current_task_btf),
             yn(self.task_storage),
@@ -79,6 +80,7 @@ impl Features {
         flag("ringbuf", self.ringbuf);
         flag("tcx", self.tcx);
         flag("clsact", self.clsact);
+        flag("uprobes", self.uprobes);
         flag("uprobe_multi", self.uprobe_multi);
         flag("get_current_task_btf", self.get_current_task_btf);
         flag("task_storage", self.task_storage);

@@ -53,6 +53,8 @@ pub struct Features {
     pub tcx: bool,
     /// The clsact qdisc (classic TC attach).
     pub clsact: bool,
+    /// uprobe perf events can be created with the agent's credentials (the Go and TLS probes).
+    pub uprobes: bool,
     /// uprobe.multi links with working PID filtering.
     pub uprobe_multi: bool,
     /// `bpf_get_current_task_btf()` helper.
@@ -119,6 +121,7 @@ pub fn probe() -> Features {
         set("syscall_tracepoints", probes::tracepoint(tracefs.as_deref(), "syscalls", "sys_enter_getpid", &mut keep));
     probes::close_later(keep);
     let ringbuf = set("ringbuf", probes::ringbuf());
+    let uprobes = set("uprobes", probes::uprobes());
     let uprobe_multi = set("uprobe_multi", probes::uprobe_multi());
     let task_btf = probes::get_current_task_btf();
     let task_storage = set("task_storage", probes::task_storage(&task_btf));
@@ -149,6 +152,7 @@ pub fn probe() -> Features {
     f.ringbuf = ringbuf;
     f.tcx = tcx;
     f.clsact = clsact;
+    f.uprobes = uprobes;
     f.uprobe_multi = uprobe_multi;
     f.get_current_task_btf = get_current_task_btf;
     f.task_storage = task_storage;
@@ -167,11 +171,94 @@ impl Features {
         self.notes.get(feature).map(String::as_str).unwrap_or("")
     }
 
+    /// What the agent's capabilities allow, said at start-up: an error naming what is
+    /// missing when no BPF program can be loaded, else one line per capability whose absence
+    /// turns a part of the agent off (docs/reliability.md, "Least privilege").
+    pub fn capability_check(&self) -> Result<Vec<String>, String> {
+        let Some(eff) = self.cap_eff else { return Ok(Vec::new()) };
+        let has = |name: &str| AGENT_CAPS.iter().any(|(n, bit)| *n == name && eff & (1u64 << bit) != 0);
+        let admin = has("CAP_SYS_ADMIN");
+        let load: Vec<&str> = ["CAP_BPF", "CAP_PERFMON"].into_iter().filter(|c| !has(c)).collect();
+        if !load.is_empty() && !admin {
+            return Err(format!(
+                "missing capability {}: the agent cannot load or attach BPF programs without CAP_BPF and \
+                 CAP_PERFMON (or CAP_SYS_ADMIN); grant CAP_BPF CAP_PERFMON CAP_SYS_PTRACE CAP_DAC_READ_SEARCH \
+                 (deploy/systemd/beyla.service and deploy/kubernetes/daemonset.yaml list them)",
+                load.join(" and ")
+            ));
+        }
+        let mut lost = Vec::new();
+        if !self.uprobes {
+            let why = match (admin, self.note("uprobes").contains("refused")) {
+                (false, true) => format!(
+                    "missing capability CAP_SYS_ADMIN: this kernel creates uprobes for it alone ({})",
+                    self.note("uprobes")
+                ),
+                _ => format!("uprobes are unavailable ({})", self.note("uprobes")),
+            };
+            lost.push(format!(
+                "{why}; the Go and TLS probes are off: TLS traffic stays opaque and Go programs are served by \
+                 the generic probes"
+            ));
+        }
+        if !has("CAP_SYS_PTRACE") {
+            lost.push("missing capability CAP_SYS_PTRACE: other users' processes cannot be inspected (/proc/<pid>/exe, environ, fd), so they are not instrumented".to_string());
+        }
+        if !has("CAP_DAC_READ_SEARCH") {
+            lost.push("missing capability CAP_DAC_READ_SEARCH: files of other users (their executables, /proc entries, tracefs) cannot be read".to_string());
+        }
+        Ok(lost)
+    }
+
     /// Capabilities from [`AGENT_CAPS`] missing from the effective set.
     pub fn missing_caps(&self) -> Vec<&'static str> {
         let Some(eff) = self.cap_eff else {
             return Vec::new();
         };
         AGENT_CAPS.iter().filter(|(_, bit)| eff & (1u64 << bit) == 0).map(|(name, _)| *name).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_caps(caps: &[&str], uprobes: bool) -> Features {
+        let eff = caps
+            .iter()
+            .map(|c| AGENT_CAPS.iter().find(|(n, _)| n == c).expect("known cap").1)
+            .fold(0, |a, b| a | 1 << b);
+        let mut f = Features { cap_eff: Some(eff), uprobes, ..Default::default() };
+        if !uprobes {
+            f.notes.insert("uprobes", "perf_event_open(uprobe): EACCES: refused with these credentials".into());
+        }
+        f
+    }
+
+    #[test]
+    fn capability_check_names_what_is_missing() {
+        let base = ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"];
+        assert_eq!(with_caps(&base, true).capability_check(), Ok(vec![]));
+        // Unknown capabilities (no /proc/self/status): nothing said.
+        assert_eq!(Features::default().capability_check(), Ok(vec![]));
+        let e = with_caps(&["CAP_PERFMON", "CAP_SYS_PTRACE"], true).capability_check().unwrap_err();
+        assert!(e.starts_with("missing capability CAP_BPF:"), "{e}");
+        let e = with_caps(&["CAP_SYS_PTRACE"], true).capability_check().unwrap_err();
+        assert!(e.starts_with("missing capability CAP_BPF and CAP_PERFMON:"), "{e}");
+        // CAP_SYS_ADMIN covers loading (kernels before 5.8 have no CAP_BPF).
+        assert!(with_caps(&["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"], true)
+            .capability_check()
+            .is_ok());
+        let lost = with_caps(&base, false).capability_check().unwrap();
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert!(lost[0].starts_with("missing capability CAP_SYS_ADMIN: this kernel creates uprobes"), "{lost:?}");
+        // With CAP_SYS_ADMIN the refusal has another cause: not blamed on a capability.
+        let admin = [&base[..], &["CAP_SYS_ADMIN"]].concat();
+        let lost = with_caps(&admin, false).capability_check().unwrap();
+        assert!(lost[0].starts_with("uprobes are unavailable"), "{lost:?}");
+        let lost = with_caps(&["CAP_BPF", "CAP_PERFMON"], true).capability_check().unwrap();
+        assert_eq!(lost.len(), 2, "{lost:?}");
+        assert!(lost[0].starts_with("missing capability CAP_SYS_PTRACE"), "{lost:?}");
+        assert!(lost[1].starts_with("missing capability CAP_DAC_READ_SEARCH"), "{lost:?}");
     }
 }

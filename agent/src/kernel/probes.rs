@@ -217,6 +217,26 @@ pub(crate) fn kprobes(keep: &mut Vec<OwnedFd>) -> Outcome {
     Outcome::no(format!("perf_event_open(kprobe): {last:?}"))
 }
 
+/// A uprobe perf event (the uprobe PMU, as libbpf attaches the Go and TLS probes) on this
+/// executable's first byte, created disabled with the agent's own credentials, then closed:
+/// some kernels let only CAP_SYS_ADMIN create one, whatever CAP_PERFMON allows elsewhere.
+pub(crate) fn uprobes() -> Outcome {
+    let Some(pmu) = pmu_type("uprobe") else {
+        return Outcome::no("no uprobe PMU in /sys/bus/event_source/devices (CONFIG_UPROBE_EVENTS not set?)");
+    };
+    let path = c"/proc/self/exe";
+    let mut attr = perf_attr(pmu, 0);
+    attr.__bindgen_anon_3.uprobe_path = path.as_ptr() as u64;
+    attr.__bindgen_anon_4.probe_offset = 0;
+    match perf_event_open(&attr) {
+        Ok(_) => Outcome::yes("uprobe perf event on the agent's executable"),
+        Err(e @ (Errno::EACCES | Errno::EPERM)) => {
+            Outcome::no(format!("perf_event_open(uprobe): {e:?}: refused with these credentials"))
+        }
+        Err(e) => Outcome::no(format!("perf_event_open(uprobe): {e:?}")),
+    }
+}
+
 /// cilium/ebpf's `haveBPFLinkKprobeMulti`: a kprobe.multi link on `vprintk`, closed at once.
 pub(crate) fn kprobe_multi(keep: &mut Vec<OwnedFd>) -> Outcome {
     let prog = match prog_load(sys::BPF_PROG_TYPE_KPROBE, &ret_imm(0), sys::BPF_TRACE_KPROBE_MULTI, 0) {

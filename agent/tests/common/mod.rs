@@ -108,13 +108,26 @@ pub fn agent_bin() -> PathBuf {
 
 /// Starts the agent with a YAML config and environment; its output goes to a log file.
 pub fn start_agent(yaml: &str, env: &[(&str, &str)], tag: &str) -> (Proc, PathBuf) {
+    start_agent_under(&[], yaml, env, tag)
+}
+
+/// [`start_agent`] run by `wrapper` (a command that execs the rest of its arguments, such as
+/// `setpriv` with its options): the agent keeps the child's pid.
+pub fn start_agent_under(wrapper: &[&str], yaml: &str, env: &[(&str, &str)], tag: &str) -> (Proc, PathBuf) {
     let dir = std::env::temp_dir().join(format!("beyla-test-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("config.yml");
     std::fs::write(&cfg, yaml).unwrap();
     let log = dir.join("agent.log");
     let out = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(agent_bin());
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(agent_bin());
+            c
+        }
+        None => Command::new(agent_bin()),
+    };
     cmd.arg("--config").arg(&cfg).stdout(out.try_clone().unwrap()).stderr(out);
     for (k, v) in env {
         cmd.env(k, v);
