@@ -53,7 +53,7 @@ fn daemonset_runs_the_agent_unprivileged_with_host_pids() {
     let sc = &c["securityContext"];
     assert!(sc["privileged"].is_null(), "privileged is only the documented variant");
     let caps: Vec<&str> = sc["capabilities"]["add"].as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
-    assert_eq!(caps, ["BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH", "CHECKPOINT_RESTORE", "SYS_RESOURCE"]);
+    assert_eq!(caps, ["BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_RESOURCE"]);
     let mounts: Vec<(&str, bool)> = c["volumeMounts"]
         .as_sequence()
         .unwrap()

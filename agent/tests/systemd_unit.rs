@@ -175,7 +175,7 @@ fn hardening_keeps_what_the_agent_needs() {
     let ambient = strings(&service["AmbientCapabilities"], "AmbientCapabilities");
     let bounding = strings(&service["CapabilityBoundingSet"], "CapabilityBoundingSet");
     assert_eq!(ambient, bounding, "AmbientCapabilities and CapabilityBoundingSet must be the same set");
-    for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_CHECKPOINT_RESTORE"] {
+    for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"] {
         assert!(ambient.iter().any(|c| c == cap), "{cap} missing from the base capabilities");
     }
     for cap in ["CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_RESOURCE", "CAP_DAC_OVERRIDE"] {

@@ -16,7 +16,6 @@ pub const AGENT_CAPS: &[(&str, u32)] = &[
     ("CAP_BPF", 39),
     ("CAP_PERFMON", 38),
     ("CAP_DAC_READ_SEARCH", 2),
-    ("CAP_CHECKPOINT_RESTORE", 40),
     ("CAP_SYS_PTRACE", 19),
     ("CAP_NET_ADMIN", 12),
     ("CAP_SYS_ADMIN", 21),
