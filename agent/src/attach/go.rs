@@ -507,7 +507,7 @@ fn attach(
             .object()
             .progs_mut()
             .find(|prog| prog.name() == p.program)
-            .ok_or_else(|| AttachError::MissingProgram { family: "go", program: p.program })?;
+            .ok_or(AttachError::MissingProgram { family: "go", program: p.program })?;
         for site in sites {
             let link = prog.attach_uprobe(false, pid as i32, exe, site as usize).map_err(|source| {
                 AttachError::Attach { family: "go", program: format!("{} ({:?})", p.function, p.site), source }
