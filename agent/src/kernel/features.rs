@@ -186,6 +186,13 @@ impl Features {
                 load.join(" and ")
             ));
         }
+        if let (Some(level @ 3..), false) = (self.perf_event_paranoid, admin) {
+            return Err(format!(
+                "missing capability CAP_SYS_ADMIN: kernel.perf_event_paranoid is {level}, and above 2 (Debian's and \
+                 Ubuntu's patch) perf events, which attach tracepoints, kprobes and uprobes, are opened for \
+                 CAP_SYS_ADMIN alone; grant it, or set the sysctl to 2"
+            ));
+        }
         let mut lost = Vec::new();
         if !self.uprobes {
             let why = match (admin, self.note("uprobes").contains("refused")) {
@@ -255,6 +262,14 @@ mod tests {
         let admin = [&base[..], &["CAP_SYS_ADMIN"]].concat();
         let lost = with_caps(&admin, false).capability_check().unwrap();
         assert!(lost[0].starts_with("uprobes are unavailable"), "{lost:?}");
+        // Debian's and Ubuntu's perf_event_paranoid 3: nothing attaches without CAP_SYS_ADMIN.
+        let mut debian = with_caps(&base, true);
+        debian.perf_event_paranoid = Some(3);
+        let e = debian.capability_check().unwrap_err();
+        assert!(e.starts_with("missing capability CAP_SYS_ADMIN: kernel.perf_event_paranoid is 3"), "{e}");
+        debian.perf_event_paranoid = Some(2);
+        assert!(debian.capability_check().is_ok());
+        assert!(with_caps(&admin, true).capability_check().is_ok());
         let lost = with_caps(&["CAP_BPF", "CAP_PERFMON"], true).capability_check().unwrap();
         assert_eq!(lost.len(), 2, "{lost:?}");
         assert!(lost[0].starts_with("missing capability CAP_SYS_PTRACE"), "{lost:?}");
