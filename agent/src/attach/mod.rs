@@ -298,10 +298,12 @@ struct Attached {
 
 /// Attaches every program of a loaded object. All programs of these families are required:
 /// each exists on every supported kernel, so a failure is a real problem to report.
-/// `kretsyscall/` programs go through [`kretprobe`] for enough concurrent instances.
+/// `kretsyscall/` programs go through [`kretprobe`] for enough concurrent instances (libbpf's
+/// kretprobes, with the kernel's default, where tracefs is not writable).
 fn attach_all(family: &'static str, obj: &libbpf_rs::Object, att: &mut Attached) -> Result<(), AttachError> {
     // Looked up once, and only for a family with kretsyscall programs.
     let mut tracefs: Option<std::path::PathBuf> = None;
+    let mut kretprobe_fallback_said = false;
     for prog in obj.progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
         let section = prog.section().to_string_lossy().into_owned();
@@ -312,10 +314,28 @@ fn attach_all(family: &'static str, obj: &libbpf_rs::Object, att: &mut Attached)
                     .and_then(|m| m.tracefs)
                     .unwrap_or_else(|| "/sys/kernel/tracing".into())
             });
-            let (link, event) = kretprobe::attach(&prog, &format!("__x64_sys_{syscall}"), tracefs)
-                .map_err(|e| AttachError::Attach { family, program: name, source: libbpf_rs::Error::from(e) })?;
-            att.links.push(link);
-            att.kretprobes.push(event);
+            let func = format!("__x64_sys_{syscall}");
+            match kretprobe::attach(&prog, &func, tracefs) {
+                Ok((link, event)) => {
+                    att.links.push(link);
+                    att.kretprobes.push(event);
+                }
+                // Creating the event in tracefs takes write access to it (root, or
+                // CAP_DAC_OVERRIDE, which the documented capability set leaves out).
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    if !kretprobe_fallback_said {
+                        kretprobe_fallback_said = true;
+                        tracing::warn!(error = %e, "kretprobes with room for many concurrent calls need write access to tracefs; using the kernel's default instances (returns of more concurrent blocked syscalls than that are missed).");
+                    }
+                    let link = prog.attach_kprobe(true, &func).map_err(|source| AttachError::Attach {
+                        family,
+                        program: name,
+                        source,
+                    })?;
+                    att.links.push(link);
+                }
+                Err(e) => return Err(AttachError::Attach { family, program: name, source: libbpf_rs::Error::from(e) }),
+            }
             continue;
         }
         let link = prog.attach().map_err(|source| AttachError::Attach { family, program: name, source })?;
