@@ -28,11 +28,9 @@ pub struct PipelineConfig {
     pub families: Vec<crate::kernel::HookFamily>,
     pub selection: Selection,
     pub discover: DiscoverOptions,
-    pub wakeup_len: u32,
-    /// `ebpf.ring_buffer_size`.
-    pub ring_buffer_size: u32,
-    /// The kernel has task storage for tracing programs (the probe's `task_storage`).
-    pub task_storage: bool,
+    /// What the capture family is loaded with (`ebpf.wakeup_len`, `ebpf.ring_buffer_size`,
+    /// the plan's argument store).
+    pub load: attach::LoadOptions,
     /// `discovery.skip_go_specific_tracers` and whether the Go probes write `traceparent`
     /// headers (`ebpf.context_propagation` where the kernel allows it).
     pub uprobes: attach::UprobeOptions,
@@ -99,11 +97,7 @@ pub async fn start(cfg: PipelineConfig) -> Result<Running, PipelineError> {
     // The Kubernetes watches list while the probes load.
     let mut kube = cfg.kube.clone().map(|opts| (kube::start(opts.clone()), opts));
 
-    let load = attach::LoadOptions {
-        wakeup_len: cfg.wakeup_len,
-        ring_buffer_size: cfg.ring_buffer_size,
-        task_storage: cfg.task_storage,
-    };
+    let load = cfg.load;
     let (probes, maps) = attach::load_first(&cfg.families, load)?;
     info!(family = probes.family, programs = probes.programs, "BPF programs attached.");
     let mut tasks = Vec::new();
@@ -212,27 +206,6 @@ impl PipelineConfig {
         plan: &crate::kernel::HookPlan,
         features: &crate::kernel::Features,
     ) -> Result<Self, discover::DiscoverError> {
-        use crate::config::TracePrinter;
-        use crate::enrich::routes::DEFAULT_MAX_ROUTES;
-
-        let r = &cfg.routes;
-        let strings = |v: &[crate::config::RoutePattern]| v.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>();
-        let routes = RouteMatcher::new(
-            &strings(&r.patterns),
-            &strings(&r.ignored_patterns),
-            r.unmatched,
-            r.wildcard_char,
-            DEFAULT_MAX_ROUTES,
-        );
-
-        let d = &cfg.discovery;
-        let discover = DiscoverOptions {
-            poll_interval: d.poll_interval.as_std(),
-            min_process_age: d.min_process_age.as_std(),
-            global_name: cfg.service_name.clone(),
-            global_namespace: cfg.service_namespace.clone(),
-            ..DiscoverOptions::default()
-        };
         let p = &cfg.prometheus_export;
         let env_in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty());
         let kube = KubeOptions::from_config(&cfg.attributes.kubernetes, env_in_cluster);
@@ -240,26 +213,16 @@ impl PipelineConfig {
             families: plan.families(),
             selection: discover::selection(cfg, kube.is_some())?,
             kube,
-            discover,
-            wakeup_len: cfg.ebpf.wakeup_len,
-            ring_buffer_size: cfg.ebpf.ring_buffer_size,
-            task_storage: plan.use_task_storage,
+            discover: DiscoverOptions::from_config(cfg),
+            load: attach::LoadOptions::from_config(cfg, plan),
             uprobes: attach::UprobeOptions::from_config(cfg, features),
-            batching: events::Batching {
-                length: cfg.ebpf.batch_length as usize,
-                timeout: cfg.ebpf.batch_timeout.as_std(),
-            },
-            routes,
-            decode: crate::decode::DecodeOptions { query_text: cfg.ebpf.db_query_text },
+            batching: events::Batching::from_config(cfg),
+            routes: RouteMatcher::from_config(cfg),
+            decode: crate::decode::DecodeOptions::from_config(cfg),
             prometheus: p.port.map(|port| (port, p.path.clone())),
             internal: (cfg.internal_metrics.prometheus.port, cfg.internal_metrics.prometheus.path.clone()),
             aggregate: AggregateOptions::from_config(cfg),
-            printer: match cfg.trace_printer {
-                TracePrinter::Disabled => None,
-                TracePrinter::Text => Some(PrintFormat::Text),
-                TracePrinter::Json => Some(PrintFormat::Json),
-                TracePrinter::JsonIndent => Some(PrintFormat::JsonIndent),
-            },
+            printer: PrintFormat::from_config(cfg),
             channel_buffer_len: cfg.channel_buffer_len as usize,
             // Validated with the rest of the configuration when it was loaded.
             otlp: OtlpOptions::from_config(cfg).unwrap_or_default(),

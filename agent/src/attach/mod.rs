@@ -100,6 +100,14 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
+    pub fn from_config(cfg: &crate::config::Config, plan: &crate::kernel::HookPlan) -> Self {
+        LoadOptions {
+            wakeup_len: cfg.ebpf.wakeup_len,
+            ring_buffer_size: cfg.ebpf.ring_buffer_size,
+            task_storage: plan.use_task_storage,
+        }
+    }
+
     /// Bytes waiting in the ring that wake the reader whatever `wakeup_len` says (a quarter of
     /// the ring), so that no `wakeup_len` can fill it; every program writing to it uses this.
     pub fn wakeup_bytes(&self) -> u32 {

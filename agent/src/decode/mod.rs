@@ -28,6 +28,12 @@ pub struct DecodeOptions {
     pub query_text: crate::config::QueryText,
 }
 
+impl DecodeOptions {
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        DecodeOptions { query_text: cfg.ebpf.db_query_text }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -161,6 +161,22 @@ pub struct DiscoverOptions {
     pub changes: Option<ChangeCounter>,
 }
 
+impl DiscoverOptions {
+    /// `discovery.poll_interval`, `discovery.min_process_age`, `service_name` and
+    /// `service_namespace`; the rest keeps its defaults (the pipeline adds the Kubernetes store
+    /// and the kernel's change counter).
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        let d = &cfg.discovery;
+        DiscoverOptions {
+            poll_interval: d.poll_interval.as_std(),
+            min_process_age: d.min_process_age.as_std(),
+            global_name: cfg.service_name.clone(),
+            global_namespace: cfg.service_namespace.clone(),
+            ..DiscoverOptions::default()
+        }
+    }
+}
+
 impl Default for DiscoverOptions {
     fn default() -> Self {
         DiscoverOptions {

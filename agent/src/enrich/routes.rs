@@ -130,6 +130,19 @@ pub struct RouteMatcher {
 }
 
 impl RouteMatcher {
+    /// `routes.patterns`, `ignored_patterns`, `unmatched` and `wildcard_char`.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        let r = &cfg.routes;
+        let strings = |v: &[crate::config::RoutePattern]| v.iter().map(|p| p.as_str().to_string()).collect::<Vec<_>>();
+        RouteMatcher::new(
+            &strings(&r.patterns),
+            &strings(&r.ignored_patterns),
+            r.unmatched,
+            r.wildcard_char,
+            DEFAULT_MAX_ROUTES,
+        )
+    }
+
     pub fn new(
         patterns: &[String],
         ignored_patterns: &[String],

@@ -199,6 +199,13 @@ pub struct Batching {
     pub timeout: Duration,
 }
 
+impl Batching {
+    /// `ebpf.batch_length` and `ebpf.batch_timeout`.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Batching { length: cfg.ebpf.batch_length as usize, timeout: cfg.ebpf.batch_timeout.as_std() }
+    }
+}
+
 /// Starts the reader thread.
 pub fn spawn_reader(
     maps: ReaderMaps,

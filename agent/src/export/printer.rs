@@ -15,6 +15,19 @@ pub enum PrintFormat {
     JsonIndent,
 }
 
+impl PrintFormat {
+    /// `trace_printer`; `None` when disabled.
+    pub fn from_config(cfg: &crate::config::Config) -> Option<PrintFormat> {
+        use crate::config::TracePrinter;
+        match cfg.trace_printer {
+            TracePrinter::Disabled => None,
+            TracePrinter::Text => Some(PrintFormat::Text),
+            TracePrinter::Json => Some(PrintFormat::Json),
+            TracePrinter::JsonIndent => Some(PrintFormat::JsonIndent),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     service: &'a str,
