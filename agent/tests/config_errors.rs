@@ -238,3 +238,54 @@ fn unreadable_file() {
     assert!(err.to_string().starts_with("cannot read config file "), "{err}");
     assert!(std::error::Error::source(&err).is_some());
 }
+
+#[test]
+fn every_error_of_a_file_at_once() {
+    let text = "log_level: info\n\
+                prometheus_export:\n  port: abc\n  pathh: /m\n\
+                discovery:\n  poll_interval: soon\n  instrument:\n    - open_ports: 80\n      nmae: x\n    - open_ports: 81\n      exe_path: 7\n\
+                trace_printer: loud\n";
+    let (msg, err) = error_of(text);
+    let ConfigError::Many(errors) = &err else { panic!("expected several errors: {msg}") };
+    let found: Vec<(String, String)> = errors
+        .iter()
+        .map(|e| {
+            let origin = match e {
+                ConfigError::Invalid { origin, .. } | ConfigError::UnknownKey { origin, .. } => origin.to_string(),
+                other => panic!("unexpected {other:?}"),
+            };
+            (e.key().unwrap_or_default().to_string(), origin.rsplit(':').take(2).collect::<Vec<_>>().join("<"))
+        })
+        .collect();
+    let keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+    // Each error once, in the file's order, each at its own line.
+    assert_eq!(
+        keys,
+        [
+            "prometheus_export.port",
+            "prometheus_export.pathh",
+            "discovery.poll_interval",
+            "discovery.instrument[0].nmae",
+            "discovery.instrument[1].exe_path",
+            "trace_printer"
+        ],
+        "{msg}"
+    );
+    let lines: Vec<usize> = errors
+        .iter()
+        .map(|e| match e {
+            ConfigError::Invalid { origin: Origin::File { line: Some(l), .. }, .. }
+            | ConfigError::UnknownKey { origin: Origin::File { line: Some(l), .. }, .. } => *l,
+            other => panic!("no line: {other:?}"),
+        })
+        .collect();
+    assert_eq!(lines, [3, 4, 6, 9, 11, 12], "{msg}");
+    assert!(msg.starts_with("6 errors in the configuration:\n  - prometheus_export.port: "), "{msg}");
+    assert_eq!(err.key(), Some("prometheus_export.port"));
+}
+
+#[test]
+fn one_error_stays_one_error() {
+    let (_, err) = error_of("prometheus_export:\n  port: abc\n");
+    assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
+}

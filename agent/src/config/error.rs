@@ -117,6 +117,9 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// Several errors of one file, in the order they were found (each as above).
+    #[error("{} errors in the configuration:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ConfigError>),
     /// Merging the layers failed after each was validated (a bug rather than a user error).
     #[error("merging configuration layers failed")]
     Merge(#[source] Box<figment::Error>),
@@ -131,6 +134,7 @@ impl ConfigError {
             | ConfigError::Env { key, .. }
             | ConfigError::Cli { key, .. }
             | ConfigError::CliKey { key, .. } => Some(key),
+            ConfigError::Many(errors) => errors.first().and_then(ConfigError::key),
             ConfigError::Read { .. } | ConfigError::Syntax { .. } | ConfigError::Merge(_) => None,
         }
     }

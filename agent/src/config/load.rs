@@ -150,10 +150,15 @@ fn collect_leaves(value: &Value, path: String, out: &mut Vec<String>) {
 // YAML errors
 // ---------------------------------------------------------------------------------------------
 
+/// At most this many errors of one file are reported.
+const MAX_FILE_ERRORS: usize = 20;
+
+/// Every error of the file at once, not only the first: after each error the key it names is
+/// taken out of the document and the rest is read again.
 fn check_yaml(text: &str, path: &Path) -> Result<(), ConfigError> {
     let de = serde_yaml::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize::<_, Config>(de) {
-        Ok(_) => Ok(()),
+    let (first_key, first) = match serde_path_to_error::deserialize::<_, Config>(de) {
+        Ok(_) => return Ok(()),
         Err(e) => {
             let key = e.path().to_string();
             let inner = e.into_inner();
@@ -167,8 +172,71 @@ fn check_yaml(text: &str, path: &Path) -> Result<(), ConfigError> {
                 }
             }
             let message = clean_message(&inner.to_string(), &key, inner.location());
-            Err(classify(key, message, origin))
+            (key.clone(), classify(key, message, origin))
         }
+    };
+    let mut errors = vec![first];
+    // A document that is not YAML, or an error of the whole document, is one error.
+    if let Ok(mut tree) = serde_yaml::from_str::<Value>(text) {
+        let mut key = first_key;
+        while errors.len() < MAX_FILE_ERRORS && remove_path(&mut tree, &key) {
+            let Err(e) = serde_path_to_error::deserialize::<_, Config>(tree.clone()) else { break };
+            if e.path().to_string() == key {
+                // Taking it out did not help (an emptied list item that is not a mapping).
+                break;
+            }
+            key = e.path().to_string();
+            let message = clean_message(&e.inner().to_string(), &key, None);
+            let pos = locate(text, &key);
+            let origin = Origin::File { path: path.to_path_buf(), line: pos.map(|p| p.0), column: pos.map(|p| p.1) };
+            errors.push(classify(key.clone(), message, origin));
+        }
+    }
+    Err(if errors.len() == 1 { errors.remove(0) } else { ConfigError::Many(errors) })
+}
+
+/// Removes the value at a serde_path_to_error path (`a.b[2].c`) from `tree`; false when there
+/// is none (or the path is the whole document).
+fn remove_path(tree: &mut Value, path: &str) -> bool {
+    if path.is_empty() || path == "." {
+        return false;
+    }
+    // Segments: map keys and sequence indices, in order.
+    let mut steps: Vec<Result<&str, usize>> = Vec::new();
+    for part in path.split('.') {
+        let (name, mut rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        if !name.is_empty() {
+            steps.push(Ok(name));
+        }
+        while let Some((index, after)) = rest.split_once(']') {
+            let Ok(i) = index.parse() else { return false };
+            steps.push(Err(i));
+            rest = after.strip_prefix('[').unwrap_or(after);
+        }
+    }
+    let Some((last, parents)) = steps.split_last() else { return false };
+    let mut node = tree;
+    for step in parents {
+        node = match (step, node) {
+            (Ok(k), Value::Mapping(m)) => match m.get_mut(*k) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Err(i), Value::Sequence(s)) => match s.get_mut(*i) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Ok(k), Value::Mapping(m)) => m.remove(*k).is_some(),
+        (Err(i), Value::Sequence(s)) if *i < s.len() => {
+            // Emptied, not removed: the indices of later items stay those of the file.
+            s[*i] = Value::Mapping(Mapping::new());
+            true
+        }
+        _ => false,
     }
 }
 
