@@ -165,9 +165,21 @@ def tracker(all_fixtures):
             c.add(case, out)
 
 
+def config(_all_fixtures):
+    """Beyla's documented configurations (YAML, mode byte 0) and a few environments (mode 1)."""
+    c = Corpus("config")
+    docs = os.path.join(ROOT, "agent/tests/fixtures/beyla-doc-configs")
+    for name in sorted(os.listdir(docs)):
+        if name.endswith(".yml"):
+            c.add("doc", b"\x00" + open(os.path.join(docs, name), "rb").read())
+    c.add("bad", b"\x00prometheus_export:\n  port: abc\n  pathh: /m\ndiscovery:\n  instrument:\n    - open_ports: 80\n      nmae: x\n    - 7\n")
+    c.add("env", b"\x01BEYLA_OPEN_PORT=8080\nBEYLA_PROMETHEUS_PORT=9400\nOTEL_EXPORTER_OTLP_ENDPOINT=http://c:4318\n")
+    c.add("env", b"\x01BEYLA_BPF_BATCH_LENGTH=0\nBEYLA_TRACE_PRINTER=loud\nOTEL_METRIC_EXPORT_INTERVAL=x\n")
+
+
 def main():
     all_fixtures = list(fixtures())
-    for make in (http1, http2, tracker, traceparent):
+    for make in (http1, http2, tracker, traceparent, config):
         make(all_fixtures)
     for t in sorted(os.listdir(CORPUS)):
         files = os.listdir(os.path.join(CORPUS, t))

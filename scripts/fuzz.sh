@@ -12,7 +12,7 @@
 set -euo pipefail
 
 CARGO_AFL_VERSION=0.18.2
-TARGETS=(http1_parse http2_frames tracker traceparent)
+TARGETS=(http1_parse http2_frames tracker traceparent config)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 mode=${1:-}

@@ -55,11 +55,26 @@ pub fn load(src: &Sources<'_>) -> Result<Loaded, ConfigError> {
             .map(|(_, v)| PathBuf::from(v)),
     };
 
+    let text = match &file {
+        Some(path) => {
+            Some(std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?)
+        }
+        None => None,
+    };
+    load_text(src, file, text)
+}
+
+/// Loads `text` as if read from a file called `name`, with `src`'s environment and overrides:
+/// the loader without the file system (fuzzing, tests).
+pub fn load_str(src: &Sources<'_>, name: &Path, text: &str) -> Result<Loaded, ConfigError> {
+    load_text(src, Some(name.to_path_buf()), Some(text.to_string()))
+}
+
+fn load_text(src: &Sources<'_>, file: Option<PathBuf>, text: Option<String>) -> Result<Loaded, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     let mut provenance = Provenance::default();
 
-    if let Some(path) = &file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+    if let (Some(path), Some(text)) = (&file, text) {
         check_yaml(&text, path)?;
         let tree: Value = serde_yaml::from_str(&text).map_err(|e| syntax_error(&e, path))?;
         let mut leaves = Vec::new();

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use env::{aliases, EnvAlias, EnvConversion};
 pub use error::{ConfigError, ConfigWarning, Origin};
-pub use load::{check_file, load, Loaded, Sources};
+pub use load::{check_file, load, load_str, Loaded, Sources};
 pub use sections::attributes::{
     AttributeFilter, Attributes, Filter, HostId, InclusionLists, InstanceId, KubeEnable, Kubernetes, NameResolver,
     SensitiveQueryParams,
