@@ -12,11 +12,8 @@ fn main() {
         let result = if mode % 2 == 0 {
             load_str(&Sources::default(), Path::new("fuzz.yml"), &text)
         } else {
-            let env: Vec<(String, String)> = text
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            let env: Vec<(String, String)> =
+                text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
             load_str(&Sources { env: &env, ..Sources::default() }, Path::new("fuzz.yml"), "")
         };
         if let Err(e) = result {
