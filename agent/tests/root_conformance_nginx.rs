@@ -412,7 +412,7 @@ fn root_conformance_nginx_h2c() {
 
 /// php-fpm (Debian's php-fpm package) serving on the unix socket `sock`, in the foreground,
 /// with two workers, as root (`-R`).
-fn start_php_fpm(dir: &Path, sock: &Path) -> Proc {
+fn start_php_fpm(dir: &Path, sock: &Path) -> Master {
     let fpm = std::fs::read_dir("/usr/sbin")
         .unwrap()
         .flatten()
@@ -433,7 +433,7 @@ fn start_php_fpm(dir: &Path, sock: &Path) -> Proc {
     let child = Command::new(&fpm).arg("-R").arg("-y").arg(&conf).stderr(Stdio::null()).spawn().unwrap();
     let up = wait_for(Duration::from_secs(20), || std::os::unix::net::UnixStream::connect(sock).is_ok());
     assert!(up, "{} did not listen on {}", fpm.display(), sock.display());
-    Proc { child, name: "php-fpm".into() }
+    Master(child)
 }
 
 #[test]

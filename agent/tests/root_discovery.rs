@@ -163,7 +163,7 @@ fn root_selectors_exe_glob_exclude_and_service_name() {
         3.0
     );
     assert_eq!(sum(&m, DUR, &[]), 3.0, "the excluded node app was measured");
-    assert_eq!(instrumented(metrics_port), 1.0);
+    assert_eq!(instrumented(metrics_port), 1.0, "{}", agent_log(&log));
 }
 
 /// A keep-alive connection opened, and used, before the agent started is measured: the socket

@@ -36,21 +36,6 @@ fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-/// A server's master process, stopped with SIGTERM when dropped: nginx's and Apache's end their
-/// workers then (a SIGKILL would leave them running, and listening).
-struct Master(std::process::Child);
-
-impl Drop for Master {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        if !wait_for(Duration::from_secs(10), || matches!(self.0.try_wait(), Ok(Some(_)))) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// nginx serving `dir/www` over HTTPS (HTTP/1.1 and h2 by ALPN) on `port`; `/missing/` is 404.
 fn start_nginx(dir: &Path, port: u16, cert: &Path, key: &Path) -> Master {
     let nginx = ["/usr/sbin/nginx", "/sbin/nginx"].iter().map(PathBuf::from).find(|p| p.exists());

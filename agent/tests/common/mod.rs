@@ -62,6 +62,22 @@ impl Drop for Proc {
     }
 }
 
+/// A server's master process, stopped with SIGTERM when dropped (then killed after 10 s), so
+/// that it stops its workers: SIGKILL leaves them running, still listening (nginx, php-fpm,
+/// apache2).
+pub struct Master(pub Child);
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        if !wait_for(Duration::from_secs(10), || matches!(self.0.try_wait(), Ok(Some(_)))) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `testapps/build/run-<lang> <port>` and waits for its `listening on` line.
 pub fn start_app(lang: &str, port: u16, env: &[(&str, &str)]) -> Proc {
     let launcher = repo().join("testapps/build").join(format!("run-{lang}"));
