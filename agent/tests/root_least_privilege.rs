@@ -47,8 +47,9 @@ fn unprivileged(caps: &[&str]) -> Vec<String> {
 
 /// `beyla doctor` run with `caps`: whether the kernel creates uprobes for those credentials.
 fn uprobes_allowed(caps: &[&str]) -> bool {
-    let out = Command::new(unprivileged(caps)[0].as_str())
-        .args(&unprivileged(caps)[1..])
+    let wrapper = unprivileged(caps);
+    let out = Command::new(&wrapper[0])
+        .args(&wrapper[1..])
         .arg(agent_bin())
         .arg("doctor")
         .output()

@@ -447,12 +447,9 @@ fn plan(bin: &GoBinary, propagate: bool) -> Vec<(&'static Probe, Vec<u64>)> {
         }
     }
     // A group is attached whole or not at all.
-    let count = |g: &str, rows: &mut dyn Iterator<Item = &Probe>| rows.filter(|p| p.group == Some(g)).count();
-    let partial: Vec<&str> = PROBES
-        .iter()
-        .filter_map(|p| p.group)
-        .filter(|g| count(g, &mut PROBES.iter()) != count(g, &mut planned.iter().map(|(p, _)| *p)))
-        .collect();
+    let in_table = |g: &str| PROBES.iter().filter(|p| p.group == Some(g)).count();
+    let in_plan = |g: &str| planned.iter().filter(|(p, _)| p.group == Some(g)).count();
+    let partial: Vec<&str> = PROBES.iter().filter_map(|p| p.group).filter(|g| in_table(g) != in_plan(g)).collect();
     planned.retain(|(p, _)| p.group.is_none_or(|g| !partial.contains(&g)));
     planned
 }

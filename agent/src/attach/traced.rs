@@ -65,7 +65,8 @@ impl Table {
 /// other stages look processes up through a [`TracedView`].
 pub struct Traced {
     map: MapHandle,
-    table: Arc<RwLock<Table>>,
+    /// The table, through the same handle the readers get.
+    table: TracedView,
     /// The TLS probes, told of each inherited child: uprobes are per process, and a child
     /// forked with them (an nginx worker, a PostgreSQL backend) is not probed by its parent's.
     tls: Option<super::TlsProbes>,
@@ -94,16 +95,16 @@ const RETIRED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Traced {
     pub fn new(map: MapHandle, tls: Option<super::TlsProbes>) -> Self {
-        Traced { map, table: Arc::new(RwLock::new(Table::default())), tls }
+        Traced { map, table: TracedView(Arc::new(RwLock::new(Table::default()))), tls }
     }
 
     /// A read-only handle for the stages that look processes up.
     pub fn view(&self) -> TracedView {
-        TracedView(self.table.clone())
+        self.table.clone()
     }
 
     fn table(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
-        self.table.write().unwrap_or_else(|e| e.into_inner())
+        self.table.0.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts tracing a process selected by discovery.
@@ -198,15 +199,15 @@ impl Traced {
     }
 
     pub fn get(&self, pid: u32) -> Option<Arc<TracedProcess>> {
-        self.table.read().unwrap_or_else(|e| e.into_inner()).get(pid)
+        self.table.get(pid)
     }
 
     pub fn len(&self) -> usize {
-        self.table.read().unwrap_or_else(|e| e.into_inner()).procs.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.table.is_empty()
     }
 }
 
