@@ -317,10 +317,15 @@ fn attach_all(family: &'static str, obj: &libbpf_rs::Object, att: &mut Attached)
         let section = prog.section().to_string_lossy().into_owned();
         if let Some(syscall) = section.strip_prefix("kretsyscall/") {
             let tracefs = tracefs.get_or_insert_with(|| {
-                crate::kernel::find_mounts()
+                let tracefs = crate::kernel::find_mounts()
                     .ok()
                     .and_then(|m| m.tracefs)
-                    .unwrap_or_else(|| "/sys/kernel/tracing".into())
+                    .unwrap_or_else(|| "/sys/kernel/tracing".into());
+                let removed = kretprobe::remove_stale(&tracefs, std::path::Path::new("/proc"));
+                if removed > 0 {
+                    tracing::info!(removed, "removed the kretprobe events of agents that ended without cleaning up");
+                }
+                tracefs
             });
             let func = format!("__x64_sys_{syscall}");
             match kretprobe::attach(&prog, &func, tracefs) {
