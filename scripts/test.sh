@@ -77,6 +77,7 @@ stage "the capture, end-to-end and conformance tests again with the syscall trac
 # without kprobes and without the socket tracepoints (before 6.3) falls back to.
 BEYLA_EBPF_HOOK_MODE=tracepoints cargo test -p beyla --test root_capture --test root_discovery --test root_e2e \
   --test root_conformance_nginx --test root_conformance_python --test root_conformance_servers --test root_databases \
+  --test root_hostile \
   -- --test-threads=1
 # The TLS probes' link to the capture family (ssl_claim, ssl_cipher_sent, rustls_claim): an
 # OpenSSL socket BIO, memory BIOs, rustls blocking and async; the other root_tls tests exercise
@@ -90,13 +91,17 @@ stage "benchmark suite, smoke run (bench/run --smoke: a few seconds per app, no 
 # counts no requests); the full run (docs/benchmarks.md) is bench/run.
 bash bench/run --smoke
 
-stage "the same tests in Debian kernels under QEMU (vm-tests), and the decoders' short fuzzing run beside them"
-# QEMU emulates on one thread: the fuzzing (scripts/fuzz.sh --short: installs cargo-afl, builds
-# the targets on one job, fuzzes each for 30 s) takes the other core meanwhile. Its own process
-# group, so that a failure here stops it too.
+stage "the same tests in Debian kernels under QEMU (vm-tests), with the short fuzzing and soak beside them"
+# QEMU emulates on one thread: the other core meanwhile runs the fuzzing (scripts/fuzz.sh
+# --short: installs cargo-afl, builds the targets on one job, fuzzes each for 30 s), then a
+# 5-minute soak of the debug agent (bench/soak.py: mixed load and process churn, exact counts,
+# no fd, link or map growth; the hour-long run with a release build is scripts/reliability.sh).
+# Their own process group, so that a failure here stops them too.
 mkdir -p target
 fuzz_log=target/fuzz-short.log
-CARGO_BUILD_JOBS=1 setsid bash scripts/fuzz.sh --short >"$fuzz_log" 2>&1 &
+soak_log=target/soak-short.log
+CARGO_BUILD_JOBS=1 setsid bash -c "bash scripts/fuzz.sh --short >$fuzz_log 2>&1 || exit 1
+  python3 bench/soak.py --agent target/debug/beyla --minutes 5 --json target/soak-short.json >$soak_log 2>&1 || exit 2" &
 fuzz_pid=$!
 if [ "${VM_MATRIX:-}" = full ]; then
   HOOK_MODES="${HOOK_MODES:-auto tracepoints kprobes fentry}" bash vm-tests/run-matrix.sh
@@ -116,15 +121,22 @@ else
     bash vm-tests/run-matrix.sh 6.1
 fi
 
-stage "fuzzing of the decoders, short run (started beside the VM tests; docs/fuzzing.md)"
-if ! wait "$fuzz_pid"; then
-  fuzz_pid=""
+stage "fuzzing of the decoders and the 5-minute soak (started beside the VM tests; docs/fuzzing.md, docs/reliability.md)"
+beside=0
+wait "$fuzz_pid" || beside=$?
+fuzz_pid=""
+if [ "$beside" = 1 ]; then
   tail -n 40 "$fuzz_log"
   echo "test.sh: scripts/fuzz.sh --short failed (log: $fuzz_log)" >&2
   exit 1
 fi
-fuzz_pid=""
 sed -n '/^== summary/,$p' "$fuzz_log"
+if [ "$beside" != 0 ]; then
+  cat "$soak_log"
+  echo "test.sh: bench/soak.py failed (log: $soak_log)" >&2
+  exit 1
+fi
+grep -v '^   ' "$soak_log" | head -n 40
 
 stage "deploy/systemd/beyla.service under systemd in a Debian guest (vm-tests --systemd)"
 # ~1 min on 6.1 once the Debian image is cached; its first build (debootstrap) adds ~40 s.
