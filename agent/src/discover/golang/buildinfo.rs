@@ -62,7 +62,7 @@ pub fn parse<'m>(data: &[u8], read: &dyn Fn(u64, u64) -> Option<&'m [u8]>) -> Re
         let ptr = |b: &[u8]| read_uint(b, ptr_size, big);
         let string_at = |addr: u64| -> Option<Vec<u8>> {
             let hdr = read(addr, 2 * ptr_size as u64)?;
-            let (data, len) = (ptr(hdr)?, ptr(&hdr[ptr_size..])?);
+            let (data, len) = (ptr(hdr)?, ptr(hdr.get(ptr_size..)?)?);
             if len > 1 << 20 {
                 return None;
             }

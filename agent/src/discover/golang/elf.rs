@@ -89,19 +89,30 @@ impl<'a> Image<'a> {
 
     /// `len` bytes of initialised memory at virtual address `addr` (from a loadable segment).
     pub fn read(&self, addr: u64, len: u64) -> Option<&'a [u8]> {
-        let seg = self
-            .segments
-            .iter()
-            .find(|s| addr >= s.vaddr && addr.checked_add(len).is_some_and(|end| end <= s.vaddr + s.filesz))?;
-        let start = usize::try_from(addr - seg.vaddr + seg.offset).ok()?;
-        self.data.get(start..start.checked_add(usize::try_from(len).ok()?)?)
+        read(&self.segments, self.data, addr, len)
     }
+}
+
+/// [`Image::read`] over `segments` of the file `data`. The program headers come from the
+/// file, so no sum of theirs is trusted not to overflow.
+fn read<'a>(segments: &[LoadSegment], data: &'a [u8], addr: u64, len: u64) -> Option<&'a [u8]> {
+    addr.checked_add(len)?;
+    let (seg, at) = segments.iter().find_map(|s| {
+        let at = addr.checked_sub(s.vaddr)?;
+        (at <= s.filesz && len <= s.filesz - at).then_some((s, at))
+    })?;
+    let start = usize::try_from(seg.offset.checked_add(at)?).ok()?;
+    data.get(start..start.checked_add(usize::try_from(len).ok()?)?)
 }
 
 /// The file offset of virtual address `addr` (what `attach_uprobe` takes), if a `PT_LOAD`
 /// segment maps it from the file.
 pub fn file_offset(segments: &[LoadSegment], addr: u64) -> Option<u64> {
-    segments.iter().find(|s| addr >= s.vaddr && addr < s.vaddr + s.filesz).map(|s| addr - s.vaddr + s.offset)
+    let (seg, at) = segments.iter().find_map(|s| {
+        let at = addr.checked_sub(s.vaddr)?;
+        (at < s.filesz).then_some((s, at))
+    })?;
+    seg.offset.checked_add(at)
 }
 
 #[cfg(test)]
@@ -119,5 +130,23 @@ mod tests {
         // .bss part of the data segment: not in the file.
         assert_eq!(file_offset(&segs, 0x604010), None);
         assert_eq!(file_offset(&segs, 0x100), None);
+    }
+
+    /// Found with the go_inspect fuzz target: a segment whose `p_vaddr + p_filesz` or
+    /// `p_offset` plus an address's distance into it passes 2^64 overflowed the sums.
+    #[test]
+    fn segments_near_the_end_of_the_address_space() {
+        let data = [7u8; 0x40];
+        let segs = [
+            LoadSegment { vaddr: 0x1000, memsz: 0x10, offset: u64::MAX - 4, filesz: 0x10, flags: 5 },
+            LoadSegment { vaddr: u64::MAX - 0x10, memsz: u64::MAX, offset: 0x10, filesz: u64::MAX, flags: 5 },
+        ];
+        assert_eq!(file_offset(&segs, 0x1008), None);
+        assert_eq!(read(&segs, &data, 0x1008, 1), None);
+        assert_eq!(file_offset(&segs, u64::MAX - 8), Some(0x18));
+        assert_eq!(read(&segs, &data, u64::MAX - 8, 8), Some(&data[0x18..0x20]));
+        assert_eq!(read(&segs, &data, u64::MAX - 8, 9), None);
+        assert_eq!(read(&segs, &data, u64::MAX - 8, u64::MAX), None);
+        assert_eq!(read(&segs, &data, 0, 1), None);
     }
 }

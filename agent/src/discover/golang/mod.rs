@@ -277,7 +277,9 @@ pub fn inspect_bytes(path: &Path, data: &[u8]) -> Result<GoBinary, GoInspectErro
     let mut functions = Vec::new();
     for &name in PROBED_FUNCTIONS {
         let Some(&(address, size)) = found.get(name) else { continue };
-        let Some(file_offset) = elf::file_offset(&image.segments, address) else {
+        // The offsets of its returns and body are below `size` past the entry.
+        let Some(file_offset) = elf::file_offset(&image.segments, address).filter(|o| o.checked_add(size).is_some())
+        else {
             return Err(malformed(format!("{name} at {address:#x} is not in a loadable segment")));
         };
         let (returns, probe_offset) = match (arch, image.read(address, size)) {

@@ -62,20 +62,28 @@ pub fn functions(data: &[u8], text_start: Option<u64>) -> Result<(Format, Vec<Fu
     };
     let (name_off, func_off) = (name_off as usize, func_off as usize);
     // functab: nfunc (pc, funcoff) pairs plus the end pc; fields are u32 (1.18+) or uintptr.
+    // Every count, offset and address comes from the file: sums are checked, and the count
+    // sizes the output only as far as the table's bytes could hold entries.
     let field = if format == Format::Go116 { ptr } else { 4 };
+    let functab = |slot: usize| -> Option<u64> { rd.uint(func_off.checked_add(slot.checked_mul(field)?)?, field) };
     let entry_of = |i: usize| -> Option<u64> {
-        let v = rd.uint(func_off + 2 * i * field, field)?;
-        Some(if format == Format::Go116 { v } else { text + v })
+        let v = functab(i.checked_mul(2)?)?;
+        if format == Format::Go116 {
+            Some(v)
+        } else {
+            text.checked_add(v)
+        }
     };
-    let mut out = Vec::with_capacity(nfunc);
+    let mut out = Vec::with_capacity(nfunc.min(data.len() / (2 * field)));
     for i in 0..nfunc {
         let entry = entry_of(i).ok_or(PclntabError::Malformed("functab"))?;
         let next = entry_of(i + 1).ok_or(PclntabError::Malformed("functab"))?;
-        let fo = rd.uint(func_off + (2 * i + 1) * field, field).ok_or(PclntabError::Malformed("functab"))? as usize;
+        let fo = functab(2 * i + 1).ok_or(PclntabError::Malformed("functab"))? as usize;
         // _func: the entry (u32 offset or uintptr), then nameOff int32.
-        let name_at = func_off + fo + if format == Format::Go116 { ptr } else { 4 };
-        let noff = rd.u32(name_at).ok_or(PclntabError::Malformed("_func"))? as usize;
-        let name = rd.cstr(name_off + noff).ok_or(PclntabError::Malformed("function name"))?;
+        let name_at = func_off.checked_add(fo).and_then(|a| a.checked_add(field));
+        let noff = name_at.and_then(|a| rd.u32(a)).ok_or(PclntabError::Malformed("_func"))? as usize;
+        let name =
+            name_off.checked_add(noff).and_then(|a| rd.cstr(a)).ok_or(PclntabError::Malformed("function name"))?;
         out.push(Func { name: String::from_utf8_lossy(name).into_owned(), entry, size: next.saturating_sub(entry) });
     }
     Ok((format, out))
@@ -138,6 +146,22 @@ mod tests {
         t
     }
 
+    /// The same functions in the go1.18 format (u32 entry offsets from textStart 0x401000).
+    fn table_118() -> Vec<u8> {
+        let mut t = vec![0xf0, 0xff, 0xff, 0xff, 0, 0, 1, 8];
+        let names_at = 8 + 8 * 8;
+        let functab_at = names_at + 26;
+        for w in [2u64, 0, 0x401000, names_at, 0, 0, 0, functab_at] {
+            t.extend_from_slice(&w.to_le_bytes());
+        }
+        t.extend_from_slice(b"main.main\0runtime.goexit1\0");
+        // (entry, funcoff) x2 + end, then each _func (entryOff, nameOff).
+        for w in [0u32, 20, 0x40, 28, 0x90, 0, 0, 0x40, 10] {
+            t.extend_from_slice(&w.to_le_bytes());
+        }
+        t
+    }
+
     #[test]
     fn go116_table() {
         let t = table_116();
@@ -151,6 +175,27 @@ mod tests {
                 Func { name: "runtime.goexit1".into(), entry: 0x401040, size: 0x50 },
             ]
         );
+    }
+
+    /// Found with the go_inspect fuzz target: a count of 2^62 functions sized the output
+    /// (capacity overflow; smaller huge counts make an allocation that aborts the agent), and
+    /// offsets near 2^64 overflowed the sums.
+    #[test]
+    fn huge_counts_and_offsets_are_errors() {
+        let word = |t: &mut Vec<u8>, i: usize, v: u64| t[8 + i * 8..16 + i * 8].copy_from_slice(&v.to_le_bytes());
+        for (i, v) in [(0, 1 << 62), (0, 1 << 40), (0, u64::MAX), (6, u64::MAX - 8), (6, u64::MAX), (2, u64::MAX)] {
+            let mut t = table_116();
+            word(&mut t, i, v);
+            assert!(functions(&t, None).is_err(), "word {i} = {v:#x}");
+        }
+        // go1.18+: textStart plus an entry's offset past 2^64.
+        let mut t = table_118();
+        assert_eq!(
+            functions(&t, None).unwrap().1[1],
+            Func { name: "runtime.goexit1".into(), entry: 0x401040, size: 0x50 }
+        );
+        word(&mut t, 2, u64::MAX - 0x20);
+        assert!(functions(&t, None).is_err());
     }
 
     #[test]

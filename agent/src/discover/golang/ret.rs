@@ -19,7 +19,7 @@ const PROLOGUE_SEARCH: usize = 24;
 /// to the function's first instruction. An entry probe then fires twice for one call; the
 /// instruction after the check runs once. The argument registers are untouched before it.
 pub fn x86_64_body_offset(code: &[u8], addr: u64) -> Option<u64> {
-    let end = addr + code.len() as u64;
+    let end = addr.saturating_add(code.len() as u64);
     let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
     let mut checked = false;
     for _ in 0..PROLOGUE_SEARCH {
@@ -43,7 +43,7 @@ pub fn x86_64_body_offset(code: &[u8], addr: u64) -> Option<u64> {
                 Mnemonic::Sub => body.op0_register() == Register::RSP && body.op1_kind() != OpKind::Register,
                 _ => false,
             };
-            return frame.then(|| body.ip() - addr);
+            return frame.then(|| body.ip().wrapping_sub(addr));
         }
         checked = insn.mnemonic() == Mnemonic::Cmp
             && insn.op1_kind() == OpKind::Memory
@@ -63,7 +63,7 @@ pub fn x86_64_ret_offsets(code: &[u8], addr: u64) -> Vec<u64> {
     while decoder.can_decode() {
         let insn = decoder.decode();
         if insn.mnemonic() == Mnemonic::Ret {
-            out.push(insn.ip() - addr);
+            out.push(insn.ip().wrapping_sub(addr));
         }
     }
     out
@@ -81,7 +81,7 @@ pub fn x86_64_call_offsets(code: &[u8], addr: u64, target: u64) -> Vec<u64> {
             && insn.op0_kind() == OpKind::NearBranch64
             && insn.near_branch_target() == target
         {
-            out.push(insn.ip() - addr);
+            out.push(insn.ip().wrapping_sub(addr));
         }
     }
     out
@@ -147,6 +147,20 @@ mod tests {
         // Nor one followed by anything but the frame's set-up.
         let code = [0x49, 0x3b, 0x66, 0x10, 0x76, 0x02, 0x90, 0xc3, 0xcc];
         assert_eq!(x86_64_body_offset(&code, 0x1000), None);
+    }
+
+    /// Code whose addresses run past 2^64 (the decoder's instruction pointer wraps): offsets
+    /// stay relative to the code, with no overflow.
+    #[test]
+    fn code_at_the_end_of_the_address_space() {
+        // nop at 2^64 - 1; ret at 0; call -5 (to 1) at 1; ret at 6.
+        let code = [0x90, 0xc3, 0xe8, 0xfb, 0xff, 0xff, 0xff, 0xc3];
+        assert_eq!(x86_64_ret_offsets(&code, u64::MAX), vec![1, 7]);
+        assert_eq!(x86_64_call_offsets(&code, u64::MAX, 1), vec![2]);
+        // A stack check whose jump wraps to address 3 does not jump forward.
+        let check = [0x49, 0x3b, 0x66, 0x10, 0x76, 0x02, 0x55, 0xc3, 0xcc];
+        assert_eq!(x86_64_body_offset(&check, u64::MAX - 4), None);
+        assert_eq!(x86_64_body_offset(&check, u64::MAX - 9), Some(6));
     }
 
     #[test]
