@@ -77,7 +77,8 @@ fn run(proto: Proto) {
     let receiver = Receiver::start(proto, free_port());
     let down_port = free_port();
     let _down = start_app("python", down_port, &[]);
-    let downstream = format!("http://127.0.0.1:{down_port}/ping");
+    // A credential in the query: exported as REDACTED, never as itself.
+    let downstream = format!("http://127.0.0.1:{down_port}/ping?user=ann&access_token=s3cr3t");
     let ports: Vec<u16> = APPS.iter().map(|_| free_port()).collect();
     let apps: Vec<Proc> = APPS
         .iter()
@@ -126,6 +127,9 @@ fn run(proto: Proto) {
     let spans = receiver.spans();
     assert!(arrived, "{} of {expected} spans arrived:\n{}", spans.len(), dump(&spans));
     assert_eq!(spans.len(), expected, "{}", dump(&spans));
+    let leaked: Vec<&Got> = spans.iter().filter(|g| format!("{:?}", g.span).contains("s3cr3t")).collect();
+    assert!(leaked.is_empty(), "a credential was exported: {:?}", leaked.iter().map(|g| &g.span).collect::<Vec<_>>());
+    assert!(!http_get(metrics_port, "/metrics").unwrap_or_default().contains("s3cr3t"));
 
     for ((lang, service, linked), app) in APPS.iter().zip(&apps) {
         let mine: Vec<&Got> =
@@ -179,7 +183,8 @@ fn run(proto: Proto) {
         let client: Vec<&&Got> = mine.iter().filter(|g| g.span.kind == SpanKind::Client as i32).collect();
         assert_eq!(client.len(), 1, "{lang}");
         let c = &client[0].span;
-        assert_eq!(attr(&c.attributes, "url.full"), Some(format!("http://127.0.0.1:{down_port}/ping")), "{lang}");
+        let url = format!("http://127.0.0.1:{down_port}/ping?user=ann&access_token=REDACTED");
+        assert_eq!(attr(&c.attributes, "url.full"), Some(url), "{lang}");
         assert_eq!(attr(&c.attributes, "http.response.status_code").as_deref(), Some("200"));
         if *linked {
             assert_eq!(hex(&c.trace_id), TRACE, "{lang}: client span not in the incoming trace:\n{}", dump(&spans));

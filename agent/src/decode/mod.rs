@@ -119,6 +119,10 @@ pub struct Request {
     pub operation: Option<Box<Operation>>,
 }
 
+/// Query parameters whose values never leave the agent (lower case; also any key containing
+/// `token`, `secret`, `password`, `passwd`, `signature`, `credential`, `api_key` or `apikey`).
+const REDACTED_QUERY_KEYS: &[&str] = &["awsaccesskeyid", "sig", "x-goog-signature", "key", "auth", "code", "pwd"];
+
 impl Request {
     pub fn duration_ns(&self) -> u64 {
         self.end_ns.saturating_sub(self.start_ns)
@@ -136,6 +140,32 @@ impl Request {
     /// The path without the query string.
     pub fn path(&self) -> &str {
         self.target.split(['?', '#']).next().unwrap_or("")
+    }
+
+    /// The target with the values of credential-like query parameters replaced by `REDACTED`
+    /// (OpenTelemetry's `url.full` and `url.query` rule: `AWSAccessKeyId`, `Signature`, `sig`,
+    /// `X-Goog-Signature`, and the usual token and password names), and no fragment.
+    pub fn redacted_target(&self) -> std::borrow::Cow<'_, str> {
+        let target = self.target.split('#').next().unwrap_or("");
+        let Some((path, query)) = target.split_once('?') else { return target.into() };
+        let sensitive = |key: &str| {
+            let key = key.to_ascii_lowercase();
+            REDACTED_QUERY_KEYS.contains(&key.as_str())
+                || ["token", "secret", "password", "passwd", "signature", "credential", "api_key", "apikey"]
+                    .iter()
+                    .any(|w| key.contains(w))
+        };
+        if !query.split('&').any(|pair| sensitive(pair.split('=').next().unwrap_or(""))) {
+            return target.into();
+        }
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if sensitive(k) => format!("{k}=REDACTED"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        format!("{path}?{}", pairs.join("&")).into()
     }
 
     pub fn family(&self) -> Family {

@@ -290,7 +290,8 @@ fn http_attributes(s: &Span, server_address: &str, server_port: u16) -> Vec<KeyV
         Role::Client => {
             let default_port = if r.tls { 443 } else { 80 };
             let port = if server_port == default_port { String::new() } else { format!(":{server_port}") };
-            attrs.push(kv("url.full", &format!("{}://{server_address}{port}{}", r.scheme(), r.target)));
+            let target = r.redacted_target();
+            attrs.push(kv("url.full", &format!("{}://{server_address}{port}{target}", r.scheme())));
         }
     }
     attrs
@@ -395,6 +396,20 @@ mod tests {
         assert_eq!(attr(&o, "url.full").unwrap(), &kv("url.full", "http://backend:8081/users/7?x=1"));
         assert_eq!(attr(&o, "server.address").unwrap(), &kv("server.address", "backend"));
         assert!(attr(&o, "http.route").is_none());
+    }
+
+    #[test]
+    fn url_full_redacts_credentials_in_the_query() {
+        let mut s = test_span();
+        s.request.role = Role::Client;
+        s.request.host = Some("api:80".into());
+        s.request.target = "/v1/x?user=ann&Password=hunter2&sig=abc&access_token=t0k&X-Amz-Signature=s&n=1#frag".into();
+        let o = to_otlp(&s, 0);
+        let want = "http://api/v1/x?user=ann&Password=REDACTED&sig=REDACTED&access_token=REDACTED&X-Amz-Signature=REDACTED&n=1";
+        assert_eq!(attr(&o, "url.full").unwrap(), &kv("url.full", want));
+        // Nothing to redact: the target as it was (without a fragment).
+        s.request.target = "/users/7?x=1&keyword=a#f".into();
+        assert_eq!(attr(&to_otlp(&s, 0), "url.full").unwrap(), &kv("url.full", "http://api/users/7?x=1&keyword=a"));
     }
 
     #[test]
