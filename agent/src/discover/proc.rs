@@ -519,6 +519,32 @@ mod tests {
         assert!(read_all(&fp.root().join("missing"), false).is_err());
     }
 
+    /// A process that exits while it is being read loses its files one read at a time: the
+    /// scan skips it, whichever file went first, and keeps the others.
+    #[test]
+    fn process_vanishing_mid_scan_is_skipped_and_the_rest_kept() {
+        for gone in ["stat", "exe", "cmdline", "environ", "fd", "ns", "net"] {
+            let fp = FakeProc::new();
+            fp.add(10, 1, Some("/a"), &["a"], 1, &[], &[11111], 1);
+            fp.add(20, 1, Some("/b"), &["b"], 1, &[], &[22222], 1);
+            fp.add(30, 1, Some("/c"), &["c"], 1, &[], &[], 1);
+            let path = fp.root().join("20").join(gone);
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+            let all = read_all(fp.root(), true).unwrap_or_else(|e| panic!("{gone} gone: {e}"));
+            let pids: Vec<u32> = all.iter().map(|p| p.pid).collect();
+            assert!(pids.starts_with(&[10]) && pids.ends_with(&[30]), "{gone} gone: {pids:?}");
+            assert_eq!(all[0].listen_ports, [8080], "{gone} gone");
+            // Without its fds, no ports are claimed for it.
+            if let Some(p) = all.iter().find(|p| p.pid == 20) {
+                assert!(gone != "fd" || p.listen_ports.is_empty(), "{gone}: {p:?}");
+            }
+        }
+    }
+
     #[test]
     fn netns_cache_is_shared() {
         let fp = FakeProc::new();
