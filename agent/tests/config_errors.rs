@@ -279,3 +279,27 @@ fn one_error_stays_one_error() {
     let (_, err) = error_of("prometheus_export:\n  port: abc\n");
     assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
 }
+
+#[test]
+fn every_rule_between_keys_at_once() {
+    // The file reads cleanly; three rules fail, each reported at its key's line.
+    let text = "ebpf:\n  batch_length: 0\n\
+                discovery:\n  poll_interval: 0s\n  instrument:\n    - name: nothing\n\
+                prometheus_export:\n  path: metrics\n";
+    let (msg, err) = error_of(text);
+    let ConfigError::Many(errors) = &err else { panic!("expected several errors: {msg}") };
+    let keys: Vec<&str> = errors.iter().map(|e| e.key().unwrap_or_default()).collect();
+    assert_eq!(
+        keys,
+        ["ebpf.batch_length", "discovery.poll_interval", "prometheus_export.path", "discovery.instrument[0]"],
+        "{msg}"
+    );
+    let lines: Vec<Option<usize>> = errors
+        .iter()
+        .map(|e| match e {
+            ConfigError::Invalid { origin: Origin::File { line, .. }, .. } => *line,
+            other => panic!("not a file error: {other:?}"),
+        })
+        .collect();
+    assert_eq!(lines, [Some(2), Some(4), Some(8), Some(6)], "{msg}");
+}

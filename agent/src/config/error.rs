@@ -117,7 +117,8 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-    /// Several errors of one file, in the order they were found (each as above).
+    /// Several errors, in the order they were found (each as above): a file's wrong types and
+    /// unknown keys, or the rules between keys that fail once the layers are merged.
     #[error("{} errors in the configuration:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Many(Vec<ConfigError>),
     /// Merging the layers failed after each was validated (a bug rather than a user error).

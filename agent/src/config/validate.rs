@@ -8,11 +8,16 @@ use super::sections::prometheus::{Buckets, InternalMetricsExporter, MetricFeatur
 use super::{Config, ContextPropagation, KubeEnable, TracePrinter};
 use crate::aggregate::definitions::AttributeSelection;
 
-/// Normalises `config`, checks the rules that span keys, and returns the warnings.
+/// Normalises `config`, checks the rules that span keys (reporting every one that fails), and
+/// returns the warnings.
 pub(crate) fn finish(config: &mut Config, prov: &Provenance) -> Result<Vec<ConfigWarning>, ConfigError> {
     normalise(config, prov)?;
-    check(config, prov)?;
-    Ok(warnings(config, prov))
+    let mut errs = check(config, prov);
+    match errs.len() {
+        0 => Ok(warnings(config, prov)),
+        1 => Err(errs.remove(0)),
+        _ => Err(ConfigError::Many(errs)),
+    }
 }
 
 fn invalid(prov: &Provenance, key: &str, message: impl Into<String>) -> ConfigError {
@@ -47,9 +52,11 @@ fn normalise(config: &mut Config, prov: &Provenance) -> Result<(), ConfigError> 
     Ok(())
 }
 
-fn check(config: &Config, prov: &Provenance) -> Result<(), ConfigError> {
+/// Every rule that fails, in the order of the checks.
+fn check(config: &Config, prov: &Provenance) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
     if config.auto_target_exe.is_some() && config.executable_name.is_some() {
-        return Err(invalid(
+        errs.push(invalid(
             prov,
             "auto_target_exe",
             "cannot be combined with executable_name (deprecated); set only one of them",
@@ -57,75 +64,75 @@ fn check(config: &Config, prov: &Provenance) -> Result<(), ConfigError> {
     }
     let rb = config.ebpf.ring_buffer_size;
     if !rb.is_power_of_two() || !(64 << 10..=1 << 30).contains(&rb) {
-        return Err(invalid(
+        errs.push(invalid(
             prov,
             "ebpf.ring_buffer_size",
             "must be a power of two from 65536 (64 KiB) to 1073741824 (1 GiB)",
         ));
     }
     if config.ebpf.batch_length == 0 {
-        return Err(invalid(prov, "ebpf.batch_length", "must be at least 1"));
+        errs.push(invalid(prov, "ebpf.batch_length", "must be at least 1"));
     }
     if config.ebpf.batch_timeout.is_zero() {
-        return Err(invalid(prov, "ebpf.batch_timeout", "must be greater than 0"));
+        errs.push(invalid(prov, "ebpf.batch_timeout", "must be greater than 0"));
     }
     for (name, size) in config.ebpf.buffer_sizes.entries() {
         if size > 8192 {
             let key = format!("ebpf.buffer_sizes.{name}");
-            return Err(invalid(prov, &key, format!("{size} is larger than the maximum, 8192")));
+            errs.push(invalid(prov, &key, format!("{size} is larger than the maximum, 8192")));
         }
     }
     if let Err((key, message)) = AttributeSelection::new(&config.attributes.select) {
-        return Err(invalid(prov, &key, message));
+        errs.push(invalid(prov, &key, message));
     }
     if let Err((key, message)) = crate::export::otlp::OtlpOptions::from_config(config) {
-        return Err(invalid(prov, &key, message));
+        errs.push(invalid(prov, &key, message));
     }
     let key = "prometheus_export.instrumentations";
     if let Err((key, message)) = crate::export::Instrumentations::new(&config.prometheus_export.instrumentations, key) {
-        return Err(invalid(prov, &key, message));
+        errs.push(invalid(prov, &key, message));
     }
     if config.channel_buffer_len == 0 {
-        return Err(invalid(prov, "channel_buffer_len", "must be at least 1"));
+        errs.push(invalid(prov, "channel_buffer_len", "must be at least 1"));
     }
     if config.discovery.poll_interval.is_zero() {
-        return Err(invalid(prov, "discovery.poll_interval", "must be greater than 0"));
+        errs.push(invalid(prov, "discovery.poll_interval", "must be greater than 0"));
     }
     for (key, path) in [
         ("prometheus_export.path", &config.prometheus_export.path),
         ("internal_metrics.prometheus.path", &config.internal_metrics.prometheus.path),
     ] {
         if !path.starts_with('/') {
-            return Err(invalid(prov, key, format!("{path:?} must start with `/`")));
+            errs.push(invalid(prov, key, format!("{path:?} must start with `/`")));
         }
     }
     for (section, buckets) in [
         ("prometheus_export", &config.prometheus_export.buckets),
         ("otel_metrics_export", &config.otel_metrics_export.buckets),
     ] {
-        check_buckets(prov, section, buckets)?;
+        check_buckets(prov, section, buckets, &mut errs);
     }
     if config.internal_metrics.exporter == Some(InternalMetricsExporter::Otel)
         && config.internal_metrics.prometheus.port.is_some()
     {
-        return Err(invalid(
+        errs.push(invalid(
             prov,
             "internal_metrics.exporter",
             "`otel` cannot be combined with internal_metrics.prometheus.port",
         ));
     }
     let d = &config.discovery;
-    check_selectors(prov, "discovery.instrument", &d.instrument)?;
-    check_selectors(prov, "discovery.exclude_instrument", &d.exclude_instrument)?;
-    check_selectors(prov, "discovery.default_exclude_instrument", &d.default_exclude_instrument)?;
-    check_selectors(prov, "discovery.survey", &d.survey)?;
-    check_selectors(prov, "discovery.services", &d.services)?;
-    check_selectors(prov, "discovery.exclude_services", &d.exclude_services)?;
-    check_selectors(prov, "discovery.default_exclude_services", &d.default_exclude_services)?;
-    Ok(())
+    check_selectors(prov, "discovery.instrument", &d.instrument, &mut errs);
+    check_selectors(prov, "discovery.exclude_instrument", &d.exclude_instrument, &mut errs);
+    check_selectors(prov, "discovery.default_exclude_instrument", &d.default_exclude_instrument, &mut errs);
+    check_selectors(prov, "discovery.survey", &d.survey, &mut errs);
+    check_selectors(prov, "discovery.services", &d.services, &mut errs);
+    check_selectors(prov, "discovery.exclude_services", &d.exclude_services, &mut errs);
+    check_selectors(prov, "discovery.default_exclude_services", &d.default_exclude_services, &mut errs);
+    errs
 }
 
-fn check_buckets(prov: &Provenance, section: &str, b: &Buckets) -> Result<(), ConfigError> {
+fn check_buckets(prov: &Provenance, section: &str, b: &Buckets, errs: &mut Vec<ConfigError>) {
     let lists = [
         ("duration_histogram", Some(&b.duration_histogram)),
         ("request_size_histogram", Some(&b.request_size_histogram)),
@@ -137,16 +144,15 @@ fn check_buckets(prov: &Provenance, section: &str, b: &Buckets) -> Result<(), Co
         let Some(list) = list else { continue };
         if list.iter().any(|v| !v.is_finite()) || list.windows(2).any(|w| w[0] >= w[1]) {
             let key = format!("{section}.buckets.{name}");
-            return Err(invalid(prov, &key, "bucket boundaries must be finite and strictly increasing"));
+            errs.push(invalid(prov, &key, "bucket boundaries must be finite and strictly increasing"));
         }
     }
-    Ok(())
 }
 
-fn check_selectors<P>(prov: &Provenance, list: &str, selectors: &[SelectorOf<P>]) -> Result<(), ConfigError> {
+fn check_selectors<P>(prov: &Provenance, list: &str, selectors: &[SelectorOf<P>], errs: &mut Vec<ConfigError>) {
     for (i, s) in selectors.iter().enumerate() {
         if !s.has_criteria() {
-            return Err(invalid(
+            errs.push(invalid(
                 prov,
                 &format!("{list}[{i}]"),
                 "the entry selects nothing: set at least one of open_ports, exe_path, cmd_args, \
@@ -154,7 +160,6 @@ fn check_selectors<P>(prov: &Provenance, list: &str, selectors: &[SelectorOf<P>]
             ));
         }
     }
-    Ok(())
 }
 
 /// The warning (key, message) for a key set by the user, if any.
