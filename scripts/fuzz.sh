@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the network-facing parsers (fuzz/, docs/fuzzing.md) with AFL++ through cargo-afl, on the
-# stable toolchain.
+# Fuzzes the parsers of untrusted input (fuzz/, docs/fuzzing.md) with AFL++ through cargo-afl, on
+# the stable toolchain.
 #
 #   scripts/fuzz.sh --short                  CI: ~30 s per target
 #   scripts/fuzz.sh --long [SECONDS] [T...]  SECONDS per target (default 3600), targets T (default all)
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 CARGO_AFL_VERSION=0.18.2
-TARGETS=(http1_parse http2_frames tracker traceparent config)
+TARGETS=(http1_parse http2_frames tracker traceparent config go_inspect procfs)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 mode=${1:-}
@@ -50,6 +50,27 @@ cargo afl config --build >/dev/null 2>&1 || true
 echo "== building the fuzz targets"
 (cd "$root/fuzz" && cargo afl build --release --bins)
 
+# go_inspect mutates a real Go executable: testapps/go-http (net/http, crypto/tls, the bundled
+# HTTP/2) built with the go on PATH (scripts/setup.sh installs it), standard library only in
+# GOPATH mode as testapps/build.sh does, with uncompressed DWARF so that mutations reach the
+# DWARF reader rather than zlib.
+if [[ " ${TARGETS[*]} " == *" go_inspect "* ]]; then
+    go_base="$root/fuzz/target/go-base/go-http"
+    go_src="$root/testapps/go-http/main.go"
+    go=$(command -v go || true)
+    if [[ -z $go ]]; then
+        echo "go_inspect needs go on PATH to build its base executable (scripts/setup.sh)" >&2
+        exit 1
+    fi
+    if [[ ! -x $go_base || $go_src -nt $go_base || $(readlink -f "$go") -nt $go_base ]]; then
+        echo "== building the go_inspect base ($("$go" version | awk '{print $3}')) -> $go_base"
+        mkdir -p "$(dirname "$go_base")"
+        (cd "$(dirname "$go_src")" && GO111MODULE=off GOFLAGS= GOPROXY=off GOTOOLCHAIN=local \
+            "$go" build -ldflags=-compressdwarf=false -o "$go_base" main.go)
+    fi
+    export BEYLA_FUZZ_GO_BASE="$go_base"
+fi
+
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1
 export AFL_FAST_CAL=1 AFL_NO_STARTUP_CALIBRATION=1 AFL_NO_WARN_INSTABILITY=1
 
@@ -62,9 +83,15 @@ for t in "${TARGETS[@]}"; do
     rm -rf "$out"
     mkdir -p "$out"
     echo "== fuzzing $t for ${secs}s"
+    # An execution of go_inspect that walks the base's whole DWARF takes ~25 ms; AFL would
+    # otherwise time out at 20 ms, set from its faster inputs.
+    timeout=()
+    if [[ $t == go_inspect ]]; then
+        timeout=(-t 250)
+    fi
     start=$(date +%s)
-    if ! cargo afl fuzz -V "$secs" -i "$root/fuzz/corpus/$t" -o "$out" -- "$root/fuzz/target/release/$t" \
-        >"$out/afl.log" 2>&1; then
+    if ! cargo afl fuzz -V "$secs" "${timeout[@]}" -i "$root/fuzz/corpus/$t" -o "$out" \
+        -- "$root/fuzz/target/release/$t" >"$out/afl.log" 2>&1; then
         tail -n 30 "$out/afl.log" >&2
         echo "$t: afl-fuzz failed (log: $out/afl.log)" >&2
         failed=1
