@@ -97,7 +97,7 @@ fn start_on(
     batching: Batching,
 ) -> Capture {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let opts = attach::LoadOptions { wakeup_len, ring_buffer_size, task_storage };
+    let opts = attach::LoadOptions { wakeup_len, ring_buffer_size, task_storage, uprobe_multi: false };
     let maps_before: Vec<u32> = libbpf_rs::query::MapInfoIter::default().map(|m| m.id).collect();
     let (probes, maps) = attach::load_first(families, opts).expect("loading the BPF families");
     // The first family, the one the agent would use here: a verifier rejecting it would

@@ -1,8 +1,9 @@
 //! The agent as an unprivileged user (uid 65534) holding only the capabilities it documents,
 //! on the real kernel (needs root to set that up, with `setpriv` from util-linux): the generic
 //! capture counts every request of processes owned by root, the Go and TLS probes run where
-//! the kernel lets these credentials create uprobes and are switched off with one message
-//! naming CAP_SYS_ADMIN where it does not, and a missing CAP_BPF stops the agent at start-up
+//! the kernel lets these credentials create uprobes (as perf events, or as uprobe.multi links
+//! where it creates perf uprobes for CAP_SYS_ADMIN alone) and are switched off with one message
+//! naming CAP_SYS_ADMIN where it does neither, and a missing CAP_BPF stops the agent at start-up
 //! with a message naming it. CAP_CHECKPOINT_RESTORE is left out on purpose: nothing here
 //! needs it.
 mod common;
@@ -45,8 +46,9 @@ fn unprivileged(caps: &[&str]) -> Vec<String> {
     .collect()
 }
 
-/// `beyla doctor` run with `caps`: whether the kernel creates uprobes for those credentials.
-fn uprobes_allowed(caps: &[&str]) -> bool {
+/// `beyla doctor` run with `caps`: whether the kernel creates perf-event uprobes, and
+/// uprobe.multi links, for those credentials.
+fn uprobes_allowed(caps: &[&str]) -> (bool, bool) {
     let wrapper = unprivileged(caps);
     let out = Command::new(&wrapper[0])
         .args(&wrapper[1..])
@@ -55,8 +57,14 @@ fn uprobes_allowed(caps: &[&str]) -> bool {
         .output()
         .expect("running beyla doctor under setpriv");
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    let row = report.lines().find(|l| l.starts_with("uprobes ")).unwrap_or_else(|| panic!("no uprobes row:\n{report}"));
-    row.split_whitespace().nth(1) == Some("yes")
+    let yes = |name: &str| {
+        let row = report
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} row:\n{report}"));
+        row.split_whitespace().nth(1) == Some("yes")
+    };
+    (yes("uprobes"), yes("uprobe_multi"))
 }
 
 fn status_field(pid: u32, field: &str) -> String {
@@ -100,11 +108,41 @@ impl Drop for Paranoid {
     }
 }
 
+/// Turns on `kernel.bpf_stats_enabled` (run counts per program) while it lives.
+struct BpfStats(String);
+
+impl BpfStats {
+    fn on() -> BpfStats {
+        const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
+        let old = std::fs::read_to_string(PATH).expect("bpf_stats_enabled").trim().to_string();
+        std::fs::write(PATH, "1").expect("enabling bpf_stats");
+        BpfStats(old)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", &self.0);
+    }
+}
+
+/// How many times the programs named `name` that uid 65534 loaded ran (bpftool, with
+/// [`BpfStats`] on): this agent's, not another's running meanwhile as root.
+fn run_count(name: &str) -> u64 {
+    let out = Command::new("bpftool").args(["-j", "prog", "show", "name", name]).output().expect("running bpftool");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // One object, or a list of them.
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    let all = if v.is_array() { v.as_array().unwrap().clone() } else { vec![v] };
+    all.iter().filter(|p| p["uid"].as_u64() == Some(65534)).filter_map(|p| p["run_cnt"].as_u64()).sum()
+}
+
 /// Runs the agent with `caps`, sends known requests to a Python and a Go app owned by root,
 /// checks the counts, the agent's credentials and what it said about uprobes.
 fn run(caps: &[&str], tag: &str) {
     require_root();
     let _paranoid = Paranoid::at_most_2();
+    let _stats = BpfStats::on();
     let (py_port, go_port, mport) = (free_port(), free_port(), free_port());
     let _py = start_app("python", py_port, &[]);
     let _go = start_app("go", go_port, &[]);
@@ -118,7 +156,9 @@ fn run(caps: &[&str], tag: &str) {
     let eff = u64::from_str_radix(&status_field(agent.pid(), "CapEff:"), 16).expect("CapEff");
     assert_eq!(eff, caps.iter().map(|c| bit(c)).fold(0, |a, b| a | b), "CapEff {eff:x}");
 
-    let uprobes = uprobes_allowed(caps);
+    // Perf uprobes refused but uprobe.multi links allowed: the probes attach through those.
+    let (perf_uprobes, multi) = uprobes_allowed(caps);
+    let uprobes = perf_uprobes || multi;
     if uprobes {
         wait_go_instrumented(mport, 1.0, &log);
     }
@@ -146,9 +186,13 @@ fn run(caps: &[&str], tag: &str) {
     let internal = scrape(mport, "/internal/metrics");
     let go_probed = sum(&internal, "beyla_instrumented_go_processes", &[]);
     let admin_warnings = text.matches("missing capability CAP_SYS_ADMIN").count();
+    let via_multi = text.matches("attach through uprobe.multi links").count();
     if uprobes {
         assert_eq!(go_probed, 1.0, "{text}");
         assert_eq!(admin_warnings, 0, "{text}");
+        assert_eq!(via_multi, usize::from(!perf_uprobes), "{text}");
+        // The Go probes fire: net/http's ServeHTTP entry once per request of the Go app.
+        assert_eq!(run_count("go_serve_http"), 4, "{text}");
     } else {
         // One start-up line names the capability; no probe is tried, so no failure is logged.
         assert_eq!(go_probed, 0.0, "{text}");
@@ -168,7 +212,7 @@ fn root_least_privilege_documented_set_without_sys_admin() {
 fn root_least_privilege_with_sys_admin_for_uprobes() {
     let _paranoid = Paranoid::at_most_2();
     let caps: Vec<&str> = BASE.iter().copied().chain(["sys_admin"]).collect();
-    assert!(uprobes_allowed(&caps), "uprobes refused even with CAP_SYS_ADMIN");
+    assert!(uprobes_allowed(&caps).0, "uprobes refused even with CAP_SYS_ADMIN");
     run(&caps, "leastpriv-admin");
 }
 

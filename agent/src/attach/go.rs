@@ -284,10 +284,11 @@ fn load(
     }
     // Under kernel lockdown the verifier rejects any program calling bpf_probe_write_user.
     for mut prog in open.open_object_mut().progs_mut() {
-        let name = prog.name().to_string_lossy();
-        if PROBES.iter().any(|p| p.propagation && p.program == name) {
+        let propagation = PROBES.iter().any(|p| p.propagation && p.program == prog.name().to_string_lossy());
+        if propagation {
             prog.set_autoload(propagate);
         }
+        super::set_uprobe_mode(&mut prog, &ring);
     }
     open.load().map_err(|source| AttachError::Load { family: "go", source })
 }
@@ -506,8 +507,10 @@ fn attach(
             .find(|prog| prog.name() == p.program)
             .ok_or(AttachError::MissingProgram { family: "go", program: p.program })?;
         for site in sites {
-            let link = prog.attach_uprobe(false, pid as i32, exe, site as usize).map_err(|source| {
-                AttachError::Attach { family: "go", program: format!("{} ({:?})", p.function, p.site), source }
+            let link = super::attach_uprobe(&prog, false, pid, exe, site).map_err(|source| AttachError::Attach {
+                family: "go",
+                program: format!("{} ({:?})", p.function, p.site),
+                source,
             })?;
             links.push(link);
         }

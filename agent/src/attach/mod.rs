@@ -97,6 +97,10 @@ pub struct LoadOptions {
     /// Keep in-flight syscall arguments in task storage (the kernel probe's `task_storage`);
     /// else in an LRU hash. The socket family keeps none.
     pub task_storage: bool,
+    /// Load the uprobe programs (Go, TLS) for uprobe.multi links instead of perf-event uprobes:
+    /// where the kernel creates perf uprobes for `CAP_SYS_ADMIN` alone and the agent lacks it,
+    /// but lets it create uprobe.multi links (6.6+).
+    pub uprobe_multi: bool,
 }
 
 impl LoadOptions {
@@ -105,6 +109,7 @@ impl LoadOptions {
             wakeup_len: cfg.ebpf.wakeup_len,
             ring_buffer_size: cfg.ebpf.ring_buffer_size,
             task_storage: plan.use_task_storage,
+            uprobe_multi: false,
         }
     }
 
@@ -164,8 +169,11 @@ pub struct UprobeOptions {
     pub skip_go_specific_tracers: bool,
     /// The Go probes write `traceparent` headers (`ebpf.context_propagation` decided it).
     pub propagate_headers: bool,
-    /// The kernel creates uprobes for the agent (the start-up check said why not otherwise).
+    /// The kernel creates uprobes for the agent, as perf events or as uprobe.multi links (the
+    /// start-up check said why not otherwise).
     pub available: bool,
+    /// Only as uprobe.multi links ([`LoadOptions::uprobe_multi`]).
+    pub via_multi: bool,
 }
 
 impl UprobeOptions {
@@ -174,7 +182,8 @@ impl UprobeOptions {
         UprobeOptions {
             skip_go_specific_tracers: skip,
             propagate_headers: context_propagation(cfg.ebpf.context_propagation, features, skip),
-            available: features.uprobes,
+            available: features.uprobes || features.uprobe_multi,
+            via_multi: !features.uprobes && features.uprobe_multi,
         }
     }
 }
@@ -229,6 +238,10 @@ pub fn start_uprobes(
     if !o.available {
         return (None, None);
     }
+    if o.via_multi {
+        tracing::info!("This kernel creates perf-event uprobes for CAP_SYS_ADMIN alone: the Go and TLS probes attach through uprobe.multi links.");
+    }
+    let load = LoadOptions { uprobe_multi: o.via_multi, ..load };
     let map_error = |e: std::io::Error| AttachError::Map { map: "events", source: libbpf_rs::Error::from(e) };
     let go = if o.skip_go_specific_tracers {
         tracing::info!(
@@ -291,6 +304,31 @@ pub fn read_proc_changes(map: &MapHandle) -> Option<u64> {
 fn storage() -> &'static mut MaybeUninit<OpenObject> {
     // The skeletons live as long as the agent; leaking their storage gives them 'static.
     Box::leak(Box::new(MaybeUninit::uninit()))
+}
+
+/// Prepares an opened uprobe program for how [`attach_uprobe`] will attach it.
+pub(crate) fn set_uprobe_mode(prog: &mut libbpf_rs::OpenProgramMut<'_>, load: &LoadOptions) {
+    if load.uprobe_multi {
+        prog.set_attach_type(libbpf_rs::ProgramAttachType::TraceUprobeMulti);
+    }
+}
+
+/// Attaches `prog` at `offset` (a file offset) of `path` for process `pid`, on entry or on
+/// return: a perf-event uprobe, or a one-site uprobe.multi link if the program was loaded for
+/// those ([`set_uprobe_mode`]).
+pub(crate) fn attach_uprobe(
+    prog: &libbpf_rs::ProgramMut<'_>,
+    ret: bool,
+    pid: u32,
+    path: &std::path::Path,
+    offset: u64,
+) -> libbpf_rs::Result<Link> {
+    if matches!(prog.attach_type(), libbpf_rs::ProgramAttachType::TraceUprobeMulti) {
+        let opts = libbpf_rs::UprobeMultiOpts { offsets: vec![offset as usize], retprobe: ret, ..Default::default() };
+        prog.attach_uprobe_multi_with_opts(pid as i32, path, "", opts)
+    } else {
+        prog.attach_uprobe(ret, pid as i32, path, offset as usize)
+    }
 }
 
 fn handle<T: Debug>(map: &MapImpl<'_, T>, name: &'static str) -> Result<MapHandle, AttachError> {

@@ -122,6 +122,9 @@ macro_rules! load_on_shared_maps {
             rodata.wakeup_len = $ring.wakeup_len;
             rodata.wakeup_bytes = $ring.wakeup_bytes();
         }
+        for mut prog in open.open_object_mut().progs_mut() {
+            super::set_uprobe_mode(&mut prog, &$ring);
+        }
         open.load().map_err(|source| AttachError::Load { family: $family, source })
     }};
 }
@@ -269,7 +272,7 @@ fn try_attach(skels: &mut Skels, pid: u32, inspected: &mut Inspected, procs: &mu
     }
     // Memory BIOs hand their records over through BIO_write (libcrypto's, or the executable's).
     if let (false, Some((c, offset))) = (ssl.is_empty(), bio_write) {
-        match skel.progs.ssl_bio_write.attach_uprobe(false, pid as i32, &c.path, offset as usize) {
+        match super::attach_uprobe(&skel.progs.ssl_bio_write, false, pid, &c.path, offset) {
             Ok(l) => links.push(l),
             Err(e) => {
                 warn!(pid, library = %c.shown, error = %e, "BIO_write probe failed to attach; TLS through memory BIOs stays opaque.")
@@ -289,12 +292,11 @@ fn attach(
     let p = &mut skel.progs;
     let mut links = Vec::new();
     let mut at = |prog: &libbpf_rs::ProgramMut<'_>, func: &str, offset: u64, ret: bool| {
-        let link =
-            prog.attach_uprobe(ret, pid as i32, path, offset as usize).map_err(|source| AttachError::Attach {
-                family: "openssl",
-                program: format!("{func}{}", if ret { " return" } else { "" }),
-                source,
-            })?;
+        let link = super::attach_uprobe(prog, ret, pid, path, offset).map_err(|source| AttachError::Attach {
+            family: "openssl",
+            program: format!("{func}{}", if ret { " return" } else { "" }),
+            source,
+        })?;
         links.push(link);
         Ok::<(), AttachError>(())
     };
@@ -338,12 +340,10 @@ fn attach_rustls(
         f.write_vectoreds.iter().map(|&o| (&p.rtls_writev, &p.rtls_writev_ret, "PlaintextSink::write_vectored", o));
     for (entry, ret, func, offset) in always.into_iter().chain(reads).chain(polls).chain(writevs) {
         for (prog, is_ret) in [(entry, false), (ret, true)] {
-            let link = prog.attach_uprobe(is_ret, pid as i32, path, offset as usize).map_err(|source| {
-                AttachError::Attach {
-                    family: "rustls",
-                    program: format!("{func}{}", if is_ret { " return" } else { "" }),
-                    source,
-                }
+            let link = super::attach_uprobe(prog, is_ret, pid, path, offset).map_err(|source| AttachError::Attach {
+                family: "rustls",
+                program: format!("{func}{}", if is_ret { " return" } else { "" }),
+                source,
             })?;
             links.push(link);
         }

@@ -194,7 +194,9 @@ impl Features {
             ));
         }
         let mut lost = Vec::new();
-        if !self.uprobes {
+        // Perf uprobes refused but uprobe.multi links allowed (6.6+): the Go and TLS probes
+        // attach through those, nothing is lost.
+        if !self.uprobes && !self.uprobe_multi {
             let why = match (admin, self.note("uprobes").contains("refused")) {
                 (false, true) => format!(
                     "missing capability CAP_SYS_ADMIN: this kernel creates uprobes for it alone ({})",
@@ -262,6 +264,9 @@ mod tests {
         let admin = [&base[..], &["CAP_SYS_ADMIN"]].concat();
         let lost = with_caps(&admin, false).capability_check().unwrap();
         assert!(lost[0].starts_with("uprobes are unavailable"), "{lost:?}");
+        // Where uprobe.multi links are allowed, the probes attach through them.
+        let multi = Features { uprobe_multi: true, ..with_caps(&base, false) };
+        assert_eq!(multi.capability_check(), Ok(vec![]));
         // Debian's and Ubuntu's perf_event_paranoid 3: nothing attaches without CAP_SYS_ADMIN.
         let mut debian = with_caps(&base, true);
         debian.perf_event_paranoid = Some(3);
