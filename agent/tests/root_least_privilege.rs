@@ -176,7 +176,9 @@ fn run(caps: &[&str], tag: &str) {
             &[("service_name", svc), ("http_response_status_code", status)],
         )
     };
-    let done = wait_for(Duration::from_secs(15), || count("py", "200") >= 3.0 && count("goapp", "200") >= 3.0);
+    let done = wait_for(Duration::from_secs(15), || {
+        ["py", "goapp"].iter().all(|svc| count(svc, "200") >= 3.0 && count(svc, "500") >= 1.0)
+    });
     std::thread::sleep(Duration::from_millis(500));
     let text = agent_log(&log);
     assert!(done, "requests not counted:\n{text}");
