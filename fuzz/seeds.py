@@ -185,7 +185,7 @@ GO_REGIONS = [
     ".gopclntab", ".debug_info", ".debug_info probed structs", ".debug_abbrev", ".debug_line",
     ".debug_str", ".symtab", ".strtab", ".symtab probed entries", "probed code", "probed prologues",
 ]
-NO_DWARF, NO_SYMTAB, NO_SECTIONS = 4, 8, 16
+NO_DWARF, NO_SYMTAB, NO_SECTIONS, TYPES_UNIT = 4, 8, 16, 32
 GO_MAGIC = b"\xff Go buildinf:"
 
 
@@ -232,9 +232,10 @@ def go_inspect(_all_fixtures):
     """Patch records on the base Go executable, one or two per region, under the variant that
     reaches the reader each aims at; then raw inputs for the other modes."""
     c = Corpus("go_inspect")
-    for variant in (0, NO_DWARF, NO_SYMTAB, NO_DWARF | NO_SYMTAB, NO_SECTIONS):
+    for variant in (0, NO_DWARF, NO_SYMTAB, NO_DWARF | NO_SYMTAB, NO_SECTIONS, TYPES_UNIT):
         c.add("base", bytes([variant]))
     fast = NO_DWARF  # skips the DWARF walk where it is not the target
+    types = TYPES_UNIT  # the DWARF of the unit with the probed structs only
     q = lambda v: struct.pack("<Q", v)  # noqa: E731
     seeds = [
         ("elf-phnum", fast, rec("set", "elf_header", 0x38, q(0xFFFF), width(2))),
@@ -256,9 +257,10 @@ def go_inspect(_all_fixtures):
         ("pclntab-whole", fast | NO_SYMTAB, rec("fill", ".gopclntab", 0x10000, b"\0", 255)),
         ("pclntab-scan", NO_SECTIONS, rec("write", ".gopclntab header", 7, b"\x04")),
         ("debug-info-unit", 0, rec("fill", ".debug_info", 0, b"\xff", 4)),
-        ("debug-info-version", 0, rec("set", ".debug_info", 4, q(7), width(2))),
-        ("debug-info-structs", 0, rec("fill", ".debug_info probed structs", 20, b"\x80", 8)),
-        ("debug-abbrev", 0, rec("write", ".debug_abbrev", 3, b"\x0e\0")),
+        ("debug-info-version", types, rec("set", ".debug_info", 0x90B33 + 4, q(7), width(2))),
+        ("debug-info-structs", types, rec("fill", ".debug_info probed structs", 20, b"\x80", 8)),
+        ("debug-info-member", types, rec("set", ".debug_info probed structs", 38, q(2**63), width(8))),
+        ("debug-abbrev", types, rec("write", ".debug_abbrev", 3, b"\x0e\0")),
         ("debug-line", 0, rec("fill", ".debug_line", 0, b"\xff", 8)),
         ("debug-str", 0, rec("fill", ".debug_str", 0, b"\xff", 8)),
         ("debug-truncated", 0, rec("truncate", ".debug_info", 0x10000)),

@@ -12,7 +12,9 @@
 //!   the offsets table instead; the walk over all of the DWARF is most of an execution's
 //!   time, see docs/fuzzing.md), bit 3 turns `.symtab` into a plain section (functions from
 //!   `.gopclntab`), bit 4 drops the section header table (build info from the first
-//!   writable segment, the pclntab found by scanning the read-only segments).
+//!   writable segment, the pclntab found by scanning the read-only segments), bit 5 narrows
+//!   `.debug_info` to the one unit that holds the probed structs (Go's linker puts every
+//!   type in the `runtime` unit; a fifth of the DWARF).
 //! - 1: `buildinfo::parse` on the rest, which is also the memory that pre-1.18 pointers
 //!   read (address 0 = the rest's first byte).
 //! - 2: `pclntab::looks_like_header` and `pclntab::functions` on the rest (`text_start`
@@ -74,6 +76,8 @@ struct Base {
     /// The section header of `.symtab` and where `.debug_info`'s name is in `.shstrtab`.
     symtab_header: Option<usize>,
     debug_info_name: Option<usize>,
+    /// `.debug_info`'s section header, and the file range of the unit holding the structs.
+    debug_info_unit: Option<(usize, Range<usize>)>,
 }
 
 fn u16_at(d: &[u8], at: usize) -> usize {
@@ -164,6 +168,7 @@ fn load_base(path: &Path) -> Base {
     // The DIEs of the structs whose members are read: each from its name (an inline string in
     // Go's DWARF) to a bit past its members. Names inside other types' names do not count.
     let mut structs = Vec::new();
+    let mut unit = None;
     if let Some(info) = range(".debug_info").pop() {
         let mut names: Vec<&str> = FIELDS.iter().flat_map(|f| f.structs.iter().copied()).collect();
         names.sort_unstable();
@@ -179,6 +184,17 @@ fn load_base(path: &Path) -> Base {
                 let at = info.start + i - 1;
                 structs.push(at..(at + 512).min(info.end));
             }
+        }
+        // The unit (32-bit DWARF: a u32 length, then the rest) holding the first struct.
+        let mut at = info.start;
+        while let Some(first) = structs.first().filter(|_| at + 4 <= info.end) {
+            let end = at + 4 + u32_at(&data, at);
+            if (at..end).contains(&first.start) {
+                let header = section(".debug_info").map(|s| s.2).expect(".debug_info");
+                unit = Some((header, at..end.min(info.end)));
+                break;
+            }
+            at = end;
         }
     }
     set(".debug_info probed structs", structs);
@@ -206,6 +222,7 @@ fn load_base(path: &Path) -> Base {
     Base {
         symtab_header: sections.iter().find(|s| u32_at(&data, s.2 + 4) == SHT_SYMTAB as usize).map(|s| s.2),
         debug_info_name: section(".debug_info").map(|s| s.1),
+        debug_info_unit: unit,
         regions,
         data,
     }
@@ -267,6 +284,12 @@ impl Work<'_> {
         if mode & 8 != 0 {
             if let Some(h) = self.base.symtab_header {
                 self.write(h + 4, &SHT_PROGBITS.to_le_bytes());
+            }
+        }
+        if mode & 32 != 0 {
+            if let Some((h, unit)) = self.base.debug_info_unit.clone() {
+                self.write(h + 0x18, &(unit.start as u64).to_le_bytes());
+                self.write(h + 0x20, &(unit.len() as u64).to_le_bytes());
             }
         }
         if mode & 16 != 0 {
