@@ -303,10 +303,11 @@ def go_inspect(_all_fixtures):
 
 
 # procfs's samples, by parser (the first byte of each seed). Captured on this project's machine
-# (2026-12-07, cgroup v1 plus the v2 line): /proc/self/stat of cat, a copy of sleep named
-# "a) (b", and a Python process listening on 127.0.0.1:8080 and [::]:8081 with a connection
-# to each (its /proc/<pid>/net/tcp{,6} without the machine's other sockets, its fd and ns
-# links; its interpreter path shortened). Environments are made up; the cgroup lines follow
+# (2026-12-07, cgroup v1 plus the v2 line): the stat of cat (/proc/self), of kthreadd and of a
+# copy of sleep named "a) (b" (and its cmdline); a Python process listening on 127.0.0.1:8080
+# and [::]:8081 with a connection to each (its /proc/<pid>/net/tcp{,6} without the machine's
+# other sockets, its fd and ns links; its interpreter path shortened); the machine's cgroup
+# file with its one id replaced. Environments are made up; the other cgroup lines follow
 # kube/cgroup.rs's unit tests, with ids of their own.
 STAT, CMDLINE, ENVIRON, RESOURCE, NET_TCP, SOCKET, NS, EXE, CGROUP, CGROUP_PATH = range(10)
 PROC_TCP = (
@@ -338,8 +339,8 @@ PROC_SAMPLES = [
      b" 18446744073709551615 94489424683008 94489424700937 140734791372016 0 0 0 0 6 0 1 0 0 17 1 0 0 0 0 0"
      b" 94489424715024 94489424716288 94490123608064 140734791379695 140734791379706 140734791379706"
      b" 140734791380976 0\n"),
-    (STAT, "kthread", b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 18446744073709551615"
-     b" 0 0 0 0 0 0 0 2147483647 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"),
+    (STAT, "kthread", b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 1 0 0 20 0 1 0 25 0 0 18446744073709551615"
+     b" 0 0 0 0 0 0 0 2147483647 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"),
     (CMDLINE, "python", b"/usr/bin/python3\0-\0"),
     (CMDLINE, "parens", b"./a) (b\x0030\0"),
     (CMDLINE, "title", b"gunicorn: master [app:app]"),
