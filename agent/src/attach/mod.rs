@@ -361,7 +361,7 @@ fn attach_all(family: &'static str, obj: &libbpf_rs::Object, att: &mut Attached)
                     .unwrap_or_else(|| "/sys/kernel/tracing".into());
                 let removed = kretprobe::remove_stale(&tracefs, std::path::Path::new("/proc"));
                 if removed > 0 {
-                    tracing::info!(removed, "removed the kretprobe events of agents that ended without cleaning up");
+                    tracing::info!(removed, "Removed the kretprobe events of agents that ended without cleaning up.");
                 }
                 tracefs
             });
