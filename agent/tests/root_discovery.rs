@@ -207,13 +207,10 @@ fn root_connection_opened_before_agent() {
 
 /// A traced process that execs another program keeps its pid but is a new process: its
 /// requests before the exec count under the old service, those after under the new one, and
-/// the new executable gets its own probes (Go's).
-///
-/// Fails today: the two requests served before the exec are counted under `go-http` too (5,
-/// not 3): enrich looks the pid up when it gets the requests, after discovery has replaced the
-/// identity. The fix is an identity valid from the kernel's exec event on (issue 23).
+/// the new executable gets its own probes (Go's). The requests from before the exec may reach
+/// enrich after discovery has seen the new program: they are the old program's by their time
+/// (`attach::traced`'s `Execed`).
 #[test]
-#[ignore = "known bug: requests served before an exec are attributed to the new program"]
 fn root_exec_of_another_binary_is_a_new_process() {
     require_root();
     let (port, metrics_port) = (free_port(), free_port());
@@ -265,4 +262,6 @@ fn root_exec_of_another_binary_is_a_new_process() {
     assert!(done, "{}", dump());
     assert_eq!(sum(&m(), DUR, &[("service_name", "go-http")]), 3.0, "{}", dump());
     assert_eq!(sum(&m(), DUR, &[]), 5.0, "{}", dump());
+    let internal = scrape(metrics_port, "/internal/metrics");
+    assert_eq!(sum(&internal, "beyla_unattributed_requests_total", &[]), 0.0, "{}", dump());
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::otlp::{attr, res_attr, Proto, Receiver};
+use common::otlp::{attr, hex, res_attr, Proto, Receiver};
 use common::*;
 
 /// A self-signed certificate and its key in `dir`.
@@ -111,6 +111,29 @@ fn metrics_dump(mport: u16, log: &Path) -> String {
         internal.join("\n"),
         agent_log(log)
     )
+}
+
+/// One line per span (service, kind, name, ids, peer port): what a failed link assertion shows.
+fn span_table(spans: &[common::otlp::Got]) -> String {
+    let mut rows: Vec<String> = spans
+        .iter()
+        .map(|g| {
+            let s = &g.span;
+            format!(
+                "{:<10} kind {} {:<22} trace {} span {} parent {} start {} server.port {:?}",
+                res_attr(Some(&g.resource), "service.name").unwrap_or_default(),
+                s.kind,
+                s.name,
+                hex(&s.trace_id),
+                hex(&s.span_id),
+                hex(&s.parent_span_id),
+                s.start_time_unix_nano,
+                attr(&s.attributes, "server.port"),
+            )
+        })
+        .collect();
+    rows.sort_by_key(|r| r.rsplit(" start ").next().map(str::to_owned));
+    rows.join("\n")
 }
 
 /// Only TLS handshakes failed to decode (`not_http`, once per connection at most), never
@@ -1069,7 +1092,13 @@ fn rustls_front_and_back(launcher: &str, exe: &str, in_process: bool) {
             assert!(parent.is_none(), "a tokio worker's call linked to a request");
         }
         let back = spans.iter().find(|g| svc(g) == "rustback" && g.span.parent_span_id == client.span.span_id);
-        assert!(back.is_some_and(|b| b.span.trace_id == client.span.trace_id), "no rustback span under the call");
+        assert!(
+            back.is_some_and(|b| b.span.trace_id == client.span.trace_id),
+            "no rustback span under the call {}:\n{}\n{}",
+            hex(&client.span.span_id),
+            span_table(&spans),
+            metrics_dump(mport, &log)
+        );
     }
 
     // `beyla doctor` says where the executables' rustls is probed.

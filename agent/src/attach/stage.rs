@@ -17,8 +17,8 @@ use crate::telemetry::Internal;
 pub enum ProcessChange {
     /// A traced process forked `pid`, which the kernel now traces: it inherits the identity.
     Fork { pid: u32, ppid: u32 },
-    /// `pid` ran another program.
-    Exec { pid: u32 },
+    /// `pid` ran another program at `ts_ns` (kernel clock).
+    Exec { pid: u32, ts_ns: u64 },
     /// `pid` exited and its requests decoded before the exit went through.
     Exit { pid: u32 },
 }
@@ -81,7 +81,10 @@ fn apply_changes(traced: &mut Traced, changes: &[ProcessChange]) {
                     info!(pid, ppid, service = %p.service.name, "Child of an instrumented process instrumented.");
                 }
             }
-            ProcessChange::Exec { pid } => traced.on_exec(pid),
+            ProcessChange::Exec { pid, ts_ns } => {
+                let runs = crate::discover::proc::read_exe(std::path::Path::new("/proc"), pid).ok();
+                traced.on_exec(pid, ts_ns, runs.as_deref());
+            }
             ProcessChange::Exit { pid } => {
                 traced.on_exit(pid);
             }

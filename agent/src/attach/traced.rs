@@ -51,11 +51,70 @@ struct Table {
     /// Processes discovery found gone, kept (with the time) so that their requests still in
     /// the pipeline get reported; purged after `RETIRED_FOR`.
     retired: HashMap<u32, (Arc<TracedProcess>, Instant)>,
+    /// Processes that ran another program: what they were before (purged after `RETIRED_FOR`).
+    execed: HashMap<u32, Execed>,
+}
+
+/// The identity a pid had until it ran another program. Its requests can reach the table's
+/// readers after discovery has seen the new program (exec events and socket events come on
+/// different ring buffers, and a response may be decoded late): a request is the old
+/// program's if it began before the exec.
+#[derive(Debug)]
+struct Execed {
+    /// When it ran the other program (kernel clock). Until the kernel's exec event is read, the
+    /// time discovery saw the new program, which is later (`provisional`).
+    at_ns: u64,
+    provisional: bool,
+    before: Arc<TracedProcess>,
+    since: Instant,
 }
 
 impl Table {
     fn get(&self, pid: u32) -> Option<Arc<TracedProcess>> {
         self.procs.get(&pid).or_else(|| self.retired.get(&pid).map(|(p, _)| p)).cloned()
+    }
+
+    /// Discovery's identity for `p.pid`, found at `now_ns` (kernel clock).
+    fn insert(&mut self, p: Arc<TracedProcess>, now_ns: u64) {
+        let pid = p.pid;
+        self.retired.remove(&pid);
+        let exe = p.exe.clone();
+        let Some(old) = self.procs.insert(pid, p).filter(|old| old.exe != exe) else { return };
+        // Discovery saw the exec before the kernel's event was read: the boundary is this
+        // moment until the event's time comes.
+        if !self.execed.get(&pid).is_some_and(|e| Arc::ptr_eq(&e.before, &old)) {
+            let e = Execed { at_ns: now_ns, provisional: true, before: old, since: Instant::now() };
+            self.execed.insert(pid, e);
+        }
+    }
+
+    /// The kernel's exec event (see [`Traced::on_exec`]); true for an inherited child, which
+    /// stops being traced.
+    fn exec(&mut self, pid: u32, ts_ns: u64, runs: Option<&std::path::Path>) -> bool {
+        let Some(cur) = self.get(pid) else { return false };
+        let inherited = cur.parent.is_some();
+        if let Some(e) = self.execed.get_mut(&pid).filter(|e| e.provisional) {
+            e.at_ns = e.at_ns.min(ts_ns);
+            e.provisional = false;
+            return inherited;
+        }
+        // The same executable again (a re-exec) is the same service, as discovery sees it.
+        if !inherited && runs == Some(cur.exe.as_path()) {
+            return false;
+        }
+        self.execed.insert(pid, Execed { at_ns: ts_ns, provisional: false, before: cur, since: Instant::now() });
+        inherited
+    }
+
+    /// `pid`'s identity for a request that began at `ts_ns` (kernel clock): the program it ran
+    /// then. `None` for a request of a program that discovery has not seen yet.
+    fn get_at(&self, pid: u32, ts_ns: u64) -> Option<Arc<TracedProcess>> {
+        let now = self.get(pid);
+        match self.execed.get(&pid) {
+            Some(e) if ts_ns < e.at_ns => Some(e.before.clone()),
+            Some(e) if now.as_ref().is_some_and(|p| Arc::ptr_eq(p, &e.before)) => None,
+            _ => now,
+        }
     }
 }
 
@@ -79,6 +138,12 @@ pub struct TracedView(Arc<RwLock<Table>>);
 impl TracedView {
     pub fn get(&self, pid: u32) -> Option<Arc<TracedProcess>> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).get(pid)
+    }
+
+    /// `pid`'s identity when a request began at `ts_ns` (kernel clock): across an exec, the
+    /// program that served it; `None` for a program not discovered yet.
+    pub fn get_at(&self, pid: u32, ts_ns: u64) -> Option<Arc<TracedProcess>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).get_at(pid, ts_ns)
     }
 
     pub fn len(&self) -> usize {
@@ -111,11 +176,7 @@ impl Traced {
     pub fn add(&mut self, p: TracedProcess) -> Result<(), AttachError> {
         let pid = p.pid;
         // Table first: the kernel sends events as soon as the map has the pid.
-        {
-            let mut t = self.table();
-            t.retired.remove(&pid);
-            t.procs.insert(pid, Arc::new(p));
-        }
+        self.table().insert(Arc::new(p), crate::events::monotonic_ns());
         if let Err(source) = self.map.update(&pid.to_ne_bytes(), &TRACED_BY_AGENT.to_ne_bytes(), MapFlags::ANY) {
             self.table().procs.remove(&pid);
             return Err(AttachError::Map { map: "traced_pids", source });
@@ -168,10 +229,12 @@ impl Traced {
         }
     }
 
-    /// An inherited child that runs another program is no longer its parent's service;
-    /// discovery decides afresh on its next scan.
-    pub fn on_exec(&mut self, pid: u32) {
-        if self.get(pid).is_some_and(|p| p.parent.is_some()) {
+    /// `pid` ran another program at `ts_ns` (kernel clock); `runs` is its executable now (from
+    /// `/proc`). Its requests from before keep its identity; those after wait for discovery to
+    /// decide on the new program (an inherited child is no longer its parent's service).
+    pub fn on_exec(&mut self, pid: u32, ts_ns: u64, runs: Option<&std::path::Path>) {
+        let inherited = self.table().exec(pid, ts_ns, runs);
+        if inherited {
             self.remove(pid);
         }
     }
@@ -187,7 +250,9 @@ impl Traced {
 
     /// Drops retired identities older than `RETIRED_FOR`.
     pub fn purge_retired(&mut self) {
-        self.table().retired.retain(|_, (_, at)| at.elapsed() < RETIRED_FOR);
+        let mut t = self.table();
+        t.retired.retain(|_, (_, at)| at.elapsed() < RETIRED_FOR);
+        t.execed.retain(|_, e| e.since.elapsed() < RETIRED_FOR);
     }
 
     /// The process exited (the kernel already dropped it from traced_pids), and the requests
@@ -195,6 +260,7 @@ impl Traced {
     pub fn on_exit(&mut self, pid: u32) -> Option<Arc<TracedProcess>> {
         let mut t = self.table();
         t.retired.remove(&pid);
+        t.execed.remove(&pid);
         t.procs.remove(&pid)
     }
 
@@ -222,6 +288,68 @@ fn instance_for_pid(parent_instance: &str, ppid: u32, pid: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn process(pid: u32, exe: &str, parent: Option<u32>) -> Arc<TracedProcess> {
+        let service = ServiceId { name: exe.rsplit('/').next().unwrap().into(), ..Default::default() };
+        Arc::new(TracedProcess { pid, exe: exe.into(), service, parent, k8s: None, language: "unknown" })
+    }
+
+    fn name_at(t: &Table, pid: u32, ts_ns: u64) -> Option<String> {
+        t.get_at(pid, ts_ns).map(|p| p.service.name.clone())
+    }
+
+    #[test]
+    fn exec_event_before_discovery() {
+        let mut t = Table::default();
+        t.insert(process(7, "/usr/bin/python3", None), 100);
+        assert!(!t.exec(7, 1_000, Some("/opt/go-http".as_ref())));
+        // Before the exec: Python's; after it, nobody's until discovery decides.
+        assert_eq!(name_at(&t, 7, 999).as_deref(), Some("python3"));
+        assert_eq!(name_at(&t, 7, 1_000), None);
+        t.insert(process(7, "/opt/go-http", None), 2_000);
+        assert_eq!(name_at(&t, 7, 999).as_deref(), Some("python3"));
+        assert_eq!(name_at(&t, 7, 1_500).as_deref(), Some("go-http"));
+        assert_eq!(name_at(&t, 7, 3_000).as_deref(), Some("go-http"));
+    }
+
+    #[test]
+    fn discovery_before_exec_event() {
+        let mut t = Table::default();
+        t.insert(process(7, "/usr/bin/python3", None), 100);
+        t.insert(process(7, "/opt/go-http", None), 2_000);
+        // Until the event comes, the boundary is when discovery saw the new program.
+        assert_eq!(name_at(&t, 7, 1_500).as_deref(), Some("python3"));
+        assert_eq!(name_at(&t, 7, 2_000).as_deref(), Some("go-http"));
+        assert!(!t.exec(7, 1_000, Some("/opt/go-http".as_ref())));
+        assert_eq!(name_at(&t, 7, 999).as_deref(), Some("python3"));
+        assert_eq!(name_at(&t, 7, 1_000).as_deref(), Some("go-http"));
+    }
+
+    #[test]
+    fn reexec_and_metadata_updates_keep_the_identity() {
+        let mut t = Table::default();
+        t.insert(process(7, "/usr/sbin/nginx", None), 100);
+        assert!(!t.exec(7, 1_000, Some("/usr/sbin/nginx".as_ref())));
+        assert_eq!(name_at(&t, 7, 2_000).as_deref(), Some("nginx"));
+        // Discovery's update of the same program (new metadata) applies to every request.
+        t.insert(process(7, "/usr/sbin/nginx", None), 3_000);
+        assert_eq!(name_at(&t, 7, 10).as_deref(), Some("nginx"));
+        assert!(t.execed.is_empty());
+    }
+
+    #[test]
+    fn inherited_child_that_execs_stops_being_its_parents() {
+        let mut t = Table::default();
+        t.insert(process(7, "/usr/sbin/nginx", None), 100);
+        t.procs.insert(8, process(8, "/usr/sbin/nginx", Some(7)));
+        // Even the same executable: discovery decides afresh for a child.
+        assert!(t.exec(8, 1_000, Some("/usr/sbin/nginx".as_ref())));
+        t.procs.remove(&8);
+        assert_eq!(name_at(&t, 8, 999).as_deref(), Some("nginx"));
+        assert_eq!(name_at(&t, 8, 1_000), None);
+        // A process the agent does not trace: nothing to do.
+        assert!(!t.exec(9, 1_000, None));
+    }
 
     #[test]
     fn sdk_language_from_name_then_elf() {

@@ -81,7 +81,7 @@ async fn run(
                         RawEvent::Data(d) => tracker.on_data(&d, &mut out),
                         RawEvent::Close { pid, sock_id, .. } => tracker.on_close(pid, sock_id, &mut out),
                         RawEvent::Fork { pid, ppid } => changes.push(ProcessChange::Fork { pid, ppid }),
-                        RawEvent::Exec { pid } => changes.push(ProcessChange::Exec { pid }),
+                        RawEvent::Exec { pid, ts_ns } => changes.push(ProcessChange::Exec { pid, ts_ns }),
                         // Process events come on their own ring buffer: the exit can be read
                         // before the process's last socket events. It is applied once the
                         // watermark passes it, when all of those have been decoded.

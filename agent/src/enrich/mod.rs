@@ -93,22 +93,32 @@ impl Enricher {
         Enricher { traced, routes }
     }
 
-    /// `None` when the request is to be dropped: its process is no longer known, or its path
-    /// matches `routes.ignored_patterns`.
-    pub fn enrich(&mut self, request: Request) -> Option<Span> {
-        let process = self.traced.get(request.pid)?;
+    /// The span, or why the request is dropped. The process is the program that ran when the
+    /// request began (a process may have run another program since).
+    pub fn enrich(&mut self, request: Request) -> Result<Span, Dropped> {
+        let process = self.traced.get_at(request.pid, request.start_ns).ok_or(Dropped::UnknownProcess)?;
         if request.operation.is_some() {
             // Routes are HTTP's.
-            return Some(Span { process, request, route: None });
+            return Ok(Span { process, request, route: None });
         }
         let path = request.path();
         if self.routes.ignored(path) {
-            return None;
+            return Err(Dropped::Ignored);
         }
         // gRPC methods are already low-cardinality names, not paths to group.
         let route = if request.grpc_status.is_some() { None } else { self.routes.route(path) };
-        Some(Span { process, request, route })
+        Ok(Span { process, request, route })
     }
+}
+
+/// Why [`Enricher::enrich`] dropped a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Its path matches `routes.ignored_patterns`.
+    Ignored,
+    /// Its process is not known: it had run another program that discovery had not seen yet,
+    /// or it was forgotten (gone for longer than any backlog).
+    UnknownProcess,
 }
 
 /// A server span of service `shop` (pid 42) for unit tests of the stages after this one.

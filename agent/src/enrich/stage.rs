@@ -2,7 +2,7 @@
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Enricher, SpanBatch};
+use super::{Dropped, Enricher, SpanBatch};
 use crate::attach::stage::{Lifecycle, ProcessChange};
 use crate::decode::Decoded;
 use crate::telemetry::Internal;
@@ -26,7 +26,18 @@ async fn run(
     tel: Internal,
 ) {
     while let Some(decoded) = rx.recv().await {
-        let spans = decoded.requests.into_iter().filter_map(|r| enricher.enrich(r)).collect();
+        let spans = decoded
+            .requests
+            .into_iter()
+            .filter_map(|r| match enricher.enrich(r) {
+                Ok(span) => Some(span),
+                Err(Dropped::UnknownProcess) => {
+                    tel.unattributed_requests.inc();
+                    None
+                }
+                Err(Dropped::Ignored) => None,
+            })
+            .collect();
         // The requests decoded before these exits are enriched: the table's owner may forget them.
         if !decoded.exited.is_empty() {
             let changes = decoded.exited.iter().map(|&pid| ProcessChange::Exit { pid }).collect();

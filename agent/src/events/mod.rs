@@ -2,5 +2,7 @@
 mod reader;
 mod types;
 
-pub use reader::{parse_process_event, parse_sock_event, spawn_reader, Batching, ReaderMaps, ReaderStats, SockScratch};
+pub use reader::{
+    monotonic_ns, parse_process_event, parse_sock_event, spawn_reader, Batching, ReaderMaps, ReaderStats, SockScratch,
+};
 pub use types::*;

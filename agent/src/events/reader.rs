@@ -166,7 +166,7 @@ pub fn parse_process_event(bytes: &[u8]) -> Option<RawEvent> {
     let e: process_event = copy_prefix(bytes);
     match e.kind {
         EVENT_PROC_FORK => Some(RawEvent::Fork { pid: e.pid, ppid: e.ppid }),
-        EVENT_PROC_EXEC => Some(RawEvent::Exec { pid: e.pid }),
+        EVENT_PROC_EXEC => Some(RawEvent::Exec { pid: e.pid, ts_ns: e.ts_ns }),
         EVENT_PROC_EXIT => Some(RawEvent::Exit { pid: e.pid, ts_ns: e.ts_ns }),
         _ => None,
     }
@@ -182,7 +182,7 @@ fn lost_total(map: &MapHandle) -> u64 {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock `bpf_ktime_get_ns()` stamps events with.
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0)

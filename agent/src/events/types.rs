@@ -73,8 +73,10 @@ pub enum RawEvent {
         pid: u32,
         ppid: u32,
     },
+    /// `ts_ns`: when it ran the other program (the clock of `Drained` and of requests).
     Exec {
         pid: u32,
+        ts_ns: u64,
     },
     /// `ts_ns`: when it exited (the clock of `Drained`); its own socket events all came before.
     Exit {

@@ -44,6 +44,8 @@ pub struct Internal {
     /// Server requests whose traced client had several requests in flight on the connection
     /// (pipelined): not linked to any of them.
     pub unlinked_requests: Counter,
+    /// Requests dropped because their process was not known (see `enrich::Dropped`).
+    pub unattributed_requests: Counter,
     pub channel_drops: Family<Labels, Counter>,
     pub export_errors: Family<Labels, Counter>,
     pub otel: OtelStats,
@@ -66,6 +68,7 @@ impl Internal {
             trace_mismatches: Counter::default(),
             unlinked_calls: Counter::default(),
             unlinked_requests: Counter::default(),
+            unattributed_requests: Counter::default(),
             channel_drops: Family::default(),
             export_errors: Family::default(),
             otel: OtelStats::default(),
@@ -135,6 +138,11 @@ impl Internal {
             "beyla_unlinked_server_requests",
             "Server requests whose client, traced on this host, had several requests in flight on the connection (pipelined): not linked to any of them",
             t.unlinked_requests.clone(),
+        );
+        registry.register(
+            "beyla_unattributed_requests",
+            "Requests dropped because their process was not known: it had run another program that discovery had not yet seen, or it was gone too long",
+            t.unattributed_requests.clone(),
         );
         registry.register(
             "beyla_channel_drops",
