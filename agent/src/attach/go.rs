@@ -408,7 +408,7 @@ fn run(mut skel: GoSkel<'static>, rx: mpsc::Receiver<Command>, propagate: bool, 
                         procs.insert(pid, a);
                     }
                     Err(e) => {
-                        warn!(pid, exe = %exe.display(), error = %e, "Go probes failed to attach; the generic probes serve this process.");
+                        warn!(pid, exe = %exe.display(), error = %crate::telemetry::error_chain(&e), "Go probes failed to attach; the generic probes serve this process.");
                         let _ = skel.maps.go_offsets.delete(&pid.to_ne_bytes());
                     }
                 }

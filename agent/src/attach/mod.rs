@@ -261,7 +261,7 @@ pub fn start_uprobes(
         }) {
             Ok(g) => Some(g),
             Err(e) => {
-                tracing::warn!(error = %e, "Go probes unavailable; Go programs are served by the generic probes alone (no goroutine-aware trace links).");
+                tracing::warn!(error = %crate::telemetry::error_chain(&e), "Go probes unavailable; Go programs are served by the generic probes alone (no goroutine-aware trace links).");
                 None
             }
         }
@@ -288,7 +288,7 @@ pub fn start_uprobes(
     let tls = match tls {
         Ok(t) => Some(t),
         Err(e) => {
-            tracing::warn!(error = %e, "TLS probes unavailable; TLS traffic of programs using OpenSSL or rustls stays opaque.");
+            tracing::warn!(error = %crate::telemetry::error_chain(&e), "TLS probes unavailable; TLS traffic of programs using OpenSSL or rustls stays opaque.");
             None
         }
     };
@@ -376,7 +376,7 @@ fn attach_all(family: &'static str, obj: &libbpf_rs::Object, att: &mut Attached)
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     if !kretprobe_fallback_said {
                         kretprobe_fallback_said = true;
-                        tracing::warn!(error = %e, "kretprobes with room for many concurrent calls need write access to tracefs; using the kernel's default instances (returns of more concurrent blocked syscalls than that are missed).");
+                        tracing::warn!(error = %crate::telemetry::error_chain(&e), "kretprobes with room for many concurrent calls need write access to tracefs; using the kernel's default instances (returns of more concurrent blocked syscalls than that are missed).");
                     }
                     let link = prog.attach_kprobe(true, &func).map_err(|source| AttachError::Attach {
                         family,
@@ -485,7 +485,7 @@ pub fn load_first(families: &[HookFamily], opts: LoadOptions) -> Result<(Probes,
         match load(*family, opts) {
             Ok(loaded) => return Ok(loaded),
             Err(e) if i + 1 < families.len() => {
-                tracing::warn!(family = family.as_str(), error = %e, next = families[i + 1].as_str(), "Hook family failed to load; trying the next one.");
+                tracing::warn!(family = family.as_str(), error = %crate::telemetry::error_chain(&e), next = families[i + 1].as_str(), "Hook family failed to load; trying the next one.");
                 last = Some(e);
             }
             Err(e) => return Err(e),

@@ -252,7 +252,7 @@ fn try_attach(skels: &mut Skels, pid: u32, inspected: &mut Inspected, procs: &mu
                 links.extend(l);
             }
             Err(e) => {
-                warn!(pid, executable = %c.shown, error = %e, "rustls probes failed to attach; this process's TLS traffic stays opaque.")
+                warn!(pid, executable = %c.shown, error = %crate::telemetry::error_chain(&e), "rustls probes failed to attach; this process's TLS traffic stays opaque.")
             }
         }
     }
@@ -263,7 +263,7 @@ fn try_attach(skels: &mut Skels, pid: u32, inspected: &mut Inspected, procs: &mu
                 links.extend(l);
             }
             Err(e) => {
-                warn!(pid, library = %c.shown, error = %e, "OpenSSL probes failed to attach; this process's TLS traffic stays opaque.")
+                warn!(pid, library = %c.shown, error = %crate::telemetry::error_chain(&e), "OpenSSL probes failed to attach; this process's TLS traffic stays opaque.")
             }
         }
     }
@@ -275,7 +275,7 @@ fn try_attach(skels: &mut Skels, pid: u32, inspected: &mut Inspected, procs: &mu
         match super::attach_uprobe(&skel.progs.ssl_bio_write, false, pid, &c.path, offset) {
             Ok(l) => links.push(l),
             Err(e) => {
-                warn!(pid, library = %c.shown, error = %e, "BIO_write probe failed to attach; TLS through memory BIOs stays opaque.")
+                warn!(pid, library = %c.shown, error = %crate::telemetry::error_chain(&e), "BIO_write probe failed to attach; TLS through memory BIOs stays opaque.")
             }
         }
     }

@@ -120,7 +120,9 @@ fn apply_discovered(traced: &mut Traced, batch: Vec<ProcessEvent>, go: Option<&G
                             tls.attach(pid);
                         }
                     }
-                    Err(e) => warn!(pid, error = %e, "Process could not be instrumented."),
+                    Err(e) => {
+                        warn!(pid, error = %crate::telemetry::error_chain(&e), "Process could not be instrumented.")
+                    }
                 }
                 traced.update_children(pid);
             }

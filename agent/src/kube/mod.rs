@@ -178,7 +178,7 @@ pub fn start(opts: KubeOptions) -> Kube {
         let client = match client(&opts).await {
             Ok(c) => c,
             Err(e) => {
-                warn!(error = %crate::kube::chain(&e), "Kubernetes metadata disabled: no usable API configuration.");
+                warn!(error = %crate::telemetry::error_chain(&e), "Kubernetes metadata disabled: no usable API configuration.");
                 return;
             }
         };
@@ -193,18 +193,6 @@ pub fn start(opts: KubeOptions) -> Kube {
         );
     });
     Kube { store, stats, synced: rx, tasks: vec![task] }
-}
-
-/// The error and its sources, `a: b: c`.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Drives one watch: logs the first failure of an outage and the recovery, counts the
@@ -241,10 +229,10 @@ async fn drive<K>(
             Err(e) => {
                 stats.api_errors.get_or_create(&KubeStats::kind(kind)).inc();
                 if healthy {
-                    warn!(kind, error = %chain(&e), "Kubernetes API unreachable; capture goes on with the last known metadata, retrying with backoff.");
+                    warn!(kind, error = %crate::telemetry::error_chain(&e), "Kubernetes API unreachable; capture goes on with the last known metadata, retrying with backoff.");
                     healthy = false;
                 } else {
-                    debug!(kind, error = %chain(&e), "Kubernetes API still unreachable.");
+                    debug!(kind, error = %crate::telemetry::error_chain(&e), "Kubernetes API still unreachable.");
                 }
             }
         }

@@ -194,3 +194,28 @@ impl Internal {
         }
     }
 }
+
+/// The error and its sources, `a: b: c`: what a log line says of a failure (a wrapper's own
+/// message rarely says why, the libbpf or I/O error under it does).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_chain_names_every_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "operation not permitted");
+        let e = crate::attach::AttachError::Map { map: "traced_pids", source: libbpf_rs::Error::from(io) };
+        let text = super::error_chain(&e);
+        assert!(text.starts_with("accessing BPF map traced_pids: "), "{text}");
+        assert!(text.contains("operation not permitted"), "{text}");
+    }
+}

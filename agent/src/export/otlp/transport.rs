@@ -111,7 +111,7 @@ async fn post(
     }
     let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
     let send = async {
-        let resp = client.request(req).await.map_err(|e| format!("{e}: {}", source_chain(&e)))?;
+        let resp = client.request(req).await.map_err(|e| crate::telemetry::error_chain(&e))?;
         let status = resp.status();
         let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         if status.is_success() {
@@ -127,16 +127,6 @@ async fn post(
 fn grpc_error(s: tonic::Status) -> String {
     let src = std::error::Error::source(&s).map(|e| format!(": {e}")).unwrap_or_default();
     format!("gRPC {:?}: {}{src}", s.code(), s.message())
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push(s.to_string());
-        cur = s.source();
-    }
-    out.join(": ")
 }
 
 /// `k=v,k2=v2`, values percent-decoded (the OTel environment variable format).
