@@ -195,8 +195,24 @@ pub struct Correlator {
     /// Client calls made by a thread serving several requests at once: not linked.
     unlinked: u32,
     /// Server requests whose client on this host had several requests in flight on the
-    /// connection (pipelined): not linked.
+    /// connection (pipelined), or whose client's request never came: not linked.
     ambiguous: u32,
+    /// Server requests that ended before their client's request was reported (see
+    /// [`Correlator::finish`]), by the server's (local, remote, stream): the client call that
+    /// comes next on the other end adopts it if it is the only one there (several cannot be
+    /// told apart).
+    late: HashMap<(SocketAddr, SocketAddr, u32), Vec<[u8; 8]>>,
+    /// Late server requests a client call adopted since the last [`Correlator::take_adopted`].
+    adopted: Vec<[u8; 8]>,
+}
+
+/// What [`Correlator::finish`] decided for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Its final context.
+    Done(TraceContext),
+    /// A server request that waits for its client's call (see [`Correlator::finish`]).
+    Late,
 }
 
 type TupleKey = (SocketAddr, SocketAddr, u32, Role);
@@ -562,13 +578,22 @@ impl Correlator {
     }
 
     /// The server end of `client`'s connection, if seen first and still a root, becomes the
-    /// call's child.
+    /// call's child: one in flight, or one that ended waiting for this call (`late`).
     fn adopt_server(&mut self, client_id: [u8; 8], client: ConnRef) {
         if self.tuple_sole(&(client.local, client.remote, client.stream, Role::Client)) != Some(client_id) {
             return;
         }
-        let Some(server) = self.tuple_sole(&(client.remote, client.local, client.stream, Role::Server)) else {
-            return;
+        let server = match self.tuple_sole(&(client.remote, client.local, client.stream, Role::Server)) {
+            Some(s) => s,
+            // Several ended there: which one this call made is unknown.
+            None => match self.late.get(&(client.remote, client.local, client.stream)).map(Vec::as_slice) {
+                Some(&[s]) => {
+                    self.late.remove(&(client.remote, client.local, client.stream));
+                    self.adopted.push(s);
+                    s
+                }
+                _ => return,
+            },
         };
         let Some(c) = self.nodes.get(&client_id) else { return };
         let trace_id = self.resolve(&client_id, c).0;
@@ -578,10 +603,52 @@ impl Correlator {
         }
     }
 
+    /// Late server requests (see [`Finished::Late`]) that a client call adopted since the last
+    /// call: ready to be released.
+    pub fn take_adopted(&mut self) -> Vec<[u8; 8]> {
+        std::mem::take(&mut self.adopted)
+    }
+
+    /// The final context of a late server request (see [`Finished::Late`]), adopted or not;
+    /// one that no call adopted is counted as unlinked.
+    pub fn release(&mut self, ctx: &TraceContext, local: SocketAddr, remote: SocketAddr, stream: u32) -> TraceContext {
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.late.entry((local, remote, stream)) {
+            e.get_mut().retain(|id| *id != ctx.span_id);
+            if e.get().is_empty() {
+                e.remove();
+            }
+        }
+        let Some(node) = self.nodes.get(&ctx.span_id).copied() else { return *ctx };
+        if node.parent == [0; 8] && !node.fixed {
+            self.ambiguous += 1;
+        }
+        let (trace_id, remote_sampled) = self.resolve(&ctx.span_id, &node);
+        TraceContext { trace_id, span_id: ctx.span_id, parent_span_id: node.parent, remote_sampled }
+    }
+
     /// The final context of a request that ended (its trace id resolved through its parents),
     /// after which it parents no new call.
     pub fn finish(&mut self, pid: u32, tid: u32, role: Role, ctx: &TraceContext) -> TraceContext {
-        let Some(mut node) = self.nodes.get(&ctx.span_id).copied() else { return *ctx };
+        match self.finish_or_wait(pid, tid, role, ctx, false) {
+            Finished::Done(ctx) => ctx,
+            Finished::Late => *ctx,
+        }
+    }
+
+    /// [`Correlator::finish`], except for a server request that ends as a root while its client
+    /// is a process traced on this host (`client_traced`): the capture reports a write when
+    /// its syscall returns, after the kernel has delivered the bytes, so the server may read
+    /// and answer before its client's request is reported. Such a request waits (`Late`) for
+    /// the client call that comes next on the other end, which adopts it.
+    pub fn finish_or_wait(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        role: Role,
+        ctx: &TraceContext,
+        client_traced: bool,
+    ) -> Finished {
+        let Some(mut node) = self.nodes.get(&ctx.span_id).copied() else { return Finished::Done(*ctx) };
         // Not in flight any more (ended already): only its context is wanted.
         if let Some(c) = self.live.get(&ctx.span_id).copied() {
             if role == Role::Server && !node.fixed && node.parent == [0; 8] {
@@ -595,16 +662,21 @@ impl Correlator {
                     }
                 }
             }
+            let root = node.parent == [0; 8] && !node.fixed;
             if node.peer_seen && node.parent == [0; 8] {
                 self.ambiguous += 1;
             }
             self.end(ctx.span_id, ConnRef { tid, pid, ..c }, role);
+            if role == Role::Server && root && !node.peer_seen && client_traced {
+                self.late.entry((c.local, c.remote, c.stream)).or_default().push(ctx.span_id);
+                return Finished::Late;
+            }
         }
         let (trace_id, remote_sampled) = self.resolve(&ctx.span_id, &node);
         if role == Role::Client && self.written.remove(&ctx.span_id).is_some_and(|w| w != trace_id) {
             self.mismatches += 1;
         }
-        TraceContext { trace_id, span_id: ctx.span_id, parent_span_id: node.parent, remote_sampled }
+        Finished::Done(TraceContext { trace_id, span_id: ctx.span_id, parent_span_id: node.parent, remote_sampled })
     }
 
     /// A request that will not be reported (its connection closed or lost its place before the
@@ -681,6 +753,7 @@ impl Correlator {
         self.by_tuple.clear();
         self.hints.clear();
         self.written.clear();
+        self.late.clear();
     }
 
     /// Server requests being served per thread (for tests and telemetry).

@@ -72,7 +72,15 @@ async fn run(
         let mut changes = Vec::new();
         tokio::select! {
             batch = rx.recv() => {
-                let Some(batch) = batch else { return };
+                let Some(batch) = batch else {
+                    // Nothing more comes: what waits for a call that will not be reported goes.
+                    let mut out = Decoded::default();
+                    tracker.flush(&mut out);
+                    if !out.requests.is_empty() {
+                        let _ = tx.send(out).await;
+                    }
+                    return;
+                };
                 if let Some(w) = &mut record {
                     record_batch(w, &batch);
                 }
@@ -104,6 +112,7 @@ async fn run(
                         }
                         RawEvent::Drained { ts_ns } => {
                             watermark_ns = ts_ns;
+                            tracker.on_watermark(ts_ns, &mut out);
                             out.drained_ns = Some(ts_ns);
                             exits.retain(|&(pid, exit_ns)| {
                                 if exit_ns > ts_ns {

@@ -4,10 +4,13 @@
 //! connections cannot grow memory without limit.
 use foldhash::{HashMap, HashMapExt};
 
-use super::context::{ConnRef, Correlator};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use super::context::{ConnRef, Correlator, Finished};
 use super::proto::{ConnInfo, Ctx, Detect, Parser, Protocol, Verdict, PROTOCOLS};
 use super::reorder::Held;
-use super::{DecodeError, DecodeOptions, Decoded, Role};
+use super::{DecodeError, DecodeOptions, Decoded, Request, Role};
 use crate::events::{Direction, Goroutine, SockData};
 
 /// While no protocol can tell what a connection carries, its short transfers (a header read
@@ -16,6 +19,13 @@ use crate::events::{Direction, Goroutine, SockData};
 /// like one) costs little (the connection table holds up to 16k).
 const MAX_SNIFF_TRANSFER: usize = 64;
 const MAX_SNIFF_BYTES: usize = 256;
+
+/// How long (event time after its end) a server request waits for the call of its client, a
+/// process traced on this host, to be reported (see `Correlator::finish_or_wait`): far more
+/// than a syscall's return takes, even on a loaded machine.
+const LATE_WAIT_NS: u64 = 1_000_000_000;
+/// Server requests waiting so at most; the oldest goes unlinked beyond it.
+const MAX_LATE: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrackerLimits {
@@ -69,6 +79,12 @@ impl Conn {
 
 pub struct Tracker {
     conns: HashMap<(u32, u64), Conn>,
+    /// Each followed connection by its (local, remote) endpoints: whether the other end of a
+    /// server's connection is a traced client.
+    endpoints: HashMap<(SocketAddr, SocketAddr), (u32, u64)>,
+    /// Server requests that ended before their traced client's call was reported, oldest
+    /// first (see `Correlator::finish_or_wait`).
+    late: VecDeque<Request>,
     limits: TrackerLimits,
     correlator: Correlator,
     protocols: &'static [Protocol],
@@ -85,6 +101,8 @@ impl Tracker {
         assert!(protocols.len() <= 64, "one rejection bit per protocol");
         Tracker {
             conns: HashMap::new(),
+            endpoints: HashMap::new(),
+            late: VecDeque::new(),
             limits,
             correlator: Correlator::default(),
             protocols,
@@ -119,7 +137,10 @@ impl Tracker {
         if !self.conns.contains_key(&key) && self.conns.len() >= self.limits.max_connections {
             self.evict_oldest(out);
         }
-        let conn = self.conns.entry(key).or_insert_with(|| Conn::new(ev));
+        let conn = self.conns.entry(key).or_insert_with(|| {
+            self.endpoints.insert((ev.local, ev.remote), key);
+            Conn::new(ev)
+        });
         let reset = if !same_connection(conn, ev) {
             // The kernel reused the socket for another connection whose close we missed.
             true
@@ -135,6 +156,7 @@ impl Tracker {
         if reset {
             let old = std::mem::replace(conn, Conn::new(ev));
             self.let_go(old, out);
+            self.endpoints.insert((ev.local, ev.remote), key);
         }
         let protocols = self.protocols;
         let conn = self.conns.get_mut(&key).expect("inserted above");
@@ -247,6 +269,7 @@ impl Tracker {
             }
         }
         self.ended(out, emitted);
+        self.release_late(|r| r.pid == pid, out);
         self.correlator.forget_process(pid);
     }
 
@@ -286,19 +309,74 @@ impl Tracker {
     }
 
     /// Requests emitted since index `from` get their final trace context (links found while
-    /// they ran count) and no longer parent new calls.
+    /// they ran count) and no longer parent new calls. A server request whose client is traced
+    /// here but not yet seen waits in `late` instead; those a call adopted meanwhile go out.
     fn ended(&mut self, out: &mut Decoded, from: usize) {
-        for r in out.requests.get_mut(from..).unwrap_or_default() {
-            r.trace = self.correlator.finish(r.pid, r.tid, r.role, &r.trace);
+        if out.requests.len() > from {
+            for r in out.requests.split_off(from) {
+                let client_traced = r.role == Role::Server && self.endpoints.contains_key(&(r.remote, r.local));
+                match self.correlator.finish_or_wait(r.pid, r.tid, r.role, &r.trace, client_traced) {
+                    Finished::Done(trace) => out.requests.push(Request { trace, ..r }),
+                    Finished::Late => self.late.push_back(r),
+                }
+            }
+        }
+        let adopted = self.correlator.take_adopted();
+        if !adopted.is_empty() || self.late.len() > MAX_LATE {
+            let mut oldest = self.late.len().saturating_sub(MAX_LATE);
+            self.release_late(
+                |r| {
+                    let too_many = oldest > 0;
+                    oldest = oldest.saturating_sub(1);
+                    too_many || adopted.contains(&r.trace.span_id)
+                },
+                out,
+            );
         }
         out.trace_mismatches += self.correlator.take_mismatches();
         out.unlinked_calls += self.correlator.take_unlinked();
         out.unlinked_requests += self.correlator.take_ambiguous();
     }
 
+    /// Event time reached `watermark_ns`: late server requests whose client's call was not
+    /// reported in time go out unlinked (counted), and those a Go call adopted go out linked.
+    pub fn on_watermark(&mut self, watermark_ns: u64, out: &mut Decoded) {
+        let adopted = self.correlator.take_adopted();
+        self.release_late(
+            |r| r.end_ns.saturating_add(LATE_WAIT_NS) <= watermark_ns || adopted.contains(&r.trace.span_id),
+            out,
+        );
+    }
+
+    /// Everything still waiting goes out (the agent stops).
+    pub fn flush(&mut self, out: &mut Decoded) {
+        self.release_late(|_| true, out);
+    }
+
+    /// The late server requests `which` picks (visited oldest first) get their final context
+    /// and go out.
+    fn release_late(&mut self, mut which: impl FnMut(&Request) -> bool, out: &mut Decoded) {
+        if self.late.is_empty() {
+            return;
+        }
+        for r in std::mem::take(&mut self.late) {
+            if which(&r) {
+                let trace = self.correlator.release(&r.trace, r.local, r.remote, r.stream);
+                out.requests.push(Request { trace, ..r });
+            } else {
+                self.late.push_back(r);
+            }
+        }
+        out.unlinked_requests += self.correlator.take_ambiguous();
+    }
+
     /// A connection that ended (closed, expired, evicted, its socket reused): what it still
     /// carried is reported if complete, counted if not, and its requests let go of.
     fn let_go(&mut self, mut conn: Conn, out: &mut Decoded) {
+        let ends = (conn.info.local, conn.info.remote);
+        if self.endpoints.get(&ends) == Some(&(conn.info.pid, conn.info.sock)) {
+            self.endpoints.remove(&ends);
+        }
         if let State::Parsing(mut parser) = std::mem::replace(&mut conn.state, State::Ignored) {
             let mut cx = Ctx::new(&conn.info, &mut conn.role, &mut self.correlator, out, self.options);
             parser.close(&mut cx);

@@ -579,3 +579,86 @@ fn each_claimed_connection_is_reported_once_with_its_protocol() {
     }
     assert_eq!(out.claimed, ["http1", "redis"]);
 }
+
+/// The client end of `ev`'s connection: process 8 on 127.0.0.1:50000.
+fn client_ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> SockData {
+    SockData {
+        pid: 8,
+        tid: 80,
+        local: addr("127.0.0.1:50000"),
+        remote: addr("127.0.0.1:8080"),
+        ..ev(sock, dir, ts, bytes)
+    }
+}
+
+const GET: &[u8] = b"GET /users/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn a_server_request_answered_before_its_traced_client_s_write_is_reported_is_its_child() {
+    let mut t = Tracker::new(TrackerLimits::default());
+    let mut out = Decoded::default();
+    // The first call in the usual order: the client's write reported first.
+    for e in [client_ev(10, Send, 1, GET), ev(1, Recv, 2, GET), ev(1, Send, 3, OK), client_ev(10, Recv, 4, OK)] {
+        t.on_data(&e, &mut out);
+    }
+    // The second: the kernel delivered the bytes and the server read and answered before the
+    // client's write syscall returned (when the capture reports it).
+    for e in [ev(1, Recv, 12, GET), ev(1, Send, 13, OK)] {
+        t.on_data(&e, &mut out);
+    }
+    assert_eq!(out.requests.len(), 2, "the answered request waits for its client's call");
+    for e in [client_ev(10, Send, 11, GET), client_ev(10, Recv, 14, OK)] {
+        t.on_data(&e, &mut out);
+    }
+    let [s1, c1, s2, c2] = &out.requests[..] else { panic!("{:?}", out.requests) };
+    assert_eq!((s1.role, c1.role, s2.role, c2.role), (Role::Server, Role::Client, Role::Server, Role::Client));
+    assert_eq!(s1.trace.parent_span_id, c1.trace.span_id);
+    assert_eq!((s2.trace.parent_span_id, s2.trace.trace_id), (c2.trace.span_id, c2.trace.trace_id));
+    assert_eq!(out.unlinked_requests, 0);
+}
+
+#[test]
+fn a_late_server_request_whose_call_never_comes_goes_out_unlinked_and_counted() {
+    let mut t = Tracker::new(TrackerLimits::default());
+    let mut out = Decoded::default();
+    // The client is traced (its connection seen), its next write never reported.
+    for e in [client_ev(10, Send, 1, GET), ev(1, Recv, 2, GET), ev(1, Send, 3, OK), client_ev(10, Recv, 4, OK)] {
+        t.on_data(&e, &mut out);
+    }
+    for e in [ev(1, Recv, 12, GET), ev(1, Send, 13, OK)] {
+        t.on_data(&e, &mut out);
+    }
+    t.on_watermark(13 + LATE_WAIT_NS - 1, &mut out);
+    assert_eq!(out.requests.len(), 2);
+    t.on_watermark(13 + LATE_WAIT_NS, &mut out);
+    let late = out.requests.last().expect("released");
+    assert_eq!((late.role, late.start_ns, late.trace.has_parent()), (Role::Server, 12, false));
+    assert_eq!(out.unlinked_requests, 1);
+
+    // An untraced client (no connection at the other end) is never waited for.
+    let out = run(&[ev(1, Recv, 1, GET), ev(1, Send, 2, OK)]);
+    assert_eq!(out.requests.len(), 1);
+    assert_eq!(out.unlinked_requests, 0);
+}
+
+#[test]
+fn late_server_requests_go_out_when_their_process_exits_or_the_agent_stops() {
+    for stop in [true, false] {
+        let mut t = Tracker::new(TrackerLimits::default());
+        let mut out = Decoded::default();
+        for e in [client_ev(10, Send, 1, GET), ev(1, Recv, 2, GET), ev(1, Send, 3, OK), client_ev(10, Recv, 4, OK)] {
+            t.on_data(&e, &mut out);
+        }
+        for e in [ev(1, Recv, 12, GET), ev(1, Send, 13, OK)] {
+            t.on_data(&e, &mut out);
+        }
+        assert_eq!(out.requests.len(), 2);
+        if stop {
+            t.flush(&mut out);
+        } else {
+            t.on_exit(7, &mut out);
+        }
+        assert_eq!(out.requests.len(), 3, "stop: {stop}");
+    }
+}
