@@ -177,9 +177,11 @@ def churn(mport, load, stop_at, results, log_path):
         p = start_app(lang, port, name)
         try:
             # Its requests count once the agent has attached to it.
+            # (Logged once the kernel traces the process: what follows is measured.)
             on = f"Process instrumented. pid={p.pid} "
             deadline = time.monotonic() + 10
-            while on not in open(log_path, errors="replace").read() and time.monotonic() < deadline:
+            instrumented = False
+            while not (instrumented := on in open(log_path, errors="replace").read()) and time.monotonic() < deadline:
                 time.sleep(0.1)
             for _ in range(20):
                 get_once(port, "/ping")
@@ -191,6 +193,7 @@ def churn(mport, load, stop_at, results, log_path):
                     break
                 time.sleep(0.2)
             results.append({"service": name, "lang": lang, "counted": got, "pid": p.pid,
+                            "instrumented_in_time": instrumented,
                             "seconds_to_count": round(time.monotonic() - sent, 1),
                             "at": time.strftime("%H:%M:%S")})
         except OSError:

@@ -103,16 +103,23 @@ fn apply_discovered(traced: &mut Traced, batch: Vec<ProcessEvent>, go: Option<&G
         })
         .collect();
     for ev in batch {
+        let new = matches!(ev, ProcessEvent::Instrumented(_));
         match ev {
             ProcessEvent::Instrumented(m) | ProcessEvent::Updated(m) => {
                 let pid = m.info.pid;
                 let exe = m.info.exe.clone();
+                let (service, namespace, criteria) =
+                    (m.service.name.clone(), m.service.namespace.clone(), m.criteria_index);
                 // Reads the executable's ELF section headers: microseconds, once per process.
                 let language = crate::attach::sdk_language_of(&m.info.exe);
                 let p =
                     TracedProcess { pid, exe: m.info.exe, service: m.service, parent: None, k8s: m.info.k8s, language };
                 match traced.add(p) {
                     Ok(()) => {
+                        // Said once the kernel traces it: what follows is measured.
+                        if new {
+                            info!(pid, exe = %exe.display(), service = %service, namespace = %namespace, criteria, "Process instrumented.");
+                        }
                         if let Some(go) = go {
                             go.attach(pid, exe);
                         }

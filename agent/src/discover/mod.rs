@@ -223,16 +223,15 @@ pub fn diff(prev: &[ProcessMatch], now: &[ProcessMatch]) -> Vec<ProcessEvent> {
     events
 }
 
+/// "Process instrumented." is the attach stage's to say, once the kernel traces the process.
 fn log_events(events: &[ProcessEvent]) {
     for ev in events {
         match ev {
-            ProcessEvent::Instrumented(m) => info!(
+            ProcessEvent::Instrumented(m) => debug!(
                 pid = m.info.pid,
                 exe = %m.info.exe.display(),
-                service = %m.service.name,
-                namespace = %m.service.namespace,
                 criteria = m.criteria_index,
-                "Process instrumented."
+                "Process selected."
             ),
             ProcessEvent::Updated(m) => info!(
                 pid = m.info.pid,
