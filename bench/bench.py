@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -287,6 +288,42 @@ def wait_port(port, timeout=30):
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"port {port} never opened")
+
+
+def start_nginx(d, server, ports, worker_connections=1024):
+    """Debian's nginx, one worker, everything under directory `d` (logs, temporary files, pid),
+    serving the `server { ... }` block `server` with its root `d`/www; returns once every port
+    of `ports` accepts connections."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    for sub in ("www", "tmp", "logs"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 1;
+error_log {d}/logs/error.log;
+pid {d}/nginx.pid;
+events {{ worker_connections {worker_connections}; }}
+http {{
+  access_log off;
+  default_type text/plain;
+  keepalive_requests 1000000;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+{server}
+}}
+""")
+    p = subprocess.Popen([nginx, "-p", d, "-c", conf, "-g", "daemon off;"], stdout=subprocess.DEVNULL,
+                         start_new_session=True)
+    try:
+        for port in ports:
+            wait_port(port)
+    except RuntimeError:
+        p.kill()
+        raise SystemExit("nginx did not start: " + open(os.path.join(d, "logs", "error.log")).read())
+    return p
 
 
 class Agent:

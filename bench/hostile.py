@@ -46,6 +46,9 @@ import threading
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
 PEAK_RSS_MB = 80
 END_RSS_MB = 40
 GROWTH_MB = 16
@@ -354,26 +357,9 @@ def run_scenarios(ports, scale, seed):
     return result
 
 
-def start_nginx(d, ports):
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    for sub in ["tmp", "logs", "www"]:
-        os.makedirs(os.path.join(d, sub), exist_ok=True)
-    conf = f"""worker_processes 1;
-error_log {d}/logs/error.log;
-pid {d}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  default_type text/plain;
-  keepalive_requests 100000;
-  client_body_temp_path {d}/tmp/body;
-  proxy_temp_path {d}/tmp/proxy;
-  fastcgi_temp_path {d}/tmp/fastcgi;
-  uwsgi_temp_path {d}/tmp/uwsgi;
-  scgi_temp_path {d}/tmp/scgi;
-  server {{
-    listen 127.0.0.1:{ports["h1"]};
-    listen 127.0.0.1:{ports["h2"]} http2;
+NGINX_SERVER = """  server {{
+    listen 127.0.0.1:{h1};
+    listen 127.0.0.1:{h2} http2;
     root {d}/www;
     location = /ok {{ return 200 "ok\\n"; }}
     location = /sink {{ return 200 "sunk\\n"; }}
@@ -381,20 +367,7 @@ http {{
     location = /close {{ return 204; }}
     location /invalid {{ return 418; }}
     location /deep/ {{ return 404; }}
-  }}
-}}
-"""
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(conf)
-    p = subprocess.Popen([nginx, "-p", d, "-c", f"{d}/nginx.conf", "-g", "daemon off;"],
-                         stdout=subprocess.DEVNULL, start_new_session=True)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", ports["h1"]), timeout=1).close()
-            return p
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("nginx did not start: " + open(f"{d}/logs/error.log").read())
+  }}"""
 
 
 def scrape(port, path):
@@ -440,7 +413,7 @@ def main():
     os.chmod(d, 0o755)  # nginx's worker (nobody) looks under `www`: 404, not 403
     ports = {"h1": free_port(), "h2": free_port()}
     mport = free_port()
-    nginx = start_nginx(d, ports)
+    nginx = bench.start_nginx(d, NGINX_SERVER.format(d=d, **ports), ports.values())
     agent = None
     report = {"scale": args.scale, "counts": counts(args.scale), "checks": {}}
     try:

@@ -30,38 +30,17 @@ def start_nginx(d, https, http):
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
                     "-keyout", key, "-out", cert], check=True, capture_output=True)
-    for sub in ("www", "tmp", "logs"):
-        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    os.makedirs(os.path.join(d, "www"), exist_ok=True)
     with open(os.path.join(d, "www", "ping"), "w") as f:
         f.write("x" * 1024)
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""worker_processes 1;
-error_log {d}/logs/error.log;
-pid {d}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  default_type text/plain;
-  keepalive_requests 1000000;
-  client_body_temp_path {d}/tmp/body;
-  proxy_temp_path {d}/tmp/proxy;
-  fastcgi_temp_path {d}/tmp/fastcgi;
-  uwsgi_temp_path {d}/tmp/uwsgi;
-  scgi_temp_path {d}/tmp/scgi;
-  server {{
+    server = f"""  server {{
     listen 127.0.0.1:{https} ssl;
     listen 127.0.0.1:{http};
     root {d}/www;
     ssl_certificate {cert};
     ssl_certificate_key {key};
-  }}
-}}
-""")
-    p = subprocess.Popen(["nginx", "-p", d, "-c", conf, "-g", "daemon off;"], stdout=subprocess.DEVNULL)
-    bench.wait_port(https)
-    bench.wait_port(http)
-    return p
+  }}"""
+    return bench.start_nginx(d, server, [https, http], worker_connections=256)
 
 
 def wrk(url, secs, conns):
