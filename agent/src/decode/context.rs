@@ -613,7 +613,10 @@ impl Correlator {
     /// one that no call adopted is counted as unlinked.
     pub fn release(&mut self, ctx: &TraceContext, local: SocketAddr, remote: SocketAddr, stream: u32) -> TraceContext {
         if let std::collections::hash_map::Entry::Occupied(mut e) = self.late.entry((local, remote, stream)) {
-            e.get_mut().retain(|id| *id != ctx.span_id);
+            // Usually the oldest there: found first.
+            if let Some(i) = e.get().iter().position(|id| *id == ctx.span_id) {
+                e.get_mut().remove(i);
+            }
             if e.get().is_empty() {
                 e.remove();
             }

@@ -322,16 +322,11 @@ impl Tracker {
             }
         }
         let adopted = self.correlator.take_adopted();
-        if !adopted.is_empty() || self.late.len() > MAX_LATE {
-            let mut oldest = self.late.len().saturating_sub(MAX_LATE);
-            self.release_late(
-                |r| {
-                    let too_many = oldest > 0;
-                    oldest = oldest.saturating_sub(1);
-                    too_many || adopted.contains(&r.trace.span_id)
-                },
-                out,
-            );
+        if !adopted.is_empty() {
+            self.release_late(|r| adopted.contains(&r.trace.span_id), out);
+        }
+        while self.late.len() > MAX_LATE {
+            self.release_oldest(out);
         }
         out.trace_mismatches += self.correlator.take_mismatches();
         out.unlinked_calls += self.correlator.take_unlinked();
@@ -342,10 +337,21 @@ impl Tracker {
     /// reported in time go out unlinked (counted), and those a Go call adopted go out linked.
     pub fn on_watermark(&mut self, watermark_ns: u64, out: &mut Decoded) {
         let adopted = self.correlator.take_adopted();
-        self.release_late(
-            |r| r.end_ns.saturating_add(LATE_WAIT_NS) <= watermark_ns || adopted.contains(&r.trace.span_id),
-            out,
-        );
+        if !adopted.is_empty() {
+            self.release_late(|r| adopted.contains(&r.trace.span_id), out);
+        }
+        // Oldest first (they were queued as they ended).
+        while self.late.front().is_some_and(|r| r.end_ns.saturating_add(LATE_WAIT_NS) <= watermark_ns) {
+            self.release_oldest(out);
+        }
+        out.unlinked_requests += self.correlator.take_ambiguous();
+    }
+
+    fn release_oldest(&mut self, out: &mut Decoded) {
+        if let Some(r) = self.late.pop_front() {
+            let trace = self.correlator.release(&r.trace, r.local, r.remote, r.stream);
+            out.requests.push(Request { trace, ..r });
+        }
     }
 
     /// Everything still waiting goes out (the agent stops).

@@ -662,3 +662,20 @@ fn late_server_requests_go_out_when_their_process_exits_or_the_agent_stops() {
         assert_eq!(out.requests.len(), 3, "stop: {stop}");
     }
 }
+
+#[test]
+fn late_server_requests_are_bounded() {
+    let mut t = Tracker::new(TrackerLimits::default());
+    let mut out = Decoded::default();
+    // A traced client whose writes are never reported (sent by a means the capture does not
+    // see): every answer waits, at most MAX_LATE of them; the oldest go out beyond.
+    t.on_data(&client_ev(10, Recv, 1, OK), &mut out);
+    for i in 0..(MAX_LATE as u64 + 10) {
+        t.on_data(&ev(1, Recv, 10 + 2 * i, GET), &mut out);
+        t.on_data(&ev(1, Send, 11 + 2 * i, OK), &mut out);
+    }
+    assert_eq!(t.late.len(), MAX_LATE);
+    let gone: Vec<u64> = out.requests.iter().filter(|r| r.role == Role::Server).map(|r| r.start_ns).collect();
+    assert_eq!(gone, (0..10).map(|i| 10 + 2 * i).collect::<Vec<_>>());
+    assert_eq!(out.unlinked_requests, 10);
+}
