@@ -77,14 +77,23 @@ impl Table {
     /// Discovery's identity for `p.pid`, found at `now_ns` (kernel clock).
     fn insert(&mut self, p: Arc<TracedProcess>, now_ns: u64) {
         let pid = p.pid;
-        self.retired.remove(&pid);
+        // Discovery may have found it gone in between (the new program not yet listening on
+        // the port it was selected by).
+        let retired = self.retired.remove(&pid).map(|(old, _)| old);
         let exe = p.exe.clone();
-        let Some(old) = self.procs.insert(pid, p).filter(|old| old.exe != exe) else { return };
+        let Some(old) = self.procs.insert(pid, p).or(retired).filter(|old| old.exe != exe) else { return };
         // Discovery saw the exec before the kernel's event was read: the boundary is this
         // moment until the event's time comes.
         if !self.execed.get(&pid).is_some_and(|e| Arc::ptr_eq(&e.before, &old)) {
             let e = Execed { at_ns: now_ns, provisional: true, before: old, since: Instant::now() };
             self.execed.insert(pid, e);
+        }
+    }
+
+    /// Discovery found `pid` gone (see [`Traced::retire`]).
+    fn retire(&mut self, pid: u32) {
+        if let Some(p) = self.procs.remove(&pid) {
+            self.retired.insert(pid, (p, Instant::now()));
         }
     }
 
@@ -242,10 +251,7 @@ impl Traced {
     /// Discovery found `pid` gone: stop tracing it, but keep its identity (see `retired`).
     pub fn retire(&mut self, pid: u32) {
         let _ = self.map.delete(&pid.to_ne_bytes());
-        let mut t = self.table();
-        if let Some(p) = t.procs.remove(&pid) {
-            t.retired.insert(pid, (p, Instant::now()));
-        }
+        self.table().retire(pid);
     }
 
     /// Drops retired identities older than `RETIRED_FOR`.
@@ -323,6 +329,26 @@ mod tests {
         assert!(!t.exec(7, 1_000, Some("/opt/go-http".as_ref())));
         assert_eq!(name_at(&t, 7, 999).as_deref(), Some("python3"));
         assert_eq!(name_at(&t, 7, 1_000).as_deref(), Some("go-http"));
+    }
+
+    #[test]
+    fn exec_with_the_process_found_gone_in_between() {
+        for event_first in [true, false] {
+            let mut t = Table::default();
+            t.insert(process(7, "/usr/bin/python3", None), 100);
+            if event_first {
+                assert!(!t.exec(7, 1_000, Some("/opt/go-http".as_ref())));
+            }
+            // The new program does not listen yet: no longer selected, then selected again.
+            t.retire(7);
+            assert_eq!(name_at(&t, 7, 999).as_deref(), Some("python3"));
+            t.insert(process(7, "/opt/go-http", None), 2_000);
+            if !event_first {
+                assert!(!t.exec(7, 1_000, Some("/opt/go-http".as_ref())));
+            }
+            assert_eq!(name_at(&t, 7, 999).as_deref(), Some("python3"), "event first: {event_first}");
+            assert_eq!(name_at(&t, 7, 1_000).as_deref(), Some("go-http"), "event first: {event_first}");
+        }
     }
 
     #[test]
