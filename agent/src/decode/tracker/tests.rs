@@ -594,20 +594,26 @@ fn client_ev(sock: u64, dir: Direction, ts: u64, bytes: &[u8]) -> SockData {
 const GET: &[u8] = b"GET /users/1 HTTP/1.1\r\nHost: x\r\n\r\n";
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 
-#[test]
-fn a_server_request_answered_before_its_traced_client_s_write_is_reported_is_its_child() {
+/// A traced client's two calls on one connection: the first in the usual order (the client's
+/// write reported first), the second answered before its write is reported (the kernel
+/// delivered the bytes and the server read and answered before the client's write syscall
+/// returned, when the capture reports it). The second answer waits.
+fn answered_before_the_client_s_write() -> (Tracker, Decoded) {
     let mut t = Tracker::new(TrackerLimits::default());
     let mut out = Decoded::default();
-    // The first call in the usual order: the client's write reported first.
     for e in [client_ev(10, Send, 1, GET), ev(1, Recv, 2, GET), ev(1, Send, 3, OK), client_ev(10, Recv, 4, OK)] {
         t.on_data(&e, &mut out);
     }
-    // The second: the kernel delivered the bytes and the server read and answered before the
-    // client's write syscall returned (when the capture reports it).
     for e in [ev(1, Recv, 12, GET), ev(1, Send, 13, OK)] {
         t.on_data(&e, &mut out);
     }
     assert_eq!(out.requests.len(), 2, "the answered request waits for its client's call");
+    (t, out)
+}
+
+#[test]
+fn a_server_request_answered_before_its_traced_client_s_write_is_reported_is_its_child() {
+    let (mut t, mut out) = answered_before_the_client_s_write();
     for e in [client_ev(10, Send, 11, GET), client_ev(10, Recv, 14, OK)] {
         t.on_data(&e, &mut out);
     }
@@ -620,15 +626,8 @@ fn a_server_request_answered_before_its_traced_client_s_write_is_reported_is_its
 
 #[test]
 fn a_late_server_request_whose_call_never_comes_goes_out_unlinked_and_counted() {
-    let mut t = Tracker::new(TrackerLimits::default());
-    let mut out = Decoded::default();
-    // The client is traced (its connection seen), its next write never reported.
-    for e in [client_ev(10, Send, 1, GET), ev(1, Recv, 2, GET), ev(1, Send, 3, OK), client_ev(10, Recv, 4, OK)] {
-        t.on_data(&e, &mut out);
-    }
-    for e in [ev(1, Recv, 12, GET), ev(1, Send, 13, OK)] {
-        t.on_data(&e, &mut out);
-    }
+    // The client's write is never reported.
+    let (mut t, mut out) = answered_before_the_client_s_write();
     t.on_watermark(13 + LATE_WAIT_NS - 1, &mut out);
     assert_eq!(out.requests.len(), 2);
     t.on_watermark(13 + LATE_WAIT_NS, &mut out);
@@ -645,15 +644,7 @@ fn a_late_server_request_whose_call_never_comes_goes_out_unlinked_and_counted() 
 #[test]
 fn late_server_requests_go_out_when_their_process_exits_or_the_agent_stops() {
     for stop in [true, false] {
-        let mut t = Tracker::new(TrackerLimits::default());
-        let mut out = Decoded::default();
-        for e in [client_ev(10, Send, 1, GET), ev(1, Recv, 2, GET), ev(1, Send, 3, OK), client_ev(10, Recv, 4, OK)] {
-            t.on_data(&e, &mut out);
-        }
-        for e in [ev(1, Recv, 12, GET), ev(1, Send, 13, OK)] {
-            t.on_data(&e, &mut out);
-        }
-        assert_eq!(out.requests.len(), 2);
+        let (mut t, mut out) = answered_before_the_client_s_write();
         if stop {
             t.flush(&mut out);
         } else {
