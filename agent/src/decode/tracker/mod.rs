@@ -312,13 +312,18 @@ impl Tracker {
     /// they ran count) and no longer parent new calls. A server request whose client is traced
     /// here but not yet seen waits in `late` instead; those a call adopted meanwhile go out.
     fn ended(&mut self, out: &mut Decoded, from: usize) {
-        if out.requests.len() > from {
-            for r in out.requests.split_off(from) {
-                let client_traced = r.role == Role::Server && self.endpoints.contains_key(&(r.remote, r.local));
-                match self.correlator.finish_or_wait(r.pid, r.tid, r.role, &r.trace, client_traced) {
-                    Finished::Done(trace) => out.requests.push(Request { trace, ..r }),
-                    Finished::Late => self.late.push_back(r),
+        let mut i = from;
+        while let Some(r) = out.requests.get_mut(i) {
+            // (A request linked when it began is no root: nothing to wait for.)
+            let client_traced =
+                r.role == Role::Server && !r.trace.has_parent() && self.endpoints.contains_key(&(r.remote, r.local));
+            match self.correlator.finish_or_wait(r.pid, r.tid, r.role, &r.trace, client_traced) {
+                Finished::Done(trace) => {
+                    r.trace = trace;
+                    i += 1;
                 }
+                // Rare (a race on a loaded machine): the shift is cheap then.
+                Finished::Late => self.late.push_back(out.requests.remove(i)),
             }
         }
         let adopted = self.correlator.take_adopted();
