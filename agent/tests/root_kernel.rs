@@ -9,13 +9,14 @@ mod common;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use beyla::kernel::{self, choose, doctor_report, ensure_mounts, Features, HookFamily, HookMode, KernelError};
-use libbpf_rs::{AsRawLibbpf, Link, Object, ObjectBuilder};
+use libbpf_rs::{AsRawLibbpf, Link, MapCore, Object, ObjectBuilder};
 
 /// Ground-truth programs, one per feature; each test loads only the one it needs.
 const GROUND_TRUTH_C: &str = r#"
@@ -24,6 +25,11 @@ static void *(*bpf_get_current_task_btf)(void) = (void *) 158;
 static void *(*bpf_task_storage_get)(void *map, void *task, void *value, unsigned long flags) = (void *) 156;
 /* BPF_MAP_TYPE_TASK_STORAGE (29), BPF_F_NO_PREALLOC; created only for gt_task_storage. */
 struct { int (*type)[29]; int (*map_flags)[1]; int *key; long *value; } gt_task_map SEC(".maps");
+static long (*bpf_msg_push_data)(void *msg, unsigned int start, unsigned int len, unsigned long long flags) = (void *) 90;
+static unsigned long long (*bpf_get_current_pid_tgid)(void) = (void *) 14;
+static long (*bpf_reserve_hdr_opt)(void *skops, unsigned int len, unsigned long long flags) = (void *) 144;
+/* BPF_MAP_TYPE_SOCKHASH (18); created only for the sk_msg programs. */
+struct { int (*type)[18]; int (*max_entries)[1]; unsigned long long *key; unsigned long long *value; } gt_sockhash SEC(".maps");
 
 /* What the fentry family does on x86: read the syscall wrapper's pt_regs argument (5.10's
  * verifier refuses it; the BTF there declares struct pt_regs only forward). */
@@ -52,6 +58,11 @@ SEC("tracepoint/syscalls/sys_enter_getppid") int gt_task_storage(void *ctx)
 		*v += 1;
 	return 0;
 }
+/* Propagation: socket selection, TCP header options, a header written into a message. */
+SEC("sockops") int gt_sockops(void *ctx) { return 1; }
+SEC("sockops") int gt_hdr_opt(void *ctx) { bpf_reserve_hdr_opt(ctx, 0, 0); return 1; }
+SEC("sk_msg") int gt_sk_msg(void *msg) { bpf_msg_push_data(msg, 0, 0, 0); return 1; }
+SEC("sk_msg") int gt_sk_msg_pid(void *msg) { return bpf_get_current_pid_tgid() != 0; }
 char LICENSE[] SEC("license") = "GPL";
 "#;
 
@@ -110,6 +121,9 @@ fn load_only(prog: &str) -> Result<Object, libbpf_rs::Error> {
     for mut m in open.maps_mut() {
         if m.name() == "gt_task_map" {
             m.set_autocreate(prog == "gt_task_storage")?;
+        }
+        if m.name() == "gt_sockhash" {
+            m.set_autocreate(prog.starts_with("gt_sk_msg"))?;
         }
     }
     open.load()
@@ -204,6 +218,20 @@ fn root_probe_leaves_nothing_loaded() {
         }
         assert!(Instant::now() < deadline, "probe programs still loaded: {left:?} ({})", f.summary_line());
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nor the sk_msg probe's sockhash, nor the sockops probe's cgroup.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while libbpf_rs::query::MapInfoIter::default().any(|m| m.name.to_string_lossy() == "beyla_feature") {
+        assert!(Instant::now() < deadline, "probe map still there");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(cg) = &f.cgroup2 {
+        let left: Vec<_> = fs::read_dir(cg)
+            .expect("cgroup2 dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("beyla-probe-"))
+            .collect();
+        assert!(left.is_empty(), "probe cgroups left: {left:?}");
     }
 }
 
@@ -339,6 +367,74 @@ fn root_tcx_matches_libbpf() {
     .join()
     .expect("tcx thread");
     check("tcx", f.tcx, &truth, f.note("tcx"));
+}
+
+/// A cgroup made for a ground-truth attach, removed when dropped.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new(f: &Features) -> Self {
+        let dir = f.cgroup2.as_ref().expect("cgroup v2 mounted").join(format!("beyla-gt-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("create a test cgroup");
+        Self(dir)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// sockops on a cgroup (libbpf's `bpf_program__attach_cgroup`, a link), the TCP header option
+/// helper, and sk_msg with `bpf_msg_push_data` on a sockhash (libbpf's `attach_sockmap`).
+#[test]
+fn root_propagation_hooks_match_libbpf() {
+    let f = features();
+    let _g = serial();
+    let cg = TestCgroup::new(f);
+    let dir = fs::File::open(&cg.0).expect("open the test cgroup");
+    let truth = load_and_attach("gt_sockops", |p| p.attach_cgroup(dir.as_raw_fd()));
+    check("cgroup_sockops", f.cgroup_sockops, &truth, f.note("cgroup_sockops"));
+    let truth = load_only("gt_hdr_opt").map(drop).map_err(|e| e.to_string());
+    check("tcp_hdr_opt", f.tcp_hdr_opt, &truth, f.note("tcp_hdr_opt"));
+    let truth = load_only("gt_sk_msg_pid").map(drop).map_err(|e| e.to_string());
+    check("sk_msg_pid", f.sk_msg_pid, &truth, f.note("sk_msg_pid"));
+    let truth = (|| {
+        let obj = load_only("gt_sk_msg").map_err(|e| format!("load: {e}"))?;
+        let map = obj.maps().find(|m| m.name() == "gt_sockhash").ok_or("map missing")?;
+        let fd = map.as_fd().as_raw_fd();
+        let prog = obj.progs_mut().find(|p| p.name() == "gt_sk_msg").ok_or("program missing")?;
+        prog.attach_sockmap(fd).map_err(|e| format!("attach_sockmap: {e}"))
+    })();
+    check("sk_msg", f.sk_msg, &truth, f.note("sk_msg"));
+}
+
+/// Another user of the hooks is seen: a sockops program on the cgroup v2 root (as Cilium
+/// attaches one) and an sk_msg program loaded anywhere. The sockops program returns 1 and sets
+/// nothing, so the host's sockets keep the kernel's defaults while it is attached.
+#[test]
+fn root_other_users_of_the_propagation_hooks_are_listed() {
+    let f = features();
+    if !f.cgroup_sockops {
+        panic!("this kernel has no cgroup sockops links ({}): the listing cannot be tested", f.note("cgroup_sockops"));
+    }
+    let _g = serial();
+    let before = kernel::probe().sock_users.expect("sock_users listed as root");
+    assert!(!before.iter().any(|u| u.contains("gt_")), "{before:?}");
+    let root = fs::File::open(f.cgroup2.as_ref().expect("cgroup2")).expect("open the cgroup v2 root");
+    let sockops = load_only("gt_sockops").expect("load gt_sockops");
+    let _link = sockops
+        .progs_mut()
+        .find(|p| p.name() == "gt_sockops")
+        .expect("program")
+        .attach_cgroup(root.as_raw_fd())
+        .expect("attach to the cgroup v2 root");
+    let _msg = load_only("gt_sk_msg").expect("load gt_sk_msg");
+    let users = kernel::probe().sock_users.expect("sock_users listed as root");
+    assert!(users.contains(&"sockops:gt_sockops".to_string()), "{users:?}");
+    assert!(users.contains(&"sk_msg:gt_sk_msg".to_string()), "{users:?}");
+    assert_eq!(users.len(), before.len() + 2, "{users:?} vs {before:?}");
 }
 
 #[test]

@@ -40,7 +40,7 @@ impl Features {
         };
         format!(
             "kernel={} btf={} kprobes={} kprobe_multi={} fentry={} tp_btf={} sock_tracepoints={} raw_tp={} tracepoints={} \
-             ringbuf={} tcx={} clsact={} uprobes={} uprobe_multi={} task_btf={} task_storage={} lockdown={} hook={}",
+             ringbuf={} tcx={} clsact={} sockops={} sk_msg={} tcp_hdr_opt={} uprobes={} uprobe_multi={} task_btf={} task_storage={} lockdown={} hook={}",
             self.kernel_release,
             yn(self.btf),
             yn(self.kprobes),
@@ -53,6 +53,9 @@ impl Features {
             yn(self.ringbuf),
             yn(self.tcx),
             yn(self.clsact),
+            yn(self.cgroup_sockops),
+            yn(self.sk_msg && self.sk_msg_pid),
+            yn(self.tcp_hdr_opt),
             yn(self.uprobes),
             yn(self.uprobe_multi),
             yn(self.get_current_task_btf),
@@ -80,11 +83,21 @@ impl Features {
         flag("ringbuf", self.ringbuf);
         flag("tcx", self.tcx);
         flag("clsact", self.clsact);
+        flag("cgroup_sockops", self.cgroup_sockops);
+        flag("sk_msg", self.sk_msg);
+        flag("sk_msg_pid", self.sk_msg_pid);
+        flag("tcp_hdr_opt", self.tcp_hdr_opt);
         flag("uprobes", self.uprobes);
         flag("uprobe_multi", self.uprobe_multi);
         flag("get_current_task_btf", self.get_current_task_btf);
         flag("task_storage", self.task_storage);
         flag("probe_write_user", self.probe_write_user);
+        let users = match &self.sock_users {
+            None => "unknown".to_string(),
+            Some(u) if u.is_empty() => "none".to_string(),
+            Some(u) => u.len().to_string(),
+        };
+        rows.push(("sock_users".into(), users, self.note("sock_users").to_string()));
         let path = |p: &Option<PathBuf>, missing: &str| match p {
             Some(p) => (p.display().to_string(), String::new()),
             None => ("-".to_string(), missing.to_string()),

@@ -52,6 +52,19 @@ pub struct Features {
     pub tcx: bool,
     /// The clsact qdisc (classic TC attach).
     pub clsact: bool,
+    /// sockops programs attach to a cgroup v2 with a BPF link (5.7+): socket selection for
+    /// context propagation.
+    pub cgroup_sockops: bool,
+    /// sk_msg programs may grow a message (`bpf_msg_push_data`) and attach to a sockhash: a
+    /// `traceparent` header written below the application.
+    pub sk_msg: bool,
+    /// sk_msg programs may call `bpf_get_current_pid_tgid`.
+    pub sk_msg_pid: bool,
+    /// sockops programs may write TCP header options (5.10+): ids carried in a TCP option.
+    pub tcp_hdr_opt: bool,
+    /// Programs already on those hooks (`sockops:<name>` on the cgroup v2 root, `sk_msg:<name>`
+    /// anywhere); `None` when they could not be listed (the note says why).
+    pub sock_users: Option<Vec<String>>,
     /// uprobe perf events can be created with the agent's credentials (the Go and TLS probes).
     pub uprobes: bool,
     /// uprobe.multi links with working PID filtering.
@@ -119,6 +132,27 @@ pub fn probe() -> Features {
     let syscall_tracepoints =
         set("syscall_tracepoints", probes::tracepoint(tracefs.as_deref(), "syscalls", "sys_enter_getpid", &mut keep));
     probes::close_later(keep);
+    let cgroup2 = f.cgroup2.clone();
+    let cgroup_sockops = set("cgroup_sockops", probes::cgroup_sockops(cgroup2.as_deref()));
+    let (msg, msg_pid) = probes::sk_msg();
+    let sk_msg = set("sk_msg", msg);
+    let sk_msg_pid = set("sk_msg_pid", msg_pid);
+    let tcp_hdr_opt = set("tcp_hdr_opt", probes::tcp_hdr_opt());
+    let sock_users = match probes::sock_users(cgroup2.as_deref()) {
+        Ok((users, note)) => {
+            let listed = if users.is_empty() {
+                "no other sockops program on the cgroup v2 root, no sk_msg program loaded".to_string()
+            } else {
+                users.join(" ")
+            };
+            set("sock_users", Outcome { ok: true, note: note.map_or(listed.clone(), |n| format!("{listed}; {n}")) });
+            Some(users)
+        }
+        Err(e) => {
+            set("sock_users", Outcome { ok: false, note: e });
+            None
+        }
+    };
     let ringbuf = set("ringbuf", probes::ringbuf());
     let uprobes = set("uprobes", probes::uprobes());
     let uprobe_multi = set("uprobe_multi", probes::uprobe_multi());
@@ -151,6 +185,11 @@ pub fn probe() -> Features {
     f.ringbuf = ringbuf;
     f.tcx = tcx;
     f.clsact = clsact;
+    f.cgroup_sockops = cgroup_sockops;
+    f.sk_msg = sk_msg;
+    f.sk_msg_pid = sk_msg_pid;
+    f.tcp_hdr_opt = tcp_hdr_opt;
+    f.sock_users = sock_users;
     f.uprobes = uprobes;
     f.uprobe_multi = uprobe_multi;
     f.get_current_task_btf = get_current_task_btf;
