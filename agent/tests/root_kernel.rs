@@ -63,6 +63,7 @@ SEC("sockops") int gt_sockops(void *ctx) { return 1; }
 SEC("sockops") int gt_hdr_opt(void *ctx) { bpf_reserve_hdr_opt(ctx, 0, 0); return 1; }
 SEC("sk_msg") int gt_sk_msg(void *msg) { bpf_msg_push_data(msg, 0, 0, 0); return 1; }
 SEC("sk_msg") int gt_sk_msg_pid(void *msg) { return bpf_get_current_pid_tgid() != 0; }
+SEC("sk_skb/verdict") int gt_skb_verdict(void *skb) { return 1; }
 char LICENSE[] SEC("license") = "GPL";
 "#;
 
@@ -123,7 +124,7 @@ fn load_only(prog: &str) -> Result<Object, libbpf_rs::Error> {
             m.set_autocreate(prog == "gt_task_storage")?;
         }
         if m.name() == "gt_sockhash" {
-            m.set_autocreate(prog.starts_with("gt_sk_msg"))?;
+            m.set_autocreate(prog.starts_with("gt_sk_msg") || prog == "gt_skb_verdict")?;
         }
     }
     open.load()
@@ -408,6 +409,51 @@ fn root_propagation_hooks_match_libbpf() {
         prog.attach_sockmap(fd).map_err(|e| format!("attach_sockmap: {e}"))
     })();
     check("sk_msg", f.sk_msg, &truth, f.note("sk_msg"));
+}
+
+/// FIONREAD of a socket in a sockhash with an sk_msg program (and, apart, a pass-through
+/// SK_SKB verdict too), done with libbpf-rs's API and std's sockets: the probe must agree.
+#[test]
+fn root_sockmap_fionread_matches_an_independent_try() {
+    let f = features();
+    assert!(f.sk_msg, "sk_msg is needed for this check: {}", f.note("sk_msg"));
+    let _g = serial();
+    let fionread = |with_verdict: bool| -> Result<(), String> {
+        let mut open = ObjectBuilder::default().open_file(object_path()).map_err(|e| e.to_string())?;
+        for mut p in open.progs_mut() {
+            let keep = p.name() == "gt_sk_msg" || (with_verdict && p.name() == "gt_skb_verdict");
+            p.set_autoload(keep);
+        }
+        for mut m in open.maps_mut() {
+            m.set_autocreate(m.name() == "gt_sockhash").map_err(|e| e.to_string())?;
+        }
+        let obj = open.load().map_err(|e| e.to_string())?;
+        let map = obj.maps().find(|m| m.name() == "gt_sockhash").ok_or("map missing")?;
+        for p in obj.progs_mut().filter(|p| p.autoload()) {
+            p.attach_sockmap(map.as_fd().as_raw_fd()).map_err(|e| format!("attach_sockmap: {e}"))?;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).map_err(|e| e.to_string())?;
+        let (mut server, _) = listener.accept().map_err(|e| e.to_string())?;
+        map.update(&0u64.to_ne_bytes(), &(client.as_raw_fd() as u64).to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+            .map_err(|e| format!("sockhash update: {e}"))?;
+        server.write_all(&[b'x'; 100]).map_err(|e| e.to_string())?;
+        // Wait for the bytes with a plain blocking read of one byte, then count the rest.
+        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut one = [0u8; 1];
+        std::io::Read::read_exact(&mut &client, &mut one).map_err(|e| format!("read: {e}"))?;
+        std::thread::sleep(Duration::from_millis(50));
+        let mut n: libc::c_int = -1;
+        // SAFETY: FIONREAD writes one int.
+        assert_eq!(unsafe { libc::ioctl(client.as_raw_fd(), libc::FIONREAD, &mut n) }, 0);
+        if n == 99 {
+            Ok(())
+        } else {
+            Err(format!("FIONREAD {n} with 99 bytes unread"))
+        }
+    };
+    check("sockmap_fionread", f.sockmap_fionread, &fionread(false), f.note("sockmap_fionread"));
+    check("sockmap_fionread_verdict", f.sockmap_fionread_verdict, &fionread(true), f.note("sockmap_fionread_verdict"));
 }
 
 /// Another user of the hooks is seen: a sockops program on the cgroup v2 root (as Cilium

@@ -86,6 +86,8 @@ impl Features {
         flag("cgroup_sockops", self.cgroup_sockops);
         flag("sk_msg", self.sk_msg);
         flag("sk_msg_pid", self.sk_msg_pid);
+        flag("sockmap_fionread", self.sockmap_fionread);
+        flag("sockmap_fionread_verdict", self.sockmap_fionread_verdict);
         flag("tcp_hdr_opt", self.tcp_hdr_opt);
         flag("uprobes", self.uprobes);
         flag("uprobe_multi", self.uprobe_multi);

@@ -60,6 +60,11 @@ pub struct Features {
     pub sk_msg: bool,
     /// sk_msg programs may call `bpf_get_current_pid_tgid`.
     pub sk_msg_pid: bool,
+    /// A socket in a sockmap still counts its received bytes in `FIONREAD` (false on kernels
+    /// with the sockmap FIONREAD regression, where the header path would stall applications).
+    pub sockmap_fionread: bool,
+    /// The same with a pass-through SK_SKB verdict program beside the sk_msg one.
+    pub sockmap_fionread_verdict: bool,
     /// sockops programs may write TCP header options (5.10+): ids carried in a TCP option.
     pub tcp_hdr_opt: bool,
     /// Programs already on those hooks (`sockops:<name>` on the cgroup v2 root, `sk_msg:<name>`
@@ -137,6 +142,13 @@ pub fn probe() -> Features {
     let (msg, msg_pid) = probes::sk_msg();
     let sk_msg = set("sk_msg", msg);
     let sk_msg_pid = set("sk_msg_pid", msg_pid);
+    let (fionread, fionread_verdict) = if sk_msg {
+        probes::sockmap_fionread()
+    } else {
+        (Outcome { ok: false, note: "needs sk_msg".into() }, Outcome { ok: false, note: "needs sk_msg".into() })
+    };
+    let sockmap_fionread = set("sockmap_fionread", fionread);
+    let sockmap_fionread_verdict = set("sockmap_fionread_verdict", fionread_verdict);
     let tcp_hdr_opt = set("tcp_hdr_opt", probes::tcp_hdr_opt());
     let sock_users = match probes::sock_users(cgroup2.as_deref()) {
         Ok((users, note)) => {
@@ -188,6 +200,8 @@ pub fn probe() -> Features {
     f.cgroup_sockops = cgroup_sockops;
     f.sk_msg = sk_msg;
     f.sk_msg_pid = sk_msg_pid;
+    f.sockmap_fionread = sockmap_fionread;
+    f.sockmap_fionread_verdict = sockmap_fionread_verdict;
     f.tcp_hdr_opt = tcp_hdr_opt;
     f.sock_users = sock_users;
     f.uprobes = uprobes;

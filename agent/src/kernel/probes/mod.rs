@@ -18,7 +18,7 @@ use libbpf_sys as sys;
 use nix::errno::Errno;
 
 mod sockops;
-pub(crate) use sockops::{cgroup_sockops, sk_msg, sock_users, tcp_hdr_opt};
+pub(crate) use sockops::{cgroup_sockops, sk_msg, sock_users, sockmap_fionread, tcp_hdr_opt};
 
 /// Result of one probe: whether the feature works, and why (shown by `beyla doctor`).
 #[derive(Debug, Clone, PartialEq, Eq)]

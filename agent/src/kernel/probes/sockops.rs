@@ -129,6 +129,93 @@ pub(crate) fn sk_msg() -> (Outcome, Outcome) {
     (msg, pid)
 }
 
+/// Whether a socket in a sockhash with an sk_msg program (where the header path puts a traced
+/// client's sockets) still reports its received bytes to `FIONREAD`. Kernels with "bpf,
+/// sockmap: Fix FIONREAD for sockmap" (929e30f93125, backported to 6.6.128+, 6.12.75+,
+/// 6.18.14+) and without its follow-up (04af4efde58a) count only the psock's own queue there,
+/// 0 for a socket that is only sending through sk_msg: nginx, Java NIO and .NET then stall
+/// or cut responses (grafana/beyla#2941) with no byte rewritten, only because the socket is
+/// in a sockmap. Tried on a loopback connection of the agent's own; `(with the sk_msg program
+/// alone, with a pass-through SK_SKB verdict too)`.
+pub(crate) fn sockmap_fionread() -> (Outcome, Outcome) {
+    let counted = |with_verdict| match fionread_in_sockmap(with_verdict) {
+        Ok(n) if n == FIONREAD_PROBE.len() => Ok(format!("{n} of {n} bytes counted")),
+        Ok(n) => Err(format!("{n} of {} bytes counted", FIONREAD_PROBE.len())),
+        Err(e) => Err(format!("not tested: {e}")),
+    };
+    // A pass-through SK_SKB verdict beside the sk_msg program moves received bytes to the
+    // psock's queue, which the regressed FIONREAD does count (at a cost per received skb).
+    let verdict = match counted(true) {
+        Ok(n) => Outcome::yes(format!("with a pass-through SK_SKB verdict: {n}")),
+        Err(e) => Outcome::no(format!("with a pass-through SK_SKB verdict: {e}")),
+    };
+    let plain = match counted(false) {
+        Ok(n) => Outcome::yes(format!("{n} for a socket in a sockmap")),
+        Err(e) => Outcome::no(format!(
+            "FIONREAD on a socket in a sockmap: {e} (the kernel has 929e30f93125 without 04af4efde58a): sockets put in a sockmap would stall applications"
+        )),
+    };
+    (plain, verdict)
+}
+
+const FIONREAD_PROBE: &[u8] = b"beyla sockmap FIONREAD probe\n";
+
+fn fionread_in_sockmap(with_verdict: bool) -> Result<usize, String> {
+    use std::io::Write;
+    let prog =
+        prog_load(sys::BPF_PROG_TYPE_SK_MSG, &ret_imm(1), 0, 0).map_err(|e| format!("sk_msg program load: {e:?}"))?;
+    // SAFETY: the name is NUL-terminated; no options.
+    let map = owned_fd(unsafe {
+        sys::bpf_map_create(sys::BPF_MAP_TYPE_SOCKHASH, PROG_NAME.as_ptr(), 8, 8, 1, std::ptr::null())
+    })
+    .map_err(|e| format!("sockhash map: {e:?}"))?;
+    // SAFETY: both fds are live.
+    let ret = unsafe { sys::bpf_prog_attach(prog.as_raw_fd(), map.as_raw_fd(), sys::BPF_SK_MSG_VERDICT, 0) };
+    if ret != 0 {
+        return Err(format!("sk_msg attach: {:?}", Errno::from_raw(-ret)));
+    }
+    if with_verdict {
+        // SK_PASS for every received skb: the bytes go through the psock's own queue.
+        let skb = prog_load(sys::BPF_PROG_TYPE_SK_SKB, &ret_imm(1), sys::BPF_SK_SKB_VERDICT, 0)
+            .map_err(|e| format!("sk_skb verdict program load: {e:?}"))?;
+        // SAFETY: both fds are live.
+        let ret = unsafe { sys::bpf_prog_attach(skb.as_raw_fd(), map.as_raw_fd(), sys::BPF_SK_SKB_VERDICT, 0) };
+        if ret != 0 {
+            return Err(format!("sk_skb verdict attach: {:?}", Errno::from_raw(-ret)));
+        }
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("loopback listener: {e}"))?;
+    let client = std::net::TcpStream::connect(listener.local_addr().map_err(|e| e.to_string())?)
+        .map_err(|e| format!("loopback connect: {e}"))?;
+    let (mut server, _) = listener.accept().map_err(|e| format!("loopback accept: {e}"))?;
+    let (key, fd) = (0u64, client.as_raw_fd() as u64);
+    // SAFETY: key and value are 8 bytes, as the map was created with.
+    let ret = unsafe {
+        sys::bpf_map_update_elem(
+            map.as_raw_fd(),
+            (&key as *const u64).cast(),
+            (&fd as *const u64).cast(),
+            sys::BPF_ANY.into(),
+        )
+    };
+    if ret != 0 {
+        return Err(format!("adding a socket to the sockhash: {:?}", Errno::from_raw(-ret)));
+    }
+    server.write_all(FIONREAD_PROBE).map_err(|e| format!("loopback write: {e}"))?;
+    let mut pfd = libc::pollfd { fd: client.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut pfd, 1, 1000) } != 1 {
+        return Err("the loopback bytes did not arrive within 1 s".into());
+    }
+    // Loopback delivers a small write at once; poll said it is there.
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(client.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
+        return Err(format!("FIONREAD: {}", std::io::Error::last_os_error()));
+    }
+    Ok(n.max(0) as usize)
+}
+
 /// sockops programs that may write TCP header options (`bpf_reserve_hdr_opt` and its
 /// siblings, 5.10+).
 pub(crate) fn tcp_hdr_opt() -> Outcome {
@@ -168,7 +255,10 @@ pub(crate) fn sock_users(cgroup2: Option<&Path>) -> Result<(Vec<String>, Option<
             break;
         }
         match prog_info(id) {
-            Ok((ty, name)) if ty == sys::BPF_PROG_TYPE_SK_MSG => users.push(format!("sk_msg:{name}")),
+            // The feature probes' own (freed after an RCU grace period) are not users.
+            Ok((ty, name)) if ty == sys::BPF_PROG_TYPE_SK_MSG && name != PROG_NAME.to_string_lossy() => {
+                users.push(format!("sk_msg:{name}"))
+            }
             Ok(_) => {}
             Err(e) => {
                 note = Some(format!("sk_msg programs not listed: {e:?}"));
