@@ -4,6 +4,9 @@
 #
 #   scripts/fuzz.sh --short                  CI: ~30 s per target
 #   scripts/fuzz.sh --long [SECONDS] [T...]  SECONDS per target (default 3600), targets T (default all)
+#   scripts/fuzz.sh --long SECONDS --resume T...
+#                                            continue each target's last campaign (its queue, and
+#                                            AFL's counts of executions and time) for SECONDS more
 #
 # Installs cargo-afl when missing, builds the targets, runs each from its seed corpus
 # (fuzz/corpus/<target>/) for the duration and prints its executions and execs/s. A crash makes
@@ -30,10 +33,15 @@ case "$mode" in
     fi
     ;;
 *)
-    echo "usage: $0 --short | --long [SECONDS] [TARGET...]" >&2
+    echo "usage: $0 --short | --long [SECONDS] [--resume] [TARGET...]" >&2
     exit 2
     ;;
 esac
+resume=0
+if [[ ${1:-} == --resume ]]; then
+    resume=1
+    shift
+fi
 if (($# > 0)); then
     TARGETS=("$@")
 fi
@@ -80,9 +88,16 @@ failed=0
 summary=()
 for t in "${TARGETS[@]}"; do
     out="$root/fuzz/target/afl/$t"
-    rm -rf "$out"
-    mkdir -p "$out"
-    echo "== fuzzing $t for ${secs}s"
+    input=(-i "$root/fuzz/corpus/$t")
+    if ((resume)) && [[ -f $out/default/fuzzer_stats ]]; then
+        # AFL++ resumes in place from the queue and carries execs_done and run_time over.
+        input=(-i -)
+        echo "== resuming $t for ${secs}s (from $(stat execs_done "$out/default/fuzzer_stats") executions)"
+    else
+        rm -rf "$out"
+        mkdir -p "$out"
+        echo "== fuzzing $t for ${secs}s"
+    fi
     # An execution of go_inspect that walks the base's whole DWARF takes ~25 ms; AFL would
     # otherwise time out at 20 ms, set from its faster inputs.
     timeout=()
@@ -90,7 +105,7 @@ for t in "${TARGETS[@]}"; do
         timeout=(-t 250)
     fi
     start=$(date +%s)
-    if ! cargo afl fuzz -V "$secs" "${timeout[@]}" -i "$root/fuzz/corpus/$t" -o "$out" \
+    if ! cargo afl fuzz -V "$secs" "${timeout[@]}" "${input[@]}" -o "$out" \
         -- "$root/fuzz/target/release/$t" >"$out/afl.log" 2>&1; then
         tail -n 30 "$out/afl.log" >&2
         echo "$t: afl-fuzz failed (log: $out/afl.log)" >&2
