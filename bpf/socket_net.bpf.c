@@ -82,6 +82,13 @@ static __always_inline int in_transfer_syscall(void)
 	return 0;
 }
 
+/* Bytes the socket received that its process has not read yet. */
+static __always_inline int unread(struct sock *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	return tp && tp->rcv_nxt != tp->copied_seq;
+}
+
 static __always_inline void send_end(struct sock *sk, struct sock_mark *m)
 {
 	__u64 owner = m->pid_tgid;
@@ -113,7 +120,7 @@ static __always_inline int on_transfer(struct sock *sk, int ret, __u8 dir)
 			describe_buffer(&a, dir);
 		emit_transfer(id, &a, n, flags);
 	}
-	if (m && m->ended)
+	if (m && m->ended && !unread(sk))
 		send_end(sk, m);
 	return 0;
 }
@@ -136,7 +143,8 @@ int BPF_PROG(stp__recv, struct sock *sk, int ret, int flags)
  * read), or it went to CLOSE (a reset, or the end of the FIN exchange), in whatever context
  * the kernel does that. Once per socket: the mark goes with the first. A reset the owner's
  * own sendmsg/recvmsg processes (from the socket's backlog, as it releases the socket) comes
- * before that transfer's tracepoint: the end is reported after the transfer, by it. */
+ * before that transfer's tracepoint: the end is reported after the transfer, by it. So is a
+ * close with bytes still unread (see below). */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(stp__state, struct sock *sk, int oldstate, int newstate)
 {
@@ -149,6 +157,14 @@ int BPF_PROG(stp__state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	/* sk_lock.owned: the current task holds the socket (process context), not softirq. */
 	if (sk->sk_lock.owned && bpf_get_current_pid_tgid() >> 32 == m->pid_tgid >> 32 && in_transfer_syscall()) {
+		m->ended = 1;
+		return 0;
+	}
+	/* A client that shut its sending side first gets the answer and the FIN together: the
+	 * socket closes (TIME_WAIT) before its process reads the answer. The end then comes
+	 * after the read that takes the last bytes (a process that closes without reading them
+	 * sends no more events: the decoder's idle expiry ends the connection). */
+	if (newstate == TCP_CLOSE && unread(sk)) {
 		m->ended = 1;
 		return 0;
 	}

@@ -586,6 +586,45 @@ fn root_capture_reports_each_connection_end_once() {
     assert!(after_shutdown, "the reply read after shutdown(SHUT_WR) was not captured: {data:#?}");
 }
 
+/// A client that shuts its sending side, then reads an answer the server sent together with
+/// its FIN: the client's socket closes (TIME_WAIT) before the read. The answer is captured,
+/// and the end comes after it, once.
+#[test]
+fn root_capture_answer_read_after_the_connection_closed() {
+    let mut cap = start(0);
+    let (mut client, mut server, port) = pair();
+    client.write_all(b"question").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut req = Vec::new();
+    server.read_to_end(&mut req).unwrap();
+    server.write_all(b"answer").unwrap();
+    drop(server);
+    // The answer and the FIN arrive; the client's socket goes to TIME_WAIT meanwhile.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"answer");
+    drop(client);
+
+    let events = cap.collect_all(Duration::from_millis(500));
+    let sock = events
+        .iter()
+        .find_map(|e| match e {
+            RawEvent::Data(d) if d.remote.port() == port && d.direction == Direction::Send => Some(d.sock_id),
+            _ => None,
+        })
+        .expect("the client's write was captured");
+    let order: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            RawEvent::Data(d) if d.sock_id == sock => Some(String::from_utf8_lossy(&d.data).into_owned()),
+            RawEvent::Close { sock_id, .. } if *sock_id == sock => Some("<close>".into()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec!["question", "answer", "<close>"], "the client socket's events in ring order");
+}
+
 /// The socket family (Linux 6.3+): bytes peeked at (MSG_PEEK) come once, with the read that
 /// takes them; bytes it cannot read (sendfile from a file) still count in the lengths, so a
 /// body sent that way is not lost to the framing.
