@@ -586,6 +586,26 @@ fn root_capture_reports_each_connection_end_once() {
     assert!(after_shutdown, "the reply read after shutdown(SHUT_WR) was not captured: {data:#?}");
 }
 
+/// The events of the client socket connected to `port` (found by its first write), in ring
+/// order: each data event's bytes, and `<close>`.
+fn client_socket_events(events: &[RawEvent], port: u16) -> Vec<String> {
+    let sock = events
+        .iter()
+        .find_map(|e| match e {
+            RawEvent::Data(d) if d.remote.port() == port && d.direction == Direction::Send => Some(d.sock_id),
+            _ => None,
+        })
+        .expect("the client's writes were captured");
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RawEvent::Data(d) if d.sock_id == sock => Some(String::from_utf8_lossy(&d.data).into_owned()),
+            RawEvent::Close { sock_id, .. } if *sock_id == sock => Some("<close>".into()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A client that shuts its sending side, then reads an answer the server sent together with
 /// its FIN: the client's socket closes (TIME_WAIT) before the read. The answer is captured,
 /// and the end comes after it, once.
@@ -606,22 +626,7 @@ fn root_capture_answer_read_after_the_connection_closed() {
     assert_eq!(answer, b"answer");
     drop(client);
 
-    let events = cap.collect_all(Duration::from_millis(500));
-    let sock = events
-        .iter()
-        .find_map(|e| match e {
-            RawEvent::Data(d) if d.remote.port() == port && d.direction == Direction::Send => Some(d.sock_id),
-            _ => None,
-        })
-        .expect("the client's write was captured");
-    let order: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            RawEvent::Data(d) if d.sock_id == sock => Some(String::from_utf8_lossy(&d.data).into_owned()),
-            RawEvent::Close { sock_id, .. } if *sock_id == sock => Some("<close>".into()),
-            _ => None,
-        })
-        .collect();
+    let order = client_socket_events(&cap.collect_all(Duration::from_millis(500)), port);
     assert_eq!(order, vec!["question", "answer", "<close>"], "the client socket's events in ring order");
 }
 
@@ -695,21 +700,6 @@ fn root_capture_write_after_the_peer_closed_then_close() {
     let _ = client.read(&mut buf); // the reset (or EOF)
     drop(client);
 
-    let events = cap.collect_all(Duration::from_millis(500));
-    let sock = events
-        .iter()
-        .find_map(|e| match e {
-            RawEvent::Data(d) if d.remote.port() == port && d.direction == Direction::Send => Some(d.sock_id),
-            _ => None,
-        })
-        .expect("the client's writes were captured");
-    let order: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            RawEvent::Data(d) if d.sock_id == sock => Some(String::from_utf8_lossy(&d.data).into_owned()),
-            RawEvent::Close { sock_id, .. } if *sock_id == sock => Some("<close>".into()),
-            _ => None,
-        })
-        .collect();
+    let order = client_socket_events(&cap.collect_all(Duration::from_millis(500)), port);
     assert_eq!(order, vec!["hello", "late", "<close>"], "the client socket's events in ring order");
 }
