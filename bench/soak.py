@@ -16,9 +16,11 @@ services counted exactly, events lost.
 
 Checks (exit 1 if one fails): the agent is alive; no event lost; every stable count exact;
 every churned service counted exactly; BPF map descriptors unchanged over the window; the lowest
-count of BPF link descriptors in the window's second half no higher than in its first, and of
-fds no more than 2 higher (a churned service holds links until the agent sees it exit: the
-lowest count is the base a leak would raise); RSS at the end <= 40 MB with --rss-bounds (a release build); with --minutes >= 30, the RSS
+count of BPF link descriptors in the window's second half at most 4 above its first, and of fds
+at most 8 above (a churned service holds links and fds until the agent sees it exit, and one is
+started every 3 s, so even the lowest sample of a half may hold one: a Go service's probes are a
+few links. A leak of one descriptor per churned service would add about one per 3 s between
+the halves, 30 or more in a 5-minute run); RSS at the end <= 40 MB with --rss-bounds (a release build); with --minutes >= 30, the RSS
 slope <= 2 MB/h.
 
 Usage: bench/soak.py --agent target/release/beyla [--minutes 60] [--json out.json]
@@ -37,6 +39,10 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+# What the churned services alive at the lowest sample of a half may hold (see the docstring).
+FDS_SLACK = 8
+LINKS_SLACK = 4
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 STABLE = ["python", "node", "go", "rust", "java"]
@@ -341,7 +347,7 @@ def main():
         c["churned services counted exactly"] = len(churned) > 0 and exact_churn == len(churned)
         c["BPF maps held unchanged"] = bool(window) and first["bpf_maps"] == last["bpf_maps"]
         fds, links = report["fds_low"], report["bpf_links_low"]
-        c["fds and BPF links not growing"] = bool(half) and fds[1] <= fds[0] + 2 and links[1] <= links[0]
+        c["fds and BPF links not growing"] = bool(half) and fds[1] <= fds[0] + FDS_SLACK and links[1] <= links[0] + LINKS_SLACK
         if args.rss_bounds:
             c[f"RSS at the end <= {END_RSS_MB} MB"] = report["rss_mb_last"] <= END_RSS_MB
         if args.minutes >= 30:
