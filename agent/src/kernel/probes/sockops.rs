@@ -112,21 +112,27 @@ pub(crate) fn sk_msg() -> (Outcome, Outcome) {
         Ok(p) => p,
         Err(e) => return (Outcome::no(format!("sk_msg program with bpf_msg_push_data: {e:?}")), pid),
     };
-    // SAFETY: the name is NUL-terminated; no options.
-    let map = match owned_fd(unsafe {
-        sys::bpf_map_create(sys::BPF_MAP_TYPE_SOCKHASH, PROG_NAME.as_ptr(), 8, 8, 1, std::ptr::null())
-    }) {
-        Ok(m) => m,
-        Err(e) => return (Outcome::no(format!("sockhash map: {e:?}")), pid),
-    };
-    // Owned by the map: closing it (the agent's exit) detaches the program.
-    // SAFETY: both fds are live.
-    let ret = unsafe { sys::bpf_prog_attach(prog.as_raw_fd(), map.as_raw_fd(), sys::BPF_SK_MSG_VERDICT, 0) };
-    let msg = match ret {
-        0 => Outcome::yes("sk_msg program with bpf_msg_push_data attached to a sockhash"),
-        e => Outcome::no(format!("sk_msg attach to a sockhash: {:?}", Errno::from_raw(-e))),
+    let msg = match sockhash_with(&prog) {
+        Ok(_map) => Outcome::yes("sk_msg program with bpf_msg_push_data attached to a sockhash"),
+        Err(e) => Outcome::no(e),
     };
     (msg, pid)
+}
+
+/// An empty sockhash with the sk_msg program `prog` attached. The map owns the attachment:
+/// closing it (the agent's exit) detaches the program.
+fn sockhash_with(prog: &OwnedFd) -> Result<OwnedFd, String> {
+    // SAFETY: the name is NUL-terminated; no options.
+    let map = owned_fd(unsafe {
+        sys::bpf_map_create(sys::BPF_MAP_TYPE_SOCKHASH, PROG_NAME.as_ptr(), 8, 8, 1, std::ptr::null())
+    })
+    .map_err(|e| format!("sockhash map: {e:?}"))?;
+    // SAFETY: both fds are live.
+    let ret = unsafe { sys::bpf_prog_attach(prog.as_raw_fd(), map.as_raw_fd(), sys::BPF_SK_MSG_VERDICT, 0) };
+    if ret != 0 {
+        return Err(format!("sk_msg attach to a sockhash: {:?}", Errno::from_raw(-ret)));
+    }
+    Ok(map)
 }
 
 /// Whether a socket in a sockhash with an sk_msg program (where the header path puts a traced
@@ -164,16 +170,7 @@ fn fionread_in_sockmap(with_verdict: bool) -> Result<usize, String> {
     use std::io::Write;
     let prog =
         prog_load(sys::BPF_PROG_TYPE_SK_MSG, &ret_imm(1), 0, 0).map_err(|e| format!("sk_msg program load: {e:?}"))?;
-    // SAFETY: the name is NUL-terminated; no options.
-    let map = owned_fd(unsafe {
-        sys::bpf_map_create(sys::BPF_MAP_TYPE_SOCKHASH, PROG_NAME.as_ptr(), 8, 8, 1, std::ptr::null())
-    })
-    .map_err(|e| format!("sockhash map: {e:?}"))?;
-    // SAFETY: both fds are live.
-    let ret = unsafe { sys::bpf_prog_attach(prog.as_raw_fd(), map.as_raw_fd(), sys::BPF_SK_MSG_VERDICT, 0) };
-    if ret != 0 {
-        return Err(format!("sk_msg attach: {:?}", Errno::from_raw(-ret)));
-    }
+    let map = sockhash_with(&prog)?;
     if with_verdict {
         // SK_PASS for every received skb: the bytes go through the psock's own queue.
         let skb = prog_load(sys::BPF_PROG_TYPE_SK_SKB, &ret_imm(1), sys::BPF_SK_SKB_VERDICT, 0)
